@@ -1,0 +1,21 @@
+//! synup: a declarative upload engine for Synapse data collections.
+//!
+//! The program is a small compiler followed by an executor:
+//!
+//! - [`recipe`] reads a YAML/TOML recipe into typed values with spans, and
+//!   resolves it (compiled globs, regexes, the collection's specs and schema);
+//! - [`plan`] compiles a resolved recipe into a stage graph, runs its pure stages
+//!   and produces a [`plan::Plan`]: sorted, hashed, deterministic;
+//! - [`stages`] holds one module per stage (scan, classify, group, metadata,
+//!   validate, checksum);
+//! - [`source`] walks source roots; [`target`] reads what a target already holds;
+//! - [`explore`] summarises a folder for people writing a recipe.
+//!
+//! Library code never prints: the binary's `cli` and `console` modules do.
+
+pub mod explore;
+pub mod plan;
+pub mod recipe;
+pub mod source;
+pub mod stages;
+pub mod target;
