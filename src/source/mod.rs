@@ -1,1 +1,9 @@
+//! Discovering files under a source root.
+//!
+//! A scan yields, per root, every file with its relative path, size and mtime,
+//! after the junk list and `exclude` globs; names that are not UTF-8 and walk
+//! problems (symlink loops, unreadable folders) are reported beside them.
 
+pub mod local;
+
+pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};

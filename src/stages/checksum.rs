@@ -1,0 +1,248 @@
+//! Checksum: SHA-1 of every unit file, read with many concurrent readers, with a
+//! cache keyed by (path, size, mtime) so an unchanged tree is not read again.
+//!
+//! The cache is a line-oriented file that is rewritten atomically (temp + rename).
+//! A record cut short by a crash at the end is dropped silently; anything else
+//! that does not parse makes the cache start empty, with a warning.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha1::{Digest, Sha1};
+
+use super::Warning;
+
+pub type Sha1Digest = [u8; 20];
+
+const HEADER: &str = "synup-checksums v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CacheEntry {
+    size: u64,
+    mtime_ns: i64,
+    sha1: Sha1Digest,
+}
+
+#[derive(Debug)]
+pub struct ChecksumCache {
+    path: PathBuf,
+    entries: HashMap<String, CacheEntry>,
+    used: HashMap<String, CacheEntry>,
+    changed: bool,
+    pub warning: Option<Warning>,
+}
+
+impl ChecksumCache {
+    /// Opens the cache at `path`; a missing file is an empty cache.
+    pub fn open(path: PathBuf) -> Self {
+        let mut cache = Self { path, entries: HashMap::new(), used: HashMap::new(), changed: false, warning: None };
+        let file = match std::fs::File::open(&cache.path) {
+            Ok(f) => f,
+            Err(_) => return cache,
+        };
+        match parse(BufReader::new(file)) {
+            Ok(entries) => cache.entries = entries,
+            Err(why) => {
+                cache.changed = true;
+                cache.warning = Some(Warning::new(
+                    "checksum_cache_rebuilt",
+                    format!("checksum cache {} is unreadable ({why}); rebuilding it", cache.path.display()),
+                ));
+            }
+        }
+        cache
+    }
+
+    fn lookup(&self, key: &str, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
+        self.entries.get(key).filter(|e| e.size == size && e.mtime_ns == mtime_ns).map(|e| e.sha1)
+    }
+
+    /// Writes the entries used by this run, if anything changed. Errors are
+    /// returned as a warning: a cache that cannot be written costs only time.
+    pub fn save(&mut self) -> Option<Warning> {
+        if !self.changed && self.used.len() == self.entries.len() {
+            return None;
+        }
+        let result = (|| -> std::io::Result<()> {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = self.path.with_extension("tmp");
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            writeln!(out, "{HEADER}")?;
+            let mut keys: Vec<&String> = self.used.keys().collect();
+            keys.sort();
+            for k in keys {
+                let e = &self.used[k];
+                writeln!(out, "{} {} {} {}", hex::encode(e.sha1), e.size, e.mtime_ns, serde_json::to_string(k).unwrap_or_default())?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        result.err().map(|e| Warning::new("checksum_cache_unwritable", format!("cannot write checksum cache {}: {e}", self.path.display())))
+    }
+}
+
+fn parse(mut reader: impl BufRead) -> Result<HashMap<String, CacheEntry>, String> {
+    let mut entries = HashMap::new();
+    let mut line = String::new();
+    let mut first = true;
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(entries);
+        }
+        if !line.ends_with('\n') {
+            // The last record was cut by a crash: drop it.
+            return Ok(entries);
+        }
+        let record = line.trim_end_matches('\n');
+        if first {
+            first = false;
+            if record != HEADER {
+                return Err("unknown header".to_owned());
+            }
+            continue;
+        }
+        let mut parts = record.splitn(4, ' ');
+        let (Some(sha), Some(size), Some(mtime), Some(path)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err("malformed record".to_owned());
+        };
+        let mut sha1 = [0u8; 20];
+        hex::decode_to_slice(sha, &mut sha1).map_err(|_| "malformed checksum".to_owned())?;
+        let size = size.parse().map_err(|_| "malformed size".to_owned())?;
+        let mtime_ns = mtime.parse().map_err(|_| "malformed mtime".to_owned())?;
+        let path: String = serde_json::from_str(path).map_err(|_| "malformed path".to_owned())?;
+        entries.insert(path, CacheEntry { size, mtime_ns, sha1 });
+    }
+}
+
+/// A file to hash.
+#[derive(Debug, Clone)]
+pub struct HashRequest {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// Counts for the plan's progress and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HashStats {
+    pub cached: u64,
+    pub hashed: u64,
+    pub bytes_read: u64,
+}
+
+/// Hashes every request (cache first), `readers` files at a time.
+pub fn hash_all(
+    requests: &[HashRequest],
+    cache: &mut ChecksumCache,
+    readers: usize,
+) -> (Vec<Result<Sha1Digest, String>>, HashStats) {
+    let keys: Vec<String> = requests.iter().map(|r| r.path.to_string_lossy().into_owned()).collect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(readers.max(1)).build();
+    let work = || {
+        requests
+            .par_iter()
+            .zip(keys.par_iter())
+            .map(|(r, k)| match cache.lookup(k, r.size, r.mtime_ns) {
+                Some(d) => (Ok(d), true),
+                None => (sha1_file(&r.path).map_err(|e| e.to_string()), false),
+            })
+            .collect::<Vec<_>>()
+    };
+    let results = match &pool {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    };
+    let mut stats = HashStats::default();
+    let mut out = Vec::with_capacity(results.len());
+    for ((result, cached), (req, key)) in results.into_iter().zip(requests.iter().zip(keys)) {
+        if let Ok(d) = result {
+            let entry = CacheEntry { size: req.size, mtime_ns: req.mtime_ns, sha1: d };
+            if cached {
+                stats.cached += 1;
+            } else {
+                stats.hashed += 1;
+                stats.bytes_read += req.size;
+                cache.changed = true;
+            }
+            cache.used.insert(key, entry);
+        }
+        out.push(result);
+    }
+    (out, stats)
+}
+
+/// SHA-1 of a file's bytes, streamed in 256 KiB chunks.
+pub fn sha1_file(path: &Path) -> std::io::Result<Sha1Digest> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha1::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(hex::encode(sha1_file(&p).unwrap()), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+
+    #[test]
+    fn cache_round_trip_skips_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let cache_path = dir.path().join("cache");
+        let req = [HashRequest { path: p.clone(), size: 3, mtime_ns: 7 }];
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        let (_, stats) = hash_all(&req, &mut cache, 2);
+        assert_eq!(stats.hashed, 1);
+        assert!(cache.save().is_none());
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        let (r, stats) = hash_all(&req, &mut cache, 2);
+        assert_eq!((stats.cached, stats.hashed), (1, 0));
+        assert_eq!(hex::encode(r[0].as_ref().unwrap()), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        // A different mtime means the file is read again.
+        let req2 = [HashRequest { path: p, size: 3, mtime_ns: 8 }];
+        let (_, stats) = hash_all(&req2, &mut cache, 2);
+        assert_eq!(stats.hashed, 1);
+    }
+
+    #[test]
+    fn torn_last_record_is_dropped_silently() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join("cache");
+        let good = format!("{HEADER}\n{} 3 7 \"/x\"\n", "a9993e364706816aba3e25717850c26c9cd0d89d");
+        std::fs::write(&cache_path, format!("{good}a9993e36470681")).unwrap();
+        let cache = ChecksumCache::open(cache_path);
+        assert!(cache.warning.is_none());
+        assert_eq!(cache.entries.len(), 1);
+    }
+
+    #[test]
+    fn garbage_cache_is_rebuilt_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join("cache");
+        std::fs::write(&cache_path, "\u{0}\u{1}garbage\nmore\n").unwrap();
+        let cache = ChecksumCache::open(cache_path);
+        assert_eq!(cache.warning.as_ref().unwrap().code, "checksum_cache_rebuilt");
+        assert!(cache.entries.is_empty());
+    }
+}

@@ -1,0 +1,174 @@
+//! Classify: decide each discovered file's spec, or why it has none (SPEC 2.1).
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::{UnmatchedReason, extension};
+use crate::recipe::resolve::{Asset, FileRuleCompiled, FileSpec};
+use crate::source::ScannedFile;
+
+/// A file's outcome before grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified {
+    Spec(u32),
+    Unmatched(UnmatchedReason),
+}
+
+/// The same extension claimed by several specs, with a file that needed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionConflict {
+    pub extension: String,
+    pub specs: Vec<String>,
+    pub example: String,
+}
+
+/// Single-path mode: rules first; without rules, a first-level folder named like a
+/// spec, then the spec that claims the extension.
+pub fn classify_single(
+    files: &[ScannedFile],
+    specs: &[FileSpec],
+    rules: &[FileRuleCompiled],
+) -> (Vec<Classified>, Vec<ExtensionConflict>) {
+    let mut by_ext: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        for e in &s.extensions {
+            let list = by_ext.entry(e.as_str()).or_default();
+            if !list.contains(&i) {
+                list.push(i);
+            }
+        }
+    }
+    let outcomes: Vec<Result<Classified, (String, String)>> = files
+        .par_iter()
+        .map(|f| {
+            let spec = if !rules.is_empty() {
+                match rules.iter().find(|r| r.matcher.is_match(&f.rel)) {
+                    Some(rule) => rule.spec,
+                    None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
+                }
+            } else if let Some(i) = f
+                .rel
+                .split_once('/')
+                .and_then(|(first, _)| specs.iter().position(|s| s.name == first))
+            {
+                i
+            } else {
+                let ext = extension(&f.rel);
+                match by_ext.get(ext.as_str()).map(Vec::as_slice) {
+                    Some([one]) => *one,
+                    Some(_) => return Err((ext, f.rel.clone())),
+                    None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
+                }
+            };
+            Ok(check_extension(&f.rel, spec, specs))
+        })
+        .collect();
+    let mut conflicts: BTreeMap<String, ExtensionConflict> = BTreeMap::new();
+    let classified = outcomes
+        .into_iter()
+        .map(|o| match o {
+            Ok(c) => c,
+            Err((ext, rel)) => {
+                conflicts.entry(ext.clone()).or_insert_with(|| ExtensionConflict {
+                    specs: by_ext[ext.as_str()].iter().map(|&i| specs[i].name.clone()).collect(),
+                    extension: ext,
+                    example: rel,
+                });
+                Classified::Unmatched(UnmatchedReason::NoRule)
+            }
+        })
+        .collect();
+    (classified, conflicts.into_values().collect())
+}
+
+/// Multi-path mode: every file under an asset's root is a candidate for its spec,
+/// narrowed by the asset's `include` globs.
+pub fn classify_asset(files: &[ScannedFile], asset: &Asset, specs: &[FileSpec]) -> Vec<Classified> {
+    files
+        .par_iter()
+        .map(|f| match &asset.include {
+            Some(include) if !include.is_match(&f.rel) => Classified::Unmatched(UnmatchedReason::NoRule),
+            _ => check_extension(&f.rel, asset.spec, specs),
+        })
+        .collect()
+}
+
+fn check_extension(rel: &str, spec: usize, specs: &[FileSpec]) -> Classified {
+    if specs[spec].allows_extension(&extension(rel)) {
+        Classified::Spec(spec as u32)
+    } else {
+        Classified::Unmatched(UnmatchedReason::ExtensionNotAllowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, exts: &[&str]) -> FileSpec {
+        FileSpec {
+            name: name.into(),
+            file_type: "x".into(),
+            extensions: exts.iter().map(|e| e.to_string()).collect(),
+            is_required: true,
+            is_primary: false,
+        }
+    }
+    fn files(rels: &[&str]) -> Vec<ScannedFile> {
+        rels.iter().map(|r| ScannedFile { rel: r.to_string(), size: 1, mtime_ns: 0 }).collect()
+    }
+    fn rule(p: &str, spec: usize) -> FileRuleCompiled {
+        FileRuleCompiled {
+            pattern: p.into(),
+            matcher: globset::GlobBuilder::new(p).literal_separator(true).build().unwrap().compile_matcher(),
+            spec,
+        }
+    }
+
+    #[test]
+    fn extension_fallback_and_no_rule() {
+        let specs = [spec("image_1", &["png"]), spec("label_1", &["json"])];
+        let (c, conflicts) = classify_single(&files(&["p1/a.png", "p1/a.JSON", "p1/notes.txt"]), &specs, &[]);
+        assert_eq!(c, [Classified::Spec(0), Classified::Spec(1), Classified::Unmatched(UnmatchedReason::NoRule)]);
+        assert!(conflicts.is_empty());
+    }
+
+    #[test]
+    fn spec_named_folders_win_over_extensions() {
+        let specs = [spec("image_1", &["png"]), spec("mask_1", &["png"])];
+        let (c, conflicts) = classify_single(&files(&["mask_1/a.png", "image_1/a.png"]), &specs, &[]);
+        assert_eq!(c, [Classified::Spec(1), Classified::Spec(0)]);
+        assert!(conflicts.is_empty());
+    }
+
+    #[test]
+    fn shared_extension_without_rules_is_a_conflict() {
+        let specs = [spec("image_1", &["png"]), spec("mask_1", &["png"])];
+        let (_, conflicts) = classify_single(&files(&["p1/a.png"]), &specs, &[]);
+        assert_eq!(conflicts[0].specs, ["image_1", "mask_1"]);
+    }
+
+    #[test]
+    fn first_matching_rule_wins_then_extension_is_checked() {
+        let specs = [spec("image_1", &["png"]), spec("label_1", &["json"])];
+        let rules = [rule("**/img/*", 0), rule("**/*", 1)];
+        let (c, _) = classify_single(&files(&["p/img/a.png", "p/img/a.gif", "p/x.json", "p/x.txt"]), &specs, &rules);
+        assert_eq!(
+            c,
+            [
+                Classified::Spec(0),
+                Classified::Unmatched(UnmatchedReason::ExtensionNotAllowed),
+                Classified::Spec(1),
+                Classified::Unmatched(UnmatchedReason::ExtensionNotAllowed)
+            ]
+        );
+    }
+
+    #[test]
+    fn leading_double_star_matches_zero_folders() {
+        let specs = [spec("image_1", &["png"])];
+        let (c, _) = classify_single(&files(&["a.png"]), &specs, &[rule("**/*.png", 0)]);
+        assert_eq!(c, [Classified::Spec(0)]);
+    }
+}

@@ -1,0 +1,250 @@
+//! Group: turn classified files into units by their group key (SPEC 2.2), detecting
+//! the directory layout when the recipe gives no `group_key_regex`.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use regex::Regex;
+use serde::Serialize;
+
+use super::FileRef;
+use super::classify::Classified;
+use crate::recipe::resolve::KeyTemplate;
+use crate::source::ScannedFile;
+
+/// Groups by the first folder (patterns 1 and 4).
+pub const FIRST_FOLDER_REGEX: &str = "^(?P<group_key>[^/]+)/";
+/// Groups by the file stem (patterns 2, 3 and 5).
+pub const STEM_REGEX: &str = r"^(?:.*/)?(?P<group_key>[^/]+?)(?:\.[^./]+)?$";
+
+/// The layout the plan reports: a detected seed pattern, or the recipe's regex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layout {
+    pub pattern: Option<u8>,
+    pub group_key_regex: Option<String>,
+}
+
+impl Layout {
+    pub fn describe(&self) -> &'static str {
+        match self.pattern {
+            Some(1) => "nested folders, one per unit",
+            Some(2) => "type-separated folders, matched by file stem",
+            Some(3) => "flat folder, matched by file stem",
+            Some(4) => "deeply nested, one top folder per unit",
+            Some(5) => "multi-path, matched by file stem",
+            _ => "group_key_regex from the recipe",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitDraft {
+    pub key: String,
+    pub group_key: String,
+    /// (spec, file), sorted by spec then path.
+    pub files: Vec<(u32, FileRef)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupError {
+    /// No pattern fits: files sit at different depths. depth → (count, example path).
+    MixedDepths { depths: BTreeMap<usize, (usize, String)> },
+    /// Different group keys render one unit key.
+    KeyCollision { key: String, group_keys: Vec<String> },
+}
+
+#[derive(Debug, Default)]
+pub struct Grouped {
+    pub layout: Option<Layout>,
+    /// Sorted by key (byte order).
+    pub units: Vec<UnitDraft>,
+    pub no_group_key: Vec<FileRef>,
+    pub errors: Vec<GroupError>,
+}
+
+/// Picks the seed pattern from the depths of the matched files.
+pub fn detect_layout(depths: &BTreeMap<usize, (usize, String)>, first_folders: usize, spec_count: usize, multi_path: bool) -> Result<Layout, GroupError> {
+    let layout = |pattern: u8, regex: &str| Layout { pattern: Some(pattern), group_key_regex: Some(regex.to_owned()) };
+    if multi_path {
+        return Ok(layout(5, STEM_REGEX));
+    }
+    let keys: Vec<usize> = depths.keys().copied().collect();
+    match keys.as_slice() {
+        [] | [1] => Ok(layout(3, STEM_REGEX)),
+        [2] if first_folders <= spec_count => Ok(layout(2, STEM_REGEX)),
+        [2] => Ok(layout(1, FIRST_FOLDER_REGEX)),
+        ds if ds.iter().all(|&d| d >= 3) => Ok(layout(4, FIRST_FOLDER_REGEX)),
+        _ => Err(GroupError::MixedDepths { depths: depths.clone() }),
+    }
+}
+
+/// Groups the members of every root into units.
+pub fn group(
+    roots: &[&[ScannedFile]],
+    classified: &[Vec<Classified>],
+    explicit: Option<&(Regex, String)>,
+    template: &KeyTemplate,
+    spec_count: usize,
+    multi_path: bool,
+) -> Grouped {
+    let mut out = Grouped::default();
+    let members: Vec<(u32, FileRef, &str)> = classified
+        .iter()
+        .enumerate()
+        .flat_map(|(r, c)| {
+            c.iter().enumerate().filter_map(move |(i, c)| match c {
+                Classified::Spec(s) => Some((*s, FileRef { root: r as u32, index: i as u32 }, roots[r][i].rel.as_str())),
+                Classified::Unmatched(_) => None,
+            })
+        })
+        .collect();
+
+    let (regex, layout) = match explicit {
+        Some((re, text)) => (re.clone(), Layout { pattern: None, group_key_regex: Some(text.clone()) }),
+        None => {
+            let mut depths: BTreeMap<usize, (usize, String)> = BTreeMap::new();
+            let mut first_folders = std::collections::BTreeSet::new();
+            for (_, _, rel) in &members {
+                let depth = rel.matches('/').count() + 1;
+                let e = depths.entry(depth).or_insert_with(|| (0, rel.to_string()));
+                e.0 += 1;
+                if let Some((first, _)) = rel.split_once('/') {
+                    first_folders.insert(first);
+                }
+            }
+            match detect_layout(&depths, first_folders.len(), spec_count, multi_path) {
+                Ok(layout) => {
+                    let re = Regex::new(layout.group_key_regex.as_deref().unwrap_or(STEM_REGEX)).expect("built-in regexes compile");
+                    (re, layout)
+                }
+                Err(e) => {
+                    out.errors.push(e);
+                    return out;
+                }
+            }
+        }
+    };
+    out.layout = Some(layout);
+
+    let names: Vec<&str> = regex.capture_names().flatten().collect();
+    let keyed: Vec<Option<(String, String)>> = members
+        .par_iter()
+        .map(|(_, _, rel)| {
+            let caps = regex.captures(rel)?;
+            let group_key = caps
+                .name("group_key")
+                .or_else(|| caps.get(1))
+                .or_else(|| caps.get(0))?
+                .as_str()
+                .to_owned();
+            let key = template.render(|field| {
+                if field == "group_key" {
+                    Some(group_key.clone())
+                } else if names.contains(&field) {
+                    caps.name(field).map(|m| m.as_str().to_owned())
+                } else {
+                    None
+                }
+            });
+            Some((group_key, key))
+        })
+        .collect();
+
+    let mut units: BTreeMap<String, UnitDraft> = BTreeMap::new();
+    let mut collisions: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for ((spec, file, _), k) in members.iter().zip(keyed) {
+        let Some((group_key, key)) = k else {
+            out.no_group_key.push(*file);
+            continue;
+        };
+        let unit = units.entry(key.clone()).or_insert_with(|| UnitDraft { key: key.clone(), group_key: group_key.clone(), files: Vec::new() });
+        if unit.group_key != group_key {
+            let c = collisions.entry(key).or_default();
+            c.insert(unit.group_key.clone());
+            c.insert(group_key);
+            continue;
+        }
+        unit.files.push((*spec, *file));
+    }
+    for (key, group_keys) in collisions {
+        out.errors.push(GroupError::KeyCollision { key, group_keys: group_keys.into_iter().collect() });
+    }
+    out.units = units
+        .into_values()
+        .map(|mut u| {
+            u.files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| roots[a.1.root as usize][a.1.index as usize].rel.cmp(&roots[b.1.root as usize][b.1.index as usize].rel)).then(a.1.cmp(&b.1)));
+            u
+        })
+        .collect();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(rels: &[&str]) -> Vec<ScannedFile> {
+        rels.iter().map(|r| ScannedFile { rel: r.to_string(), size: 1, mtime_ns: 0 }).collect()
+    }
+    fn all(spec: u32, n: usize) -> Vec<Classified> {
+        vec![Classified::Spec(spec); n]
+    }
+    fn tmpl() -> KeyTemplate {
+        KeyTemplate::parse("{group_key}").unwrap()
+    }
+
+    #[test]
+    fn nested_folders_are_pattern_1() {
+        let f = files(&["p1/a.png", "p1/a.json", "p2/a.png", "p3/b.png"]);
+        let g = group(&[&f], &[all(0, 4)], None, &tmpl(), 2, false);
+        assert_eq!(g.layout.unwrap().pattern, Some(1));
+        assert_eq!(g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["p1", "p2", "p3"]);
+    }
+
+    #[test]
+    fn type_folders_are_pattern_2_and_group_by_stem() {
+        let f = files(&["images/001.png", "labels/001.json", "images/002.png"]);
+        let g = group(&[&f], &[all(0, 3)], None, &tmpl(), 2, false);
+        assert_eq!(g.layout.unwrap().pattern, Some(2));
+        assert_eq!(g.units[0].key, "001");
+        assert_eq!(g.units[0].files.len(), 2);
+    }
+
+    #[test]
+    fn flat_is_pattern_3_and_deep_is_pattern_4() {
+        let f = files(&["s1.png", "s1.json"]);
+        assert_eq!(group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false).layout.unwrap().pattern, Some(3));
+        let f = files(&["p1/img/a.png", "p1/json/a.json"]);
+        assert_eq!(group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false).layout.unwrap().pattern, Some(4));
+    }
+
+    #[test]
+    fn mixed_depths_need_a_regex() {
+        let f = files(&["s1.png", "p/s1.json"]);
+        let g = group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false);
+        assert!(matches!(g.errors[0], GroupError::MixedDepths { .. }));
+    }
+
+    #[test]
+    fn template_uses_named_captures_and_collisions_are_errors() {
+        let re = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
+        let f = files(&["s1/p1/a.png", "s2/p1/a.png"]);
+        let t = KeyTemplate::parse("{site}-{group_key}").unwrap();
+        let g = group(&[&f], &[all(0, 2)], Some(&(re.clone(), "x".into())), &t, 1, false);
+        assert_eq!(g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["s1-p1", "s2-p1"]);
+        let re2 = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
+        let t2 = KeyTemplate::parse("{site}").unwrap();
+        let f2 = files(&["s1/p1/a.png", "s1/p2/a.png"]);
+        let g = group(&[&f2], &[all(0, 2)], Some(&(re2, "x".into())), &t2, 1, false);
+        assert!(matches!(&g.errors[0], GroupError::KeyCollision { key, .. } if key == "s1"));
+    }
+
+    #[test]
+    fn no_match_is_no_group_key() {
+        let re = Regex::new(r"^patient_(\d+)/").unwrap();
+        let f = files(&["patient_1/a.png", "other/b.png"]);
+        let g = group(&[&f], &[all(0, 2)], Some(&(re, "x".into())), &tmpl(), 1, false);
+        assert_eq!(g.units[0].key, "1");
+        assert_eq!(g.no_group_key, [FileRef { root: 0, index: 1 }]);
+    }
+}

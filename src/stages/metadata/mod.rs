@@ -1,0 +1,183 @@
+//! Metadata: load each source (a stage per source), then merge them into every
+//! unit's meta in recipe order (SPEC 2.4).
+
+pub mod convert;
+pub mod sheet;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+
+use self::convert::{Cell, convert};
+use self::sheet::SheetTable;
+use super::validate::{Problem, ProblemReason};
+use crate::recipe::resolve::{KeyTemplate, MetadataKind, MetadataSpec};
+
+/// A metadata source ready for merging: spreadsheets are loaded, the rest are rules.
+pub struct PreparedSource<'a> {
+    pub spec: &'a MetadataSpec,
+    pub table: Option<SheetTable>,
+    /// How the plan names this source in provenance (`extra.csv`, `recipe.yaml!metadata[2]`).
+    pub label: String,
+}
+
+/// One file of a unit, as the merge sees it.
+pub struct UnitFile<'a> {
+    pub spec: u32,
+    pub rel: &'a str,
+    pub root: &'a Path,
+}
+
+/// What merging gave one unit.
+#[derive(Debug, Default)]
+pub struct MergedMeta {
+    pub meta: Map<String, Json>,
+    /// Field → where its value came from.
+    pub provenance: BTreeMap<String, String>,
+    pub problems: Vec<Problem>,
+    /// A source set `key_field` to something other than the unit key.
+    pub key_field_overridden: Option<String>,
+}
+
+pub struct MergeInput<'a> {
+    pub key: &'a str,
+    pub group_key: &'a str,
+    /// Sorted by spec then path.
+    pub files: &'a [UnitFile<'a>],
+    /// Spec indices in primary-precedence order.
+    pub primary_order: &'a [usize],
+    pub key_field: Option<&'a str>,
+}
+
+/// Merges every source into one unit's meta.
+pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMeta {
+    let mut out = MergedMeta::default();
+    let primary = unit
+        .primary_order
+        .iter()
+        .find_map(|&s| unit.files.iter().find(|f| f.spec as usize == s));
+    for source in sources {
+        let found = match &source.spec.kind {
+            MetadataKind::Sheet { .. } => {
+                let table = source.table.as_ref().expect("sheets are loaded before merging");
+                match table.lookup(unit.key) {
+                    Some(row) => {
+                        for (h, cell) in &row.cells {
+                            let field = &table.headers[*h as usize];
+                            let provenance = table.provenance(*h, row.row);
+                            set(&mut out, field, convert(cell, table.types[*h as usize]), provenance);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            }
+            MetadataKind::Filename { regex, types, on } => {
+                let file = match on {
+                    Some(spec) => unit.files.iter().find(|f| f.spec as usize == *spec),
+                    None => primary,
+                };
+                match file.and_then(|f| regex.captures(f.rel).map(|c| (f, c))) {
+                    Some((f, caps)) => {
+                        for name in regex.capture_names().flatten() {
+                            if let Some(m) = caps.name(name) {
+                                let value = convert(&Cell::Text(m.as_str().to_owned()), types.get(name).copied());
+                                set(&mut out, name, value, format!("filename:{}", f.rel));
+                            }
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            }
+            MetadataKind::Sidecar { template, .. } => match primary {
+                Some(p) => sidecar(&mut out, template, p, unit),
+                None => false,
+            },
+            MetadataKind::Static { fields, .. } => {
+                for (k, v) in fields {
+                    set(&mut out, k, Ok(v.clone()), source.label.clone());
+                }
+                true
+            }
+        };
+        if !found && source.spec.required {
+            out.problems.push(Problem::new(ProblemReason::MetadataMissing, format!("no entry for `{}` in {}", unit.key, source.label)).source(&source.label));
+        }
+    }
+    if let Some(field) = unit.key_field {
+        if let Some(prev) = out.meta.get(field) {
+            if prev.as_str() != Some(unit.key) {
+                out.key_field_overridden = Some(format!("{} set `{field}` to {prev}", out.provenance.get(field).map_or("a source", String::as_str)));
+            }
+        }
+        out.meta.insert(field.to_owned(), Json::String(unit.key.to_owned()));
+        out.provenance.insert(field.to_owned(), "unit key".to_owned());
+    }
+    out
+}
+
+fn set(out: &mut MergedMeta, field: &str, value: Result<Json, String>, provenance: String) {
+    match value {
+        Ok(v) => {
+            out.meta.insert(field.to_owned(), v);
+            out.provenance.insert(field.to_owned(), provenance);
+        }
+        Err(message) => {
+            out.problems.push(Problem::new(ProblemReason::MetadataType, format!("{field}: {message}")).field(field).source(&provenance));
+        }
+    }
+}
+
+fn sidecar(out: &mut MergedMeta, template: &str, primary: &UnitFile<'_>, unit: &MergeInput<'_>) -> bool {
+    let unit_dir = primary.rel.rsplit_once('/').map_or(".", |(d, _)| d);
+    let stem = super::stem(primary.rel);
+    let rel = KeyTemplate::parse(template)
+        .map(|t| {
+            t.render(|f| match f {
+                "unit_dir" => Some(unit_dir.to_owned()),
+                "group_key" => Some(unit.group_key.to_owned()),
+                "key" => Some(unit.key.to_owned()),
+                "stem" => Some(stem.to_owned()),
+                _ => None,
+            })
+        })
+        .unwrap_or_default();
+    let rel = rel.strip_prefix("./").unwrap_or(&rel).to_owned();
+    let path = primary.root.join(&rel);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            out.problems.push(Problem::new(ProblemReason::MetadataType, format!("cannot read sidecar {rel}: {e}")).source(&rel));
+            return true;
+        }
+    };
+    let is_json = rel.to_ascii_lowercase().ends_with(".json");
+    let parsed: Result<Json, String> = if is_json {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
+    };
+    match parsed {
+        Ok(Json::Object(map)) => {
+            for (k, v) in map {
+                out.meta.insert(k.clone(), v);
+                out.provenance.insert(k, rel.clone());
+            }
+        }
+        Ok(other) => out.problems.push(Problem::new(ProblemReason::MetadataType, format!("sidecar {rel} holds {}, not an object of fields", kind(&other))).source(&rel)),
+        Err(e) => out.problems.push(Problem::new(ProblemReason::MetadataType, format!("sidecar {rel} does not parse: {e}")).source(&rel)),
+    }
+    true
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+        Json::Null => "null",
+        _ => "a scalar",
+    }
+}

@@ -1,0 +1,341 @@
+//! Load a spreadsheet (Excel/ODS through calamine) or CSV into a table of rows
+//! keyed by the key column's normalised text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use calamine::{Data, Reader, Sheets};
+use unicode_normalization::UnicodeNormalization;
+
+use super::convert::{Cell, column_letter};
+use crate::recipe::model::ColumnType;
+use crate::stages::Warning;
+
+/// One data row: its 1-based sheet row and its non-empty cells by header index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub row: u32,
+    pub key: String,
+    pub cells: Vec<(u32, Cell)>,
+}
+
+/// A loaded sheet, ready to be joined to units by key.
+#[derive(Debug, Clone)]
+pub struct SheetTable {
+    /// The file as written in the recipe.
+    pub source: String,
+    /// `None` for CSV.
+    pub sheet: Option<String>,
+    /// Header text by header index.
+    pub headers: Vec<String>,
+    /// 0-based sheet column of each header index (for provenance).
+    pub columns: Vec<u32>,
+    pub types: Vec<Option<ColumnType>>,
+    /// Rows in sheet order.
+    pub rows: Vec<Row>,
+    /// Normalised key → index into `rows`.
+    pub by_key: HashMap<String, usize>,
+    pub warnings: Vec<Warning>,
+}
+
+impl SheetTable {
+    pub fn lookup(&self, key: &str) -> Option<&Row> {
+        self.by_key.get(&normalize_key(key)).map(|&i| &self.rows[i])
+    }
+    /// `meta.xlsx!Sheet1!C14`, or `extra.csv!C14`.
+    pub fn provenance(&self, header: u32, row: u32) -> String {
+        let col = column_letter(self.columns[header as usize]);
+        match &self.sheet {
+            Some(s) => format!("{}!{s}!{col}{row}", self.source),
+            None => format!("{}!{col}{row}", self.source),
+        }
+    }
+}
+
+/// Trimmed and NFC-normalised, for matching only.
+pub fn normalize_key(s: &str) -> String {
+    s.trim().nfc().collect()
+}
+
+/// Why a sheet cannot be used; each is a plan error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SheetError {
+    Unreadable(String),
+    NoSuchSheet { sheet: String, available: Vec<String> },
+    NoHeaderRow { row: u32 },
+    DuplicateHeaders { header: String, columns: Vec<String> },
+    NoKeyColumn { column: String, headers: Vec<String> },
+    DuplicateKeys { keys: Vec<(String, Vec<u32>)> },
+}
+
+impl std::fmt::Display for SheetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SheetError::Unreadable(m) => f.write_str(m),
+            SheetError::NoSuchSheet { sheet, available } => write!(f, "there is no sheet `{sheet}` (sheets: {})", available.join(", ")),
+            SheetError::NoHeaderRow { row } => write!(f, "row {row}, the header row, is empty"),
+            SheetError::DuplicateHeaders { header, columns } => write!(f, "header `{header}` appears in columns {}", columns.join(", ")),
+            SheetError::NoKeyColumn { column, headers } => write!(f, "there is no column `{column}` (headers: {})", headers.join(", ")),
+            SheetError::DuplicateKeys { keys } => {
+                let shown: Vec<String> = keys.iter().take(10).map(|(k, rows)| format!("`{k}` in rows {}", rows.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))).collect();
+                let more = if keys.len() > 10 { format!(" and {} more", keys.len() - 10) } else { String::new() };
+                write!(f, "duplicate keys: {}{more}", shown.join("; "))
+            }
+        }
+    }
+}
+
+pub struct SheetOptions<'a> {
+    pub source: &'a str,
+    pub sheet: Option<&'a str>,
+    pub header_row: u32,
+    pub key_column: Option<&'a str>,
+    pub columns: &'a BTreeMap<String, ColumnType>,
+}
+
+/// Reads a spreadsheet with calamine.
+pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, SheetError> {
+    let mut workbook = calamine::open_workbook_auto(path).map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
+    let names = workbook.sheet_names();
+    let sheet = match opts.sheet {
+        Some(s) if names.iter().any(|n| n == s) => s.to_owned(),
+        Some(s) => return Err(SheetError::NoSuchSheet { sheet: s.to_owned(), available: names }),
+        None => names.first().cloned().ok_or_else(|| SheetError::Unreadable("the workbook has no sheets".to_owned()))?,
+    };
+    let range = workbook.worksheet_range(&sheet).map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
+    let merged = match &mut workbook {
+        Sheets::Xlsx(x) => x.merge_cells_by_sheet_name(&sheet).unwrap_or_default(),
+        Sheets::Xls(x) => x.merge_cells_by_sheet_name(&sheet).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    drop(workbook);
+
+    let Some((r0, c0)) = range.start() else {
+        return Err(SheetError::NoHeaderRow { row: opts.header_row });
+    };
+    let (r1, c1) = range.end().unwrap_or((r0, c0));
+    // Merged regions: every cell takes its region's top-left value.
+    let mut fill: HashMap<(u32, u32), (u32, u32)> = HashMap::new();
+    for m in &merged {
+        for r in m.start.0..=m.end.0 {
+            for c in m.start.1..=m.end.1 {
+                if (r, c) != m.start {
+                    fill.insert((r, c), m.start);
+                }
+            }
+        }
+    }
+    let cell_at = |r: u32, c: u32| -> Option<Cell> {
+        let pos = fill.get(&(r, c)).copied().unwrap_or((r, c));
+        range.get_value(pos).and_then(cell_of)
+    };
+    let rows = (r0..=r1).map(|r| (r + 1, (c0..=c1).map(|c| (c, cell_at(r, c))).collect::<Vec<_>>()));
+    build(opts, Some(sheet), rows)
+}
+
+/// Reads a CSV file: every cell is text.
+pub fn load_csv(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, SheetError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| SheetError::Unreadable(format!("cannot read {}: {e}", path.display())))?;
+    let mut rows = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| SheetError::Unreadable(format!("{}: {e}", path.display())))?;
+        let cells = rec
+            .iter()
+            .enumerate()
+            .map(|(c, v)| (c as u32, (!v.trim().is_empty()).then(|| Cell::Text(v.to_owned()))))
+            .collect::<Vec<_>>();
+        rows.push((i as u32 + 1, cells));
+    }
+    build(opts, None, rows.into_iter())
+}
+
+fn build(
+    opts: &SheetOptions<'_>,
+    sheet: Option<String>,
+    rows: impl Iterator<Item = (u32, Vec<(u32, Option<Cell>)>)>,
+) -> Result<SheetTable, SheetError> {
+    let mut rows = rows.skip_while(|(r, _)| *r < opts.header_row).peekable();
+    let header_cells = match rows.next() {
+        Some((r, cells)) if r == opts.header_row && cells.iter().any(|(_, c)| c.is_some()) => cells,
+        _ => return Err(SheetError::NoHeaderRow { row: opts.header_row }),
+    };
+    // Trailing blank header cells with no data are not columns; blank ones inside are.
+    let last = header_cells.iter().rposition(|(_, c)| c.is_some()).unwrap_or(0);
+    let mut headers = Vec::new();
+    let mut columns = Vec::new();
+    for (col, cell) in header_cells.iter().take(last + 1) {
+        let text = cell.as_ref().map(|c| c.key_text().trim().to_owned()).unwrap_or_default();
+        headers.push(if text.is_empty() { format!("column_{}", column_letter(*col)) } else { text });
+        columns.push(*col);
+    }
+    let mut seen: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (h, c) in headers.iter().zip(&columns) {
+        seen.entry(h.as_str()).or_default().push(column_letter(*c));
+    }
+    if let Some((h, cols)) = seen.into_iter().find(|(_, c)| c.len() > 1) {
+        return Err(SheetError::DuplicateHeaders { header: h.to_owned(), columns: cols });
+    }
+    let key_index = match opts.key_column {
+        Some(k) => headers.iter().position(|h| h == k).ok_or_else(|| SheetError::NoKeyColumn { column: k.to_owned(), headers: headers.clone() })?,
+        None => 0,
+    };
+    let types: Vec<Option<ColumnType>> = headers.iter().map(|h| opts.columns.get(h).copied()).collect();
+
+    let mut table = SheetTable {
+        source: opts.source.to_owned(),
+        sheet,
+        headers,
+        columns: columns.clone(),
+        types,
+        rows: Vec::new(),
+        by_key: HashMap::new(),
+        warnings: Vec::new(),
+    };
+    let col_to_header: HashMap<u32, u32> = columns.iter().enumerate().map(|(i, c)| (*c, i as u32)).collect();
+    let mut duplicates: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for (r, cells) in rows {
+        let cells: Vec<(u32, Cell)> = cells
+            .into_iter()
+            .filter_map(|(c, cell)| Some((*col_to_header.get(&c)?, cell?)))
+            .collect();
+        if cells.is_empty() {
+            continue;
+        }
+        let key = cells.iter().find(|(h, _)| *h as usize == key_index).map(|(_, c)| c.key_text());
+        let Some(key) = key.filter(|k| !k.trim().is_empty()) else {
+            skipped.push(r);
+            continue;
+        };
+        let norm = normalize_key(&key);
+        if let Some(&first) = table.by_key.get(&norm) {
+            duplicates.entry(key.trim().to_owned()).or_insert_with(|| vec![table.rows[first].row]).push(r);
+            continue;
+        }
+        table.by_key.insert(norm, table.rows.len());
+        table.rows.push(Row { row: r, key: key.trim().to_owned(), cells });
+    }
+    if !duplicates.is_empty() {
+        return Err(SheetError::DuplicateKeys { keys: duplicates.into_iter().collect() });
+    }
+    if !skipped.is_empty() {
+        let shown: Vec<String> = skipped.iter().take(10).map(u32::to_string).collect();
+        table.warnings.push(Warning::new(
+            "metadata_row_without_key",
+            format!(
+                "{}: {} row(s) with an empty key cell skipped (rows {}{})",
+                opts.source,
+                skipped.len(),
+                shown.join(", "),
+                if skipped.len() > 10 { ", …" } else { "" }
+            ),
+        ));
+    }
+    Ok(table)
+}
+
+fn cell_of(d: &Data) -> Option<Cell> {
+    Some(match d {
+        Data::Empty => return None,
+        Data::String(s) if s.trim().is_empty() => return None,
+        Data::String(s) => Cell::Text(s.clone()),
+        Data::Int(i) => Cell::Int(*i),
+        Data::Float(f) => Cell::Float(*f),
+        Data::Bool(b) => Cell::Bool(*b),
+        Data::DateTime(dt) if dt.is_duration() => Cell::Duration(dt.as_duration().map_or_else(|| dt.to_string(), |d| format_duration(d.num_seconds()))),
+        Data::DateTime(dt) => match dt.as_datetime() {
+            Some(v) => Cell::DateTime(v.with_nanosecond_rounded()),
+            None => Cell::Float(dt.as_f64()),
+        },
+        Data::DateTimeIso(s) => match super::convert::parse_iso(s) {
+            Some(v) => Cell::DateTime(v.with_nanosecond_rounded()),
+            None => Cell::Text(s.clone()),
+        },
+        Data::DurationIso(s) => Cell::Duration(s.clone()),
+        Data::Error(e) => Cell::Error(format!("{e}")),
+    })
+}
+
+fn format_duration(secs: i64) -> String {
+    format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+/// Excel stores times as fractions of a day; round to whole seconds.
+trait RoundSeconds {
+    fn with_nanosecond_rounded(self) -> Self;
+}
+
+impl RoundSeconds for chrono::NaiveDateTime {
+    fn with_nanosecond_rounded(self) -> Self {
+        use chrono::{Duration, Timelike};
+        let nanos = self.nanosecond();
+        let base = self.with_nanosecond(0).unwrap_or(self);
+        if nanos >= 500_000_000 { base + Duration::seconds(1) } else { base }
+    }
+}
+
+fn excel_error(path: &Path, e: &calamine::Error) -> String {
+    let text = e.to_string();
+    if text.to_ascii_lowercase().contains("password") {
+        return format!("{} is password-protected; save an unprotected copy for synup to read", path.display());
+    }
+    format!("cannot read spreadsheet {}: {text}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts<'a>(cols: &'a BTreeMap<String, ColumnType>) -> SheetOptions<'a> {
+        SheetOptions { source: "meta.csv", sheet: None, header_row: 1, key_column: None, columns: cols }
+    }
+
+    #[test]
+    fn csv_rows_are_keyed_and_typed_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "id,age,,site\n P1 ,45,x,Seoul\n,3,,\nP2,50,,\n").unwrap();
+        let cols = BTreeMap::new();
+        let t = load_csv(&p, &opts(&cols)).unwrap();
+        assert_eq!(t.headers, ["id", "age", "column_C", "site"]);
+        assert_eq!(t.lookup("P1").unwrap().row, 2);
+        assert_eq!(t.lookup("P2").unwrap().cells.len(), 2);
+        assert_eq!(t.warnings[0].code, "metadata_row_without_key");
+        assert_eq!(t.provenance(1, 2), "meta.csv!B2");
+    }
+
+    #[test]
+    fn duplicate_keys_and_headers_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "id,a\nP1,1\nP1,2\n").unwrap();
+        let cols = BTreeMap::new();
+        assert_eq!(load_csv(&p, &opts(&cols)).unwrap_err(), SheetError::DuplicateKeys { keys: vec![("P1".into(), vec![2, 3])] });
+        std::fs::write(&p, "id,a,a\nP1,1,2\n").unwrap();
+        assert!(matches!(load_csv(&p, &opts(&cols)).unwrap_err(), SheetError::DuplicateHeaders { .. }));
+    }
+
+    #[test]
+    fn keys_match_after_nfc_normalisation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        // "é" as e + combining acute in the sheet, precomposed in the unit key.
+        std::fs::write(&p, "id,a\nJose\u{301},1\n").unwrap();
+        let cols = BTreeMap::new();
+        let t = load_csv(&p, &opts(&cols)).unwrap();
+        assert!(t.lookup("Jos\u{e9}").is_some());
+    }
+
+    #[test]
+    fn missing_header_row_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "").unwrap();
+        let cols = BTreeMap::new();
+        assert!(matches!(load_csv(&p, &opts(&cols)).unwrap_err(), SheetError::NoHeaderRow { .. }));
+    }
+}

@@ -1,0 +1,136 @@
+//! Validate: every reason a unit cannot be uploaded (SPEC 2.3), all of them listed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::recipe::resolve::{FileSpec, MetaSchema};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemReason {
+    MissingRequired,
+    AmbiguousSpec,
+    TooLarge,
+    EmptyFile,
+    MetadataMissing,
+    MetadataType,
+    MetaSchema,
+}
+
+impl ProblemReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemReason::MissingRequired => "missing_required",
+            ProblemReason::AmbiguousSpec => "ambiguous_spec",
+            ProblemReason::TooLarge => "too_large",
+            ProblemReason::EmptyFile => "empty_file",
+            ProblemReason::MetadataMissing => "metadata_missing",
+            ProblemReason::MetadataType => "metadata_type",
+            ProblemReason::MetaSchema => "meta_schema",
+        }
+    }
+}
+
+/// Why a unit is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Problem {
+    pub reason: ProblemReason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// JSON pointer into meta (meta_schema).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// Where the offending value came from, e.g. `meta.xlsx!Sheet1!C14`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: ProblemReason, message: impl Into<String>) -> Self {
+        Self { reason, spec: None, paths: None, path: None, field: None, pointer: None, source: None, message: message.into() }
+    }
+    pub fn spec(mut self, s: &str) -> Self {
+        self.spec = Some(s.to_owned());
+        self
+    }
+    pub fn field(mut self, s: &str) -> Self {
+        self.field = Some(s.to_owned());
+        self
+    }
+    pub fn source(mut self, s: &str) -> Self {
+        self.source = Some(s.to_owned());
+        self
+    }
+}
+
+/// A unit file as validation sees it.
+pub struct CheckedFile<'a> {
+    pub spec: u32,
+    pub rel: &'a str,
+    pub size: u64,
+}
+
+/// Checks files and meta of one unit; returns its problems, sorted.
+pub fn validate_unit(
+    specs: &[FileSpec],
+    files: &[CheckedFile<'_>],
+    max_file_size: Option<u64>,
+    meta: &Map<String, Json>,
+    provenance: &BTreeMap<String, String>,
+    schema: Option<&MetaSchema>,
+    mut problems: Vec<Problem>,
+) -> Vec<Problem> {
+    for (i, spec) in specs.iter().enumerate() {
+        let mine: Vec<&CheckedFile<'_>> = files.iter().filter(|f| f.spec as usize == i).collect();
+        match mine.len() {
+            0 if spec.is_required => problems.push(Problem::new(ProblemReason::MissingRequired, format!("required spec `{}` has no file", spec.name)).spec(&spec.name)),
+            0 | 1 => {}
+            n => {
+                let mut p = Problem::new(ProblemReason::AmbiguousSpec, format!("{n} files match spec `{}`; a unit holds one file per spec", spec.name)).spec(&spec.name);
+                p.paths = Some(mine.iter().map(|f| f.rel.to_owned()).collect());
+                problems.push(p);
+            }
+        }
+    }
+    for f in files {
+        let spec = &specs[f.spec as usize].name;
+        if f.size == 0 {
+            let mut p = Problem::new(ProblemReason::EmptyFile, format!("{} is empty (0 bytes); the upload API rejects empty files", f.rel)).spec(spec);
+            p.path = Some(f.rel.to_owned());
+            problems.push(p);
+        }
+        if let Some(max) = max_file_size {
+            if f.size > max {
+                let mut p = Problem::new(ProblemReason::TooLarge, format!("{} is {} bytes, over the limit of {} MiB", f.rel, f.size, max / 1_048_576)).spec(spec);
+                p.path = Some(f.rel.to_owned());
+                problems.push(p);
+            }
+        }
+    }
+    if let Some(schema) = schema {
+        let instance = Json::Object(meta.clone());
+        for err in schema.validator.iter_errors(&instance) {
+            let pointer = err.instance_path().as_str().to_owned();
+            let top = pointer.split('/').nth(1).map(|s| s.replace("~1", "/").replace("~0", "~"));
+            let mut p = Problem::new(ProblemReason::MetaSchema, format!("{}: {}", if pointer.is_empty() { "meta" } else { &pointer }, err));
+            p.pointer = Some(pointer.clone());
+            if let Some(top) = top {
+                p.source = provenance.get(&top).cloned();
+                p.field = Some(top);
+            }
+            problems.push(p);
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
