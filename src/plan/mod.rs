@@ -1,0 +1,11 @@
+//! Planning: compile a resolved recipe into a stage graph, run it, and render
+//! the resulting [`Plan`] for people (text) and machines (JSON).
+
+pub mod build;
+pub mod graph;
+pub mod model;
+pub mod render;
+
+pub use build::{PlanOptions, PlanOutcome, PlanStats, build_plan};
+pub use graph::StageGraph;
+pub use model::{Action, Plan};

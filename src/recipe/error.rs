@@ -40,6 +40,13 @@ pub enum Code {
     UnsupportedSource,
     MetadataFileMissing,
     LiteralToken,
+    // Found while planning, still located in the recipe.
+    ExtensionConflict,
+    MixedDepths,
+    KeyCollision,
+    MetadataSheet,
+    SourceUnreadable,
+    Target,
 }
 
 impl Code {
@@ -76,6 +83,25 @@ impl Code {
             Code::UnsupportedSource => "unsupported_source",
             Code::MetadataFileMissing => "metadata_file_missing",
             Code::LiteralToken => "literal_token",
+            Code::ExtensionConflict => "extension_conflict",
+            Code::MixedDepths => "mixed_depths",
+            Code::KeyCollision => "key_collision",
+            Code::MetadataSheet => "metadata_sheet",
+            Code::SourceUnreadable => "source_unreadable",
+            Code::Target => "target",
+        }
+    }
+
+    /// Problems found by reading sources and metadata are `synup::plan::*`.
+    pub fn domain(self) -> &'static str {
+        match self {
+            Code::ExtensionConflict
+            | Code::MixedDepths
+            | Code::KeyCollision
+            | Code::MetadataSheet
+            | Code::SourceUnreadable
+            | Code::Target => "plan",
+            _ => "recipe",
         }
     }
 }
@@ -103,7 +129,7 @@ impl RecipeError {
         self
     }
     pub fn code_str(&self) -> String {
-        format!("synup::recipe::{}", self.code.as_str())
+        format!("synup::{}::{}", self.code.domain(), self.code.as_str())
     }
 }
 
@@ -167,7 +193,7 @@ impl fmt::Display for RecipeErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.errors.as_slice() {
             [one] => write!(f, "{}: {}", self.location(one), one.message),
-            many => write!(f, "{} errors in recipe {}", many.len(), self.path),
+            many => write!(f, "{} problems in recipe {}", many.len(), self.path),
         }
     }
 }

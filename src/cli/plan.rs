@@ -1,0 +1,97 @@
+use std::io::IsTerminal;
+
+use synup::plan::{PlanOptions, build_plan, render::render_text};
+use synup::recipe::model::InvalidUnits;
+use synup::target::EmptyTarget;
+
+use super::exit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The recipe (YAML or TOML).
+    recipe: Option<String>,
+    /// Also write the JSON plan to this file (always JSON, whatever --format says).
+    #[arg(short = 'o', long = "out", value_name = "PLAN")]
+    out: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Exit 2 when the plan creates units (like terraform's flag).
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// No progress output on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print stage timings and read counts to stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+pub fn run(args: Args) -> i32 {
+    let Some(path) = super::require_recipe(args.recipe, "plan") else { return exit::ERROR };
+    let Some((loaded, resolved)) = super::load_recipe(&path) else { return exit::ERROR };
+    let show_progress = !args.quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
+    if show_progress {
+        crate::console::note(&format!("planning {} …", resolved.name));
+    }
+    let outcome = match build_plan(&loaded, &resolved, &EmptyTarget, &PlanOptions::default()) {
+        Ok(o) => o,
+        Err(e) => {
+            crate::console::report(e);
+            return exit::ERROR;
+        }
+    };
+    let plan = &outcome.plan;
+    let json = plan.to_json();
+    if let Some(out) = &args.out {
+        if let Err(e) = write_atomically(out, json.as_bytes()) {
+            crate::console::error(&format!("cannot write plan to {out}: {e}"));
+            return exit::ERROR;
+        }
+    }
+    crate::console::out(match args.format {
+        Format::Json => &json,
+        Format::Text => {
+            let text = render_text(plan);
+            crate::console::out(&text);
+            ""
+        }
+    });
+    if args.stats {
+        let s = &outcome.stats;
+        let timings: Vec<String> = s.timings.iter().map(|(n, d)| format!("{n} {:.3}s", d.as_secs_f64())).collect();
+        crate::console::note(&format!(
+            "stats: {} files scanned; sha1: {} cached, {} hashed ({} bytes read); {}",
+            s.files_scanned,
+            s.hash.cached,
+            s.hash.hashed,
+            s.hash.bytes_read,
+            timings.join(", ")
+        ));
+    }
+    if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
+        crate::console::note(&format!(
+            "{} unit(s) are invalid and `validation.invalid_units` is `fail`: apply would refuse. Fix them, or set `invalid_units: skip` to upload the valid ones.",
+            plan.summary.invalid
+        ));
+        return exit::INVALID_UNITS;
+    }
+    if args.detailed_exitcode && plan.summary.create > 0 {
+        return exit::CHANGES;
+    }
+    exit::OK
+}
+
+/// Writes to a temp file beside `path`, then renames: never a half-written plan.
+fn write_atomically(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let target = std::path::Path::new(path);
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", target.file_name().and_then(|n| n.to_str()).unwrap_or("plan")));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, target)
+}

@@ -1,0 +1,40 @@
+//! The only code that writes to the terminal: diagnostics and output helpers.
+
+use std::io::{IsTerminal, Write};
+
+/// miette's renderer: colours only on a terminal, stable width for snapshots.
+pub fn install_error_hook() {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .terminal_links(false)
+                .width(100)
+                .build(),
+        )
+    }));
+}
+
+/// Prints a diagnostic (with its source snippet) to stderr.
+pub fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
+    eprintln!("{:?}", miette::Report::new(diagnostic));
+}
+
+/// A one-line error without a source snippet.
+pub fn error(message: &str) {
+    eprintln!("error: {message}");
+}
+
+/// Data for stdout. A closed pipe (`synup plan | head`) is not an error.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Progress and notes for stderr.
+pub fn note(text: &str) {
+    eprintln!("{text}");
+}

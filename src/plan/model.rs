@@ -1,0 +1,165 @@
+//! The plan: a plain, serialisable value. Its JSON form is the contract of
+//! SPEC 4 (`format_version: 1`); `apply` executes exactly this value.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub plan_hash: String,
+    pub recipe: RecipeRef,
+    pub target: TargetRef,
+    pub layout: LayoutRef,
+    pub summary: Summary,
+    pub units: Vec<PlannedUnit>,
+    pub unmatched: Vec<UnmatchedFile>,
+    pub orphan_rows: Vec<OrphanRow>,
+    pub warnings: Vec<PlanWarning>,
+    /// Fingerprints of every input, for staleness checks before apply.
+    pub inputs: Inputs,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipeRef {
+    pub name: String,
+    /// As given on the command line.
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetRef {
+    pub backend: String,
+    pub data_collection: String,
+    /// local: the catalog folder as written in the recipe (or the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayoutRef {
+    pub pattern: Option<u8>,
+    pub group_key_regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub units: u64,
+    pub create: u64,
+    pub unchanged: u64,
+    pub conflict: u64,
+    pub invalid: u64,
+    pub files_to_upload: u64,
+    pub bytes_to_upload: u64,
+    pub unmatched_files: u64,
+    pub excluded_files: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Unchanged,
+    Conflict,
+    Invalid,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Unchanged => "unchanged",
+            Action::Conflict => "conflict",
+            Action::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedUnit {
+    pub key: String,
+    pub action: Action,
+    /// Specs with exactly one file.
+    pub files: BTreeMap<String, PlannedFile>,
+    pub meta: Map<String, Json>,
+    pub problems: Vec<crate::stages::validate::Problem>,
+    /// conflict: what differs from the target's unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFile {
+    pub root: String,
+    pub path: String,
+    pub size: u64,
+    pub sha1: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnmatchedFile {
+    pub root: String,
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OrphanRow {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    pub row: u32,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlanWarning {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub recipe_sha256: String,
+    /// Variables the recipe used; secrets as `***`.
+    pub env: BTreeMap<String, String>,
+    pub collection_sha256: String,
+    pub metadata: Vec<MetadataInput>,
+    pub listings: Vec<ListingInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataInput {
+    /// As written in the recipe.
+    pub source: String,
+    /// The file used, relative to the recipe's folder when it is inside it.
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingInput {
+    pub root: String,
+    pub files: u64,
+    /// SHA-256 over (relative path, size, SHA-1) of every discovered file.
+    pub sha256: String,
+}
+
+impl Plan {
+    /// The JSON form: UTF-8, no `\u` escapes for non-ASCII, one trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Whether `text` looks like a saved plan (for `apply ARG`).
+    pub fn looks_like_plan(text: &str) -> bool {
+        serde_json::from_str::<Json>(text).is_ok_and(|v| v.get("format_version").is_some() && v.get("plan_hash").is_some())
+    }
+}

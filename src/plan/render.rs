@@ -1,0 +1,146 @@
+//! The plan for people: a compact, deterministic text rendering.
+
+use std::fmt::Write;
+
+use super::model::{Action, Plan};
+
+/// How many `create`/`unchanged` lines to show before summarising the rest;
+/// invalid and conflicting units are always listed in full.
+const SHOWN_PER_ACTION: usize = 50;
+
+pub fn render_text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let t = &plan.target;
+    let _ = writeln!(
+        out,
+        "Plan for {} → {} collection \"{}\"{}",
+        plan.recipe.name,
+        t.backend,
+        t.data_collection,
+        t.path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+    );
+    let layout = match (plan.layout.pattern, &plan.layout.group_key_regex) {
+        (Some(p), Some(re)) => format!("pattern {p} ({}), group_key_regex {re}", describe(p)),
+        (None, Some(re)) => format!("group_key_regex {re} (from the recipe)"),
+        _ => "no files matched".to_owned(),
+    };
+    let _ = writeln!(out, "Layout: {layout}");
+
+    let width = plan.units.iter().map(|u| u.key.chars().count()).max().unwrap_or(0).min(40);
+    let mut shown = [0usize; 2];
+    let mut hidden = [0usize; 2];
+    if !plan.units.is_empty() {
+        out.push('\n');
+    }
+    for u in &plan.units {
+        let slot = match u.action {
+            Action::Create => Some(0),
+            Action::Unchanged => Some(1),
+            _ => None,
+        };
+        if let Some(i) = slot {
+            if shown[i] >= SHOWN_PER_ACTION {
+                hidden[i] += 1;
+                continue;
+            }
+            shown[i] += 1;
+        }
+        let (mark, what) = match u.action {
+            Action::Create => {
+                let bytes: u64 = u.files.values().map(|f| f.size).sum();
+                ("+", format!("{} ({} file{}, {})", u.files.keys().cloned().collect::<Vec<_>>().join(", "), u.files.len(), if u.files.len() == 1 { "" } else { "s" }, human_bytes(bytes)))
+            }
+            Action::Unchanged => ("=", "unchanged".to_owned()),
+            Action::Conflict => ("~", format!("conflict: {}", u.conflict.as_deref().unwrap_or("differs from the target"))),
+            Action::Invalid => ("!", "invalid".to_owned()),
+        };
+        let _ = writeln!(out, "  {mark} {:<width$}  {what}", u.key);
+        for p in &u.problems {
+            let source = p.source.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            let _ = writeln!(out, "      {}: {}{source}", p.reason.as_str(), p.message);
+            if let Some(paths) = &p.paths {
+                for path in paths {
+                    let _ = writeln!(out, "        - {path}");
+                }
+            }
+        }
+    }
+    for (i, word) in ["to create", "unchanged"].iter().enumerate() {
+        if hidden[i] > 0 {
+            let _ = writeln!(out, "  … and {} more {word} (all units are in `--format json`)", hidden[i]);
+        }
+    }
+
+    if !plan.unmatched.is_empty() {
+        let _ = writeln!(out, "\nUnmatched files ({}):", plan.unmatched.len());
+        for f in plan.unmatched.iter().take(SHOWN_PER_ACTION) {
+            let _ = writeln!(out, "  {}/{}  {}", f.root.trim_end_matches('/'), f.path, f.reason);
+        }
+        if plan.unmatched.len() > SHOWN_PER_ACTION {
+            let _ = writeln!(out, "  … and {} more", plan.unmatched.len() - SHOWN_PER_ACTION);
+        }
+    }
+    if !plan.orphan_rows.is_empty() {
+        let _ = writeln!(out, "\nMetadata rows that match no unit ({}):", plan.orphan_rows.len());
+        for r in plan.orphan_rows.iter().take(SHOWN_PER_ACTION) {
+            let sheet = r.sheet.as_ref().map(|s| format!("!{s}")).unwrap_or_default();
+            let _ = writeln!(out, "  {}{sheet} row {}  {}", r.source, r.row, r.key);
+        }
+        if plan.orphan_rows.len() > SHOWN_PER_ACTION {
+            let _ = writeln!(out, "  … and {} more", plan.orphan_rows.len() - SHOWN_PER_ACTION);
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings:");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  warning[{}]: {}", w.code, w.message);
+        }
+    }
+    let s = &plan.summary;
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to create, {} unchanged, {} conflict{}, {} invalid ({} unit{}); {} file{} ({}) to upload; {} unmatched, {} excluded.",
+        s.create,
+        s.unchanged,
+        s.conflict,
+        if s.conflict == 1 { "" } else { "s" },
+        s.invalid,
+        s.units,
+        if s.units == 1 { "" } else { "s" },
+        s.files_to_upload,
+        if s.files_to_upload == 1 { "" } else { "s" },
+        human_bytes(s.bytes_to_upload),
+        s.unmatched_files,
+        s.excluded_files,
+    );
+    out
+}
+
+fn describe(pattern: u8) -> &'static str {
+    crate::stages::group::Layout { pattern: Some(pattern), group_key_regex: None }.describe()
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn human_bytes() {
+        assert_eq!(super::human_bytes(0), "0 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}
