@@ -16,14 +16,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> i32 {
     if args.path.contains("://") {
-        crate::console::error(&format!("`{}`: remote sources are not available in this build yet; explore a local folder", args.path));
+        crate::console::error(&format!(
+            "`{}`: remote sources are not available in this build yet; explore a local folder",
+            args.path
+        ));
         return exit::ERROR;
     }
     match synup::explore::explore(std::path::Path::new(&args.path), &args.path) {
         Ok(e) => {
             crate::console::out(&match args.format {
                 Format::Text => synup::explore::render_text(&e),
-                Format::Json => format!("{}\n", serde_json::to_string_pretty(&e).unwrap_or_default()),
+                Format::Json => {
+                    format!("{}\n", serde_json::to_string_pretty(&e).unwrap_or_default())
+                }
             });
             exit::OK
         }

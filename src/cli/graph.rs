@@ -14,8 +14,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let Some(path) = super::require_recipe(args.recipe, "graph") else { return exit::ERROR };
-    let Some((_, resolved)) = super::load_recipe(&path) else { return exit::ERROR };
+    let Some(path) = super::require_recipe(args.recipe, "graph") else {
+        return exit::ERROR;
+    };
+    let Some((_, resolved)) = super::load_recipe(&path) else {
+        return exit::ERROR;
+    };
     let graph = synup::plan::StageGraph::compile(&resolved);
     crate::console::out(&match args.format {
         Format::Dot => graph.to_dot(),

@@ -42,7 +42,11 @@ pub fn run() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::ERROR } else { exit::OK };
+            return if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            };
         }
     };
     match cli.command {
@@ -55,7 +59,9 @@ pub fn run() -> i32 {
 }
 
 /// Loads and resolves a recipe, reporting every problem; `None` means exit 1.
-pub fn load_recipe(path: &str) -> Option<(synup::recipe::LoadedRecipe, synup::recipe::ResolvedRecipe)> {
+pub fn load_recipe(
+    path: &str,
+) -> Option<(synup::recipe::LoadedRecipe, synup::recipe::ResolvedRecipe)> {
     let loaded = match synup::recipe::load(path) {
         Ok(l) => l,
         Err(e) => {

@@ -33,9 +33,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let Some(path) = super::require_recipe(args.recipe, "plan") else { return exit::ERROR };
-    let Some((loaded, resolved)) = super::load_recipe(&path) else { return exit::ERROR };
-    let show_progress = !args.quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
+    let Some(path) = super::require_recipe(args.recipe, "plan") else {
+        return exit::ERROR;
+    };
+    let Some((loaded, resolved)) = super::load_recipe(&path) else {
+        return exit::ERROR;
+    };
+    let show_progress =
+        !args.quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
     if show_progress {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
@@ -48,23 +53,23 @@ pub fn run(args: Args) -> i32 {
     };
     let plan = &outcome.plan;
     let json = plan.to_json();
-    if let Some(out) = &args.out {
-        if let Err(e) = write_atomically(out, json.as_bytes()) {
-            crate::console::error(&format!("cannot write plan to {out}: {e}"));
-            return exit::ERROR;
-        }
+    if let Some(out) = &args.out
+        && let Err(e) = write_atomically(out, json.as_bytes())
+    {
+        crate::console::error(&format!("cannot write plan to {out}: {e}"));
+        return exit::ERROR;
     }
-    crate::console::out(match args.format {
-        Format::Json => &json,
-        Format::Text => {
-            let text = render_text(plan);
-            crate::console::out(&text);
-            ""
-        }
-    });
+    match args.format {
+        Format::Json => crate::console::out(&json),
+        Format::Text => crate::console::out(&render_text(plan)),
+    }
     if args.stats {
         let s = &outcome.stats;
-        let timings: Vec<String> = s.timings.iter().map(|(n, d)| format!("{n} {:.3}s", d.as_secs_f64())).collect();
+        let timings: Vec<String> = s
+            .timings
+            .iter()
+            .map(|(n, d)| format!("{n} {:.3}s", d.as_secs_f64()))
+            .collect();
         crate::console::note(&format!(
             "stats: {} files scanned; sha1: {} cached, {} hashed ({} bytes read); {}",
             s.files_scanned,
@@ -90,8 +95,17 @@ pub fn run(args: Args) -> i32 {
 /// Writes to a temp file beside `path`, then renames: never a half-written plan.
 fn write_atomically(path: &str, bytes: &[u8]) -> std::io::Result<()> {
     let target = std::path::Path::new(path);
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", target.file_name().and_then(|n| n.to_str()).unwrap_or("plan")));
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("plan")
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, target)
 }

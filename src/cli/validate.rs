@@ -7,10 +7,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let Some((_, resolved)) = super::load_recipe(&args.recipe) else { return exit::ERROR };
+    let Some((_, resolved)) = super::load_recipe(&args.recipe) else {
+        return exit::ERROR;
+    };
     let mode = match &resolved.mode {
-        synup::recipe::resolve::SourceMode::Single { rules, .. } => format!("single-path, {} file rule(s)", rules.len()),
-        synup::recipe::resolve::SourceMode::Multi { assets } => format!("multi-path, {} asset(s)", assets.len()),
+        synup::recipe::resolve::SourceMode::Single { rules, .. } => {
+            format!("single-path, {} file rule(s)", rules.len())
+        }
+        synup::recipe::resolve::SourceMode::Multi { assets } => {
+            format!("multi-path, {} asset(s)", assets.len())
+        }
     };
     crate::console::out(&format!(
         "{}: ok ({} spec(s), {mode}, {} metadata source(s))\n",

@@ -9,8 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::source::{ScanOptions, scan_local};
-use crate::stages::group::{self, Layout};
 use crate::stages::extension;
+use crate::stages::group::{self, Layout};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -48,7 +48,15 @@ pub struct SuggestedRule {
 
 pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
     let exclude = globset::GlobSet::empty();
-    let scan = scan_local(root, &ScanOptions { recursive: true, exclude: &exclude, skip: None, threads: 8 })?;
+    let scan = scan_local(
+        root,
+        &ScanOptions {
+            recursive: true,
+            exclude: &exclude,
+            skip: None,
+            threads: 8,
+        },
+    )?;
     let mut extensions: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
     let mut depth_examples: BTreeMap<usize, (usize, String)> = BTreeMap::new();
@@ -58,21 +66,32 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
         *extensions.entry(extension(&f.rel)).or_default() += 1;
         let d = f.rel.matches('/').count() + 1;
         *depths.entry(d).or_default() += 1;
-        depth_examples.entry(d).or_insert_with(|| (0, f.rel.clone())).0 += 1;
+        depth_examples
+            .entry(d)
+            .or_insert_with(|| (0, f.rel.clone()))
+            .0 += 1;
         if let Some((top, _)) = f.rel.split_once('/') {
             first.insert(top);
         }
         bytes += f.size;
     }
     let spec_like = extensions.len().max(1);
-    let (layout, layout_problem) = match group::detect_layout(&depth_examples, first.len(), spec_like, false) {
-        Ok(l) => (Some(l), None),
-        Err(_) => (None, Some(format!("files sit at {} different depths; set group_key_regex", depths.len()))),
-    };
+    let (layout, layout_problem) =
+        match group::detect_layout(&depth_examples, first.len(), spec_like, false) {
+            Ok(l) => (Some(l), None),
+            Err(_) => (
+                None,
+                Some(format!(
+                    "files sit at {} different depths; set group_key_regex",
+                    depths.len()
+                )),
+            ),
+        };
 
     let mut sample_units = Vec::new();
     if let Some(l) = &layout {
-        let re = regex::Regex::new(l.group_key_regex.as_deref().unwrap_or(group::STEM_REGEX)).expect("built-in regex");
+        let re = regex::Regex::new(l.group_key_regex.as_deref().unwrap_or(group::STEM_REGEX))
+            .expect("built-in regex");
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for f in &scan.files {
             if let Some(k) = re.captures(&f.rel).and_then(|c| c.name("group_key")) {
@@ -82,10 +101,14 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
                 }
             }
         }
-        sample_units = groups.into_iter().take(3).map(|(key, mut files)| {
-            files.truncate(10);
-            SampleUnit { key, files }
-        }).collect();
+        sample_units = groups
+            .into_iter()
+            .take(3)
+            .map(|(key, mut files)| {
+                files.truncate(10);
+                SampleUnit { key, files }
+            })
+            .collect();
     }
 
     // Suggest rules: by the folder right above the file for patterns 2 and 4, else by extension.
@@ -96,21 +119,37 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
         let pattern = match (by_folder, f.rel.rsplit_once('/')) {
             (true, Some((dir, _))) => {
                 let folder = dir.rsplit('/').next().unwrap_or(dir);
-                if layout.as_ref().and_then(|l| l.pattern) == Some(2) { format!("{folder}/*.{ext}") } else { format!("**/{folder}/*.{ext}") }
+                if layout.as_ref().and_then(|l| l.pattern) == Some(2) {
+                    format!("{folder}/*.{ext}")
+                } else {
+                    format!("**/{folder}/*.{ext}")
+                }
             }
             _ => format!("**/*.{ext}"),
         };
         if ext.is_empty() || rules.len() >= 20 {
             continue;
         }
-        let spec_guess = if by_folder { f.rel.rsplit_once('/').map_or(ext.clone(), |(d, _)| d.rsplit('/').next().unwrap_or(d).to_owned()) } else { ext.clone() };
-        rules.entry(pattern).or_insert_with(|| format!("{}_1", sanitize(&spec_guess)));
+        let spec_guess = if by_folder {
+            f.rel.rsplit_once('/').map_or(ext.clone(), |(d, _)| {
+                d.rsplit('/').next().unwrap_or(d).to_owned()
+            })
+        } else {
+            ext.clone()
+        };
+        rules
+            .entry(pattern)
+            .or_insert_with(|| format!("{}_1", sanitize(&spec_guess)));
     }
     let warnings = scan
         .issues
         .iter()
         .map(|i| format!("{i:?}"))
-        .chain(scan.non_utf8.iter().map(|n| format!("name is not UTF-8: {n}")))
+        .chain(
+            scan.non_utf8
+                .iter()
+                .map(|n| format!("name is not UTF-8: {n}")),
+        )
         .collect();
     Ok(Exploration {
         format_version: FORMAT_VERSION,
@@ -124,25 +163,51 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
         layout,
         layout_problem,
         sample_units,
-        suggested_file_rules: rules.into_iter().map(|(pattern, spec)| SuggestedRule { pattern, spec }).collect(),
+        suggested_file_rules: rules
+            .into_iter()
+            .map(|(pattern, spec)| SuggestedRule { pattern, spec })
+            .collect(),
         warnings,
     })
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Text for people.
 pub fn render_text(e: &Exploration) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "{}: {} files, {}, {} excluded", e.root, e.files, crate::plan::render::human_bytes(e.bytes), e.excluded_files);
+    let _ = writeln!(
+        out,
+        "{}: {} files, {}, {} excluded",
+        e.root,
+        e.files,
+        crate::plan::render::human_bytes(e.bytes),
+        e.excluded_files
+    );
     let _ = writeln!(out, "\nExtensions:");
     let mut exts: Vec<(&String, &u64)> = e.extensions.iter().collect();
     exts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     for (ext, n) in exts.iter().take(20) {
-        let _ = writeln!(out, "  {:<10} {n}", if ext.is_empty() { "(none)".to_owned() } else { format!(".{ext}") });
+        let _ = writeln!(
+            out,
+            "  {:<10} {n}",
+            if ext.is_empty() {
+                "(none)".to_owned()
+            } else {
+                format!(".{ext}")
+            }
+        );
     }
     let _ = writeln!(out, "\nDepth (1 = in the root):");
     for (d, n) in &e.depths {
@@ -151,7 +216,12 @@ pub fn render_text(e: &Exploration) -> String {
     let _ = writeln!(out, "\nFirst-level folders: {}", e.first_level_folders);
     match (&e.layout, &e.layout_problem) {
         (Some(l), _) => {
-            let _ = writeln!(out, "Layout: pattern {} ({})", l.pattern.unwrap_or(0), l.describe());
+            let _ = writeln!(
+                out,
+                "Layout: pattern {} ({})",
+                l.pattern.unwrap_or(0),
+                l.describe()
+            );
         }
         (None, Some(p)) => {
             let _ = writeln!(out, "Layout: none detected: {p}");
@@ -174,7 +244,11 @@ pub fn render_text(e: &Exploration) -> String {
     if !e.suggested_file_rules.is_empty() {
         let _ = writeln!(out, "  file_rules:");
         for r in &e.suggested_file_rules {
-            let _ = writeln!(out, "    - {{pattern: \"{}\", spec: {}}}", r.pattern, r.spec);
+            let _ = writeln!(
+                out,
+                "    - {{pattern: \"{}\", spec: {}}}",
+                r.pattern, r.spec
+            );
         }
     }
     for w in &e.warnings {

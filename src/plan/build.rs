@@ -28,6 +28,9 @@ use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
 use crate::target::{TargetView, json_equal};
 
+/// A spreadsheet load's result and the SHA-256 of the file's bytes.
+type LoadedSheet = (Result<SheetTable, sheet::SheetError>, String);
+
 /// Knobs that change speed, never the plan.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -38,7 +41,10 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        Self { readers: 16, scan_threads: 8 }
+        Self {
+            readers: 16,
+            scan_threads: 8,
+        }
     }
 }
 
@@ -81,13 +87,27 @@ pub fn build_plan(
         match std::fs::metadata(&root.path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => errors.push(
-                RecipeError::new(Code::SourceNotDir, format!("source `{}` is not a folder", root.written), loaded.spans.value(&root.pointer))
-                    .help("point `path` at the folder that holds the files"),
+                RecipeError::new(
+                    Code::SourceNotDir,
+                    format!("source `{}` is not a folder", root.written),
+                    loaded.spans.value(&root.pointer),
+                )
+                .help("point `path` at the folder that holds the files"),
             ),
             Err(e) => errors.push(
-                RecipeError::new(Code::SourceMissing, format!("source `{}` cannot be read: {}", root.written, io_reason(&e)), loaded.spans.value(&root.pointer))
-                    .label(format!("resolved to {}", root.path.display()))
-                    .help("relative paths are relative to the recipe's folder, not the working directory"),
+                RecipeError::new(
+                    Code::SourceMissing,
+                    format!(
+                        "source `{}` cannot be read: {}",
+                        root.written,
+                        io_reason(&e)
+                    ),
+                    loaded.spans.value(&root.pointer),
+                )
+                .label(format!("resolved to {}", root.path.display()))
+                .help(
+                    "relative paths are relative to the recipe's folder, not the working directory",
+                ),
             ),
         }
         if root.checksum == ChecksumMode::Apply {
@@ -115,14 +135,23 @@ pub fn build_plan(
 
     // Wave 1: scans, spreadsheet loads, cache and target reads, all at once.
     let skip = loaded.dir.join(".synup");
-    let cache_path = loaded.dir.join(".synup").join("cache").join(format!("{}.checksums", recipe.name));
+    let cache_path = loaded
+        .dir
+        .join(".synup")
+        .join("cache")
+        .join(format!("{}.checksums", recipe.name));
     let (scans, tables, mut cache) = std::thread::scope(|s| {
         let scans: Vec<_> = roots
             .iter()
             .map(|root| {
                 let skip = skip.clone();
                 s.spawn(move || {
-                    let opts = ScanOptions { recursive: root.recursive, exclude: &recipe.exclude, skip: Some(skip), threads: opts.scan_threads };
+                    let opts = ScanOptions {
+                        recursive: root.recursive,
+                        exclude: &recipe.exclude,
+                        skip: Some(skip),
+                        threads: opts.scan_threads,
+                    };
                     scan_local(&root.path, &opts)
                 })
             })
@@ -131,22 +160,49 @@ pub fn build_plan(
             .metadata
             .iter()
             .filter_map(|m| match &m.kind {
-                MetadataKind::Sheet { file, sheet, is_csv, header_row, key_column, columns } => {
+                MetadataKind::Sheet {
+                    file,
+                    sheet,
+                    is_csv,
+                    header_row,
+                    key_column,
+                    columns,
+                } => {
                     let path = sheet_paths[&m.index].clone();
-                    Some((m.index, s.spawn(move || {
-                        let o = SheetOptions { source: &file.written, sheet: sheet.as_deref(), header_row: *header_row, key_column: key_column.as_deref(), columns };
-                        let table = if *is_csv { sheet::load_csv(&path, &o) } else { sheet::load_excel(&path, &o) };
-                        let digest = std::fs::read(&path).map(|b| hex::encode(Sha256::digest(&b))).unwrap_or_default();
-                        (table, digest)
-                    })))
+                    Some((
+                        m.index,
+                        s.spawn(move || {
+                            let o = SheetOptions {
+                                source: &file.written,
+                                sheet: sheet.as_deref(),
+                                header_row: *header_row,
+                                key_column: key_column.as_deref(),
+                                columns,
+                            };
+                            let table = if *is_csv {
+                                sheet::load_csv(&path, &o)
+                            } else {
+                                sheet::load_excel(&path, &o)
+                            };
+                            let digest = std::fs::read(&path)
+                                .map(|b| hex::encode(Sha256::digest(&b)))
+                                .unwrap_or_default();
+                            (table, digest)
+                        }),
+                    ))
                 }
                 _ => None,
             })
             .collect();
         let cache = s.spawn(|| ChecksumCache::open(cache_path.clone()));
-        let scans: Vec<std::io::Result<SourceScan>> = scans.into_iter().map(|h| h.join().expect("scan thread")).collect();
-        let tables: Vec<(usize, (Result<SheetTable, sheet::SheetError>, String))> =
-            tables.into_iter().map(|(i, h)| (i, h.join().expect("sheet thread"))).collect();
+        let scans: Vec<std::io::Result<SourceScan>> = scans
+            .into_iter()
+            .map(|h| h.join().expect("scan thread"))
+            .collect();
+        let tables: Vec<(usize, LoadedSheet)> = tables
+            .into_iter()
+            .map(|(i, h)| (i, h.join().expect("sheet thread")))
+            .collect();
         (scans, tables, cache.join().expect("cache thread"))
     });
     lap(&mut stats, "scan+load");
@@ -159,7 +215,10 @@ pub fn build_plan(
                     .issues
                     .iter()
                     .filter_map(|i| match i {
-                        ScanIssue::Unreadable { path, message } => Some(format!("{}: {message}", if path.is_empty() { "." } else { path })),
+                        ScanIssue::Unreadable { path, message } => Some(format!(
+                            "{}: {message}",
+                            if path.is_empty() { "." } else { path }
+                        )),
                         _ => None,
                     })
                     .collect();
@@ -168,8 +227,21 @@ pub fn build_plan(
                 }
                 for issue in &scan.issues {
                     match issue {
-                        ScanIssue::SymlinkLoop { link, target } => warnings.push(Warning::new("symlink_loop", format!("{}: symlink `{link}` loops back to `{}`; not followed", root.written, if target.is_empty() { "." } else { target }))),
-                        ScanIssue::BrokenSymlink { link } => warnings.push(Warning::new("broken_symlink", format!("{}: symlink `{link}` points to nothing; skipped", root.written))),
+                        ScanIssue::SymlinkLoop { link, target } => warnings.push(Warning::new(
+                            "symlink_loop",
+                            format!(
+                                "{}: symlink `{link}` loops back to `{}`; not followed",
+                                root.written,
+                                if target.is_empty() { "." } else { target }
+                            ),
+                        )),
+                        ScanIssue::BrokenSymlink { link } => warnings.push(Warning::new(
+                            "broken_symlink",
+                            format!(
+                                "{}: symlink `{link}` points to nothing; skipped",
+                                root.written
+                            ),
+                        )),
                         ScanIssue::Unreadable { .. } => {}
                     }
                 }
@@ -177,7 +249,15 @@ pub fn build_plan(
                 root_scans.push(scan);
             }
             Err(e) => {
-                errors.push(RecipeError::new(Code::SourceMissing, format!("source `{}` cannot be read: {}", root.written, io_reason(&e)), loaded.spans.value(&root.pointer)));
+                errors.push(RecipeError::new(
+                    Code::SourceMissing,
+                    format!(
+                        "source `{}` cannot be read: {}",
+                        root.written,
+                        io_reason(&e)
+                    ),
+                    loaded.spans.value(&root.pointer),
+                ));
                 root_scans.push(SourceScan::default());
             }
         }
@@ -185,24 +265,39 @@ pub fn build_plan(
     let mut sheet_tables: HashMap<usize, SheetTable> = HashMap::new();
     let mut metadata_inputs = Vec::new();
     for (index, (table, digest)) in tables {
-        let spec = recipe.metadata.iter().find(|m| m.index == index).expect("index from recipe");
-        let MetadataKind::Sheet { file, .. } = &spec.kind else { continue };
-        metadata_inputs.push(MetadataInput { source: file.written.clone(), path: display_rel(&sheet_paths[&index], &loaded.dir), sha256: digest });
+        let spec = recipe
+            .metadata
+            .iter()
+            .find(|m| m.index == index)
+            .expect("index from recipe");
+        let MetadataKind::Sheet { file, .. } = &spec.kind else {
+            continue;
+        };
+        metadata_inputs.push(MetadataInput {
+            source: file.written.clone(),
+            path: display_rel(&sheet_paths[&index], &loaded.dir),
+            sha256: digest,
+        });
         match table {
             Ok(t) => {
                 warnings.extend(t.warnings.iter().cloned());
                 sheet_tables.insert(index, t);
             }
             Err(e) => errors.push(
-                RecipeError::new(Code::MetadataSheet, format!("{}: {e}", file.written), loaded.spans.value(&file.pointer))
-                    .help(sheet_help(&e)),
+                RecipeError::new(
+                    Code::MetadataSheet,
+                    format!("{}: {e}", file.written),
+                    loaded.spans.value(&file.pointer),
+                )
+                .help(sheet_help(&e)),
             ),
         }
     }
 
     // Classify.
     let specs = &recipe.collection.specs;
-    let file_slices: Vec<&[crate::source::ScannedFile]> = root_scans.iter().map(|s| s.files.as_slice()).collect();
+    let file_slices: Vec<&[crate::source::ScannedFile]> =
+        root_scans.iter().map(|s| s.files.as_slice()).collect();
     let classified: Vec<Vec<Classified>> = match &recipe.mode {
         SourceMode::Single { rules, .. } => {
             let (c, conflicts) = classify::classify_single(file_slices[0], specs, rules);
@@ -218,13 +313,24 @@ pub fn build_plan(
             }
             vec![c]
         }
-        SourceMode::Multi { assets } => assets.iter().zip(&file_slices).map(|(a, f)| classify::classify_asset(f, a, specs)).collect(),
+        SourceMode::Multi { assets } => assets
+            .iter()
+            .zip(&file_slices)
+            .map(|(a, f)| classify::classify_asset(f, a, specs))
+            .collect(),
     };
     lap(&mut stats, "classify");
 
     // Group.
     let multi = matches!(recipe.mode, SourceMode::Multi { .. });
-    let grouped = group::group(&file_slices, &classified, recipe.group_key_regex.as_ref(), &recipe.key_template, specs.len(), multi);
+    let grouped = group::group(
+        &file_slices,
+        &classified,
+        recipe.group_key_regex.as_ref(),
+        &recipe.key_template,
+        specs.len(),
+        multi,
+    );
     for e in &grouped.errors {
         errors.push(group_error(loaded, e, multi));
     }
@@ -232,7 +338,10 @@ pub fn build_plan(
     if !errors.is_empty() {
         return Err(loaded.errors(errors));
     }
-    let layout = grouped.layout.clone().unwrap_or(group::Layout { pattern: None, group_key_regex: None });
+    let layout = grouped.layout.clone().unwrap_or(group::Layout {
+        pattern: None,
+        group_key_regex: None,
+    });
 
     // Wave 2: checksum beside the metadata merge.
     let mut request_of: HashMap<FileRef, usize> = HashMap::new();
@@ -241,7 +350,11 @@ pub fn build_plan(
         for (_, f) in &unit.files {
             request_of.entry(*f).or_insert_with(|| {
                 let scanned = &file_slices[f.root as usize][f.index as usize];
-                requests.push(HashRequest { path: roots[f.root as usize].path.join(&scanned.rel), size: scanned.size, mtime_ns: scanned.mtime_ns });
+                requests.push(HashRequest {
+                    path: roots[f.root as usize].path.join(&scanned.rel),
+                    size: scanned.size,
+                    mtime_ns: scanned.mtime_ns,
+                });
                 requests.len() - 1
             });
         }
@@ -254,7 +367,11 @@ pub fn build_plan(
             table: sheet_tables.remove(&m.index),
             label: match &m.kind {
                 MetadataKind::Sheet { file, .. } => file.written.clone(),
-                MetadataKind::Static { pointer, .. } => format!("{}:{}", loaded.path, describe_path(pointer).trim_matches('`')),
+                MetadataKind::Static { pointer, .. } => format!(
+                    "{}:{}",
+                    loaded.path,
+                    describe_path(pointer).trim_matches('`')
+                ),
                 _ => m.label(),
             },
         })
@@ -270,9 +387,22 @@ pub fn build_plan(
                     let files: Vec<UnitFile<'_>> = u
                         .files
                         .iter()
-                        .map(|(spec, f)| UnitFile { spec: *spec, rel: &file_slices[f.root as usize][f.index as usize].rel, root: &roots[f.root as usize].path })
+                        .map(|(spec, f)| UnitFile {
+                            spec: *spec,
+                            rel: &file_slices[f.root as usize][f.index as usize].rel,
+                            root: &roots[f.root as usize].path,
+                        })
                         .collect();
-                    metadata::merge(&prepared, &MergeInput { key: &u.key, group_key: &u.group_key, files: &files, primary_order: &primary_order, key_field: recipe.key_field.as_deref() })
+                    metadata::merge(
+                        &prepared,
+                        &MergeInput {
+                            key: &u.key,
+                            group_key: &u.group_key,
+                            files: &files,
+                            primary_order: &primary_order,
+                            key_field: recipe.key_field.as_deref(),
+                        },
+                    )
                 })
                 .collect::<Vec<_>>()
         },
@@ -288,14 +418,23 @@ pub fn build_plan(
     let unreadable: Vec<String> = requests
         .iter()
         .zip(&hashes)
-        .filter_map(|(r, h)| h.as_ref().err().map(|e| format!("{}: {e}", r.path.display())))
+        .filter_map(|(r, h)| {
+            h.as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", r.path.display()))
+        })
         .collect();
     if !unreadable.is_empty() {
         let root = roots[0];
         errors.push(unreadable_error(loaded, root, &unreadable));
         return Err(loaded.errors(errors));
     }
-    let sha_of = |f: &FileRef| -> String { hashes[request_of[f]].as_ref().map(hex::encode).unwrap_or_default() };
+    let sha_of = |f: &FileRef| -> String {
+        hashes[request_of[f]]
+            .as_ref()
+            .map(hex::encode)
+            .unwrap_or_default()
+    };
 
     // Validate.
     let problems: Vec<Vec<validate::Problem>> = grouped
@@ -308,19 +447,41 @@ pub fn build_plan(
                 .iter()
                 .map(|(spec, f)| {
                     let s = &file_slices[f.root as usize][f.index as usize];
-                    CheckedFile { spec: *spec, rel: &s.rel, size: s.size }
+                    CheckedFile {
+                        spec: *spec,
+                        rel: &s.rel,
+                        size: s.size,
+                    }
                 })
                 .collect();
-            validate::validate_unit(specs, &files, recipe.max_file_size, &m.meta, &m.provenance, recipe.collection.meta_schema.as_ref(), m.problems.clone())
+            validate::validate_unit(
+                specs,
+                &files,
+                recipe.max_file_size,
+                &m.meta,
+                &m.provenance,
+                recipe.collection.meta_schema.as_ref(),
+                m.problems.clone(),
+            )
         })
         .collect();
     lap(&mut stats, "validate");
 
     // Diff against the target.
-    let valid_keys: Vec<&str> = grouped.units.iter().zip(&problems).filter(|(_, p)| p.is_empty()).map(|(u, _)| u.key.as_str()).collect();
-    let existing = target
-        .units_by_key(&valid_keys)
-        .map_err(|e| loaded.errors(vec![RecipeError::new(Code::Target, e.to_string(), loaded.spans.key("/target"))]))?;
+    let valid_keys: Vec<&str> = grouped
+        .units
+        .iter()
+        .zip(&problems)
+        .filter(|(_, p)| p.is_empty())
+        .map(|(u, _)| u.key.as_str())
+        .collect();
+    let existing = target.units_by_key(&valid_keys).map_err(|e| {
+        loaded.errors(vec![RecipeError::new(
+            Code::Target,
+            e.to_string(),
+            loaded.spans.key("/target"),
+        )])
+    })?;
 
     let mut units = Vec::with_capacity(grouped.units.len());
     let mut summary = Summary::default();
@@ -336,7 +497,15 @@ pub fn build_plan(
             .map(|(spec, fs)| {
                 let f = fs[0];
                 let s = &file_slices[f.root as usize][f.index as usize];
-                (specs[*spec as usize].name.clone(), PlannedFile { root: roots[f.root as usize].written.clone(), path: s.rel.clone(), size: s.size, sha1: Some(sha_of(f)) })
+                (
+                    specs[*spec as usize].name.clone(),
+                    PlannedFile {
+                        root: roots[f.root as usize].written.clone(),
+                        path: s.rel.clone(),
+                        size: s.size,
+                        sha1: Some(sha_of(f)),
+                    },
+                )
             })
             .collect();
         if let Some(o) = &m.key_field_overridden {
@@ -348,9 +517,15 @@ pub fn build_plan(
             match existing.get(&u.key).map(Vec::as_slice) {
                 None | Some([]) => (Action::Create, None),
                 Some([one]) => {
-                    let mine: BTreeMap<String, String> = files.iter().map(|(k, f)| (k.clone(), f.sha1.clone().unwrap_or_default())).collect();
+                    let mine: BTreeMap<String, String> = files
+                        .iter()
+                        .map(|(k, f)| (k.clone(), f.sha1.clone().unwrap_or_default()))
+                        .collect();
                     let same_files = one.files == mine;
-                    let same_meta = json_equal(&serde_json::Value::Object(one.meta.clone()), &serde_json::Value::Object(m.meta.clone()));
+                    let same_meta = json_equal(
+                        &serde_json::Value::Object(one.meta.clone()),
+                        &serde_json::Value::Object(m.meta.clone()),
+                    );
                     if same_files && same_meta {
                         (Action::Unchanged, None)
                     } else {
@@ -361,10 +536,27 @@ pub fn build_plan(
                         if !same_meta {
                             what.push("meta differs".to_owned());
                         }
-                        (Action::Conflict, Some(format!("target unit {} has the same key; {}", one.id, what.join(", "))))
+                        (
+                            Action::Conflict,
+                            Some(format!(
+                                "target unit {} has the same key; {}",
+                                one.id,
+                                what.join(", ")
+                            )),
+                        )
                     }
                 }
-                Some(many) => (Action::Conflict, Some(format!("the target has {} units with this key ({})", many.len(), many.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", ")))),
+                Some(many) => (
+                    Action::Conflict,
+                    Some(format!(
+                        "the target has {} units with this key ({})",
+                        many.len(),
+                        many.iter()
+                            .map(|u| u.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ),
             }
         };
         match action {
@@ -373,7 +565,14 @@ pub fn build_plan(
             Action::Conflict => summary.conflict += 1,
             Action::Invalid => summary.invalid += 1,
         }
-        units.push(PlannedUnit { key: u.key.clone(), action, files, meta: m.meta, problems, conflict });
+        units.push(PlannedUnit {
+            key: u.key.clone(),
+            action,
+            files,
+            meta: m.meta,
+            problems,
+            conflict,
+        });
     }
     summary.units = units.len() as u64;
     if summary.conflict > 0 {
@@ -396,7 +595,9 @@ pub fn build_plan(
         }
     }
     let wanted: Vec<&str> = upload.keys().copied().collect();
-    let known = target.known_checksums(&wanted).map_err(|e| loaded.errors(vec![RecipeError::new(Code::Target, e.to_string(), None)]))?;
+    let known = target
+        .known_checksums(&wanted)
+        .map_err(|e| loaded.errors(vec![RecipeError::new(Code::Target, e.to_string(), None)]))?;
     for (sha, size) in &upload {
         if !known.contains(*sha) {
             summary.files_to_upload += 1;
@@ -409,16 +610,28 @@ pub fn build_plan(
     for (r, (scan, classes)) in root_scans.iter().zip(&classified).enumerate() {
         let root = &roots[r].written;
         for bad in &scan.non_utf8 {
-            unmatched.push(UnmatchedFile { root: root.clone(), path: bad.clone(), reason: reason_str(UnmatchedReason::NonUtf8Name).into() });
+            unmatched.push(UnmatchedFile {
+                root: root.clone(),
+                path: bad.clone(),
+                reason: reason_str(UnmatchedReason::NonUtf8Name).into(),
+            });
         }
         for (f, c) in scan.files.iter().zip(classes) {
             if let Classified::Unmatched(reason) = c {
-                unmatched.push(UnmatchedFile { root: root.clone(), path: f.rel.clone(), reason: reason_str(*reason).into() });
+                unmatched.push(UnmatchedFile {
+                    root: root.clone(),
+                    path: f.rel.clone(),
+                    reason: reason_str(*reason).into(),
+                });
             }
         }
     }
     for f in &grouped.no_group_key {
-        unmatched.push(UnmatchedFile { root: roots[f.root as usize].written.clone(), path: file_slices[f.root as usize][f.index as usize].rel.clone(), reason: reason_str(UnmatchedReason::NoGroupKey).into() });
+        unmatched.push(UnmatchedFile {
+            root: roots[f.root as usize].written.clone(),
+            path: file_slices[f.root as usize][f.index as usize].rel.clone(),
+            reason: reason_str(UnmatchedReason::NoGroupKey).into(),
+        });
     }
     unmatched.sort();
     summary.unmatched_files = unmatched.len() as u64;
@@ -430,7 +643,12 @@ pub fn build_plan(
         if let Some(t) = &p.table {
             for row in &t.rows {
                 if !unit_keys.contains(&normalize_key(&row.key)) {
-                    orphan_rows.push(OrphanRow { source: t.source.clone(), sheet: t.sheet.clone(), row: row.row, key: row.key.clone() });
+                    orphan_rows.push(OrphanRow {
+                        source: t.source.clone(),
+                        sheet: t.sheet.clone(),
+                        row: row.row,
+                        key: row.key.clone(),
+                    });
                 }
             }
         }
@@ -444,17 +662,37 @@ pub fn build_plan(
         .map(|(r, (root, scan))| {
             let mut h = Sha256::new();
             for (i, f) in scan.files.iter().enumerate() {
-                let sha = request_of.get(&FileRef { root: r as u32, index: i as u32 }).and_then(|&i| hashes[i].as_ref().ok()).map(hex::encode).unwrap_or_default();
+                let sha = request_of
+                    .get(&FileRef {
+                        root: r as u32,
+                        index: i as u32,
+                    })
+                    .and_then(|&i| hashes[i].as_ref().ok())
+                    .map(hex::encode)
+                    .unwrap_or_default();
                 h.update(format!("{}\0{}\0{}\n", f.rel, f.size, sha).as_bytes());
             }
             for bad in &scan.non_utf8 {
                 h.update(format!("{bad}\0?\0\n").as_bytes());
             }
-            ListingInput { root: root.written.clone(), files: (scan.files.len() + scan.non_utf8.len()) as u64, sha256: hex::encode(h.finalize()) }
+            ListingInput {
+                root: root.written.clone(),
+                files: (scan.files.len() + scan.non_utf8.len()) as u64,
+                sha256: hex::encode(h.finalize()),
+            }
         })
         .collect();
     metadata_inputs.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
-    let env = loaded.vars.values().map(|v| (v.name.clone(), v.value.clone().unwrap_or_else(|| "***".to_owned()))).collect();
+    let env = loaded
+        .vars
+        .values()
+        .map(|v| {
+            (
+                v.name.clone(),
+                v.value.clone().unwrap_or_else(|| "***".to_owned()),
+            )
+        })
+        .collect();
     let inputs = Inputs {
         recipe_sha256: loaded.sha256.clone(),
         env,
@@ -468,21 +706,41 @@ pub fn build_plan(
     let mut plan = Plan {
         format_version: FORMAT_VERSION,
         plan_hash: String::new(),
-        recipe: RecipeRef { name: recipe.name.clone(), path: loaded.path.clone(), sha256: loaded.sha256.clone() },
+        recipe: RecipeRef {
+            name: recipe.name.clone(),
+            path: loaded.path.clone(),
+            sha256: loaded.sha256.clone(),
+        },
         target: TargetRef {
             backend: match recipe.backend {
                 Backend::Local => "local".to_owned(),
                 Backend::Synapse => "synapse".to_owned(),
             },
             data_collection: recipe.data_collection.clone(),
-            path: Some(loaded.recipe.target.path.clone().unwrap_or_else(|| ".synup/local".to_owned())),
+            path: Some(
+                loaded
+                    .recipe
+                    .target
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| ".synup/local".to_owned()),
+            ),
         },
-        layout: LayoutRef { pattern: layout.pattern, group_key_regex: layout.group_key_regex },
+        layout: LayoutRef {
+            pattern: layout.pattern,
+            group_key_regex: layout.group_key_regex,
+        },
         summary,
         units,
         unmatched,
         orphan_rows,
-        warnings: warnings.into_iter().map(|w| PlanWarning { code: w.code, message: w.message }).collect(),
+        warnings: warnings
+            .into_iter()
+            .map(|w| PlanWarning {
+                code: w.code,
+                message: w.message,
+            })
+            .collect(),
         inputs,
     };
     plan.plan_hash = plan_hash(&plan);
@@ -494,7 +752,10 @@ pub fn build_plan(
 pub fn plan_hash(plan: &Plan) -> String {
     let mut copy = plan.clone();
     copy.plan_hash = String::new();
-    format!("sha256:{}", hex::encode(Sha256::digest(copy.to_json().as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(copy.to_json().as_bytes()))
+    )
 }
 
 fn reason_str(r: UnmatchedReason) -> &'static str {
@@ -520,7 +781,10 @@ fn find_metadata_file(written: &str, recipe_dir: &Path, root: Option<&Path>) -> 
 }
 
 fn display_rel(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base).map_or_else(|_| path.display().to_string(), |p| p.to_string_lossy().replace('\\', "/"))
+    path.strip_prefix(base).map_or_else(
+        |_| path.display().to_string(),
+        |p| p.to_string_lossy().replace('\\', "/"),
+    )
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -533,10 +797,19 @@ fn io_reason(e: &std::io::Error) -> String {
 
 fn unreadable_error(loaded: &LoadedRecipe, root: &Root, paths: &[String]) -> RecipeError {
     let shown: Vec<&str> = paths.iter().take(20).map(String::as_str).collect();
-    let more = if paths.len() > 20 { format!("\n  … and {} more", paths.len() - 20) } else { String::new() };
+    let more = if paths.len() > 20 {
+        format!("\n  … and {} more", paths.len() - 20)
+    } else {
+        String::new()
+    };
     RecipeError::new(
         Code::SourceUnreadable,
-        format!("{} file(s) or folder(s) under `{}` cannot be read:\n  {}{more}", paths.len(), root.written, shown.join("\n  ")),
+        format!(
+            "{} file(s) or folder(s) under `{}` cannot be read:\n  {}{more}",
+            paths.len(),
+            root.written,
+            shown.join("\n  ")
+        ),
         loaded.spans.value(&root.pointer),
     )
     .help("fix their permissions, or drop them with `exclude`")
@@ -545,14 +818,27 @@ fn unreadable_error(loaded: &LoadedRecipe, root: &Root, paths: &[String]) -> Rec
 fn group_error(loaded: &LoadedRecipe, e: &GroupError, multi: bool) -> RecipeError {
     match e {
         GroupError::MixedDepths { depths } => {
-            let detail: Vec<String> = depths.iter().map(|(d, (n, ex))| format!("{n} at depth {d} (e.g. {ex})")).collect();
+            let detail: Vec<String> = depths
+                .iter()
+                .map(|(d, (n, ex))| format!("{n} at depth {d} (e.g. {ex})"))
+                .collect();
             RecipeError::new(Code::MixedDepths, format!("files sit at different depths ({}), so no directory pattern fits", detail.join(", ")), loaded.spans.key(if multi { "/assets" } else { "/source" }))
                 .help("set `group_key_regex` to say which part of the path names the unit, e.g. \"^(?P<group_key>[^/]+)/\"")
         }
         GroupError::KeyCollision { key, group_keys } => RecipeError::new(
             Code::KeyCollision,
-            format!("groups {} all render the unit key `{key}`", group_keys.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")),
-            loaded.spans.value("/dataset_key_template").or_else(|| loaded.spans.value("/group_key_regex")),
+            format!(
+                "groups {} all render the unit key `{key}`",
+                group_keys
+                    .iter()
+                    .map(|g| format!("`{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            loaded
+                .spans
+                .value("/dataset_key_template")
+                .or_else(|| loaded.spans.value("/group_key_regex")),
         )
         .help("make dataset_key_template include {group_key}, or capture more of the path"),
     }
@@ -561,10 +847,20 @@ fn group_error(loaded: &LoadedRecipe, e: &GroupError, multi: bool) -> RecipeErro
 fn sheet_help(e: &sheet::SheetError) -> String {
     match e {
         sheet::SheetError::NoSuchSheet { .. } => "set `sheet` to one of the sheet names".to_owned(),
-        sheet::SheetError::NoHeaderRow { .. } => "set `header_row` to the row that holds the column names".to_owned(),
-        sheet::SheetError::DuplicateHeaders { .. } => "rename one of the columns so every header is unique".to_owned(),
-        sheet::SheetError::NoKeyColumn { .. } => "set `key_column` to the header of the column that holds unit keys".to_owned(),
-        sheet::SheetError::DuplicateKeys { .. } => "each unit key may appear in one row only; remove or merge the duplicates".to_owned(),
-        sheet::SheetError::Unreadable(_) => "check that the file is a spreadsheet and is not password-protected".to_owned(),
+        sheet::SheetError::NoHeaderRow { .. } => {
+            "set `header_row` to the row that holds the column names".to_owned()
+        }
+        sheet::SheetError::DuplicateHeaders { .. } => {
+            "rename one of the columns so every header is unique".to_owned()
+        }
+        sheet::SheetError::NoKeyColumn { .. } => {
+            "set `key_column` to the header of the column that holds unit keys".to_owned()
+        }
+        sheet::SheetError::DuplicateKeys { .. } => {
+            "each unit key may appear in one row only; remove or merge the duplicates".to_owned()
+        }
+        sheet::SheetError::Unreadable(_) => {
+            "check that the file is a spreadsheet and is not password-protected".to_owned()
+        }
     }
 }

@@ -25,7 +25,12 @@ impl StageGraph {
     pub fn compile(recipe: &ResolvedRecipe) -> Self {
         let mut stages: Vec<Stage> = Vec::new();
         let mut add = |id: String, label: String, kind: &'static str, deps: Vec<usize>| {
-            stages.push(Stage { id, label, kind, deps });
+            stages.push(Stage {
+                id,
+                label,
+                kind,
+                deps,
+            });
             stages.len() - 1
         };
         let scans: Vec<usize> = recipe
@@ -33,25 +38,77 @@ impl StageGraph {
             .roots()
             .iter()
             .enumerate()
-            .map(|(i, r)| add(format!("scan_{i}"), format!("scan {}", r.written), "io", vec![]))
+            .map(|(i, r)| {
+                add(
+                    format!("scan_{i}"),
+                    format!("scan {}", r.written),
+                    "io",
+                    vec![],
+                )
+            })
             .collect();
         let loads: Vec<usize> = recipe
             .metadata
             .iter()
             .filter(|m| matches!(m.kind, MetadataKind::Sheet { .. }))
-            .map(|m| add(format!("load_metadata_{}", m.index), format!("load {}", m.label()), "io", vec![]))
+            .map(|m| {
+                add(
+                    format!("load_metadata_{}", m.index),
+                    format!("load {}", m.label()),
+                    "io",
+                    vec![],
+                )
+            })
             .collect();
-        let target = add("read_target".into(), format!("read target {} ({})", recipe.data_collection, backend(recipe)), "io", vec![]);
-        let classify = add("classify".into(), "classify files to specs".into(), "cpu", scans);
-        let group = add("group".into(), "group files into units".into(), "cpu", vec![classify]);
-        let checksum = add("checksum".into(), "sha1 of unit files (cached)".into(), "io", vec![group]);
+        let target = add(
+            "read_target".into(),
+            format!(
+                "read target {} ({})",
+                recipe.data_collection,
+                backend(recipe)
+            ),
+            "io",
+            vec![],
+        );
+        let classify = add(
+            "classify".into(),
+            "classify files to specs".into(),
+            "cpu",
+            scans,
+        );
+        let group = add(
+            "group".into(),
+            "group files into units".into(),
+            "cpu",
+            vec![classify],
+        );
+        let checksum = add(
+            "checksum".into(),
+            "sha1 of unit files (cached)".into(),
+            "io",
+            vec![group],
+        );
         let mut merge_deps = vec![group];
         merge_deps.extend(loads);
         let labels: Vec<String> = recipe.metadata.iter().map(|m| m.label()).collect();
-        let merge_label = if labels.is_empty() { "merge metadata (key field)".to_owned() } else { format!("merge metadata: {}", labels.join(", ")) };
+        let merge_label = if labels.is_empty() {
+            "merge metadata (key field)".to_owned()
+        } else {
+            format!("merge metadata: {}", labels.join(", "))
+        };
         let merge = add("merge_metadata".into(), merge_label, "cpu", merge_deps);
-        let validate = add("validate".into(), "validate units".into(), "cpu", vec![checksum, merge]);
-        add("diff".into(), "diff against target".into(), "cpu", vec![validate, target]);
+        let validate = add(
+            "validate".into(),
+            "validate units".into(),
+            "cpu",
+            vec![checksum, merge],
+        );
+        add(
+            "diff".into(),
+            "diff against target".into(),
+            "cpu",
+            vec![validate, target],
+        );
         Self { stages }
     }
 

@@ -160,6 +160,7 @@ impl Plan {
 
     /// Whether `text` looks like a saved plan (for `apply ARG`).
     pub fn looks_like_plan(text: &str) -> bool {
-        serde_json::from_str::<Json>(text).is_ok_and(|v| v.get("format_version").is_some() && v.get("plan_hash").is_some())
+        serde_json::from_str::<Json>(text)
+            .is_ok_and(|v| v.get("format_version").is_some() && v.get("plan_hash").is_some())
     }
 }

@@ -17,7 +17,10 @@ pub fn render_text(plan: &Plan) -> String {
         plan.recipe.name,
         t.backend,
         t.data_collection,
-        t.path.as_ref().map(|p| format!(" ({p})")).unwrap_or_default()
+        t.path
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default()
     );
     let layout = match (plan.layout.pattern, &plan.layout.group_key_regex) {
         (Some(p), Some(re)) => format!("pattern {p} ({}), group_key_regex {re}", describe(p)),
@@ -26,7 +29,13 @@ pub fn render_text(plan: &Plan) -> String {
     };
     let _ = writeln!(out, "Layout: {layout}");
 
-    let width = plan.units.iter().map(|u| u.key.chars().count()).max().unwrap_or(0).min(40);
+    let width = plan
+        .units
+        .iter()
+        .map(|u| u.key.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(40);
     let mut shown = [0usize; 2];
     let mut hidden = [0usize; 2];
     if !plan.units.is_empty() {
@@ -48,15 +57,34 @@ pub fn render_text(plan: &Plan) -> String {
         let (mark, what) = match u.action {
             Action::Create => {
                 let bytes: u64 = u.files.values().map(|f| f.size).sum();
-                ("+", format!("{} ({} file{}, {})", u.files.keys().cloned().collect::<Vec<_>>().join(", "), u.files.len(), if u.files.len() == 1 { "" } else { "s" }, human_bytes(bytes)))
+                (
+                    "+",
+                    format!(
+                        "{} ({} file{}, {})",
+                        u.files.keys().cloned().collect::<Vec<_>>().join(", "),
+                        u.files.len(),
+                        if u.files.len() == 1 { "" } else { "s" },
+                        human_bytes(bytes)
+                    ),
+                )
             }
             Action::Unchanged => ("=", "unchanged".to_owned()),
-            Action::Conflict => ("~", format!("conflict: {}", u.conflict.as_deref().unwrap_or("differs from the target"))),
+            Action::Conflict => (
+                "~",
+                format!(
+                    "conflict: {}",
+                    u.conflict.as_deref().unwrap_or("differs from the target")
+                ),
+            ),
             Action::Invalid => ("!", "invalid".to_owned()),
         };
         let _ = writeln!(out, "  {mark} {:<width$}  {what}", u.key);
         for p in &u.problems {
-            let source = p.source.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            let source = p
+                .source
+                .as_ref()
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default();
             let _ = writeln!(out, "      {}: {}{source}", p.reason.as_str(), p.message);
             if let Some(paths) = &p.paths {
                 for path in paths {
@@ -67,27 +95,53 @@ pub fn render_text(plan: &Plan) -> String {
     }
     for (i, word) in ["to create", "unchanged"].iter().enumerate() {
         if hidden[i] > 0 {
-            let _ = writeln!(out, "  … and {} more {word} (all units are in `--format json`)", hidden[i]);
+            let _ = writeln!(
+                out,
+                "  … and {} more {word} (all units are in `--format json`)",
+                hidden[i]
+            );
         }
     }
 
     if !plan.unmatched.is_empty() {
         let _ = writeln!(out, "\nUnmatched files ({}):", plan.unmatched.len());
         for f in plan.unmatched.iter().take(SHOWN_PER_ACTION) {
-            let _ = writeln!(out, "  {}/{}  {}", f.root.trim_end_matches('/'), f.path, f.reason);
+            let _ = writeln!(
+                out,
+                "  {}/{}  {}",
+                f.root.trim_end_matches('/'),
+                f.path,
+                f.reason
+            );
         }
         if plan.unmatched.len() > SHOWN_PER_ACTION {
-            let _ = writeln!(out, "  … and {} more", plan.unmatched.len() - SHOWN_PER_ACTION);
+            let _ = writeln!(
+                out,
+                "  … and {} more",
+                plan.unmatched.len() - SHOWN_PER_ACTION
+            );
         }
     }
     if !plan.orphan_rows.is_empty() {
-        let _ = writeln!(out, "\nMetadata rows that match no unit ({}):", plan.orphan_rows.len());
+        let _ = writeln!(
+            out,
+            "\nMetadata rows that match no unit ({}):",
+            plan.orphan_rows.len()
+        );
         for r in plan.orphan_rows.iter().take(SHOWN_PER_ACTION) {
-            let sheet = r.sheet.as_ref().map(|s| format!("!{s}")).unwrap_or_default();
+            let sheet = r
+                .sheet
+                .as_ref()
+                .map(|s| format!("!{s}"))
+                .unwrap_or_default();
             let _ = writeln!(out, "  {}{sheet} row {}  {}", r.source, r.row, r.key);
         }
         if plan.orphan_rows.len() > SHOWN_PER_ACTION {
-            let _ = writeln!(out, "  … and {} more", plan.orphan_rows.len() - SHOWN_PER_ACTION);
+            let _ = writeln!(
+                out,
+                "  … and {} more",
+                plan.orphan_rows.len() - SHOWN_PER_ACTION
+            );
         }
     }
     if !plan.warnings.is_empty() {
@@ -117,7 +171,11 @@ pub fn render_text(plan: &Plan) -> String {
 }
 
 fn describe(pattern: u8) -> &'static str {
-    crate::stages::group::Layout { pattern: Some(pattern), group_key_regex: None }.describe()
+    crate::stages::group::Layout {
+        pattern: Some(pattern),
+        group_key_regex: None,
+    }
+    .describe()
 }
 
 /// `1536` → `1.5 KiB`.

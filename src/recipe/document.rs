@@ -166,7 +166,13 @@ impl<'de, F: SpanFlavor> Visitor<'de> for RawVisitor<F> {
             if entries.iter().any(|(k, _)| k.name == name) {
                 return Err(de::Error::custom(format!("duplicate key `{name}`")));
             }
-            entries.push((Key { name, span: key_span }, Node { value, span }));
+            entries.push((
+                Key {
+                    name,
+                    span: key_span,
+                },
+                Node { value, span },
+            ));
         }
         Ok(Raw(Value::Map(entries), PhantomData))
     }
@@ -181,8 +187,15 @@ pub struct SyntaxError {
 
 /// Parses YAML text into a spanned tree. An empty document is `Value::Null`.
 pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-        return Ok(Node { value: Value::Null, span: Span::new(0, 0) });
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(Node {
+            value: Value::Null,
+            span: Span::new(0, 0),
+        });
     }
     match serde_saphyr::from_str::<serde_saphyr::Spanned<Raw<YamlFlavor>>>(text) {
         Ok(w) => {
@@ -194,7 +207,10 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
                 .location()
                 .map(|loc| offset_of(text, loc.line() as usize, loc.column() as usize))
                 .unwrap_or_default();
-            Err(SyntaxError { message: first_line(&err.to_string()), span })
+            Err(SyntaxError {
+                message: first_line(&err.to_string()),
+                span,
+            })
         }
     }
 }
@@ -211,7 +227,10 @@ pub fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
                 .span()
                 .map(|r| Span::new(r.start, (r.end - r.start).max(1)))
                 .unwrap_or_default();
-            Err(SyntaxError { message: err.message().trim().to_owned(), span })
+            Err(SyntaxError {
+                message: err.message().trim().to_owned(),
+                span,
+            })
         }
     }
 }
@@ -244,11 +263,15 @@ mod tests {
     fn yaml_spans_point_at_values_and_keys() {
         let text = "version: 1\nname: demo\nsource:\n  path: ./data\n";
         let node = parse_yaml(text).unwrap();
-        let Value::Map(entries) = node.value else { panic!("map") };
+        let Value::Map(entries) = node.value else {
+            panic!("map")
+        };
         let (key, value) = &entries[1];
         assert_eq!(&text[key.span.offset..key.span.offset + 4], "name");
         assert_eq!(&text[value.span.offset..value.span.offset + 4], "demo");
-        let Value::Map(src) = &entries[2].1.value else { panic!("map") };
+        let Value::Map(src) = &entries[2].1.value else {
+            panic!("map")
+        };
         assert_eq!(&text[src[0].1.span.offset..][..6], "./data");
     }
 
@@ -256,7 +279,9 @@ mod tests {
     fn toml_spans_point_at_values_and_keys() {
         let text = "version = 1\nname = \"demo\"\n[source]\npath = \"./data\"\n";
         let node = parse_toml(text).unwrap();
-        let Value::Map(entries) = node.value else { panic!("map") };
+        let Value::Map(entries) = node.value else {
+            panic!("map")
+        };
         let (key, value) = entries.iter().find(|(k, _)| k.name == "name").unwrap();
         assert_eq!(&text[key.span.offset..key.span.offset + 4], "name");
         assert!(text[value.span.offset..].starts_with("\"demo\""));

@@ -118,7 +118,13 @@ pub struct RecipeError {
 
 impl RecipeError {
     pub fn new(code: Code, message: impl Into<String>, span: Option<Span>) -> Self {
-        Self { code, message: message.into(), span, label: "here".to_owned(), help: None }
+        Self {
+            code,
+            message: message.into(),
+            span,
+            label: "here".to_owned(),
+            help: None,
+        }
     }
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
@@ -146,7 +152,9 @@ impl Diagnostic for RecipeError {
         Some(Box::new(self.code_str()))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let span = self.span?;
@@ -167,7 +175,11 @@ pub struct RecipeErrors {
 
 impl RecipeErrors {
     pub fn new(path: &str, text: String, errors: Vec<RecipeError>) -> Self {
-        Self { path: path.to_owned(), source: NamedSource::new(path, text), errors }
+        Self {
+            path: path.to_owned(),
+            source: NamedSource::new(path, text),
+            errors,
+        }
     }
 
     pub fn codes(&self) -> Vec<String> {
@@ -212,7 +224,10 @@ impl Diagnostic for RecipeErrors {
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         match self.errors.as_slice() {
-            [one] => one.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>),
+            [one] => one
+                .help
+                .as_ref()
+                .map(|h| Box::new(h) as Box<dyn fmt::Display>),
             _ => None,
         }
     }

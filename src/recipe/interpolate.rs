@@ -25,7 +25,9 @@ pub enum InterpolationError {
 /// Names that mark a variable's value as a secret.
 pub fn is_secret_var(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["TOKEN", "SECRET", "PASSWORD", "KEY"].iter().any(|m| upper.contains(m))
+    ["TOKEN", "SECRET", "PASSWORD", "KEY"]
+        .iter()
+        .any(|m| upper.contains(m))
 }
 
 /// Result of interpolating a whole document.
@@ -48,26 +50,35 @@ fn walk(node: &mut Node, env: &dyn Fn(&str) -> Option<String>, out: &mut Interpo
     match &mut node.value {
         Value::Seq(items) => items.iter_mut().for_each(|n| walk(n, env, out)),
         Value::Map(entries) => entries.iter_mut().for_each(|(_, n)| walk(n, env, out)),
-        Value::Str(s) if s.contains('$') => {
-            match expand(s, node.span, env) {
-                Ok(Expanded { text, vars, changed }) => {
-                    let mut secret = false;
-                    for (name, value) in vars {
-                        let is_secret = is_secret_var(&name);
-                        secret |= is_secret;
-                        out.vars.insert(
-                            name.clone(),
-                            UsedVar { name, value: if is_secret { None } else { Some(value) } },
-                        );
-                    }
-                    if secret {
-                        out.secret_spans.push(node.span);
-                    }
-                    node.value = if changed { retype(text) } else { Value::Str(text) };
+        Value::Str(s) if s.contains('$') => match expand(s, node.span, env) {
+            Ok(Expanded {
+                text,
+                vars,
+                changed,
+            }) => {
+                let mut secret = false;
+                for (name, value) in vars {
+                    let is_secret = is_secret_var(&name);
+                    secret |= is_secret;
+                    out.vars.insert(
+                        name.clone(),
+                        UsedVar {
+                            name,
+                            value: if is_secret { None } else { Some(value) },
+                        },
+                    );
                 }
-                Err(errs) => out.errors.extend(errs),
+                if secret {
+                    out.secret_spans.push(node.span);
+                }
+                node.value = if changed {
+                    retype(text)
+                } else {
+                    Value::Str(text)
+                };
             }
-        }
+            Err(errs) => out.errors.extend(errs),
+        },
         _ => {}
     }
 }
@@ -92,9 +103,9 @@ fn expand(
     while let Some(pos) = rest.find('$') {
         text.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(literal_rest) = after.strip_prefix("$${") {
             text.push_str("${");
-            rest = &after[3..];
+            rest = literal_rest;
         } else if let Some(body) = after.strip_prefix("${") {
             let Some(end) = body.find('}') else {
                 errors.push(InterpolationError::Unterminated { span });
@@ -109,7 +120,10 @@ fn expand(
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                errors.push(InterpolationError::BadName { name: name.to_owned(), span });
+                errors.push(InterpolationError::BadName {
+                    name: name.to_owned(),
+                    span,
+                });
             } else {
                 match env(name).or_else(|| default.map(str::to_owned)) {
                     Some(value) => {
@@ -117,7 +131,10 @@ fn expand(
                         vars.push((name.to_owned(), value));
                         changed = true;
                     }
-                    None => errors.push(InterpolationError::Unset { name: name.to_owned(), span }),
+                    None => errors.push(InterpolationError::Unset {
+                        name: name.to_owned(),
+                        span,
+                    }),
                 }
             }
             rest = &body[end + 1..];
@@ -127,7 +144,15 @@ fn expand(
         }
     }
     text.push_str(rest);
-    if errors.is_empty() { Ok(Expanded { text, vars, changed }) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Expanded {
+            text,
+            vars,
+            changed,
+        })
+    } else {
+        Err(errors)
+    }
 }
 
 /// Types an interpolated scalar as YAML's core schema would have typed it.
@@ -140,17 +165,18 @@ fn retype(text: String) -> Value {
         _ => {}
     }
     let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        if let Ok(i) = t.parse::<i64>() {
-            return Value::Int(i);
-        }
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(i) = t.parse::<i64>()
+    {
+        return Value::Int(i);
     }
-    if t.contains(['.', 'e', 'E']) && t.bytes().any(|b| b.is_ascii_digit()) {
-        if let Ok(f) = t.parse::<f64>() {
-            if f.is_finite() {
-                return Value::Float(f);
-            }
-        }
+    if t.contains(['.', 'e', 'E'])
+        && t.bytes().any(|b| b.is_ascii_digit())
+        && let Ok(f) = t.parse::<f64>()
+        && f.is_finite()
+    {
+        return Value::Float(f);
     }
     Value::Str(text)
 }
@@ -160,7 +186,10 @@ mod tests {
     use super::*;
 
     fn node(s: &str) -> Node {
-        Node { value: Value::Str(s.into()), span: Span::new(0, s.len()) }
+        Node {
+            value: Value::Str(s.into()),
+            span: Span::new(0, s.len()),
+        }
     }
     fn env(name: &str) -> Option<String> {
         match name {
@@ -193,7 +222,9 @@ mod tests {
     fn unset_without_default_is_an_error() {
         let mut n = node("${NOPE}");
         let r = interpolate(&mut n, &env);
-        assert!(matches!(&r.errors[..], [InterpolationError::Unset { name, .. }] if name == "NOPE"));
+        assert!(
+            matches!(&r.errors[..], [InterpolationError::Unset { name, .. }] if name == "NOPE")
+        );
     }
 
     #[test]

@@ -38,7 +38,10 @@ impl SpanIndex {
     }
     /// The span of the key that holds the value at `pointer`.
     pub fn key(&self, pointer: &str) -> Option<Span> {
-        self.keys.get(pointer).copied().or_else(|| self.value(pointer))
+        self.keys
+            .get(pointer)
+            .copied()
+            .or_else(|| self.value(pointer))
     }
 }
 
@@ -87,7 +90,11 @@ pub fn load_with_env(
                 return Err(RecipeErrors::new(
                     path,
                     String::new(),
-                    vec![RecipeError::new(Code::Io, format!("{path} is not valid UTF-8"), None)],
+                    vec![RecipeError::new(
+                        Code::Io,
+                        format!("{path} is not valid UTF-8"),
+                        None,
+                    )],
                 ));
             }
         },
@@ -107,7 +114,10 @@ pub fn load_with_env(
 }
 
 fn absolute_dir(file: &Path) -> PathBuf {
-    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
 }
 
@@ -119,15 +129,25 @@ pub fn parse_text(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedRecipe, RecipeErrors> {
     let fail = |errors: Vec<RecipeError>| RecipeErrors::new(path, text.clone(), errors);
-    let is_toml = Path::new(path).extension().is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    let parsed = if is_toml { document::parse_toml(&text) } else { document::parse_yaml(&text) };
+    let is_toml = Path::new(path)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    let parsed = if is_toml {
+        document::parse_toml(&text)
+    } else {
+        document::parse_yaml(&text)
+    };
     let mut root = match parsed {
         Ok(node) => node,
         Err(e) => {
             let syntax = if is_toml { "TOML" } else { "YAML" };
             return Err(fail(vec![
-                RecipeError::new(Code::Syntax, format!("invalid {syntax}: {}", e.message), Some(e.span))
-                    .help(format!("fix the {syntax} syntax at this position")),
+                RecipeError::new(
+                    Code::Syntax,
+                    format!("invalid {syntax}: {}", e.message),
+                    Some(e.span),
+                )
+                .help(format!("fix the {syntax} syntax at this position")),
             ]));
         }
     };
@@ -143,7 +163,10 @@ pub fn parse_text(
             return Err(fail(vec![
                 RecipeError::new(
                     Code::WrongType,
-                    format!("a recipe must be a mapping of keys, found a {}", other.type_name()),
+                    format!(
+                        "a recipe must be a mapping of keys, found a {}",
+                        other.type_name()
+                    ),
                     Some(root.span),
                 )
                 .help("write `key: value` pairs, starting with `version: 1`"),
@@ -155,10 +178,19 @@ pub fn parse_text(
     let mut errors: Vec<RecipeError> = interp.errors.iter().map(interpolation_error).collect();
 
     let mut spans = SpanIndex::default();
-    let mut secret_spans: BTreeSet<(usize, usize)> =
-        interp.secret_spans.iter().map(|s| (s.offset, s.len)).collect();
+    let mut secret_spans: BTreeSet<(usize, usize)> = interp
+        .secret_spans
+        .iter()
+        .map(|s| (s.offset, s.len))
+        .collect();
     let mut secrets = BTreeSet::new();
-    let json = to_json(&root, String::new(), &mut spans, &mut secret_spans, &mut secrets);
+    let json = to_json(
+        &root,
+        String::new(),
+        &mut spans,
+        &mut secret_spans,
+        &mut secrets,
+    );
     mark_structural_secrets(&json, &mut secrets);
 
     errors.extend(schema_errors(&json, &spans));
@@ -169,7 +201,11 @@ pub fn parse_text(
     let recipe: Recipe = match serde_json::from_value(json) {
         Ok(r) => r,
         Err(e) => {
-            return Err(fail(vec![RecipeError::new(Code::InvalidValue, e.to_string(), None)]));
+            return Err(fail(vec![RecipeError::new(
+                Code::InvalidValue,
+                e.to_string(),
+                None,
+            )]));
         }
     };
     let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
@@ -198,10 +234,12 @@ fn interpolation_error(e: &InterpolationError) -> RecipeError {
         )
         .label(format!("uses ${{{name}}}"))
         .help(format!("set {name}, or give a default: ${{{name}:-value}}")),
-        InterpolationError::Unterminated { span } => {
-            RecipeError::new(Code::InvalidValue, "unterminated `${` in value", Some(*span))
-                .help("close it with `}`, or write `$${` for a literal `${`")
-        }
+        InterpolationError::Unterminated { span } => RecipeError::new(
+            Code::InvalidValue,
+            "unterminated `${` in value",
+            Some(*span),
+        )
+        .help("close it with `}`, or write `$${` for a literal `${`"),
         InterpolationError::BadName { name, span } => RecipeError::new(
             Code::InvalidValue,
             format!("`{name}` is not a variable name"),
@@ -240,7 +278,10 @@ fn to_json(
             for (key, value) in entries {
                 let child = format!("{pointer}/{}", pointer_segment(&key.name));
                 spans.keys.insert(child.clone(), key.span);
-                map.insert(key.name.clone(), to_json(value, child, spans, secret_spans, secrets));
+                map.insert(
+                    key.name.clone(),
+                    to_json(value, child, spans, secret_spans, secrets),
+                );
             }
             Json::Object(map)
         }
@@ -265,7 +306,10 @@ fn mark_structural_secrets(json: &Json, secrets: &mut BTreeSet<String>) {
     mark("/source".to_owned(), json.pointer("/source/connection"));
     if let Some(Json::Object(assets)) = json.get("assets") {
         for (name, asset) in assets {
-            mark(format!("/assets/{}", pointer_segment(name)), asset.get("connection"));
+            mark(
+                format!("/assets/{}", pointer_segment(name)),
+                asset.get("connection"),
+            );
         }
     }
 }
@@ -313,7 +357,11 @@ fn schema_errors(json: &Json, spans: &SpanIndex) -> Vec<RecipeError> {
                 RecipeError::new(
                     Code::MissingKey,
                     format!("missing required key `{name}`{}", in_place(&here)),
-                    if pointer.is_empty() { None } else { spans.key(&pointer) },
+                    if pointer.is_empty() {
+                        None
+                    } else {
+                        spans.key(&pointer)
+                    },
                 )
                 .help(format!("add `{name}:`"))
             }
@@ -343,7 +391,10 @@ fn schema_errors(json: &Json, spans: &SpanIndex) -> Vec<RecipeError> {
                 let expected = expected_type(&schema, &pointer);
                 RecipeError::new(
                     Code::WrongType,
-                    format!("{here} must be {expected}, found {}", type_of(err.instance())),
+                    format!(
+                        "{here} must be {expected}, found {}",
+                        type_of(err.instance())
+                    ),
                     spans.value(&pointer),
                 )
             }
@@ -361,7 +412,11 @@ fn schema_errors(json: &Json, spans: &SpanIndex) -> Vec<RecipeError> {
 }
 
 fn in_place(here: &str) -> String {
-    if here == "the recipe" { String::new() } else { format!(" in {here}") }
+    if here == "the recipe" {
+        String::new()
+    } else {
+        format!(" in {here}")
+    }
 }
 
 /// `/metadata/0/excel` → `metadata[0].excel`.
@@ -420,8 +475,10 @@ fn resolve<'a>(root: &'a Json, mut node: &'a Json) -> Option<&'a Json> {
         if let Some(r) = node.get("$ref").and_then(Json::as_str) {
             node = root.pointer(r.strip_prefix('#')?)?;
         } else if let Some(branches) = node.get("anyOf").and_then(Json::as_array) {
-            let non_null: Vec<&Json> =
-                branches.iter().filter(|b| b.get("type") != Some(&Json::from("null"))).collect();
+            let non_null: Vec<&Json> = branches
+                .iter()
+                .filter(|b| b.get("type") != Some(&Json::from("null")))
+                .collect();
             match non_null.as_slice() {
                 [one] => node = one,
                 _ => return Some(node),
@@ -442,7 +499,9 @@ fn known_keys(root: &Json, pointer: &str) -> Vec<String> {
 }
 
 fn expected_type(root: &Json, pointer: &str) -> String {
-    let Some(node) = schema_at(root, pointer) else { return "another type".to_owned() };
+    let Some(node) = schema_at(root, pointer) else {
+        return "another type".to_owned();
+    };
     let describe = |t: &Json| match t.as_str() {
         Some("object") => "a mapping".to_owned(),
         Some("array") => "a list".to_owned(),
@@ -517,25 +576,39 @@ mod tests {
 
     #[test]
     fn interpolated_integer_is_typed() {
-        let r = parse("r.yaml", "version: 1\nname: x\nupload: {workers: '${WORKERS:-32}'}\n")
-            .unwrap();
+        let r = parse(
+            "r.yaml",
+            "version: 1\nname: x\nupload: {workers: '${WORKERS:-32}'}\n",
+        )
+        .unwrap();
         assert_eq!(r.recipe.upload.workers, 8);
     }
 
     #[test]
     fn all_structural_errors_are_collected_with_spans() {
-        let text = "version: 1\nname: x\nsoruce: {path: a}\nupload:\n  workers: many\n  batchsize: 3\n";
+        let text =
+            "version: 1\nname: x\nsoruce: {path: a}\nupload:\n  workers: many\n  batchsize: 3\n";
         let errs = parse("r.yaml", text).unwrap_err();
         let codes = errs.codes();
         assert_eq!(
             codes,
-            ["synup::recipe::unknown_key", "synup::recipe::wrong_type", "synup::recipe::unknown_key"]
+            [
+                "synup::recipe::unknown_key",
+                "synup::recipe::wrong_type",
+                "synup::recipe::unknown_key"
+            ]
         );
         assert!(at(text, &errs.errors[0]).starts_with("soruce"));
-        assert_eq!(errs.errors[0].help.as_deref(), Some("did you mean `source`?"));
+        assert_eq!(
+            errs.errors[0].help.as_deref(),
+            Some("did you mean `source`?")
+        );
         assert!(at(text, &errs.errors[1]).starts_with("many"));
         assert!(at(text, &errs.errors[2]).starts_with("batchsize"));
-        assert_eq!(errs.errors[2].help.as_deref(), Some("did you mean `batch_size`?"));
+        assert_eq!(
+            errs.errors[2].help.as_deref(),
+            Some("did you mean `batch_size`?")
+        );
         assert_eq!(errs.location(&errs.errors[1]), "r.yaml:5:12");
     }
 
@@ -573,7 +646,11 @@ mod tests {
         let text = "version: 1\nname: x\ntarget: {backend: s3}\n";
         let errs = parse("r.yaml", text).unwrap_err();
         assert_eq!(errs.codes(), ["synup::recipe::invalid_value"]);
-        assert!(errs.errors[0].message.contains("\"local\""), "{}", errs.errors[0].message);
+        assert!(
+            errs.errors[0].message.contains("\"local\""),
+            "{}",
+            errs.errors[0].message
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// An upload recipe: where files are, how they become data units, where they go.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "synup recipe", description = "A synup upload recipe (version 1).")]
+#[schemars(
+    title = "synup recipe",
+    description = "A synup upload recipe (version 1)."
+)]
 pub struct Recipe {
     /// Recipe format version; must be 1.
     pub version: u32,
@@ -299,7 +302,10 @@ fn default_max_mb() -> u64 {
 
 impl Default for ValidationConfig {
     fn default() -> Self {
-        Self { max_file_size_mb: default_max_mb(), invalid_units: InvalidUnits::Fail }
+        Self {
+            max_file_size_mb: default_max_mb(),
+            invalid_units: InvalidUnits::Fail,
+        }
     }
 }
 
@@ -332,7 +338,11 @@ fn default_retries() -> u32 {
 
 impl Default for UploadConfig {
     fn default() -> Self {
-        Self { workers: default_workers(), batch_size: default_batch(), retries: default_retries() }
+        Self {
+            workers: default_workers(),
+            batch_size: default_batch(),
+            retries: default_retries(),
+        }
     }
 }
 
@@ -342,5 +352,39 @@ pub fn recipe_json_schema() -> serde_json::Value {
         .for_deserialize()
         .into_generator();
     let schema = generator.into_root_schema_for::<Recipe>();
-    serde_json::to_value(schema).unwrap_or(serde_json::Value::Null)
+    let mut value = serde_json::to_value(schema).unwrap_or(serde_json::Value::Null);
+    collapse_optional_refs(&mut value);
+    value
+}
+
+/// `Option<Struct>` becomes `anyOf: [{$ref}, {type: null}]`, and a validator
+/// reports a typo inside such a block only as "not valid under any schema".
+/// An optional key is simply omitted, so the schema names the struct directly
+/// and every problem inside it is reported where it is.
+fn collapse_optional_refs(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let replacement = map
+                .get("anyOf")
+                .and_then(Value::as_array)
+                .and_then(|branches| {
+                    let is_null = |b: &Value| b.get("type") == Some(&Value::from("null"));
+                    match branches.as_slice() {
+                        [a, b] if is_null(b) && a.get("$ref").is_some() => Some(a.clone()),
+                        [a, b] if is_null(a) && b.get("$ref").is_some() => Some(b.clone()),
+                        _ => None,
+                    }
+                });
+            if let Some(Value::Object(branch)) = replacement {
+                map.remove("anyOf");
+                for (k, val) in branch {
+                    map.insert(k, val);
+                }
+            }
+            map.values_mut().for_each(collapse_optional_refs);
+        }
+        Value::Array(items) => items.iter_mut().for_each(collapse_optional_refs),
+        _ => {}
+    }
 }

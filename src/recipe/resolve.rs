@@ -92,8 +92,13 @@ pub struct Asset {
 
 #[derive(Debug)]
 pub enum SourceMode {
-    Single { root: Root, rules: Vec<FileRuleCompiled> },
-    Multi { assets: Vec<Asset> },
+    Single {
+        root: Root,
+        rules: Vec<FileRuleCompiled>,
+    },
+    Multi {
+        assets: Vec<Asset>,
+    },
 }
 
 impl SourceMode {
@@ -150,14 +155,19 @@ impl KeyTemplate {
                     }
                     parts.push(TemplatePart::Field(name));
                 }
-                '}' => return Err("unmatched `}` in template (write `}}` for a literal)".to_owned()),
+                '}' => {
+                    return Err("unmatched `}` in template (write `}}` for a literal)".to_owned());
+                }
                 c => lit.push(c),
             }
         }
         if !lit.is_empty() {
             parts.push(TemplatePart::Literal(lit));
         }
-        Ok(Self { text: text.to_owned(), parts })
+        Ok(Self {
+            text: text.to_owned(),
+            parts,
+        })
     }
 
     pub fn fields(&self) -> impl Iterator<Item = &str> {
@@ -197,9 +207,19 @@ pub enum MetadataKind {
         key_column: Option<String>,
         columns: std::collections::BTreeMap<String, ColumnType>,
     },
-    Filename { regex: Regex, types: std::collections::BTreeMap<String, ColumnType>, on: Option<usize> },
-    Sidecar { template: String, pointer: String },
-    Static { fields: serde_json::Map<String, Json>, pointer: String },
+    Filename {
+        regex: Regex,
+        types: std::collections::BTreeMap<String, ColumnType>,
+        on: Option<usize>,
+    },
+    Sidecar {
+        template: String,
+        pointer: String,
+    },
+    Static {
+        fields: serde_json::Map<String, Json>,
+        pointer: String,
+    },
 }
 
 #[derive(Debug)]
@@ -213,7 +233,9 @@ impl MetadataSpec {
     /// A short name for the stage graph and messages.
     pub fn label(&self) -> String {
         match &self.kind {
-            MetadataKind::Sheet { file, is_csv: true, .. } => format!("csv {}", file.written),
+            MetadataKind::Sheet {
+                file, is_csv: true, ..
+            } => format!("csv {}", file.written),
             MetadataKind::Sheet { file, .. } => format!("excel {}", file.written),
             MetadataKind::Filename { regex, .. } => format!("filename /{}/", regex.as_str()),
             MetadataKind::Sidecar { template, .. } => format!("sidecar {template}"),
@@ -245,25 +267,46 @@ pub struct ResolvedRecipe {
 
 /// Resolves a loaded recipe; `Err` holds every problem found.
 pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>> {
-    let mut cx = Cx { loaded, errors: Vec::new(), warnings: Vec::new() };
+    let mut cx = Cx {
+        loaded,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let r = &loaded.recipe;
 
     if r.version != 1 {
         cx.err(
-            RecipeError::new(Code::UnsupportedVersion, format!("recipe version {} is not supported", r.version), cx.span("/version"))
-                .help("this synup reads `version: 1`"),
+            RecipeError::new(
+                Code::UnsupportedVersion,
+                format!("recipe version {} is not supported", r.version),
+                cx.span("/version"),
+            )
+            .help("this synup reads `version: 1`"),
         );
     }
-    if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+    if r.name.is_empty()
+        || !r
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
         cx.err(
-            RecipeError::new(Code::InvalidName, format!("`{}` is not a valid recipe name", r.name), cx.span("/name"))
-                .help("use letters, digits, `.`, `_` and `-` only, e.g. ct-batch-42"),
+            RecipeError::new(
+                Code::InvalidName,
+                format!("`{}` is not a valid recipe name", r.name),
+                cx.span("/name"),
+            )
+            .help("use letters, digits, `.`, `_` and `-` only, e.g. ct-batch-42"),
         );
     }
     if r.target.backend == Backend::Synapse {
         cx.err(
-            RecipeError::new(Code::InvalidValue, "the `synapse` backend is not available in this build yet", cx.span("/target/backend"))
-                .help("use `backend: local` to plan into the embedded catalog"),
+            RecipeError::new(
+                Code::InvalidValue,
+                "the `synapse` backend is not available in this build yet",
+                cx.span("/target/backend"),
+            )
+            .help("use `backend: local` to plan into the embedded catalog"),
         );
     }
     let literal_token = cx
@@ -272,30 +315,45 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
         .is_some_and(|t| !t.contains("${"));
     if r.target.token.is_some() && literal_token {
         cx.warn(
-            RecipeError::new(Code::LiteralToken, "a literal token is written in the recipe", cx.span("/target/token"))
-                .help("use `token: ${SYNAPSE_ACCESS_TOKEN}` so the secret stays out of git"),
+            RecipeError::new(
+                Code::LiteralToken,
+                "a literal token is written in the recipe",
+                cx.span("/target/token"),
+            )
+            .help("use `token: ${SYNAPSE_ACCESS_TOKEN}` so the secret stays out of git"),
         );
     }
 
     let collection = cx.collection(r.collection.as_ref());
-    let specs = collection.as_ref().map(|c| c.specs.clone()).unwrap_or_default();
+    let specs = collection
+        .as_ref()
+        .map(|c| c.specs.clone())
+        .unwrap_or_default();
 
     let mode = cx.source_mode(&specs);
     let exclude = cx.globset("/exclude", &r.exclude);
 
-    let group_key_regex = r.group_key_regex.as_ref().and_then(|re| {
-        match Regex::new(re) {
+    let group_key_regex = r
+        .group_key_regex
+        .as_ref()
+        .and_then(|re| match Regex::new(re) {
             Ok(compiled) => Some((compiled, re.clone())),
             Err(e) => {
                 cx.err(
-                    RecipeError::new(Code::BadRegex, format!("group_key_regex does not compile: {}", regex_message(&e)), cx.span("/group_key_regex"))
-                        .help("group_key_regex uses Rust regex syntax, e.g. ^(?P<group_key>[^/]+)/"),
+                    RecipeError::new(
+                        Code::BadRegex,
+                        format!("group_key_regex does not compile: {}", regex_message(&e)),
+                        cx.span("/group_key_regex"),
+                    )
+                    .help("group_key_regex uses Rust regex syntax, e.g. ^(?P<group_key>[^/]+)/"),
                 );
                 None
             }
-        }
-    });
-    let template_text = r.dataset_key_template.clone().unwrap_or_else(|| "{group_key}".to_owned());
+        });
+    let template_text = r
+        .dataset_key_template
+        .clone()
+        .unwrap_or_else(|| "{group_key}".to_owned());
     let key_template = match KeyTemplate::parse(&template_text) {
         Ok(t) => {
             let captures: BTreeSet<String> = group_key_regex
@@ -317,7 +375,11 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
             t
         }
         Err(msg) => {
-            cx.err(RecipeError::new(Code::BadTemplate, format!("dataset_key_template: {msg}"), cx.span("/dataset_key_template")));
+            cx.err(RecipeError::new(
+                Code::BadTemplate,
+                format!("dataset_key_template: {msg}"),
+                cx.span("/dataset_key_template"),
+            ));
             KeyTemplate::parse("{group_key}").expect("default template parses")
         }
     };
@@ -329,8 +391,14 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
         .filter_map(|(i, m)| cx.metadata(i, m, &specs))
         .collect();
 
-    let target_path = loaded.dir.join(r.target.path.as_deref().unwrap_or(".synup/local"));
-    let data_collection = r.target.data_collection.as_ref().map_or_else(|| r.name.clone(), ToString::to_string);
+    let target_path = loaded
+        .dir
+        .join(r.target.path.as_deref().unwrap_or(".synup/local"));
+    let data_collection = r
+        .target
+        .data_collection
+        .as_ref()
+        .map_or_else(|| r.name.clone(), ToString::to_string);
 
     if !cx.errors.is_empty() {
         super::load::sort_errors(&mut cx.errors);
@@ -348,7 +416,8 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
         key_template,
         key_field: r.key_field.clone(),
         metadata,
-        max_file_size: (r.validation.max_file_size_mb > 0).then(|| r.validation.max_file_size_mb.saturating_mul(1_048_576)),
+        max_file_size: (r.validation.max_file_size_mb > 0)
+            .then(|| r.validation.max_file_size_mb.saturating_mul(1_048_576)),
         invalid_units: r.validation.invalid_units,
         warnings: cx.warnings,
     })
@@ -386,8 +455,12 @@ impl Cx<'_> {
             match (&block.file, &block.file_specifications) {
                 (Some(_), Some(_)) => {
                     self.err(
-                        RecipeError::new(Code::CollectionFile, "`collection` has both `file` and `file_specifications`", self.key_span("/collection/file_specifications"))
-                            .help("keep one: an inline collection, or `file:` naming a JSON file"),
+                        RecipeError::new(
+                            Code::CollectionFile,
+                            "`collection` has both `file` and `file_specifications`",
+                            self.key_span("/collection/file_specifications"),
+                        )
+                        .help("keep one: an inline collection, or `file:` naming a JSON file"),
                     );
                     return None;
                 }
@@ -396,18 +469,29 @@ impl Cx<'_> {
                     let text = match std::fs::read_to_string(&path) {
                         Ok(t) => t,
                         Err(e) => {
-                            self.err(RecipeError::new(Code::CollectionFile, format!("cannot read collection file {}: {e}", path.display()), self.span("/collection/file")));
+                            self.err(RecipeError::new(
+                                Code::CollectionFile,
+                                format!("cannot read collection file {}: {e}", path.display()),
+                                self.span("/collection/file"),
+                            ));
                             return None;
                         }
                     };
                     let json: Json = match serde_json::from_str(&text) {
                         Ok(j) => j,
                         Err(e) => {
-                            self.err(RecipeError::new(Code::CollectionFile, format!("collection file {file} is not valid JSON: {e}"), self.span("/collection/file")));
+                            self.err(RecipeError::new(
+                                Code::CollectionFile,
+                                format!("collection file {file} is not valid JSON: {e}"),
+                                self.span("/collection/file"),
+                            ));
                             return None;
                         }
                     };
-                    let specs_json = json.get("file_specifications").cloned().unwrap_or(Json::Array(vec![]));
+                    let specs_json = json
+                        .get("file_specifications")
+                        .cloned()
+                        .unwrap_or(Json::Array(vec![]));
                     let specs: Vec<FileSpecConfig> = match specs_json
                         .as_array()
                         .map(|a| {
@@ -415,7 +499,16 @@ impl Cx<'_> {
                                 .map(|s| {
                                     let mut s = s.clone();
                                     if let Some(obj) = s.as_object_mut() {
-                                        obj.retain(|k, _| matches!(k.as_str(), "name" | "file_type" | "extensions" | "is_required" | "is_primary"));
+                                        obj.retain(|k, _| {
+                                            matches!(
+                                                k.as_str(),
+                                                "name"
+                                                    | "file_type"
+                                                    | "extensions"
+                                                    | "is_required"
+                                                    | "is_primary"
+                                            )
+                                        });
                                         for flag in ["is_required", "is_primary"] {
                                             if obj.get(flag).is_some_and(Json::is_null) {
                                                 obj.remove(flag);
@@ -430,11 +523,18 @@ impl Cx<'_> {
                     {
                         Ok(s) => s,
                         Err(e) => {
-                            self.err(RecipeError::new(Code::CollectionFile, format!("collection file {file}: bad file_specifications: {e}"), self.span("/collection/file")));
+                            self.err(RecipeError::new(
+                                Code::CollectionFile,
+                                format!("collection file {file}: bad file_specifications: {e}"),
+                                self.span("/collection/file"),
+                            ));
                             return None;
                         }
                     };
-                    let schema = json.pointer("/meta/data_unit_meta_schema").filter(|v| !v.is_null()).cloned();
+                    let schema = json
+                        .pointer("/meta/data_unit_meta_schema")
+                        .filter(|v| !v.is_null())
+                        .cloned();
                     (specs, schema, "/collection/file".to_owned())
                 }
                 (None, Some(specs)) => (
@@ -444,32 +544,55 @@ impl Cx<'_> {
                 ),
                 (None, None) => {
                     self.err(
-                        RecipeError::new(Code::CollectionMissing, "`collection` names no file specifications", self.span("/collection"))
-                            .help("add `file_specifications: [...]` or `file: collection.json`"),
+                        RecipeError::new(
+                            Code::CollectionMissing,
+                            "`collection` names no file specifications",
+                            self.span("/collection"),
+                        )
+                        .help("add `file_specifications: [...]` or `file: collection.json`"),
                     );
                     return None;
                 }
             };
         if specs.is_empty() {
-            self.err(RecipeError::new(Code::CollectionMissing, "the collection has no file specifications", self.span("/collection")));
+            self.err(RecipeError::new(
+                Code::CollectionMissing,
+                "the collection has no file specifications",
+                self.span("/collection"),
+            ));
             return None;
         }
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (i, s) in specs.iter().enumerate() {
             if !seen.insert(s.name.clone()) {
-                self.err(RecipeError::new(Code::DuplicateSpec, format!("file specification `{}` is defined twice", s.name), self.span(&format!("/collection/file_specifications/{i}/name"))));
+                self.err(RecipeError::new(
+                    Code::DuplicateSpec,
+                    format!("file specification `{}` is defined twice", s.name),
+                    self.span(&format!("/collection/file_specifications/{i}/name")),
+                ));
             }
             out.push(FileSpec {
                 name: s.name.clone(),
                 file_type: s.file_type.clone(),
-                extensions: s.extensions.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect(),
+                extensions: s
+                    .extensions
+                    .iter()
+                    .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                    .collect(),
                 is_required: s.is_required,
                 is_primary: s.is_primary,
             });
         }
         if out.iter().filter(|s| s.is_primary).count() > 1 {
-            self.err(RecipeError::new(Code::InvalidValue, "more than one file specification is `is_primary`", self.span("/collection")).help("mark exactly one spec as primary"));
+            self.err(
+                RecipeError::new(
+                    Code::InvalidValue,
+                    "more than one file specification is `is_primary`",
+                    self.span("/collection"),
+                )
+                .help("mark exactly one spec as primary"),
+            );
         }
 
         let meta_schema = schema_value.and_then(|schema| self.meta_schema(schema, &schema_pointer));
@@ -478,7 +601,11 @@ impl Cx<'_> {
             "data_unit_meta_schema": meta_schema.as_ref().map(|m| &m.schema),
         }))
         .unwrap_or_default();
-        Some(Collection { specs: out, meta_schema, fingerprint })
+        Some(Collection {
+            specs: out,
+            meta_schema,
+            fingerprint,
+        })
     }
 
     fn meta_schema(&mut self, schema: Json, pointer: &str) -> Option<MetaSchema> {
@@ -491,14 +618,22 @@ impl Cx<'_> {
                 let text = match std::fs::read_to_string(&path) {
                     Ok(t) => t,
                     Err(e) => {
-                        self.err(RecipeError::new(Code::BadMetaSchema, format!("cannot read meta schema {}: {e}", path.display()), self.span(&p)));
+                        self.err(RecipeError::new(
+                            Code::BadMetaSchema,
+                            format!("cannot read meta schema {}: {e}", path.display()),
+                            self.span(&p),
+                        ));
                         return None;
                     }
                 };
                 match serde_json::from_str::<Json>(&text) {
                     Ok(j) => (j, p),
                     Err(e) => {
-                        self.err(RecipeError::new(Code::BadMetaSchema, format!("meta schema {file} is not valid JSON: {e}"), self.span(&p)));
+                        self.err(RecipeError::new(
+                            Code::BadMetaSchema,
+                            format!("meta schema {file} is not valid JSON: {e}"),
+                            self.span(&p),
+                        ));
                         return None;
                     }
                 }
@@ -516,30 +651,64 @@ impl Cx<'_> {
         }
         if let Err(e) = jsonschema::meta::validate(&schema) {
             self.err(
-                RecipeError::new(Code::BadMetaSchema, format!("the meta schema is not a valid JSON Schema: {e} (at {})", e.instance_path().as_str()), self.span(&pointer))
-                    .help("fix the schema; it is read as Draft 2020-12 unless it names another `$schema`"),
+                RecipeError::new(
+                    Code::BadMetaSchema,
+                    format!(
+                        "the meta schema is not a valid JSON Schema: {e} (at {})",
+                        e.instance_path().as_str()
+                    ),
+                    self.span(&pointer),
+                )
+                .help(
+                    "fix the schema; it is read as Draft 2020-12 unless it names another `$schema`",
+                ),
             );
             return None;
         }
-        match jsonschema::options().should_validate_formats(true).build(&schema) {
+        match jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+        {
             Ok(validator) => Some(MetaSchema { schema, validator }),
             Err(e) => {
-                self.err(RecipeError::new(Code::BadMetaSchema, format!("the meta schema does not compile: {e}"), self.span(&pointer)));
+                self.err(RecipeError::new(
+                    Code::BadMetaSchema,
+                    format!("the meta schema does not compile: {e}"),
+                    self.span(&pointer),
+                ));
                 None
             }
         }
     }
 
-    fn root(&mut self, written: &str, recursive: bool, checksum: ChecksumMode, pointer: String) -> Option<Root> {
+    fn root(
+        &mut self,
+        written: &str,
+        recursive: bool,
+        checksum: ChecksumMode,
+        pointer: String,
+    ) -> Option<Root> {
         if let Some((scheme, _)) = written.split_once("://") {
             self.err(
-                RecipeError::new(Code::UnsupportedSource, format!("`{scheme}://` sources are not available in this build yet"), self.span(&pointer))
-                    .help("copy the data to a local folder, or mount it, and point `path` at that folder"),
+                RecipeError::new(
+                    Code::UnsupportedSource,
+                    format!("`{scheme}://` sources are not available in this build yet"),
+                    self.span(&pointer),
+                )
+                .help(
+                    "copy the data to a local folder, or mount it, and point `path` at that folder",
+                ),
             );
             return None;
         }
         let expanded = expand_home(written);
-        Some(Root { written: written.to_owned(), path: self.loaded.dir.join(expanded), recursive, checksum, pointer })
+        Some(Root {
+            written: written.to_owned(),
+            path: self.loaded.dir.join(expanded),
+            recursive,
+            checksum,
+            pointer,
+        })
     }
 
     fn source_mode(&mut self, specs: &[FileSpec]) -> Option<SourceMode> {
@@ -561,30 +730,59 @@ impl Cx<'_> {
                 None
             }
             (Some(source), None) => {
-                let root = self.root(&source.path, source.recursive, source.checksum, "/source/path".to_owned());
+                let root = self.root(
+                    &source.path,
+                    source.recursive,
+                    source.checksum,
+                    "/source/path".to_owned(),
+                );
                 let mut rules = Vec::new();
                 for (i, rule) in r.file_rules.iter().enumerate() {
                     let base = format!("/file_rules/{i}");
                     let spec_name = match (&rule.spec, &rule.spec_name) {
                         (Some(s), None) | (None, Some(s)) => s.clone(),
                         (Some(_), Some(_)) => {
-                            self.err(RecipeError::new(Code::RuleSpec, "a file rule sets both `spec` and `spec_name`", self.span(&base)).help("`spec_name` is an alias of `spec`: keep one"));
+                            self.err(
+                                RecipeError::new(
+                                    Code::RuleSpec,
+                                    "a file rule sets both `spec` and `spec_name`",
+                                    self.span(&base),
+                                )
+                                .help("`spec_name` is an alias of `spec`: keep one"),
+                            );
                             continue;
                         }
                         (None, None) => {
-                            self.err(RecipeError::new(Code::RuleSpec, "a file rule needs `spec`", self.span(&base)).help("add `spec: <file specification name>`"));
+                            self.err(
+                                RecipeError::new(
+                                    Code::RuleSpec,
+                                    "a file rule needs `spec`",
+                                    self.span(&base),
+                                )
+                                .help("add `spec: <file specification name>`"),
+                            );
                             continue;
                         }
                     };
-                    let spec_ptr = if rule.spec.is_some() { format!("{base}/spec") } else { format!("{base}/spec_name") };
+                    let spec_ptr = if rule.spec.is_some() {
+                        format!("{base}/spec")
+                    } else {
+                        format!("{base}/spec_name")
+                    };
                     let spec = self.spec_ref(specs, &spec_name, &spec_ptr);
                     let glob = GlobBuilder::new(&rule.pattern)
                         .literal_separator(true)
                         .case_insensitive(rule.case_insensitive)
                         .build();
                     match (glob, spec) {
-                        (Ok(g), Some(spec)) => rules.push(FileRuleCompiled { pattern: rule.pattern.clone(), matcher: g.compile_matcher(), spec }),
-                        (Err(e), _) => self.err(glob_error(&e, self.span(&format!("{base}/pattern")))),
+                        (Ok(g), Some(spec)) => rules.push(FileRuleCompiled {
+                            pattern: rule.pattern.clone(),
+                            matcher: g.compile_matcher(),
+                            spec,
+                        }),
+                        (Err(e), _) => {
+                            self.err(glob_error(&e, self.span(&format!("{base}/pattern"))))
+                        }
                         _ => {}
                     }
                 }
@@ -601,10 +799,23 @@ impl Cx<'_> {
                 for (name, asset) in assets {
                     let base = format!("/assets/{}", pointer_segment(name));
                     let spec = self.spec_ref_key(specs, name, &base);
-                    let include = if asset.include.is_empty() { None } else { self.globset(&format!("{base}/include"), &asset.include) };
-                    let root = self.root(&asset.path, asset.recursive, asset.checksum, format!("{base}/path"));
+                    let include = if asset.include.is_empty() {
+                        None
+                    } else {
+                        self.globset(&format!("{base}/include"), &asset.include)
+                    };
+                    let root = self.root(
+                        &asset.path,
+                        asset.recursive,
+                        asset.checksum,
+                        format!("{base}/path"),
+                    );
                     if let (Some(spec), Some(root)) = (spec, root) {
-                        out.push(Asset { spec, root, include });
+                        out.push(Asset {
+                            spec,
+                            root,
+                            include,
+                        });
                     }
                 }
                 // Collection order, so "the first asset" is well defined.
@@ -620,7 +831,12 @@ impl Cx<'_> {
     fn spec_ref_key(&mut self, specs: &[FileSpec], name: &str, pointer: &str) -> Option<usize> {
         self.spec_lookup(specs, name, self.key_span(pointer))
     }
-    fn spec_lookup(&mut self, specs: &[FileSpec], name: &str, span: Option<super::document::Span>) -> Option<usize> {
+    fn spec_lookup(
+        &mut self,
+        specs: &[FileSpec],
+        name: &str,
+        span: Option<super::document::Span>,
+    ) -> Option<usize> {
         if specs.is_empty() {
             return None; // the collection error already says why
         }
@@ -632,7 +848,15 @@ impl Cx<'_> {
             Some(s) => format!("did you mean `{s}`? specs: {}", names.join(", ")),
             None => format!("the collection's specs are: {}", names.join(", ")),
         };
-        self.err(RecipeError::new(Code::UnknownSpec, format!("`{name}` is not a file specification of the collection"), span).label("unknown spec").help(help));
+        self.err(
+            RecipeError::new(
+                Code::UnknownSpec,
+                format!("`{name}` is not a file specification of the collection"),
+                span,
+            )
+            .label("unknown spec")
+            .help(help),
+        );
         None
     }
 
@@ -656,7 +880,12 @@ impl Cx<'_> {
         builder.build().ok().or_else(|| Some(GlobSet::empty()))
     }
 
-    fn metadata(&mut self, i: usize, m: &MetadataSource, specs: &[FileSpec]) -> Option<MetadataSpec> {
+    fn metadata(
+        &mut self,
+        i: usize,
+        m: &MetadataSource,
+        specs: &[FileSpec],
+    ) -> Option<MetadataSpec> {
         let base = format!("/metadata/{i}");
         let kinds: Vec<&str> = [
             m.excel.as_ref().map(|_| "excel"),
@@ -671,13 +900,25 @@ impl Cx<'_> {
         let kind = match kinds.as_slice() {
             [one] => *one,
             [] => {
-                self.err(RecipeError::new(Code::MetadataKind, "a metadata entry needs one of `excel`, `csv`, `filename`, `sidecar`, `static`", self.span(&base)));
+                self.err(RecipeError::new(
+                    Code::MetadataKind,
+                    "a metadata entry needs one of `excel`, `csv`, `filename`, `sidecar`, `static`",
+                    self.span(&base),
+                ));
                 return None;
             }
             many => {
                 self.err(
-                    RecipeError::new(Code::MetadataKind, format!("a metadata entry has {} kinds ({}); each entry is one source", many.len(), many.join(", ")), self.span(&base))
-                        .help("split it into one list entry per source"),
+                    RecipeError::new(
+                        Code::MetadataKind,
+                        format!(
+                            "a metadata entry has {} kinds ({}); each entry is one source",
+                            many.len(),
+                            many.join(", ")
+                        ),
+                        self.span(&base),
+                    )
+                    .help("split it into one list entry per source"),
                 );
                 return None;
             }
@@ -685,20 +926,50 @@ impl Cx<'_> {
         let is_sheet = matches!(kind, "excel" | "csv");
         let bad_option = |cx: &mut Self, key: &str, present: bool, allowed: &str| {
             if present {
-                cx.err(RecipeError::new(Code::MetadataOption, format!("`{key}` does not apply to a {kind} source"), cx.key_span(&format!("{base}/{key}"))).help(format!("`{key}` is for {allowed} sources")));
+                cx.err(
+                    RecipeError::new(
+                        Code::MetadataOption,
+                        format!("`{key}` does not apply to a {kind} source"),
+                        cx.key_span(&format!("{base}/{key}")),
+                    )
+                    .help(format!("`{key}` is for {allowed} sources")),
+                );
             }
         };
         bad_option(self, "sheet", m.sheet.is_some() && kind != "excel", "excel");
-        bad_option(self, "header_row", m.header_row.is_some() && !is_sheet, "excel and csv");
-        bad_option(self, "key_column", m.key_column.is_some() && !is_sheet, "excel and csv");
-        bad_option(self, "columns", !m.columns.is_empty() && !is_sheet, "excel and csv");
+        bad_option(
+            self,
+            "header_row",
+            m.header_row.is_some() && !is_sheet,
+            "excel and csv",
+        );
+        bad_option(
+            self,
+            "key_column",
+            m.key_column.is_some() && !is_sheet,
+            "excel and csv",
+        );
+        bad_option(
+            self,
+            "columns",
+            !m.columns.is_empty() && !is_sheet,
+            "excel and csv",
+        );
         let required = m.required.unwrap_or(false);
         let kind = match kind {
             "excel" | "csv" => {
-                let written = m.excel.clone().or_else(|| m.csv.clone()).unwrap_or_default();
+                let written = m
+                    .excel
+                    .clone()
+                    .or_else(|| m.csv.clone())
+                    .unwrap_or_default();
                 let pointer = format!("{base}/{kind}");
                 if kind == "excel" {
-                    let ext = Path::new(&written).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                    let ext = Path::new(&written)
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
                     if !matches!(ext.as_str(), "xlsx" | "xlsm" | "xls" | "ods") {
                         self.err(
                             RecipeError::new(Code::MetadataOption, format!("`{written}` is not a spreadsheet synup reads"), self.span(&pointer))
@@ -721,27 +992,49 @@ impl Cx<'_> {
                 let regex = match Regex::new(&f.regex) {
                     Ok(re) => re,
                     Err(e) => {
-                        self.err(RecipeError::new(Code::BadRegex, format!("filename regex does not compile: {}", regex_message(&e)), self.span(&pointer)));
+                        self.err(RecipeError::new(
+                            Code::BadRegex,
+                            format!("filename regex does not compile: {}", regex_message(&e)),
+                            self.span(&pointer),
+                        ));
                         return None;
                     }
                 };
                 let names: BTreeSet<&str> = regex.capture_names().flatten().collect();
                 if names.is_empty() {
                     self.err(
-                        RecipeError::new(Code::RegexNoCapture, "the filename regex has no named capture, so it would add no field", self.span(&pointer))
-                            .help("name the parts to extract, e.g. (?P<patient_id>P\\d+)_(?P<age>\\d+)"),
+                        RecipeError::new(
+                            Code::RegexNoCapture,
+                            "the filename regex has no named capture, so it would add no field",
+                            self.span(&pointer),
+                        )
+                        .help(
+                            "name the parts to extract, e.g. (?P<patient_id>P\\d+)_(?P<age>\\d+)",
+                        ),
                     );
                 }
                 for t in f.types.keys() {
                     if !names.contains(t.as_str()) {
-                        self.err(RecipeError::new(Code::MetadataOption, format!("`types` names `{t}`, which is not a named capture of the regex"), self.key_span(&format!("{base}/filename/types/{}", pointer_segment(t)))));
+                        self.err(RecipeError::new(
+                            Code::MetadataOption,
+                            format!(
+                                "`types` names `{t}`, which is not a named capture of the regex"
+                            ),
+                            self.key_span(&format!("{base}/filename/types/{}", pointer_segment(t))),
+                        ));
                     }
                 }
                 let on = match f.on.as_deref() {
                     None | Some("primary") => None,
-                    Some(spec) => Some(self.spec_ref(specs, spec, &format!("{base}/filename/on"))?),
+                    Some(spec) => {
+                        Some(self.spec_ref(specs, spec, &format!("{base}/filename/on"))?)
+                    }
                 };
-                MetadataKind::Filename { regex, types: f.types.clone(), on }
+                MetadataKind::Filename {
+                    regex,
+                    types: f.types.clone(),
+                    on,
+                }
             }
             "sidecar" => {
                 let template = m.sidecar.clone().unwrap_or_default();
@@ -750,29 +1043,58 @@ impl Cx<'_> {
                     Ok(t) => {
                         for f in t.fields() {
                             if !matches!(f, "unit_dir" | "group_key" | "key" | "stem") {
-                                self.err(RecipeError::new(Code::BadTemplate, format!("`{{{f}}}` is not a sidecar placeholder"), self.span(&pointer)).help("placeholders: {unit_dir}, {group_key}, {key}, {stem}"));
+                                self.err(
+                                    RecipeError::new(
+                                        Code::BadTemplate,
+                                        format!("`{{{f}}}` is not a sidecar placeholder"),
+                                        self.span(&pointer),
+                                    )
+                                    .help("placeholders: {unit_dir}, {group_key}, {key}, {stem}"),
+                                );
                             }
                         }
                     }
-                    Err(msg) => self.err(RecipeError::new(Code::BadTemplate, format!("sidecar: {msg}"), self.span(&pointer))),
+                    Err(msg) => self.err(RecipeError::new(
+                        Code::BadTemplate,
+                        format!("sidecar: {msg}"),
+                        self.span(&pointer),
+                    )),
                 }
-                let ext = Path::new(&template).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+                let ext = Path::new(&template)
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
                 if !matches!(ext.as_str(), "json" | "yaml" | "yml") {
-                    self.err(RecipeError::new(Code::MetadataOption, "sidecar files are JSON or YAML", self.span(&pointer)).help("name a .json, .yaml or .yml file"));
+                    self.err(
+                        RecipeError::new(
+                            Code::MetadataOption,
+                            "sidecar files are JSON or YAML",
+                            self.span(&pointer),
+                        )
+                        .help("name a .json, .yaml or .yml file"),
+                    );
                 }
                 MetadataKind::Sidecar { template, pointer }
             }
-            _ => MetadataKind::Static { fields: m.static_fields.clone().unwrap_or_default(), pointer: format!("{base}/static") },
+            _ => MetadataKind::Static {
+                fields: m.static_fields.clone().unwrap_or_default(),
+                pointer: format!("{base}/static"),
+            },
         };
-        Some(MetadataSpec { index: i, kind, required })
+        Some(MetadataSpec {
+            index: i,
+            kind,
+            required,
+        })
     }
 }
 
 fn expand_home(path: &str) -> PathBuf {
-    if let Some(rest) = path.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
+    if let Some(rest) = path.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
     }
     PathBuf::from(path)
 }
@@ -785,8 +1107,16 @@ fn regex_message(e: &regex::Error) -> String {
 }
 
 fn glob_error(e: &globset::Error, span: Option<super::document::Span>) -> RecipeError {
-    RecipeError::new(Code::BadGlob, format!("glob `{}` does not compile: {}", e.glob().unwrap_or("?"), e.kind()), span)
-        .help("globs use `*`, `?`, `[...]`, `{a,b}` and `**/`; `*` does not cross `/`")
+    RecipeError::new(
+        Code::BadGlob,
+        format!(
+            "glob `{}` does not compile: {}",
+            e.glob().unwrap_or("?"),
+            e.kind()
+        ),
+        span,
+    )
+    .help("globs use `*`, `?`, `[...]`, `{a,b}` and `**/`; `*` does not cross `/`")
 }
 
 fn find_remote_refs(v: &Json, out: &mut Vec<String>) {
@@ -794,10 +1124,10 @@ fn find_remote_refs(v: &Json, out: &mut Vec<String>) {
         Json::Object(map) => {
             for (k, v) in map {
                 if k == "$ref" || k == "$dynamicRef" {
-                    if let Some(r) = v.as_str() {
-                        if !r.starts_with('#') {
-                            out.push(r.to_owned());
-                        }
+                    if let Some(r) = v.as_str()
+                        && !r.starts_with('#')
+                    {
+                        out.push(r.to_owned());
                     }
                 } else {
                     find_remote_refs(v, out);

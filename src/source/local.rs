@@ -11,8 +11,15 @@ use ignore::{WalkBuilder, WalkState};
 /// Files never uploaded, wherever they are.
 const JUNK_FILES: &[&str] = &[".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"];
 /// Folders whose whole content is never uploaded, at any depth.
-const JUNK_DIRS: &[&str] =
-    &["@eaDir", ".@__thumb", "@Recycle", "#recycle", ".synology", ".git", "__pycache__"];
+const JUNK_DIRS: &[&str] = &[
+    "@eaDir",
+    ".@__thumb",
+    "@Recycle",
+    "#recycle",
+    ".synology",
+    ".git",
+    "__pycache__",
+];
 
 /// One discovered file. Paths are relative to the root, `/`-separated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +62,10 @@ pub struct ScanOptions<'a> {
 pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std::io::Error> {
     let meta = std::fs::metadata(root)?;
     if !meta.is_dir() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a folder",
+        ));
     }
     let mut builder = WalkBuilder::new(root);
     builder
@@ -70,7 +80,10 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
 
     let shared = Mutex::new(SourceScan::default());
     builder.build_parallel().run(|| {
-        let mut collector = Collector { local: SourceScan::default(), shared: &shared };
+        let mut collector = Collector {
+            local: SourceScan::default(),
+            shared: &shared,
+        };
         Box::new(move |entry| {
             match entry {
                 Ok(entry) => visit(root, &entry, opts, &mut collector.local),
@@ -87,7 +100,8 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
     let mut scan = shared.into_inner().unwrap_or_else(|e| e.into_inner());
     scan.files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     scan.non_utf8.sort();
-    scan.issues.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    scan.issues
+        .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     Ok(scan)
 }
 
@@ -105,7 +119,9 @@ fn visit(root: &Path, entry: &ignore::DirEntry, opts: &ScanOptions<'_>, out: &mu
         return;
     }
     let path = entry.path();
-    let Ok(rel_path) = path.strip_prefix(root) else { return };
+    let Ok(rel_path) = path.strip_prefix(root) else {
+        return;
+    };
     let Some(rel) = rel_string(rel_path) else {
         out.non_utf8.push(lossy_rel(rel_path));
         return;
@@ -117,10 +133,13 @@ fn visit(root: &Path, entry: &ignore::DirEntry, opts: &ScanOptions<'_>, out: &mu
     let meta = match entry.metadata() {
         Ok(m) => m,
         Err(err) => {
-            if ft.is_symlink() || path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            if is_broken_symlink(path) {
                 out.issues.push(ScanIssue::BrokenSymlink { link: rel });
             } else {
-                out.issues.push(ScanIssue::Unreadable { path: rel, message: err.to_string() });
+                out.issues.push(ScanIssue::Unreadable {
+                    path: rel,
+                    message: err.to_string(),
+                });
             }
             return;
         }
@@ -133,7 +152,11 @@ fn visit(root: &Path, entry: &ignore::DirEntry, opts: &ScanOptions<'_>, out: &mu
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    out.files.push(ScannedFile { rel, size: meta.len(), mtime_ns });
+    out.files.push(ScannedFile {
+        rel,
+        size: meta.len(),
+        mtime_ns,
+    });
 }
 
 /// A walker thread's buffer; merges what is left when the thread is done.
@@ -199,12 +222,27 @@ fn issue_of(root: &Path, err: ignore::Error) -> ScanIssue {
     match err {
         ignore::Error::WithPath { path, err } => match *err {
             ignore::Error::Loop { ancestor, child } => loop_issue(root, &ancestor, &child),
-            inner => ScanIssue::Unreadable { path: lossy_rel(path.strip_prefix(root).unwrap_or(&path)), message: inner.to_string() },
+            _ if is_broken_symlink(&path) => ScanIssue::BrokenSymlink {
+                link: lossy_rel(path.strip_prefix(root).unwrap_or(&path)),
+            },
+            inner => ScanIssue::Unreadable {
+                path: lossy_rel(path.strip_prefix(root).unwrap_or(&path)),
+                message: inner.to_string(),
+            },
         },
         ignore::Error::Loop { ancestor, child } => loop_issue(root, &ancestor, &child),
         ignore::Error::WithDepth { err, .. } => issue_of(root, *err),
-        other => ScanIssue::Unreadable { path: String::new(), message: other.to_string() },
+        other => ScanIssue::Unreadable {
+            path: String::new(),
+            message: other.to_string(),
+        },
     }
+}
+
+fn is_broken_symlink(path: &Path) -> bool {
+    path.symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::metadata(path).is_err()
 }
 
 fn loop_issue(root: &Path, ancestor: &Path, child: &Path) -> ScanIssue {
@@ -219,13 +257,23 @@ mod tests {
     use super::*;
 
     fn opts(exclude: &GlobSet) -> ScanOptions<'_> {
-        ScanOptions { recursive: true, exclude, skip: None, threads: 4 }
+        ScanOptions {
+            recursive: true,
+            exclude,
+            skip: None,
+            threads: 4,
+        }
     }
 
     fn globs(g: &[&str]) -> GlobSet {
         let mut b = globset::GlobSetBuilder::new();
         for g in g {
-            b.add(globset::GlobBuilder::new(g).literal_separator(true).build().unwrap());
+            b.add(
+                globset::GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .unwrap(),
+            );
         }
         b.build().unwrap()
     }
@@ -268,7 +316,10 @@ mod tests {
         std::fs::write(dir.path().join("top.png"), b"x").unwrap();
         std::fs::write(dir.path().join("sub/below.png"), b"x").unwrap();
         let empty = GlobSet::empty();
-        let o = ScanOptions { recursive: false, ..opts(&empty) };
+        let o = ScanOptions {
+            recursive: false,
+            ..opts(&empty)
+        };
         let scan = scan_local(dir.path(), &o).unwrap();
         assert_eq!(scan.files.len(), 1);
     }
@@ -284,7 +335,9 @@ mod tests {
         let scan = scan_local(dir.path(), &opts(&empty)).unwrap();
         assert_eq!(scan.files.len(), 1);
         assert!(
-            scan.issues.iter().any(|i| matches!(i, ScanIssue::SymlinkLoop { link, .. } if link == "a/up")),
+            scan.issues
+                .iter()
+                .any(|i| matches!(i, ScanIssue::SymlinkLoop { link, .. } if link == "a/up")),
             "{:?}",
             scan.issues
         );

@@ -37,7 +37,13 @@ pub struct ChecksumCache {
 impl ChecksumCache {
     /// Opens the cache at `path`; a missing file is an empty cache.
     pub fn open(path: PathBuf) -> Self {
-        let mut cache = Self { path, entries: HashMap::new(), used: HashMap::new(), changed: false, warning: None };
+        let mut cache = Self {
+            path,
+            entries: HashMap::new(),
+            used: HashMap::new(),
+            changed: false,
+            warning: None,
+        };
         let file = match std::fs::File::open(&cache.path) {
             Ok(f) => f,
             Err(_) => return cache,
@@ -48,7 +54,10 @@ impl ChecksumCache {
                 cache.changed = true;
                 cache.warning = Some(Warning::new(
                     "checksum_cache_rebuilt",
-                    format!("checksum cache {} is unreadable ({why}); rebuilding it", cache.path.display()),
+                    format!(
+                        "checksum cache {} is unreadable ({why}); rebuilding it",
+                        cache.path.display()
+                    ),
                 ));
             }
         }
@@ -56,7 +65,10 @@ impl ChecksumCache {
     }
 
     fn lookup(&self, key: &str, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
-        self.entries.get(key).filter(|e| e.size == size && e.mtime_ns == mtime_ns).map(|e| e.sha1)
+        self.entries
+            .get(key)
+            .filter(|e| e.size == size && e.mtime_ns == mtime_ns)
+            .map(|e| e.sha1)
     }
 
     /// Writes the entries used by this run, if anything changed. Errors are
@@ -76,12 +88,24 @@ impl ChecksumCache {
             keys.sort();
             for k in keys {
                 let e = &self.used[k];
-                writeln!(out, "{} {} {} {}", hex::encode(e.sha1), e.size, e.mtime_ns, serde_json::to_string(k).unwrap_or_default())?;
+                writeln!(
+                    out,
+                    "{} {} {} {}",
+                    hex::encode(e.sha1),
+                    e.size,
+                    e.mtime_ns,
+                    serde_json::to_string(k).unwrap_or_default()
+                )?;
             }
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, &self.path)
         })();
-        result.err().map(|e| Warning::new("checksum_cache_unwritable", format!("cannot write checksum cache {}: {e}", self.path.display())))
+        result.err().map(|e| {
+            Warning::new(
+                "checksum_cache_unwritable",
+                format!("cannot write checksum cache {}: {e}", self.path.display()),
+            )
+        })
     }
 }
 
@@ -108,7 +132,9 @@ fn parse(mut reader: impl BufRead) -> Result<HashMap<String, CacheEntry>, String
             continue;
         }
         let mut parts = record.splitn(4, ' ');
-        let (Some(sha), Some(size), Some(mtime), Some(path)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(sha), Some(size), Some(mtime), Some(path)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err("malformed record".to_owned());
         };
         let mut sha1 = [0u8; 20];
@@ -116,7 +142,14 @@ fn parse(mut reader: impl BufRead) -> Result<HashMap<String, CacheEntry>, String
         let size = size.parse().map_err(|_| "malformed size".to_owned())?;
         let mtime_ns = mtime.parse().map_err(|_| "malformed mtime".to_owned())?;
         let path: String = serde_json::from_str(path).map_err(|_| "malformed path".to_owned())?;
-        entries.insert(path, CacheEntry { size, mtime_ns, sha1 });
+        entries.insert(
+            path,
+            CacheEntry {
+                size,
+                mtime_ns,
+                sha1,
+            },
+        );
     }
 }
 
@@ -142,8 +175,13 @@ pub fn hash_all(
     cache: &mut ChecksumCache,
     readers: usize,
 ) -> (Vec<Result<Sha1Digest, String>>, HashStats) {
-    let keys: Vec<String> = requests.iter().map(|r| r.path.to_string_lossy().into_owned()).collect();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(readers.max(1)).build();
+    let keys: Vec<String> = requests
+        .iter()
+        .map(|r| r.path.to_string_lossy().into_owned())
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(readers.max(1))
+        .build();
     let work = || {
         requests
             .par_iter()
@@ -162,7 +200,11 @@ pub fn hash_all(
     let mut out = Vec::with_capacity(results.len());
     for ((result, cached), (req, key)) in results.into_iter().zip(requests.iter().zip(keys)) {
         if let Ok(d) = result {
-            let entry = CacheEntry { size: req.size, mtime_ns: req.mtime_ns, sha1: d };
+            let entry = CacheEntry {
+                size: req.size,
+                mtime_ns: req.mtime_ns,
+                sha1: d,
+            };
             if cached {
                 stats.cached += 1;
             } else {
@@ -201,7 +243,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
-        assert_eq!(hex::encode(sha1_file(&p).unwrap()), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex::encode(sha1_file(&p).unwrap()),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 
     #[test]
@@ -210,7 +255,11 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         let cache_path = dir.path().join("cache");
-        let req = [HashRequest { path: p.clone(), size: 3, mtime_ns: 7 }];
+        let req = [HashRequest {
+            path: p.clone(),
+            size: 3,
+            mtime_ns: 7,
+        }];
         let mut cache = ChecksumCache::open(cache_path.clone());
         let (_, stats) = hash_all(&req, &mut cache, 2);
         assert_eq!(stats.hashed, 1);
@@ -218,9 +267,16 @@ mod tests {
         let mut cache = ChecksumCache::open(cache_path.clone());
         let (r, stats) = hash_all(&req, &mut cache, 2);
         assert_eq!((stats.cached, stats.hashed), (1, 0));
-        assert_eq!(hex::encode(r[0].as_ref().unwrap()), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex::encode(r[0].as_ref().unwrap()),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         // A different mtime means the file is read again.
-        let req2 = [HashRequest { path: p, size: 3, mtime_ns: 8 }];
+        let req2 = [HashRequest {
+            path: p,
+            size: 3,
+            mtime_ns: 8,
+        }];
         let (_, stats) = hash_all(&req2, &mut cache, 2);
         assert_eq!(stats.hashed, 1);
     }
@@ -229,7 +285,10 @@ mod tests {
     fn torn_last_record_is_dropped_silently() {
         let dir = tempfile::tempdir().unwrap();
         let cache_path = dir.path().join("cache");
-        let good = format!("{HEADER}\n{} 3 7 \"/x\"\n", "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let good = format!(
+            "{HEADER}\n{} 3 7 \"/x\"\n",
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         std::fs::write(&cache_path, format!("{good}a9993e36470681")).unwrap();
         let cache = ChecksumCache::open(cache_path);
         assert!(cache.warning.is_none());
@@ -242,7 +301,10 @@ mod tests {
         let cache_path = dir.path().join("cache");
         std::fs::write(&cache_path, "\u{0}\u{1}garbage\nmore\n").unwrap();
         let cache = ChecksumCache::open(cache_path);
-        assert_eq!(cache.warning.as_ref().unwrap().code, "checksum_cache_rebuilt");
+        assert_eq!(
+            cache.warning.as_ref().unwrap().code,
+            "checksum_cache_rebuilt"
+        );
         assert!(cache.entries.is_empty());
     }
 }

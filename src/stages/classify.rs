@@ -70,11 +70,16 @@ pub fn classify_single(
         .map(|o| match o {
             Ok(c) => c,
             Err((ext, rel)) => {
-                conflicts.entry(ext.clone()).or_insert_with(|| ExtensionConflict {
-                    specs: by_ext[ext.as_str()].iter().map(|&i| specs[i].name.clone()).collect(),
-                    extension: ext,
-                    example: rel,
-                });
+                conflicts
+                    .entry(ext.clone())
+                    .or_insert_with(|| ExtensionConflict {
+                        specs: by_ext[ext.as_str()]
+                            .iter()
+                            .map(|&i| specs[i].name.clone())
+                            .collect(),
+                        extension: ext,
+                        example: rel,
+                    });
                 Classified::Unmatched(UnmatchedReason::NoRule)
             }
         })
@@ -88,7 +93,9 @@ pub fn classify_asset(files: &[ScannedFile], asset: &Asset, specs: &[FileSpec]) 
     files
         .par_iter()
         .map(|f| match &asset.include {
-            Some(include) if !include.is_match(&f.rel) => Classified::Unmatched(UnmatchedReason::NoRule),
+            Some(include) if !include.is_match(&f.rel) => {
+                Classified::Unmatched(UnmatchedReason::NoRule)
+            }
             _ => check_extension(&f.rel, asset.spec, specs),
         })
         .collect()
@@ -116,12 +123,22 @@ mod tests {
         }
     }
     fn files(rels: &[&str]) -> Vec<ScannedFile> {
-        rels.iter().map(|r| ScannedFile { rel: r.to_string(), size: 1, mtime_ns: 0 }).collect()
+        rels.iter()
+            .map(|r| ScannedFile {
+                rel: r.to_string(),
+                size: 1,
+                mtime_ns: 0,
+            })
+            .collect()
     }
     fn rule(p: &str, spec: usize) -> FileRuleCompiled {
         FileRuleCompiled {
             pattern: p.into(),
-            matcher: globset::GlobBuilder::new(p).literal_separator(true).build().unwrap().compile_matcher(),
+            matcher: globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .unwrap()
+                .compile_matcher(),
             spec,
         }
     }
@@ -129,15 +146,27 @@ mod tests {
     #[test]
     fn extension_fallback_and_no_rule() {
         let specs = [spec("image_1", &["png"]), spec("label_1", &["json"])];
-        let (c, conflicts) = classify_single(&files(&["p1/a.png", "p1/a.JSON", "p1/notes.txt"]), &specs, &[]);
-        assert_eq!(c, [Classified::Spec(0), Classified::Spec(1), Classified::Unmatched(UnmatchedReason::NoRule)]);
+        let (c, conflicts) = classify_single(
+            &files(&["p1/a.png", "p1/a.JSON", "p1/notes.txt"]),
+            &specs,
+            &[],
+        );
+        assert_eq!(
+            c,
+            [
+                Classified::Spec(0),
+                Classified::Spec(1),
+                Classified::Unmatched(UnmatchedReason::NoRule)
+            ]
+        );
         assert!(conflicts.is_empty());
     }
 
     #[test]
     fn spec_named_folders_win_over_extensions() {
         let specs = [spec("image_1", &["png"]), spec("mask_1", &["png"])];
-        let (c, conflicts) = classify_single(&files(&["mask_1/a.png", "image_1/a.png"]), &specs, &[]);
+        let (c, conflicts) =
+            classify_single(&files(&["mask_1/a.png", "image_1/a.png"]), &specs, &[]);
         assert_eq!(c, [Classified::Spec(1), Classified::Spec(0)]);
         assert!(conflicts.is_empty());
     }
@@ -153,7 +182,11 @@ mod tests {
     fn first_matching_rule_wins_then_extension_is_checked() {
         let specs = [spec("image_1", &["png"]), spec("label_1", &["json"])];
         let rules = [rule("**/img/*", 0), rule("**/*", 1)];
-        let (c, _) = classify_single(&files(&["p/img/a.png", "p/img/a.gif", "p/x.json", "p/x.txt"]), &specs, &rules);
+        let (c, _) = classify_single(
+            &files(&["p/img/a.png", "p/img/a.gif", "p/x.json", "p/x.txt"]),
+            &specs,
+            &rules,
+        );
         assert_eq!(
             c,
             [

@@ -48,9 +48,14 @@ pub struct UnitDraft {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupError {
     /// No pattern fits: files sit at different depths. depth → (count, example path).
-    MixedDepths { depths: BTreeMap<usize, (usize, String)> },
+    MixedDepths {
+        depths: BTreeMap<usize, (usize, String)>,
+    },
     /// Different group keys render one unit key.
-    KeyCollision { key: String, group_keys: Vec<String> },
+    KeyCollision {
+        key: String,
+        group_keys: Vec<String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -63,8 +68,16 @@ pub struct Grouped {
 }
 
 /// Picks the seed pattern from the depths of the matched files.
-pub fn detect_layout(depths: &BTreeMap<usize, (usize, String)>, first_folders: usize, spec_count: usize, multi_path: bool) -> Result<Layout, GroupError> {
-    let layout = |pattern: u8, regex: &str| Layout { pattern: Some(pattern), group_key_regex: Some(regex.to_owned()) };
+pub fn detect_layout(
+    depths: &BTreeMap<usize, (usize, String)>,
+    first_folders: usize,
+    spec_count: usize,
+    multi_path: bool,
+) -> Result<Layout, GroupError> {
+    let layout = |pattern: u8, regex: &str| Layout {
+        pattern: Some(pattern),
+        group_key_regex: Some(regex.to_owned()),
+    };
     if multi_path {
         return Ok(layout(5, STEM_REGEX));
     }
@@ -74,7 +87,9 @@ pub fn detect_layout(depths: &BTreeMap<usize, (usize, String)>, first_folders: u
         [2] if first_folders <= spec_count => Ok(layout(2, STEM_REGEX)),
         [2] => Ok(layout(1, FIRST_FOLDER_REGEX)),
         ds if ds.iter().all(|&d| d >= 3) => Ok(layout(4, FIRST_FOLDER_REGEX)),
-        _ => Err(GroupError::MixedDepths { depths: depths.clone() }),
+        _ => Err(GroupError::MixedDepths {
+            depths: depths.clone(),
+        }),
     }
 }
 
@@ -93,14 +108,27 @@ pub fn group(
         .enumerate()
         .flat_map(|(r, c)| {
             c.iter().enumerate().filter_map(move |(i, c)| match c {
-                Classified::Spec(s) => Some((*s, FileRef { root: r as u32, index: i as u32 }, roots[r][i].rel.as_str())),
+                Classified::Spec(s) => Some((
+                    *s,
+                    FileRef {
+                        root: r as u32,
+                        index: i as u32,
+                    },
+                    roots[r][i].rel.as_str(),
+                )),
                 Classified::Unmatched(_) => None,
             })
         })
         .collect();
 
     let (regex, layout) = match explicit {
-        Some((re, text)) => (re.clone(), Layout { pattern: None, group_key_regex: Some(text.clone()) }),
+        Some((re, text)) => (
+            re.clone(),
+            Layout {
+                pattern: None,
+                group_key_regex: Some(text.clone()),
+            },
+        ),
         None => {
             let mut depths: BTreeMap<usize, (usize, String)> = BTreeMap::new();
             let mut first_folders = std::collections::BTreeSet::new();
@@ -114,7 +142,8 @@ pub fn group(
             }
             match detect_layout(&depths, first_folders.len(), spec_count, multi_path) {
                 Ok(layout) => {
-                    let re = Regex::new(layout.group_key_regex.as_deref().unwrap_or(STEM_REGEX)).expect("built-in regexes compile");
+                    let re = Regex::new(layout.group_key_regex.as_deref().unwrap_or(STEM_REGEX))
+                        .expect("built-in regexes compile");
                     (re, layout)
                 }
                 Err(e) => {
@@ -157,7 +186,11 @@ pub fn group(
             out.no_group_key.push(*file);
             continue;
         };
-        let unit = units.entry(key.clone()).or_insert_with(|| UnitDraft { key: key.clone(), group_key: group_key.clone(), files: Vec::new() });
+        let unit = units.entry(key.clone()).or_insert_with(|| UnitDraft {
+            key: key.clone(),
+            group_key: group_key.clone(),
+            files: Vec::new(),
+        });
         if unit.group_key != group_key {
             let c = collisions.entry(key).or_default();
             c.insert(unit.group_key.clone());
@@ -167,12 +200,23 @@ pub fn group(
         unit.files.push((*spec, *file));
     }
     for (key, group_keys) in collisions {
-        out.errors.push(GroupError::KeyCollision { key, group_keys: group_keys.into_iter().collect() });
+        out.errors.push(GroupError::KeyCollision {
+            key,
+            group_keys: group_keys.into_iter().collect(),
+        });
     }
     out.units = units
         .into_values()
         .map(|mut u| {
-            u.files.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| roots[a.1.root as usize][a.1.index as usize].rel.cmp(&roots[b.1.root as usize][b.1.index as usize].rel)).then(a.1.cmp(&b.1)));
+            u.files.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| {
+                        roots[a.1.root as usize][a.1.index as usize]
+                            .rel
+                            .cmp(&roots[b.1.root as usize][b.1.index as usize].rel)
+                    })
+                    .then(a.1.cmp(&b.1))
+            });
             u
         })
         .collect();
@@ -184,7 +228,13 @@ mod tests {
     use super::*;
 
     fn files(rels: &[&str]) -> Vec<ScannedFile> {
-        rels.iter().map(|r| ScannedFile { rel: r.to_string(), size: 1, mtime_ns: 0 }).collect()
+        rels.iter()
+            .map(|r| ScannedFile {
+                rel: r.to_string(),
+                size: 1,
+                mtime_ns: 0,
+            })
+            .collect()
     }
     fn all(spec: u32, n: usize) -> Vec<Classified> {
         vec![Classified::Spec(spec); n]
@@ -198,7 +248,10 @@ mod tests {
         let f = files(&["p1/a.png", "p1/a.json", "p2/a.png", "p3/b.png"]);
         let g = group(&[&f], &[all(0, 4)], None, &tmpl(), 2, false);
         assert_eq!(g.layout.unwrap().pattern, Some(1));
-        assert_eq!(g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["p1", "p2", "p3"]);
+        assert_eq!(
+            g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
+            ["p1", "p2", "p3"]
+        );
     }
 
     #[test]
@@ -213,9 +266,21 @@ mod tests {
     #[test]
     fn flat_is_pattern_3_and_deep_is_pattern_4() {
         let f = files(&["s1.png", "s1.json"]);
-        assert_eq!(group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false).layout.unwrap().pattern, Some(3));
+        assert_eq!(
+            group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false)
+                .layout
+                .unwrap()
+                .pattern,
+            Some(3)
+        );
         let f = files(&["p1/img/a.png", "p1/json/a.json"]);
-        assert_eq!(group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false).layout.unwrap().pattern, Some(4));
+        assert_eq!(
+            group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false)
+                .layout
+                .unwrap()
+                .pattern,
+            Some(4)
+        );
     }
 
     #[test]
@@ -230,12 +295,29 @@ mod tests {
         let re = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
         let f = files(&["s1/p1/a.png", "s2/p1/a.png"]);
         let t = KeyTemplate::parse("{site}-{group_key}").unwrap();
-        let g = group(&[&f], &[all(0, 2)], Some(&(re.clone(), "x".into())), &t, 1, false);
-        assert_eq!(g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["s1-p1", "s2-p1"]);
+        let g = group(
+            &[&f],
+            &[all(0, 2)],
+            Some(&(re.clone(), "x".into())),
+            &t,
+            1,
+            false,
+        );
+        assert_eq!(
+            g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
+            ["s1-p1", "s2-p1"]
+        );
         let re2 = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
         let t2 = KeyTemplate::parse("{site}").unwrap();
         let f2 = files(&["s1/p1/a.png", "s1/p2/a.png"]);
-        let g = group(&[&f2], &[all(0, 2)], Some(&(re2, "x".into())), &t2, 1, false);
+        let g = group(
+            &[&f2],
+            &[all(0, 2)],
+            Some(&(re2, "x".into())),
+            &t2,
+            1,
+            false,
+        );
         assert!(matches!(&g.errors[0], GroupError::KeyCollision { key, .. } if key == "s1"));
     }
 
@@ -243,7 +325,14 @@ mod tests {
     fn no_match_is_no_group_key() {
         let re = Regex::new(r"^patient_(\d+)/").unwrap();
         let f = files(&["patient_1/a.png", "other/b.png"]);
-        let g = group(&[&f], &[all(0, 2)], Some(&(re, "x".into())), &tmpl(), 1, false);
+        let g = group(
+            &[&f],
+            &[all(0, 2)],
+            Some(&(re, "x".into())),
+            &tmpl(),
+            1,
+            false,
+        );
         assert_eq!(g.units[0].key, "1");
         assert_eq!(g.no_group_key, [FileRef { root: 0, index: 1 }]);
     }

@@ -56,7 +56,16 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(reason: ProblemReason, message: impl Into<String>) -> Self {
-        Self { reason, spec: None, paths: None, path: None, field: None, pointer: None, source: None, message: message.into() }
+        Self {
+            reason,
+            spec: None,
+            paths: None,
+            path: None,
+            field: None,
+            pointer: None,
+            source: None,
+            message: message.into(),
+        }
     }
     pub fn spec(mut self, s: &str) -> Self {
         self.spec = Some(s.to_owned());
@@ -92,10 +101,23 @@ pub fn validate_unit(
     for (i, spec) in specs.iter().enumerate() {
         let mine: Vec<&CheckedFile<'_>> = files.iter().filter(|f| f.spec as usize == i).collect();
         match mine.len() {
-            0 if spec.is_required => problems.push(Problem::new(ProblemReason::MissingRequired, format!("required spec `{}` has no file", spec.name)).spec(&spec.name)),
+            0 if spec.is_required => problems.push(
+                Problem::new(
+                    ProblemReason::MissingRequired,
+                    format!("required spec `{}` has no file", spec.name),
+                )
+                .spec(&spec.name),
+            ),
             0 | 1 => {}
             n => {
-                let mut p = Problem::new(ProblemReason::AmbiguousSpec, format!("{n} files match spec `{}`; a unit holds one file per spec", spec.name)).spec(&spec.name);
+                let mut p = Problem::new(
+                    ProblemReason::AmbiguousSpec,
+                    format!(
+                        "{n} files match spec `{}`; a unit holds one file per spec",
+                        spec.name
+                    ),
+                )
+                .spec(&spec.name);
                 p.paths = Some(mine.iter().map(|f| f.rel.to_owned()).collect());
                 problems.push(p);
             }
@@ -104,24 +126,50 @@ pub fn validate_unit(
     for f in files {
         let spec = &specs[f.spec as usize].name;
         if f.size == 0 {
-            let mut p = Problem::new(ProblemReason::EmptyFile, format!("{} is empty (0 bytes); the upload API rejects empty files", f.rel)).spec(spec);
+            let mut p = Problem::new(
+                ProblemReason::EmptyFile,
+                format!(
+                    "{} is empty (0 bytes); the upload API rejects empty files",
+                    f.rel
+                ),
+            )
+            .spec(spec);
             p.path = Some(f.rel.to_owned());
             problems.push(p);
         }
-        if let Some(max) = max_file_size {
-            if f.size > max {
-                let mut p = Problem::new(ProblemReason::TooLarge, format!("{} is {} bytes, over the limit of {} MiB", f.rel, f.size, max / 1_048_576)).spec(spec);
-                p.path = Some(f.rel.to_owned());
-                problems.push(p);
-            }
+        if let Some(max) = max_file_size
+            && f.size > max
+        {
+            let mut p = Problem::new(
+                ProblemReason::TooLarge,
+                format!(
+                    "{} is {} bytes, over the limit of {} MiB",
+                    f.rel,
+                    f.size,
+                    max / 1_048_576
+                ),
+            )
+            .spec(spec);
+            p.path = Some(f.rel.to_owned());
+            problems.push(p);
         }
     }
     if let Some(schema) = schema {
         let instance = Json::Object(meta.clone());
         for err in schema.validator.iter_errors(&instance) {
             let pointer = err.instance_path().as_str().to_owned();
-            let top = pointer.split('/').nth(1).map(|s| s.replace("~1", "/").replace("~0", "~"));
-            let mut p = Problem::new(ProblemReason::MetaSchema, format!("{}: {}", if pointer.is_empty() { "meta" } else { &pointer }, err));
+            let top = pointer
+                .split('/')
+                .nth(1)
+                .map(|s| s.replace("~1", "/").replace("~0", "~"));
+            let mut p = Problem::new(
+                ProblemReason::MetaSchema,
+                format!(
+                    "{}: {}",
+                    if pointer.is_empty() { "meta" } else { &pointer },
+                    err
+                ),
+            );
             p.pointer = Some(pointer.clone());
             if let Some(top) = top {
                 p.source = provenance.get(&top).cloned();

@@ -35,7 +35,11 @@ impl Cell {
 
 /// Shortest text that reads back as the same number (`3.0` → `3`).
 pub fn number_text(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { format!("{f}") }
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{}", f as i64)
+    } else {
+        format!("{f}")
+    }
 }
 
 fn date_or_datetime(dt: &NaiveDateTime) -> String {
@@ -71,7 +75,11 @@ pub fn convert(cell: &Cell, ty: Option<ColumnType>) -> Result<Json, String> {
         ColumnType::Integer => match cell {
             Cell::Int(i) => Ok(Json::from(*i)),
             Cell::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => Ok(Json::from(*f as i64)),
-            Cell::Text(s) => s.trim().parse::<i64>().map(Json::from).or_else(|_| bad("an integer")),
+            Cell::Text(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| bad("an integer")),
             _ => bad("an integer"),
         },
         ColumnType::Number => match cell {
@@ -97,21 +105,31 @@ pub fn convert(cell: &Cell, ty: Option<ColumnType>) -> Result<Json, String> {
         ColumnType::Date => {
             let dt = match cell {
                 Cell::DateTime(dt) => *dt,
-                Cell::Text(s) => parse_iso(s.trim()).ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))?,
+                Cell::Text(s) => parse_iso(s.trim())
+                    .ok_or_else(|| format!("`{s}` is not a date (YYYY-MM-DD)"))?,
                 _ => return bad("a date"),
             };
             if dt.time() != NaiveTime::MIN {
-                return Err(format!("`{}` has a time of day; the column is a date", dt.format("%Y-%m-%dT%H:%M:%S")));
+                return Err(format!(
+                    "`{}` has a time of day; the column is a date",
+                    dt.format("%Y-%m-%dT%H:%M:%S")
+                ));
             }
             Ok(Json::String(dt.date().format("%Y-%m-%d").to_string()))
         }
         ColumnType::Datetime => {
             let dt = match cell {
                 Cell::DateTime(dt) => *dt,
-                Cell::Text(s) => parse_iso(s.trim()).ok_or_else(|| format!("`{s}` is not a datetime (YYYY-MM-DDTHH:MM:SS)"))?,
+                Cell::Text(s) => parse_iso(s.trim())
+                    .ok_or_else(|| format!("`{s}` is not a datetime (YYYY-MM-DDTHH:MM:SS)"))?,
                 _ => return bad("a datetime"),
             };
-            Ok(Json::String(dt.with_nanosecond(0).unwrap_or(dt).format("%Y-%m-%dT%H:%M:%S").to_string()))
+            Ok(Json::String(
+                dt.with_nanosecond(0)
+                    .unwrap_or(dt)
+                    .format("%Y-%m-%dT%H:%M:%S")
+                    .to_string(),
+            ))
         }
     }
 }
@@ -121,7 +139,12 @@ pub fn parse_iso(s: &str) -> Option<NaiveDateTime> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some(d.and_time(NaiveTime::MIN));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt);
         }
@@ -155,22 +178,49 @@ mod tests {
     fn lossless_conversion() {
         assert_eq!(convert(&Cell::Float(45.0), None), Ok(Json::from(45)));
         assert_eq!(convert(&Cell::Float(1.5), None), Ok(serde_json::json!(1.5)));
-        assert_eq!(convert(&Cell::Text("0042".into()), None), Ok(Json::from("0042")));
-        assert_eq!(convert(&dt("2024-03-01"), None), Ok(Json::from("2024-03-01")));
-        assert_eq!(convert(&dt("2024-03-01T08:30:00"), None), Ok(Json::from("2024-03-01T08:30:00")));
+        assert_eq!(
+            convert(&Cell::Text("0042".into()), None),
+            Ok(Json::from("0042"))
+        );
+        assert_eq!(
+            convert(&dt("2024-03-01"), None),
+            Ok(Json::from("2024-03-01"))
+        );
+        assert_eq!(
+            convert(&dt("2024-03-01T08:30:00"), None),
+            Ok(Json::from("2024-03-01T08:30:00"))
+        );
     }
 
     #[test]
     fn declared_types() {
-        assert_eq!(convert(&Cell::Float(42.0), Some(ColumnType::String)), Ok(Json::from("42")));
-        assert_eq!(convert(&Cell::Float(0.1), Some(ColumnType::String)), Ok(Json::from("0.1")));
-        assert_eq!(convert(&Cell::Text(" 7 ".into()), Some(ColumnType::Integer)), Ok(Json::from(7)));
+        assert_eq!(
+            convert(&Cell::Float(42.0), Some(ColumnType::String)),
+            Ok(Json::from("42"))
+        );
+        assert_eq!(
+            convert(&Cell::Float(0.1), Some(ColumnType::String)),
+            Ok(Json::from("0.1"))
+        );
+        assert_eq!(
+            convert(&Cell::Text(" 7 ".into()), Some(ColumnType::Integer)),
+            Ok(Json::from(7))
+        );
         assert!(convert(&Cell::Text("seven".into()), Some(ColumnType::Integer)).is_err());
         assert!(convert(&Cell::Float(7.5), Some(ColumnType::Integer)).is_err());
-        assert_eq!(convert(&Cell::Text("2024-03-01".into()), Some(ColumnType::Date)), Ok(Json::from("2024-03-01")));
+        assert_eq!(
+            convert(&Cell::Text("2024-03-01".into()), Some(ColumnType::Date)),
+            Ok(Json::from("2024-03-01"))
+        );
         assert!(convert(&dt("2024-03-01T08:30:00"), Some(ColumnType::Date)).is_err());
-        assert_eq!(convert(&Cell::Text("yes".into()), Some(ColumnType::Boolean)), Ok(Json::Bool(true)));
-        assert_eq!(convert(&Cell::Text("2024-03-01".into()), Some(ColumnType::Datetime)), Ok(Json::from("2024-03-01T00:00:00")));
+        assert_eq!(
+            convert(&Cell::Text("yes".into()), Some(ColumnType::Boolean)),
+            Ok(Json::Bool(true))
+        );
+        assert_eq!(
+            convert(&Cell::Text("2024-03-01".into()), Some(ColumnType::Datetime)),
+            Ok(Json::from("2024-03-01T00:00:00"))
+        );
     }
 
     #[test]

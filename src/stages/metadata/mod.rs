@@ -60,13 +60,21 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
     for source in sources {
         let found = match &source.spec.kind {
             MetadataKind::Sheet { .. } => {
-                let table = source.table.as_ref().expect("sheets are loaded before merging");
+                let table = source
+                    .table
+                    .as_ref()
+                    .expect("sheets are loaded before merging");
                 match table.lookup(unit.key) {
                     Some(row) => {
                         for (h, cell) in &row.cells {
                             let field = &table.headers[*h as usize];
                             let provenance = table.provenance(*h, row.row);
-                            set(&mut out, field, convert(cell, table.types[*h as usize]), provenance);
+                            set(
+                                &mut out,
+                                field,
+                                convert(cell, table.types[*h as usize]),
+                                provenance,
+                            );
                         }
                         true
                     }
@@ -82,7 +90,10 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
                     Some((f, caps)) => {
                         for name in regex.capture_names().flatten() {
                             if let Some(m) = caps.name(name) {
-                                let value = convert(&Cell::Text(m.as_str().to_owned()), types.get(name).copied());
+                                let value = convert(
+                                    &Cell::Text(m.as_str().to_owned()),
+                                    types.get(name).copied(),
+                                );
                                 set(&mut out, name, value, format!("filename:{}", f.rel));
                             }
                         }
@@ -103,17 +114,25 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
             }
         };
         if !found && source.spec.required {
-            out.problems.push(Problem::new(ProblemReason::MetadataMissing, format!("no entry for `{}` in {}", unit.key, source.label)).source(&source.label));
+            out.problems.push(Problem::new(
+                ProblemReason::MetadataMissing,
+                format!("no entry for `{}` in {}", unit.key, source.label),
+            ));
         }
     }
     if let Some(field) = unit.key_field {
-        if let Some(prev) = out.meta.get(field) {
-            if prev.as_str() != Some(unit.key) {
-                out.key_field_overridden = Some(format!("{} set `{field}` to {prev}", out.provenance.get(field).map_or("a source", String::as_str)));
-            }
+        if let Some(prev) = out.meta.get(field)
+            && prev.as_str() != Some(unit.key)
+        {
+            out.key_field_overridden = Some(format!(
+                "{} set `{field}` to {prev}",
+                out.provenance.get(field).map_or("a source", String::as_str)
+            ));
         }
-        out.meta.insert(field.to_owned(), Json::String(unit.key.to_owned()));
-        out.provenance.insert(field.to_owned(), "unit key".to_owned());
+        out.meta
+            .insert(field.to_owned(), Json::String(unit.key.to_owned()));
+        out.provenance
+            .insert(field.to_owned(), "unit key".to_owned());
     }
     out
 }
@@ -125,12 +144,21 @@ fn set(out: &mut MergedMeta, field: &str, value: Result<Json, String>, provenanc
             out.provenance.insert(field.to_owned(), provenance);
         }
         Err(message) => {
-            out.problems.push(Problem::new(ProblemReason::MetadataType, format!("{field}: {message}")).field(field).source(&provenance));
+            out.problems.push(
+                Problem::new(ProblemReason::MetadataType, format!("{field}: {message}"))
+                    .field(field)
+                    .source(&provenance),
+            );
         }
     }
 }
 
-fn sidecar(out: &mut MergedMeta, template: &str, primary: &UnitFile<'_>, unit: &MergeInput<'_>) -> bool {
+fn sidecar(
+    out: &mut MergedMeta,
+    template: &str,
+    primary: &UnitFile<'_>,
+    unit: &MergeInput<'_>,
+) -> bool {
     let unit_dir = primary.rel.rsplit_once('/').map_or(".", |(d, _)| d);
     let stem = super::stem(primary.rel);
     let rel = KeyTemplate::parse(template)
@@ -150,7 +178,13 @@ fn sidecar(out: &mut MergedMeta, template: &str, primary: &UnitFile<'_>, unit: &
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
         Err(e) => {
-            out.problems.push(Problem::new(ProblemReason::MetadataType, format!("cannot read sidecar {rel}: {e}")).source(&rel));
+            out.problems.push(
+                Problem::new(
+                    ProblemReason::MetadataType,
+                    format!("cannot read sidecar {rel}: {e}"),
+                )
+                .source(&rel),
+            );
             return true;
         }
     };
@@ -158,7 +192,8 @@ fn sidecar(out: &mut MergedMeta, template: &str, primary: &UnitFile<'_>, unit: &
     let parsed: Result<Json, String> = if is_json {
         serde_json::from_str(&text).map_err(|e| e.to_string())
     } else {
-        serde_saphyr::from_str(&text).map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
+        serde_saphyr::from_str(&text)
+            .map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())
     };
     match parsed {
         Ok(Json::Object(map)) => {
@@ -167,8 +202,23 @@ fn sidecar(out: &mut MergedMeta, template: &str, primary: &UnitFile<'_>, unit: &
                 out.provenance.insert(k, rel.clone());
             }
         }
-        Ok(other) => out.problems.push(Problem::new(ProblemReason::MetadataType, format!("sidecar {rel} holds {}, not an object of fields", kind(&other))).source(&rel)),
-        Err(e) => out.problems.push(Problem::new(ProblemReason::MetadataType, format!("sidecar {rel} does not parse: {e}")).source(&rel)),
+        Ok(other) => out.problems.push(
+            Problem::new(
+                ProblemReason::MetadataType,
+                format!(
+                    "sidecar {rel} holds {}, not an object of fields",
+                    kind(&other)
+                ),
+            )
+            .source(&rel),
+        ),
+        Err(e) => out.problems.push(
+            Problem::new(
+                ProblemReason::MetadataType,
+                format!("sidecar {rel} does not parse: {e}"),
+            )
+            .source(&rel),
+        ),
     }
     true
 }

@@ -61,24 +61,65 @@ pub fn normalize_key(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SheetError {
     Unreadable(String),
-    NoSuchSheet { sheet: String, available: Vec<String> },
-    NoHeaderRow { row: u32 },
-    DuplicateHeaders { header: String, columns: Vec<String> },
-    NoKeyColumn { column: String, headers: Vec<String> },
-    DuplicateKeys { keys: Vec<(String, Vec<u32>)> },
+    NoSuchSheet {
+        sheet: String,
+        available: Vec<String>,
+    },
+    NoHeaderRow {
+        row: u32,
+    },
+    DuplicateHeaders {
+        header: String,
+        columns: Vec<String>,
+    },
+    NoKeyColumn {
+        column: String,
+        headers: Vec<String>,
+    },
+    DuplicateKeys {
+        keys: Vec<(String, Vec<u32>)>,
+    },
 }
 
 impl std::fmt::Display for SheetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SheetError::Unreadable(m) => f.write_str(m),
-            SheetError::NoSuchSheet { sheet, available } => write!(f, "there is no sheet `{sheet}` (sheets: {})", available.join(", ")),
+            SheetError::NoSuchSheet { sheet, available } => write!(
+                f,
+                "there is no sheet `{sheet}` (sheets: {})",
+                available.join(", ")
+            ),
             SheetError::NoHeaderRow { row } => write!(f, "row {row}, the header row, is empty"),
-            SheetError::DuplicateHeaders { header, columns } => write!(f, "header `{header}` appears in columns {}", columns.join(", ")),
-            SheetError::NoKeyColumn { column, headers } => write!(f, "there is no column `{column}` (headers: {})", headers.join(", ")),
+            SheetError::DuplicateHeaders { header, columns } => write!(
+                f,
+                "header `{header}` appears in columns {}",
+                columns.join(", ")
+            ),
+            SheetError::NoKeyColumn { column, headers } => write!(
+                f,
+                "there is no column `{column}` (headers: {})",
+                headers.join(", ")
+            ),
             SheetError::DuplicateKeys { keys } => {
-                let shown: Vec<String> = keys.iter().take(10).map(|(k, rows)| format!("`{k}` in rows {}", rows.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))).collect();
-                let more = if keys.len() > 10 { format!(" and {} more", keys.len() - 10) } else { String::new() };
+                let shown: Vec<String> = keys
+                    .iter()
+                    .take(10)
+                    .map(|(k, rows)| {
+                        format!(
+                            "`{k}` in rows {}",
+                            rows.iter()
+                                .map(u32::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })
+                    .collect();
+                let more = if keys.len() > 10 {
+                    format!(" and {} more", keys.len() - 10)
+                } else {
+                    String::new()
+                };
                 write!(f, "duplicate keys: {}{more}", shown.join("; "))
             }
         }
@@ -95,14 +136,25 @@ pub struct SheetOptions<'a> {
 
 /// Reads a spreadsheet with calamine.
 pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, SheetError> {
-    let mut workbook = calamine::open_workbook_auto(path).map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
+    let mut workbook = calamine::open_workbook_auto(path)
+        .map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
     let names = workbook.sheet_names();
     let sheet = match opts.sheet {
         Some(s) if names.iter().any(|n| n == s) => s.to_owned(),
-        Some(s) => return Err(SheetError::NoSuchSheet { sheet: s.to_owned(), available: names }),
-        None => names.first().cloned().ok_or_else(|| SheetError::Unreadable("the workbook has no sheets".to_owned()))?,
+        Some(s) => {
+            return Err(SheetError::NoSuchSheet {
+                sheet: s.to_owned(),
+                available: names,
+            });
+        }
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| SheetError::Unreadable("the workbook has no sheets".to_owned()))?,
     };
-    let range = workbook.worksheet_range(&sheet).map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
+    let range = workbook
+        .worksheet_range(&sheet)
+        .map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
     let merged = match &mut workbook {
         Sheets::Xlsx(x) => x.merge_cells_by_sheet_name(&sheet).unwrap_or_default(),
         Sheets::Xls(x) => x.merge_cells_by_sheet_name(&sheet).unwrap_or_default(),
@@ -111,7 +163,9 @@ pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Sh
     drop(workbook);
 
     let Some((r0, c0)) = range.start() else {
-        return Err(SheetError::NoHeaderRow { row: opts.header_row });
+        return Err(SheetError::NoHeaderRow {
+            row: opts.header_row,
+        });
     };
     let (r1, c1) = range.end().unwrap_or((r0, c0));
     // Merged regions: every cell takes its region's top-left value.
@@ -129,7 +183,12 @@ pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Sh
         let pos = fill.get(&(r, c)).copied().unwrap_or((r, c));
         range.get_value(pos).and_then(cell_of)
     };
-    let rows = (r0..=r1).map(|r| (r + 1, (c0..=c1).map(|c| (c, cell_at(r, c))).collect::<Vec<_>>()));
+    let rows = (r0..=r1).map(|r| {
+        (
+            r + 1,
+            (c0..=c1).map(|c| (c, cell_at(r, c))).collect::<Vec<_>>(),
+        )
+    });
     build(opts, Some(sheet), rows)
 }
 
@@ -146,7 +205,12 @@ pub fn load_csv(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Shee
         let cells = rec
             .iter()
             .enumerate()
-            .map(|(c, v)| (c as u32, (!v.trim().is_empty()).then(|| Cell::Text(v.to_owned()))))
+            .map(|(c, v)| {
+                (
+                    c as u32,
+                    (!v.trim().is_empty()).then(|| Cell::Text(v.to_owned())),
+                )
+            })
             .collect::<Vec<_>>();
         rows.push((i as u32 + 1, cells));
     }
@@ -161,15 +225,29 @@ fn build(
     let mut rows = rows.skip_while(|(r, _)| *r < opts.header_row).peekable();
     let header_cells = match rows.next() {
         Some((r, cells)) if r == opts.header_row && cells.iter().any(|(_, c)| c.is_some()) => cells,
-        _ => return Err(SheetError::NoHeaderRow { row: opts.header_row }),
+        _ => {
+            return Err(SheetError::NoHeaderRow {
+                row: opts.header_row,
+            });
+        }
     };
     // Trailing blank header cells with no data are not columns; blank ones inside are.
-    let last = header_cells.iter().rposition(|(_, c)| c.is_some()).unwrap_or(0);
+    let last = header_cells
+        .iter()
+        .rposition(|(_, c)| c.is_some())
+        .unwrap_or(0);
     let mut headers = Vec::new();
     let mut columns = Vec::new();
     for (col, cell) in header_cells.iter().take(last + 1) {
-        let text = cell.as_ref().map(|c| c.key_text().trim().to_owned()).unwrap_or_default();
-        headers.push(if text.is_empty() { format!("column_{}", column_letter(*col)) } else { text });
+        let text = cell
+            .as_ref()
+            .map(|c| c.key_text().trim().to_owned())
+            .unwrap_or_default();
+        headers.push(if text.is_empty() {
+            format!("column_{}", column_letter(*col))
+        } else {
+            text
+        });
         columns.push(*col);
     }
     let mut seen: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -177,13 +255,25 @@ fn build(
         seen.entry(h.as_str()).or_default().push(column_letter(*c));
     }
     if let Some((h, cols)) = seen.into_iter().find(|(_, c)| c.len() > 1) {
-        return Err(SheetError::DuplicateHeaders { header: h.to_owned(), columns: cols });
+        return Err(SheetError::DuplicateHeaders {
+            header: h.to_owned(),
+            columns: cols,
+        });
     }
     let key_index = match opts.key_column {
-        Some(k) => headers.iter().position(|h| h == k).ok_or_else(|| SheetError::NoKeyColumn { column: k.to_owned(), headers: headers.clone() })?,
+        Some(k) => headers
+            .iter()
+            .position(|h| h == k)
+            .ok_or_else(|| SheetError::NoKeyColumn {
+                column: k.to_owned(),
+                headers: headers.clone(),
+            })?,
         None => 0,
     };
-    let types: Vec<Option<ColumnType>> = headers.iter().map(|h| opts.columns.get(h).copied()).collect();
+    let types: Vec<Option<ColumnType>> = headers
+        .iter()
+        .map(|h| opts.columns.get(h).copied())
+        .collect();
 
     let mut table = SheetTable {
         source: opts.source.to_owned(),
@@ -195,7 +285,11 @@ fn build(
         by_key: HashMap::new(),
         warnings: Vec::new(),
     };
-    let col_to_header: HashMap<u32, u32> = columns.iter().enumerate().map(|(i, c)| (*c, i as u32)).collect();
+    let col_to_header: HashMap<u32, u32> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i as u32))
+        .collect();
     let mut duplicates: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let mut skipped = Vec::new();
     for (r, cells) in rows {
@@ -206,21 +300,33 @@ fn build(
         if cells.is_empty() {
             continue;
         }
-        let key = cells.iter().find(|(h, _)| *h as usize == key_index).map(|(_, c)| c.key_text());
+        let key = cells
+            .iter()
+            .find(|(h, _)| *h as usize == key_index)
+            .map(|(_, c)| c.key_text());
         let Some(key) = key.filter(|k| !k.trim().is_empty()) else {
             skipped.push(r);
             continue;
         };
         let norm = normalize_key(&key);
         if let Some(&first) = table.by_key.get(&norm) {
-            duplicates.entry(key.trim().to_owned()).or_insert_with(|| vec![table.rows[first].row]).push(r);
+            duplicates
+                .entry(key.trim().to_owned())
+                .or_insert_with(|| vec![table.rows[first].row])
+                .push(r);
             continue;
         }
         table.by_key.insert(norm, table.rows.len());
-        table.rows.push(Row { row: r, key: key.trim().to_owned(), cells });
+        table.rows.push(Row {
+            row: r,
+            key: key.trim().to_owned(),
+            cells,
+        });
     }
     if !duplicates.is_empty() {
-        return Err(SheetError::DuplicateKeys { keys: duplicates.into_iter().collect() });
+        return Err(SheetError::DuplicateKeys {
+            keys: duplicates.into_iter().collect(),
+        });
     }
     if !skipped.is_empty() {
         let shown: Vec<String> = skipped.iter().take(10).map(u32::to_string).collect();
@@ -246,7 +352,10 @@ fn cell_of(d: &Data) -> Option<Cell> {
         Data::Int(i) => Cell::Int(*i),
         Data::Float(f) => Cell::Float(*f),
         Data::Bool(b) => Cell::Bool(*b),
-        Data::DateTime(dt) if dt.is_duration() => Cell::Duration(dt.as_duration().map_or_else(|| dt.to_string(), |d| format_duration(d.num_seconds()))),
+        Data::DateTime(dt) if dt.is_duration() => Cell::Duration(
+            dt.as_duration()
+                .map_or_else(|| dt.to_string(), |d| format_duration(d.num_seconds())),
+        ),
         Data::DateTime(dt) => match dt.as_datetime() {
             Some(v) => Cell::DateTime(v.with_nanosecond_rounded()),
             None => Cell::Float(dt.as_f64()),
@@ -261,7 +370,12 @@ fn cell_of(d: &Data) -> Option<Cell> {
 }
 
 fn format_duration(secs: i64) -> String {
-    format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 /// Excel stores times as fractions of a day; round to whole seconds.
@@ -274,14 +388,21 @@ impl RoundSeconds for chrono::NaiveDateTime {
         use chrono::{Duration, Timelike};
         let nanos = self.nanosecond();
         let base = self.with_nanosecond(0).unwrap_or(self);
-        if nanos >= 500_000_000 { base + Duration::seconds(1) } else { base }
+        if nanos >= 500_000_000 {
+            base + Duration::seconds(1)
+        } else {
+            base
+        }
     }
 }
 
 fn excel_error(path: &Path, e: &calamine::Error) -> String {
     let text = e.to_string();
     if text.to_ascii_lowercase().contains("password") {
-        return format!("{} is password-protected; save an unprotected copy for synup to read", path.display());
+        return format!(
+            "{} is password-protected; save an unprotected copy for synup to read",
+            path.display()
+        );
     }
     format!("cannot read spreadsheet {}: {text}", path.display())
 }
@@ -291,7 +412,13 @@ mod tests {
     use super::*;
 
     fn opts<'a>(cols: &'a BTreeMap<String, ColumnType>) -> SheetOptions<'a> {
-        SheetOptions { source: "meta.csv", sheet: None, header_row: 1, key_column: None, columns: cols }
+        SheetOptions {
+            source: "meta.csv",
+            sheet: None,
+            header_row: 1,
+            key_column: None,
+            columns: cols,
+        }
     }
 
     #[test]
@@ -314,9 +441,17 @@ mod tests {
         let p = dir.path().join("m.csv");
         std::fs::write(&p, "id,a\nP1,1\nP1,2\n").unwrap();
         let cols = BTreeMap::new();
-        assert_eq!(load_csv(&p, &opts(&cols)).unwrap_err(), SheetError::DuplicateKeys { keys: vec![("P1".into(), vec![2, 3])] });
+        assert_eq!(
+            load_csv(&p, &opts(&cols)).unwrap_err(),
+            SheetError::DuplicateKeys {
+                keys: vec![("P1".into(), vec![2, 3])]
+            }
+        );
         std::fs::write(&p, "id,a,a\nP1,1,2\n").unwrap();
-        assert!(matches!(load_csv(&p, &opts(&cols)).unwrap_err(), SheetError::DuplicateHeaders { .. }));
+        assert!(matches!(
+            load_csv(&p, &opts(&cols)).unwrap_err(),
+            SheetError::DuplicateHeaders { .. }
+        ));
     }
 
     #[test]
@@ -336,6 +471,9 @@ mod tests {
         let p = dir.path().join("m.csv");
         std::fs::write(&p, "").unwrap();
         let cols = BTreeMap::new();
-        assert!(matches!(load_csv(&p, &opts(&cols)).unwrap_err(), SheetError::NoHeaderRow { .. }));
+        assert!(matches!(
+            load_csv(&p, &opts(&cols)).unwrap_err(),
+            SheetError::NoHeaderRow { .. }
+        ));
     }
 }

@@ -1,0 +1,209 @@
+//! Excel metadata through calamine: typing, merged cells, headers, keys, bad files.
+
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+
+use crate::harness::{Fixture, TWO_SPECS, nested_units};
+
+fn recipe(f: &Fixture, options: &str) {
+    f.write("r.yaml", format!("{TWO_SPECS}source: {{path: data}}\nvalidation: {{invalid_units: skip}}\nmetadata:\n  - excel: meta.xlsx\n{options}"));
+}
+
+fn plan(f: &Fixture) -> (i32, serde_json::Value, String) {
+    let out = f.run(&["plan", "r.yaml", "--format", "json"]);
+    let v = serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.code, v, out.stderr)
+}
+
+#[test]
+fn cells_convert_losslessly_and_declared_types_are_enforced() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet().set_name("Sheet1").unwrap();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+    let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm");
+    for (c, h) in ["id", "age", "code", "when", "ratio", "ok", "", "visit"]
+        .iter()
+        .enumerate()
+    {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    ws.write_string(1, 0, "u000").unwrap();
+    ws.write_number(1, 1, 45.0).unwrap();
+    ws.write_string(1, 2, "0042").unwrap();
+    ws.write_datetime_with_format(1, 3, ExcelDateTime::from_ymd(2024, 3, 1).unwrap(), &date)
+        .unwrap();
+    ws.write_number(1, 4, 0.25).unwrap();
+    ws.write_boolean(1, 5, true).unwrap();
+    ws.write_string(1, 6, "blank header").unwrap();
+    ws.write_datetime_with_format(
+        1,
+        7,
+        ExcelDateTime::parse_from_str("2024-03-01T08:30:00").unwrap(),
+        &datetime,
+    )
+    .unwrap();
+    // u001: a merged block gives both rows the same `code`.
+    ws.write_string(2, 0, "u001").unwrap();
+    ws.write_string(3, 0, "u002").unwrap();
+    ws.merge_range(2, 2, 3, 2, "A-7", &Format::new()).unwrap();
+    ws.write_string(2, 1, "forty").unwrap();
+    ws.write_number(3, 3, 1.5).unwrap();
+    wb.save(f.join("meta.xlsx")).unwrap();
+    recipe(
+        &f,
+        "    columns: {age: integer, when: date, code: string}\n",
+    );
+    let (code, plan, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    let m0 = &plan["units"][0]["meta"];
+    assert_eq!(m0["age"], 45);
+    assert_eq!(m0["code"], "0042");
+    assert_eq!(m0["when"], "2024-03-01");
+    assert_eq!(m0["ratio"], 0.25);
+    assert_eq!(m0["ok"], true);
+    assert_eq!(m0["column_G"], "blank header");
+    assert_eq!(m0["visit"], "2024-03-01T08:30:00");
+    assert_eq!(plan["units"][1]["meta"]["code"], "A-7");
+    assert_eq!(
+        plan["units"][2]["meta"]["code"], "A-7",
+        "merged cells take the top-left value"
+    );
+    // Declared types that do not convert make the unit invalid, with provenance.
+    assert_eq!(plan["units"][1]["action"], "invalid");
+    let p = &plan["units"][1]["problems"][0];
+    assert_eq!(p["reason"], "metadata_type");
+    assert_eq!(p["source"], "meta.xlsx!Sheet1!B3");
+    assert_eq!(
+        plan["units"][2]["problems"][0]["source"],
+        "meta.xlsx!Sheet1!D4"
+    );
+}
+
+#[test]
+fn meta_schema_errors_carry_pointer_and_cell() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "id").unwrap();
+    ws.write_string(0, 1, "age").unwrap();
+    ws.write_string(1, 0, "u000").unwrap();
+    ws.write_number(1, 1, 300.0).unwrap();
+    wb.save(f.join("meta.xlsx")).unwrap();
+    f.write("r.yaml", format!("{TWO_SPECS}  data_unit_meta_schema: {{properties: {{age: {{maximum: 120}}}}}}\nsource: {{path: data}}\nmetadata:\n  - excel: meta.xlsx\n"));
+    let (code, plan, _) = plan(&f);
+    assert_eq!(code, 3);
+    let p = &plan["units"][0]["problems"][0];
+    assert_eq!(p["reason"], "meta_schema");
+    assert_eq!(p["pointer"], "/age");
+    assert_eq!(p["source"], "meta.xlsx!Sheet1!B2");
+}
+
+#[test]
+fn duplicate_keys_and_headers_are_plan_errors() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (r, k) in ["id", "u000", "u000", "u001"].iter().enumerate() {
+        ws.write_string(r as u32, 0, *k).unwrap();
+    }
+    wb.save(f.join("meta.xlsx")).unwrap();
+    recipe(&f, "");
+    let (code, _, stderr) = plan(&f);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("synup::plan::metadata_sheet") && stderr.contains("`u000` in rows 2, 3"),
+        "{stderr}"
+    );
+
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "id").unwrap();
+    ws.write_string(0, 1, "id").unwrap();
+    wb.save(f.join("meta.xlsx")).unwrap();
+    let (code, _, stderr) = plan(&f);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("header `id` appears in columns A, B"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_sheet_header_row_and_key_column() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(3, 0, "late").unwrap();
+    wb.save(f.join("meta.xlsx")).unwrap();
+    recipe(&f, "");
+    let (code, _, stderr) = plan(&f);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("row 1, the header row, is empty"),
+        "{stderr}"
+    );
+    recipe(&f, "    sheet: Nope\n");
+    let (_, _, stderr) = plan(&f);
+    assert!(
+        stderr.contains("there is no sheet `Nope` (sheets: Sheet1)"),
+        "{stderr}"
+    );
+    recipe(&f, "    header_row: 4\n    key_column: patient\n");
+    let (_, _, stderr) = plan(&f);
+    assert!(stderr.contains("there is no column `patient`"), "{stderr}");
+}
+
+#[test]
+fn corrupt_and_password_protected_workbooks_are_explained() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    f.write("meta.xlsx", "this is not a zip file at all");
+    recipe(&f, "");
+    let (code, _, stderr) = plan(&f);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("synup::plan::metadata_sheet")
+            && stderr.contains("cannot read spreadsheet"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+
+    // An encrypted OOXML file is a compound file with an EncryptedPackage stream.
+    let mut comp = cfb::create(f.join("meta.xlsx")).unwrap();
+    {
+        use std::io::Write;
+        let mut s = comp.create_stream("/EncryptionInfo").unwrap();
+        s.write_all(&[4, 0, 4, 0, 0x40, 0, 0, 0]).unwrap();
+        let mut s = comp.create_stream("/EncryptedPackage").unwrap();
+        s.write_all(&[0u8; 64]).unwrap();
+    }
+    comp.flush().unwrap();
+    drop(comp);
+    let (code, _, stderr) = plan(&f);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("password-protected"), "{stderr}");
+}
+
+#[test]
+fn a_sheet_with_100k_rows_works() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "id").unwrap();
+    ws.write_string(0, 1, "n").unwrap();
+    for r in 1..=100_000u32 {
+        ws.write_string(r, 0, format!("u{:03}", r - 1)).unwrap();
+        ws.write_number(r, 1, r as f64).unwrap();
+    }
+    wb.save(f.join("meta.xlsx")).unwrap();
+    recipe(&f, "");
+    let (code, plan, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(plan["units"][2]["meta"]["n"], 3);
+    assert_eq!(plan["orphan_rows"].as_array().unwrap().len(), 99_997);
+}

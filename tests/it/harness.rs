@@ -1,0 +1,109 @@
+//! Runs the real `synup` binary against fixture folders made in temp dirs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout then stderr, for snapshots.
+    pub fn both(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+pub fn synup() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synup"));
+    cmd.env("NO_COLOR", "1").env_remove("CI");
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("synup runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `synup ARGS` in `dir`.
+pub fn synup_in(dir: &Path, args: &[&str]) -> Output {
+    run(synup().current_dir(dir).args(args))
+}
+
+/// A temp folder with helpers to lay out fixtures.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
+        let p = self.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+        self
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        synup_in(self.path(), args)
+    }
+}
+
+/// A recipe header with a two-spec collection (image_1 png, label_1 json).
+pub const TWO_SPECS: &str = "version: 1
+name: t
+collection:
+  file_specifications:
+    - {name: image_1, file_type: image, extensions: [.png], is_required: true, is_primary: true}
+    - {name: label_1, file_type: document, extensions: [.json], is_required: true}
+";
+
+/// Pattern-1 data: `n` unit folders with an image and a label.
+pub fn nested_units(f: &Fixture, root: &str, n: usize) {
+    for i in 0..n {
+        f.write(&format!("{root}/u{i:03}/img.png"), format!("png {i}"));
+        f.write(
+            &format!("{root}/u{i:03}/lab.json"),
+            format!("{{\"i\": {i}}}"),
+        );
+    }
+}
+
+/// Snapshot filters: temp paths and hashes that depend on them.
+pub fn settings(f: &Fixture) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    let tmp = f.path().to_string_lossy().into_owned();
+    s.add_filter(&regex_escape(&tmp), "[TMP]");
+    s.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]");
+    s.set_prepend_module_to_snapshot(false);
+    s
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,11 @@
+//! synup's integration tests: one binary, one module per area.
+
+mod cli_plan;
+mod determinism;
+mod examples;
+mod excel;
+mod explore;
+mod harness;
+mod recipe_errors;
+mod schema;
+mod sources;
