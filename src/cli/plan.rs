@@ -52,15 +52,14 @@ pub fn run(args: Args) -> i32 {
         }
     };
     let plan = &outcome.plan;
-    let json = plan.to_json();
     if let Some(out) = &args.out
-        && let Err(e) = write_atomically(out, json.as_bytes())
+        && let Err(e) = write_plan_file(out, plan)
     {
         crate::console::error(&format!("cannot write plan to {out}: {e}"));
         return exit::ERROR;
     }
     match args.format {
-        Format::Json => crate::console::out(&json),
+        Format::Json => crate::console::out_with(|w| plan.write_json(w)),
         Format::Text => crate::console::out(&render_text(plan)),
     }
     if args.stats {
@@ -93,19 +92,14 @@ pub fn run(args: Args) -> i32 {
 }
 
 /// Writes to a temp file beside `path`, then renames: never a half-written plan.
-fn write_atomically(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_plan_file(path: &str, plan: &synup::plan::Plan) -> std::io::Result<()> {
+    use std::io::Write;
     let target = std::path::Path::new(path);
-    let dir = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("plan")
-    ));
-    std::fs::write(&tmp, bytes)?;
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", target.file_name().and_then(|n| n.to_str()).unwrap_or("plan")));
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+    plan.write_json(&mut w)?;
+    w.flush()?;
+    drop(w);
     std::fs::rename(&tmp, target)
 }

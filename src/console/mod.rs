@@ -34,6 +34,14 @@ pub fn out(text: &str) {
     let _ = stdout.flush();
 }
 
+/// Streams data to stdout through a buffer; a closed pipe is not an error.
+pub fn out_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+    let stdout = std::io::stdout().lock();
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
+    let _ = write(&mut w);
+    let _ = w.flush();
+}
+
 /// Progress and notes for stderr.
 pub fn note(text: &str) {
     eprintln!("{text}");

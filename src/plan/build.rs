@@ -28,6 +28,13 @@ use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
 use crate::target::{TargetView, json_equal};
 
+/// A unit's merged meta and every reason it is invalid.
+struct MergedUnit {
+    meta: serde_json::Map<String, serde_json::Value>,
+    problems: Vec<validate::Problem>,
+    key_field_overridden: Option<String>,
+}
+
 /// A spreadsheet load's result and the SHA-256 of the file's bytes.
 type LoadedSheet = (Result<SheetTable, sheet::SheetError>, String);
 
@@ -377,6 +384,8 @@ pub fn build_plan(
         })
         .collect();
     let primary_order = recipe.collection.primary_order();
+    // Merge and validate one unit in one task, so each unit's provenance map
+    // lives only while its problems are found.
     let ((hashes, hash_stats), merged) = rayon::join(
         || checksum::hash_all(&requests, &mut cache, opts.readers),
         || {
@@ -387,22 +396,19 @@ pub fn build_plan(
                     let files: Vec<UnitFile<'_>> = u
                         .files
                         .iter()
-                        .map(|(spec, f)| UnitFile {
-                            spec: *spec,
-                            rel: &file_slices[f.root as usize][f.index as usize].rel,
-                            root: &roots[f.root as usize].path,
+                        .map(|(spec, f)| UnitFile { spec: *spec, rel: &file_slices[f.root as usize][f.index as usize].rel, root: &roots[f.root as usize].path })
+                        .collect();
+                    let m = metadata::merge(&prepared, &MergeInput { key: &u.key, group_key: &u.group_key, files: &files, primary_order: &primary_order, key_field: recipe.key_field.as_deref() });
+                    let checked: Vec<CheckedFile<'_>> = u
+                        .files
+                        .iter()
+                        .map(|(spec, f)| {
+                            let s = &file_slices[f.root as usize][f.index as usize];
+                            CheckedFile { spec: *spec, rel: &s.rel, size: s.size }
                         })
                         .collect();
-                    metadata::merge(
-                        &prepared,
-                        &MergeInput {
-                            key: &u.key,
-                            group_key: &u.group_key,
-                            files: &files,
-                            primary_order: &primary_order,
-                            key_field: recipe.key_field.as_deref(),
-                        },
-                    )
+                    let problems = validate::validate_unit(specs, &checked, recipe.max_file_size, &m.meta, &m.provenance, recipe.collection.meta_schema.as_ref(), m.problems);
+                    MergedUnit { meta: m.meta, problems, key_field_overridden: m.key_field_overridden }
                 })
                 .collect::<Vec<_>>()
         },
@@ -411,68 +417,30 @@ pub fn build_plan(
     if let Some(w) = cache.warning.take() {
         warnings.push(w);
     }
-    if let Some(w) = cache.save() {
+    if let Some(w) = cache.save(&requests, &hashes) {
         warnings.push(w);
     }
-    lap(&mut stats, "checksum+merge");
+    drop(cache);
+    lap(&mut stats, "checksum+merge+validate");
     let unreadable: Vec<String> = requests
         .iter()
         .zip(&hashes)
-        .filter_map(|(r, h)| {
-            h.as_ref()
-                .err()
-                .map(|e| format!("{}: {e}", r.path.display()))
-        })
+        .filter_map(|(r, h)| h.as_ref().err().map(|e| format!("{}: {e}", r.path.display())))
         .collect();
     if !unreadable.is_empty() {
         let root = roots[0];
         errors.push(unreadable_error(loaded, root, &unreadable));
         return Err(loaded.errors(errors));
     }
-    let sha_of = |f: &FileRef| -> String {
-        hashes[request_of[f]]
-            .as_ref()
-            .map(hex::encode)
-            .unwrap_or_default()
-    };
-
-    // Validate.
-    let problems: Vec<Vec<validate::Problem>> = grouped
-        .units
-        .par_iter()
-        .zip(merged.par_iter())
-        .map(|(u, m)| {
-            let files: Vec<CheckedFile<'_>> = u
-                .files
-                .iter()
-                .map(|(spec, f)| {
-                    let s = &file_slices[f.root as usize][f.index as usize];
-                    CheckedFile {
-                        spec: *spec,
-                        rel: &s.rel,
-                        size: s.size,
-                    }
-                })
-                .collect();
-            validate::validate_unit(
-                specs,
-                &files,
-                recipe.max_file_size,
-                &m.meta,
-                &m.provenance,
-                recipe.collection.meta_schema.as_ref(),
-                m.problems.clone(),
-            )
-        })
-        .collect();
-    lap(&mut stats, "validate");
+    drop(requests);
+    let sha_of = |f: &FileRef| -> String { hashes[request_of[f]].as_ref().map(hex::encode).unwrap_or_default() };
 
     // Diff against the target.
     let valid_keys: Vec<&str> = grouped
         .units
         .iter()
-        .zip(&problems)
-        .filter(|(_, p)| p.is_empty())
+        .zip(&merged)
+        .filter(|(_, m)| m.problems.is_empty())
         .map(|(u, _)| u.key.as_str())
         .collect();
     let existing = target.units_by_key(&valid_keys).map_err(|e| {
@@ -486,7 +454,8 @@ pub fn build_plan(
     let mut units = Vec::with_capacity(grouped.units.len());
     let mut summary = Summary::default();
     let mut overridden: Vec<String> = Vec::new();
-    for ((u, m), problems) in grouped.units.iter().zip(merged).zip(problems) {
+    for (u, m) in grouped.units.iter().zip(merged) {
+        let problems = m.problems;
         let mut per_spec: BTreeMap<u32, Vec<&FileRef>> = BTreeMap::new();
         for (spec, f) in &u.files {
             per_spec.entry(*spec).or_default().push(f);
@@ -743,19 +712,9 @@ pub fn build_plan(
             .collect(),
         inputs,
     };
-    plan.plan_hash = plan_hash(&plan);
+    plan.plan_hash = plan.compute_hash();
     lap(&mut stats, "diff+assemble");
     Ok(PlanOutcome { plan, stats })
-}
-
-/// `sha256:` over the plan's JSON with an empty `plan_hash`.
-pub fn plan_hash(plan: &Plan) -> String {
-    let mut copy = plan.clone();
-    copy.plan_hash = String::new();
-    format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(copy.to_json().as_bytes()))
-    )
 }
 
 fn reason_str(r: UnmatchedReason) -> &'static str {

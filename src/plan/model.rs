@@ -153,9 +153,26 @@ pub struct ListingInput {
 impl Plan {
     /// The JSON form: UTF-8, no `\u` escapes for non-ASCII, one trailing newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        let mut out = Vec::new();
+        let _ = self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Streams the JSON form to `w` (a plan can be hundreds of MB; it is never
+    /// held as one string when written to a file or stdout).
+    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut w, self)?;
+        w.write_all(b"\n")
+    }
+
+    /// `sha256:` over the JSON form with an empty `plan_hash`.
+    pub fn compute_hash(&mut self) -> String {
+        use sha2::Digest;
+        let saved = std::mem::take(&mut self.plan_hash);
+        let mut hasher = sha2::Sha256::new();
+        let _ = self.write_json(&mut hasher);
+        self.plan_hash = saved;
+        format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
     /// Whether `text` looks like a saved plan (for `apply ARG`).
