@@ -67,7 +67,8 @@ pub fn run(args: Args) -> i32 {
         let timings: Vec<String> = s
             .timings
             .iter()
-            .map(|(n, d)| format!("{n} {:.3}s", d.as_secs_f64()))
+            .zip(&s.rss_mib)
+            .map(|((n, d), rss)| format!("{n} {:.3}s ({rss} MiB)", d.as_secs_f64()))
             .collect();
         crate::console::note(&format!(
             "stats: {} files scanned; sha1: {} cached, {} hashed ({} bytes read); {}",
@@ -78,6 +79,18 @@ pub fn run(args: Args) -> i32 {
             timings.join(", ")
         ));
     }
+    let code = exit_code(plan, &resolved, args.detailed_exitcode);
+    // The process ends here: skip freeing a plan of a million small allocations.
+    std::mem::forget(outcome);
+    std::mem::forget(resolved);
+    code
+}
+
+fn exit_code(
+    plan: &synup::plan::Plan,
+    resolved: &synup::recipe::ResolvedRecipe,
+    detailed: bool,
+) -> i32 {
     if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
         crate::console::note(&format!(
             "{} unit(s) are invalid and `validation.invalid_units` is `fail`: apply would refuse. Fix them, or set `invalid_units: skip` to upload the valid ones.",
@@ -85,7 +98,7 @@ pub fn run(args: Args) -> i32 {
         ));
         return exit::INVALID_UNITS;
     }
-    if args.detailed_exitcode && plan.summary.create > 0 {
+    if detailed && plan.summary.create > 0 {
         return exit::CHANGES;
     }
     exit::OK
@@ -95,8 +108,17 @@ pub fn run(args: Args) -> i32 {
 pub fn write_plan_file(path: &str, plan: &synup::plan::Plan) -> std::io::Result<()> {
     use std::io::Write;
     let target = std::path::Path::new(path);
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", target.file_name().and_then(|n| n.to_str()).unwrap_or("plan")));
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("plan")
+    ));
     let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
     plan.write_json(&mut w)?;
     w.flush()?;

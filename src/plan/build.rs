@@ -28,9 +28,9 @@ use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
 use crate::target::{TargetView, json_equal};
 
-/// A unit's merged meta and every reason it is invalid.
+/// A unit's merged meta (compact JSON) and every reason it is invalid.
 struct MergedUnit {
-    meta: serde_json::Map<String, serde_json::Value>,
+    meta: Box<serde_json::value::RawValue>,
     problems: Vec<validate::Problem>,
     key_field_overridden: Option<String>,
 }
@@ -61,6 +61,20 @@ pub struct PlanStats {
     pub files_scanned: u64,
     pub hash: HashStats,
     pub timings: Vec<(&'static str, Duration)>,
+    /// Peak resident memory so far, after each stage (Linux; 0 elsewhere).
+    pub rss_mib: Vec<u64>,
+}
+
+fn current_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
 
 pub struct PlanOutcome {
@@ -79,6 +93,7 @@ pub fn build_plan(
     let mut clock = Instant::now();
     let mut lap = |stats: &mut PlanStats, name: &'static str| {
         stats.timings.push((name, clock.elapsed()));
+        stats.rss_mib.push(current_rss_mib());
         clock = Instant::now();
     };
     let roots: Vec<&Root> = recipe.mode.roots();
@@ -358,7 +373,8 @@ pub fn build_plan(
             request_of.entry(*f).or_insert_with(|| {
                 let scanned = &file_slices[f.root as usize][f.index as usize];
                 requests.push(HashRequest {
-                    path: roots[f.root as usize].path.join(&scanned.rel),
+                    dir: &roots[f.root as usize].path,
+                    rel: &scanned.rel,
                     size: scanned.size,
                     mtime_ns: scanned.mtime_ns,
                 });
@@ -386,33 +402,10 @@ pub fn build_plan(
     let primary_order = recipe.collection.primary_order();
     // Merge and validate one unit in one task, so each unit's provenance map
     // lives only while its problems are found.
-    let ((hashes, hash_stats), merged) = rayon::join(
-        || checksum::hash_all(&requests, &mut cache, opts.readers),
-        || {
-            grouped
-                .units
-                .par_iter()
-                .map(|u| {
-                    let files: Vec<UnitFile<'_>> = u
-                        .files
-                        .iter()
-                        .map(|(spec, f)| UnitFile { spec: *spec, rel: &file_slices[f.root as usize][f.index as usize].rel, root: &roots[f.root as usize].path })
-                        .collect();
-                    let m = metadata::merge(&prepared, &MergeInput { key: &u.key, group_key: &u.group_key, files: &files, primary_order: &primary_order, key_field: recipe.key_field.as_deref() });
-                    let checked: Vec<CheckedFile<'_>> = u
-                        .files
-                        .iter()
-                        .map(|(spec, f)| {
-                            let s = &file_slices[f.root as usize][f.index as usize];
-                            CheckedFile { spec: *spec, rel: &s.rel, size: s.size }
-                        })
-                        .collect();
-                    let problems = validate::validate_unit(specs, &checked, recipe.max_file_size, &m.meta, &m.provenance, recipe.collection.meta_schema.as_ref(), m.problems);
-                    MergedUnit { meta: m.meta, problems, key_field_overridden: m.key_field_overridden }
-                })
-                .collect::<Vec<_>>()
-        },
-    );
+    // Checksum, then merge+validate. Both are CPU-bound once the page cache is
+    // warm, so on a small machine running them one after the other costs no
+    // time, and the checksum cache is freed before the unit metadata grows.
+    let (hashes, hash_stats) = checksum::hash_all(&requests, &mut cache, opts.readers);
     stats.hash = hash_stats;
     if let Some(w) = cache.warning.take() {
         warnings.push(w);
@@ -421,11 +414,11 @@ pub fn build_plan(
         warnings.push(w);
     }
     drop(cache);
-    lap(&mut stats, "checksum+merge+validate");
+    lap(&mut stats, "checksum");
     let unreadable: Vec<String> = requests
         .iter()
         .zip(&hashes)
-        .filter_map(|(r, h)| h.as_ref().err().map(|e| format!("{}: {e}", r.path.display())))
+        .filter_map(|(r, h)| h.as_ref().err().map(|e| format!("{}: {e}", r.rel)))
         .collect();
     if !unreadable.is_empty() {
         let root = roots[0];
@@ -433,7 +426,89 @@ pub fn build_plan(
         return Err(loaded.errors(errors));
     }
     drop(requests);
-    let sha_of = |f: &FileRef| -> String { hashes[request_of[f]].as_ref().map(hex::encode).unwrap_or_default() };
+    let merged: Vec<MergedUnit> = grouped
+        .units
+        .par_iter()
+        .map(|u| {
+            let files: Vec<UnitFile<'_>> = u
+                .files
+                .iter()
+                .map(|(spec, f)| UnitFile {
+                    spec: *spec,
+                    rel: &file_slices[f.root as usize][f.index as usize].rel,
+                    root: &roots[f.root as usize].path,
+                })
+                .collect();
+            let m = metadata::merge(
+                &prepared,
+                &MergeInput {
+                    key: &u.key,
+                    group_key: &u.group_key,
+                    files: &files,
+                    primary_order: &primary_order,
+                    key_field: recipe.key_field.as_deref(),
+                },
+            );
+            let checked: Vec<CheckedFile<'_>> = u
+                .files
+                .iter()
+                .map(|(spec, f)| {
+                    let s = &file_slices[f.root as usize][f.index as usize];
+                    CheckedFile {
+                        spec: *spec,
+                        rel: &s.rel,
+                        size: s.size,
+                    }
+                })
+                .collect();
+            let problems = validate::validate_unit(
+                specs,
+                &checked,
+                recipe.max_file_size,
+                &m.meta,
+                &m.provenance,
+                recipe.collection.meta_schema.as_ref(),
+                m.problems,
+            );
+            MergedUnit {
+                meta: meta_raw(&m.meta),
+                problems,
+                key_field_overridden: m.key_field_overridden,
+            }
+        })
+        .collect::<Vec<_>>();
+    lap(&mut stats, "merge+validate");
+    let sha_of = |f: &FileRef| -> String {
+        hashes[request_of[f]]
+            .as_ref()
+            .map(hex::encode)
+            .unwrap_or_default()
+    };
+
+    let unit_keys: HashSet<String> = grouped
+        .units
+        .iter()
+        .map(|u| normalize_key(&u.key))
+        .collect();
+    let mut orphan_rows: Vec<OrphanRow> = Vec::new();
+    for p in &prepared {
+        if let Some(t) = &p.table {
+            for row in &t.rows {
+                if !unit_keys.contains(&normalize_key(&row.key)) {
+                    orphan_rows.push(OrphanRow {
+                        source: t.source.clone(),
+                        sheet: t.sheet.clone(),
+                        row: row.row,
+                        key: row.key.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    // The sheets are merged and checked: free them before the plan grows.
+    drop(unit_keys);
+    drop(prepared);
 
     // Diff against the target.
     let valid_keys: Vec<&str> = grouped
@@ -460,7 +535,7 @@ pub fn build_plan(
         for (spec, f) in &u.files {
             per_spec.entry(*spec).or_default().push(f);
         }
-        let files: BTreeMap<String, PlannedFile> = per_spec
+        let files: Vec<(String, PlannedFile)> = per_spec
             .iter()
             .filter(|(_, fs)| fs.len() == 1)
             .map(|(spec, fs)| {
@@ -477,6 +552,7 @@ pub fn build_plan(
                 )
             })
             .collect();
+        let files = SortedMap::from_sorted(files);
         if let Some(o) = &m.key_field_overridden {
             overridden.push(format!("{}: {o}", u.key));
         }
@@ -493,7 +569,8 @@ pub fn build_plan(
                     let same_files = one.files == mine;
                     let same_meta = json_equal(
                         &serde_json::Value::Object(one.meta.clone()),
-                        &serde_json::Value::Object(m.meta.clone()),
+                        &serde_json::from_str::<serde_json::Value>(m.meta.get())
+                            .unwrap_or_default(),
                     );
                     if same_files && same_meta {
                         (Action::Unchanged, None)
@@ -606,23 +683,6 @@ pub fn build_plan(
     summary.unmatched_files = unmatched.len() as u64;
     summary.excluded_files = root_scans.iter().map(|s| s.excluded).sum();
 
-    let unit_keys: HashSet<String> = units.iter().map(|u| normalize_key(&u.key)).collect();
-    let mut orphan_rows: Vec<OrphanRow> = Vec::new();
-    for p in &prepared {
-        if let Some(t) = &p.table {
-            for row in &t.rows {
-                if !unit_keys.contains(&normalize_key(&row.key)) {
-                    orphan_rows.push(OrphanRow {
-                        source: t.source.clone(),
-                        sheet: t.sheet.clone(),
-                        row: row.row,
-                        key: row.key.clone(),
-                    });
-                }
-            }
-        }
-    }
-
     // Fingerprints.
     let listings = roots
         .iter()
@@ -637,9 +697,13 @@ pub fn build_plan(
                         index: i as u32,
                     })
                     .and_then(|&i| hashes[i].as_ref().ok())
-                    .map(hex::encode)
+                    .copied()
                     .unwrap_or_default();
-                h.update(format!("{}\0{}\0{}\n", f.rel, f.size, sha).as_bytes());
+                h.update(f.rel.as_bytes());
+                h.update(b"\0");
+                h.update(f.size.to_le_bytes());
+                h.update(sha);
+                h.update(b"\n");
             }
             for bad in &scan.non_utf8 {
                 h.update(format!("{bad}\0?\0\n").as_bytes());

@@ -101,13 +101,13 @@ impl StageGraph {
             "validate".into(),
             "validate units".into(),
             "cpu",
-            vec![checksum, merge],
+            vec![merge],
         );
         add(
             "diff".into(),
             "diff against target".into(),
             "cpu",
-            vec![validate, target],
+            vec![validate, checksum, target],
         );
         Self { stages }
     }

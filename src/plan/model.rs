@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: u32,
     pub plan_hash: String,
@@ -80,17 +83,110 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedUnit {
     pub key: String,
     pub action: Action,
     /// Specs with exactly one file.
-    pub files: BTreeMap<String, PlannedFile>,
-    pub meta: Map<String, Json>,
+    pub files: SortedMap<PlannedFile>,
+    /// The merged meta, kept as compact JSON text: a plan holds one per unit, and
+    /// a parsed map costs ~10× the memory of its text.
+    pub meta: Box<RawValue>,
     pub problems: Vec<crate::stages::validate::Problem>,
     /// conflict: what differs from the target's unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<String>,
+}
+
+impl PartialEq for PlannedUnit {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.action == other.action
+            && self.files == other.files
+            && self.meta.get() == other.meta.get()
+            && self.problems == other.problems
+            && self.conflict == other.conflict
+    }
+}
+
+impl PlannedUnit {
+    /// The meta as a JSON object.
+    pub fn meta_map(&self) -> Map<String, Json> {
+        match serde_json::from_str(self.meta.get()) {
+            Ok(Json::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Compact JSON text of a meta object.
+pub fn meta_raw(meta: &Map<String, Json>) -> Box<RawValue> {
+    let text = serde_json::to_string(meta).unwrap_or_else(|_| "{}".to_owned());
+    RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"))
+}
+
+/// A small map with sorted string keys, stored as a vector (a `BTreeMap` node
+/// costs about a kilobyte even for two entries); serialised as a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SortedMap<V>(Vec<(String, V)>);
+
+impl<V> SortedMap<V> {
+    pub fn from_sorted(mut entries: Vec<(String, V)>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Self(entries)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+impl<V: Serialize> Serialize for SortedMap<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V2<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V2<V> {
+            type Value = SortedMap<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((k, v)) = access.next_entry::<String, V>()? {
+                    entries.push((k, v));
+                }
+                Ok(SortedMap::from_sorted(entries))
+            }
+        }
+        d.deserialize_map(V2(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,12 +261,13 @@ impl Plan {
         w.write_all(b"\n")
     }
 
-    /// `sha256:` over the JSON form with an empty `plan_hash`.
+    /// `sha256:` over the compact JSON form with an empty `plan_hash`.
     pub fn compute_hash(&mut self) -> String {
         use sha2::Digest;
         let saved = std::mem::take(&mut self.plan_hash);
-        let mut hasher = sha2::Sha256::new();
-        let _ = self.write_json(&mut hasher);
+        let mut hasher = std::io::BufWriter::with_capacity(1 << 16, sha2::Sha256::new());
+        let _ = serde_json::to_writer(&mut hasher, self);
+        let hasher = hasher.into_inner().unwrap_or_default();
         self.plan_hash = saved;
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }

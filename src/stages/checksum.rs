@@ -47,7 +47,12 @@ pub struct ChecksumCache {
 impl ChecksumCache {
     /// Opens the cache at `path`; a missing file is an empty cache.
     pub fn open(path: PathBuf) -> Self {
-        let mut cache = Self { path, entries: HashMap::new(), changed: false, warning: None };
+        let mut cache = Self {
+            path,
+            entries: HashMap::new(),
+            changed: false,
+            warning: None,
+        };
         let file = match std::fs::File::open(&cache.path) {
             Ok(f) => f,
             Err(_) => return cache,
@@ -58,7 +63,10 @@ impl ChecksumCache {
                 cache.changed = true;
                 cache.warning = Some(Warning::new(
                     "checksum_cache_rebuilt",
-                    format!("checksum cache {} is unreadable ({why}); rebuilding it", cache.path.display()),
+                    format!(
+                        "checksum cache {} is unreadable ({why}); rebuilding it",
+                        cache.path.display()
+                    ),
                 ));
             }
         }
@@ -66,12 +74,19 @@ impl ChecksumCache {
     }
 
     fn lookup(&self, path: &str, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
-        self.entries.get(&path_key(path)).filter(|e| e.size == size && e.mtime_ns == mtime_ns).map(|e| e.sha1)
+        self.entries
+            .get(&path_key(path))
+            .filter(|e| e.size == size && e.mtime_ns == mtime_ns)
+            .map(|e| e.sha1)
     }
 
     /// Rewrites the cache with this run's files, if anything changed. Errors are
     /// returned as a warning: a cache that cannot be written costs only time.
-    pub fn save(&mut self, requests: &[HashRequest], results: &[Result<Sha1Digest, String>]) -> Option<Warning> {
+    pub fn save(
+        &mut self,
+        requests: &[HashRequest<'_>],
+        results: &[Result<Sha1Digest, String>],
+    ) -> Option<Warning> {
         let hashed = results.iter().filter(|r| r.is_ok()).count();
         if !self.changed && hashed == self.entries.len() {
             return None;
@@ -85,14 +100,27 @@ impl ChecksumCache {
             writeln!(out, "{HEADER}")?;
             for (req, result) in requests.iter().zip(results) {
                 if let Ok(sha1) = result {
-                    let path = req.path.to_string_lossy();
-                    writeln!(out, "{} {} {} {}", hex::encode(sha1), req.size, req.mtime_ns, serde_json::to_string(&path).unwrap_or_default())?;
+                    let path = req.path();
+                    let path = path.to_string_lossy();
+                    writeln!(
+                        out,
+                        "{} {} {} {}",
+                        hex::encode(sha1),
+                        req.size,
+                        req.mtime_ns,
+                        serde_json::to_string(&path).unwrap_or_default()
+                    )?;
                 }
             }
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, &self.path)
         })();
-        result.err().map(|e| Warning::new("checksum_cache_unwritable", format!("cannot write checksum cache {}: {e}", self.path.display())))
+        result.err().map(|e| {
+            Warning::new(
+                "checksum_cache_unwritable",
+                format!("cannot write checksum cache {}: {e}", self.path.display()),
+            )
+        })
     }
 }
 
@@ -142,10 +170,19 @@ fn parse(mut reader: impl BufRead) -> Result<HashMap<PathKey, CacheEntry>, Strin
 
 /// A file to hash.
 #[derive(Debug, Clone)]
-pub struct HashRequest {
-    pub path: PathBuf,
+pub struct HashRequest<'a> {
+    /// The root folder and the path under it (joined only while hashing, so a
+    /// million requests do not hold a million absolute paths).
+    pub dir: &'a Path,
+    pub rel: &'a str,
     pub size: u64,
     pub mtime_ns: i64,
+}
+
+impl HashRequest<'_> {
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(self.rel)
+    }
 }
 
 /// Counts for the plan's progress and benchmarks.
@@ -156,42 +193,62 @@ pub struct HashStats {
     pub bytes_read: u64,
 }
 
-/// Hashes every request (cache first), `readers` files at a time.
+/// Hashes every request: cache lookups first (on the global pool), then the
+/// misses with `readers` concurrent readers. A warm run starts no extra threads.
 pub fn hash_all(
-    requests: &[HashRequest],
+    requests: &[HashRequest<'_>],
     cache: &mut ChecksumCache,
     readers: usize,
 ) -> (Vec<Result<Sha1Digest, String>>, HashStats) {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(readers.max(1)).build();
     let cache_ref = &*cache;
-    let work = || {
-        requests
-            .par_iter()
-            .map(|r| match cache_ref.lookup(&r.path.to_string_lossy(), r.size, r.mtime_ns) {
-                Some(d) => (Ok(d), true),
-                None => (sha1_file(&r.path).map_err(|e| e.to_string()), false),
-            })
-            .collect::<Vec<_>>()
+    let mut results: Vec<Option<Result<Sha1Digest, String>>> = requests
+        .par_iter()
+        .map(|r| {
+            cache_ref
+                .lookup(&r.path().to_string_lossy(), r.size, r.mtime_ns)
+                .map(Ok)
+        })
+        .collect();
+    let misses: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    let mut stats = HashStats {
+        cached: (requests.len() - misses.len()) as u64,
+        ..HashStats::default()
     };
-    let results = match &pool {
-        Ok(pool) => pool.install(work),
-        Err(_) => work(),
-    };
-    let mut stats = HashStats::default();
-    let mut out = Vec::with_capacity(results.len());
-    for ((result, cached), req) in results.into_iter().zip(requests) {
-        if result.is_ok() {
-            if cached {
-                stats.cached += 1;
-            } else {
+    if !misses.is_empty() {
+        let work = || {
+            misses
+                .par_iter()
+                .map(|&i| sha1_file(&requests[i].path()).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let hashed = match rayon::ThreadPoolBuilder::new()
+            .num_threads(readers.max(1))
+            .build()
+        {
+            Ok(pool) => pool.install(work),
+            Err(_) => work(),
+        };
+        for (i, result) in misses.into_iter().zip(hashed) {
+            if result.is_ok() {
                 stats.hashed += 1;
-                stats.bytes_read += req.size;
-                cache.changed = true;
+                stats.bytes_read += requests[i].size;
             }
+            results[i] = Some(result);
         }
-        out.push(result);
+        cache.changed = true;
     }
-    (out, stats)
+    (
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err("not hashed".to_owned())))
+            .collect(),
+        stats,
+    )
 }
 
 /// SHA-1 of a file's bytes, streamed in 256 KiB chunks.
@@ -231,7 +288,8 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let cache_path = dir.path().join("cache");
         let req = [HashRequest {
-            path: p.clone(),
+            dir: dir.path(),
+            rel: "f",
             size: 3,
             mtime_ns: 7,
         }];
@@ -248,7 +306,8 @@ mod tests {
         );
         // A different mtime means the file is read again.
         let req2 = [HashRequest {
-            path: p,
+            dir: dir.path(),
+            rel: "f",
             size: 3,
             mtime_ns: 8,
         }];

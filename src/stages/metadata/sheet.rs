@@ -134,7 +134,9 @@ pub struct SheetOptions<'a> {
     pub columns: &'a BTreeMap<String, ColumnType>,
 }
 
-/// Reads a spreadsheet with calamine.
+/// Reads a spreadsheet with calamine. `.xlsx`/`.xlsm` sheets are streamed cell by
+/// cell (a 100,000-row sheet never exists in memory as a grid); other formats
+/// go through calamine's ranges.
 pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, SheetError> {
     let mut workbook = calamine::open_workbook_auto(path)
         .map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
@@ -152,11 +154,27 @@ pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Sh
             .cloned()
             .ok_or_else(|| SheetError::Unreadable("the workbook has no sheets".to_owned()))?,
     };
+    if let Sheets::Xlsx(x) = &mut workbook {
+        let merged = x.merge_cells_by_sheet_name(&sheet).unwrap_or_default();
+        let mut reader = x
+            .worksheet_cells_reader(&sheet)
+            .map_err(|e| SheetError::Unreadable(excel_error(path, &calamine::Error::Xlsx(e))))?;
+        let first_col = reader.dimensions().start.1;
+        let mut failure = None;
+        let rows = XlsxRows::new(&mut reader, &merged, &mut failure);
+        let table = build(opts, Some(sheet), first_col, rows);
+        if let Some(e) = failure {
+            return Err(SheetError::Unreadable(format!(
+                "cannot read spreadsheet {}: {e}",
+                path.display()
+            )));
+        }
+        return table;
+    }
     let range = workbook
         .worksheet_range(&sheet)
         .map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
     let merged = match &mut workbook {
-        Sheets::Xlsx(x) => x.merge_cells_by_sheet_name(&sheet).unwrap_or_default(),
         Sheets::Xls(x) => x.merge_cells_by_sheet_name(&sheet).unwrap_or_default(),
         _ => Vec::new(),
     };
@@ -168,17 +186,7 @@ pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Sh
         });
     };
     let (r1, c1) = range.end().unwrap_or((r0, c0));
-    // Merged regions: every cell takes its region's top-left value.
-    let mut fill: HashMap<(u32, u32), (u32, u32)> = HashMap::new();
-    for m in &merged {
-        for r in m.start.0..=m.end.0 {
-            for c in m.start.1..=m.end.1 {
-                if (r, c) != m.start {
-                    fill.insert((r, c), m.start);
-                }
-            }
-        }
-    }
+    let fill = merge_cover(&merged);
     let cell_at = |r: u32, c: u32| -> Option<Cell> {
         let pos = fill.get(&(r, c)).copied().unwrap_or((r, c));
         range.get_value(pos).and_then(cell_of)
@@ -189,7 +197,119 @@ pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Sh
             (c0..=c1).map(|c| (c, cell_at(r, c))).collect::<Vec<_>>(),
         )
     });
-    build(opts, Some(sheet), rows)
+    build(opts, Some(sheet), c0, rows)
+}
+
+/// Every cell inside a merged region (but its top-left) → that top-left cell.
+fn merge_cover(merged: &[calamine::Dimensions]) -> HashMap<(u32, u32), (u32, u32)> {
+    let mut fill = HashMap::new();
+    for m in merged {
+        for r in m.start.0..=m.end.0 {
+            for c in m.start.1..=m.end.1 {
+                if (r, c) != m.start {
+                    fill.insert((r, c), m.start);
+                }
+            }
+        }
+    }
+    fill
+}
+
+/// Rows of an xlsx sheet from calamine's streaming cell reader, with merged
+/// regions filled from their top-left cell.
+struct XlsxRows<'r, 'a, RS: std::io::Read + std::io::Seek> {
+    reader: &'r mut calamine::XlsxCellReader<'a, RS>,
+    cover: HashMap<(u32, u32), (u32, u32)>,
+    /// Values of merged regions' top-left cells, as they stream past.
+    tops: HashMap<(u32, u32), Cell>,
+    /// Covered positions by row, to add to rows that stream past.
+    covered_by_row: BTreeMap<u32, Vec<u32>>,
+    pending: Option<((u32, u32), Option<Cell>)>,
+    failure: &'r mut Option<String>,
+    done: bool,
+}
+
+impl<'r, 'a, RS: std::io::Read + std::io::Seek> XlsxRows<'r, 'a, RS> {
+    fn new(
+        reader: &'r mut calamine::XlsxCellReader<'a, RS>,
+        merged: &[calamine::Dimensions],
+        failure: &'r mut Option<String>,
+    ) -> Self {
+        let cover = merge_cover(merged);
+        let mut covered_by_row: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(r, c) in cover.keys() {
+            covered_by_row.entry(r).or_default().push(c);
+        }
+        Self {
+            reader,
+            cover,
+            tops: HashMap::new(),
+            covered_by_row,
+            pending: None,
+            failure,
+            done: false,
+        }
+    }
+
+    fn next_cell(&mut self) -> Option<((u32, u32), Option<Cell>)> {
+        if let Some(p) = self.pending.take() {
+            return Some(p);
+        }
+        if self.done {
+            return None;
+        }
+        match self.reader.next_cell() {
+            Ok(Some(cell)) => {
+                let pos = cell.get_position();
+                let data: Data = cell.get_value().clone().into();
+                Some((pos, cell_of(&data)))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                *self.failure = Some(e.to_string());
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl<RS: std::io::Read + std::io::Seek> Iterator for XlsxRows<'_, '_, RS> {
+    type Item = (u32, Vec<(u32, Option<Cell>)>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (first_pos, first) = self.next_cell()?;
+        let row = first_pos.0;
+        let mut cells = vec![(first_pos.1, first)];
+        while let Some((pos, cell)) = self.next_cell() {
+            if pos.0 != row {
+                self.pending = Some((pos, cell));
+                break;
+            }
+            cells.push((pos.1, cell));
+        }
+        for (c, cell) in &cells {
+            if let Some(v) = cell
+                && self.cover.values().any(|top| *top == (row, *c))
+            {
+                self.tops.insert((row, *c), v.clone());
+            }
+        }
+        if let Some(cols) = self.covered_by_row.get(&row) {
+            for col in cols {
+                let top = self.cover[&(row, *col)];
+                if let Some(v) = self.tops.get(&top) {
+                    cells.retain(|(c, _)| c != col);
+                    cells.push((*col, Some(v.clone())));
+                }
+            }
+            cells.sort_by_key(|(c, _)| *c);
+        }
+        Some((row + 1, cells))
+    }
 }
 
 /// Reads a CSV file: every cell is text.
@@ -214,12 +334,15 @@ pub fn load_csv(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Shee
             .collect::<Vec<_>>();
         rows.push((i as u32 + 1, cells));
     }
-    build(opts, None, rows.into_iter())
+    build(opts, None, 0, rows.into_iter())
 }
 
+/// Builds the table from rows of (1-based row, cells by 0-based column); rows may
+/// hold only their non-empty cells. `first_col` is where the sheet's columns start.
 fn build(
     opts: &SheetOptions<'_>,
     sheet: Option<String>,
+    first_col: u32,
     rows: impl Iterator<Item = (u32, Vec<(u32, Option<Cell>)>)>,
 ) -> Result<SheetTable, SheetError> {
     let mut rows = rows.skip_while(|(r, _)| *r < opts.header_row).peekable();
@@ -231,24 +354,23 @@ fn build(
             });
         }
     };
-    // Trailing blank header cells with no data are not columns; blank ones inside are.
-    let last = header_cells
+    // Trailing blank header cells are not columns; blank ones inside are.
+    let named: HashMap<u32, String> = header_cells
         .iter()
-        .rposition(|(_, c)| c.is_some())
-        .unwrap_or(0);
+        .filter_map(|(c, cell)| cell.as_ref().map(|v| (*c, v.key_text().trim().to_owned())))
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    let last = named.keys().copied().max().unwrap_or(first_col);
     let mut headers = Vec::new();
     let mut columns = Vec::new();
-    for (col, cell) in header_cells.iter().take(last + 1) {
-        let text = cell
-            .as_ref()
-            .map(|c| c.key_text().trim().to_owned())
-            .unwrap_or_default();
-        headers.push(if text.is_empty() {
-            format!("column_{}", column_letter(*col))
-        } else {
-            text
-        });
-        columns.push(*col);
+    for col in first_col.min(last)..=last {
+        headers.push(
+            named
+                .get(&col)
+                .cloned()
+                .unwrap_or_else(|| format!("column_{}", column_letter(col))),
+        );
+        columns.push(col);
     }
     let mut seen: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (h, c) in headers.iter().zip(&columns) {
