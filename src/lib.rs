@@ -9,10 +9,13 @@
 //! - [`stages`] holds one module per stage (scan, classify, group, metadata,
 //!   validate, checksum);
 //! - [`source`] walks source roots; [`target`] reads what a target already holds;
+//! - [`apply`] executes a plan against a target: journaled, resumable, reported
+//!   through events;
 //! - [`explore`] summarises a folder for people writing a recipe.
 //!
 //! Library code never prints: the binary's `cli` and `console` modules do.
 
+pub mod apply;
 pub mod explore;
 pub mod plan;
 pub mod recipe;

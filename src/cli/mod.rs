@@ -1,9 +1,11 @@
 //! Command-line interface: clap types and one small file per command.
 
+mod apply;
 mod explore;
 mod graph;
 mod plan;
 mod schema;
+mod status;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +16,7 @@ pub mod exit {
     pub const ERROR: i32 = 1;
     pub const CHANGES: i32 = 2;
     pub const INVALID_UNITS: i32 = 3;
+    pub const UNITS_FAILED: i32 = 4;
 }
 
 #[derive(Debug, Parser)]
@@ -29,6 +32,10 @@ enum Command {
     Validate(validate::Args),
     /// Dry run: what apply would do, validated and deterministic; nothing is uploaded.
     Plan(plan::Args),
+    /// Execute a recipe or a saved plan: upload files, register units; resumable.
+    Apply(apply::Args),
+    /// What has been applied for a recipe, and when.
+    Status(status::Args),
     /// The compiled stage graph of a recipe.
     Graph(graph::Args),
     /// Print the recipe JSON Schema.
@@ -53,6 +60,8 @@ pub fn run() -> i32 {
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Graph(a) => graph::run(a),
+        Command::Apply(a) => apply::run(a),
+        Command::Status(a) => status::run(a),
         Command::Schema => schema::run(),
         Command::Explore(a) => explore::run(a),
     }
@@ -86,4 +95,25 @@ pub fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
         ));
     }
     arg
+}
+
+/// Plans a resolved recipe against its target's current state; `None` means exit 1.
+pub fn plan_recipe(
+    loaded: &synup::recipe::LoadedRecipe,
+    resolved: &synup::recipe::ResolvedRecipe,
+) -> Option<synup::plan::PlanOutcome> {
+    let view = match synup::target::local::LocalView::open(&resolved.target_path, &resolved.data_collection, &resolved.collection.specs) {
+        Ok(v) => v,
+        Err(e) => {
+            crate::console::report(e);
+            return None;
+        }
+    };
+    match synup::plan::build_plan(loaded, resolved, &view, &synup::plan::PlanOptions::default()) {
+        Ok(o) => Some(o),
+        Err(e) => {
+            crate::console::report(e);
+            None
+        }
+    }
 }

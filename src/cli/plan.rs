@@ -1,8 +1,7 @@
 use std::io::IsTerminal;
 
-use synup::plan::{PlanOptions, build_plan, render::render_text};
+use synup::plan::render::render_text;
 use synup::recipe::model::InvalidUnits;
-use synup::target::EmptyTarget;
 
 use super::exit;
 
@@ -44,13 +43,7 @@ pub fn run(args: Args) -> i32 {
     if show_progress {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
-    let outcome = match build_plan(&loaded, &resolved, &EmptyTarget, &PlanOptions::default()) {
-        Ok(o) => o,
-        Err(e) => {
-            crate::console::report(e);
-            return exit::ERROR;
-        }
-    };
+    let Some(outcome) = super::plan_recipe(&loaded, &resolved) else { return exit::ERROR };
     let plan = &outcome.plan;
     if let Some(out) = &args.out
         && let Err(e) = write_plan_file(out, plan)

@@ -1,4 +1,6 @@
-//! The only code that writes to the terminal: diagnostics and output helpers.
+//! The only code that writes to the terminal: diagnostics, output, prompts, progress.
+
+pub mod progress;
 
 use std::io::{IsTerminal, Write};
 
@@ -45,4 +47,15 @@ pub fn out_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
 /// Progress and notes for stderr.
 pub fn note(text: &str) {
     eprintln!("{text}");
+}
+
+/// Asks a yes/no question on the terminal; anything but yes is no.
+pub fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }

@@ -1,5 +1,6 @@
 //! synup's integration tests: one binary, one module per area.
 
+mod apply;
 mod cli_plan;
 mod determinism;
 mod examples;

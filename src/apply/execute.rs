@@ -1,0 +1,310 @@
+//! The executor: runs the apply part of a plan against the local target.
+//!
+//! Work goes batch by batch (`upload.batch_size` units): the batch's files are
+//! copied into the store by `upload.workers` parallel workers, made durable with
+//! one `syncfs`, recorded in `files`; then the batch's units are registered in
+//! one transaction and journaled. A kill at any point leaves either a whole batch
+//! or none of it, and files that are stored but not yet referenced, which the
+//! next run reuses. Units that exist by the time their batch runs are skipped
+//! (same content) or failed as conflicts (other content), never duplicated.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde_json::Value as Json;
+
+use super::events::{ApplyEvent, ApplyObserver};
+use super::journal::{Journal, JournalError, Record};
+use super::report::{ApplyReport, Failure, ReportTarget};
+use crate::plan::model::{Action, Plan, PlannedUnit};
+use crate::recipe::resolve::FileSpec;
+use crate::target::json_equal;
+use crate::target::local::{Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ApplyError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot write to the target at {path}: {message}")]
+    #[diagnostic(code(synup::apply::target_write), help("fix the cause (free space, permissions) and run apply again: it resumes where it stopped"))]
+    TargetWrite { path: String, message: String },
+}
+
+/// Where the executor may deliberately die, for crash tests (`SYNUP_CRASH_AT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After this many files were stored in this run.
+    AfterFiles(u64),
+    /// Before committing this batch (1-based), its files stored and synced.
+    BeforeCommit(u64),
+    /// After committing this batch, before journaling it.
+    AfterCommit(u64),
+}
+
+impl CrashPoint {
+    /// `files:N`, `before_commit:N` or `after_commit:N`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, n) = s.split_once(':')?;
+        let n = n.parse().ok()?;
+        match kind {
+            "files" => Some(Self::AfterFiles(n)),
+            "before_commit" => Some(Self::BeforeCommit(n)),
+            "after_commit" => Some(Self::AfterCommit(n)),
+            _ => None,
+        }
+    }
+}
+
+/// Dies the way `kill -9` kills: no destructors, no flushing.
+fn crash_now() -> ! {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    std::process::abort()
+}
+
+pub struct ApplySettings {
+    pub workers: usize,
+    pub batch_size: usize,
+    pub project: Option<i64>,
+    pub crash_at: Option<CrashPoint>,
+}
+
+/// Everything the executor needs besides the plan.
+pub struct ApplyTarget<'a> {
+    /// Folder the plan's roots are relative to (the recipe's folder).
+    pub recipe_dir: &'a Path,
+    /// The local target folder.
+    pub target_dir: &'a Path,
+    pub collection: &'a str,
+    pub specs: &'a [FileSpec],
+    pub meta_schema: Option<&'a Json>,
+    pub journal: PathBuf,
+}
+
+pub fn execute(
+    plan: &Plan,
+    target: &ApplyTarget<'_>,
+    settings: &ApplySettings,
+    observer: &dyn ApplyObserver,
+) -> Result<ApplyReport, ApplyError> {
+    let started = Instant::now();
+    let write_err = |e: std::io::Error| ApplyError::TargetWrite { path: target.target_dir.display().to_string(), message: e.to_string() };
+
+    // One apply per target at a time; the OS drops the lock if we die.
+    let _lock = match TargetLock::try_acquire(target.target_dir).map_err(write_err)? {
+        LockWait::Acquired(lock) => lock,
+        LockWait::Busy(file) => {
+            observer.on(&ApplyEvent::WaitingForLock { path: &target.target_dir.display().to_string() });
+            TargetLock::wait(file).map_err(write_err)?
+        }
+    };
+    let mut catalog = Catalog::open(target.target_dir)?;
+    let store = FileStore::open(target.target_dir).map_err(write_err)?;
+    store.clean_tmp();
+    let collection = catalog.ensure_collection(target.collection, target.specs, target.meta_schema)?;
+    let apply_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+    catalog.begin_apply(&apply_id, collection, &plan.recipe.name, &plan.recipe.path, &plan.plan_hash)?;
+    let (mut journal, _previous) = Journal::open(&target.journal)?;
+    journal.append(&[Record::Start { apply: apply_id.clone(), plan_hash: plan.plan_hash.clone() }])?;
+
+    let creates: Vec<&PlannedUnit> = plan.units.iter().filter(|u| u.action == Action::Create).collect();
+    let mut report = ApplyReport {
+        format_version: super::report::FORMAT_VERSION,
+        apply_id: apply_id.clone(),
+        plan_hash: plan.plan_hash.clone(),
+        recipe: plan.recipe.path.clone(),
+        target: ReportTarget { backend: "local".into(), data_collection: target.collection.to_owned(), path: plan.target.path.clone().unwrap_or_default() },
+        ..ApplyReport::default()
+    };
+    report.units.planned = creates.len() as u64;
+    report.units.skipped_invalid = plan.units.iter().filter(|u| u.action == Action::Invalid).count() as u64;
+    report.units.conflicts_in_plan = plan.units.iter().filter(|u| u.action == Action::Conflict).count() as u64;
+
+    let mut distinct: BTreeMap<&str, u64> = BTreeMap::new();
+    for u in &creates {
+        for f in u.files.values() {
+            if let Some(sha) = &f.sha1 {
+                distinct.insert(sha, f.size);
+            }
+        }
+    }
+    observer.on(&ApplyEvent::Started { units: creates.len() as u64, files: distinct.len() as u64, bytes: distinct.values().sum() });
+
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(settings.workers.max(1)).build().ok();
+    let stored_in_run = AtomicU64::new(0);
+    let primary_spec = target.specs.iter().find(|s| s.is_primary).map(|s| s.name.as_str());
+    let outcome = (|| -> Result<(), ApplyError> {
+        for (batch_no, batch) in creates.chunks(settings.batch_size.max(1)).enumerate() {
+            let batch_no = batch_no as u64 + 1;
+            // Units that appeared since the plan: skip or fail, never duplicate.
+            let keys: Vec<&str> = batch.iter().map(|u| u.key.as_str()).collect();
+            let existing = catalog.units_by_key(collection, &keys)?;
+            let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
+            let mut journal_units = Vec::new();
+            for u in batch {
+                match existing.get(&u.key).and_then(|v| v.first()) {
+                    None => todo.push(u),
+                    Some(have) => {
+                        let mine: BTreeMap<String, String> = u.files.iter().map(|(k, f)| (k.clone(), f.sha1.clone().unwrap_or_default())).collect();
+                        let same = have.files == mine && json_equal(&Json::Object(have.meta.clone()), &Json::Object(u.meta_map()));
+                        if same {
+                            report.units.unchanged += 1;
+                            journal_units.push(Record::Unit { key: u.key.clone(), id: have.id.clone() });
+                            observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
+                        } else {
+                            let reason = format!("conflict: the target already has unit {} with this key and other content", have.id);
+                            fail_unit(&mut report, observer, &u.key, &reason);
+                        }
+                    }
+                }
+            }
+
+            // Files this batch needs that the catalog does not know yet.
+            let mut needed: BTreeMap<&str, (PathBuf, u64, String)> = BTreeMap::new();
+            for u in &todo {
+                for f in u.files.values() {
+                    if let Some(sha) = &f.sha1 {
+                        needed.entry(sha.as_str()).or_insert_with(|| (target.recipe_dir.join(&f.root).join(&f.path), f.size, format!("{}/{}", f.root.trim_end_matches('/'), f.path)));
+                    }
+                }
+            }
+            let wanted: Vec<&str> = needed.keys().copied().collect();
+            let known = catalog.known_checksums(&wanted)?;
+            let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed.iter().filter(|(s, _)| !known.contains(**s)).map(|(s, v)| (*s, v)).collect();
+            report.files.already_present += (needed.len() - to_store.len()) as u64;
+            for _ in 0..(needed.len() - to_store.len()) {
+                observer.on(&ApplyEvent::FileStored { bytes: 0 });
+            }
+            let put = |(sha, (src, _, _)): &(&str, &(PathBuf, u64, String))| -> Result<u64, StoreError> {
+                let r = store.put(src, sha);
+                if r.is_ok() {
+                    let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
+                    if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
+                        crash_now();
+                    }
+                }
+                r
+            };
+            let results: Vec<Result<u64, StoreError>> = match &pool {
+                Some(pool) => pool.install(|| to_store.par_iter().map(put).collect()),
+                None => to_store.iter().map(put).collect(),
+            };
+            let mut stored: Vec<(String, u64, String)> = Vec::new();
+            let mut failed_files: HashMap<&str, String> = HashMap::new();
+            for ((sha, (_, size, shown)), result) in to_store.iter().zip(results) {
+                match result {
+                    Ok(bytes) => {
+                        if bytes > 0 {
+                            report.files.uploaded += 1;
+                            report.bytes_uploaded += bytes;
+                        } else {
+                            report.files.already_present += 1;
+                        }
+                        observer.on(&ApplyEvent::FileStored { bytes });
+                        stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
+                    }
+                    Err(StoreError::Write { source, .. }) => {
+                        return Err(ApplyError::TargetWrite { path: target.target_dir.display().to_string(), message: source.to_string() });
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        report.files.failed += 1;
+                        observer.on(&ApplyEvent::FileFailed { path: shown, reason: &reason });
+                        report.failures.push(Failure { kind: "file".into(), key: None, path: Some(shown.clone()), reason: reason.clone() });
+                        failed_files.insert(sha, reason);
+                    }
+                }
+            }
+            if !stored.is_empty() {
+                store.sync().map_err(write_err)?;
+                catalog.add_files(&stored)?;
+                journal.append(&stored.iter().map(|(sha, _, _)| Record::File { sha1: sha.clone() }).collect::<Vec<_>>())?;
+            }
+
+            // Register the units whose files are all in place, in one transaction.
+            let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
+            for u in todo {
+                let broken: Vec<String> = u.files.values().filter_map(|f| f.sha1.as_deref().and_then(|s| failed_files.get(s)).map(|r| format!("{}: {r}", f.path))).collect();
+                if broken.is_empty() {
+                    ready.push(u);
+                } else {
+                    fail_unit(&mut report, observer, &u.key, &format!("file failed: {}", broken.join("; ")));
+                }
+            }
+            let metas: Vec<serde_json::Map<String, Json>> = ready.iter().map(|u| u.meta_map()).collect();
+            let new_units: Vec<NewUnit<'_>> = ready
+                .iter()
+                .zip(&metas)
+                .map(|(u, meta)| NewUnit {
+                    key: &u.key,
+                    meta,
+                    files: u
+                        .files
+                        .iter()
+                        .map(|(spec, f)| (spec.as_str(), f.sha1.as_deref().unwrap_or_default(), f.path.as_str(), f.size, primary_spec == Some(spec.as_str())))
+                        .collect(),
+                })
+                .collect();
+            if settings.crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {
+                crash_now();
+            }
+            let ids = if new_units.is_empty() { Vec::new() } else { catalog.create_units(collection, &apply_id, settings.project, &new_units)? };
+            if settings.crash_at == Some(CrashPoint::AfterCommit(batch_no)) {
+                crash_now();
+            }
+            for (u, id) in ready.iter().zip(&ids) {
+                report.units.created += 1;
+                journal_units.push(Record::Unit { key: u.key.clone(), id: id.to_string() });
+                observer.on(&ApplyEvent::UnitCreated { key: &u.key });
+            }
+            journal.append(&journal_units)?;
+            journal.sync()?;
+        }
+        Ok(())
+    })();
+
+    let elapsed = started.elapsed().as_secs_f64();
+    report.duration_seconds = (elapsed * 1000.0).round() / 1000.0;
+    let per_s = |n: f64| if elapsed > 0.0 { (n / elapsed * 10.0).round() / 10.0 } else { 0.0 };
+    report.throughput.files_per_second = per_s((report.files.uploaded + report.files.already_present) as f64);
+    report.throughput.bytes_per_second = per_s(report.bytes_uploaded as f64);
+    report.throughput.units_per_second = per_s(report.units.created as f64);
+    report.failures.sort();
+    report.status = match (&outcome, report.units.failed) {
+        (Err(_), _) => "aborted".into(),
+        (Ok(()), 0) => "succeeded".into(),
+        (Ok(()), _) => "failed".into(),
+    };
+    let _ = catalog.finish_apply(&apply_id, &report.status, report.units.created, report.units.unchanged, report.units.failed, report.files.uploaded, report.bytes_uploaded);
+    let _ = journal.append(&[Record::End { apply: apply_id, status: report.status.clone() }]);
+    let _ = journal.sync();
+    observer.on(&ApplyEvent::Finished);
+    outcome.map(|()| report)
+}
+
+fn fail_unit(report: &mut ApplyReport, observer: &dyn ApplyObserver, key: &str, reason: &str) {
+    report.units.failed += 1;
+    observer.on(&ApplyEvent::UnitFailed { key, reason });
+    report.failures.push(Failure { kind: "unit".into(), key: Some(key.to_owned()), path: None, reason: reason.to_owned() });
+}
+
+/// Units referenced by the catalog whose files are missing from the store
+/// (an invariant that must never break; used by `status` and tests).
+pub fn missing_store_files(target_dir: &Path) -> Result<Vec<String>, CatalogError> {
+    let Some(catalog) = Catalog::open_existing(target_dir)? else { return Ok(Vec::new()) };
+    let store_root = target_dir;
+    Ok(catalog
+        .referenced_files()?
+        .into_iter()
+        .filter(|(_, p)| !store_root.join(p).is_file())
+        .map(|(sha, _)| sha)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect())
+}

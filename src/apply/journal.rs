@@ -1,0 +1,165 @@
+//! The apply journal: one JSON record per line under `.synup/journal/`, appended
+//! as files are confirmed and units are created.
+//!
+//! A crash can cut only the last record short, so an incomplete last line is
+//! dropped silently; a record that does not parse *before* the end is damage a
+//! crash cannot cause, and reading the journal fails naming the file and line.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum Record {
+    /// An apply run started.
+    Start { apply: String, plan_hash: String },
+    /// A file is in the target under this checksum.
+    File { sha1: String },
+    /// A unit exists in the target.
+    Unit { key: String, id: String },
+    /// An apply run ended.
+    End { apply: String, status: String },
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum JournalError {
+    #[error("journal {path} is damaged at line {line}: {reason}")]
+    #[diagnostic(code(synup::apply::journal_corrupt), help("a crash can only cut the last line short; this damage came from elsewhere. Move the journal aside to apply without it (the target is checked either way)"))]
+    Corrupt { path: String, line: usize, reason: String },
+    #[error("cannot use journal {path}: {source}")]
+    #[diagnostic(code(synup::apply::journal_io))]
+    Io { path: String, source: std::io::Error },
+}
+
+/// What a journal says has been done.
+#[derive(Debug, Default)]
+pub struct JournalState {
+    pub files: HashSet<String>,
+    pub units: HashSet<String>,
+    pub records: usize,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Journal {
+    /// Reads the journal at `path` (if any) and opens it for appending.
+    pub fn open(path: &Path) -> Result<(Self, JournalState), JournalError> {
+        let io = |source| JournalError::Io { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let state = read(path)?;
+        // Drop a torn last record so new records start on a line of their own.
+        if let Ok(meta) = std::fs::metadata(path) {
+            let valid = state.1;
+            if valid < meta.len() {
+                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+                f.set_len(valid).map_err(io)?;
+            }
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        Ok((Self { path: path.to_path_buf(), file }, state.0))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends records with one write (a crash leaves at most a torn last line).
+    pub fn append(&mut self, records: &[Record]) -> Result<(), JournalError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(records.len() * 64);
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(|e| JournalError::Io { path: self.path.display().to_string(), source: e.into() })?;
+            buf.push(b'\n');
+        }
+        self.file.write_all(&buf).map_err(|source| JournalError::Io { path: self.path.display().to_string(), source })
+    }
+
+    /// Makes appended records durable.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file.sync_data().map_err(|source| JournalError::Io { path: self.path.display().to_string(), source })
+    }
+}
+
+/// Reads a journal: its state and the byte length of its complete records.
+pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
+    let mut state = JournalState::default();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((state, 0)),
+        Err(source) => return Err(JournalError::Io { path: path.display().to_string(), source }),
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut valid = 0u64;
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|source| JournalError::Io { path: path.display().to_string(), source })?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        if line.last() != Some(&b'\n') {
+            break; // torn by a crash: dropped
+        }
+        match serde_json::from_slice::<Record>(&line[..line.len() - 1]) {
+            Ok(r) => {
+                state.records += 1;
+                match r {
+                    Record::File { sha1 } => {
+                        state.files.insert(sha1);
+                    }
+                    Record::Unit { key, .. } => {
+                        state.units.insert(key);
+                    }
+                    Record::Start { .. } | Record::End { .. } => {}
+                }
+            }
+            Err(e) => return Err(JournalError::Corrupt { path: path.display().to_string(), line: number, reason: e.to_string() }),
+        }
+        valid += n as u64;
+    }
+    Ok((state, valid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j/a.jsonl");
+        let (mut j, s) = Journal::open(&p).unwrap();
+        assert_eq!(s.records, 0);
+        j.append(&[Record::File { sha1: "ab".into() }, Record::Unit { key: "u1".into(), id: "1".into() }]).unwrap();
+        drop(j);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"t\":\"unit\",\"key\":\"u2\"").unwrap();
+        drop(f);
+        let (mut j, s) = Journal::open(&p).unwrap();
+        assert!(s.files.contains("ab") && s.units.contains("u1") && !s.units.contains("u2"));
+        j.append(&[Record::Unit { key: "u3".into(), id: "3".into() }]).unwrap();
+        let (s, _) = read(&p).unwrap();
+        assert_eq!(s.records, 3, "the torn record was cut before appending");
+    }
+
+    #[test]
+    fn damage_before_the_end_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(&p, "{\"t\":\"file\",\"sha1\":\"ab\"}\nGARBAGE\n{\"t\":\"file\",\"sha1\":\"cd\"}\n").unwrap();
+        let err = read(&p).unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The end report of an apply: counts, bytes, throughput and every failure.
+
+use serde::Serialize;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub format_version: u32,
+    pub apply_id: String,
+    pub plan_hash: String,
+    pub recipe: String,
+    pub target: ReportTarget,
+    /// `succeeded`, `failed` (some units failed) or `aborted` (stopped early).
+    pub status: String,
+    pub duration_seconds: f64,
+    pub units: UnitCounts,
+    pub files: FileCounts,
+    pub bytes_uploaded: u64,
+    pub throughput: Throughput,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReportTarget {
+    pub backend: String,
+    pub data_collection: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnitCounts {
+    /// Units the plan said to create.
+    pub planned: u64,
+    pub created: u64,
+    /// Already in the target with the same content (e.g. after a crash).
+    pub unchanged: u64,
+    pub failed: u64,
+    /// Invalid units left out under `invalid_units: skip` (not failures).
+    pub skipped_invalid: u64,
+    /// Conflicts found while planning (reported, never overwritten).
+    pub conflicts_in_plan: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileCounts {
+    pub uploaded: u64,
+    pub already_present: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Throughput {
+    pub files_per_second: f64,
+    pub bytes_per_second: f64,
+    pub units_per_second: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Failure {
+    /// `unit` or `file`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub reason: String,
+}
+
+impl ApplyReport {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Text for people.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let u = &self.units;
+        let _ = writeln!(
+            out,
+            "Apply {}: {} created, {} unchanged, {} failed of {} planned; {} file(s) uploaded ({}), {} already present; {:.1}s ({:.0} files/s, {}/s).",
+            self.status,
+            u.created,
+            u.unchanged,
+            u.failed,
+            u.planned,
+            self.files.uploaded,
+            crate::plan::render::human_bytes(self.bytes_uploaded),
+            self.files.already_present,
+            self.duration_seconds,
+            self.throughput.files_per_second,
+            crate::plan::render::human_bytes(self.throughput.bytes_per_second as u64),
+        );
+        if u.skipped_invalid > 0 {
+            let _ = writeln!(out, "{} invalid unit(s) were left out (invalid_units: skip).", u.skipped_invalid);
+        }
+        if u.conflicts_in_plan > 0 {
+            let _ = writeln!(out, "{} unit(s) conflict with the target and were not touched.", u.conflicts_in_plan);
+        }
+        for f in &self.failures {
+            let what = f.key.as_deref().or(f.path.as_deref()).unwrap_or("");
+            let _ = writeln!(out, "  failed {} {what}: {}", f.kind, f.reason);
+        }
+        out
+    }
+}

@@ -1,0 +1,89 @@
+//! Is a saved plan still true? Compare its recorded inputs with a fresh plan of
+//! the same recipe. Only inputs count: a target that changed since the plan does
+//! not make it stale (those units are skipped or reported when applied).
+
+use std::collections::BTreeMap;
+
+use crate::plan::model::Plan;
+
+/// How many changed inputs are named before the rest are counted.
+pub const SHOWN: usize = 50;
+
+/// Every input that differs, described for people; empty when the plan is fresh.
+pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let (a, b) = (&saved.inputs, &fresh.inputs);
+    if a.recipe_sha256 != b.recipe_sha256 {
+        out.push(format!("changed: recipe {}", saved.recipe.path));
+    }
+    for (name, old) in &a.env {
+        match b.env.get(name) {
+            Some(new) if new == old => {}
+            Some(new) if old == "***" || new == "***" => out.push(format!("changed: environment variable {name}")),
+            Some(new) => out.push(format!("changed: environment variable {name} ({old} → {new})")),
+            None => out.push(format!("changed: environment variable {name} is no longer used")),
+        }
+    }
+    for name in b.env.keys().filter(|n| !a.env.contains_key(*n)) {
+        out.push(format!("changed: environment variable {name} is now used"));
+    }
+    if a.collection_sha256 != b.collection_sha256 {
+        out.push("changed: the collection's file specifications or meta schema".to_owned());
+    }
+    let meta_a: BTreeMap<&str, &str> = a.metadata.iter().map(|m| (m.source.as_str(), m.sha256.as_str())).collect();
+    let meta_b: BTreeMap<&str, &str> = b.metadata.iter().map(|m| (m.source.as_str(), m.sha256.as_str())).collect();
+    for (source, sha) in &meta_a {
+        if meta_b.get(source) != Some(sha) {
+            out.push(format!("changed: metadata {source}"));
+        }
+    }
+
+    let files_a = files_of(saved);
+    let files_b = files_of(fresh);
+    let mut file_changes = Vec::new();
+    for (path, old) in &files_a {
+        match files_b.get(path) {
+            None => file_changes.push(format!("removed: {path}")),
+            Some(new) if new == old => {}
+            Some(new) if new.0 != old.0 => file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0)),
+            Some(_) => file_changes.push(format!("changed: {path} (content)")),
+        }
+    }
+    for path in files_b.keys().filter(|p| !files_a.contains_key(*p)) {
+        file_changes.push(format!("added: {path}"));
+    }
+    if file_changes.is_empty() {
+        // Files that are in neither units nor `unmatched` (e.g. an ambiguous spec's).
+        for (la, lb) in a.listings.iter().zip(&b.listings) {
+            if la.sha256 != lb.sha256 {
+                file_changes.push(format!("changed: the file listing of {}", la.root));
+            }
+        }
+    }
+    out.extend(file_changes);
+    out
+}
+
+/// `root/path` → (size, sha1) for every file a plan names.
+fn files_of(plan: &Plan) -> BTreeMap<String, (u64, Option<String>)> {
+    let mut out = BTreeMap::new();
+    let join = |root: &str, path: &str| format!("{}/{path}", root.trim_end_matches('/'));
+    for u in &plan.units {
+        for f in u.files.values() {
+            out.insert(join(&f.root, &f.path), (f.size, f.sha1.clone()));
+        }
+    }
+    for f in &plan.unmatched {
+        out.insert(join(&f.root, &f.path), (0, None));
+    }
+    out
+}
+
+/// The first [`SHOWN`] changes and a count of the rest, one per line.
+pub fn describe(changes: &[String]) -> String {
+    let mut lines: Vec<String> = changes.iter().take(SHOWN).map(|c| format!("  {c}")).collect();
+    if changes.len() > SHOWN {
+        lines.push(format!("  … and {} more", changes.len() - SHOWN));
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,154 @@
+use std::io::IsTerminal;
+use std::path::Path;
+
+use synup::apply::{self, ApplySettings, ApplyTarget, CrashPoint};
+use synup::plan::{Action, Plan, render::render_text};
+use synup::recipe::model::InvalidUnits;
+
+use super::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A recipe, or a plan saved with `synup plan -o`.
+    target: Option<String>,
+    /// Apply without asking (required when not on a terminal).
+    #[arg(short, long)]
+    yes: bool,
+    /// Write the JSON end report to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<String>,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(args: Args) -> i32 {
+    let Some(arg) = super::require_recipe(args.target.clone(), "apply") else { return exit::ERROR };
+    let text = match std::fs::read_to_string(&arg) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::console::error(&format!("cannot read {arg}: {e}"));
+            return exit::ERROR;
+        }
+    };
+    let saved: Option<Plan> = if Plan::looks_like_plan(&text) {
+        match serde_json::from_str::<Plan>(&text) {
+            Ok(p) if p.format_version == synup::plan::model::FORMAT_VERSION => Some(p),
+            Ok(p) => {
+                crate::console::error(&format!("{arg} is a plan of format_version {}; this synup reads version {}", p.format_version, synup::plan::model::FORMAT_VERSION));
+                return exit::ERROR;
+            }
+            Err(e) => {
+                crate::console::error(&format!("{arg} looks like a plan but does not parse: {e}"));
+                return exit::ERROR;
+            }
+        }
+    } else {
+        None
+    };
+    drop(text);
+    let recipe_path = match &saved {
+        Some(p) => {
+            if !Path::new(&p.recipe.path).is_file() {
+                crate::console::error(&format!(
+                    "the plan's recipe `{}` is not there (paths in a plan are relative to the working directory it was made in)",
+                    p.recipe.path
+                ));
+                return exit::ERROR;
+            }
+            p.recipe.path.clone()
+        }
+        None => arg.clone(),
+    };
+    let Some((loaded, resolved)) = super::load_recipe(&recipe_path) else { return exit::ERROR };
+    let Some(fresh) = super::plan_recipe(&loaded, &resolved) else { return exit::ERROR };
+    let plan = match saved {
+        Some(saved) => {
+            let changes = apply::staleness::changed_inputs(&saved, &fresh.plan);
+            if !changes.is_empty() {
+                crate::console::error(&format!(
+                    "the plan {arg} is stale: {} input(s) changed since it was made; nothing was applied.\n{}\nrun `synup plan` again to make a new plan.",
+                    changes.len(),
+                    apply::staleness::describe(&changes)
+                ));
+                return exit::ERROR;
+            }
+            saved
+        }
+        None => {
+            crate::console::out(&render_text(&fresh.plan));
+            fresh.plan
+        }
+    };
+
+    if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
+        crate::console::note(&format!(
+            "{} unit(s) are invalid and `validation.invalid_units` is `fail`: nothing was applied. Fix them, or set `invalid_units: skip`.",
+            plan.summary.invalid
+        ));
+        return exit::INVALID_UNITS;
+    }
+    let to_create = plan.units.iter().filter(|u| u.action == Action::Create).count();
+    if to_create == 0 {
+        crate::console::note("Nothing to apply: every unit is already in the target.");
+        if let Some(path) = &args.report {
+            let empty = synup::apply::ApplyReport { format_version: synup::apply::report::FORMAT_VERSION, plan_hash: plan.plan_hash.clone(), recipe: plan.recipe.path.clone(), status: "succeeded".into(), ..Default::default() };
+            if let Err(e) = std::fs::write(path, empty.to_json()) {
+                crate::console::error(&format!("cannot write report {path}: {e}"));
+                return exit::ERROR;
+            }
+        }
+        return exit::OK;
+    }
+    let on_terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !args.yes {
+        if !on_terminal {
+            crate::console::error("refusing to apply without --yes: there is no terminal to ask on");
+            return exit::ERROR;
+        }
+        if !crate::console::confirm(&format!("Apply {to_create} unit(s) to {} collection \"{}\"?", plan.target.backend, plan.target.data_collection)) {
+            crate::console::note("Nothing was applied.");
+            return exit::OK;
+        }
+    }
+
+    let crash_at = std::env::var("SYNUP_CRASH_AT").ok().and_then(|s| CrashPoint::parse(&s));
+    let settings = ApplySettings {
+        workers: loaded.recipe.upload.workers as usize,
+        batch_size: loaded.recipe.upload.batch_size as usize,
+        project: loaded.recipe.target.project.map(|p| p as i64),
+        crash_at,
+    };
+    let journal = loaded.dir.join(".synup").join("journal").join(format!("{}.{}.jsonl", resolved.name, sanitize(&resolved.data_collection)));
+    let target = ApplyTarget {
+        recipe_dir: &loaded.dir,
+        target_dir: &resolved.target_path,
+        collection: &resolved.data_collection,
+        specs: &resolved.collection.specs,
+        meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
+        journal,
+    };
+    let bars = !args.quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
+    let observer = crate::console::progress::ApplyProgress::new(bars);
+    let result = apply::execute(&plan, &target, &settings, &observer);
+    observer.finish();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            crate::console::report(e);
+            return exit::ERROR;
+        }
+    };
+    crate::console::out(&report.render_text());
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, report.to_json())
+    {
+        crate::console::error(&format!("cannot write report {path}: {e}"));
+        return exit::ERROR;
+    }
+    if report.units.failed > 0 { exit::UNITS_FAILED } else { exit::OK }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}

@@ -1,0 +1,92 @@
+use synup::target::local::{Catalog, CatalogError};
+
+use super::exit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    recipe: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+pub fn run(args: Args) -> i32 {
+    let Some(path) = super::require_recipe(args.recipe, "status") else { return exit::ERROR };
+    let Some((loaded, resolved)) = super::load_recipe(&path) else { return exit::ERROR };
+    let journal = loaded.dir.join(".synup").join("journal");
+    let result = (|| -> Result<serde_json::Value, CatalogError> {
+        let Some(catalog) = Catalog::open_existing(&resolved.target_path)? else {
+            return Ok(serde_json::json!({"format_version": 1, "recipe": resolved.name, "target": resolved.target_path.display().to_string(), "data_collection": resolved.data_collection, "exists": false, "units": 0, "applies": []}));
+        };
+        let id = catalog.find_collection(&resolved.data_collection)?;
+        let units = match id {
+            Some(id) => catalog.count_units(id)?,
+            None => 0,
+        };
+        let applies = catalog.applies(&resolved.name, 10)?;
+        let missing = synup::apply::execute::missing_store_files(&resolved.target_path)?;
+        Ok(serde_json::json!({
+            "format_version": 1,
+            "recipe": resolved.name,
+            "target": loaded.recipe.target.path.clone().unwrap_or_else(|| ".synup/local".to_owned()),
+            "data_collection": resolved.data_collection,
+            "exists": id.is_some(),
+            "units": units,
+            "missing_files": missing.len(),
+            "journal": journal.display().to_string(),
+            "applies": applies,
+        }))
+    })();
+    let status = match result {
+        Ok(s) => s,
+        Err(e) => {
+            crate::console::report(e);
+            return exit::ERROR;
+        }
+    };
+    match args.format {
+        Format::Json => crate::console::out(&format!("{}\n", serde_json::to_string_pretty(&status).unwrap_or_default())),
+        Format::Text => crate::console::out(&render(&status)),
+    }
+    exit::OK
+}
+
+fn render(s: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{} → local collection \"{}\" ({})", s["recipe"].as_str().unwrap_or(""), s["data_collection"].as_str().unwrap_or(""), s["target"].as_str().unwrap_or(""));
+    if s["exists"] != true {
+        let _ = writeln!(out, "Nothing applied yet: the collection does not exist in the target.");
+        return out;
+    }
+    let _ = writeln!(out, "Units in the collection: {}", s["units"]);
+    if s["missing_files"].as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(out, "WARNING: {} file(s) referenced by units are missing from the store", s["missing_files"]);
+    }
+    let applies = s["applies"].as_array().cloned().unwrap_or_default();
+    if applies.is_empty() {
+        let _ = writeln!(out, "No apply of this recipe is recorded.");
+    } else {
+        let _ = writeln!(out, "Applies of this recipe (newest first):");
+        for a in applies {
+            let _ = writeln!(
+                out,
+                "  {}  {:<9}  {} created, {} unchanged, {} failed; {} file(s), {} bytes  (plan {})",
+                a["started_at"].as_str().unwrap_or(""),
+                a["status"].as_str().unwrap_or(""),
+                a["created_units"],
+                a["skipped_units"],
+                a["failed_units"],
+                a["uploaded_files"],
+                a["uploaded_bytes"],
+                a["plan_hash"].as_str().unwrap_or("").chars().take(19).collect::<String>(),
+            );
+        }
+    }
+    out
+}
