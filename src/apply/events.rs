@@ -4,16 +4,34 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyEvent<'a> {
     /// Work ahead: units to create and the files and bytes they may need.
-    Started { units: u64, files: u64, bytes: u64 },
+    Started {
+        units: u64,
+        files: u64,
+        bytes: u64,
+    },
     /// A file is in the target; `bytes` is 0 when it was already there.
-    FileStored { bytes: u64 },
-    FileFailed { path: &'a str, reason: &'a str },
-    UnitCreated { key: &'a str },
+    FileStored {
+        bytes: u64,
+    },
+    FileFailed {
+        path: &'a str,
+        reason: &'a str,
+    },
+    UnitCreated {
+        key: &'a str,
+    },
     /// Already in the target with the same content.
-    UnitUnchanged { key: &'a str },
-    UnitFailed { key: &'a str, reason: &'a str },
+    UnitUnchanged {
+        key: &'a str,
+    },
+    UnitFailed {
+        key: &'a str,
+        reason: &'a str,
+    },
     /// Waiting for another apply that holds the target's lock.
-    WaitingForLock { path: &'a str },
+    WaitingForLock {
+        path: &'a str,
+    },
     Finished,
 }
 

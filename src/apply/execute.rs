@@ -21,8 +21,9 @@ use super::journal::{Journal, JournalError, Record};
 use super::report::{ApplyReport, Failure, ReportTarget};
 use crate::plan::model::{Action, Plan, PlannedUnit};
 use crate::recipe::resolve::FileSpec;
-use crate::target::json_equal;
-use crate::target::local::{Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock};
+use crate::target::local::{
+    Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock,
+};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
@@ -33,7 +34,12 @@ pub enum ApplyError {
     #[diagnostic(transparent)]
     Journal(#[from] JournalError),
     #[error("cannot write to the target at {path}: {message}")]
-    #[diagnostic(code(synup::apply::target_write), help("fix the cause (free space, permissions) and run apply again: it resumes where it stopped"))]
+    #[diagnostic(
+        code(synup::apply::target_write),
+        help(
+            "fix the cause (free space, permissions) and run apply again: it resumes where it stopped"
+        )
+    )]
     TargetWrite { path: String, message: String },
 }
 
@@ -94,37 +100,72 @@ pub fn execute(
     observer: &dyn ApplyObserver,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
-    let write_err = |e: std::io::Error| ApplyError::TargetWrite { path: target.target_dir.display().to_string(), message: e.to_string() };
+    let write_err = |e: std::io::Error| ApplyError::TargetWrite {
+        path: target.target_dir.display().to_string(),
+        message: e.to_string(),
+    };
 
     // One apply per target at a time; the OS drops the lock if we die.
     let _lock = match TargetLock::try_acquire(target.target_dir).map_err(write_err)? {
         LockWait::Acquired(lock) => lock,
         LockWait::Busy(file) => {
-            observer.on(&ApplyEvent::WaitingForLock { path: &target.target_dir.display().to_string() });
+            observer.on(&ApplyEvent::WaitingForLock {
+                path: &target.target_dir.display().to_string(),
+            });
             TargetLock::wait(file).map_err(write_err)?
         }
     };
     let mut catalog = Catalog::open(target.target_dir)?;
     let store = FileStore::open(target.target_dir).map_err(write_err)?;
     store.clean_tmp();
-    let collection = catalog.ensure_collection(target.collection, target.specs, target.meta_schema)?;
-    let apply_id = format!("{}-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
-    catalog.begin_apply(&apply_id, collection, &plan.recipe.name, &plan.recipe.path, &plan.plan_hash)?;
+    let collection =
+        catalog.ensure_collection(target.collection, target.specs, target.meta_schema)?;
+    let apply_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    );
+    catalog.begin_apply(
+        &apply_id,
+        collection,
+        &plan.recipe.name,
+        &plan.recipe.path,
+        &plan.plan_hash,
+    )?;
     let (mut journal, _previous) = Journal::open(&target.journal)?;
-    journal.append(&[Record::Start { apply: apply_id.clone(), plan_hash: plan.plan_hash.clone() }])?;
+    journal.append(&[Record::Start {
+        apply: apply_id.clone(),
+        plan_hash: plan.plan_hash.clone(),
+    }])?;
 
-    let creates: Vec<&PlannedUnit> = plan.units.iter().filter(|u| u.action == Action::Create).collect();
+    let creates: Vec<&PlannedUnit> = plan
+        .units
+        .iter()
+        .filter(|u| u.action == Action::Create)
+        .collect();
     let mut report = ApplyReport {
         format_version: super::report::FORMAT_VERSION,
         apply_id: apply_id.clone(),
         plan_hash: plan.plan_hash.clone(),
         recipe: plan.recipe.path.clone(),
-        target: ReportTarget { backend: "local".into(), data_collection: target.collection.to_owned(), path: plan.target.path.clone().unwrap_or_default() },
+        target: ReportTarget {
+            backend: "local".into(),
+            data_collection: target.collection.to_owned(),
+            path: plan.target.path.clone().unwrap_or_default(),
+        },
         ..ApplyReport::default()
     };
     report.units.planned = creates.len() as u64;
-    report.units.skipped_invalid = plan.units.iter().filter(|u| u.action == Action::Invalid).count() as u64;
-    report.units.conflicts_in_plan = plan.units.iter().filter(|u| u.action == Action::Conflict).count() as u64;
+    report.units.skipped_invalid = plan
+        .units
+        .iter()
+        .filter(|u| u.action == Action::Invalid)
+        .count() as u64;
+    report.units.conflicts_in_plan = plan
+        .units
+        .iter()
+        .filter(|u| u.action == Action::Conflict)
+        .count() as u64;
 
     let mut distinct: BTreeMap<&str, u64> = BTreeMap::new();
     for u in &creates {
@@ -134,11 +175,22 @@ pub fn execute(
             }
         }
     }
-    observer.on(&ApplyEvent::Started { units: creates.len() as u64, files: distinct.len() as u64, bytes: distinct.values().sum() });
+    observer.on(&ApplyEvent::Started {
+        units: creates.len() as u64,
+        files: distinct.len() as u64,
+        bytes: distinct.values().sum(),
+    });
 
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(settings.workers.max(1)).build().ok();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(settings.workers.max(1))
+        .build()
+        .ok();
     let stored_in_run = AtomicU64::new(0);
-    let primary_spec = target.specs.iter().find(|s| s.is_primary).map(|s| s.name.as_str());
+    let primary_spec = target
+        .specs
+        .iter()
+        .find(|s| s.is_primary)
+        .map(|s| s.name.as_str());
     let outcome = (|| -> Result<(), ApplyError> {
         for (batch_no, batch) in creates.chunks(settings.batch_size.max(1)).enumerate() {
             let batch_no = batch_no as u64 + 1;
@@ -151,14 +203,23 @@ pub fn execute(
                 match existing.get(&u.key).and_then(|v| v.first()) {
                     None => todo.push(u),
                     Some(have) => {
-                        let mine: BTreeMap<String, String> = u.files.iter().map(|(k, f)| (k.clone(), f.sha1.clone().unwrap_or_default())).collect();
-                        let same = have.files == mine && json_equal(&Json::Object(have.meta.clone()), &Json::Object(u.meta_map()));
+                        let same = have.same_files(
+                            u.files
+                                .iter()
+                                .map(|(k, f)| (k.as_str(), f.sha1.as_deref().unwrap_or_default())),
+                        ) && have.same_meta(u.meta.get());
                         if same {
                             report.units.unchanged += 1;
-                            journal_units.push(Record::Unit { key: u.key.clone(), id: have.id.clone() });
+                            journal_units.push(Record::Unit {
+                                key: u.key.clone(),
+                                id: have.id.clone(),
+                            });
                             observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
                         } else {
-                            let reason = format!("conflict: the target already has unit {} with this key and other content", have.id);
+                            let reason = format!(
+                                "conflict: the target already has unit {} with this key and other content",
+                                have.id
+                            );
                             fail_unit(&mut report, observer, &u.key, &reason);
                         }
                     }
@@ -170,27 +231,38 @@ pub fn execute(
             for u in &todo {
                 for f in u.files.values() {
                     if let Some(sha) = &f.sha1 {
-                        needed.entry(sha.as_str()).or_insert_with(|| (target.recipe_dir.join(&f.root).join(&f.path), f.size, format!("{}/{}", f.root.trim_end_matches('/'), f.path)));
+                        needed.entry(sha.as_str()).or_insert_with(|| {
+                            (
+                                target.recipe_dir.join(&f.root).join(&f.path),
+                                f.size,
+                                format!("{}/{}", f.root.trim_end_matches('/'), f.path),
+                            )
+                        });
                     }
                 }
             }
             let wanted: Vec<&str> = needed.keys().copied().collect();
             let known = catalog.known_checksums(&wanted)?;
-            let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed.iter().filter(|(s, _)| !known.contains(**s)).map(|(s, v)| (*s, v)).collect();
+            let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed
+                .iter()
+                .filter(|(s, _)| !known.contains(**s))
+                .map(|(s, v)| (*s, v))
+                .collect();
             report.files.already_present += (needed.len() - to_store.len()) as u64;
             for _ in 0..(needed.len() - to_store.len()) {
                 observer.on(&ApplyEvent::FileStored { bytes: 0 });
             }
-            let put = |(sha, (src, _, _)): &(&str, &(PathBuf, u64, String))| -> Result<u64, StoreError> {
-                let r = store.put(src, sha);
-                if r.is_ok() {
-                    let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
-                    if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
-                        crash_now();
+            let put =
+                |(sha, (src, _, _)): &(&str, &(PathBuf, u64, String))| -> Result<u64, StoreError> {
+                    let r = store.put(src, sha);
+                    if r.is_ok() {
+                        let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
+                        if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
+                            crash_now();
+                        }
                     }
-                }
-                r
-            };
+                    r
+                };
             let results: Vec<Result<u64, StoreError>> = match &pool {
                 Some(pool) => pool.install(|| to_store.par_iter().map(put).collect()),
                 None => to_store.iter().map(put).collect(),
@@ -210,13 +282,24 @@ pub fn execute(
                         stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
                     }
                     Err(StoreError::Write { source, .. }) => {
-                        return Err(ApplyError::TargetWrite { path: target.target_dir.display().to_string(), message: source.to_string() });
+                        return Err(ApplyError::TargetWrite {
+                            path: target.target_dir.display().to_string(),
+                            message: source.to_string(),
+                        });
                     }
                     Err(e) => {
                         let reason = e.to_string();
                         report.files.failed += 1;
-                        observer.on(&ApplyEvent::FileFailed { path: shown, reason: &reason });
-                        report.failures.push(Failure { kind: "file".into(), key: None, path: Some(shown.clone()), reason: reason.clone() });
+                        observer.on(&ApplyEvent::FileFailed {
+                            path: shown,
+                            reason: &reason,
+                        });
+                        report.failures.push(Failure {
+                            kind: "file".into(),
+                            key: None,
+                            path: Some(shown.clone()),
+                            reason: reason.clone(),
+                        });
                         failed_files.insert(sha, reason);
                     }
                 }
@@ -224,20 +307,40 @@ pub fn execute(
             if !stored.is_empty() {
                 store.sync().map_err(write_err)?;
                 catalog.add_files(&stored)?;
-                journal.append(&stored.iter().map(|(sha, _, _)| Record::File { sha1: sha.clone() }).collect::<Vec<_>>())?;
+                journal.append(
+                    &stored
+                        .iter()
+                        .map(|(sha, _, _)| Record::File { sha1: sha.clone() })
+                        .collect::<Vec<_>>(),
+                )?;
             }
 
             // Register the units whose files are all in place, in one transaction.
             let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
             for u in todo {
-                let broken: Vec<String> = u.files.values().filter_map(|f| f.sha1.as_deref().and_then(|s| failed_files.get(s)).map(|r| format!("{}: {r}", f.path))).collect();
+                let broken: Vec<String> = u
+                    .files
+                    .values()
+                    .filter_map(|f| {
+                        f.sha1
+                            .as_deref()
+                            .and_then(|s| failed_files.get(s))
+                            .map(|r| format!("{}: {r}", f.path))
+                    })
+                    .collect();
                 if broken.is_empty() {
                     ready.push(u);
                 } else {
-                    fail_unit(&mut report, observer, &u.key, &format!("file failed: {}", broken.join("; ")));
+                    fail_unit(
+                        &mut report,
+                        observer,
+                        &u.key,
+                        &format!("file failed: {}", broken.join("; ")),
+                    );
                 }
             }
-            let metas: Vec<serde_json::Map<String, Json>> = ready.iter().map(|u| u.meta_map()).collect();
+            let metas: Vec<serde_json::Map<String, Json>> =
+                ready.iter().map(|u| u.meta_map()).collect();
             let new_units: Vec<NewUnit<'_>> = ready
                 .iter()
                 .zip(&metas)
@@ -247,20 +350,35 @@ pub fn execute(
                     files: u
                         .files
                         .iter()
-                        .map(|(spec, f)| (spec.as_str(), f.sha1.as_deref().unwrap_or_default(), f.path.as_str(), f.size, primary_spec == Some(spec.as_str())))
+                        .map(|(spec, f)| {
+                            (
+                                spec.as_str(),
+                                f.sha1.as_deref().unwrap_or_default(),
+                                f.path.as_str(),
+                                f.size,
+                                primary_spec == Some(spec.as_str()),
+                            )
+                        })
                         .collect(),
                 })
                 .collect();
             if settings.crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {
                 crash_now();
             }
-            let ids = if new_units.is_empty() { Vec::new() } else { catalog.create_units(collection, &apply_id, settings.project, &new_units)? };
+            let ids = if new_units.is_empty() {
+                Vec::new()
+            } else {
+                catalog.create_units(collection, &apply_id, settings.project, &new_units)?
+            };
             if settings.crash_at == Some(CrashPoint::AfterCommit(batch_no)) {
                 crash_now();
             }
             for (u, id) in ready.iter().zip(&ids) {
                 report.units.created += 1;
-                journal_units.push(Record::Unit { key: u.key.clone(), id: id.to_string() });
+                journal_units.push(Record::Unit {
+                    key: u.key.clone(),
+                    id: id.to_string(),
+                });
                 observer.on(&ApplyEvent::UnitCreated { key: &u.key });
             }
             journal.append(&journal_units)?;
@@ -271,8 +389,15 @@ pub fn execute(
 
     let elapsed = started.elapsed().as_secs_f64();
     report.duration_seconds = (elapsed * 1000.0).round() / 1000.0;
-    let per_s = |n: f64| if elapsed > 0.0 { (n / elapsed * 10.0).round() / 10.0 } else { 0.0 };
-    report.throughput.files_per_second = per_s((report.files.uploaded + report.files.already_present) as f64);
+    let per_s = |n: f64| {
+        if elapsed > 0.0 {
+            (n / elapsed * 10.0).round() / 10.0
+        } else {
+            0.0
+        }
+    };
+    report.throughput.files_per_second =
+        per_s((report.files.uploaded + report.files.already_present) as f64);
     report.throughput.bytes_per_second = per_s(report.bytes_uploaded as f64);
     report.throughput.units_per_second = per_s(report.units.created as f64);
     report.failures.sort();
@@ -281,8 +406,19 @@ pub fn execute(
         (Ok(()), 0) => "succeeded".into(),
         (Ok(()), _) => "failed".into(),
     };
-    let _ = catalog.finish_apply(&apply_id, &report.status, report.units.created, report.units.unchanged, report.units.failed, report.files.uploaded, report.bytes_uploaded);
-    let _ = journal.append(&[Record::End { apply: apply_id, status: report.status.clone() }]);
+    let _ = catalog.finish_apply(
+        &apply_id,
+        &report.status,
+        report.units.created,
+        report.units.unchanged,
+        report.units.failed,
+        report.files.uploaded,
+        report.bytes_uploaded,
+    );
+    let _ = journal.append(&[Record::End {
+        apply: apply_id,
+        status: report.status.clone(),
+    }]);
     let _ = journal.sync();
     observer.on(&ApplyEvent::Finished);
     outcome.map(|()| report)
@@ -291,13 +427,20 @@ pub fn execute(
 fn fail_unit(report: &mut ApplyReport, observer: &dyn ApplyObserver, key: &str, reason: &str) {
     report.units.failed += 1;
     observer.on(&ApplyEvent::UnitFailed { key, reason });
-    report.failures.push(Failure { kind: "unit".into(), key: Some(key.to_owned()), path: None, reason: reason.to_owned() });
+    report.failures.push(Failure {
+        kind: "unit".into(),
+        key: Some(key.to_owned()),
+        path: None,
+        reason: reason.to_owned(),
+    });
 }
 
 /// Units referenced by the catalog whose files are missing from the store
 /// (an invariant that must never break; used by `status` and tests).
 pub fn missing_store_files(target_dir: &Path) -> Result<Vec<String>, CatalogError> {
-    let Some(catalog) = Catalog::open_existing(target_dir)? else { return Ok(Vec::new()) };
+    let Some(catalog) = Catalog::open_existing(target_dir)? else {
+        return Ok(Vec::new());
+    };
     let store_root = target_dir;
     Ok(catalog
         .referenced_files()?

@@ -27,11 +27,23 @@ pub enum Record {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum JournalError {
     #[error("journal {path} is damaged at line {line}: {reason}")]
-    #[diagnostic(code(synup::apply::journal_corrupt), help("a crash can only cut the last line short; this damage came from elsewhere. Move the journal aside to apply without it (the target is checked either way)"))]
-    Corrupt { path: String, line: usize, reason: String },
+    #[diagnostic(
+        code(synup::apply::journal_corrupt),
+        help(
+            "a crash can only cut the last line short; this damage came from elsewhere. Move the journal aside to apply without it (the target is checked either way)"
+        )
+    )]
+    Corrupt {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     #[error("cannot use journal {path}: {source}")]
     #[diagnostic(code(synup::apply::journal_io))]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// What a journal says has been done.
@@ -50,7 +62,10 @@ pub struct Journal {
 impl Journal {
     /// Reads the journal at `path` (if any) and opens it for appending.
     pub fn open(path: &Path) -> Result<(Self, JournalState), JournalError> {
-        let io = |source| JournalError::Io { path: path.display().to_string(), source };
+        let io = |source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -59,12 +74,25 @@ impl Journal {
         if let Ok(meta) = std::fs::metadata(path) {
             let valid = state.1;
             if valid < meta.len() {
-                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io)?;
                 f.set_len(valid).map_err(io)?;
             }
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        Ok((Self { path: path.to_path_buf(), file }, state.0))
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                file,
+            },
+            state.0,
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -78,15 +106,26 @@ impl Journal {
         }
         let mut buf = Vec::with_capacity(records.len() * 64);
         for r in records {
-            serde_json::to_writer(&mut buf, r).map_err(|e| JournalError::Io { path: self.path.display().to_string(), source: e.into() })?;
+            serde_json::to_writer(&mut buf, r).map_err(|e| JournalError::Io {
+                path: self.path.display().to_string(),
+                source: e.into(),
+            })?;
             buf.push(b'\n');
         }
-        self.file.write_all(&buf).map_err(|source| JournalError::Io { path: self.path.display().to_string(), source })
+        self.file
+            .write_all(&buf)
+            .map_err(|source| JournalError::Io {
+                path: self.path.display().to_string(),
+                source,
+            })
     }
 
     /// Makes appended records durable.
     pub fn sync(&mut self) -> Result<(), JournalError> {
-        self.file.sync_data().map_err(|source| JournalError::Io { path: self.path.display().to_string(), source })
+        self.file.sync_data().map_err(|source| JournalError::Io {
+            path: self.path.display().to_string(),
+            source,
+        })
     }
 }
 
@@ -96,7 +135,12 @@ pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((state, 0)),
-        Err(source) => return Err(JournalError::Io { path: path.display().to_string(), source }),
+        Err(source) => {
+            return Err(JournalError::Io {
+                path: path.display().to_string(),
+                source,
+            });
+        }
     };
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
@@ -104,7 +148,12 @@ pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
     let mut number = 0;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|source| JournalError::Io { path: path.display().to_string(), source })?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| JournalError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
         if n == 0 {
             break;
         }
@@ -125,7 +174,13 @@ pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
                     Record::Start { .. } | Record::End { .. } => {}
                 }
             }
-            Err(e) => return Err(JournalError::Corrupt { path: path.display().to_string(), line: number, reason: e.to_string() }),
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.display().to_string(),
+                    line: number,
+                    reason: e.to_string(),
+                });
+            }
         }
         valid += n as u64;
     }
@@ -142,14 +197,25 @@ mod tests {
         let p = dir.path().join("j/a.jsonl");
         let (mut j, s) = Journal::open(&p).unwrap();
         assert_eq!(s.records, 0);
-        j.append(&[Record::File { sha1: "ab".into() }, Record::Unit { key: "u1".into(), id: "1".into() }]).unwrap();
+        j.append(&[
+            Record::File { sha1: "ab".into() },
+            Record::Unit {
+                key: "u1".into(),
+                id: "1".into(),
+            },
+        ])
+        .unwrap();
         drop(j);
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"{\"t\":\"unit\",\"key\":\"u2\"").unwrap();
         drop(f);
         let (mut j, s) = Journal::open(&p).unwrap();
         assert!(s.files.contains("ab") && s.units.contains("u1") && !s.units.contains("u2"));
-        j.append(&[Record::Unit { key: "u3".into(), id: "3".into() }]).unwrap();
+        j.append(&[Record::Unit {
+            key: "u3".into(),
+            id: "3".into(),
+        }])
+        .unwrap();
         let (s, _) = read(&p).unwrap();
         assert_eq!(s.records, 3, "the torn record was cut before appending");
     }
@@ -158,8 +224,15 @@ mod tests {
     fn damage_before_the_end_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
-        std::fs::write(&p, "{\"t\":\"file\",\"sha1\":\"ab\"}\nGARBAGE\n{\"t\":\"file\",\"sha1\":\"cd\"}\n").unwrap();
+        std::fs::write(
+            &p,
+            "{\"t\":\"file\",\"sha1\":\"ab\"}\nGARBAGE\n{\"t\":\"file\",\"sha1\":\"cd\"}\n",
+        )
+        .unwrap();
         let err = read(&p).unwrap_err();
-        assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, JournalError::Corrupt { line: 2, .. }),
+            "{err}"
+        );
     }
 }

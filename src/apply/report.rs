@@ -95,10 +95,18 @@ impl ApplyReport {
             crate::plan::render::human_bytes(self.throughput.bytes_per_second as u64),
         );
         if u.skipped_invalid > 0 {
-            let _ = writeln!(out, "{} invalid unit(s) were left out (invalid_units: skip).", u.skipped_invalid);
+            let _ = writeln!(
+                out,
+                "{} invalid unit(s) were left out (invalid_units: skip).",
+                u.skipped_invalid
+            );
         }
         if u.conflicts_in_plan > 0 {
-            let _ = writeln!(out, "{} unit(s) conflict with the target and were not touched.", u.conflicts_in_plan);
+            let _ = writeln!(
+                out,
+                "{} unit(s) conflict with the target and were not touched.",
+                u.conflicts_in_plan
+            );
         }
         for f in &self.failures {
             let what = f.key.as_deref().or(f.path.as_deref()).unwrap_or("");

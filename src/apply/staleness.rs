@@ -19,9 +19,15 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
     for (name, old) in &a.env {
         match b.env.get(name) {
             Some(new) if new == old => {}
-            Some(new) if old == "***" || new == "***" => out.push(format!("changed: environment variable {name}")),
-            Some(new) => out.push(format!("changed: environment variable {name} ({old} → {new})")),
-            None => out.push(format!("changed: environment variable {name} is no longer used")),
+            Some(new) if old == "***" || new == "***" => {
+                out.push(format!("changed: environment variable {name}"))
+            }
+            Some(new) => out.push(format!(
+                "changed: environment variable {name} ({old} → {new})"
+            )),
+            None => out.push(format!(
+                "changed: environment variable {name} is no longer used"
+            )),
         }
     }
     for name in b.env.keys().filter(|n| !a.env.contains_key(*n)) {
@@ -30,8 +36,16 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
     if a.collection_sha256 != b.collection_sha256 {
         out.push("changed: the collection's file specifications or meta schema".to_owned());
     }
-    let meta_a: BTreeMap<&str, &str> = a.metadata.iter().map(|m| (m.source.as_str(), m.sha256.as_str())).collect();
-    let meta_b: BTreeMap<&str, &str> = b.metadata.iter().map(|m| (m.source.as_str(), m.sha256.as_str())).collect();
+    let meta_a: BTreeMap<&str, &str> = a
+        .metadata
+        .iter()
+        .map(|m| (m.source.as_str(), m.sha256.as_str()))
+        .collect();
+    let meta_b: BTreeMap<&str, &str> = b
+        .metadata
+        .iter()
+        .map(|m| (m.source.as_str(), m.sha256.as_str()))
+        .collect();
     for (source, sha) in &meta_a {
         if meta_b.get(source) != Some(sha) {
             out.push(format!("changed: metadata {source}"));
@@ -45,7 +59,9 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
         match files_b.get(path) {
             None => file_changes.push(format!("removed: {path}")),
             Some(new) if new == old => {}
-            Some(new) if new.0 != old.0 => file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0)),
+            Some(new) if new.0 != old.0 => {
+                file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0))
+            }
             Some(_) => file_changes.push(format!("changed: {path} (content)")),
         }
     }
@@ -81,7 +97,11 @@ fn files_of(plan: &Plan) -> BTreeMap<String, (u64, Option<String>)> {
 
 /// The first [`SHOWN`] changes and a count of the rest, one per line.
 pub fn describe(changes: &[String]) -> String {
-    let mut lines: Vec<String> = changes.iter().take(SHOWN).map(|c| format!("  {c}")).collect();
+    let mut lines: Vec<String> = changes
+        .iter()
+        .take(SHOWN)
+        .map(|c| format!("  {c}"))
+        .collect();
     if changes.len() > SHOWN {
         lines.push(format!("  … and {} more", changes.len() - SHOWN));
     }

@@ -23,7 +23,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let Some(arg) = super::require_recipe(args.target.clone(), "apply") else { return exit::ERROR };
+    let Some(arg) = super::require_recipe(args.target.clone(), "apply") else {
+        return exit::ERROR;
+    };
     let text = match std::fs::read_to_string(&arg) {
         Ok(t) => t,
         Err(e) => {
@@ -35,7 +37,11 @@ pub fn run(args: Args) -> i32 {
         match serde_json::from_str::<Plan>(&text) {
             Ok(p) if p.format_version == synup::plan::model::FORMAT_VERSION => Some(p),
             Ok(p) => {
-                crate::console::error(&format!("{arg} is a plan of format_version {}; this synup reads version {}", p.format_version, synup::plan::model::FORMAT_VERSION));
+                crate::console::error(&format!(
+                    "{arg} is a plan of format_version {}; this synup reads version {}",
+                    p.format_version,
+                    synup::plan::model::FORMAT_VERSION
+                ));
                 return exit::ERROR;
             }
             Err(e) => {
@@ -60,8 +66,12 @@ pub fn run(args: Args) -> i32 {
         }
         None => arg.clone(),
     };
-    let Some((loaded, resolved)) = super::load_recipe(&recipe_path) else { return exit::ERROR };
-    let Some(fresh) = super::plan_recipe(&loaded, &resolved) else { return exit::ERROR };
+    let Some((loaded, resolved)) = super::load_recipe(&recipe_path) else {
+        return exit::ERROR;
+    };
+    let Some(fresh) = super::plan_recipe(&loaded, &resolved) else {
+        return exit::ERROR;
+    };
     let plan = match saved {
         Some(saved) => {
             let changes = apply::staleness::changed_inputs(&saved, &fresh.plan);
@@ -88,11 +98,21 @@ pub fn run(args: Args) -> i32 {
         ));
         return exit::INVALID_UNITS;
     }
-    let to_create = plan.units.iter().filter(|u| u.action == Action::Create).count();
+    let to_create = plan
+        .units
+        .iter()
+        .filter(|u| u.action == Action::Create)
+        .count();
     if to_create == 0 {
         crate::console::note("Nothing to apply: every unit is already in the target.");
         if let Some(path) = &args.report {
-            let empty = synup::apply::ApplyReport { format_version: synup::apply::report::FORMAT_VERSION, plan_hash: plan.plan_hash.clone(), recipe: plan.recipe.path.clone(), status: "succeeded".into(), ..Default::default() };
+            let empty = synup::apply::ApplyReport {
+                format_version: synup::apply::report::FORMAT_VERSION,
+                plan_hash: plan.plan_hash.clone(),
+                recipe: plan.recipe.path.clone(),
+                status: "succeeded".into(),
+                ..Default::default()
+            };
             if let Err(e) = std::fs::write(path, empty.to_json()) {
                 crate::console::error(&format!("cannot write report {path}: {e}"));
                 return exit::ERROR;
@@ -103,23 +123,34 @@ pub fn run(args: Args) -> i32 {
     let on_terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !args.yes {
         if !on_terminal {
-            crate::console::error("refusing to apply without --yes: there is no terminal to ask on");
+            crate::console::error(
+                "refusing to apply without --yes: there is no terminal to ask on",
+            );
             return exit::ERROR;
         }
-        if !crate::console::confirm(&format!("Apply {to_create} unit(s) to {} collection \"{}\"?", plan.target.backend, plan.target.data_collection)) {
+        if !crate::console::confirm(&format!(
+            "Apply {to_create} unit(s) to {} collection \"{}\"?",
+            plan.target.backend, plan.target.data_collection
+        )) {
             crate::console::note("Nothing was applied.");
             return exit::OK;
         }
     }
 
-    let crash_at = std::env::var("SYNUP_CRASH_AT").ok().and_then(|s| CrashPoint::parse(&s));
+    let crash_at = std::env::var("SYNUP_CRASH_AT")
+        .ok()
+        .and_then(|s| CrashPoint::parse(&s));
     let settings = ApplySettings {
         workers: loaded.recipe.upload.workers as usize,
         batch_size: loaded.recipe.upload.batch_size as usize,
         project: loaded.recipe.target.project.map(|p| p as i64),
         crash_at,
     };
-    let journal = loaded.dir.join(".synup").join("journal").join(format!("{}.{}.jsonl", resolved.name, sanitize(&resolved.data_collection)));
+    let journal = loaded.dir.join(".synup").join("journal").join(format!(
+        "{}.{}.jsonl",
+        resolved.name,
+        sanitize(&resolved.data_collection)
+    ));
     let target = ApplyTarget {
         recipe_dir: &loaded.dir,
         target_dir: &resolved.target_path,
@@ -146,9 +177,21 @@ pub fn run(args: Args) -> i32 {
         crate::console::error(&format!("cannot write report {path}: {e}"));
         return exit::ERROR;
     }
-    if report.units.failed > 0 { exit::UNITS_FAILED } else { exit::OK }
+    if report.units.failed > 0 {
+        exit::UNITS_FAILED
+    } else {
+        exit::OK
+    }
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

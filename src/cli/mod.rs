@@ -102,14 +102,23 @@ pub fn plan_recipe(
     loaded: &synup::recipe::LoadedRecipe,
     resolved: &synup::recipe::ResolvedRecipe,
 ) -> Option<synup::plan::PlanOutcome> {
-    let view = match synup::target::local::LocalView::open(&resolved.target_path, &resolved.data_collection, &resolved.collection.specs) {
+    let view = match synup::target::local::LocalView::open(
+        &resolved.target_path,
+        &resolved.data_collection,
+        &resolved.collection.specs,
+    ) {
         Ok(v) => v,
         Err(e) => {
             crate::console::report(e);
             return None;
         }
     };
-    match synup::plan::build_plan(loaded, resolved, &view, &synup::plan::PlanOptions::default()) {
+    match synup::plan::build_plan(
+        loaded,
+        resolved,
+        &view,
+        &synup::plan::PlanOptions::default(),
+    ) {
         Ok(o) => Some(o),
         Err(e) => {
             crate::console::report(e);

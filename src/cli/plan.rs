@@ -43,7 +43,9 @@ pub fn run(args: Args) -> i32 {
     if show_progress {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
-    let Some(outcome) = super::plan_recipe(&loaded, &resolved) else { return exit::ERROR };
+    let Some(outcome) = super::plan_recipe(&loaded, &resolved) else {
+        return exit::ERROR;
+    };
     let plan = &outcome.plan;
     if let Some(out) = &args.out
         && let Err(e) = write_plan_file(out, plan)

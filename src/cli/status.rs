@@ -16,12 +16,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> i32 {
-    let Some(path) = super::require_recipe(args.recipe, "status") else { return exit::ERROR };
-    let Some((loaded, resolved)) = super::load_recipe(&path) else { return exit::ERROR };
+    let Some(path) = super::require_recipe(args.recipe, "status") else {
+        return exit::ERROR;
+    };
+    let Some((loaded, resolved)) = super::load_recipe(&path) else {
+        return exit::ERROR;
+    };
     let journal = loaded.dir.join(".synup").join("journal");
     let result = (|| -> Result<serde_json::Value, CatalogError> {
         let Some(catalog) = Catalog::open_existing(&resolved.target_path)? else {
-            return Ok(serde_json::json!({"format_version": 1, "recipe": resolved.name, "target": resolved.target_path.display().to_string(), "data_collection": resolved.data_collection, "exists": false, "units": 0, "applies": []}));
+            return Ok(
+                serde_json::json!({"format_version": 1, "recipe": resolved.name, "target": resolved.target_path.display().to_string(), "data_collection": resolved.data_collection, "exists": false, "units": 0, "applies": []}),
+            );
         };
         let id = catalog.find_collection(&resolved.data_collection)?;
         let units = match id {
@@ -50,7 +56,10 @@ pub fn run(args: Args) -> i32 {
         }
     };
     match args.format {
-        Format::Json => crate::console::out(&format!("{}\n", serde_json::to_string_pretty(&status).unwrap_or_default())),
+        Format::Json => crate::console::out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        )),
         Format::Text => crate::console::out(&render(&status)),
     }
     exit::OK
@@ -59,14 +68,27 @@ pub fn run(args: Args) -> i32 {
 fn render(s: &serde_json::Value) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "{} → local collection \"{}\" ({})", s["recipe"].as_str().unwrap_or(""), s["data_collection"].as_str().unwrap_or(""), s["target"].as_str().unwrap_or(""));
+    let _ = writeln!(
+        out,
+        "{} → local collection \"{}\" ({})",
+        s["recipe"].as_str().unwrap_or(""),
+        s["data_collection"].as_str().unwrap_or(""),
+        s["target"].as_str().unwrap_or("")
+    );
     if s["exists"] != true {
-        let _ = writeln!(out, "Nothing applied yet: the collection does not exist in the target.");
+        let _ = writeln!(
+            out,
+            "Nothing applied yet: the collection does not exist in the target."
+        );
         return out;
     }
     let _ = writeln!(out, "Units in the collection: {}", s["units"]);
     if s["missing_files"].as_u64().unwrap_or(0) > 0 {
-        let _ = writeln!(out, "WARNING: {} file(s) referenced by units are missing from the store", s["missing_files"]);
+        let _ = writeln!(
+            out,
+            "WARNING: {} file(s) referenced by units are missing from the store",
+            s["missing_files"]
+        );
     }
     let applies = s["applies"].as_array().cloned().unwrap_or_default();
     if applies.is_empty() {
@@ -84,7 +106,12 @@ fn render(s: &serde_json::Value) -> String {
                 a["failed_units"],
                 a["uploaded_files"],
                 a["uploaded_bytes"],
-                a["plan_hash"].as_str().unwrap_or("").chars().take(19).collect::<String>(),
+                a["plan_hash"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(19)
+                    .collect::<String>(),
             );
         }
     }

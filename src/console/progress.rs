@@ -22,14 +22,23 @@ impl ApplyProgress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let bytes = multi.add(ProgressBar::new(0));
         bytes.set_style(
-            ProgressStyle::with_template("files {prefix:>7} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "files {prefix:>7} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let units = multi.add(ProgressBar::new(0));
         units.set_style(
-            ProgressStyle::with_template("units {wide_bar} {pos}/{len} {per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("units {wide_bar} {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Self { bars: Some(Bars { _multi: multi, bytes, units }) }
+        Self {
+            bars: Some(Bars {
+                _multi: multi,
+                bytes,
+                units,
+            }),
+        }
     }
 
     pub fn finish(&self) {
@@ -57,7 +66,9 @@ impl ApplyObserver for ApplyProgress {
                 let b = self.bars.as_ref().expect("checked");
                 b.bytes.inc(*bytes);
             }
-            ApplyEvent::UnitCreated { .. } | ApplyEvent::UnitUnchanged { .. } | ApplyEvent::UnitFailed { .. } => {
+            ApplyEvent::UnitCreated { .. }
+            | ApplyEvent::UnitUnchanged { .. }
+            | ApplyEvent::UnitFailed { .. } => {
                 let b = self.bars.as_ref().expect("checked");
                 b.units.inc(1);
             }

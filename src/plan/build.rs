@@ -26,7 +26,7 @@ use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_k
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
 use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
-use crate::target::{TargetView, json_equal};
+use crate::target::TargetView;
 
 /// A unit's merged meta (compact JSON) and every reason it is invalid.
 struct MergedUnit {
@@ -562,16 +562,12 @@ pub fn build_plan(
             match existing.get(&u.key).map(Vec::as_slice) {
                 None | Some([]) => (Action::Create, None),
                 Some([one]) => {
-                    let mine: BTreeMap<String, String> = files
-                        .iter()
-                        .map(|(k, f)| (k.clone(), f.sha1.clone().unwrap_or_default()))
-                        .collect();
-                    let same_files = one.files == mine;
-                    let same_meta = json_equal(
-                        &serde_json::Value::Object(one.meta.clone()),
-                        &serde_json::from_str::<serde_json::Value>(m.meta.get())
-                            .unwrap_or_default(),
+                    let same_files = one.same_files(
+                        files
+                            .iter()
+                            .map(|(k, f)| (k.as_str(), f.sha1.as_deref().unwrap_or_default())),
                     );
+                    let same_meta = one.same_meta(m.meta.get());
                     if same_files && same_meta {
                         (Action::Unchanged, None)
                     } else {
