@@ -1,0 +1,636 @@
+//! The local catalog: an SQLite database beside a content-addressed file store.
+//!
+//! `data_units` has exactly one row per unit in the target, with the unit key in
+//! `key` and the collection in `data_collection_id`; users may query it with
+//! `sqlite3`. A unit's rows (`data_units`, `unit_files`, `tasks`) are written in
+//! one transaction together with the other units of its batch, and only after
+//! every file they reference is in the store and in `files`, so the catalog never
+//! points at a missing file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::{Map, Value as Json};
+
+use crate::recipe::resolve::FileSpec;
+use crate::target::ExistingUnit;
+
+pub const CATALOG_FILE: &str = "catalog.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS data_collections (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    meta TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS file_specifications (
+    id INTEGER PRIMARY KEY,
+    data_collection_id INTEGER NOT NULL REFERENCES data_collections(id),
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    file_type TEXT NOT NULL,
+    extensions TEXT NOT NULL,
+    is_required INTEGER NOT NULL,
+    is_primary INTEGER NOT NULL,
+    UNIQUE (data_collection_id, name)
+);
+CREATE TABLE IF NOT EXISTS files (
+    checksum TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    store_path TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS data_units (
+    id INTEGER PRIMARY KEY,
+    data_collection_id INTEGER NOT NULL REFERENCES data_collections(id),
+    key TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    apply_id TEXT,
+    UNIQUE (data_collection_id, key)
+);
+CREATE TABLE IF NOT EXISTS unit_files (
+    data_unit_id INTEGER NOT NULL REFERENCES data_units(id),
+    spec TEXT NOT NULL,
+    checksum TEXT NOT NULL REFERENCES files(checksum),
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    is_primary INTEGER NOT NULL,
+    PRIMARY KEY (data_unit_id, spec)
+);
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    data_unit_id INTEGER NOT NULL REFERENCES data_units(id),
+    created_at TEXT NOT NULL,
+    UNIQUE (project_id, data_unit_id)
+);
+CREATE TABLE IF NOT EXISTS applies (
+    id TEXT PRIMARY KEY,
+    data_collection_id INTEGER NOT NULL,
+    recipe_name TEXT NOT NULL,
+    recipe_path TEXT NOT NULL,
+    plan_hash TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,
+    created_units INTEGER NOT NULL DEFAULT 0,
+    skipped_units INTEGER NOT NULL DEFAULT 0,
+    failed_units INTEGER NOT NULL DEFAULT 0,
+    uploaded_files INTEGER NOT NULL DEFAULT 0,
+    uploaded_bytes INTEGER NOT NULL DEFAULT 0
+);
+";
+
+/// A catalog failure, always naming the catalog file.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CatalogError {
+    #[error("catalog {path}: {message}")]
+    #[diagnostic(
+        code(synup::target::catalog),
+        help("if the catalog is damaged, move it aside; `.synup/` journals let apply resume")
+    )]
+    Sqlite { path: String, message: String },
+    #[error("catalog {path} fails its integrity check: {detail}")]
+    #[diagnostic(
+        code(synup::target::catalog_corrupt),
+        help("restore the catalog from a backup, or move it aside and apply again")
+    )]
+    Corrupt { path: String, detail: String },
+    #[error("collection `{name}` in {path} has other file specifications than the recipe:\n{diff}")]
+    #[diagnostic(
+        code(synup::target::spec_mismatch),
+        help(
+            "a collection's specs never change silently: use another `data_collection`, or restore the recipe's collection block"
+        )
+    )]
+    SpecMismatch {
+        path: String,
+        name: String,
+        diff: String,
+    },
+}
+
+/// A unit as it is registered.
+pub struct NewUnit<'a> {
+    pub key: &'a str,
+    pub meta: &'a Map<String, Json>,
+    /// (spec, checksum, source path, size, is_primary)
+    pub files: Vec<(&'a str, &'a str, &'a str, u64, bool)>,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl Catalog {
+    fn err(&self, e: rusqlite::Error) -> CatalogError {
+        CatalogError::Sqlite {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Opens (creating if needed) the catalog in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, CatalogError> {
+        let path = dir.join(CATALOG_FILE);
+        let sqlite = |e: rusqlite::Error| CatalogError::Sqlite {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| CatalogError::Sqlite {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(sqlite)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                CatalogError::Corrupt {
+                    path: path.display().to_string(),
+                    detail: "not an SQLite database".to_owned(),
+                }
+            }
+            other => sqlite(other),
+        })?;
+        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        Ok(Self { conn, path })
+    }
+
+    /// Opens an existing catalog read-only; `None` when there is none.
+    pub fn open_existing(dir: &Path) -> Result<Option<Self>, CatalogError> {
+        let path = dir.join(CATALOG_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let sqlite = |e: rusqlite::Error| CatalogError::Sqlite {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(sqlite)?;
+        let c = Self { conn, path };
+        c.check_integrity()?;
+        Ok(Some(c))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `PRAGMA integrity_check`, as an error naming the file.
+    pub fn check_integrity(&self) -> Result<(), CatalogError> {
+        let corrupt = |detail: String| CatalogError::Corrupt {
+            path: self.path.display().to_string(),
+            detail,
+        };
+        let result: Result<String, _> = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0));
+        match result {
+            Ok(s) if s == "ok" => Ok(()),
+            Ok(s) => Err(corrupt(s)),
+            Err(rusqlite::Error::SqliteFailure(f, m))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+                ) =>
+            {
+                Err(corrupt(
+                    m.unwrap_or_else(|| "not an SQLite database".to_owned()),
+                ))
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// The collection's id by name or id, if it exists.
+    pub fn find_collection(&self, name_or_id: &str) -> Result<Option<i64>, CatalogError> {
+        let by_name: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM data_collections WHERE name = ?1",
+                [name_or_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if by_name.is_some() {
+            return Ok(by_name);
+        }
+        match name_or_id.parse::<i64>() {
+            Ok(id) => self
+                .conn
+                .query_row("SELECT id FROM data_collections WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| self.err(e)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub fn collection_specs(&self, id: i64) -> Result<Vec<FileSpec>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, file_type, extensions, is_required, is_primary FROM file_specifications WHERE data_collection_id = ?1 ORDER BY position")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let exts: String = r.get(2)?;
+                Ok(FileSpec {
+                    name: r.get(0)?,
+                    file_type: r.get(1)?,
+                    extensions: serde_json::from_str(&exts).unwrap_or_default(),
+                    is_required: r.get::<_, i64>(3)? != 0,
+                    is_primary: r.get::<_, i64>(4)? != 0,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Checks that an existing collection has exactly the recipe's specs.
+    pub fn check_specs(&self, id: i64, name: &str, specs: &[FileSpec]) -> Result<(), CatalogError> {
+        let have = self.collection_specs(id)?;
+        if have == specs {
+            return Ok(());
+        }
+        let show = |s: &FileSpec| {
+            format!(
+                "{} ({}, .{}, required: {}, primary: {})",
+                s.name,
+                s.file_type,
+                s.extensions.join(" ."),
+                s.is_required,
+                s.is_primary
+            )
+        };
+        let mut diff = Vec::new();
+        for s in &have {
+            if !specs.contains(s) {
+                diff.push(format!("  - {}", show(s)));
+            }
+        }
+        for s in specs {
+            if !have.contains(s) {
+                diff.push(format!("  + {}", show(s)));
+            }
+        }
+        Err(CatalogError::SpecMismatch {
+            path: self.path.display().to_string(),
+            name: name.to_owned(),
+            diff: diff.join("\n"),
+        })
+    }
+
+    /// Finds or creates the collection; an existing one must have the same specs.
+    pub fn ensure_collection(
+        &mut self,
+        name_or_id: &str,
+        specs: &[FileSpec],
+        meta_schema: Option<&Json>,
+    ) -> Result<i64, CatalogError> {
+        if let Some(id) = self.find_collection(name_or_id)? {
+            self.check_specs(id, name_or_id, specs)?;
+            return Ok(id);
+        }
+        let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let meta = serde_json::json!({ "data_unit_meta_schema": meta_schema });
+        let explicit_id = name_or_id.parse::<i64>().ok();
+        tx.execute(
+            "INSERT INTO data_collections (id, name, meta, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![explicit_id, name_or_id, meta.to_string(), now()],
+        )
+        .map_err(|e| CatalogError::Sqlite {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let id = tx.last_insert_rowid();
+        for (pos, s) in specs.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO file_specifications (data_collection_id, position, name, file_type, extensions, is_required, is_primary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, pos as i64, s.name, s.file_type, serde_json::to_string(&s.extensions).unwrap_or_default(), s.is_required, s.is_primary],
+            )
+            .map_err(|e| CatalogError::Sqlite { path: self.path.display().to_string(), message: e.to_string() })?;
+        }
+        tx.commit().map_err(|e| CatalogError::Sqlite {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(id)
+    }
+
+    /// Units with these keys. Many keys are answered by one scan of the
+    /// collection instead of a query per key.
+    pub fn units_by_key(
+        &self,
+        collection: i64,
+        keys: &[&str],
+    ) -> Result<HashMap<String, Vec<ExistingUnit>>, CatalogError> {
+        let mut out: HashMap<String, Vec<ExistingUnit>> = HashMap::new();
+        if keys.len() > 256 {
+            let wanted: HashSet<&str> = keys.iter().copied().collect();
+            let mut stmt = self
+                .conn
+                .prepare("SELECT d.id, d.key, d.meta, f.spec, f.checksum FROM data_units d LEFT JOIN unit_files f ON f.data_unit_id = d.id WHERE d.data_collection_id = ?1 ORDER BY d.id, f.spec")
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([collection]).map_err(|e| self.err(e))?;
+            let mut current: Option<(String, ExistingUnit)> = None;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let id: i64 = row.get(0).map_err(|e| self.err(e))?;
+                let key: String = row.get(1).map_err(|e| self.err(e))?;
+                if !wanted.contains(key.as_str()) {
+                    continue;
+                }
+                if current.as_ref().is_none_or(|(_, u)| u.id != id.to_string()) {
+                    if let Some((k, u)) = current.take() {
+                        out.entry(k).or_default().push(u);
+                    }
+                    let meta_json: String = row.get(2).map_err(|e| self.err(e))?;
+                    current = Some((
+                        key,
+                        ExistingUnit {
+                            id: id.to_string(),
+                            files: Vec::new(),
+                            meta_json,
+                        },
+                    ));
+                }
+                let spec: Option<String> = row.get(3).map_err(|e| self.err(e))?;
+                let sha: Option<String> = row.get(4).map_err(|e| self.err(e))?;
+                if let (Some(spec), Some(sha), Some((_, u))) = (spec, sha, current.as_mut()) {
+                    u.files.push((spec, sha));
+                }
+            }
+            if let Some((k, u)) = current.take() {
+                out.entry(k).or_default().push(u);
+            }
+            return Ok(out);
+        }
+        let mut unit_stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, meta FROM data_units WHERE data_collection_id = ?1 AND key = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut file_stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT spec, checksum FROM unit_files WHERE data_unit_id = ?1 ORDER BY spec",
+            )
+            .map_err(|e| self.err(e))?;
+        for key in keys {
+            let found: Option<(i64, String)> = unit_stmt
+                .query_row(params![collection, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some((id, meta_json)) = found {
+                let files: Vec<(String, String)> = file_stmt
+                    .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(|e| self.err(e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| self.err(e))?;
+                out.insert(
+                    (*key).to_owned(),
+                    vec![ExistingUnit {
+                        id: id.to_string(),
+                        files,
+                        meta_json,
+                    }],
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of these checksums the catalog has.
+    pub fn known_checksums(&self, sha1s: &[&str]) -> Result<HashSet<String>, CatalogError> {
+        let mut out = HashSet::new();
+        if sha1s.len() > 1024 {
+            let wanted: HashSet<&str> = sha1s.iter().copied().collect();
+            let mut stmt = self
+                .conn
+                .prepare("SELECT checksum FROM files")
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let sha: String = row.get(0).map_err(|e| self.err(e))?;
+                if wanted.contains(sha.as_str()) {
+                    out.insert(sha);
+                }
+            }
+            return Ok(out);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM files WHERE checksum = ?1")
+            .map_err(|e| self.err(e))?;
+        for s in sha1s {
+            if stmt.exists([s]).map_err(|e| self.err(e))? {
+                out.insert((*s).to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records files already in the store, in one transaction.
+    pub fn add_files(&mut self, files: &[(String, u64, String)]) -> Result<(), CatalogError> {
+        let path = self.path.display().to_string();
+        let e = |e: rusqlite::Error| CatalogError::Sqlite {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO files (checksum, size, store_path, created_at) VALUES (?1, ?2, ?3, ?4)").map_err(e)?;
+            let ts = now();
+            for (sha, size, store_path) in files {
+                stmt.execute(params![sha, *size as i64, store_path, ts])
+                    .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Registers a batch of units atomically; returns their ids in order.
+    /// A key that already exists makes the whole batch fail (the caller re-diffs).
+    pub fn create_units(
+        &mut self,
+        collection: i64,
+        apply_id: &str,
+        project: Option<i64>,
+        units: &[NewUnit<'_>],
+    ) -> Result<Vec<i64>, CatalogError> {
+        let path = self.path.display().to_string();
+        let e = |e: rusqlite::Error| CatalogError::Sqlite {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut ids = Vec::with_capacity(units.len());
+        {
+            let ts = now();
+            if let Some(p) = project {
+                tx.execute(
+                    "INSERT OR IGNORE INTO projects (id, title) VALUES (?1, ?2)",
+                    params![p, format!("project {p}")],
+                )
+                .map_err(e)?;
+            }
+            let mut unit_stmt = tx.prepare_cached("INSERT INTO data_units (data_collection_id, key, meta, created_at, apply_id) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(e)?;
+            let mut file_stmt = tx.prepare_cached("INSERT INTO unit_files (data_unit_id, spec, checksum, path, size, is_primary) VALUES (?1, ?2, ?3, ?4, ?5, ?6)").map_err(e)?;
+            let mut task_stmt = tx.prepare_cached("INSERT OR IGNORE INTO tasks (project_id, data_unit_id, created_at) VALUES (?1, ?2, ?3)").map_err(e)?;
+            for u in units {
+                unit_stmt
+                    .execute(params![
+                        collection,
+                        u.key,
+                        Json::Object(u.meta.clone()).to_string(),
+                        ts,
+                        apply_id
+                    ])
+                    .map_err(e)?;
+                let id = tx.last_insert_rowid();
+                for (spec, sha, src, size, primary) in &u.files {
+                    file_stmt
+                        .execute(params![id, spec, sha, src, *size as i64, primary])
+                        .map_err(e)?;
+                }
+                if let Some(p) = project {
+                    task_stmt.execute(params![p, id, ts]).map_err(e)?;
+                }
+                ids.push(id);
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(ids)
+    }
+
+    pub fn begin_apply(
+        &self,
+        id: &str,
+        collection: i64,
+        recipe_name: &str,
+        recipe_path: &str,
+        plan_hash: &str,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO applies (id, data_collection_id, recipe_name, recipe_path, plan_hash, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+                params![id, collection, recipe_name, recipe_path, plan_hash, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_apply(
+        &self,
+        id: &str,
+        status: &str,
+        created: u64,
+        skipped: u64,
+        failed: u64,
+        files: u64,
+        bytes: u64,
+    ) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "UPDATE applies SET finished_at = ?2, status = ?3, created_units = ?4, skipped_units = ?5, failed_units = ?6, uploaded_files = ?7, uploaded_bytes = ?8 WHERE id = ?1",
+                params![id, now(), status, created as i64, skipped as i64, failed as i64, files as i64, bytes as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Units in a collection.
+    pub fn count_units(&self, collection: i64) -> Result<u64, CatalogError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM data_units WHERE data_collection_id = ?1",
+                [collection],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Past applies of a recipe, newest first.
+    pub fn applies(
+        &self,
+        recipe_name: &str,
+        limit: usize,
+    ) -> Result<Vec<ApplyRecord>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, plan_hash, started_at, finished_at, status, created_units, skipped_units, failed_units, uploaded_files, uploaded_bytes FROM applies WHERE recipe_name = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![recipe_name, limit as i64], |r| {
+                Ok(ApplyRecord {
+                    id: r.get(0)?,
+                    plan_hash: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    status: r.get(4)?,
+                    created_units: r.get::<_, i64>(5)? as u64,
+                    skipped_units: r.get::<_, i64>(6)? as u64,
+                    failed_units: r.get::<_, i64>(7)? as u64,
+                    uploaded_files: r.get::<_, i64>(8)? as u64,
+                    uploaded_bytes: r.get::<_, i64>(9)? as u64,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Store paths of every file that a unit references (for invariant checks).
+    pub fn referenced_files(&self) -> Result<Vec<(String, String)>, CatalogError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT f.checksum, f.store_path FROM unit_files u JOIN files f ON f.checksum = u.checksum ORDER BY 1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplyRecord {
+    pub id: String,
+    pub plan_hash: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub created_units: u64,
+    pub skipped_units: u64,
+    pub failed_units: u64,
+    pub uploaded_files: u64,
+    pub uploaded_bytes: u64,
+}
