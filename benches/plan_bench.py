@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark `synup plan` against the seed's method and against sha1sum.
+"""Benchmark `synup plan` and `synup apply` against their baselines.
 
 Generates seed-style trees (pattern 1 nested folders, pattern 3 flat folder)
 with a metadata sheet of one row per unit, then times, in the same run:
@@ -7,10 +7,14 @@ with a metadata sheet of one row per unit, then times, in the same run:
   - `synup plan` with a cold checksum cache (every file hashed),
   - `find DIR -type f -print0 | xargs -0 sha1sum` on the same tree,
   - `synup plan` with a warm checksum cache,
+and, with --apply, in the same run:
+  - `cp -r` of the tree onto the same disk,
+  - `synup apply --yes` into an empty local target,
+  - `synup apply` again (nothing to do) against a warm `synup plan`,
 and reports medians, ratios and peak RSS. Page cache is warm for all of them.
 
 usage: benches/plan_bench.py [--units 100000] [--runs 3] [--data bench-data]
-       [--patterns 1,3] [--skip-seed]
+       [--patterns 1,3] [--skip-seed] [--apply]
 Needs a release build (`cargo build --release`) and openpyxl (installed into
 DATA/venv on first use).
 """
@@ -119,6 +123,7 @@ def main():
     ap.add_argument("--data", default=str(REPO / "bench-data"))
     ap.add_argument("--patterns", default="1,3")
     ap.add_argument("--skip-seed", action="store_true")
+    ap.add_argument("--apply", action="store_true", help="also benchmark apply against cp -r")
     args = ap.parse_args()
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -130,13 +135,16 @@ def main():
     for pattern in args.patterns.split(","):
         tree = generate(data, pattern, args.units, py)
         files = sum(1 for _ in (tree / "data").rglob("*") if _.is_file()) if args.units <= 200_000 else None
-        plan = [str(synup), "plan", "recipe.yaml", "--format", "json", "-o", "plan.json", "--quiet"]
+        # What a user runs: the JSON plan to a file, the text summary to stdout.
+        plan = [str(synup), "plan", "recipe.yaml", "-o", "plan.json", "--quiet"]
         # Warm the page cache once so every contender reads from memory.
         subprocess.run(f"find {tree}/data -type f -print0 | xargs -0 cat > /dev/null", shell=True, check=True)
 
         def cold():
             shutil.rmtree(tree / ".synup", ignore_errors=True)
             return timed(plan, cwd=tree)
+
+        shutil.rmtree(tree / ".synup", ignore_errors=True)
 
         seed = None
         if not args.skip_seed:
@@ -145,10 +153,33 @@ def main():
         c = median_of(args.runs, cold)
         timed(plan, cwd=tree)  # make sure the cache is warm
         w = median_of(args.runs, lambda: timed(plan, cwd=tree))
-        rows.append((pattern, files, seed, sha1sum, c, w))
+        applied = None
+        if args.apply:
+            apply = [str(synup), "apply", "recipe.yaml", "--yes", "--quiet"]
+            copy = data / "cp-copy"
+
+            def cp():
+                shutil.rmtree(copy, ignore_errors=True)
+                subprocess.run(["sync"])
+                r = timed(f"cp -r {tree}/data {copy} && sync", shell=True)
+                shutil.rmtree(copy, ignore_errors=True)
+                return r
+
+            def fresh_apply():
+                shutil.rmtree(tree / ".synup" / "local", ignore_errors=True)
+                shutil.rmtree(tree / ".synup" / "journal", ignore_errors=True)
+                subprocess.run(["sync"])
+                return timed(apply, cwd=tree)
+
+            cp_r = median_of(args.runs, cp)
+            full = median_of(args.runs, fresh_apply)
+            plan_full = median_of(args.runs, lambda: timed(plan, cwd=tree))
+            noop = median_of(args.runs, lambda: timed(apply, cwd=tree))
+            applied = (cp_r, full, plan_full, noop)
+        rows.append((pattern, files, seed, sha1sum, c, w, applied))
 
     print(f"\nsynup plan benchmark: {args.units} units, medians of {args.runs} runs, warm page cache, {os.cpu_count()} cores")
-    for pattern, files, seed, sha1sum, c, w in rows:
+    for pattern, files, seed, sha1sum, c, w, applied in rows:
         print(f"\npattern {pattern} ({files if files else '?'} files, {args.units}-row xlsx)")
         if seed:
             print(f"  seed method (pathlib+openpyxl)   {seed[0]:7.2f} s   peak {seed[1]:7.0f} MiB")
@@ -158,6 +189,12 @@ def main():
         if seed:
             line += f"   seed/synup = {seed[0] / w[0]:.1f}x"
         print(line)
+        if applied:
+            cp_r, full, plan_full, noop = applied
+            print(f"  cp -r (+ sync)                   {cp_r[0]:7.2f} s")
+            print(f"  synup apply, empty target        {full[0]:7.2f} s   peak {full[1]:7.0f} MiB   = {full[0] / cp_r[0]:.2f}x cp -r")
+            print(f"  synup plan, target populated     {plan_full[0]:7.2f} s   peak {plan_full[1]:7.0f} MiB")
+            print(f"  synup apply, nothing to do       {noop[0]:7.2f} s   peak {noop[1]:7.0f} MiB   = {noop[0] / plan_full[0]:.2f}x plan")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,6 @@
 use super::exit;
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
+use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

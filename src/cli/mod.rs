@@ -10,6 +10,13 @@ mod validate;
 
 use clap::{Parser, Subcommand};
 
+/// `--format` for commands whose output is text for people or JSON for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextOrJson {
+    Text,
+    Json,
+}
+
 /// Exit codes (SPEC 3).
 pub mod exit {
     pub const OK: i32 = 0;

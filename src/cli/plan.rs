@@ -5,11 +5,7 @@ use synup::recipe::model::InvalidUnits;
 
 use super::exit;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
+use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

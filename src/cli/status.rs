@@ -2,11 +2,7 @@ use synup::target::local::{Catalog, CatalogError};
 
 use super::exit;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
+use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

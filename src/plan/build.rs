@@ -116,21 +116,7 @@ pub fn build_plan(
                 )
                 .help("point `path` at the folder that holds the files"),
             ),
-            Err(e) => errors.push(
-                RecipeError::new(
-                    Code::SourceMissing,
-                    format!(
-                        "source `{}` cannot be read: {}",
-                        root.written,
-                        io_reason(&e)
-                    ),
-                    loaded.spans.value(&root.pointer),
-                )
-                .label(format!("resolved to {}", root.path.display()))
-                .help(
-                    "relative paths are relative to the recipe's folder, not the working directory",
-                ),
-            ),
+            Err(e) => errors.push(source_missing(loaded, root, &e)),
         }
         if root.checksum == ChecksumMode::Apply {
             warnings.push(Warning::new("checksum_apply_local", format!("`checksum: apply` has no effect on the local source `{}`: local files are hashed while planning", root.written)));
@@ -271,15 +257,7 @@ pub fn build_plan(
                 root_scans.push(scan);
             }
             Err(e) => {
-                errors.push(RecipeError::new(
-                    Code::SourceMissing,
-                    format!(
-                        "source `{}` cannot be read: {}",
-                        root.written,
-                        io_reason(&e)
-                    ),
-                    loaded.spans.value(&root.pointer),
-                ));
+                errors.push(source_missing(loaded, root, &e));
                 root_scans.push(SourceScan::default());
             }
         }
@@ -812,6 +790,16 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         _ => e.to_string(),
     }
+}
+
+fn source_missing(loaded: &LoadedRecipe, root: &Root, e: &std::io::Error) -> RecipeError {
+    RecipeError::new(
+        Code::SourceMissing,
+        format!("source `{}` cannot be read: {}", root.written, io_reason(e)),
+        loaded.spans.value(&root.pointer),
+    )
+    .label(format!("resolved to {}", root.path.display()))
+    .help("relative paths are relative to the recipe's folder, not the working directory")
 }
 
 fn unreadable_error(loaded: &LoadedRecipe, root: &Root, paths: &[String]) -> RecipeError {

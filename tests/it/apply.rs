@@ -466,7 +466,7 @@ fn file_gone_during_apply_fails_only_its_unit() {
 
 #[test]
 fn read_only_store_mid_apply_is_resumable() {
-    if !is_root() {
+    if !crate::harness::is_root() {
         eprintln!("skipped: needs root to drop to `nobody`");
         return;
     }
@@ -478,7 +478,7 @@ fn read_only_store_mid_apply_is_resumable() {
     // nobody may write the catalog and journal, but not the store's objects.
     chmod_r(f.path(), 0o777);
     chmod_r(&f.join(".synup/local/objects"), 0o555);
-    let out = as_nobody(&f, &["apply", "r.yaml", "--yes"]);
+    let out = crate::harness::as_nobody(&f, &["apply", "r.yaml", "--yes"]);
     assert_eq!(out.code, 1, "{}", out.both());
     assert!(
         out.stderr.contains("cannot write to the target"),
@@ -487,14 +487,14 @@ fn read_only_store_mid_apply_is_resumable() {
     );
     assert_eq!(check_invariants(&f), 3, "nothing half-written");
     chmod_r(&f.join(".synup/local/objects"), 0o777);
-    let resumed = as_nobody(&f, &["apply", "r.yaml", "--yes"]);
+    let resumed = crate::harness::as_nobody(&f, &["apply", "r.yaml", "--yes"]);
     assert_eq!(resumed.code, 0, "{}", resumed.both());
     assert_eq!(check_invariants(&f), 6);
 }
 
 #[test]
 fn full_disk_mid_apply_is_resumable() {
-    if !is_root() {
+    if !crate::harness::is_root() {
         eprintln!("skipped: needs root to mount a small tmpfs");
         return;
     }
@@ -539,32 +539,9 @@ fn full_disk_mid_apply_is_resumable() {
     assert_eq!(units, 12);
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
 fn chmod_r(p: &Path, mode: u32) {
     let _ = Command::new("chmod")
         .args(["-R", &format!("{mode:o}")])
         .arg(p)
         .status();
-}
-
-fn as_nobody(f: &Fixture, args: &[&str]) -> crate::harness::Output {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        env!("CARGO_BIN_EXE_synup"),
-    ])
-    .args(args)
-    .current_dir(f.path())
-    .env("NO_COLOR", "1")
-    .env_remove("CI");
-    crate::harness::run(&mut cmd)
 }

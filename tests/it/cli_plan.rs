@@ -246,19 +246,11 @@ fn unreadable_folder_is_a_clear_error() {
     assert!(out.stderr.contains("u000"), "{}", out.stderr);
 }
 
-fn set_mode(p: &std::path::Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
+use crate::harness::chmod as set_mode;
 
 /// Root reads everything, so permission tests drop to `nobody` when run as root.
 fn run_unprivileged(f: &Fixture, args: &[&str]) -> crate::harness::Output {
-    let is_root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false);
-    if !is_root {
+    if !crate::harness::is_root() {
         return f.run(args);
     }
     // nobody must be able to enter the fixture and write `.synup/` beside the recipe.
@@ -266,16 +258,5 @@ fn run_unprivileged(f: &Fixture, args: &[&str]) -> crate::harness::Output {
     for entry in ["data", "data/u001"] {
         set_mode(&f.join(entry), 0o755);
     }
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        env!("CARGO_BIN_EXE_synup"),
-    ])
-    .args(args)
-    .current_dir(f.path())
-    .env("NO_COLOR", "1")
-    .env_remove("CI");
-    crate::harness::run(&mut cmd)
+    crate::harness::as_nobody(f, args)
 }

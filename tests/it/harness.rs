@@ -107,3 +107,33 @@ fn regex_escape(s: &str) -> String {
     }
     out
 }
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Runs synup as `nobody`: root reads and writes everything, so permission
+/// tests drop privileges (the caller makes the fixture reachable for nobody).
+pub fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_synup"),
+    ])
+    .args(args)
+    .current_dir(f.path())
+    .env("NO_COLOR", "1")
+    .env_remove("CI");
+    run(&mut cmd)
+}
