@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use regex::Regex;
 use serde_json::Value as Json;
 
@@ -52,9 +52,6 @@ pub struct MetaSchema {
 }
 
 impl Collection {
-    pub fn spec_index(&self, name: &str) -> Option<usize> {
-        self.specs.iter().position(|s| s.name == name)
-    }
     /// The spec whose file is the unit's "primary" one, by precedence.
     pub fn primary_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.specs.len()).collect();
@@ -1137,9 +1134,4 @@ fn find_remote_refs(v: &Json, out: &mut Vec<String>) {
         Json::Array(items) => items.iter().for_each(|i| find_remote_refs(i, out)),
         _ => {}
     }
-}
-
-/// Compiles a single glob for callers outside the recipe (explore).
-pub fn glob(pattern: &str) -> Result<GlobMatcher, globset::Error> {
-    Glob::new(pattern).map(|g| g.compile_matcher())
 }

@@ -5,7 +5,7 @@ pub mod catalog;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 pub use catalog::{ApplyRecord, Catalog, CatalogError, NewUnit};
@@ -106,9 +106,4 @@ impl TargetLock {
         file.lock()?;
         Ok(TargetLock { _file: file })
     }
-}
-
-/// Where the local target lives.
-pub fn catalog_dir(target_path: &Path) -> PathBuf {
-    target_path.to_path_buf()
 }
