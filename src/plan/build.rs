@@ -344,11 +344,16 @@ pub fn build_plan(
     });
 
     // Wave 2: checksum beside the metadata merge.
-    let mut request_of: HashMap<FileRef, usize> = HashMap::new();
+    // request_of[root][file] = index into `requests` (u32::MAX: not a unit file).
+    let mut request_of: Vec<Vec<u32>> = file_slices
+        .iter()
+        .map(|f| vec![u32::MAX; f.len()])
+        .collect();
     let mut requests: Vec<HashRequest> = Vec::new();
     for unit in &grouped.units {
         for (_, f) in &unit.files {
-            request_of.entry(*f).or_insert_with(|| {
+            let slot = &mut request_of[f.root as usize][f.index as usize];
+            if *slot == u32::MAX {
                 let scanned = &file_slices[f.root as usize][f.index as usize];
                 requests.push(HashRequest {
                     dir: &roots[f.root as usize].path,
@@ -356,8 +361,8 @@ pub fn build_plan(
                     size: scanned.size,
                     mtime_ns: scanned.mtime_ns,
                 });
-                requests.len() - 1
-            });
+                *slot = (requests.len() - 1) as u32;
+            }
         }
     }
     let prepared: Vec<PreparedSource<'_>> = recipe
@@ -457,7 +462,7 @@ pub fn build_plan(
         .collect::<Vec<_>>();
     lap(&mut stats, "merge+validate");
     let sha_of = |f: &FileRef| -> String {
-        hashes[request_of[f]]
+        hashes[request_of[f.root as usize][f.index as usize] as usize]
             .as_ref()
             .map(hex::encode)
             .unwrap_or_default()
@@ -665,12 +670,9 @@ pub fn build_plan(
         .map(|(r, (root, scan))| {
             let mut h = Sha256::new();
             for (i, f) in scan.files.iter().enumerate() {
-                let sha = request_of
-                    .get(&FileRef {
-                        root: r as u32,
-                        index: i as u32,
-                    })
-                    .and_then(|&i| hashes[i].as_ref().ok())
+                let sha = Some(request_of[r][i])
+                    .filter(|&i| i != u32::MAX)
+                    .and_then(|i| hashes[i as usize].as_ref().ok())
                     .copied()
                     .unwrap_or_default();
                 h.update(f.rel.as_bytes());

@@ -201,18 +201,20 @@ pub fn hash_all(
     readers: usize,
 ) -> (Vec<Result<Sha1Digest, String>>, HashStats) {
     let cache_ref = &*cache;
-    let mut results: Vec<Option<Result<Sha1Digest, String>>> = requests
+    // One result vector: cache hits are final, misses hold a placeholder error
+    // until they are read.
+    let mut results: Vec<Result<Sha1Digest, String>> = requests
         .par_iter()
         .map(|r| {
             cache_ref
                 .lookup(&r.path().to_string_lossy(), r.size, r.mtime_ns)
-                .map(Ok)
+                .ok_or_else(String::new)
         })
         .collect();
     let misses: Vec<usize> = results
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.is_none())
+        .filter(|(_, r)| r.is_err())
         .map(|(i, _)| i)
         .collect();
     let mut stats = HashStats {
@@ -238,17 +240,11 @@ pub fn hash_all(
                 stats.hashed += 1;
                 stats.bytes_read += requests[i].size;
             }
-            results[i] = Some(result);
+            results[i] = result;
         }
         cache.changed = true;
     }
-    (
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err("not hashed".to_owned())))
-            .collect(),
-        stats,
-    )
+    (results, stats)
 }
 
 /// SHA-1 of a file's bytes, streamed in 256 KiB chunks.

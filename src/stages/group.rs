@@ -156,7 +156,10 @@ pub fn group(
     out.layout = Some(layout);
 
     let names: Vec<&str> = regex.capture_names().flatten().collect();
-    let keyed: Vec<Option<(String, String)>> = members
+    // The group key is a slice of the path; the unit key is allocated only when
+    // the template makes it differ from the group key.
+    let plain = template.text == "{group_key}";
+    let keyed: Vec<Option<(&str, Option<String>)>> = members
         .par_iter()
         .map(|(_, _, rel)| {
             let caps = regex.captures(rel)?;
@@ -164,18 +167,20 @@ pub fn group(
                 .name("group_key")
                 .or_else(|| caps.get(1))
                 .or_else(|| caps.get(0))?
-                .as_str()
-                .to_owned();
+                .as_str();
+            if plain {
+                return Some((group_key, None));
+            }
             let key = template.render(|field| {
                 if field == "group_key" {
-                    Some(group_key.clone())
+                    Some(group_key.to_owned())
                 } else if names.contains(&field) {
                     caps.name(field).map(|m| m.as_str().to_owned())
                 } else {
                     None
                 }
             });
-            Some((group_key, key))
+            Some((group_key, Some(key)))
         })
         .collect();
 
@@ -186,15 +191,22 @@ pub fn group(
             out.no_group_key.push(*file);
             continue;
         };
-        let unit = units.entry(key.clone()).or_insert_with(|| UnitDraft {
-            key: key.clone(),
-            group_key: group_key.clone(),
-            files: Vec::new(),
-        });
+        let key: &str = key.as_deref().unwrap_or(group_key);
+        if !units.contains_key(key) {
+            units.insert(
+                key.to_owned(),
+                UnitDraft {
+                    key: key.to_owned(),
+                    group_key: group_key.to_owned(),
+                    files: Vec::new(),
+                },
+            );
+        }
+        let unit = units.get_mut(key).expect("inserted above");
         if unit.group_key != group_key {
-            let c = collisions.entry(key).or_default();
+            let c = collisions.entry(key.to_owned()).or_default();
             c.insert(unit.group_key.clone());
-            c.insert(group_key);
+            c.insert(group_key.to_owned());
             continue;
         }
         unit.files.push((*spec, *file));
