@@ -233,7 +233,7 @@ pub fn execute(
                     if let Some(sha) = &f.sha1 {
                         needed.entry(sha.as_str()).or_insert_with(|| {
                             (
-                                target.recipe_dir.join(&f.root).join(&f.path),
+                                target.recipe_dir.join(&*f.root).join(&f.path),
                                 f.size,
                                 format!("{}/{}", f.root.trim_end_matches('/'), f.path),
                             )

@@ -323,7 +323,7 @@ pub fn build_plan(
 
     // Group.
     let multi = matches!(recipe.mode, SourceMode::Multi { .. });
-    let grouped = group::group(
+    let mut grouped = group::group(
         &file_slices,
         &classified,
         recipe.group_key_regex.as_ref(),
@@ -509,10 +509,17 @@ pub fn build_plan(
         )])
     })?;
 
+    let root_names: Vec<std::sync::Arc<str>> = roots
+        .iter()
+        .map(|r| std::sync::Arc::from(r.written.as_str()))
+        .collect();
     let mut units = Vec::with_capacity(grouped.units.len());
     let mut summary = Summary::default();
     let mut overridden: Vec<String> = Vec::new();
-    for (u, m) in grouped.units.iter().zip(merged) {
+    drop(valid_keys);
+    // Consume the drafts and merged meta as the plan's units are built.
+    let drafts = std::mem::take(&mut grouped.units);
+    for (u, m) in drafts.into_iter().zip(merged) {
         let problems = m.problems;
         let mut per_spec: BTreeMap<u32, Vec<&FileRef>> = BTreeMap::new();
         for (spec, f) in &u.files {
@@ -527,7 +534,7 @@ pub fn build_plan(
                 (
                     specs[*spec as usize].name.clone(),
                     PlannedFile {
-                        root: roots[f.root as usize].written.clone(),
+                        root: root_names[f.root as usize].clone(),
                         path: s.rel.clone(),
                         size: s.size,
                         sha1: Some(sha_of(f)),

@@ -191,7 +191,8 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedFile {
-    pub root: String,
+    /// The root as written in the recipe; shared by every file under it.
+    pub root: std::sync::Arc<str>,
     pub path: String,
     pub size: u64,
     pub sha1: Option<String>,

@@ -184,54 +184,48 @@ pub fn group(
         })
         .collect();
 
-    let mut units: BTreeMap<String, UnitDraft> = BTreeMap::new();
-    let mut collisions: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for ((spec, file, _), k) in members.iter().zip(keyed) {
-        let Some((group_key, key)) = k else {
-            out.no_group_key.push(*file);
-            continue;
-        };
-        let key: &str = key.as_deref().unwrap_or(group_key);
-        if !units.contains_key(key) {
-            units.insert(
-                key.to_owned(),
-                UnitDraft {
-                    key: key.to_owned(),
-                    group_key: group_key.to_owned(),
-                    files: Vec::new(),
-                },
-            );
+    // Sort the members by (unit key, spec, path) and cut runs of one key into
+    // units: no map of 100,000 small entries is ever built.
+    let mut entries: Vec<(std::borrow::Cow<'_, str>, &str, u32, &str, FileRef)> =
+        Vec::with_capacity(members.len());
+    for ((spec, file, rel), k) in members.iter().zip(keyed) {
+        match k {
+            Some((group_key, key)) => {
+                let key = match key {
+                    Some(owned) => std::borrow::Cow::Owned(owned),
+                    None => std::borrow::Cow::Borrowed(group_key),
+                };
+                entries.push((key, group_key, *spec, rel, *file));
+            }
+            None => out.no_group_key.push(*file),
         }
-        let unit = units.get_mut(key).expect("inserted above");
-        if unit.group_key != group_key {
-            let c = collisions.entry(key.to_owned()).or_default();
-            c.insert(unit.group_key.clone());
-            c.insert(group_key.to_owned());
-            continue;
-        }
-        unit.files.push((*spec, *file));
     }
-    for (key, group_keys) in collisions {
-        out.errors.push(GroupError::KeyCollision {
-            key,
-            group_keys: group_keys.into_iter().collect(),
+    drop(members);
+    entries.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(a.2.cmp(&b.2))
+            .then(a.3.cmp(b.3))
+            .then(a.4.cmp(&b.4))
+    });
+    let mut units = Vec::new();
+    for run in entries.chunk_by(|a, b| a.0 == b.0) {
+        let (key, group_key) = (&run[0].0, run[0].1);
+        if run.iter().any(|e| e.1 != group_key) {
+            let group_keys: std::collections::BTreeSet<String> =
+                run.iter().map(|e| e.1.to_owned()).collect();
+            out.errors.push(GroupError::KeyCollision {
+                key: key.to_string(),
+                group_keys: group_keys.into_iter().collect(),
+            });
+            continue;
+        }
+        units.push(UnitDraft {
+            key: key.to_string(),
+            group_key: group_key.to_owned(),
+            files: run.iter().map(|e| (e.2, e.4)).collect(),
         });
     }
-    out.units = units
-        .into_values()
-        .map(|mut u| {
-            u.files.sort_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then_with(|| {
-                        roots[a.1.root as usize][a.1.index as usize]
-                            .rel
-                            .cmp(&roots[b.1.root as usize][b.1.index as usize].rel)
-                    })
-                    .then(a.1.cmp(&b.1))
-            });
-            u
-        })
-        .collect();
+    out.units = units;
     out
 }
 
