@@ -271,6 +271,18 @@ fn merge(shared: &Mutex<SourceScan>, local: &mut SourceScan) {
     s.excluded += std::mem::take(&mut local.excluded);
 }
 
+/// One-byte files at these relative paths, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) fn scanned_files(rels: &[&str]) -> Vec<ScannedFile> {
+    rels.iter()
+        .map(|r| ScannedFile {
+            rel: (*r).to_owned(),
+            size: 1,
+            mtime_ns: 0,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

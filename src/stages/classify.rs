@@ -122,15 +122,7 @@ mod tests {
             is_primary: false,
         }
     }
-    fn files(rels: &[&str]) -> Vec<ScannedFile> {
-        rels.iter()
-            .map(|r| ScannedFile {
-                rel: r.to_string(),
-                size: 1,
-                mtime_ns: 0,
-            })
-            .collect()
-    }
+    use crate::source::local::scanned_files as files;
     fn rule(p: &str, spec: usize) -> FileRuleCompiled {
         FileRuleCompiled {
             pattern: p.into(),

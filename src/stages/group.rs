@@ -233,15 +233,7 @@ pub fn group(
 mod tests {
     use super::*;
 
-    fn files(rels: &[&str]) -> Vec<ScannedFile> {
-        rels.iter()
-            .map(|r| ScannedFile {
-                rel: r.to_string(),
-                size: 1,
-                mtime_ns: 0,
-            })
-            .collect()
-    }
+    use crate::source::local::scanned_files as files;
     fn all(spec: u32, n: usize) -> Vec<Classified> {
         vec![Classified::Spec(spec); n]
     }
