@@ -8,7 +8,7 @@
 //! next run reuses. Units that exist by the time their batch runs are skipped
 //! (same content) or failed as conflicts (other content), never duplicated.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
 use super::report::{ApplyReport, Failure, ReportTarget};
-use crate::plan::model::{Action, Plan, PlannedUnit};
+use crate::plan::model::{Action, Plan, PlannedUnit, distinct_files};
 use crate::recipe::resolve::FileSpec;
 use crate::target::local::{
     Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock,
@@ -167,14 +167,7 @@ pub fn execute(
         .filter(|u| u.action == Action::Conflict)
         .count() as u64;
 
-    let mut distinct: BTreeMap<&str, u64> = BTreeMap::new();
-    for u in &creates {
-        for f in u.files.values() {
-            if let Some(sha) = &f.sha1 {
-                distinct.insert(sha, f.size);
-            }
-        }
-    }
+    let distinct = distinct_files(creates.iter().copied());
     observer.on(&ApplyEvent::Started {
         units: creates.len() as u64,
         files: distinct.len() as u64,
@@ -203,11 +196,8 @@ pub fn execute(
                 match existing.get(&u.key).and_then(|v| v.first()) {
                     None => todo.push(u),
                     Some(have) => {
-                        let same = have.same_files(
-                            u.files
-                                .iter()
-                                .map(|(k, f)| (k.as_str(), f.sha1.as_deref().unwrap_or_default())),
-                        ) && have.same_meta(u.meta.get());
+                        let same =
+                            have.same_files(u.files.checksums()) && have.same_meta(u.meta.get());
                         if same {
                             report.units.unchanged += 1;
                             journal_units.push(Record::Unit {
@@ -281,12 +271,7 @@ pub fn execute(
                         observer.on(&ApplyEvent::FileStored { bytes });
                         stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
                     }
-                    Err(StoreError::Write { source, .. }) => {
-                        return Err(ApplyError::TargetWrite {
-                            path: target.target_dir.display().to_string(),
-                            message: source.to_string(),
-                        });
-                    }
+                    Err(StoreError::Write { source, .. }) => return Err(write_err(source)),
                     Err(e) => {
                         let reason = e.to_string();
                         report.files.failed += 1;
@@ -339,14 +324,11 @@ pub fn execute(
                     );
                 }
             }
-            let metas: Vec<serde_json::Map<String, Json>> =
-                ready.iter().map(|u| u.meta_map()).collect();
             let new_units: Vec<NewUnit<'_>> = ready
                 .iter()
-                .zip(&metas)
-                .map(|(u, meta)| NewUnit {
+                .map(|u| NewUnit {
                     key: &u.key,
-                    meta,
+                    meta_json: u.meta.get(),
                     files: u
                         .files
                         .iter()
@@ -433,21 +415,4 @@ fn fail_unit(report: &mut ApplyReport, observer: &dyn ApplyObserver, key: &str, 
         path: None,
         reason: reason.to_owned(),
     });
-}
-
-/// Units referenced by the catalog whose files are missing from the store
-/// (an invariant that must never break; used by `status` and tests).
-pub fn missing_store_files(target_dir: &Path) -> Result<Vec<String>, CatalogError> {
-    let Some(catalog) = Catalog::open_existing(target_dir)? else {
-        return Ok(Vec::new());
-    };
-    let store_root = target_dir;
-    Ok(catalog
-        .referenced_files()?
-        .into_iter()
-        .filter(|(_, p)| !store_root.join(p).is_file())
-        .map(|(sha, _)| sha)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect())
 }

@@ -46,6 +46,23 @@ pub enum JournalError {
     },
 }
 
+/// The journal of one recipe applying into one collection, under `state_dir`.
+pub fn path_for(state_dir: &Path, recipe: &str, collection: &str) -> PathBuf {
+    let safe: String = collection
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state_dir
+        .join("journal")
+        .join(format!("{recipe}.{safe}.jsonl"))
+}
+
 /// What a journal says has been done.
 #[derive(Debug, Default)]
 pub struct JournalState {

@@ -146,11 +146,11 @@ pub fn run(args: Args) -> i32 {
         project: loaded.recipe.target.project.map(|p| p as i64),
         crash_at,
     };
-    let journal = loaded.dir.join(".synup").join("journal").join(format!(
-        "{}.{}.jsonl",
-        resolved.name,
-        sanitize(&resolved.data_collection)
-    ));
+    let journal = apply::journal::path_for(
+        &loaded.state_dir(),
+        &resolved.name,
+        &resolved.data_collection,
+    );
     let target = ApplyTarget {
         recipe_dir: &loaded.dir,
         target_dir: &resolved.target_path,
@@ -159,8 +159,8 @@ pub fn run(args: Args) -> i32 {
         meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
         journal,
     };
-    let bars = !args.quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
-    let observer = crate::console::progress::ApplyProgress::new(bars);
+    let observer =
+        crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
     let result = apply::execute(&plan, &target, &settings, &observer);
     observer.finish();
     let report = match result {
@@ -182,16 +182,4 @@ pub fn run(args: Args) -> i32 {
     } else {
         exit::OK
     }
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

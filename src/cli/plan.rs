@@ -1,5 +1,3 @@
-use std::io::IsTerminal;
-
 use synup::plan::render::render_text;
 use synup::recipe::model::InvalidUnits;
 
@@ -34,9 +32,7 @@ pub fn run(args: Args) -> i32 {
     let Some((loaded, resolved)) = super::load_recipe(&path) else {
         return exit::ERROR;
     };
-    let show_progress =
-        !args.quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
-    if show_progress {
+    if crate::console::progress_wanted(args.quiet) {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
     let Some(outcome) = super::plan_recipe(&loaded, &resolved) else {

@@ -18,7 +18,7 @@ pub fn run(args: Args) -> i32 {
     let Some((loaded, resolved)) = super::load_recipe(&path) else {
         return exit::ERROR;
     };
-    let journal = loaded.dir.join(".synup").join("journal");
+    let journal = loaded.state_dir().join("journal");
     let result = (|| -> Result<serde_json::Value, CatalogError> {
         let Some(catalog) = Catalog::open_existing(&resolved.target_path)? else {
             return Ok(
@@ -31,11 +31,11 @@ pub fn run(args: Args) -> i32 {
             None => 0,
         };
         let applies = catalog.applies(&resolved.name, 10)?;
-        let missing = synup::apply::execute::missing_store_files(&resolved.target_path)?;
+        let missing = catalog.missing_store_files()?;
         Ok(serde_json::json!({
             "format_version": 1,
             "recipe": resolved.name,
-            "target": loaded.recipe.target.path.clone().unwrap_or_else(|| ".synup/local".to_owned()),
+            "target": loaded.recipe.target.path_or_default(),
             "data_collection": resolved.data_collection,
             "exists": id.is_some(),
             "units": units,

@@ -29,6 +29,11 @@ pub fn error(message: &str) {
     eprintln!("error: {message}");
 }
 
+/// Progress output is for people: only on a terminal, never with `--quiet` or in CI.
+pub fn progress_wanted(quiet: bool) -> bool {
+    !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal()
+}
+
 /// Data for stdout. A closed pipe (`synup plan | head`) is not an error.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();

@@ -1,9 +1,9 @@
 //! The planner: runs the stage graph's pure part and assembles the [`Plan`].
 //!
-//! Independent stages run at once: every root scan, every spreadsheet load, the
-//! checksum-cache read and the target read start together on their own threads;
-//! checksum (I/O-bound, many concurrent readers) runs beside the metadata merge
-//! (rayon). Everything printed or hashed is sorted, so the plan does not depend
+//! Independent stages run at once: every root scan, every spreadsheet load and
+//! the checksum-cache read start together on their own threads. Checksum misses
+//! are read by many concurrent readers; classify, group, merge and validate run
+//! on rayon. Everything printed or hashed is sorted, so the plan does not depend
 //! on listing order or thread count.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::*;
 use crate::recipe::load::describe_path;
-use crate::recipe::model::{Backend, ChecksumMode};
+use crate::recipe::model::ChecksumMode;
 use crate::recipe::resolve::{MetadataKind, ResolvedRecipe, Root, SourceMode};
 use crate::recipe::{Code, LoadedRecipe, RecipeError, RecipeErrors};
 use crate::source::{ScanIssue, ScanOptions, SourceScan, scan_local};
@@ -142,10 +142,8 @@ pub fn build_plan(
     }
 
     // Wave 1: scans, spreadsheet loads, cache and target reads, all at once.
-    let skip = loaded.dir.join(".synup");
-    let cache_path = loaded
-        .dir
-        .join(".synup")
+    let skip = loaded.state_dir();
+    let cache_path = skip
         .join("cache")
         .join(format!("{}.checksums", recipe.name));
     let (scans, tables, mut cache) = std::thread::scope(|s| {
@@ -187,15 +185,23 @@ pub fn build_plan(
                                 key_column: key_column.as_deref(),
                                 columns,
                             };
-                            let table = if *is_csv {
-                                sheet::load_csv(&path, &o)
-                            } else {
-                                sheet::load_excel(&path, &o)
+                            // Read once: the same bytes are parsed and fingerprinted.
+                            let bytes = match std::fs::read(&path) {
+                                Ok(b) => b,
+                                Err(e) => {
+                                    let why = format!("cannot read {}: {e}", path.display());
+                                    return (
+                                        Err(sheet::SheetError::Unreadable(why)),
+                                        String::new(),
+                                    );
+                                }
                             };
-                            let digest = std::fs::read(&path)
-                                .map(|b| hex::encode(Sha256::digest(&b)))
-                                .unwrap_or_default();
-                            (table, digest)
+                            let table = if *is_csv {
+                                sheet::load_csv(&path, &bytes, &o)
+                            } else {
+                                sheet::load_excel(&path, &bytes, &o)
+                            };
+                            (table, hex::encode(Sha256::digest(&bytes)))
                         }),
                     ))
                 }
@@ -343,7 +349,7 @@ pub fn build_plan(
         group_key_regex: None,
     });
 
-    // Wave 2: checksum beside the metadata merge.
+    // Every unit file is hashed once, even if two units share it.
     // request_of[root][file] = index into `requests` (u32::MAX: not a unit file).
     let mut request_of: Vec<Vec<u32>> = file_slices
         .iter()
@@ -383,8 +389,6 @@ pub fn build_plan(
         })
         .collect();
     let primary_order = recipe.collection.primary_order();
-    // Merge and validate one unit in one task, so each unit's provenance map
-    // lives only while its problems are found.
     // Checksum, then merge+validate. Both are CPU-bound once the page cache is
     // warm, so on a small machine running them one after the other costs no
     // time, and the checksum cache is freed before the unit metadata grows.
@@ -398,17 +402,23 @@ pub fn build_plan(
     }
     drop(cache);
     lap(&mut stats, "checksum");
-    let unreadable: Vec<String> = requests
-        .iter()
-        .zip(&hashes)
-        .filter_map(|(r, h)| h.as_ref().err().map(|e| format!("{}: {e}", r.rel)))
-        .collect();
-    if !unreadable.is_empty() {
-        let root = roots[0];
-        errors.push(unreadable_error(loaded, root, &unreadable));
+    for root in &roots {
+        let unreadable: Vec<String> = requests
+            .iter()
+            .zip(&hashes)
+            .filter(|(r, _)| std::ptr::eq(r.dir, root.path.as_path()))
+            .filter_map(|(r, h)| h.as_ref().err().map(|e| format!("{}: {e}", r.rel)))
+            .collect();
+        if !unreadable.is_empty() {
+            errors.push(unreadable_error(loaded, root, &unreadable));
+        }
+    }
+    if !errors.is_empty() {
         return Err(loaded.errors(errors));
     }
     drop(requests);
+    // Merge and validate one unit in one task, so each unit's provenance map
+    // lives only while its problems are found.
     let merged: Vec<MergedUnit> = grouped
         .units
         .par_iter()
@@ -552,11 +562,7 @@ pub fn build_plan(
             match existing.get(&u.key).map(Vec::as_slice) {
                 None | Some([]) => (Action::Create, None),
                 Some([one]) => {
-                    let same_files = one.same_files(
-                        files
-                            .iter()
-                            .map(|(k, f)| (k.as_str(), f.sha1.as_deref().unwrap_or_default())),
-                    );
+                    let same_files = one.same_files(files.checksums());
                     let same_meta = one.same_meta(m.meta.get());
                     if same_files && same_meta {
                         (Action::Unchanged, None)
@@ -618,14 +624,7 @@ pub fn build_plan(
     }
 
     // Files to upload: distinct checksums of units to create that the target lacks.
-    let mut upload: BTreeMap<&str, u64> = BTreeMap::new();
-    for u in units.iter().filter(|u| u.action == Action::Create) {
-        for f in u.files.values() {
-            if let Some(sha) = &f.sha1 {
-                upload.insert(sha.as_str(), f.size);
-            }
-        }
-    }
+    let upload = distinct_files(units.iter().filter(|u| u.action == Action::Create));
     let wanted: Vec<&str> = upload.keys().copied().collect();
     let known = target
         .known_checksums(&wanted)
@@ -645,7 +644,7 @@ pub fn build_plan(
             unmatched.push(UnmatchedFile {
                 root: root.clone(),
                 path: bad.clone(),
-                reason: reason_str(UnmatchedReason::NonUtf8Name).into(),
+                reason: UnmatchedReason::NonUtf8Name.as_str().into(),
             });
         }
         for (f, c) in scan.files.iter().zip(classes) {
@@ -653,7 +652,7 @@ pub fn build_plan(
                 unmatched.push(UnmatchedFile {
                     root: root.clone(),
                     path: f.rel.clone(),
-                    reason: reason_str(*reason).into(),
+                    reason: reason.as_str().into(),
                 });
             }
         }
@@ -662,7 +661,7 @@ pub fn build_plan(
         unmatched.push(UnmatchedFile {
             root: roots[f.root as usize].written.clone(),
             path: file_slices[f.root as usize][f.index as usize].rel.clone(),
-            reason: reason_str(UnmatchedReason::NoGroupKey).into(),
+            reason: UnmatchedReason::NoGroupKey.as_str().into(),
         });
     }
     unmatched.sort();
@@ -728,19 +727,9 @@ pub fn build_plan(
             sha256: loaded.sha256.clone(),
         },
         target: TargetRef {
-            backend: match recipe.backend {
-                Backend::Local => "local".to_owned(),
-                Backend::Synapse => "synapse".to_owned(),
-            },
+            backend: recipe.backend.as_str().to_owned(),
             data_collection: recipe.data_collection.clone(),
-            path: Some(
-                loaded
-                    .recipe
-                    .target
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| ".synup/local".to_owned()),
-            ),
+            path: Some(loaded.recipe.target.path_or_default().to_owned()),
         },
         layout: LayoutRef {
             pattern: layout.pattern,
@@ -762,15 +751,6 @@ pub fn build_plan(
     plan.plan_hash = plan.compute_hash();
     lap(&mut stats, "diff+assemble");
     Ok(PlanOutcome { plan, stats })
-}
-
-fn reason_str(r: UnmatchedReason) -> &'static str {
-    match r {
-        UnmatchedReason::NonUtf8Name => "non_utf8_name",
-        UnmatchedReason::NoRule => "no_rule",
-        UnmatchedReason::ExtensionNotAllowed => "extension_not_allowed",
-        UnmatchedReason::NoGroupKey => "no_group_key",
-    }
 }
 
 /// Absolute, then beside the recipe, then under the (first) source root.

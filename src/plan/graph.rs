@@ -65,7 +65,7 @@ impl StageGraph {
             format!(
                 "read target {} ({})",
                 recipe.data_collection,
-                backend(recipe)
+                recipe.backend.as_str()
             ),
             "io",
             vec![],
@@ -137,13 +137,6 @@ impl StageGraph {
             }
         }
         out
-    }
-}
-
-fn backend(r: &ResolvedRecipe) -> &'static str {
-    match r.backend {
-        crate::recipe::model::Backend::Local => "local",
-        crate::recipe::model::Backend::Synapse => "synapse",
     }
 }
 

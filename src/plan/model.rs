@@ -109,16 +109,6 @@ impl PartialEq for PlannedUnit {
     }
 }
 
-impl PlannedUnit {
-    /// The meta as a JSON object.
-    pub fn meta_map(&self) -> Map<String, Json> {
-        match serde_json::from_str(self.meta.get()) {
-            Ok(Json::Object(m)) => m,
-            _ => Map::new(),
-        }
-    }
-}
-
 /// Compact JSON text of a meta object.
 pub fn meta_raw(meta: &Map<String, Json>) -> Box<RawValue> {
     let text = serde_json::to_string(meta).unwrap_or_else(|_| "{}".to_owned());
@@ -157,6 +147,28 @@ impl<V> SortedMap<V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
     }
+}
+
+impl SortedMap<PlannedFile> {
+    /// (spec, SHA-1) pairs in spec order; a file not hashed yet has `""`.
+    pub fn checksums(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(spec, f)| (spec.as_str(), f.sha1.as_deref().unwrap_or_default()))
+    }
+}
+
+/// Distinct SHA-1 → size of the files these units reference.
+pub fn distinct_files<'a>(units: impl Iterator<Item = &'a PlannedUnit>) -> BTreeMap<&'a str, u64> {
+    let mut out = BTreeMap::new();
+    for u in units {
+        for f in u.files.values() {
+            if let Some(sha) = &f.sha1 {
+                out.insert(sha.as_str(), f.size);
+            }
+        }
+    }
+    out
 }
 
 impl<V: Serialize> Serialize for SortedMap<V> {
@@ -248,14 +260,8 @@ pub struct ListingInput {
 }
 
 impl Plan {
-    /// The JSON form: UTF-8, no `\u` escapes for non-ASCII, one trailing newline.
-    pub fn to_json(&self) -> String {
-        let mut out = Vec::new();
-        let _ = self.write_json(&mut out);
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    /// Streams the JSON form to `w` (a plan can be hundreds of MB; it is never
+    /// Streams the JSON form (UTF-8, no `\u` escapes for non-ASCII, one
+    /// trailing newline) to `w` (a plan can be hundreds of MB; it is never
     /// held as one string when written to a file or stdout).
     pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
         serde_json::to_writer_pretty(&mut w, self)?;
@@ -275,7 +281,14 @@ impl Plan {
 
     /// Whether `text` looks like a saved plan (for `apply ARG`).
     pub fn looks_like_plan(text: &str) -> bool {
-        serde_json::from_str::<Json>(text)
-            .is_ok_and(|v| v.get("format_version").is_some() && v.get("plan_hash").is_some())
+        // Only the two markers are read; the rest (possibly hundreds of MB of
+        // units) is skipped without building a JSON tree.
+        #[derive(Deserialize)]
+        struct Markers {
+            format_version: Option<serde::de::IgnoredAny>,
+            plan_hash: Option<serde::de::IgnoredAny>,
+        }
+        serde_json::from_str::<Markers>(text)
+            .is_ok_and(|m| m.format_version.is_some() && m.plan_hash.is_some())
     }
 }

@@ -68,6 +68,11 @@ pub struct LoadedRecipe {
 }
 
 impl LoadedRecipe {
+    /// `.synup/` beside the recipe: checksum caches and apply journals.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".synup")
+    }
+
     pub fn errors(&self, errors: Vec<RecipeError>) -> RecipeErrors {
         RecipeErrors::new(&self.path, self.text.clone(), errors)
     }

@@ -78,6 +78,15 @@ pub enum Backend {
     Synapse,
 }
 
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Local => "local",
+            Backend::Synapse => "synapse",
+        }
+    }
+}
+
 /// A data collection id (synapse) or name/id (local).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -117,6 +126,13 @@ pub struct TargetConfig {
     pub project: Option<u64>,
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+impl TargetConfig {
+    /// The local catalog folder as written, or the default `.synup/local`.
+    pub fn path_or_default(&self) -> &str {
+        self.path.as_deref().unwrap_or(".synup/local")
+    }
 }
 
 /// Inline collection (`file_specifications`, `data_unit_meta_schema`) or `{file: PATH}`.

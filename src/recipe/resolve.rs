@@ -210,7 +210,7 @@ pub enum MetadataKind {
         on: Option<usize>,
     },
     Sidecar {
-        template: String,
+        template: KeyTemplate,
         pointer: String,
     },
     Static {
@@ -235,7 +235,7 @@ impl MetadataSpec {
             } => format!("csv {}", file.written),
             MetadataKind::Sheet { file, .. } => format!("excel {}", file.written),
             MetadataKind::Filename { regex, .. } => format!("filename /{}/", regex.as_str()),
-            MetadataKind::Sidecar { template, .. } => format!("sidecar {template}"),
+            MetadataKind::Sidecar { template, .. } => format!("sidecar {}", template.text),
             MetadataKind::Static { .. } => "static".to_owned(),
         }
     }
@@ -388,9 +388,7 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
         .filter_map(|(i, m)| cx.metadata(i, m, &specs))
         .collect();
 
-    let target_path = loaded
-        .dir
-        .join(r.target.path.as_deref().unwrap_or(".synup/local"));
+    let target_path = loaded.dir.join(r.target.path_or_default());
     let data_collection = r
         .target
         .data_collection
@@ -1036,7 +1034,7 @@ impl Cx<'_> {
             "sidecar" => {
                 let template = m.sidecar.clone().unwrap_or_default();
                 let pointer = format!("{base}/sidecar");
-                match KeyTemplate::parse(&template) {
+                let parsed = match KeyTemplate::parse(&template) {
                     Ok(t) => {
                         for f in t.fields() {
                             if !matches!(f, "unit_dir" | "group_key" | "key" | "stem") {
@@ -1050,13 +1048,17 @@ impl Cx<'_> {
                                 );
                             }
                         }
+                        Some(t)
                     }
-                    Err(msg) => self.err(RecipeError::new(
-                        Code::BadTemplate,
-                        format!("sidecar: {msg}"),
-                        self.span(&pointer),
-                    )),
-                }
+                    Err(msg) => {
+                        self.err(RecipeError::new(
+                            Code::BadTemplate,
+                            format!("sidecar: {msg}"),
+                            self.span(&pointer),
+                        ));
+                        None
+                    }
+                };
                 let ext = Path::new(&template)
                     .extension()
                     .and_then(|e| e.to_str())
@@ -1072,7 +1074,10 @@ impl Cx<'_> {
                         .help("name a .json, .yaml or .yml file"),
                     );
                 }
-                MetadataKind::Sidecar { template, pointer }
+                MetadataKind::Sidecar {
+                    template: parsed?,
+                    pointer,
+                }
             }
             _ => MetadataKind::Static {
                 fields: m.static_fields.clone().unwrap_or_default(),

@@ -27,6 +27,17 @@ pub enum UnmatchedReason {
     NoGroupKey,
 }
 
+impl UnmatchedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnmatchedReason::NonUtf8Name => "non_utf8_name",
+            UnmatchedReason::NoRule => "no_rule",
+            UnmatchedReason::ExtensionNotAllowed => "extension_not_allowed",
+            UnmatchedReason::NoGroupKey => "no_group_key",
+        }
+    }
+}
+
 /// A non-fatal observation that the plan reports.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Warning {

@@ -340,9 +340,8 @@ fn external_kill_then_resume() {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        let _ = Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status();
+        // Child::kill sends SIGKILL on Unix: what `kill -9` sends.
+        let _ = child.kill();
         let _ = child.wait();
         check_invariants(&f);
         let resumed = f.run(&["apply", "r.yaml", "--yes"]);

@@ -155,23 +155,19 @@ fn set(out: &mut MergedMeta, field: &str, value: Result<Json, String>, provenanc
 
 fn sidecar(
     out: &mut MergedMeta,
-    template: &str,
+    template: &KeyTemplate,
     primary: &UnitFile<'_>,
     unit: &MergeInput<'_>,
 ) -> bool {
     let unit_dir = primary.rel.rsplit_once('/').map_or(".", |(d, _)| d);
     let stem = super::stem(primary.rel);
-    let rel = KeyTemplate::parse(template)
-        .map(|t| {
-            t.render(|f| match f {
-                "unit_dir" => Some(unit_dir.to_owned()),
-                "group_key" => Some(unit.group_key.to_owned()),
-                "key" => Some(unit.key.to_owned()),
-                "stem" => Some(stem.to_owned()),
-                _ => None,
-            })
-        })
-        .unwrap_or_default();
+    let rel = template.render(|f| match f {
+        "unit_dir" => Some(unit_dir.to_owned()),
+        "group_key" => Some(unit.group_key.to_owned()),
+        "key" => Some(unit.key.to_owned()),
+        "stem" => Some(stem.to_owned()),
+        _ => None,
+    });
     let rel = rel.strip_prefix("./").unwrap_or(&rel).to_owned();
     let path = primary.root.join(&rel);
     let text = match std::fs::read_to_string(&path) {

@@ -137,9 +137,15 @@ pub struct SheetOptions<'a> {
 /// Reads a spreadsheet with calamine. `.xlsx`/`.xlsm` sheets are streamed cell by
 /// cell (a 100,000-row sheet never exists in memory as a grid); other formats
 /// go through calamine's ranges.
-pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, SheetError> {
-    let mut workbook = calamine::open_workbook_auto(path)
-        .map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
+/// `bytes` are the file's content (the caller fingerprints the same bytes, so
+/// the file is read once); `path` names it in messages and picks the format.
+pub fn load_excel(
+    path: &Path,
+    bytes: &[u8],
+    opts: &SheetOptions<'_>,
+) -> Result<SheetTable, SheetError> {
+    let mut workbook =
+        open_workbook(path, bytes).map_err(|e| SheetError::Unreadable(excel_error(path, &e)))?;
     let names = workbook.sheet_names();
     let sheet = match opts.sheet {
         Some(s) if names.iter().any(|n| n == s) => s.to_owned(),
@@ -200,6 +206,28 @@ pub fn load_excel(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, Sh
     build(opts, Some(sheet), c0, rows)
 }
 
+/// Opens a workbook held in memory, choosing the reader by the file's extension
+/// as calamine's `open_workbook_auto` does for paths.
+fn open_workbook<'b>(
+    path: &Path,
+    bytes: &'b [u8],
+) -> Result<Sheets<std::io::Cursor<&'b [u8]>>, calamine::Error> {
+    use calamine::open_workbook_from_rs as open;
+    let data = std::io::Cursor::new(bytes);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    Ok(match ext.as_str() {
+        "xls" | "xla" => Sheets::Xls(open(data).map_err(calamine::Error::from)?),
+        "xlsx" | "xlsm" | "xlam" => Sheets::Xlsx(open(data).map_err(calamine::Error::from)?),
+        "xlsb" => Sheets::Xlsb(open(data).map_err(calamine::Error::from)?),
+        "ods" => Sheets::Ods(open(data).map_err(calamine::Error::from)?),
+        _ => calamine::open_workbook_auto_from_rs(data)?,
+    })
+}
+
 /// Every cell inside a merged region (but its top-left) → that top-left cell.
 fn merge_cover(merged: &[calamine::Dimensions]) -> HashMap<(u32, u32), (u32, u32)> {
     let mut fill = HashMap::new();
@@ -222,6 +250,8 @@ struct XlsxRows<'r, 'a, RS: std::io::Read + std::io::Seek> {
     cover: HashMap<(u32, u32), (u32, u32)>,
     /// Values of merged regions' top-left cells, as they stream past.
     tops: HashMap<(u32, u32), Cell>,
+    /// Top-left positions of merged regions.
+    starts: std::collections::HashSet<(u32, u32)>,
     /// Covered positions by row, to add to rows that stream past.
     covered_by_row: BTreeMap<u32, Vec<u32>>,
     pending: Option<((u32, u32), Option<Cell>)>,
@@ -244,6 +274,7 @@ impl<'r, 'a, RS: std::io::Read + std::io::Seek> XlsxRows<'r, 'a, RS> {
             reader,
             cover,
             tops: HashMap::new(),
+            starts: merged.iter().map(|m| m.start).collect(),
             covered_by_row,
             pending: None,
             failure,
@@ -293,7 +324,7 @@ impl<RS: std::io::Read + std::io::Seek> Iterator for XlsxRows<'_, '_, RS> {
         }
         for (c, cell) in &cells {
             if let Some(v) = cell
-                && self.cover.values().any(|top| *top == (row, *c))
+                && self.starts.contains(&(row, *c))
             {
                 self.tops.insert((row, *c), v.clone());
             }
@@ -313,12 +344,15 @@ impl<RS: std::io::Read + std::io::Seek> Iterator for XlsxRows<'_, '_, RS> {
 }
 
 /// Reads a CSV file: every cell is text.
-pub fn load_csv(path: &Path, opts: &SheetOptions<'_>) -> Result<SheetTable, SheetError> {
+pub fn load_csv(
+    path: &Path,
+    bytes: &[u8],
+    opts: &SheetOptions<'_>,
+) -> Result<SheetTable, SheetError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| SheetError::Unreadable(format!("cannot read {}: {e}", path.display())))?;
+        .from_reader(bytes);
     let mut rows = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.map_err(|e| SheetError::Unreadable(format!("{}: {e}", path.display())))?;
@@ -549,7 +583,7 @@ mod tests {
         let p = dir.path().join("m.csv");
         std::fs::write(&p, "id,age,,site\n P1 ,45,x,Seoul\n,3,,\nP2,50,,\n").unwrap();
         let cols = BTreeMap::new();
-        let t = load_csv(&p, &opts(&cols)).unwrap();
+        let t = load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap();
         assert_eq!(t.headers, ["id", "age", "column_C", "site"]);
         assert_eq!(t.lookup("P1").unwrap().row, 2);
         assert_eq!(t.lookup("P2").unwrap().cells.len(), 2);
@@ -564,14 +598,14 @@ mod tests {
         std::fs::write(&p, "id,a\nP1,1\nP1,2\n").unwrap();
         let cols = BTreeMap::new();
         assert_eq!(
-            load_csv(&p, &opts(&cols)).unwrap_err(),
+            load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap_err(),
             SheetError::DuplicateKeys {
                 keys: vec![("P1".into(), vec![2, 3])]
             }
         );
         std::fs::write(&p, "id,a,a\nP1,1,2\n").unwrap();
         assert!(matches!(
-            load_csv(&p, &opts(&cols)).unwrap_err(),
+            load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap_err(),
             SheetError::DuplicateHeaders { .. }
         ));
     }
@@ -583,7 +617,7 @@ mod tests {
         // "é" as e + combining acute in the sheet, precomposed in the unit key.
         std::fs::write(&p, "id,a\nJose\u{301},1\n").unwrap();
         let cols = BTreeMap::new();
-        let t = load_csv(&p, &opts(&cols)).unwrap();
+        let t = load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap();
         assert!(t.lookup("Jos\u{e9}").is_some());
     }
 
@@ -594,7 +628,7 @@ mod tests {
         std::fs::write(&p, "").unwrap();
         let cols = BTreeMap::new();
         assert!(matches!(
-            load_csv(&p, &opts(&cols)).unwrap_err(),
+            load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap_err(),
             SheetError::NoHeaderRow { .. }
         ));
     }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::recipe::resolve::FileSpec;
 use crate::target::ExistingUnit;
@@ -120,7 +120,8 @@ pub enum CatalogError {
 /// A unit as it is registered.
 pub struct NewUnit<'a> {
     pub key: &'a str,
-    pub meta: &'a Map<String, Json>,
+    /// The meta object as JSON text (the plan keeps it so; stored as is).
+    pub meta_json: &'a str,
     /// (spec, checksum, source path, size, is_primary)
     pub files: Vec<(&'a str, &'a str, &'a str, u64, bool)>,
 }
@@ -130,29 +131,28 @@ pub struct Catalog {
     path: PathBuf,
 }
 
+/// Maps SQLite and I/O errors to a [`CatalogError`] naming the catalog file.
+fn sqlite_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> CatalogError + Copy + '_ {
+    move |e| CatalogError::Sqlite {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
 fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 impl Catalog {
     fn err(&self, e: rusqlite::Error) -> CatalogError {
-        CatalogError::Sqlite {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        }
+        sqlite_error(&self.path)(e)
     }
 
     /// Opens (creating if needed) the catalog in `dir`.
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
         let path = dir.join(CATALOG_FILE);
-        let sqlite = |e: rusqlite::Error| CatalogError::Sqlite {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(dir).map_err(|e| CatalogError::Sqlite {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let sqlite = sqlite_error(&path);
+        std::fs::create_dir_all(dir).map_err(sqlite_error(&path))?;
         let conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(sqlite)?;
@@ -178,10 +178,7 @@ impl Catalog {
         if !path.exists() {
             return Ok(None);
         }
-        let sqlite = |e: rusqlite::Error| CatalogError::Sqlite {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
+        let sqlite = sqlite_error(&path);
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -315,32 +312,24 @@ impl Catalog {
             self.check_specs(id, name_or_id, specs)?;
             return Ok(id);
         }
-        let tx = self.conn.transaction().map_err(|e| CatalogError::Sqlite {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let e = sqlite_error(&self.path);
+        let tx = self.conn.transaction().map_err(e)?;
         let meta = serde_json::json!({ "data_unit_meta_schema": meta_schema });
         let explicit_id = name_or_id.parse::<i64>().ok();
         tx.execute(
             "INSERT INTO data_collections (id, name, meta, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![explicit_id, name_or_id, meta.to_string(), now()],
         )
-        .map_err(|e| CatalogError::Sqlite {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(e)?;
         let id = tx.last_insert_rowid();
         for (pos, s) in specs.iter().enumerate() {
             tx.execute(
                 "INSERT INTO file_specifications (data_collection_id, position, name, file_type, extensions, is_required, is_primary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![id, pos as i64, s.name, s.file_type, serde_json::to_string(&s.extensions).unwrap_or_default(), s.is_required, s.is_primary],
             )
-            .map_err(|e| CatalogError::Sqlite { path: self.path.display().to_string(), message: e.to_string() })?;
+            .map_err(e)?;
         }
-        tx.commit().map_err(|e| CatalogError::Sqlite {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        tx.commit().map_err(e)?;
         Ok(id)
     }
 
@@ -459,11 +448,7 @@ impl Catalog {
 
     /// Records files already in the store, in one transaction.
     pub fn add_files(&mut self, files: &[(String, u64, String)]) -> Result<(), CatalogError> {
-        let path = self.path.display().to_string();
-        let e = |e: rusqlite::Error| CatalogError::Sqlite {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let e = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(e)?;
         {
             let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO files (checksum, size, store_path, created_at) VALUES (?1, ?2, ?3, ?4)").map_err(e)?;
@@ -485,11 +470,7 @@ impl Catalog {
         project: Option<i64>,
         units: &[NewUnit<'_>],
     ) -> Result<Vec<i64>, CatalogError> {
-        let path = self.path.display().to_string();
-        let e = |e: rusqlite::Error| CatalogError::Sqlite {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let e = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(e)?;
         let mut ids = Vec::with_capacity(units.len());
         {
@@ -506,13 +487,7 @@ impl Catalog {
             let mut task_stmt = tx.prepare_cached("INSERT OR IGNORE INTO tasks (project_id, data_unit_id, created_at) VALUES (?1, ?2, ?3)").map_err(e)?;
             for u in units {
                 unit_stmt
-                    .execute(params![
-                        collection,
-                        u.key,
-                        Json::Object(u.meta.clone()).to_string(),
-                        ts,
-                        apply_id
-                    ])
+                    .execute(params![collection, u.key, u.meta_json, ts, apply_id])
                     .map_err(e)?;
                 let id = tx.last_insert_rowid();
                 for (spec, sha, src, size, primary) in &u.files {
@@ -608,16 +583,25 @@ impl Catalog {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Store paths of every file that a unit references (for invariant checks).
-    pub fn referenced_files(&self) -> Result<Vec<(String, String)>, CatalogError> {
+    /// Checksums that units reference but the store beside the catalog lacks:
+    /// an invariant that must never break (shown by `status`).
+    pub fn missing_store_files(&self) -> Result<Vec<String>, CatalogError> {
+        let store_root = self.path.parent().unwrap_or(Path::new("."));
         let mut stmt = self
             .conn
             .prepare("SELECT DISTINCT f.checksum, f.store_path FROM unit_files u JOIN files f ON f.checksum = u.checksum ORDER BY 1")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        let mut missing = Vec::new();
+        for row in rows {
+            let (sha, store_path) = row.map_err(|e| self.err(e))?;
+            if !store_root.join(store_path).is_file() {
+                missing.push(sha);
+            }
+        }
+        Ok(missing)
     }
 }
 
