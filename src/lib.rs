@@ -19,6 +19,7 @@ pub mod apply;
 pub mod explore;
 pub mod plan;
 pub mod recipe;
+pub mod serve;
 pub mod source;
 pub mod stages;
 pub mod target;

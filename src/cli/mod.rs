@@ -5,6 +5,7 @@ mod explore;
 mod graph;
 mod plan;
 mod schema;
+mod serve;
 mod status;
 mod validate;
 
@@ -49,6 +50,8 @@ enum Command {
     Schema,
     /// What is in a folder: extensions, depths, detected layout, sample units, suggested rules.
     Explore(explore::Args),
+    /// A Synapse-compatible API over a local catalog, for rehearsals and tests.
+    Serve(serve::Args),
 }
 
 pub fn run() -> i32 {
@@ -71,6 +74,7 @@ pub fn run() -> i32 {
         Command::Status(a) => status::run(a),
         Command::Schema => schema::run(),
         Command::Explore(a) => explore::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

@@ -71,6 +71,20 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at TEXT NOT NULL,
     UNIQUE (project_id, data_unit_id)
 );
+CREATE TABLE IF NOT EXISTS storages (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    category TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    configuration TEXT NOT NULL,
+    is_default INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS unit_groups (
+    data_unit_id INTEGER NOT NULL REFERENCES data_units(id),
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (data_unit_id, position)
+);
 CREATE TABLE IF NOT EXISTS applies (
     id TEXT PRIMARY KEY,
     data_collection_id INTEGER NOT NULL,
@@ -127,24 +141,29 @@ pub struct NewUnit<'a> {
 }
 
 pub struct Catalog {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
 }
 
 /// Maps SQLite and I/O errors to a [`CatalogError`] naming the catalog file.
-fn sqlite_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> CatalogError + Copy + '_ {
+pub(super) fn sqlite_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> CatalogError + Copy + '_ {
     move |e| CatalogError::Sqlite {
         path: path.display().to_string(),
         message: e.to_string(),
     }
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The current UTC time as the API writes it.
+pub fn now_rfc3339() -> String {
+    now()
+}
+
 impl Catalog {
-    fn err(&self, e: rusqlite::Error) -> CatalogError {
+    pub(super) fn err(&self, e: rusqlite::Error) -> CatalogError {
         sqlite_error(&self.path)(e)
     }
 

@@ -1,6 +1,7 @@
 //! The embedded `local` target: a folder with `catalog.sqlite` and a
 //! content-addressed file store. Nothing to install or start.
 
+pub mod api;
 pub mod catalog;
 pub mod store;
 

@@ -1,0 +1,193 @@
+//! What every handler shares: auth, errors in the API's shape, the base URL
+//! clients reached us on, DRF pagination and URL signing.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde_json::{Value as Json, json};
+use sha2::Sha256;
+
+use super::AppState;
+
+/// An error answer: `{"detail": ...}` (a message, or FastAPI-style items).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub detail: Json,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: Json::String(message.into()),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "detail": self.detail }))).into_response()
+    }
+}
+
+impl From<crate::target::local::CatalogError> for ApiError {
+    fn from(e: crate::target::local::CatalogError) -> Self {
+        Self::internal(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The token a request presents: `Synapse-Access-Token: Token <t>` (or the bare
+/// value, as v2 sends it), or `Authorization: Token <t>` with a tenant.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(v) = value("synapse-access-token") {
+        return Some(v.strip_prefix("Token ").unwrap_or(v).trim());
+    }
+    if let (Some(v), Some(_tenant)) = (value("authorization"), value("synapse-tenant")) {
+        return Some(v.strip_prefix("Token ").unwrap_or(v).trim());
+    }
+    None
+}
+
+pub async fn require_token(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match presented_token(req.headers()) {
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "Invalid token.").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Authentication credentials were not provided.",
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `http://<Host>`: where the client reached us, so URLs we hand out work for it.
+pub struct Base(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Base {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+            .to_owned();
+        Ok(Base(format!("http://{host}")))
+    }
+}
+
+/// `?page=N&page_size=M` (default 100, at most 1000).
+pub struct Page {
+    pub page: u64,
+    pub size: u64,
+}
+
+impl Page {
+    pub fn from_query(q: &std::collections::HashMap<String, String>) -> Self {
+        let page = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+        let size = q
+            .get("page_size")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(100)
+            .clamp(1, 1000);
+        Self { page, size }
+    }
+    pub fn offset(&self) -> u64 {
+        (self.page - 1) * self.size
+    }
+
+    /// A DRF page whose `next`/`previous` keep every other query parameter.
+    pub fn body(&self, base: &str, uri: &axum::http::Uri, count: u64, results: Vec<Json>) -> Json {
+        let link = |page: u64| {
+            let mut query: Vec<String> = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("page="))
+                .map(str::to_owned)
+                .collect();
+            query.push(format!("page={page}"));
+            Json::String(format!("{base}{}?{}", uri.path(), query.join("&")))
+        };
+        let next = if self.offset() + self.size < count {
+            link(self.page + 1)
+        } else {
+            Json::Null
+        };
+        let previous = if self.page > 1 {
+            link(self.page - 1)
+        } else {
+            Json::Null
+        };
+        json!({"count": count, "next": next, "previous": previous, "results": results})
+    }
+}
+
+/// Signature of a storage URL: HMAC-SHA256 over what it grants, until when.
+pub fn sign(key: &[u8], what: &str, expires: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{what}\n{expires}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a storage URL's signature and expiry; errors in S3's XML shape.
+pub fn check_signature(
+    key: &[u8],
+    what: &str,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(), Response> {
+    let expires: i64 = q.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
+    let given = q.get("signature").map(String::as_str).unwrap_or_default();
+    if !constant_time_eq(sign(key, what, expires).as_bytes(), given.as_bytes()) {
+        return Err(s3_error(
+            StatusCode::FORBIDDEN,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        ));
+    }
+    if expires < chrono::Utc::now().timestamp() {
+        return Err(s3_error(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "Request has expired",
+        ));
+    }
+    Ok(())
+}
+
+pub fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/xml")],
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+        ),
+    )
+        .into_response()
+}
