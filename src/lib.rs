@@ -22,4 +22,5 @@ pub mod recipe;
 pub mod serve;
 pub mod source;
 pub mod stages;
+pub mod synapse;
 pub mod target;

@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 
 use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
-use super::report::{ApplyReport, Failure, ReportTarget};
+use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Action, Plan, PlannedUnit, distinct_files};
 use crate::recipe::resolve::FileSpec;
 use crate::target::local::{
@@ -33,6 +33,9 @@ pub enum ApplyError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Synapse(#[from] crate::synapse::SynapseError),
     #[error("cannot write to the target at {path}: {message}")]
     #[diagnostic(
         code(synup::apply::target_write),
@@ -69,7 +72,7 @@ impl CrashPoint {
 }
 
 /// Dies the way `kill -9` kills: no destructors, no flushing.
-fn crash_now() -> ! {
+pub(crate) fn crash_now() -> ! {
     let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     std::process::abort()
 }
@@ -77,6 +80,8 @@ fn crash_now() -> ! {
 pub struct ApplySettings {
     pub workers: usize,
     pub batch_size: usize,
+    /// Retries per request (remote targets).
+    pub retries: u32,
     pub project: Option<i64>,
     pub crash_at: Option<CrashPoint>,
 }
@@ -143,29 +148,15 @@ pub fn execute(
         .iter()
         .filter(|u| u.action == Action::Create)
         .collect();
-    let mut report = ApplyReport {
-        format_version: super::report::FORMAT_VERSION,
-        apply_id: apply_id.clone(),
-        plan_hash: plan.plan_hash.clone(),
-        recipe: plan.recipe.path.clone(),
-        target: ReportTarget {
+    let mut report = ApplyReport::begin(
+        plan,
+        ReportTarget {
             backend: "local".into(),
             data_collection: target.collection.to_owned(),
             path: plan.target.path.clone().unwrap_or_default(),
         },
-        ..ApplyReport::default()
-    };
-    report.units.planned = creates.len() as u64;
-    report.units.skipped_invalid = plan
-        .units
-        .iter()
-        .filter(|u| u.action == Action::Invalid)
-        .count() as u64;
-    report.units.conflicts_in_plan = plan
-        .units
-        .iter()
-        .filter(|u| u.action == Action::Conflict)
-        .count() as u64;
+        apply_id.clone(),
+    );
 
     let distinct = distinct_files(creates.iter().copied());
     observer.on(&ApplyEvent::Started {
@@ -210,7 +201,7 @@ pub fn execute(
                                 "conflict: the target already has unit {} with this key and other content",
                                 have.id
                             );
-                            fail_unit(&mut report, observer, &u.key, &reason);
+                            report.fail_unit(observer, &u.key, &reason);
                         }
                     }
                 }
@@ -274,17 +265,7 @@ pub fn execute(
                     Err(StoreError::Write { source, .. }) => return Err(write_err(source)),
                     Err(e) => {
                         let reason = e.to_string();
-                        report.files.failed += 1;
-                        observer.on(&ApplyEvent::FileFailed {
-                            path: shown,
-                            reason: &reason,
-                        });
-                        report.failures.push(Failure {
-                            kind: "file".into(),
-                            key: None,
-                            path: Some(shown.clone()),
-                            reason: reason.clone(),
-                        });
+                        report.fail_file(observer, shown, &reason);
                         failed_files.insert(sha, reason);
                     }
                 }
@@ -316,8 +297,7 @@ pub fn execute(
                 if broken.is_empty() {
                     ready.push(u);
                 } else {
-                    fail_unit(
-                        &mut report,
+                    report.fail_unit(
                         observer,
                         &u.key,
                         &format!("file failed: {}", broken.join("; ")),
@@ -369,25 +349,7 @@ pub fn execute(
         Ok(())
     })();
 
-    let elapsed = started.elapsed().as_secs_f64();
-    report.duration_seconds = (elapsed * 1000.0).round() / 1000.0;
-    let per_s = |n: f64| {
-        if elapsed > 0.0 {
-            (n / elapsed * 10.0).round() / 10.0
-        } else {
-            0.0
-        }
-    };
-    report.throughput.files_per_second =
-        per_s((report.files.uploaded + report.files.already_present) as f64);
-    report.throughput.bytes_per_second = per_s(report.bytes_uploaded as f64);
-    report.throughput.units_per_second = per_s(report.units.created as f64);
-    report.failures.sort();
-    report.status = match (&outcome, report.units.failed) {
-        (Err(_), _) => "aborted".into(),
-        (Ok(()), 0) => "succeeded".into(),
-        (Ok(()), _) => "failed".into(),
-    };
+    report.close(started.elapsed(), outcome.is_err());
     let _ = catalog.finish_apply(
         &apply_id,
         &report.status,
@@ -404,15 +366,4 @@ pub fn execute(
     let _ = journal.sync();
     observer.on(&ApplyEvent::Finished);
     outcome.map(|()| report)
-}
-
-fn fail_unit(report: &mut ApplyReport, observer: &dyn ApplyObserver, key: &str, reason: &str) {
-    report.units.failed += 1;
-    observer.on(&ApplyEvent::UnitFailed { key, reason });
-    report.failures.push(Failure {
-        kind: "unit".into(),
-        key: Some(key.to_owned()),
-        path: None,
-        reason: reason.to_owned(),
-    });
 }

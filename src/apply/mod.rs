@@ -7,6 +7,7 @@
 pub mod events;
 pub mod execute;
 pub mod journal;
+pub mod remote;
 pub mod report;
 pub mod staleness;
 

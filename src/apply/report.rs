@@ -68,6 +68,71 @@ pub struct Failure {
 }
 
 impl ApplyReport {
+    /// A report for a run of `plan`, with the plan's counts filled in.
+    pub fn begin(plan: &crate::plan::Plan, target: ReportTarget, apply_id: String) -> Self {
+        use crate::plan::Action;
+        let count = |a: Action| plan.units.iter().filter(|u| u.action == a).count() as u64;
+        let mut report = Self {
+            format_version: FORMAT_VERSION,
+            apply_id,
+            plan_hash: plan.plan_hash.clone(),
+            recipe: plan.recipe.path.clone(),
+            target,
+            ..Self::default()
+        };
+        report.units.planned = count(Action::Create);
+        report.units.skipped_invalid = count(Action::Invalid);
+        report.units.conflicts_in_plan = count(Action::Conflict);
+        report
+    }
+
+    /// Duration, throughput, sorted failures and the status, at the end of a run.
+    pub fn close(&mut self, elapsed: std::time::Duration, aborted: bool) {
+        let secs = elapsed.as_secs_f64();
+        self.duration_seconds = (secs * 1000.0).round() / 1000.0;
+        let per_s = |n: f64| {
+            if secs > 0.0 {
+                (n / secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
+        self.throughput.files_per_second =
+            per_s((self.files.uploaded + self.files.already_present) as f64);
+        self.throughput.bytes_per_second = per_s(self.bytes_uploaded as f64);
+        self.throughput.units_per_second = per_s(self.units.created as f64);
+        self.failures.sort();
+        self.status = match (aborted, self.units.failed) {
+            (true, _) => "aborted".into(),
+            (false, 0) => "succeeded".into(),
+            (false, _) => "failed".into(),
+        };
+    }
+
+    /// Records a failed unit and tells the observer.
+    pub fn fail_unit(&mut self, observer: &dyn super::ApplyObserver, key: &str, reason: &str) {
+        self.units.failed += 1;
+        observer.on(&super::ApplyEvent::UnitFailed { key, reason });
+        self.failures.push(Failure {
+            kind: "unit".into(),
+            key: Some(key.to_owned()),
+            path: None,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Records a failed file and tells the observer.
+    pub fn fail_file(&mut self, observer: &dyn super::ApplyObserver, path: &str, reason: &str) {
+        self.files.failed += 1;
+        observer.on(&super::ApplyEvent::FileFailed { path, reason });
+        self.failures.push(Failure {
+            kind: "file".into(),
+            key: None,
+            path: Some(path.to_owned()),
+            reason: reason.to_owned(),
+        });
+    }
+
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
         s.push('\n');

@@ -66,10 +66,11 @@ pub fn run(args: Args) -> i32 {
         }
         None => arg.clone(),
     };
-    let Some((loaded, resolved)) = super::load_recipe(&recipe_path) else {
+    let Some(prepared) = super::prepare_recipe(&recipe_path) else {
         return exit::ERROR;
     };
-    let Some(fresh) = super::plan_recipe(&loaded, &resolved) else {
+    let (loaded, resolved) = (&prepared.loaded, &prepared.resolved);
+    let Some(fresh) = super::plan_recipe(&prepared) else {
         return exit::ERROR;
     };
     let plan = match saved {
@@ -143,6 +144,7 @@ pub fn run(args: Args) -> i32 {
     let settings = ApplySettings {
         workers: loaded.recipe.upload.workers as usize,
         batch_size: loaded.recipe.upload.batch_size as usize,
+        retries: loaded.recipe.upload.retries,
         project: loaded.recipe.target.project.map(|p| p as i64),
         crash_at,
     };
@@ -151,17 +153,32 @@ pub fn run(args: Args) -> i32 {
         &resolved.name,
         &resolved.data_collection,
     );
-    let target = ApplyTarget {
-        recipe_dir: &loaded.dir,
-        target_dir: &resolved.target_path,
-        collection: &resolved.data_collection,
-        specs: &resolved.collection.specs,
-        meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
-        journal,
-    };
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
-    let result = apply::execute(&plan, &target, &settings, &observer);
+    let result = match &prepared.session {
+        Some(session) => {
+            let target = apply::remote::RemoteTarget {
+                session,
+                collection: resolved.data_collection.parse().unwrap_or_default(),
+                key_field: resolved.key_field.as_deref(),
+                groups: &loaded.recipe.target.groups,
+                recipe_dir: &loaded.dir,
+                journal,
+            };
+            apply::remote::execute_remote(&plan, &target, &settings, &observer)
+        }
+        None => {
+            let target = ApplyTarget {
+                recipe_dir: &loaded.dir,
+                target_dir: &resolved.target_path,
+                collection: &resolved.data_collection,
+                specs: &resolved.collection.specs,
+                meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
+                journal,
+            };
+            apply::execute(&plan, &target, &settings, &observer)
+        }
+    };
     observer.finish();
     let report = match result {
         Ok(r) => r,

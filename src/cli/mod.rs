@@ -108,28 +108,131 @@ pub fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
     arg
 }
 
-/// Plans a resolved recipe against its target's current state; `None` means exit 1.
-pub fn plan_recipe(
-    loaded: &synup::recipe::LoadedRecipe,
-    resolved: &synup::recipe::ResolvedRecipe,
-) -> Option<synup::plan::PlanOutcome> {
-    let view = match synup::target::local::LocalView::open(
-        &resolved.target_path,
-        &resolved.data_collection,
-        &resolved.collection.specs,
+/// A recipe ready to plan: loaded, resolved against its target's collection,
+/// and, for a synapse target, the session that reached it.
+pub struct Prepared {
+    pub loaded: synup::recipe::LoadedRecipe,
+    pub resolved: synup::recipe::ResolvedRecipe,
+    pub session: Option<synup::synapse::Session>,
+}
+
+/// Opens a session to a recipe's synapse backend.
+pub fn connect(
+    target: &synup::recipe::model::TargetConfig,
+    upload: &synup::recipe::model::UploadConfig,
+) -> Option<synup::synapse::Session> {
+    use synup::synapse::config::{self, Origin};
+    let creds = match config::resolve(
+        target.host.as_deref().map(|h| (h, Origin::Recipe)),
+        target.token.as_deref().map(|t| (t, Origin::Recipe)),
     ) {
-        Ok(v) => v,
+        Ok(c) => c,
         Err(e) => {
             crate::console::report(e);
             return None;
         }
     };
-    match synup::plan::build_plan(
-        loaded,
-        resolved,
-        &view,
-        &synup::plan::PlanOptions::default(),
-    ) {
+    match synup::synapse::Session::new(creds, upload.workers as usize, upload.retries) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            crate::console::error(&format!("cannot start the network runtime: {e}"));
+            None
+        }
+    }
+}
+
+/// Loads a recipe and resolves it against its target: for a synapse target the
+/// collection comes from the backend (and must match the recipe's pin).
+pub fn prepare_recipe(path: &str) -> Option<Prepared> {
+    use synup::recipe::model::{Backend, CollectionRef};
+    let loaded = match synup::recipe::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::console::report(e);
+            return None;
+        }
+    };
+    let (session, remote) = if loaded.recipe.target.backend == Backend::Synapse {
+        // Report recipe mistakes before going to the network.
+        if let Err(errors) = synup::recipe::resolve::resolve(&loaded) {
+            crate::console::report(loaded.errors(errors));
+            return None;
+        }
+        let Some(CollectionRef::Id(id)) = loaded.recipe.target.data_collection.clone() else {
+            return None;
+        };
+        let session = connect(&loaded.recipe.target, &loaded.recipe.upload)?;
+        let json = match session.block_on(session.client.collection(id)) {
+            Ok(j) => j,
+            Err(e) => {
+                crate::console::report(e);
+                return None;
+            }
+        };
+        let origin = format!("data collection {id} on {}", session.client.host());
+        (
+            Some(session),
+            Some(synup::recipe::resolve::RemoteCollection { origin, json }),
+        )
+    } else {
+        (None, None)
+    };
+    match synup::recipe::resolve::resolve_with(&loaded, remote.as_ref()) {
+        Ok(resolved) => Some(Prepared {
+            loaded,
+            resolved,
+            session,
+        }),
+        Err(errors) => {
+            crate::console::report(loaded.errors(errors));
+            None
+        }
+    }
+}
+
+/// Plans a prepared recipe against its target's current state; `None` means exit 1.
+pub fn plan_recipe(p: &Prepared) -> Option<synup::plan::PlanOutcome> {
+    let (loaded, resolved) = (&p.loaded, &p.resolved);
+    let result = match &p.session {
+        Some(session) => {
+            let id = resolved.data_collection.parse::<u64>().unwrap_or_default();
+            let view =
+                match synup::synapse::SynapseView::open(session, id, resolved.key_field.as_deref())
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        crate::console::report(e);
+                        return None;
+                    }
+                };
+            synup::plan::build_plan(
+                loaded,
+                resolved,
+                &view,
+                &synup::plan::PlanOptions::default(),
+            )
+        }
+        None => {
+            let view = match synup::target::local::LocalView::open(
+                &resolved.target_path,
+                &resolved.data_collection,
+                &resolved.collection.specs,
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    crate::console::report(e);
+                    return None;
+                }
+            };
+            synup::plan::build_plan(
+                loaded,
+                resolved,
+                &view,
+                &synup::plan::PlanOptions::default(),
+            )
+        }
+    };
+    match result {
         Ok(o) => Some(o),
         Err(e) => {
             crate::console::report(e);

@@ -29,13 +29,14 @@ pub fn run(args: Args) -> i32 {
     let Some(path) = super::require_recipe(args.recipe, "plan") else {
         return exit::ERROR;
     };
-    let Some((loaded, resolved)) = super::load_recipe(&path) else {
+    let Some(prepared) = super::prepare_recipe(&path) else {
         return exit::ERROR;
     };
+    let resolved = &prepared.resolved;
     if crate::console::progress_wanted(args.quiet) {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
-    let Some(outcome) = super::plan_recipe(&loaded, &resolved) else {
+    let Some(outcome) = super::plan_recipe(&prepared) else {
         return exit::ERROR;
     };
     let plan = &outcome.plan;
@@ -66,10 +67,10 @@ pub fn run(args: Args) -> i32 {
             timings.join(", ")
         ));
     }
-    let code = exit_code(plan, &resolved, args.detailed_exitcode);
+    let code = exit_code(plan, resolved, args.detailed_exitcode);
     // The process ends here: skip freeing a plan of a million small allocations.
     std::mem::forget(outcome);
-    std::mem::forget(resolved);
+    std::mem::forget(prepared);
     code
 }
 

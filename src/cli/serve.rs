@@ -63,7 +63,10 @@ pub fn run(args: Args) -> i32 {
         multipart_threshold: args.multipart_threshold,
         part_size: args.part_size,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             crate::console::error(&format!("cannot start the server runtime: {e}"));
@@ -74,9 +77,7 @@ pub fn run(args: Args) -> i32 {
         // stdout, one line, flushed: scripts wait for it and read the port.
         crate::console::out(&format!("listening on http://{addr}\n"));
         if generated {
-            crate::console::note(&format!(
-                "generated access token (shown once): {token}"
-            ));
+            crate::console::note(&format!("generated access token (shown once): {token}"));
         }
     }));
     match result {

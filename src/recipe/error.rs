@@ -47,6 +47,7 @@ pub enum Code {
     MetadataSheet,
     SourceUnreadable,
     Target,
+    CollectionMismatch,
 }
 
 impl Code {
@@ -89,6 +90,7 @@ impl Code {
             Code::MetadataSheet => "metadata_sheet",
             Code::SourceUnreadable => "source_unreadable",
             Code::Target => "target",
+            Code::CollectionMismatch => "collection_mismatch",
         }
     }
 
@@ -100,7 +102,8 @@ impl Code {
             | Code::KeyCollision
             | Code::MetadataSheet
             | Code::SourceUnreadable
-            | Code::Target => "plan",
+            | Code::Target
+            | Code::CollectionMismatch => "plan",
             _ => "recipe",
         }
     }

@@ -262,8 +262,18 @@ pub struct ResolvedRecipe {
     pub warnings: Vec<RecipeError>,
 }
 
-/// Resolves a loaded recipe; `Err` holds every problem found.
+/// Resolves a loaded recipe without any network access (for a synapse target,
+/// the collection is the recipe's pin, if any); `Err` holds every problem found.
 pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>> {
+    resolve_with(loaded, None)
+}
+
+/// Resolves a loaded recipe; for a synapse target, `remote` is the collection
+/// the backend returned, which the recipe's `collection` block must match.
+pub fn resolve_with(
+    loaded: &LoadedRecipe,
+    remote: Option<&RemoteCollection>,
+) -> Result<ResolvedRecipe, Vec<RecipeError>> {
     let mut cx = Cx {
         loaded,
         errors: Vec::new(),
@@ -296,14 +306,19 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
             .help("use letters, digits, `.`, `_` and `-` only, e.g. ct-batch-42"),
         );
     }
-    if r.target.backend == Backend::Synapse {
+    if r.target.backend == Backend::Synapse
+        && !matches!(
+            r.target.data_collection,
+            Some(super::model::CollectionRef::Id(_))
+        )
+    {
         cx.err(
             RecipeError::new(
                 Code::InvalidValue,
-                "the `synapse` backend is not available in this build yet",
-                cx.span("/target/backend"),
+                "a synapse target needs `data_collection`: the collection's numeric id",
+                cx.span("/target/data_collection").or(cx.span("/target")),
             )
-            .help("use `backend: local` to plan into the embedded catalog"),
+            .help("add e.g. `data_collection: 42` under `target` (`synup collections` lists them)"),
         );
     }
     let literal_token = cx
@@ -321,7 +336,19 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
         );
     }
 
-    let collection = cx.collection(r.collection.as_ref());
+    let collection = match (r.target.backend, remote) {
+        (Backend::Local, _) => cx.collection(r.collection.as_ref()),
+        (Backend::Synapse, Some(remote)) => cx.remote_collection(remote, r.collection.as_ref()),
+        // Offline (validate): the pin if there is one; the backend is asked at plan.
+        (Backend::Synapse, None) => match &r.collection {
+            Some(block) => cx.collection(Some(block)),
+            None => Some(Collection {
+                specs: Vec::new(),
+                meta_schema: None,
+                fingerprint: String::new(),
+            }),
+        },
+    };
     let specs = collection
         .as_ref()
         .map(|c| c.specs.clone())
@@ -418,6 +445,54 @@ pub fn resolve(loaded: &LoadedRecipe) -> Result<ResolvedRecipe, Vec<RecipeError>
     })
 }
 
+/// `file_specifications` and `meta.data_unit_meta_schema` of a collection in
+/// the API's shape (a collection file, or what the backend returns).
+fn api_collection(json: &Json) -> Result<(Vec<FileSpecConfig>, Option<Json>), String> {
+    let specs = json
+        .get("file_specifications")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    if let Some(obj) = s.as_object_mut() {
+                        obj.retain(|k, _| {
+                            matches!(
+                                k.as_str(),
+                                "name" | "file_type" | "extensions" | "is_required" | "is_primary"
+                            )
+                        });
+                        for key in ["is_required", "is_primary", "extensions", "file_type"] {
+                            if obj.get(key).is_some_and(Json::is_null) {
+                                obj.remove(key);
+                            }
+                        }
+                        obj.entry("file_type")
+                            .or_insert_with(|| Json::String("data".into()));
+                        obj.entry("extensions")
+                            .or_insert_with(|| Json::Array(vec![]));
+                    }
+                    serde_json::from_value(s)
+                })
+                .collect::<Result<Vec<FileSpecConfig>, _>>()
+        })
+        .unwrap_or_else(|| Ok(vec![]))
+        .map_err(|e| format!("bad file_specifications: {e}"))?;
+    let schema = json
+        .pointer("/meta/data_unit_meta_schema")
+        .filter(|v| !v.is_null())
+        .cloned();
+    Ok((specs, schema))
+}
+
+/// A data collection as a synapse backend returned it.
+#[derive(Debug, Clone)]
+pub struct RemoteCollection {
+    /// Where it came from, for messages (`data collection 42 on https://…`).
+    pub origin: String,
+    pub json: Json,
+}
+
 struct Cx<'a> {
     loaded: &'a LoadedRecipe,
     errors: Vec<RecipeError>,
@@ -483,53 +558,17 @@ impl Cx<'_> {
                             return None;
                         }
                     };
-                    let specs_json = json
-                        .get("file_specifications")
-                        .cloned()
-                        .unwrap_or(Json::Array(vec![]));
-                    let specs: Vec<FileSpecConfig> = match specs_json
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|s| {
-                                    let mut s = s.clone();
-                                    if let Some(obj) = s.as_object_mut() {
-                                        obj.retain(|k, _| {
-                                            matches!(
-                                                k.as_str(),
-                                                "name"
-                                                    | "file_type"
-                                                    | "extensions"
-                                                    | "is_required"
-                                                    | "is_primary"
-                                            )
-                                        });
-                                        for flag in ["is_required", "is_primary"] {
-                                            if obj.get(flag).is_some_and(Json::is_null) {
-                                                obj.remove(flag);
-                                            }
-                                        }
-                                    }
-                                    serde_json::from_value(s)
-                                })
-                                .collect::<Result<Vec<_>, _>>()
-                        })
-                        .unwrap_or_else(|| Ok(vec![]))
-                    {
-                        Ok(s) => s,
+                    let (specs, schema) = match api_collection(&json) {
+                        Ok(v) => v,
                         Err(e) => {
                             self.err(RecipeError::new(
                                 Code::CollectionFile,
-                                format!("collection file {file}: bad file_specifications: {e}"),
+                                format!("collection file {file}: {e}"),
                                 self.span("/collection/file"),
                             ));
                             return None;
                         }
                     };
-                    let schema = json
-                        .pointer("/meta/data_unit_meta_schema")
-                        .filter(|v| !v.is_null())
-                        .cloned();
                     (specs, schema, "/collection/file".to_owned())
                 }
                 (None, Some(specs)) => (
@@ -549,6 +588,92 @@ impl Cx<'_> {
                     return None;
                 }
             };
+        self.build_collection(&specs, schema_value, &schema_pointer)
+    }
+
+    /// The backend's collection; a `collection` block in the recipe pins it.
+    fn remote_collection(
+        &mut self,
+        remote: &RemoteCollection,
+        block: Option<&CollectionConfig>,
+    ) -> Option<Collection> {
+        let (specs, schema) = match api_collection(&remote.json) {
+            Ok(v) => v,
+            Err(e) => {
+                self.err(RecipeError::new(
+                    Code::CollectionFile,
+                    format!("{}: {e}", remote.origin),
+                    self.span("/target/data_collection"),
+                ));
+                return None;
+            }
+        };
+        let theirs = self.build_collection(&specs, schema, "/target/data_collection")?;
+        let Some(block) = block else {
+            return Some(theirs);
+        };
+        let before = self.errors.len();
+        let mine = self.collection(Some(block));
+        if self.errors.len() > before {
+            return None;
+        }
+        let mine = mine?;
+        let mut diff = Vec::new();
+        let show = |s: &FileSpec| {
+            format!(
+                "{} ({}, .{}, required: {}, primary: {})",
+                s.name,
+                s.file_type,
+                s.extensions.join(" ."),
+                s.is_required,
+                s.is_primary
+            )
+        };
+        for s in &theirs.specs {
+            if !mine.specs.contains(s) {
+                diff.push(format!("  backend: {}", show(s)));
+            }
+        }
+        for s in &mine.specs {
+            if !theirs.specs.contains(s) {
+                diff.push(format!("  recipe:  {}", show(s)));
+            }
+        }
+        let schema_of = |c: &Collection| c.meta_schema.as_ref().map(|m| m.schema.clone());
+        if let (Some(mine_schema), theirs_schema) = (schema_of(&mine), schema_of(&theirs))
+            && theirs_schema
+                .as_ref()
+                .is_none_or(|t| !crate::target::json_equal(t, &mine_schema))
+        {
+            diff.push(format!(
+                "  data_unit_meta_schema differs: backend has {}",
+                theirs_schema.map_or("none".to_owned(), |t| t.to_string())
+            ));
+        }
+        if !diff.is_empty() {
+            self.err(
+                RecipeError::new(
+                    Code::CollectionMismatch,
+                    format!(
+                        "the recipe's `collection` block does not match {}:\n{}",
+                        remote.origin,
+                        diff.join("\n")
+                    ),
+                    self.key_span("/collection"),
+                )
+                .help("the backend's collection is the truth: update the block, or remove it to use the backend's as is"),
+            );
+            return None;
+        }
+        Some(theirs)
+    }
+
+    fn build_collection(
+        &mut self,
+        specs: &[FileSpecConfig],
+        schema_value: Option<Json>,
+        schema_pointer: &str,
+    ) -> Option<Collection> {
         if specs.is_empty() {
             self.err(RecipeError::new(
                 Code::CollectionMissing,
@@ -590,7 +715,7 @@ impl Cx<'_> {
             );
         }
 
-        let meta_schema = schema_value.and_then(|schema| self.meta_schema(schema, &schema_pointer));
+        let meta_schema = schema_value.and_then(|schema| self.meta_schema(schema, schema_pointer));
         let fingerprint = serde_json::to_string(&serde_json::json!({
             "file_specifications": out,
             "data_unit_meta_schema": meta_schema.as_ref().map(|m| &m.schema),

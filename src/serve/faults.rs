@@ -59,7 +59,11 @@ fn roll(p: f64) -> bool {
     p > 0.0 && fastrand::f64() < p
 }
 
-pub async fn inject(State(state): State<std::sync::Arc<AppState>>, req: Request, next: Next) -> Response {
+pub async fn inject(
+    State(state): State<std::sync::Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
     if faults.is_quiet() {
         return next.run(req).await;

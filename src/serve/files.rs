@@ -9,11 +9,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::Json as JsonBody;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json as JsonBody;
 use futures_util::StreamExt;
 use md5::Md5;
 use serde::Deserialize;
@@ -30,7 +30,9 @@ type St = State<Arc<AppState>>;
 const FILE_URL_TTL_S: i64 = 86_400;
 
 fn new_id() -> String {
-    (0..16).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    (0..16)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
 }
 
 fn valid_id(id: &str) -> bool {
@@ -66,7 +68,9 @@ pub async fn presigned_upload(
     JsonBody(req): JsonBody<PresignRequest>,
 ) -> ApiResult<JsonBody<Json>> {
     if req.files.is_empty() || req.files.len() > 1000 {
-        return Err(ApiError::bad_request("files: between 1 and 1000 files per request"));
+        return Err(ApiError::bad_request(
+            "files: between 1 and 1000 files per request",
+        ));
     }
     if let Some(i) = req.files.iter().position(|f| f.size < 1) {
         return Err(ApiError::bad_request(format!(
@@ -132,7 +136,10 @@ pub async fn storage_put(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let part: u64 = q.get("part_number").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let part: u64 = q
+        .get("part_number")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     if !valid_id(&id) {
         return s3_error(StatusCode::NOT_FOUND, "NoSuchUpload", "unknown upload");
     }
@@ -154,10 +161,18 @@ pub async fn storage_put(
         Ok((n, md5)) => {
             if expected.is_some_and(|e| e != n) {
                 let _ = std::fs::remove_file(&tmp);
-                return s3_error(StatusCode::BAD_REQUEST, "IncompleteBody", "body shorter than Content-Length");
+                return s3_error(
+                    StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    "body shorter than Content-Length",
+                );
             }
             if let Err(e) = std::fs::rename(&tmp, &path) {
-                return s3_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e.to_string());
+                return s3_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    &e.to_string(),
+                );
             }
             (StatusCode::OK, [(header::ETAG, format!("\"{md5}\""))]).into_response()
         }
@@ -172,7 +187,9 @@ pub async fn storage_put(
 /// connection is dropped once that many bytes arrived (fault injection).
 async fn receive(tmp: &Path, body: Body, drop_at: Option<u64>) -> Result<(u64, String), String> {
     use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::File::create(tmp).await.map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::create(tmp)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut md5 = Md5::new();
     let mut n = 0u64;
     let mut stream = body.into_data_stream();
@@ -260,7 +277,10 @@ fn confirm_one(state: &AppState, f: &ConfirmFile) -> Result<(i64, bool), String>
     }
     if !path.exists() {
         // A confirm sent again after its answer was lost: the bytes are already stored.
-        if let Some((file_id, size)) = state.catalog().data_file(&checksum).map_err(|e| e.to_string())?
+        if let Some((file_id, size)) = state
+            .catalog()
+            .data_file(&checksum)
+            .map_err(|e| e.to_string())?
             && size == f.size
         {
             return Ok((file_id, false));
@@ -270,14 +290,22 @@ fn confirm_one(state: &AppState, f: &ConfirmFile) -> Result<(i64, bool), String>
     let size = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
     if size != f.size {
         let _ = std::fs::remove_file(&path);
-        return Err(format!("size mismatch: {} bytes received, {} confirmed", size, f.size));
+        return Err(format!(
+            "size mismatch: {} bytes received, {} confirmed",
+            size, f.size
+        ));
     }
     let result = store_file(state, &path, &checksum, size);
     let _ = std::fs::remove_file(&path);
     result
 }
 
-fn assemble_parts(state: &AppState, id: &str, mp: &ConfirmMultipart, into: &Path) -> Result<(), String> {
+fn assemble_parts(
+    state: &AppState,
+    id: &str,
+    mp: &ConfirmMultipart,
+    into: &Path,
+) -> Result<(), String> {
     let mut parts: Vec<&ConfirmPart> = mp.parts.iter().collect();
     parts.sort_by_key(|p| p.part_number);
     let first = upload_path(state, id, parts.first().map_or(1, |p| p.part_number));
@@ -292,7 +320,10 @@ fn assemble_parts(state: &AppState, id: &str, mp: &ConfirmMultipart, into: &Path
             .map_err(|_| format!("part {} was not uploaded", p.part_number))?;
         let etag = format!("\"{}\"", hex::encode(Md5::digest(&bytes)));
         if etag != p.etag && etag.trim_matches('"') != p.etag {
-            return Err(format!("part {}: ETag {} does not match", p.part_number, p.etag));
+            return Err(format!(
+                "part {}: ETag {} does not match",
+                p.part_number, p.etag
+            ));
         }
         out.write_all(&bytes).map_err(|e| e.to_string())?;
     }
@@ -309,7 +340,9 @@ fn store_file(state: &AppState, path: &Path, sha1: &str, size: u64) -> Result<(i
     match state.store.put(path, sha1) {
         Ok(_) => {}
         Err(StoreError::Changed { actual, .. }) => {
-            return Err(format!("checksum mismatch: the bytes received have SHA-1 {actual}"));
+            return Err(format!(
+                "checksum mismatch: the bytes received have SHA-1 {actual}"
+            ));
         }
         Err(e) => return Err(e.to_string()),
     }
@@ -352,7 +385,11 @@ fn data_file_json(state: &AppState, base: &str, id: i64, checksum: &str, size: u
 }
 
 /// `POST data_files/`: a multipart `file`, or `{"chunked_upload": id}`.
-pub async fn create_data_file(State(state): St, Base(base): Base, req: Request) -> ApiResult<Response> {
+pub async fn create_data_file(
+    State(state): St,
+    Base(base): Base,
+    req: Request,
+) -> ApiResult<Response> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -364,22 +401,44 @@ pub async fn create_data_file(State(state): St, Base(base): Base, req: Request) 
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let id = body
             .get("chunked_upload")
-            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
-            .ok_or_else(|| ApiError::bad_request("send a multipart `file` or {\"chunked_upload\": id}"))?;
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request("send a multipart `file` or {\"chunked_upload\": id}")
+            })?;
         let st = read_chunked(&state, &id)?;
-        let checksum = st["checksum"].as_str().ok_or_else(|| ApiError::bad_request("chunked upload is not complete"))?;
-        let (file_id, size) = state.catalog().data_file(checksum)?.ok_or_else(|| ApiError::not_found("data file"))?;
-        return Ok((StatusCode::CREATED, JsonBody(data_file_json(&state, &base, file_id, checksum, size))).into_response());
+        let checksum = st["checksum"]
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request("chunked upload is not complete"))?;
+        let (file_id, size) = state
+            .catalog()
+            .data_file(checksum)?
+            .ok_or_else(|| ApiError::not_found("data file"))?;
+        return Ok((
+            StatusCode::CREATED,
+            JsonBody(data_file_json(&state, &base, file_id, checksum, size)),
+        )
+            .into_response());
     }
     let mut multipart = Multipart::from_request(req, &state)
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
         if field.name() != Some("file") {
             continue;
         }
         let tmp = state.uploads_dir().join(format!("direct-{}", new_id()));
-        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
         let st = state.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<(i64, String, u64), String> {
             std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
@@ -391,14 +450,21 @@ pub async fn create_data_file(State(state): St, Base(base): Base, req: Request) 
         .await
         .map_err(ApiError::internal)?;
         let (id, sha, size) = result.map_err(ApiError::bad_request)?;
-        return Ok((StatusCode::CREATED, JsonBody(data_file_json(&state, &base, id, &sha, size))).into_response());
+        return Ok((
+            StatusCode::CREATED,
+            JsonBody(data_file_json(&state, &base, id, &sha, size)),
+        )
+            .into_response());
     }
     Err(ApiError::bad_request("file: this field is required"))
 }
 
 fn chunked_paths(state: &AppState, id: &str) -> (PathBuf, PathBuf) {
     let dir = state.dir.join("chunked");
-    (dir.join(format!("{id}.data")), dir.join(format!("{id}.json")))
+    (
+        dir.join(format!("{id}.data")),
+        dir.join(format!("{id}.json")),
+    )
 }
 
 fn read_chunked(state: &AppState, id: &str) -> ApiResult<Json> {
@@ -431,12 +497,23 @@ fn range_start(headers: &HeaderMap) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
-pub async fn chunk_put_new(state: St, base: Base, headers: HeaderMap, mp: Multipart) -> ApiResult<JsonBody<Json>> {
+pub async fn chunk_put_new(
+    state: St,
+    base: Base,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> ApiResult<JsonBody<Json>> {
     let id = new_id();
     chunk_append(state, base, id, headers, mp, true).await
 }
 
-pub async fn chunk_put(state: St, base: Base, UrlPath(id): UrlPath<String>, headers: HeaderMap, mp: Multipart) -> ApiResult<JsonBody<Json>> {
+pub async fn chunk_put(
+    state: St,
+    base: Base,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> ApiResult<JsonBody<Json>> {
     chunk_append(state, base, id, headers, mp, false).await
 }
 
@@ -450,10 +527,28 @@ async fn chunk_append(
 ) -> ApiResult<JsonBody<Json>> {
     let mut filename = None;
     let mut bytes = None;
-    while let Some(field) = mp.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?
+    {
         match field.name() {
-            Some("filename") => filename = Some(field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?),
-            Some("file") => bytes = Some(field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?),
+            Some("filename") => {
+                filename = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| ApiError::bad_request(e.body_text()))?,
+                )
+            }
+            Some("file") => {
+                bytes = Some(
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| ApiError::bad_request(e.body_text()))?,
+                )
+            }
             _ => {}
         }
     }
@@ -469,10 +564,16 @@ async fn chunk_append(
     let offset = st["offset"].as_u64().unwrap_or(0);
     let start = range_start(&headers).unwrap_or(offset);
     if start != offset {
-        return Err(ApiError::bad_request(format!("Offsets do not match: expected {offset}, got {start}")));
+        return Err(ApiError::bad_request(format!(
+            "Offsets do not match: expected {offset}, got {start}"
+        )));
     }
     let (data, _) = chunked_paths(&state, &id);
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&data).map_err(ApiError::internal)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&data)
+        .map_err(ApiError::internal)?;
     f.write_all(&bytes).map_err(ApiError::internal)?;
     f.sync_data().map_err(ApiError::internal)?;
     st["offset"] = json!(offset + bytes.len() as u64);
@@ -488,9 +589,17 @@ pub struct Finish {
     md5: String,
 }
 
-pub async fn chunk_finish_empty(state: St, base: Base, body: JsonBody<Finish>) -> ApiResult<JsonBody<Json>> {
+pub async fn chunk_finish_empty(
+    state: St,
+    base: Base,
+    body: JsonBody<Finish>,
+) -> ApiResult<JsonBody<Json>> {
     let id = new_id();
-    write_chunked(&state.0, &id, &json!({"filename": "", "offset": 0, "completed_at": null, "status": 1}))?;
+    write_chunked(
+        &state.0,
+        &id,
+        &json!({"filename": "", "offset": 0, "completed_at": null, "status": 1}),
+    )?;
     std::fs::File::create(chunked_paths(&state.0, &id).0).map_err(ApiError::internal)?;
     chunk_finish(state, base, UrlPath(id), body).await
 }
@@ -508,15 +617,22 @@ pub async fn chunk_finish(
     let (data, _) = chunked_paths(&state, &id);
     let st2 = state.clone();
     let data2 = data.clone();
-    let (md5, sha, size) = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String, u64)> {
-        let bytes = std::fs::read(&data2)?;
-        Ok((hex::encode(Md5::digest(&bytes)), hex::encode(Sha1::digest(&bytes)), bytes.len() as u64))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    let (md5, sha, size) =
+        tokio::task::spawn_blocking(move || -> std::io::Result<(String, String, u64)> {
+            let bytes = std::fs::read(&data2)?;
+            Ok((
+                hex::encode(Md5::digest(&bytes)),
+                hex::encode(Sha1::digest(&bytes)),
+                bytes.len() as u64,
+            ))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     if !md5.eq_ignore_ascii_case(finish.md5.trim()) {
-        return Err(ApiError::bad_request(format!("md5 mismatch: the uploaded bytes have MD5 {md5}")));
+        return Err(ApiError::bad_request(format!(
+            "md5 mismatch: the uploaded bytes have MD5 {md5}"
+        )));
     }
     let sha2 = sha.clone();
     tokio::task::spawn_blocking(move || store_file(&st2, &data, &sha2, size))
@@ -533,7 +649,11 @@ pub async fn chunk_finish(
     Ok(JsonBody(chunk_response(&base, &id, &st)))
 }
 
-pub async fn chunk_get(State(state): St, Base(base): Base, UrlPath(id): UrlPath<String>) -> ApiResult<JsonBody<Json>> {
+pub async fn chunk_get(
+    State(state): St,
+    Base(base): Base,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<JsonBody<Json>> {
     let st = read_chunked(&state, &id)?;
     Ok(JsonBody(chunk_response(&base, &id, &st)))
 }
@@ -549,17 +669,28 @@ pub async fn storage_get(
         return r;
     }
     if checksum.len() != 40 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return s3_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist.");
+        return s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        );
     }
     match tokio::fs::File::open(state.store.path_of(&checksum)).await {
         Ok(f) => {
             let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
             (
-                [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_LENGTH, len.to_string())],
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                ],
                 Body::from_stream(tokio_util::io::ReaderStream::new(f)),
             )
                 .into_response()
         }
-        Err(_) => s3_error(StatusCode::NOT_FOUND, "NoSuchKey", "The specified key does not exist."),
+        Err(_) => s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            "The specified key does not exist.",
+        ),
     }
 }

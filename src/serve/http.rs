@@ -110,7 +110,11 @@ pub struct Page {
 
 impl Page {
     pub fn from_query(q: &std::collections::HashMap<String, String>) -> Self {
-        let page = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+        let page = q
+            .get("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1)
+            .max(1);
         let size = q
             .get("page_size")
             .and_then(|p| p.parse().ok())

@@ -36,7 +36,9 @@ pub enum ServeError {
     #[error("seed file {path}: {message}")]
     #[diagnostic(
         code(synup::serve::seed),
-        help("a seed holds `data_collections`, `storages` and `projects` lists in the API's shape")
+        help(
+            "a seed holds `data_collections`, `storages` and `projects` lists in the API's shape"
+        )
     )]
     Seed { path: String, message: String },
     #[error("cannot listen on {addr}: {message}")]
@@ -151,7 +153,9 @@ fn signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
 
 /// A random access token (40 hex digits), for when `--token` is not given.
 pub fn random_token() -> String {
-    (0..20).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    (0..20)
+        .map(|_| format!("{:02x}", fastrand::u8(..)))
+        .collect()
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -167,27 +171,53 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/", axum::routing::patch(resources::patch_job))
         .route("/logs/", post(resources::post_logs))
         .route("/data_files/", post(files::create_data_file))
-        .route("/data_files/presigned_upload/upload/", post(files::presigned_upload))
-        .route("/data_files/presigned_upload/confirm_upload/", post(files::confirm_upload))
-        .route("/data_files/verify_checksums/", post(files::verify_checksums))
-        .route("/chunked_upload/", put(files::chunk_put_new).post(files::chunk_finish_empty))
+        .route(
+            "/data_files/presigned_upload/upload/",
+            post(files::presigned_upload),
+        )
+        .route(
+            "/data_files/presigned_upload/confirm_upload/",
+            post(files::confirm_upload),
+        )
+        .route(
+            "/data_files/verify_checksums/",
+            post(files::verify_checksums),
+        )
+        .route(
+            "/chunked_upload/",
+            put(files::chunk_put_new).post(files::chunk_finish_empty),
+        )
         .route(
             "/chunked_upload/{id}/",
-            put(files::chunk_put).post(files::chunk_finish).get(files::chunk_get),
+            put(files::chunk_put)
+                .post(files::chunk_finish)
+                .get(files::chunk_get),
         )
         .route("/data_units/", get(units::list).post(units::create))
         .route("/data_units/{id}/", get(units::detail))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), http::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::require_token,
+        ));
     // Tests turn faults on and off here; this route never fails by itself.
     let admin = Router::new()
-        .route("/_admin/faults", get(resources::get_faults).put(resources::put_faults))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), http::require_token));
+        .route(
+            "/_admin/faults",
+            get(resources::get_faults).put(resources::put_faults),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::require_token,
+        ));
     // Presigned URLs carry their own signature instead of a token.
     let storage = Router::new()
         .route("/_storage/uploads/{id}", put(files::storage_put))
         .route("/_storage/files/{checksum}", get(files::storage_get));
     api.merge(storage)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), faults::inject))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
         .merge(admin)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)

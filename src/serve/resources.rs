@@ -16,7 +16,8 @@ type St = State<Arc<AppState>>;
 type Q = Query<HashMap<String, String>>;
 
 pub async fn agents(State(_): St, Base(base): Base, uri: Uri, Query(q): Q) -> JsonBody<Json> {
-    let agent = json!({"id": 1, "name": "synup-serve", "url": base, "status": "connected", "token": null});
+    let agent =
+        json!({"id": 1, "name": "synup-serve", "url": base, "status": "connected", "token": null});
     JsonBody(Page::from_query(&q).body(&base, &uri, 1, vec![agent]))
 }
 
@@ -71,7 +72,11 @@ pub async fn storages(
     Ok(JsonBody(page.body(&base, &uri, count, results)))
 }
 
-pub async fn storage(State(state): St, UrlPath(id): UrlPath<i64>, Query(q): Q) -> ApiResult<JsonBody<Json>> {
+pub async fn storage(
+    State(state): St,
+    UrlPath(id): UrlPath<i64>,
+    Query(q): Q,
+) -> ApiResult<JsonBody<Json>> {
     let mut s = state
         .catalog()
         .storage(id)?
@@ -82,7 +87,10 @@ pub async fn storage(State(state): St, UrlPath(id): UrlPath<i64>, Query(q): Q) -
     Ok(JsonBody(s))
 }
 
-pub async fn storage_session(State(state): St, UrlPath(id): UrlPath<i64>) -> ApiResult<JsonBody<Json>> {
+pub async fn storage_session(
+    State(state): St,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<JsonBody<Json>> {
     let s = state
         .catalog()
         .storage(id)?
@@ -113,7 +121,9 @@ pub async fn create_tasks(State(state): St, JsonBody(body): JsonBody<Json>) -> A
         .ok_or_else(|| ApiError::bad_request("data: a list is required"))?;
     let mut catalog = state.catalog();
     if catalog.project(project)?.is_none() {
-        return Err(ApiError::bad_request(format!("project {project} does not exist")));
+        return Err(ApiError::bad_request(format!(
+            "project {project} does not exist"
+        )));
     }
     let mut units = Vec::with_capacity(data.len());
     for (i, d) in data.iter().enumerate() {
@@ -122,7 +132,9 @@ pub async fn create_tasks(State(state): St, JsonBody(body): JsonBody<Json>) -> A
             .and_then(Json::as_i64)
             .ok_or_else(|| ApiError::bad_request(format!("data[{i}].data_unit: field required")))?;
         if catalog.api_unit(unit)?.is_none() {
-            return Err(ApiError::bad_request(format!("data[{i}].data_unit: unit {unit} does not exist")));
+            return Err(ApiError::bad_request(format!(
+                "data[{i}].data_unit: unit {unit} does not exist"
+            )));
         }
         units.push(unit);
     }

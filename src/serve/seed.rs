@@ -29,7 +29,12 @@ pub fn apply(state: &AppState, path: &Path) -> Result<(), ServeError> {
             )));
         }
     }
-    let list = |k: &str| obj.get(k).and_then(Json::as_array).cloned().unwrap_or_default();
+    let list = |k: &str| {
+        obj.get(k)
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let mut catalog = state.catalog();
     for (i, c) in list("data_collections").iter().enumerate() {
         let name = c
@@ -39,10 +44,20 @@ pub fn apply(state: &AppState, path: &Path) -> Result<(), ServeError> {
         let specs = c
             .get("file_specifications")
             .and_then(Json::as_array)
-            .ok_or_else(|| err(format!("data_collections[{i}]: `file_specifications` is required")))?
+            .ok_or_else(|| {
+                err(format!(
+                    "data_collections[{i}]: `file_specifications` is required"
+                ))
+            })?
             .iter()
             .enumerate()
-            .map(|(j, s)| spec(s).ok_or_else(|| err(format!("data_collections[{i}].file_specifications[{j}]: needs `name`"))))
+            .map(|(j, s)| {
+                spec(s).ok_or_else(|| {
+                    err(format!(
+                        "data_collections[{i}].file_specifications[{j}]: needs `name`"
+                    ))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let meta = c.get("meta").cloned().unwrap_or_else(|| json!({}));
         catalog.seed_collection(c.get("id").and_then(Json::as_i64), name, &specs, &meta)?;
@@ -64,7 +79,11 @@ pub fn apply(state: &AppState, path: &Path) -> Result<(), ServeError> {
 fn spec(s: &Json) -> Option<FileSpec> {
     Some(FileSpec {
         name: s.get("name")?.as_str()?.to_owned(),
-        file_type: s.get("file_type").and_then(Json::as_str).unwrap_or("data").to_owned(),
+        file_type: s
+            .get("file_type")
+            .and_then(Json::as_str)
+            .unwrap_or("data")
+            .to_owned(),
         extensions: s
             .get("extensions")
             .and_then(Json::as_array)
@@ -75,7 +94,10 @@ fn spec(s: &Json) -> Option<FileSpec> {
                     .collect()
             })
             .unwrap_or_default(),
-        is_required: s.get("is_required").and_then(Json::as_bool).unwrap_or(false),
+        is_required: s
+            .get("is_required")
+            .and_then(Json::as_bool)
+            .unwrap_or(false),
         is_primary: s.get("is_primary").and_then(Json::as_bool).unwrap_or(false),
     })
 }

@@ -25,7 +25,12 @@ pub struct CollectionRules {
 }
 
 fn rules(state: &AppState, id: i64) -> ApiResult<Option<Arc<CollectionRules>>> {
-    if let Some(r) = state.rules.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+    if let Some(r) = state
+        .rules
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+    {
         return Ok(Some(r.clone()));
     }
     let catalog = state.catalog();
@@ -39,7 +44,9 @@ fn rules(state: &AppState, id: i64) -> ApiResult<Option<Arc<CollectionRules>>> {
             jsonschema::options()
                 .should_validate_formats(true)
                 .build(s)
-                .map_err(|e| ApiError::internal(format!("collection {id}: bad meta schema: {e}")))?,
+                .map_err(|e| {
+                    ApiError::internal(format!("collection {id}: bad meta schema: {e}"))
+                })?,
         ),
         _ => None,
     };
@@ -114,7 +121,11 @@ pub async fn create(
     let (items, single) = match body {
         Json::Array(items) => (items, false),
         obj @ Json::Object(_) => (vec![obj], true),
-        _ => return Err(ApiError::bad_request("expected a data unit or a list of them")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "expected a data unit or a list of them",
+            ));
+        }
     };
     if items.len() > 1000 {
         return Err(ApiError::bad_request("at most 1000 data units per request"));
@@ -140,16 +151,17 @@ pub async fn create(
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .map(|c| {
-                let primary = rules(&st, c)
-                    .ok()
-                    .flatten()
-                    .and_then(|r| r.specs.iter().find(|s| s.is_primary).map(|s| s.name.clone()));
+                let primary = rules(&st, c).ok().flatten().and_then(|r| {
+                    r.specs
+                        .iter()
+                        .find(|s| s.is_primary)
+                        .map(|s| s.name.clone())
+                });
                 (c, primary)
             })
             .collect();
-        let is_primary = |c: i64, spec: &str| {
-            primaries.get(&c).and_then(|p| p.as_deref()) == Some(spec)
-        };
+        let is_primary =
+            |c: i64, spec: &str| primaries.get(&c).and_then(|p| p.as_deref()) == Some(spec);
         let ids = st.catalog().create_api_units(&units, &is_primary)?;
         let catalog = st.catalog();
         ids.into_iter()
@@ -220,16 +232,20 @@ fn check_item(
     let groups: Vec<String> = match obj.get("groups") {
         None | Some(Json::Null) => Vec::new(),
         Some(Json::String(s)) => vec![s.clone()],
-        Some(Json::Array(a)) if a.iter().all(Json::is_string) => {
-            a.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect()
-        }
+        Some(Json::Array(a)) if a.iter().all(Json::is_string) => a
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_owned))
+            .collect(),
         Some(_) => {
             problems.push(problem(loc(&["groups"]), "groups must be a list of names"));
             Vec::new()
         }
     };
     let Some(files_obj) = obj.get("files").and_then(Json::as_object) else {
-        problems.push(problem(loc(&["files"]), "field required: an object of spec → {checksum, path}"));
+        problems.push(problem(
+            loc(&["files"]),
+            "field required: an object of spec → {checksum, path}",
+        ));
         return Ok(None);
     };
     let mut files = Vec::new();
@@ -239,7 +255,10 @@ fn check_item(
             let names: Vec<&str> = rules.specs.iter().map(|s| s.name.as_str()).collect();
             problems.push(problem(
                 loc(&["files", spec]),
-                format!("`{spec}` is not a file specification of collection {collection} (specs: {})", names.join(", ")),
+                format!(
+                    "`{spec}` is not a file specification of collection {collection} (specs: {})",
+                    names.join(", ")
+                ),
             ));
             continue;
         }
@@ -256,7 +275,10 @@ fn check_item(
         }
         let path = f.get("path").and_then(Json::as_str).unwrap_or_default();
         if path.len() > 1024 {
-            problems.push(problem(loc(&["files", spec, "path"]), "at most 1024 characters"));
+            problems.push(problem(
+                loc(&["files", spec, "path"]),
+                "at most 1024 characters",
+            ));
         }
         files.push((spec.clone(), checksum.to_owned(), path.to_owned()));
     }

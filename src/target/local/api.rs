@@ -236,10 +236,12 @@ impl Catalog {
                 params![checksum, size as i64, store_path, now()],
             )
             .map_err(|e| self.err(e))?;
-        let (id, _) = self.data_file(checksum)?.ok_or_else(|| CatalogError::Sqlite {
-            path: self.path().display().to_string(),
-            message: format!("file {checksum} vanished after insert"),
-        })?;
+        let (id, _) = self
+            .data_file(checksum)?
+            .ok_or_else(|| CatalogError::Sqlite {
+                path: self.path().display().to_string(),
+                message: format!("file {checksum} vanished after insert"),
+            })?;
         Ok((id, n == 1))
     }
 
@@ -310,7 +312,9 @@ impl Catalog {
             .map_err(|e| self.err(e))?;
         let mut gstmt = self
             .conn
-            .prepare_cached("SELECT name FROM unit_groups WHERE data_unit_id = ?1 ORDER BY position")
+            .prepare_cached(
+                "SELECT name FROM unit_groups WHERE data_unit_id = ?1 ORDER BY position",
+            )
             .map_err(|e| self.err(e))?;
         let groups = gstmt
             .query_map([id], |r| r.get(0))
@@ -405,7 +409,9 @@ impl Catalog {
                 .map_err(e)?;
             for &u in units {
                 ins.execute(params![project, u, ts]).map_err(e)?;
-                let id: i64 = get.query_row(params![project, u], |r| r.get(0)).map_err(e)?;
+                let id: i64 = get
+                    .query_row(params![project, u], |r| r.get(0))
+                    .map_err(e)?;
                 out.push((id, u));
             }
         }

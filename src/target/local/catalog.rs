@@ -146,7 +146,9 @@ pub struct Catalog {
 }
 
 /// Maps SQLite and I/O errors to a [`CatalogError`] naming the catalog file.
-pub(super) fn sqlite_error<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> CatalogError + Copy + '_ {
+pub(super) fn sqlite_error<E: std::fmt::Display>(
+    path: &Path,
+) -> impl Fn(E) -> CatalogError + Copy + '_ {
     move |e| CatalogError::Sqlite {
         path: path.display().to_string(),
         message: e.to_string(),

@@ -1,0 +1,136 @@
+//! The `synapse` target: credentials, a wire-compatible client, and the view of
+//! a collection the planner diffs against.
+
+pub mod client;
+pub mod config;
+pub mod retry;
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value as Json;
+
+pub use client::{Client, SynapseError};
+pub use config::{Credentials, Secret};
+
+use crate::target::{ExistingUnit, TargetError, TargetView};
+
+/// A client plus the runtime that drives it, for sync callers.
+pub struct Session {
+    pub runtime: tokio::runtime::Runtime,
+    pub client: Client,
+    pub creds: Credentials,
+}
+
+impl Session {
+    pub fn new(creds: Credentials, workers: usize, retries: u32) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let client = {
+            let _guard = runtime.enter();
+            Client::new(&creds, workers, retries)
+        };
+        Ok(Self {
+            runtime,
+            client,
+            creds,
+        })
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+}
+
+/// A unit as the backend lists it, in the diff's terms.
+pub fn existing_unit(u: &Json) -> ExistingUnit {
+    let mut files: Vec<(String, String)> = u
+        .get("files")
+        .and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(spec, f)| {
+                    f.get("checksum")
+                        .and_then(Json::as_str)
+                        .map(|c| (spec.clone(), c.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    ExistingUnit {
+        id: u.get("id").map(|i| i.to_string()).unwrap_or_default(),
+        files,
+        meta_json: u
+            .get("meta")
+            .map_or_else(|| "{}".to_owned(), Json::to_string),
+    }
+}
+
+/// The unit key a backend unit carries in `meta[key_field]`.
+pub fn unit_key(u: &Json, key_field: &str) -> Option<String> {
+    match u.get("meta")?.get(key_field)? {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Indexes a collection's units by key.
+pub fn index_units(units: &[Json], key_field: Option<&str>) -> HashMap<String, Vec<ExistingUnit>> {
+    let mut by_key: HashMap<String, Vec<ExistingUnit>> = HashMap::new();
+    if let Some(field) = key_field {
+        for u in units {
+            if let Some(k) = unit_key(u, field) {
+                by_key.entry(k).or_default().push(existing_unit(u));
+            }
+        }
+    }
+    by_key
+}
+
+/// What the planner sees of a synapse collection: its units (listed once) and
+/// the files the backend holds (`verify_checksums`).
+pub struct SynapseView<'a> {
+    session: &'a Session,
+    by_key: HashMap<String, Vec<ExistingUnit>>,
+}
+
+impl<'a> SynapseView<'a> {
+    pub fn open(
+        session: &'a Session,
+        collection: u64,
+        key_field: Option<&str>,
+    ) -> Result<Self, SynapseError> {
+        let units = session.block_on(session.client.units(collection))?;
+        Ok(Self {
+            session,
+            by_key: index_units(&units, key_field),
+        })
+    }
+}
+
+fn target_error(host: &str, e: SynapseError) -> TargetError {
+    TargetError::Unreadable {
+        path: host.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl TargetView for SynapseView<'_> {
+    fn units_by_key(
+        &self,
+        keys: &[&str],
+    ) -> Result<HashMap<String, Vec<ExistingUnit>>, TargetError> {
+        Ok(keys
+            .iter()
+            .filter_map(|k| self.by_key.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect())
+    }
+    fn known_checksums(&self, sha1s: &[&str]) -> Result<HashSet<String>, TargetError> {
+        self.session
+            .block_on(self.session.client.verify_checksums(sha1s))
+            .map_err(|e| target_error(self.session.client.host(), e))
+    }
+}
