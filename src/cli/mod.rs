@@ -1,6 +1,7 @@
 //! Command-line interface: clap types and one small file per command.
 
 mod apply;
+mod backend;
 mod explore;
 mod graph;
 mod plan;
@@ -52,6 +53,14 @@ enum Command {
     Explore(explore::Args),
     /// A Synapse-compatible API over a local catalog, for rehearsals and tests.
     Serve(serve::Args),
+    /// Check the Synapse config file, host, token and storage.
+    Doctor(backend::DoctorArgs),
+    /// Save a host and access token to ~/.synapse/config.json (mode 0600).
+    Login(backend::LoginArgs),
+    /// List a Synapse backend's data collections, or show one.
+    Collections(backend::ListArgs),
+    /// Show the default internal storage, or one by id.
+    Storages(backend::ListArgs),
 }
 
 pub fn run() -> i32 {
@@ -75,6 +84,10 @@ pub fn run() -> i32 {
         Command::Schema => schema::run(),
         Command::Explore(a) => explore::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Doctor(a) => backend::doctor(a),
+        Command::Login(a) => backend::login(a),
+        Command::Collections(a) => backend::collections(a),
+        Command::Storages(a) => backend::storages(a),
     }
 }
 
