@@ -729,7 +729,9 @@ pub fn build_plan(
         target: TargetRef {
             backend: recipe.backend.as_str().to_owned(),
             data_collection: recipe.data_collection.clone(),
-            path: Some(loaded.recipe.target.path_or_default().to_owned()),
+            // The local catalog folder; a synapse target is named by its collection id.
+            path: (recipe.backend == crate::recipe::model::Backend::Local)
+                .then(|| loaded.recipe.target.path_or_default().to_owned()),
         },
         layout: LayoutRef {
             pattern: layout.pattern,

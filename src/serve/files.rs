@@ -143,8 +143,8 @@ pub async fn storage_put(
     if !valid_id(&id) {
         return s3_error(StatusCode::NOT_FOUND, "NoSuchUpload", "unknown upload");
     }
-    if let Err(r) = check_signature(&state.signing_key, &format!("put:{id}:{part}"), &q) {
-        return r;
+    if let Err(denied) = check_signature(&state.signing_key, &format!("put:{id}:{part}"), &q) {
+        return denied.into_response();
     }
     let expected: Option<u64> = headers
         .get(header::CONTENT_LENGTH)
@@ -665,8 +665,8 @@ pub async fn storage_get(
     Query(q): Query<HashMap<String, String>>,
     _uri: Uri,
 ) -> Response {
-    if let Err(r) = check_signature(&state.signing_key, &format!("get:{checksum}"), &q) {
-        return r;
+    if let Err(denied) = check_signature(&state.signing_key, &format!("get:{checksum}"), &q) {
+        return denied.into_response();
     }
     if checksum.len() != 40 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
         return s3_error(

@@ -160,27 +160,41 @@ pub fn sign(key: &[u8], what: &str, expires: i64) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Checks a storage URL's signature and expiry; errors in S3's XML shape.
+/// Why a storage URL was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    Signature,
+    Expired,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Signature => s3_error(
+                StatusCode::FORBIDDEN,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            ),
+            Denied::Expired => {
+                s3_error(StatusCode::FORBIDDEN, "AccessDenied", "Request has expired")
+            }
+        }
+    }
+}
+
+/// Checks a storage URL's signature and expiry; refusals answer in S3's XML shape.
 pub fn check_signature(
     key: &[u8],
     what: &str,
     q: &std::collections::HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), Denied> {
     let expires: i64 = q.get("expires").and_then(|e| e.parse().ok()).unwrap_or(0);
     let given = q.get("signature").map(String::as_str).unwrap_or_default();
     if !constant_time_eq(sign(key, what, expires).as_bytes(), given.as_bytes()) {
-        return Err(s3_error(
-            StatusCode::FORBIDDEN,
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided.",
-        ));
+        return Err(Denied::Signature);
     }
     if expires < chrono::Utc::now().timestamp() {
-        return Err(s3_error(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "Request has expired",
-        ));
+        return Err(Denied::Expired);
     }
     Ok(())
 }

@@ -445,6 +445,7 @@ fn file_gone_during_apply_fails_only_its_unit() {
     let settings = synup::apply::ApplySettings {
         workers: 2,
         batch_size: 2,
+        retries: 0,
         project: None,
         crash_at: None,
     };

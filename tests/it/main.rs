@@ -9,4 +9,6 @@ mod explore;
 mod harness;
 mod recipe_errors;
 mod schema;
+mod server;
 mod sources;
+mod synapse;
