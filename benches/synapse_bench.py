@@ -147,9 +147,10 @@ def main():
             syn.append(b)
             print(f"run {r + 1}: sdk {a['seconds']:.2f}s ({files / a['seconds']:.0f} files/s, {a['max_rss_kib'] // 1024} MiB)"
                   f" | synup {b['seconds']:.2f}s ({files / b['seconds']:.0f} files/s, {b['max_rss_kib'] // 1024} MiB)", flush=True)
-        ms = statistics.median(x["seconds"] for x in sdk)
-        mu = statistics.median(x["seconds"] for x in syn)
-        print(f"median: sdk {files / ms:.0f} files/s, synup {files / mu:.0f} files/s, ratio {ms / mu:.2f}x")
+        if sdk:
+            ms = statistics.median(x["seconds"] for x in sdk)
+            mu = statistics.median(x["seconds"] for x in syn)
+            print(f"median: sdk {files / ms:.0f} files/s, synup {files / mu:.0f} files/s, ratio {ms / mu:.2f}x")
         print("synup peak RSS by size:")
         for n in [int(x) for x in args.memory_scale.split(",") if x]:
             t = os.path.join(work, f"data-{n}")

@@ -19,6 +19,9 @@ pub fn run(args: Args) -> i32 {
         return exit::ERROR;
     };
     let journal = loaded.state_dir().join("journal");
+    if loaded.recipe.target.backend == synup::recipe::model::Backend::Synapse {
+        return synapse_status(&loaded, &resolved, args.format);
+    }
     let result = (|| -> Result<serde_json::Value, CatalogError> {
         let Some(catalog) = Catalog::open_existing(&resolved.target_path)? else {
             return Ok(
@@ -57,6 +60,69 @@ pub fn run(args: Args) -> i32 {
             serde_json::to_string_pretty(&status).unwrap_or_default()
         )),
         Format::Text => crate::console::out(&render(&status)),
+    }
+    exit::OK
+}
+
+/// For a synapse target: what the journal recorded and what the collection holds now.
+fn synapse_status(
+    loaded: &synup::recipe::LoadedRecipe,
+    resolved: &synup::recipe::ResolvedRecipe,
+    format: Format,
+) -> i32 {
+    let path = synup::apply::journal::path_for(
+        &loaded.state_dir(),
+        &resolved.name,
+        &resolved.data_collection,
+    );
+    let journal = match synup::apply::journal::read(&path) {
+        Ok((state, _)) => state,
+        Err(e) => {
+            crate::console::report(e);
+            return exit::ERROR;
+        }
+    };
+    let Some(session) = super::connect(&loaded.recipe.target, &loaded.recipe.upload) else {
+        return exit::ERROR;
+    };
+    let id: u64 = resolved.data_collection.parse().unwrap_or_default();
+    let page = match session.block_on(
+        session
+            .client
+            .get(&format!("data_units/?data_collection={id}&page_size=1")),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::console::report(e);
+            return exit::ERROR;
+        }
+    };
+    let status = serde_json::json!({
+        "format_version": 1,
+        "recipe": resolved.name,
+        "target": session.client.host(),
+        "backend": "synapse",
+        "data_collection": resolved.data_collection,
+        "units": page.get("count").cloned().unwrap_or(serde_json::Value::Null),
+        "journal": path.display().to_string(),
+        "journaled_units": journal.units.len(),
+        "journaled_files": journal.files.len(),
+    });
+    match format {
+        Format::Json => crate::console::out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        )),
+        Format::Text => crate::console::out(&format!(
+            "{} → synapse collection {} on {}\nUnits in the collection: {}\nThis recipe's journal ({}): {} unit(s) and {} file(s) applied.\n",
+            resolved.name,
+            resolved.data_collection,
+            session.client.host(),
+            status["units"],
+            path.display(),
+            journal.units.len(),
+            journal.files.len(),
+        )),
     }
     exit::OK
 }

@@ -240,17 +240,9 @@ pub async fn confirm_upload(
     JsonBody(req): JsonBody<ConfirmRequest>,
 ) -> ApiResult<JsonBody<Json>> {
     let state2 = state.clone();
-    let results = tokio::task::spawn_blocking(move || {
-        req.files
-            .iter()
-            .map(|f| match confirm_one(&state2, f) {
-                Ok((id, created)) => json!({"file_key": f.file_key, "checksum": f.checksum, "data_file_id": id, "success": true, "error": null, "created": created}),
-                Err(e) => json!({"file_key": f.file_key, "checksum": f.checksum, "data_file_id": null, "success": false, "error": e, "created": false}),
-            })
-            .collect::<Vec<Json>>()
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let results = tokio::task::spawn_blocking(move || confirm_all(&state2, &req.files))
+        .await
+        .map_err(ApiError::internal)??;
     let ok = results.iter().filter(|r| r["success"] == true).count();
     Ok(JsonBody(json!({
         "results": results,
@@ -259,8 +251,50 @@ pub async fn confirm_upload(
     })))
 }
 
-/// Moves one uploaded file into the store; returns (data-file id, created).
-fn confirm_one(state: &AppState, f: &ConfirmFile) -> Result<(i64, bool), String> {
+/// A confirmed file whose bytes are in the store.
+struct Staged {
+    checksum: String,
+    size: u64,
+    upload: Option<PathBuf>,
+}
+
+/// Moves every uploaded file into the store, makes them durable with one sync,
+/// then records them all in one transaction; upload files go last, so a crash
+/// anywhere lets the client's repeated confirm finish the job.
+fn confirm_all(state: &AppState, files: &[ConfirmFile]) -> ApiResult<Vec<Json>> {
+    let staged: Vec<Result<Staged, String>> = files.iter().map(|f| stage(state, f)).collect();
+    state.store.sync().map_err(ApiError::internal)?;
+    let rows: Vec<(String, u64, String)> = staged
+        .iter()
+        .flatten()
+        .map(|s| {
+            (
+                s.checksum.clone(),
+                s.size,
+                FileStore::relative_path(&s.checksum),
+            )
+        })
+        .collect();
+    let ids = state.catalog().add_data_files(&rows)?;
+    let mut ids = ids.into_iter();
+    let mut out = Vec::with_capacity(files.len());
+    for (f, s) in files.iter().zip(staged) {
+        out.push(match s {
+            Ok(s) => {
+                let (id, created) = ids.next().unwrap_or((0, false));
+                if let Some(p) = s.upload {
+                    let _ = std::fs::remove_file(p);
+                }
+                json!({"file_key": f.file_key, "checksum": s.checksum, "data_file_id": id, "success": true, "error": null, "created": created})
+            }
+            Err(e) => json!({"file_key": f.file_key, "checksum": f.checksum, "data_file_id": null, "success": false, "error": e, "created": false}),
+        });
+    }
+    Ok(out)
+}
+
+/// Checks one confirmed file and puts its bytes in the store (SHA-1 checked).
+fn stage(state: &AppState, f: &ConfirmFile) -> Result<Staged, String> {
     let checksum = f.checksum.to_ascii_lowercase();
     if checksum.len() != 40 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("checksum must be a SHA-1 hex digest".into());
@@ -276,14 +310,14 @@ fn confirm_one(state: &AppState, f: &ConfirmFile) -> Result<(i64, bool), String>
         assemble_parts(state, id, mp, &path)?;
     }
     if !path.exists() {
-        // A confirm sent again after its answer was lost: the bytes are already stored.
-        if let Some((file_id, size)) = state
-            .catalog()
-            .data_file(&checksum)
-            .map_err(|e| e.to_string())?
-            && size == f.size
-        {
-            return Ok((file_id, false));
+        // A confirm sent again after its answer was lost: the bytes are stored already.
+        let stored = std::fs::metadata(state.store.path_of(&checksum)).map(|m| m.len());
+        if stored.as_ref().is_ok_and(|&n| n == f.size) {
+            return Ok(Staged {
+                checksum,
+                size: f.size,
+                upload: None,
+            });
         }
         return Err(format!("no bytes were uploaded for {}", f.file_key));
     }
@@ -295,9 +329,20 @@ fn confirm_one(state: &AppState, f: &ConfirmFile) -> Result<(i64, bool), String>
             size, f.size
         ));
     }
-    let result = store_file(state, &path, &checksum, size);
-    let _ = std::fs::remove_file(&path);
-    result
+    match state.store.put(&path, &checksum) {
+        Ok(_) => Ok(Staged {
+            checksum,
+            size,
+            upload: Some(path),
+        }),
+        Err(StoreError::Changed { actual, .. }) => {
+            let _ = std::fs::remove_file(&path);
+            Err(format!(
+                "checksum mismatch: the bytes received have SHA-1 {actual}"
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn assemble_parts(

@@ -468,3 +468,47 @@ fn login_writes_the_official_config_file_privately() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn synup_sends_large_files_in_parts_and_status_reports_the_collection() {
+    let f = Fixture::new();
+    let serve = Serve::start(
+        f.path(),
+        &seed(vec![two_spec_collection(42)]),
+        &["--multipart-threshold", "100000", "--part-size", "40000"],
+    );
+    nested_units(&f, "data", 3);
+    let big: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
+    f.write("data/u001/img.png", &big);
+    f.write(
+        "r.yaml",
+        to_synapse(&format!("{TWO_SPECS}source: {{path: data}}\n"), 42, ""),
+    );
+    let out = run(synup_for(&serve, f.path()).args(["apply", "r.yaml", "--yes"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let sha = {
+        use sha1::{Digest, Sha1};
+        hex::encode(Sha1::digest(&big))
+    };
+    let units = serve.units(42);
+    let unit = units
+        .iter()
+        .find(|u| u["meta"]["name"] == "u001")
+        .expect("u001");
+    assert_eq!(unit["files"]["image_1"]["checksum"], sha.as_str());
+    assert_eq!(unit["files"]["image_1"]["size"], 250_000);
+    // The bytes served back are the bytes sent, part by part.
+    let url = unit["files"]["image_1"]["url"].as_str().unwrap().to_owned();
+    let s = serve.session();
+    let got = s
+        .block_on(async { reqwest::get(url).await?.bytes().await })
+        .unwrap();
+    assert_eq!(got.as_ref(), big.as_slice());
+
+    let out = run(synup_for(&serve, f.path()).args(["status", "r.yaml", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status["backend"], "synapse");
+    assert_eq!(status["units"], 3);
+    assert_eq!(status["journaled_units"], 3);
+}

@@ -245,6 +245,33 @@ impl Catalog {
         Ok((id, n == 1))
     }
 
+    /// Records stored files in one transaction; returns (data-file id, created) for each.
+    pub fn add_data_files(
+        &mut self,
+        files: &[(String, u64, String)],
+    ) -> Result<Vec<(i64, bool)>, CatalogError> {
+        let path = self.path().to_owned();
+        let e = sqlite_error(&path);
+        let tx = self.conn.transaction().map_err(e)?;
+        let mut out = Vec::with_capacity(files.len());
+        {
+            let ts = now();
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO files (checksum, size, store_path, created_at) VALUES (?1, ?2, ?3, ?4)").map_err(e)?;
+            let mut get = tx
+                .prepare_cached("SELECT rowid FROM files WHERE checksum = ?1")
+                .map_err(e)?;
+            for (sha, size, store_path) in files {
+                let n = ins
+                    .execute(params![sha, *size as i64, store_path, ts])
+                    .map_err(e)?;
+                let id: i64 = get.query_row([sha], |r| r.get(0)).map_err(e)?;
+                out.push((id, n == 1));
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
     /// A page of units, optionally of one collection, in id order.
     pub fn api_units(
         &self,
