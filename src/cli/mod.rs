@@ -182,6 +182,16 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
                 return None;
             }
         };
+        // A storage named in the recipe must exist (it resolves storage-relative paths).
+        if let Some(storage) = loaded.recipe.target.storage
+            && let Err(e) = session.block_on(session.client.storage(storage))
+        {
+            crate::console::error(&format!(
+                "target.storage {storage} is not usable on {}: {e}",
+                session.client.host()
+            ));
+            return None;
+        }
         let origin = format!("data collection {id} on {}", session.client.host());
         (
             Some(session),

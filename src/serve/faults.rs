@@ -35,6 +35,26 @@ impl Faults {
     }
 }
 
+/// How many faults were injected, by kind (tests check faults really happened).
+#[derive(Debug, Default)]
+pub struct Injected {
+    pub errors: std::sync::atomic::AtomicU64,
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
+    pub lost: std::sync::atomic::AtomicU64,
+}
+
+impl Injected {
+    pub fn count(c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn snapshot(&self) -> serde_json::Value {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({"errors": get(&self.errors), "rate_limited": get(&self.rate_limited),
+                           "dropped": get(&self.dropped), "lost": get(&self.lost)})
+    }
+}
+
 /// The payload of the panic that drops a connection; the panic hook stays quiet about it.
 pub const DROP_PANIC: &str = "synup serve: injected connection drop";
 
@@ -72,6 +92,7 @@ pub async fn inject(
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=faults.latency_ms))).await;
     }
     if roll(faults.error_rate) {
+        Injected::count(&state.injected.errors);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"detail": "injected fault: service unavailable"})),
@@ -79,6 +100,7 @@ pub async fn inject(
             .into_response();
     }
     if roll(faults.rate_limit_rate) {
+        Injected::count(&state.injected.rate_limited);
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, faults.retry_after_s.to_string())],
@@ -89,6 +111,7 @@ pub async fn inject(
     let lose = req.method() == Method::POST && roll(faults.lost_response_rate);
     let response = next.run(req).await;
     if lose && response.status().is_success() {
+        Injected::count(&state.injected.lost);
         drop_connection();
     }
     response

@@ -156,7 +156,7 @@ pub async fn storage_put(
     };
     let path = upload_path(&state, &id, part);
     let tmp = path.with_extension(format!("tmp{}", fastrand::u32(..)));
-    let result = receive(&tmp, body, drop_at).await;
+    let result = receive(&state, &tmp, body, drop_at).await;
     match result {
         Ok((n, md5)) => {
             if expected.is_some_and(|e| e != n) {
@@ -185,7 +185,12 @@ pub async fn storage_put(
 
 /// Streams a body into `tmp`; returns (bytes, md5 hex). With `drop_at`, the
 /// connection is dropped once that many bytes arrived (fault injection).
-async fn receive(tmp: &Path, body: Body, drop_at: Option<u64>) -> Result<(u64, String), String> {
+async fn receive(
+    state: &AppState,
+    tmp: &Path,
+    body: Body,
+    drop_at: Option<u64>,
+) -> Result<(u64, String), String> {
     use tokio::io::AsyncWriteExt;
     let mut file = tokio::fs::File::create(tmp)
         .await
@@ -198,6 +203,7 @@ async fn receive(tmp: &Path, body: Body, drop_at: Option<u64>) -> Result<(u64, S
         if drop_at.is_some_and(|at| n + chunk.len() as u64 > at) {
             drop(file);
             let _ = std::fs::remove_file(tmp);
+            super::faults::Injected::count(&state.injected.dropped);
             drop_connection();
         }
         md5.update(&chunk);

@@ -154,8 +154,12 @@ pub async fn post_logs() -> Response {
     (StatusCode::CREATED, JsonBody(json!({}))).into_response()
 }
 
-pub async fn get_faults(State(state): St) -> JsonBody<Faults> {
-    JsonBody(state.faults.read().map(|f| f.clone()).unwrap_or_default())
+/// The faults in force, and how many of each were injected so far.
+pub async fn get_faults(State(state): St) -> JsonBody<Json> {
+    let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
+    let mut out = serde_json::to_value(faults).unwrap_or_default();
+    out["injected"] = state.injected.snapshot();
+    JsonBody(out)
 }
 
 pub async fn put_faults(State(state): St, JsonBody(faults): JsonBody<Faults>) -> JsonBody<Faults> {

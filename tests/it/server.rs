@@ -105,6 +105,12 @@ impl Serve {
         s.block_on(s.client.units(collection)).expect("list units")
     }
 
+    /// How many faults of each kind the server injected.
+    pub fn injected(&self) -> Json {
+        let s = self.session();
+        s.block_on(s.client.get("_admin/faults")).expect("faults")["injected"].clone()
+    }
+
     pub fn set_faults(&self, faults: Json) {
         let s = self.session();
         s.block_on(s.client.call(

@@ -64,6 +64,8 @@ fn the_official_sdk_drives_synup_serve_and_sees_synups_units() {
     assert_eq!(seen["specs"], json!(["image_1", "label_1", "dicom_1"]));
     assert_eq!(seen["storage_provider"], "minio");
     assert_eq!(seen["uploaded"], 4);
+    assert_eq!(seen["direct_ok"], true, "direct data_files/ upload");
+    assert_eq!(seen["chunked_ok"], true, "chunked upload");
     assert_eq!(
         seen["verified"], 4,
         "verify_checksums knows the 4 files, not the unknown one"
@@ -233,6 +235,22 @@ fn a_pinned_collection_must_match_the_backend() {
         "{}",
         out.stderr
     );
+    // A storage that does not exist is named.
+    f.write(
+        "r3.yaml",
+        to_synapse(
+            "version: 1\nname: t\nsource: {path: data}\n",
+            42,
+            "  storage: 99\n",
+        ),
+    );
+    let out = run(synup_for(&serve, f.path()).args(["plan", "r3.yaml"]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("target.storage 99 is not usable"),
+        "{}",
+        out.stderr
+    );
     // Without the pin, the backend's collection is used as is.
     f.write(
         "r2.yaml",
@@ -325,6 +343,13 @@ fn apply_survives_errors_latency_drops_429s_and_lost_answers_creating_each_unit_
         "report.json",
     ]));
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let injected = serve.injected();
+    for kind in ["errors", "rate_limited", "dropped", "lost"] {
+        assert!(
+            injected[kind].as_u64() > Some(0),
+            "no {kind} fault was injected: {injected}"
+        );
+    }
     serve.set_faults(json!({}));
     assert_units_once(&serve, 2000);
     let report: Json =

@@ -41,6 +41,13 @@ for r in res:
     by_path[r["file_key"]] = r["checksum"]
 out["uploaded"] = len(by_path)
 
+# The non-presigned paths: a direct multipart POST and the chunked protocol.
+import hashlib
+direct = client.create_data_file(Path(paths[1]), use_chunked_upload=False)
+chunked = client.create_data_file(Path(paths[2]), use_chunked_upload=True)
+out["direct_ok"] = direct["checksum"] == hashlib.sha1(open(paths[1], "rb").read()).hexdigest()
+out["chunked_ok"] = chunked["checksum"] == hashlib.sha1(open(paths[2], "rb").read()).hexdigest()
+
 existing = client.verify_data_files_checksums(list(by_path.values()) + ["0" * 40])
 out["verified"] = len(existing["existing_checksums"])
 
