@@ -96,6 +96,8 @@ pub struct ApplyTarget<'a> {
     pub specs: &'a [FileSpec],
     pub meta_schema: Option<&'a Json>,
     pub journal: PathBuf,
+    /// Remote roots by the root as written in the plan.
+    pub remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
 }
 
 pub fn execute(
@@ -234,8 +236,13 @@ pub fn execute(
                 observer.on(&ApplyEvent::FileStored { bytes: 0 });
             }
             let put =
-                |(sha, (src, _, _)): &(&str, &(PathBuf, u64, String))| -> Result<u64, StoreError> {
-                    let r = store.put(src, sha);
+                |(sha, (src, _, shown)): &(&str, &(PathBuf, u64, String))| -> Result<u64, StoreError> {
+                    let r = match remote_of(target.remotes, shown) {
+                        Some((root, rel)) => crate::source::remote::open_read(root, rel)
+                            .map_err(|e| StoreError::Read { path: shown.clone(), source: e })
+                            .and_then(|input| store.put_from(input, shown, sha)),
+                        None => store.put(src, sha),
+                    };
                     if r.is_ok() {
                         let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
                         if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
@@ -366,4 +373,18 @@ pub fn execute(
     let _ = journal.sync();
     observer.on(&ApplyEvent::Finished);
     outcome.map(|()| report)
+}
+
+/// The remote root and relative path of a file shown as `root/path`, if its
+/// root is remote.
+pub(crate) fn remote_of<'r, 's>(
+    remotes: &'r HashMap<String, crate::source::remote::RemoteRoot>,
+    shown: &'s str,
+) -> Option<(&'r crate::source::remote::RemoteRoot, &'s str)> {
+    remotes.iter().find_map(|(written, root)| {
+        shown
+            .strip_prefix(written.trim_end_matches('/'))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(|rel| (root, rel))
+    })
 }

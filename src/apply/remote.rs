@@ -22,7 +22,7 @@ use super::execute::{ApplyError, ApplySettings, CrashPoint, crash_now};
 use super::journal::{Journal, Record};
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Action, Plan, PlannedUnit, distinct_files};
-use crate::synapse::client::{UploadRequest, content_type};
+use crate::synapse::client::{Origin, UploadRequest, content_type};
 use crate::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
 use crate::target::ExistingUnit;
 
@@ -39,6 +39,8 @@ pub struct RemoteTarget<'a> {
     /// Folder the plan's roots are relative to (the recipe's folder).
     pub recipe_dir: &'a Path,
     pub journal: PathBuf,
+    /// Remote roots by the root as written in the plan.
+    pub remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
 }
 
 /// A file one of the batches is uploading, or has.
@@ -339,9 +341,14 @@ async fn upload_files(
             }
         };
         // PUT every file of the chunk concurrently (the client's gate bounds it).
+        let remotes = shared.target.remotes;
         let puts = chunk.iter().zip(&urls).zip(&names).map(
             |(((sha, (path, shown, size)), entry), name)| async move {
-                let r = put_one(client, entry, path, *size, content_type(name)).await;
+                let origin = match super::execute::remote_of(remotes, shown) {
+                    Some((root, rel)) => Origin::Remote(root, rel),
+                    None => Origin::Local(path),
+                };
+                let r = put_one(client, entry, origin, *size, content_type(name)).await;
                 (
                     (*sha).clone(),
                     shown.clone(),
@@ -439,12 +446,12 @@ async fn upload_files(
 async fn put_one(
     client: &crate::synapse::Client,
     entry: &Json,
-    path: &Path,
+    origin: Origin<'_>,
     size: u64,
     ct: Option<&'static str>,
 ) -> Result<Option<Json>, SynapseError> {
     if let Some(url) = entry.get("presigned_url").and_then(Json::as_str) {
-        client.put(url, path, 0, size, ct).await?;
+        client.put(url, origin, 0, size, ct).await?;
         return Ok(None);
     }
     let mp = entry
@@ -473,7 +480,7 @@ async fn put_one(
             .unwrap_or_default();
         let offset = (n - 1) * part_size;
         let len = part_size.min(size.saturating_sub(offset));
-        let etag = client.put(url, path, offset, len, None).await?;
+        let etag = client.put(url, origin, offset, len, None).await?;
         etags.push(json!({"part_number": n, "etag": etag}));
     }
     Ok(Some(

@@ -155,6 +155,12 @@ pub fn run(args: Args) -> i32 {
     );
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
+    let remotes: std::collections::HashMap<String, synup::source::remote::RemoteRoot> = resolved
+        .mode
+        .roots()
+        .into_iter()
+        .filter_map(|r| r.remote.clone().map(|remote| (r.written.clone(), remote)))
+        .collect();
     let result = match &prepared.session {
         Some(session) => {
             let target = apply::remote::RemoteTarget {
@@ -164,6 +170,7 @@ pub fn run(args: Args) -> i32 {
                 groups: &loaded.recipe.target.groups,
                 recipe_dir: &loaded.dir,
                 journal,
+                remotes: &remotes,
             };
             apply::remote::execute_remote(&plan, &target, &settings, &observer)
         }
@@ -175,6 +182,7 @@ pub fn run(args: Args) -> i32 {
                 specs: &resolved.collection.specs,
                 meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
                 journal,
+                remotes: &remotes,
             };
             apply::execute(&plan, &target, &settings, &observer)
         }

@@ -106,6 +106,9 @@ pub fn build_plan(
 
     // Preflight: roots and metadata files exist.
     for root in &roots {
+        if root.remote.is_some() {
+            continue; // reached while scanning: its errors name the URL there
+        }
         match std::fs::metadata(&root.path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => errors.push(
@@ -116,7 +119,7 @@ pub fn build_plan(
                 )
                 .help("point `path` at the folder that holds the files"),
             ),
-            Err(e) => errors.push(source_missing(loaded, root, &e)),
+            Err(e) => errors.push(source_missing(loaded, root, &io_reason(&e))),
         }
         if root.checksum == ChecksumMode::Apply {
             warnings.push(Warning::new("checksum_apply_local", format!("`checksum: apply` has no effect on the local source `{}`: local files are hashed while planning", root.written)));
@@ -151,14 +154,22 @@ pub fn build_plan(
             .iter()
             .map(|root| {
                 let skip = skip.clone();
-                s.spawn(move || {
+                s.spawn(move || -> Result<SourceScan, String> {
+                    if let Some(remote) = &root.remote {
+                        return crate::source::remote::scan_remote(
+                            remote,
+                            root.recursive,
+                            &recipe.exclude,
+                            &|_| {},
+                        );
+                    }
                     let opts = ScanOptions {
                         recursive: root.recursive,
                         exclude: &recipe.exclude,
                         skip: Some(skip),
                         threads: opts.scan_threads,
                     };
-                    scan_local(&root.path, &opts)
+                    scan_local(&root.path, &opts).map_err(|e| io_reason(&e))
                 })
             })
             .collect();
@@ -209,7 +220,7 @@ pub fn build_plan(
             })
             .collect();
         let cache = s.spawn(|| ChecksumCache::open(cache_path.clone()));
-        let scans: Vec<std::io::Result<SourceScan>> = scans
+        let scans: Vec<Result<SourceScan, String>> = scans
             .into_iter()
             .map(|h| h.join().expect("scan thread"))
             .collect();
@@ -362,6 +373,7 @@ pub fn build_plan(
             if *slot == u32::MAX {
                 let scanned = &file_slices[f.root as usize][f.index as usize];
                 requests.push(HashRequest {
+                    remote: roots[f.root as usize].remote.as_ref(),
                     dir: &roots[f.root as usize].path,
                     rel: &scanned.rel,
                     size: scanned.size,
@@ -783,14 +795,18 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn source_missing(loaded: &LoadedRecipe, root: &Root, e: &std::io::Error) -> RecipeError {
-    RecipeError::new(
+fn source_missing(loaded: &LoadedRecipe, root: &Root, reason: &str) -> RecipeError {
+    let e = RecipeError::new(
         Code::SourceMissing,
-        format!("source `{}` cannot be read: {}", root.written, io_reason(e)),
+        format!("source `{}` cannot be read: {reason}", root.written),
         loaded.spans.value(&root.pointer),
-    )
-    .label(format!("resolved to {}", root.path.display()))
-    .help("relative paths are relative to the recipe's folder, not the working directory")
+    );
+    if root.remote.is_some() {
+        e.help("check the bucket or host, the `connection` settings and the credentials (the providers' usual environment variables work too)")
+    } else {
+        e.label(format!("resolved to {}", root.path.display()))
+            .help("relative paths are relative to the recipe's folder, not the working directory")
+    }
 }
 
 fn unreadable_error(loaded: &LoadedRecipe, root: &Root, paths: &[String]) -> RecipeError {

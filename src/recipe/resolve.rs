@@ -71,6 +71,8 @@ pub struct Root {
     pub checksum: ChecksumMode,
     /// JSON pointer of the path value in the recipe, for errors.
     pub pointer: String,
+    /// A bucket or server (`s3://`, `gs://`, `azblob://`, `sftp://`); `path` is unused then.
+    pub remote: Option<crate::source::remote::RemoteRoot>,
 }
 
 #[derive(Debug)]
@@ -807,19 +809,26 @@ impl Cx<'_> {
         recursive: bool,
         checksum: ChecksumMode,
         pointer: String,
+        connection: &std::collections::BTreeMap<String, String>,
     ) -> Option<Root> {
-        if let Some((scheme, _)) = written.split_once("://") {
-            self.err(
-                RecipeError::new(
-                    Code::UnsupportedSource,
-                    format!("`{scheme}://` sources are not available in this build yet"),
-                    self.span(&pointer),
-                )
-                .help(
-                    "copy the data to a local folder, or mount it, and point `path` at that folder",
-                ),
-            );
-            return None;
+        if written.contains("://") {
+            return match crate::source::remote::open(written, connection) {
+                Ok(remote) => Some(Root {
+                    written: written.to_owned(),
+                    path: PathBuf::new(),
+                    recursive,
+                    checksum,
+                    pointer,
+                    remote: Some(remote),
+                }),
+                Err(message) => {
+                    self.err(
+                        RecipeError::new(Code::UnsupportedSource, message, self.span(&pointer))
+                            .help("sources are local folders, s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix or sftp://[user@]host[:port]/path"),
+                    );
+                    None
+                }
+            };
         }
         let expanded = expand_home(written);
         Some(Root {
@@ -828,6 +837,7 @@ impl Cx<'_> {
             recursive,
             checksum,
             pointer,
+            remote: None,
         })
     }
 
@@ -855,6 +865,7 @@ impl Cx<'_> {
                     source.recursive,
                     source.checksum,
                     "/source/path".to_owned(),
+                    &source.connection,
                 );
                 let mut rules = Vec::new();
                 for (i, rule) in r.file_rules.iter().enumerate() {
@@ -929,6 +940,7 @@ impl Cx<'_> {
                         asset.recursive,
                         asset.checksum,
                         format!("{base}/path"),
+                        &asset.connection,
                     );
                     if let (Some(spec), Some(root)) = (spec, root) {
                         out.push(Asset {

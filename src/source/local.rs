@@ -20,6 +20,19 @@ const JUNK_DIRS: &[&str] = &[
     "__pycache__",
 ];
 
+/// Whether a relative path lies in a junk folder or is a junk file (for
+/// listings that are flat, unlike the walk, which prunes junk folders).
+pub fn is_junk_path(rel: &str) -> bool {
+    let mut parts = rel.split('/').peekable();
+    while let Some(p) = parts.next() {
+        let last = parts.peek().is_none();
+        if (last && JUNK_FILES.contains(&p)) || (!last && JUNK_DIRS.contains(&p)) {
+            return true;
+        }
+    }
+    false
+}
+
 /// One discovered file. Paths are relative to the root, `/`-separated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannedFile {

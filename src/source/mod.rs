@@ -5,5 +5,6 @@
 //! problems (symlink loops, unreadable folders) are reported beside them.
 
 pub mod local;
+pub mod remote;
 
 pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};

@@ -100,8 +100,7 @@ impl ChecksumCache {
             writeln!(out, "{HEADER}")?;
             for (req, result) in requests.iter().zip(results) {
                 if let Ok(sha1) = result {
-                    let path = req.path();
-                    let path = path.to_string_lossy();
+                    let path = req.cache_key();
                     writeln!(
                         out,
                         "{} {} {} {}",
@@ -171,6 +170,8 @@ fn parse(mut reader: impl BufRead) -> Result<HashMap<PathKey, CacheEntry>, Strin
 /// A file to hash.
 #[derive(Debug, Clone)]
 pub struct HashRequest<'a> {
+    /// A remote root: the object is streamed, and cached by URL, size and ETag.
+    pub remote: Option<&'a crate::source::remote::RemoteRoot>,
     /// The root folder and the path under it (joined only while hashing, so a
     /// million requests do not hold a million absolute paths).
     pub dir: &'a Path,
@@ -182,6 +183,21 @@ pub struct HashRequest<'a> {
 impl HashRequest<'_> {
     pub fn path(&self) -> PathBuf {
         self.dir.join(self.rel)
+    }
+
+    /// The cache's key: the absolute path, or the object's URL.
+    pub fn cache_key(&self) -> String {
+        match self.remote {
+            Some(r) => format!("{}/{}", r.url, self.rel),
+            None => self.path().to_string_lossy().into_owned(),
+        }
+    }
+
+    pub fn sha1(&self) -> Result<Sha1Digest, String> {
+        match self.remote {
+            Some(r) => crate::source::remote::sha1_remote(r, self.rel),
+            None => sha1_file(&self.path()).map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -207,7 +223,7 @@ pub fn hash_all(
         .par_iter()
         .map(|r| {
             cache_ref
-                .lookup(&r.path().to_string_lossy(), r.size, r.mtime_ns)
+                .lookup(&r.cache_key(), r.size, r.mtime_ns)
                 .ok_or_else(String::new)
         })
         .collect();
@@ -225,7 +241,7 @@ pub fn hash_all(
         let work = || {
             misses
                 .par_iter()
-                .map(|&i| sha1_file(&requests[i].path()).map_err(|e| e.to_string()))
+                .map(|&i| requests[i].sha1())
                 .collect::<Vec<_>>()
         };
         let hashed = match rayon::ThreadPoolBuilder::new()
@@ -284,6 +300,7 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let cache_path = dir.path().join("cache");
         let req = [HashRequest {
+            remote: None,
             dir: dir.path(),
             rel: "f",
             size: 3,
@@ -302,6 +319,7 @@ mod tests {
         );
         // A different mtime means the file is read again.
         let req2 = [HashRequest {
+            remote: None,
             dir: dir.path(),
             rel: "f",
             size: 3,

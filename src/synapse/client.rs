@@ -70,6 +70,23 @@ pub enum Repeat {
     Once,
 }
 
+/// Where an upload's bytes come from.
+#[derive(Clone, Copy)]
+pub enum Origin<'a> {
+    Local(&'a Path),
+    /// An object under a remote root, streamed from there.
+    Remote(&'a crate::source::remote::RemoteRoot, &'a str),
+}
+
+impl Origin<'_> {
+    fn shown(&self) -> String {
+        match self {
+            Origin::Local(p) => p.display().to_string(),
+            Origin::Remote(r, rel) => format!("{}/{rel}", r.url),
+        }
+    }
+}
+
 /// One file to ask an upload URL for.
 pub struct UploadRequest<'a> {
     pub filename: &'a str,
@@ -449,7 +466,7 @@ impl Client {
     pub async fn put(
         &self,
         url: &str,
-        path: &Path,
+        origin: Origin<'_>,
         offset: u64,
         len: u64,
         content_type: Option<&str>,
@@ -457,22 +474,31 @@ impl Client {
         let p = shown(url);
         let io_err = |e: std::io::Error| SynapseError::Transport {
             method: "PUT".into(),
-            path: path.display().to_string(),
+            path: origin.shown(),
             message: e.to_string(),
         };
-        let in_memory = if len <= IN_MEMORY_PUT {
-            Some(bytes::Bytes::from(
+        let in_memory = match origin {
+            Origin::Local(path) if len <= IN_MEMORY_PUT => Some(bytes::Bytes::from(
                 read_range(path, offset, len).await.map_err(io_err)?,
-            ))
-        } else {
-            None
+            )),
+            _ => None,
         };
         let mut attempt = 0u32;
         loop {
             let permit = self.storage.acquire().await;
-            let body = match &in_memory {
-                Some(b) => reqwest::Body::from(b.clone()),
-                None => {
+            let body = match (&in_memory, origin) {
+                (Some(b), _) => reqwest::Body::from(b.clone()),
+                (None, Origin::Remote(root, rel)) => {
+                    let stream = crate::source::remote::byte_stream(root, rel, offset, len)
+                        .await
+                        .map_err(|message| SynapseError::Transport {
+                            method: "GET".into(),
+                            path: origin.shown(),
+                            message,
+                        })?;
+                    reqwest::Body::wrap_stream(stream)
+                }
+                (None, Origin::Local(path)) => {
                     use tokio::io::{AsyncReadExt, AsyncSeekExt};
                     let mut f = tokio::fs::File::open(path).await.map_err(io_err)?;
                     f.seek(std::io::SeekFrom::Start(offset))

@@ -61,19 +61,36 @@ impl FileStore {
     /// Copies `source` into the store as `sha1`; returns the bytes written
     /// (0 when the store already had it).
     pub fn put(&self, source: &Path, sha1: &str) -> Result<u64, StoreError> {
+        if self.path_of(sha1).is_file() {
+            return Ok(0);
+        }
+        let input = std::fs::File::open(source).map_err(|e| StoreError::Read {
+            path: source.display().to_string(),
+            source: e,
+        })?;
+        self.put_from(input, &source.display().to_string(), sha1)
+    }
+
+    /// Copies bytes from `input` (a file, a remote object) into the store as
+    /// `sha1`, checking them; `shown` names the source in errors.
+    pub fn put_from(
+        &self,
+        mut input: impl Read,
+        shown: &str,
+        sha1: &str,
+    ) -> Result<u64, StoreError> {
         let dest = self.path_of(sha1);
         if dest.is_file() {
             return Ok(0);
         }
         let read_err = |e| StoreError::Read {
-            path: source.display().to_string(),
+            path: shown.to_owned(),
             source: e,
         };
         let write_err = |e| StoreError::Write {
             path: self.root.display().to_string(),
             source: e,
         };
-        let mut input = std::fs::File::open(source).map_err(read_err)?;
         let tmp = self.root.join("objects").join("tmp").join(format!(
             "{}.{}.{}",
             sha1,
@@ -97,7 +114,7 @@ impl FileStore {
             let actual = hex::encode(hasher.finalize());
             if actual != sha1 {
                 return Err(StoreError::Changed {
-                    path: source.display().to_string(),
+                    path: shown.to_owned(),
                     expected: sha1.to_owned(),
                     actual,
                     size,

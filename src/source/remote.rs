@@ -1,0 +1,276 @@
+//! Remote sources through opendal: `s3://`, `gs://`, `azblob://`, `sftp://`.
+//!
+//! A root URL names a service and a prefix; `connection` (from the recipe,
+//! usually `${ENV}`) and the services' usual environment variables configure
+//! it. Listing is streamed page by page; objects keep their size and a
+//! fingerprint of ETag + last-modified, which keys the checksum cache.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use futures_util::TryStreamExt;
+use globset::GlobSet;
+use opendal::Operator;
+use sha1::{Digest, Sha1};
+
+use super::local::{ScannedFile, SourceScan, is_junk_path};
+
+/// The runtime remote I/O runs on (sync callers block on it).
+pub static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("synup-remote")
+        .enable_all()
+        .build()
+        .expect("the remote I/O runtime starts")
+});
+
+/// A remote root: the operator (rooted at the prefix) and the URL as written.
+#[derive(Clone)]
+pub struct RemoteRoot {
+    pub url: String,
+    pub op: Operator,
+}
+
+impl std::fmt::Debug for RemoteRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The operator holds credentials: never print it.
+        f.debug_struct("RemoteRoot").field("url", &self.url).finish()
+    }
+}
+
+/// The schemes synup reads from.
+pub const SCHEMES: &[&str] = &["s3", "gs", "azblob", "sftp"];
+
+/// Connection keys that are not secret (SPEC 2: everything else prints as `***`).
+pub fn is_public_key(k: &str) -> bool {
+    matches!(k, "endpoint" | "region" | "root")
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// Builds the operator for `url` (`scheme://bucket-or-host/prefix`).
+pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRoot, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{url}` is not a URL"))?;
+    let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.is_empty() {
+        return Err(format!("`{url}` names no bucket or host"));
+    }
+    let root = format!("/{}", prefix.trim_matches('/'));
+    let mut cfg: BTreeMap<String, String> = BTreeMap::new();
+    let (service, defaults): (&str, Vec<(&str, Option<String>)>) = match scheme {
+        "s3" => {
+            cfg.insert("bucket".into(), authority.into());
+            (
+                "s3",
+                vec![
+                    ("region", env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).or(Some("us-east-1".into()))),
+                    ("endpoint", env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL"))),
+                    ("access_key_id", env("AWS_ACCESS_KEY_ID")),
+                    ("secret_access_key", env("AWS_SECRET_ACCESS_KEY")),
+                    ("session_token", env("AWS_SESSION_TOKEN")),
+                ],
+            )
+        }
+        "gs" | "gcs" => {
+            cfg.insert("bucket".into(), authority.into());
+            (
+                "gcs",
+                vec![
+                    ("endpoint", env("STORAGE_EMULATOR_HOST").map(|h| if h.contains("://") { h } else { format!("http://{h}") })),
+                    ("credential_path", env("GOOGLE_APPLICATION_CREDENTIALS")),
+                ],
+            )
+        }
+        "azblob" => {
+            cfg.insert("container".into(), authority.into());
+            (
+                "azblob",
+                vec![
+                    ("account_name", env("AZURE_STORAGE_ACCOUNT")),
+                    ("account_key", env("AZURE_STORAGE_KEY")),
+                    ("endpoint", env("AZURE_STORAGE_ENDPOINT")),
+                ],
+            )
+        }
+        "sftp" => {
+            let (user, hostport) = match authority.rsplit_once('@') {
+                Some((u, h)) => (Some(u.to_owned()), h),
+                None => (None, authority),
+            };
+            cfg.insert("endpoint".into(), hostport.into());
+            if let Some(u) = user {
+                cfg.insert("user".into(), u);
+            }
+            ("sftp", vec![])
+        }
+        other => {
+            return Err(format!(
+                "`{other}://` is not a source synup reads (use {})",
+                SCHEMES.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    };
+    for (k, v) in defaults {
+        if let Some(v) = v {
+            cfg.entry(k.into()).or_insert(v);
+        }
+    }
+    for (k, v) in connection {
+        cfg.insert(k.clone(), v.clone());
+    }
+    cfg.insert("root".into(), root);
+    if service == "gcs" && !cfg.contains_key("credential_path") && !cfg.contains_key("credential") {
+        // An emulator or a public bucket: no credentials to look for.
+        cfg.entry("allow_anonymous".into()).or_insert("true".into());
+        cfg.entry("disable_vm_metadata".into()).or_insert("true".into());
+        cfg.entry("disable_config_load".into()).or_insert("true".into());
+    }
+    if service == "s3" {
+        cfg.entry("disable_config_load".into()).or_insert("true".into());
+        cfg.entry("disable_ec2_metadata".into()).or_insert("true".into());
+        if cfg.get("endpoint").is_some_and(|e| e.starts_with("http://")) {
+            cfg.entry("enable_virtual_host_style".into()).or_insert("false".into());
+        }
+    }
+    let _guard = RUNTIME.enter();
+    let op = Operator::via_iter(service, cfg).map_err(|e| short(&e))?;
+    Ok(RemoteRoot {
+        url: url.trim_end_matches('/').to_owned(),
+        op,
+    })
+}
+
+/// An opendal error without its context dump (which can name credentials' keys).
+pub fn short(e: &opendal::Error) -> String {
+    let kind = match e.kind() {
+        opendal::ErrorKind::NotFound => "not found",
+        opendal::ErrorKind::PermissionDenied => "permission denied",
+        opendal::ErrorKind::ConfigInvalid => "invalid configuration",
+        opendal::ErrorKind::RateLimited => "rate limited",
+        _ => "",
+    };
+    let msg = e.message();
+    let msg: String = msg.chars().take(300).collect();
+    if kind.is_empty() {
+        msg
+    } else {
+        format!("{kind}: {msg}")
+    }
+}
+
+/// A stable number from an object's ETag and last-modified, standing in for
+/// mtime in the checksum cache's key.
+fn fingerprint(etag: Option<&str>, modified: Option<String>) -> i64 {
+    let mut h = Sha1::new();
+    h.update(etag.unwrap_or_default().as_bytes());
+    h.update(b"\0");
+    h.update(modified.unwrap_or_default().as_bytes());
+    let d = h.finalize();
+    i64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// Lists every object under the root, page by page, after the junk list and
+/// `exclude`; `progress` is called with the running count.
+pub fn scan_remote(
+    root: &RemoteRoot,
+    recursive: bool,
+    exclude: &GlobSet,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<SourceScan, String> {
+    RUNTIME.block_on(async {
+        let mut lister = root
+            .op
+            .lister_with("/")
+            .recursive(recursive)
+            .await
+            .map_err(|e| short(&e))?;
+        let mut scan = SourceScan::default();
+        let mut seen = 0u64;
+        while let Some(entry) = lister.try_next().await.map_err(|e| short(&e))? {
+            let meta = entry.metadata();
+            if !meta.is_file() {
+                continue;
+            }
+            let rel = entry.path().trim_start_matches('/').to_owned();
+            if rel.is_empty() || rel.ends_with('/') {
+                continue;
+            }
+            seen += 1;
+            if seen % 1000 == 0 {
+                progress(seen);
+            }
+            if is_junk_path(&rel) || exclude.is_match(&rel) {
+                scan.excluded += 1;
+                continue;
+            }
+            let mut size = meta.content_length();
+            let (mut etag, mut modified) = (
+                meta.etag().map(str::to_owned),
+                meta.last_modified().map(|t| t.to_string()),
+            );
+            if size == 0 && etag.is_none() {
+                // Some services list names only: ask for the rest.
+                if let Ok(m) = root.op.stat(entry.path()).await {
+                    size = m.content_length();
+                    etag = m.etag().map(str::to_owned);
+                    modified = m.last_modified().map(|t| t.to_string());
+                }
+            }
+            scan.files.push(ScannedFile {
+                rel,
+                size,
+                mtime_ns: fingerprint(etag.as_deref(), modified),
+            });
+        }
+        scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(scan)
+    })
+}
+
+/// SHA-1 of a remote object, streamed.
+pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<crate::stages::checksum::Sha1Digest, String> {
+    RUNTIME.block_on(async {
+        let reader = root.op.reader(rel).await.map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+        let mut stream = reader.into_bytes_stream(..).await.map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+        let mut h = Sha1::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| format!("{}/{rel}: {e}", root.url))? {
+            h.update(&chunk);
+        }
+        Ok(h.finalize().into())
+    })
+}
+
+/// A blocking reader over a remote object (for the local store's copy).
+pub fn open_read(root: &RemoteRoot, rel: &str) -> std::io::Result<impl std::io::Read + use<>> {
+    let op = root.op.clone();
+    let rel = rel.to_owned();
+    let stream = RUNTIME
+        .block_on(async move {
+            let reader = op.reader(&rel).await?;
+            reader.into_bytes_stream(..).await
+        })
+        .map_err(std::io::Error::other)?;
+    let stream = stream.map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    Ok(tokio_util::io::SyncIoBridge::new_with_handle(reader, RUNTIME.handle().clone()))
+}
+
+/// A stream of `len` bytes from `offset` of a remote object (for uploads).
+pub async fn byte_stream(
+    root: &RemoteRoot,
+    rel: &str,
+    offset: u64,
+    len: u64,
+) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>, String> {
+    let reader = root.op.reader(rel).await.map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+    let stream = reader
+        .into_bytes_stream(offset..offset + len)
+        .await
+        .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+    Ok(stream.map_err(std::io::Error::other))
+}
