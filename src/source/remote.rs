@@ -154,8 +154,21 @@ pub fn short(e: &opendal::Error) -> String {
         opendal::ErrorKind::RateLimited => "rate limited",
         _ => "",
     };
-    let msg = e.message();
-    let msg: String = msg.chars().take(300).collect();
+    let mut msg = e.message().to_owned();
+    // The cause says what really went wrong ("connection refused", "NoSuchBucket").
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    if msg.contains("signing") && e.kind() == opendal::ErrorKind::ConfigInvalid || msg == "signing http request" {
+        msg.push_str(" (no credentials found: set them in `connection` or the provider's environment variables)");
+    }
+    let msg: String = msg.chars().take(400).collect();
     if kind.is_empty() {
         msg
     } else {

@@ -8,6 +8,7 @@ mod excel;
 mod explore;
 mod harness;
 mod recipe_errors;
+mod remote;
 mod schema;
 mod server;
 mod sources;
