@@ -125,11 +125,11 @@ pub fn build_plan(
             warnings.push(Warning::new("checksum_apply_local", format!("`checksum: apply` has no effect on the local source `{}`: local files are hashed while planning", root.written)));
         }
     }
-    let first_root = roots.first().map(|r| r.path.clone());
-    let mut sheet_paths: BTreeMap<usize, PathBuf> = BTreeMap::new();
+    let first_root = roots.first().copied();
+    let mut sheet_paths: BTreeMap<usize, MetaFile> = BTreeMap::new();
     for m in &recipe.metadata {
         if let MetadataKind::Sheet { file, .. } = &m.kind {
-            match find_metadata_file(&file.written, &loaded.dir, first_root.as_deref()) {
+            match find_metadata_file(&file.written, &loaded.dir, first_root) {
                 Some(p) => {
                     sheet_paths.insert(m.index, p);
                 }
@@ -197,16 +197,16 @@ pub fn build_plan(
                                 columns,
                             };
                             // Read once: the same bytes are parsed and fingerprinted.
-                            let bytes = match std::fs::read(&path) {
+                            let bytes = match path.read() {
                                 Ok(b) => b,
-                                Err(e) => {
-                                    let why = format!("cannot read {}: {e}", path.display());
+                                Err(why) => {
                                     return (
                                         Err(sheet::SheetError::Unreadable(why)),
                                         String::new(),
                                     );
                                 }
                             };
+                            let path = path.display_path();
                             let table = if *is_csv {
                                 sheet::load_csv(&path, &bytes, &o)
                             } else {
@@ -292,7 +292,10 @@ pub fn build_plan(
         };
         metadata_inputs.push(MetadataInput {
             source: file.written.clone(),
-            path: display_rel(&sheet_paths[&index], &loaded.dir),
+            path: match &sheet_paths[&index] {
+                MetaFile::Local(p) => display_rel(p, &loaded.dir),
+                MetaFile::Remote(root, rel) => format!("{}/{rel}", root.url),
+            },
             sha256: digest,
         });
         match table {
@@ -442,6 +445,7 @@ pub fn build_plan(
                     spec: *spec,
                     rel: &file_slices[f.root as usize][f.index as usize].rel,
                     root: &roots[f.root as usize].path,
+                    remote: roots[f.root as usize].remote.as_ref(),
                 })
                 .collect();
             let m = metadata::merge(
@@ -768,16 +772,49 @@ pub fn build_plan(
 }
 
 /// Absolute, then beside the recipe, then under the (first) source root.
-fn find_metadata_file(written: &str, recipe_dir: &Path, root: Option<&Path>) -> Option<PathBuf> {
+/// Where a metadata file was found: on disk, or under a remote source root.
+#[derive(Clone)]
+enum MetaFile {
+    Local(PathBuf),
+    Remote(crate::source::remote::RemoteRoot, String),
+}
+
+impl MetaFile {
+    fn read(&self) -> Result<Vec<u8>, String> {
+        match self {
+            MetaFile::Local(p) => {
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            }
+            MetaFile::Remote(root, rel) => crate::source::remote::read_all(root, rel),
+        }
+    }
+    /// A path for messages and for picking the format by extension.
+    fn display_path(&self) -> PathBuf {
+        match self {
+            MetaFile::Local(p) => p.clone(),
+            MetaFile::Remote(root, rel) => PathBuf::from(format!("{}/{rel}", root.url)),
+        }
+    }
+}
+
+fn find_metadata_file(written: &str, recipe_dir: &Path, root: Option<&Root>) -> Option<MetaFile> {
     let p = Path::new(written);
     if p.is_absolute() {
-        return p.is_file().then(|| p.to_path_buf());
+        return p.is_file().then(|| MetaFile::Local(p.to_path_buf()));
     }
     let beside = recipe_dir.join(p);
     if beside.is_file() {
-        return Some(beside);
+        return Some(MetaFile::Local(beside));
     }
-    root.map(|r| r.join(p)).filter(|p| p.is_file())
+    let root = root?;
+    match &root.remote {
+        Some(remote) => crate::source::remote::exists(remote, written)
+            .then(|| MetaFile::Remote(remote.clone(), written.trim_start_matches("./").to_owned())),
+        None => {
+            let under = root.path.join(p);
+            under.is_file().then_some(MetaFile::Local(under))
+        }
+    }
 }
 
 fn display_rel(path: &Path, base: &Path) -> String {

@@ -343,3 +343,27 @@ pub async fn byte_stream(
         .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
     Ok(stream.map_err(std::io::Error::other))
 }
+
+/// Whether an object exists under the root.
+pub fn exists(root: &RemoteRoot, rel: &str) -> bool {
+    RUNTIME
+        .block_on(root.op.stat(rel.trim_start_matches("./")))
+        .is_ok_and(|m| m.is_file())
+}
+
+/// A whole (small) object: metadata sheets and sidecars.
+pub fn read_all(root: &RemoteRoot, rel: &str) -> Result<Vec<u8>, String> {
+    RUNTIME
+        .block_on(root.op.read(rel))
+        .map(|b| b.to_vec())
+        .map_err(|e| format!("cannot read {}/{rel}: {}", root.url, short(&e)))
+}
+
+/// Like [`read_all`], but a missing object is `Ok(None)`.
+pub fn read_if_exists(root: &RemoteRoot, rel: &str) -> Result<Option<Vec<u8>>, String> {
+    match RUNTIME.block_on(root.op.read(rel)) {
+        Ok(b) => Ok(Some(b.to_vec())),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}/{rel}: {}", root.url, short(&e))),
+    }
+}

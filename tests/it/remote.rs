@@ -623,3 +623,34 @@ fn an_sftp_folder_applies_into_synup_serve_and_a_wrong_key_is_named() {
         out.stderr
     );
 }
+
+#[test]
+fn a_csv_sheet_and_sidecars_in_the_bucket_feed_unit_meta() {
+    let m = Moto::start();
+    m.create_bucket("ml-data");
+    seed_units(&m, "ml-data", "b", 3);
+    m.put(
+        "ml-data",
+        "b/meta.csv",
+        "name,site,age\np000,Seoul,41\np001,Busan,37\np002,Daegu,52\n",
+    );
+    m.put("ml-data", "b/p001/meta.yaml", "scanner: CT-9\n");
+    let f = Fixture::new();
+    f.write(
+        "r.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://ml-data/b\n  connection: {}\nexclude: [\"meta.csv\", \"**/meta.yaml\"]\nmetadata:\n  - csv: meta.csv\n    columns: {{age: integer}}\n    required: true\n  - sidecar: \"{{unit_dir}}/meta.yaml\"\n",
+            m.connection()
+        ),
+    );
+    let out = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "r.yaml", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        p["units"][1]["meta"],
+        serde_json::json!({"name": "p001", "site": "Busan", "age": 37, "scanner": "CT-9"})
+    );
+    assert_eq!(p["units"][2]["meta"]["age"], 52);
+}

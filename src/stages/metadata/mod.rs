@@ -27,6 +27,8 @@ pub struct UnitFile<'a> {
     pub spec: u32,
     pub rel: &'a str,
     pub root: &'a Path,
+    /// Set when the root is remote (`root` is unused then).
+    pub remote: Option<&'a crate::source::remote::RemoteRoot>,
 }
 
 /// What merging gave one unit.
@@ -169,10 +171,18 @@ fn sidecar(
         _ => None,
     });
     let rel = rel.strip_prefix("./").unwrap_or(&rel).to_owned();
-    let path = primary.root.join(&rel);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+    let read = match primary.remote {
+        Some(remote) => crate::source::remote::read_if_exists(remote, &rel)
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned())),
+        None => match std::fs::read_to_string(primary.root.join(&rel)) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    let text = match read {
+        Ok(Some(t)) => t,
+        Ok(None) => return false,
         Err(e) => {
             out.problems.push(
                 Problem::new(

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Remote-source speed: 10,000 small objects on a local moto S3 server.
+
+Reports, per run (interleaved, medians at the end):
+- `synup plan` (listing + streaming SHA-1 of every object, cold cache),
+- `synup apply` of that recipe into a fresh `synup serve` (synapse target),
+- `rclone copy --transfers 32` of the same prefix to a local folder.
+Target: synup's plan + apply at least as fast as rclone's copy.
+
+Usage: benches/remote_bench.py [--runs 3] [--units 5000]
+Needs: target/release/synup, target/py/moto (made by .ci/run or the tests), rclone.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SYNUP = os.path.join(ROOT, "target", "release", "synup")
+MOTO = os.path.join(ROOT, "target", "py", "moto", "bin")
+KEY, SECRET = "bench-key", "bench-secret"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait(port):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing on {port}")
+
+
+def seed(endpoint, units):
+    code = f"""
+import boto3, concurrent.futures as cf
+s3 = boto3.client("s3", endpoint_url="{endpoint}", aws_access_key_id="{KEY}", aws_secret_access_key="{SECRET}", region_name="us-east-1")
+s3.create_bucket(Bucket="bench")
+def put(i):
+    s3.put_object(Bucket="bench", Key=f"data/u{{i:05d}}/img.png", Body=b"\\x89PNG" + i.to_bytes(4, "big") * 64)
+    s3.put_object(Bucket="bench", Key=f"data/u{{i:05d}}/lab.json", Body=(f'{{{{"unit": {{i}}, "label": "' + "x" * 100 + '"}}}}').encode())
+with cf.ThreadPoolExecutor(16) as ex:
+    list(ex.map(put, range({units})))
+"""
+    subprocess.run([os.path.join(MOTO, "python"), "-c", code], check=True)
+
+
+def timed(cmd, env=None, cwd=None):
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"{cmd[:3]} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return dt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--units", type=int, default=5000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="synup-remote-bench-")
+    port = free_port()
+    moto = subprocess.Popen([os.path.join(MOTO, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = None
+    try:
+        wait(port)
+        endpoint = f"http://127.0.0.1:{port}"
+        seed(endpoint, args.units)
+        files = 2 * args.units
+        recipe = os.path.join(work, "r.yaml")
+        with open(recipe, "w") as f:
+            f.write(f"""version: 1
+name: remote-bench
+target: {{backend: synapse, data_collection: 42}}
+source:
+  path: s3://bench/data
+  connection: {{endpoint: "{endpoint}", region: us-east-1}}
+upload: {{workers: 32}}
+""")
+        seed_file = os.path.join(work, "seed.json")
+        with open(seed_file, "w") as f:
+            json.dump({"data_collections": [{"id": 42, "name": "bench", "file_specifications": [
+                {"name": "image_1", "file_type": "image", "extensions": [".png"], "is_required": True, "is_primary": True},
+                {"name": "label_1", "file_type": "document", "extensions": [".json"], "is_required": True}]}]}, f)
+        rclone_conf = os.path.join(work, "rclone.conf")
+        with open(rclone_conf, "w") as f:
+            f.write(f"[moto]\ntype = s3\nprovider = Other\naccess_key_id = {KEY}\nsecret_access_key = {SECRET}\nendpoint = {endpoint}\nregion = us-east-1\n")
+        plans, applies, clones = [], [], []
+        for r in range(args.runs):
+            shutil.rmtree(os.path.join(work, ".synup"), ignore_errors=True)
+            data = os.path.join(work, f"serve-{r}")
+            serve = subprocess.Popen([SYNUP, "serve", "--addr", "127.0.0.1:0", "--token", "t", "--data", data, "--seed", seed_file],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            url = serve.stdout.readline().strip().removeprefix("listening on ")
+            env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET,
+                       SYNAPSE_HOST=url, SYNAPSE_ACCESS_TOKEN="t", HOME=work)
+            p = timed([SYNUP, "plan", recipe, "--quiet"], env=env)
+            shutil.rmtree(os.path.join(work, ".synup"), ignore_errors=True)
+            a = timed([SYNUP, "apply", recipe, "--yes", "--quiet"], env=env)
+            os.kill(serve.pid, signal.SIGKILL)
+            serve.wait()
+            serve = None
+            shutil.rmtree(data, ignore_errors=True)
+            dest = os.path.join(work, f"rclone-{r}")
+            c = timed(["rclone", "--config", rclone_conf, "copy", "--transfers", "32", "moto:bench/data", dest])
+            shutil.rmtree(dest, ignore_errors=True)
+            plans.append(p)
+            applies.append(a)
+            clones.append(c)
+            print(f"run {r + 1}: synup plan {p:.2f}s ({files / p:.0f} obj/s) | synup apply (plan+upload+register) {a:.2f}s "
+                  f"({files / a:.0f} files/s) | rclone copy {c:.2f}s ({files / c:.0f} files/s)", flush=True)
+        mp, ma, mc = (statistics.median(x) for x in (plans, applies, clones))
+        print(f"median: plan {mp:.2f}s, apply {ma:.2f}s, rclone {mc:.2f}s; rclone / synup apply = {mc / ma:.2f}x")
+    finally:
+        if serve:
+            os.kill(serve.pid, signal.SIGKILL)
+        os.kill(moto.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
