@@ -4,21 +4,38 @@ use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A local folder.
+    /// A local folder, or s3://, gs://, azblob://, sftp:// URL.
     path: String,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Remote only: a connection setting (opendal's key for that service), repeatable.
+    #[arg(long = "connection", value_name = "KEY=VALUE")]
+    connection: Vec<String>,
+    /// Remote only: look at no more than this many objects (huge prefixes are sampled).
+    #[arg(long, default_value_t = 100_000)]
+    sample: u64,
 }
 
 pub fn run(args: Args) -> i32 {
-    if args.path.contains("://") {
-        crate::console::error(&format!(
-            "`{}`: remote sources are not available in this build yet; explore a local folder",
-            args.path
-        ));
-        return exit::ERROR;
-    }
-    match synup::explore::explore(std::path::Path::new(&args.path), &args.path) {
+    let result = if args.path.contains("://") {
+        let mut connection = std::collections::BTreeMap::new();
+        for kv in &args.connection {
+            match kv.split_once('=') {
+                Some((k, v)) => {
+                    connection.insert(k.to_owned(), v.to_owned());
+                }
+                None => {
+                    crate::console::error(&format!("--connection {kv}: expected KEY=VALUE"));
+                    return exit::ERROR;
+                }
+            }
+        }
+        synup::explore::explore_remote(&args.path, &connection, args.sample.max(1))
+    } else {
+        synup::explore::explore(std::path::Path::new(&args.path), &args.path)
+            .map_err(|e| e.to_string())
+    };
+    match result {
         Ok(e) => {
             crate::console::out(&match args.format {
                 Format::Text => synup::explore::render_text(&e),

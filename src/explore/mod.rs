@@ -32,6 +32,9 @@ pub struct Exploration {
     pub sample_units: Vec<SampleUnit>,
     pub suggested_file_rules: Vec<SuggestedRule>,
     pub warnings: Vec<String>,
+    /// For a remote root listed only in part: how many objects were sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -57,6 +60,29 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
             threads: 8,
         },
     )?;
+    Ok(explore_scan(scan, written, None))
+}
+
+/// Explores a remote prefix, listing at most `limit` objects (a sample of a
+/// huge bucket, in listing order).
+pub fn explore_remote(
+    url: &str,
+    connection: &std::collections::BTreeMap<String, String>,
+    limit: u64,
+) -> Result<Exploration, String> {
+    let root = crate::source::remote::open(url, connection)?;
+    let exclude = globset::GlobSet::empty();
+    let scan =
+        crate::source::remote::scan_remote_limited(&root, true, &exclude, &|_| {}, Some(limit))?;
+    let sampled = (scan.files.len() as u64 + scan.excluded >= limit).then_some(limit);
+    Ok(explore_scan(scan, url, sampled))
+}
+
+fn explore_scan(
+    scan: crate::source::SourceScan,
+    written: &str,
+    sampled: Option<u64>,
+) -> Exploration {
     let mut extensions: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
     let mut depth_examples: BTreeMap<usize, (usize, String)> = BTreeMap::new();
@@ -151,7 +177,7 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
                 .map(|n| format!("name is not UTF-8: {n}")),
         )
         .collect();
-    Ok(Exploration {
+    Exploration {
         format_version: FORMAT_VERSION,
         root: written.to_owned(),
         files: scan.files.len() as u64,
@@ -168,7 +194,8 @@ pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
             .map(|(pattern, spec)| SuggestedRule { pattern, spec })
             .collect(),
         warnings,
-    })
+        sampled,
+    }
 }
 
 fn sanitize(s: &str) -> String {
@@ -195,6 +222,12 @@ pub fn render_text(e: &Exploration) -> String {
         crate::plan::render::human_bytes(e.bytes),
         e.excluded_files
     );
+    if let Some(n) = e.sampled {
+        let _ = writeln!(
+            out,
+            "(a sample: the first {n} objects listed; `--sample N` looks at more)"
+        );
+    }
     let _ = writeln!(out, "\nExtensions:");
     let mut exts: Vec<(&String, &u64)> = e.extensions.iter().collect();
     exts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

@@ -229,6 +229,17 @@ pub fn scan_remote(
     exclude: &GlobSet,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SourceScan, String> {
+    scan_remote_limited(root, recursive, exclude, progress, None)
+}
+
+/// [`scan_remote`], stopping after `limit` objects (explore's sample).
+pub fn scan_remote_limited(
+    root: &RemoteRoot,
+    recursive: bool,
+    exclude: &GlobSet,
+    progress: &(dyn Fn(u64) + Sync),
+    limit: Option<u64>,
+) -> Result<SourceScan, String> {
     RUNTIME.block_on(async {
         let mut lister = root
             .op
@@ -250,6 +261,9 @@ pub fn scan_remote(
             seen += 1;
             if seen % 1000 == 0 {
                 progress(seen);
+            }
+            if limit.is_some_and(|l| seen > l) {
+                break;
             }
             if is_junk_path(&rel) || exclude.is_match(&rel) {
                 scan.excluded += 1;

@@ -654,3 +654,33 @@ fn a_csv_sheet_and_sidecars_in_the_bucket_feed_unit_meta() {
     );
     assert_eq!(p["units"][2]["meta"]["age"], 52);
 }
+
+#[test]
+fn explore_reads_a_bucket_and_samples_a_huge_prefix() {
+    let m = Moto::start();
+    m.create_bucket("ml-data");
+    seed_units(&m, "ml-data", "b", 6);
+    let f = Fixture::new();
+    let explore = |extra: &[&str]| {
+        let mut cmd = with_aws(crate::harness::synup());
+        cmd.current_dir(f.path()).args([
+            "explore",
+            "s3://ml-data/b",
+            "--format",
+            "json",
+            "--connection",
+            &format!("endpoint={}", m.endpoint),
+        ]);
+        run(cmd.args(extra))
+    };
+    let out = explore(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let e: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["files"], 12);
+    assert_eq!(e["layout"]["pattern"], 1);
+    assert!(e.get("sampled").is_none());
+    let out = explore(&["--sample", "5"]);
+    let e: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["files"], 5);
+    assert_eq!(e["sampled"], 5);
+}
