@@ -159,7 +159,11 @@ pub fn run(args: Args) -> i32 {
         .mode
         .roots()
         .into_iter()
-        .filter_map(|r| r.remote.clone().map(|remote| (r.written.clone(), remote)))
+        .filter_map(|r| {
+            r.remote
+                .as_deref()
+                .map(|remote| (r.written.clone(), remote.clone()))
+        })
         .collect();
     let result = match &prepared.session {
         Some(session) => {

@@ -193,9 +193,24 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
             return None;
         }
         let origin = format!("data collection {id} on {}", session.client.host());
+        let storage = if needs_storage(&loaded) {
+            match storage_info(&session, loaded.recipe.target.storage) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    crate::console::error(&e);
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         (
             Some(session),
-            Some(synup::recipe::resolve::RemoteCollection { origin, json }),
+            Some(synup::recipe::resolve::RemoteCollection {
+                origin,
+                json,
+                storage,
+            }),
         )
     } else {
         (None, None)
@@ -211,6 +226,60 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
             None
         }
     }
+}
+
+/// Whether a source or asset path may be storage-relative (so the storage is needed).
+fn needs_storage(loaded: &synup::recipe::LoadedRecipe) -> bool {
+    let r = &loaded.recipe;
+    let paths = r.source.iter().map(|s| s.path.as_str()).chain(
+        r.assets
+            .iter()
+            .flat_map(|a| a.values().map(|x| x.path.as_str())),
+    );
+    paths
+        .into_iter()
+        .any(|p| synup::recipe::resolve::looks_storage_relative(p) && !loaded.dir.join(p).exists())
+}
+
+/// The target's storage (given id, else the default) with its configuration:
+/// `POST storages/{id}/session/`, falling back to `GET storages/{id}/?with_configuration=true`
+/// on 404/405, as the SDK does.
+fn storage_info(
+    session: &synup::synapse::Session,
+    id: Option<u64>,
+) -> Result<synup::recipe::resolve::StorageInfo, String> {
+    let client = &session.client;
+    let id = match id {
+        Some(id) => id,
+        None => match session.block_on(client.default_storage()) {
+            Ok(Some(s)) => s
+                .get("id")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or_default(),
+            Ok(None) => {
+                return Err(
+                    "the backend lists no default storage for storage-relative paths".into(),
+                );
+            }
+            Err(e) => return Err(format!("cannot find the default storage: {e}")),
+        },
+    };
+    let info = match session.block_on(client.storage_session(id)) {
+        Ok(s) => s,
+        Err(e) if matches!(e.status(), Some(404 | 405)) => session
+            .block_on(client.get(&format!("storages/{id}/?with_configuration=true")))
+            .map_err(|e| format!("storage {id}: {e}"))?,
+        Err(e) => return Err(format!("storage {id}: {e}")),
+    };
+    Ok(synup::recipe::resolve::StorageInfo {
+        id,
+        provider: info
+            .get("provider")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        configuration: info.get("configuration").cloned().unwrap_or_default(),
+    })
 }
 
 /// Plans a prepared recipe against its target's current state; `None` means exit 1.

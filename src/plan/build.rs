@@ -376,7 +376,7 @@ pub fn build_plan(
             if *slot == u32::MAX {
                 let scanned = &file_slices[f.root as usize][f.index as usize];
                 requests.push(HashRequest {
-                    remote: roots[f.root as usize].remote.as_ref(),
+                    remote: roots[f.root as usize].remote.as_deref(),
                     dir: &roots[f.root as usize].path,
                     rel: &scanned.rel,
                     size: scanned.size,
@@ -445,7 +445,7 @@ pub fn build_plan(
                     spec: *spec,
                     rel: &file_slices[f.root as usize][f.index as usize].rel,
                     root: &roots[f.root as usize].path,
-                    remote: roots[f.root as usize].remote.as_ref(),
+                    remote: roots[f.root as usize].remote.as_deref(),
                 })
                 .collect();
             let m = metadata::merge(
@@ -808,8 +808,12 @@ fn find_metadata_file(written: &str, recipe_dir: &Path, root: Option<&Root>) -> 
     }
     let root = root?;
     match &root.remote {
-        Some(remote) => crate::source::remote::exists(remote, written)
-            .then(|| MetaFile::Remote(remote.clone(), written.trim_start_matches("./").to_owned())),
+        Some(remote) => crate::source::remote::exists(remote, written).then(|| {
+            MetaFile::Remote(
+                (**remote).clone(),
+                written.trim_start_matches("./").to_owned(),
+            )
+        }),
         None => {
             let under = root.path.join(p);
             under.is_file().then_some(MetaFile::Local(under))

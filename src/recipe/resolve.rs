@@ -72,7 +72,7 @@ pub struct Root {
     /// JSON pointer of the path value in the recipe, for errors.
     pub pointer: String,
     /// A bucket or server (`s3://`, `gs://`, `azblob://`, `sftp://`); `path` is unused then.
-    pub remote: Option<crate::source::remote::RemoteRoot>,
+    pub remote: Option<Box<crate::source::remote::RemoteRoot>>,
 }
 
 #[derive(Debug)]
@@ -280,6 +280,7 @@ pub fn resolve_with(
         loaded,
         errors: Vec::new(),
         warnings: Vec::new(),
+        storage: remote.and_then(|r| r.storage.as_ref()),
     };
     let r = &loaded.recipe;
 
@@ -493,12 +494,46 @@ pub struct RemoteCollection {
     /// Where it came from, for messages (`data collection 42 on https://…`).
     pub origin: String,
     pub json: Json,
+    /// The target's storage, when storage-relative paths need it.
+    pub storage: Option<StorageInfo>,
+}
+
+/// A Synapse storage's provider and configuration (from its session).
+#[derive(Clone)]
+pub struct StorageInfo {
+    pub id: u64,
+    pub provider: String,
+    pub configuration: Json,
+}
+
+impl std::fmt::Debug for StorageInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds credentials.
+        f.debug_struct("StorageInfo")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .finish()
+    }
+}
+
+/// A path that, on a synapse target, may be relative to the storage's root:
+/// no scheme, not absolute, not explicitly relative to the recipe (`./`, `../`, `~`).
+pub fn looks_storage_relative(written: &str) -> bool {
+    !(written.contains("://")
+        || written.starts_with('/')
+        || written.starts_with("./")
+        || written.starts_with("../")
+        || written.starts_with('~')
+        || written == "."
+        || written == "..")
 }
 
 struct Cx<'a> {
     loaded: &'a LoadedRecipe,
     errors: Vec<RecipeError>,
     warnings: Vec<RecipeError>,
+    /// A synapse target's storage, for storage-relative paths.
+    storage: Option<&'a StorageInfo>,
 }
 
 impl Cx<'_> {
@@ -819,12 +854,49 @@ impl Cx<'_> {
                     recursive,
                     checksum,
                     pointer,
-                    remote: Some(remote),
+                    remote: Some(Box::new(remote)),
                 }),
                 Err(message) => {
                     self.err(
                         RecipeError::new(Code::UnsupportedSource, message, self.span(&pointer))
                             .help("sources are local folders, s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix or sftp://[user@]host[:port]/path"),
+                    );
+                    None
+                }
+            };
+        }
+        // On a synapse target, a relative path that is not here locally is
+        // relative to the storage's root (as the SDK resolves it).
+        if let Some(storage) = self.storage
+            && looks_storage_relative(written)
+            && !self.loaded.dir.join(written).exists()
+        {
+            use crate::source::remote::{StorageRoot, storage_root};
+            return match storage_root(&storage.provider, &storage.configuration, written) {
+                Ok(StorageRoot::Remote(remote)) => Some(Root {
+                    written: written.to_owned(),
+                    path: PathBuf::new(),
+                    recursive,
+                    checksum,
+                    pointer,
+                    remote: Some(Box::new(remote)),
+                }),
+                Ok(StorageRoot::Local(path)) => Some(Root {
+                    written: written.to_owned(),
+                    path,
+                    recursive,
+                    checksum,
+                    pointer,
+                    remote: None,
+                }),
+                Err(message) => {
+                    self.err(
+                        RecipeError::new(
+                            Code::UnsupportedSource,
+                            format!("`{written}` is relative to storage {} ({}): {message}", storage.id, storage.provider),
+                            self.span(&pointer),
+                        )
+                        .help("use a local path (`./data`), a URL (`s3://…`), or another `target.storage`"),
                     );
                     None
                 }

@@ -352,6 +352,25 @@ impl Client {
         self.get(&format!("storages/{id}/")).await
     }
 
+    /// `POST storages/{id}/session/ {"purpose": "read"}`: provider and configuration.
+    pub async fn storage_session(&self, id: u64) -> Result<Json, SynapseError> {
+        let r = self
+            .call(
+                Method::POST,
+                &format!("storages/{id}/session/"),
+                Some(&json!({"purpose": "read"})),
+                Repeat::Safe,
+            )
+            .await?;
+        match r.get("contract_version").and_then(Json::as_u64) {
+            Some(1) | None => Ok(r),
+            Some(v) => Err(SynapseError::Protocol {
+                path: format!("storages/{id}/session/"),
+                message: format!("contract_version {v} is not supported (only 1)"),
+            }),
+        }
+    }
+
     pub async fn agents(&self) -> Result<Json, SynapseError> {
         self.get("agents/").await
     }

@@ -684,3 +684,51 @@ fn explore_reads_a_bucket_and_samples_a_huge_prefix() {
     assert_eq!(e["files"], 5);
     assert_eq!(e["sampled"], 5);
 }
+
+#[test]
+fn a_storage_relative_path_is_read_through_the_targets_storage() {
+    let m = Moto::start();
+    m.create_bucket("tenant-bucket");
+    seed_units(&m, "tenant-bucket", "uploads/batch-9", 3);
+    let f = Fixture::new();
+    let mut s = seed(vec![two_spec_collection()]);
+    s["storages"] = serde_json::json!([{"id": 11, "name": "tenant", "category": "internal", "provider": "amazon_s3",
+        "is_default": true,
+        "configuration": {"bucket_name": "tenant-bucket", "access_key": "test-key-id", "secret_key": SECRET,
+                          "region_name": "us-east-1", "endpoint_url": m.endpoint}}]);
+    let serve = Serve::start(f.path(), &s, &[]);
+    f.write(
+        "r.yaml",
+        to_synapse(
+            &format!("{TWO_SPECS}source: {{path: uploads/batch-9}}\n"),
+            42,
+            "  storage: 11\n",
+        ),
+    );
+    let out = run(synup_for(&serve, f.path()).args([
+        "apply",
+        "r.yaml",
+        "--yes",
+        "--report",
+        "report.json",
+    ]));
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(serve.units(42).len(), 3);
+    // The storage's secret never shows.
+    let report = std::fs::read_to_string(f.join("report.json")).unwrap();
+    assert!(
+        !out.stdout.contains(SECRET) && !out.stderr.contains(SECRET) && !report.contains(SECRET)
+    );
+    // Without `storage`, the default storage is used.
+    f.write(
+        "r2.yaml",
+        to_synapse(
+            &format!("{TWO_SPECS}source: {{path: uploads/batch-9}}\n"),
+            42,
+            "",
+        ),
+    );
+    let out = run(synup_for(&serve, f.path()).args(["plan", "r2.yaml", "--detailed-exitcode"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("3 unchanged"), "{}", out.stdout);
+}
