@@ -283,8 +283,17 @@ fn storage_info(
 }
 
 /// Plans a prepared recipe against its target's current state; `None` means exit 1.
-pub fn plan_recipe(p: &Prepared) -> Option<synup::plan::PlanOutcome> {
+/// With `progress`, long remote listings report on stderr as they go.
+pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutcome> {
     let (loaded, resolved) = (&p.loaded, &p.resolved);
+    let mut options = synup::plan::PlanOptions::default();
+    if progress {
+        options.listing_progress = Some(std::sync::Arc::new(|root: &str, n: u64| {
+            if n.is_multiple_of(10_000) {
+                crate::console::note(&format!("listing {root}: {n} objects so far …"));
+            }
+        }));
+    }
     let result = match &p.session {
         Some(session) => {
             let id = resolved.data_collection.parse::<u64>().unwrap_or_default();

@@ -39,11 +39,22 @@ struct MergedUnit {
 type LoadedSheet = (Result<SheetTable, sheet::SheetError>, String);
 
 /// Knobs that change speed, never the plan.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PlanOptions {
     /// Concurrent file readers while hashing; small files on a cold disk reward depth.
     pub readers: usize,
     pub scan_threads: usize,
+    /// Told `(root, objects listed so far)` during long remote listings.
+    pub listing_progress: Option<std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for PlanOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanOptions")
+            .field("readers", &self.readers)
+            .field("scan_threads", &self.scan_threads)
+            .finish()
+    }
 }
 
 impl Default for PlanOptions {
@@ -51,6 +62,7 @@ impl Default for PlanOptions {
         Self {
             readers: 16,
             scan_threads: 8,
+            listing_progress: None,
         }
     }
 }
@@ -156,11 +168,16 @@ pub fn build_plan(
                 let skip = skip.clone();
                 s.spawn(move || -> Result<SourceScan, String> {
                     if let Some(remote) = &root.remote {
+                        let progress = opts.listing_progress.clone();
                         return crate::source::remote::scan_remote(
                             remote,
                             root.recursive,
                             &recipe.exclude,
-                            &|_| {},
+                            &move |n| {
+                                if let Some(p) = &progress {
+                                    p(&root.written, n);
+                                }
+                            },
                         );
                     }
                     let opts = ScanOptions {
