@@ -70,7 +70,8 @@ pub fn run(args: Args) -> i32 {
         return exit::ERROR;
     };
     let (loaded, resolved) = (&prepared.loaded, &prepared.resolved);
-    let Some(fresh) = super::plan_recipe(&prepared, crate::console::progress_wanted(args.quiet)) else {
+    let Some(fresh) = super::plan_recipe(&prepared, crate::console::progress_wanted(args.quiet))
+    else {
         return exit::ERROR;
     };
     let plan = match saved {

@@ -36,7 +36,8 @@ pub fn run(args: Args) -> i32 {
     if crate::console::progress_wanted(args.quiet) {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
-    let Some(outcome) = super::plan_recipe(&prepared, crate::console::progress_wanted(args.quiet)) else {
+    let Some(outcome) = super::plan_recipe(&prepared, crate::console::progress_wanted(args.quiet))
+    else {
         return exit::ERROR;
     };
     let plan = &outcome.plan;

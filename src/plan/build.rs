@@ -119,6 +119,9 @@ pub fn build_plan(
     // Preflight: roots and metadata files exist.
     for root in &roots {
         if root.remote.is_some() {
+            if root.checksum == ChecksumMode::Apply {
+                warnings.push(Warning::new("checksum_apply_unsupported", format!("`checksum: apply` is not supported yet: objects under `{}` are hashed while planning (streamed, and cached by URL, size and ETag, so later plans do not read them again)", root.written)));
+            }
             continue; // reached while scanning: its errors name the URL there
         }
         match std::fs::metadata(&root.path) {
