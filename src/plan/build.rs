@@ -38,6 +38,9 @@ struct MergedUnit {
 /// A spreadsheet load's result and the SHA-256 of the file's bytes.
 type LoadedSheet = (Result<SheetTable, sheet::SheetError>, String);
 
+/// A callback told `(root, objects listed so far)`.
+pub type ListingProgress = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
+
 /// Knobs that change speed, never the plan.
 #[derive(Clone)]
 pub struct PlanOptions {
@@ -45,7 +48,7 @@ pub struct PlanOptions {
     pub readers: usize,
     pub scan_threads: usize,
     /// Told `(root, objects listed so far)` during long remote listings.
-    pub listing_progress: Option<std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>>,
+    pub listing_progress: Option<ListingProgress>,
 }
 
 impl std::fmt::Debug for PlanOptions {
