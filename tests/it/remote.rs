@@ -732,3 +732,51 @@ fn a_storage_relative_path_is_read_through_the_targets_storage() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("3 unchanged"), "{}", out.stdout);
 }
+
+#[test]
+fn an_unreadable_object_on_sftp_is_named() {
+    if !crate::harness::is_root() {
+        return; // needs to add a user; CI runs as root
+    }
+    let user = "synup-sftp-test";
+    let _ = Command::new("useradd")
+        .args(["-M", "-d", "/nonexistent", "-s", "/bin/sh", user])
+        .status();
+    // `*`, not useradd's `!`: without PAM, sshd refuses accounts marked locked.
+    let _ = Command::new("usermod").args(["-p", "*", user]).status();
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.join("ssh")).unwrap();
+    let sshd = Sshd::start(&f.join("ssh"));
+    let data = f.join("remote-data/site");
+    tree(&data);
+    crate::harness::chmod(f.path(), 0o755);
+    for d in ["remote-data", "remote-data/site"] {
+        crate::harness::chmod(&f.join(d), 0o755);
+    }
+    crate::harness::chmod(&data.join("p001/img.png"), 0o000);
+    let block = format!(
+        "source:\n  path: sftp://{user}@127.0.0.1:{}{}\n  connection: {{key: \"{}\", known_hosts_strategy: strict}}\n",
+        sshd.port,
+        data.display(),
+        sshd.key.display()
+    );
+    f.write("r.yaml", format!("{TWO_SPECS}{block}"));
+    let out = run(crate::harness::synup()
+        .current_dir(f.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                sshd.bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .args(["plan", "r.yaml"]));
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("p001/img.png"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("permission denied"),
+        "{}",
+        out.stderr
+    );
+}
