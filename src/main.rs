@@ -13,5 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     console::install_error_hook();
     let code = cli::run();
+    // Close remote connections (sftp's ssh masters outlive us otherwise).
+    synup::source::remote::shutdown();
     ExitCode::from(code as u8)
 }
