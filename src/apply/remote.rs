@@ -54,6 +54,9 @@ struct Shared<'a> {
     existing: HashMap<String, Vec<ExistingUnit>>,
     /// Files the backend holds or that this run confirmed.
     known: RefCell<HashSet<String>>,
+    /// Files the backend held before this run, and those already reported as present.
+    preexisting: HashSet<String>,
+    reported_present: RefCell<HashSet<String>>,
     /// Files some batch is uploading; others wait for the outcome.
     in_flight: RefCell<HashMap<String, Rc<tokio::sync::OnceCell<FileResult>>>>,
     confirmed: Cell<u64>,
@@ -137,6 +140,8 @@ async fn run(
             settings,
             observer,
             existing,
+            preexisting: known.clone(),
+            reported_present: RefCell::new(HashSet::new()),
             known: RefCell::new(known),
             in_flight: RefCell::new(HashMap::new()),
             confirmed: Cell::new(0),
@@ -235,6 +240,12 @@ async fn run_batch(
         for u in &todo {
             for f in u.files.values() {
                 let Some(sha) = &f.sha1 else { continue };
+                if shared.preexisting.contains(sha)
+                    && shared.reported_present.borrow_mut().insert(sha.clone())
+                {
+                    out.already_present += 1;
+                    observer.on(&ApplyEvent::FileStored { bytes: 0 });
+                }
                 if known.contains(sha) || mine.contains_key(sha) {
                     continue;
                 }
@@ -437,7 +448,6 @@ async fn upload_files(
             }
         }
     }
-    out.already_present += 0;
     results
 }
 

@@ -380,9 +380,30 @@ fn a_killed_apply_reruns_to_completion_without_duplicates() {
             out.stderr
         );
         assert!(serve.units(42).len() < 60, "{crash}");
-        let out = run(synup_for(&serve, f.path()).args(["apply", "r.yaml", "--yes"]));
+        let out = run(synup_for(&serve, f.path()).args([
+            "apply",
+            "r.yaml",
+            "--yes",
+            "--report",
+            "report.json",
+        ]));
         assert_eq!(out.code, 0, "{crash}: {}", out.stderr);
         assert_units_once(&serve, 60);
+        // Files confirmed before the kill are not sent again.
+        let report: Json =
+            serde_json::from_str(&std::fs::read_to_string(f.join("report.json")).unwrap()).unwrap();
+        if crash == "files:7" {
+            assert!(
+                report["files"]["already_present"].as_u64() >= Some(7),
+                "{crash}: {report}"
+            );
+            assert_eq!(
+                report["files"]["uploaded"].as_u64().unwrap()
+                    + report["files"]["already_present"].as_u64().unwrap(),
+                120,
+                "{crash}: {report}"
+            );
+        }
         let out = run(synup_for(&serve, f.path()).args(["apply", "r.yaml", "--yes"]));
         assert_eq!(out.code, 0);
         assert!(
