@@ -106,7 +106,8 @@ pub struct Client {
 const API_TIMEOUT: Duration = Duration::from_secs(120);
 const PUT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Files up to this size are read once and sent from memory; larger ones stream.
-const IN_MEMORY_PUT: u64 = 8 << 20;
+/// (With 32 workers that bounds the buffers to 32 MiB.)
+const IN_MEMORY_PUT: u64 = 1 << 20;
 
 /// A message from an error body: DRF `detail`, FastAPI items, or the text.
 fn error_message(body: &[u8]) -> String {

@@ -521,10 +521,11 @@ fn synup_sends_large_files_in_parts_and_status_reports_the_collection() {
     let serve = Serve::start(
         f.path(),
         &seed(vec![two_spec_collection(42)]),
-        &["--multipart-threshold", "100000", "--part-size", "40000"],
+        &["--multipart-threshold", "2500000", "--part-size", "1200000"],
     );
     nested_units(&f, "data", 3);
-    let big: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
+    // 3 parts of up to 1.2 MB: above 1 MiB, so each is streamed from the file by range.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     f.write("data/u001/img.png", &big);
     f.write(
         "r.yaml",
@@ -542,7 +543,7 @@ fn synup_sends_large_files_in_parts_and_status_reports_the_collection() {
         .find(|u| u["meta"]["name"] == "u001")
         .expect("u001");
     assert_eq!(unit["files"]["image_1"]["checksum"], sha.as_str());
-    assert_eq!(unit["files"]["image_1"]["size"], 250_000);
+    assert_eq!(unit["files"]["image_1"]["size"], 3_000_000);
     // The bytes served back are the bytes sent, part by part.
     let url = unit["files"]["image_1"]["url"].as_str().unwrap().to_owned();
     let s = serve.session();
