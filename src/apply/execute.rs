@@ -291,24 +291,9 @@ pub fn execute(
             // Register the units whose files are all in place, in one transaction.
             let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
             for u in todo {
-                let broken: Vec<String> = u
-                    .files
-                    .values()
-                    .filter_map(|f| {
-                        f.sha1
-                            .as_deref()
-                            .and_then(|s| failed_files.get(s))
-                            .map(|r| format!("{}: {r}", f.path))
-                    })
-                    .collect();
-                if broken.is_empty() {
-                    ready.push(u);
-                } else {
-                    report.fail_unit(
-                        observer,
-                        &u.key,
-                        &format!("file failed: {}", broken.join("; ")),
-                    );
+                match super::failed_files_of(u, |sha| failed_files.get(sha)) {
+                    None => ready.push(u),
+                    Some(reason) => report.fail_unit(observer, &u.key, &reason),
                 }
             }
             let new_units: Vec<NewUnit<'_>> = ready

@@ -288,21 +288,9 @@ async fn run_batch(
     // Units whose files are all there are registered.
     let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
     for u in todo {
-        let broken: Vec<String> = u
-            .files
-            .values()
-            .filter_map(|f| {
-                f.sha1
-                    .as_deref()
-                    .and_then(|s| file_errors.get(s))
-                    .map(|r| format!("{}: {r}", f.path))
-            })
-            .collect();
-        if broken.is_empty() {
-            ready.push(u);
-        } else {
-            out.failed_units
-                .push((u.key.clone(), format!("file failed: {}", broken.join("; "))));
+        match super::failed_files_of(u, |sha| file_errors.get(sha)) {
+            None => ready.push(u),
+            Some(reason) => out.failed_units.push((u.key.clone(), reason)),
         }
     }
     if shared.settings.crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {

@@ -294,45 +294,30 @@ pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutc
             }
         }));
     }
-    let result = match &p.session {
+    let view: Box<dyn synup::target::TargetView + '_> = match &p.session {
         Some(session) => {
             let id = resolved.data_collection.parse::<u64>().unwrap_or_default();
-            let view =
-                match synup::synapse::SynapseView::open(session, id, resolved.key_field.as_deref())
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        crate::console::report(e);
-                        return None;
-                    }
-                };
-            synup::plan::build_plan(
-                loaded,
-                resolved,
-                &view,
-                &synup::plan::PlanOptions::default(),
-            )
-        }
-        None => {
-            let view = match synup::target::local::LocalView::open(
-                &resolved.target_path,
-                &resolved.data_collection,
-                &resolved.collection.specs,
-            ) {
-                Ok(v) => v,
+            match synup::synapse::SynapseView::open(session, id, resolved.key_field.as_deref()) {
+                Ok(v) => Box::new(v),
                 Err(e) => {
                     crate::console::report(e);
                     return None;
                 }
-            };
-            synup::plan::build_plan(
-                loaded,
-                resolved,
-                &view,
-                &synup::plan::PlanOptions::default(),
-            )
+            }
         }
+        None => match synup::target::local::LocalView::open(
+            &resolved.target_path,
+            &resolved.data_collection,
+            &resolved.collection.specs,
+        ) {
+            Ok(v) => Box::new(v),
+            Err(e) => {
+                crate::console::report(e);
+                return None;
+            }
+        },
     };
+    let result = synup::plan::build_plan(loaded, resolved, view.as_ref(), &options);
     match result {
         Ok(o) => Some(o),
         Err(e) => {

@@ -31,6 +31,18 @@ pub struct FileSpec {
 }
 
 impl FileSpec {
+    /// One line for diffs: `image_1 (image, .png .jpg, required: true, primary: true)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}, .{}, required: {}, primary: {})",
+            self.name,
+            self.file_type,
+            self.extensions.join(" ."),
+            self.is_required,
+            self.is_primary
+        )
+    }
+
     pub fn allows_extension(&self, ext: &str) -> bool {
         self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext))
     }
@@ -656,24 +668,14 @@ impl Cx<'_> {
         }
         let mine = mine?;
         let mut diff = Vec::new();
-        let show = |s: &FileSpec| {
-            format!(
-                "{} ({}, .{}, required: {}, primary: {})",
-                s.name,
-                s.file_type,
-                s.extensions.join(" ."),
-                s.is_required,
-                s.is_primary
-            )
-        };
         for s in &theirs.specs {
             if !mine.specs.contains(s) {
-                diff.push(format!("  backend: {}", show(s)));
+                diff.push(format!("  backend: {}", s.describe()));
             }
         }
         for s in &mine.specs {
             if !theirs.specs.contains(s) {
-                diff.push(format!("  recipe:  {}", show(s)));
+                diff.push(format!("  recipe:  {}", s.describe()));
             }
         }
         let schema_of = |c: &Collection| c.meta_schema.as_ref().map(|m| m.schema.clone());

@@ -65,24 +65,7 @@ impl Catalog {
         {
             return Ok(existing);
         }
-        let path = self.path().to_owned();
-        let e = sqlite_error(&path);
-        let tx = self.conn.transaction().map_err(e)?;
-        tx.execute(
-            "INSERT INTO data_collections (id, name, meta, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![id, name, meta.to_string(), now()],
-        )
-        .map_err(e)?;
-        let id = tx.last_insert_rowid();
-        for (pos, s) in specs.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO file_specifications (data_collection_id, position, name, file_type, extensions, is_required, is_primary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, pos as i64, s.name, s.file_type, serde_json::to_string(&s.extensions).unwrap_or_default(), s.is_required, s.is_primary],
-            )
-            .map_err(e)?;
-        }
-        tx.commit().map_err(e)?;
-        Ok(id)
+        self.insert_collection(id, name, meta, specs)
     }
 
     /// A collection in the API's shape.

@@ -294,25 +294,15 @@ impl Catalog {
         if have == specs {
             return Ok(());
         }
-        let show = |s: &FileSpec| {
-            format!(
-                "{} ({}, .{}, required: {}, primary: {})",
-                s.name,
-                s.file_type,
-                s.extensions.join(" ."),
-                s.is_required,
-                s.is_primary
-            )
-        };
         let mut diff = Vec::new();
         for s in &have {
             if !specs.contains(s) {
-                diff.push(format!("  - {}", show(s)));
+                diff.push(format!("  - {}", s.describe()));
             }
         }
         for s in specs {
             if !have.contains(s) {
-                diff.push(format!("  + {}", show(s)));
+                diff.push(format!("  + {}", s.describe()));
             }
         }
         Err(CatalogError::SpecMismatch {
@@ -333,13 +323,23 @@ impl Catalog {
             self.check_specs(id, name_or_id, specs)?;
             return Ok(id);
         }
+        let meta = serde_json::json!({ "data_unit_meta_schema": meta_schema });
+        self.insert_collection(name_or_id.parse::<i64>().ok(), name_or_id, &meta, specs)
+    }
+
+    /// Inserts a collection and its specs in one transaction; returns its id.
+    pub(super) fn insert_collection(
+        &mut self,
+        id: Option<i64>,
+        name: &str,
+        meta: &Json,
+        specs: &[FileSpec],
+    ) -> Result<i64, CatalogError> {
         let e = sqlite_error(&self.path);
         let tx = self.conn.transaction().map_err(e)?;
-        let meta = serde_json::json!({ "data_unit_meta_schema": meta_schema });
-        let explicit_id = name_or_id.parse::<i64>().ok();
         tx.execute(
             "INSERT INTO data_collections (id, name, meta, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![explicit_id, name_or_id, meta.to_string(), now()],
+            params![id, name, meta.to_string(), now()],
         )
         .map_err(e)?;
         let id = tx.last_insert_rowid();
