@@ -8,7 +8,7 @@
 //! next run reuses. Units that exist by the time their batch runs are skipped
 //! (same content) or failed as conflicts (other content), never duplicated.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -16,10 +16,11 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde_json::Value as Json;
 
+use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
 use super::report::{ApplyReport, ReportTarget};
-use crate::plan::model::{Action, Plan, PlannedUnit, distinct_files};
+use crate::plan::model::{Action, Plan, PlannedFile, PlannedUnit};
 use crate::recipe::resolve::FileSpec;
 use crate::target::local::{
     Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock,
@@ -139,7 +140,7 @@ pub fn execute(
         &plan.recipe.path,
         &plan.plan_hash,
     )?;
-    let (mut journal, _previous) = Journal::open(&target.journal)?;
+    let (mut journal, mut previous) = Journal::open(&target.journal)?;
     journal.append(&[Record::Start {
         apply: apply_id.clone(),
         plan_hash: plan.plan_hash.clone(),
@@ -160,12 +161,7 @@ pub fn execute(
         apply_id.clone(),
     );
 
-    let distinct = distinct_files(creates.iter().copied());
-    observer.on(&ApplyEvent::Started {
-        units: creates.len() as u64,
-        files: distinct.len() as u64,
-        bytes: distinct.values().sum(),
-    });
+    super::announce(observer, &creates);
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(settings.workers.max(1))
@@ -177,9 +173,74 @@ pub fn execute(
         .iter()
         .find(|s| s.is_primary)
         .map(|s| s.name.as_str());
+    let mut learned = Learned::new(std::mem::take(&mut previous.learned));
     let outcome = (|| -> Result<(), ApplyError> {
         for (batch_no, batch) in creates.chunks(settings.batch_size.max(1)).enumerate() {
             let batch_no = batch_no as u64 + 1;
+            // Files planned with `checksum: apply` are stored first, which
+            // tells their SHA-1; then the batch goes on as if it had been planned.
+            let unknown: Vec<(String, &PlannedFile)> = learned.unknown(batch).into_iter().collect();
+            let learn = |(_, f): &(String, &PlannedFile)| -> Result<(String, u64), StoreError> {
+                let shown = f.shown();
+                let read_err = |e| StoreError::Read {
+                    path: shown.clone(),
+                    source: e,
+                };
+                let r = match remote_of(target.remotes, &shown) {
+                    Some((root, rel)) => crate::source::remote::open_read(root, rel)
+                        .map_err(read_err)
+                        .and_then(|input| store.put_learning(input, &shown)),
+                    None => std::fs::File::open(target.recipe_dir.join(&*f.root).join(&f.path))
+                        .map_err(read_err)
+                        .and_then(|input| store.put_learning(input, &shown)),
+                };
+                if r.is_ok() {
+                    let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
+                    if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
+                        crash_now();
+                    }
+                }
+                r
+            };
+            let learnt: Vec<Result<(String, u64), StoreError>> = match &pool {
+                Some(pool) => pool.install(|| unknown.par_iter().map(learn).collect()),
+                None => unknown.iter().map(learn).collect(),
+            };
+            let mut deferred_failed: HashMap<String, String> = HashMap::new();
+            let mut learned_now: Vec<(String, u64, String)> = Vec::new();
+            let mut learned_records = Vec::new();
+            for ((id, f), result) in unknown.iter().zip(learnt) {
+                match result {
+                    Ok((sha, bytes)) => {
+                        if bytes > 0 {
+                            report.files.uploaded += 1;
+                            report.bytes_uploaded += bytes;
+                        } else {
+                            report.files.already_present += 1;
+                        }
+                        observer.on(&ApplyEvent::FileStored { bytes });
+                        learned_records.push(learned.insert(f, &sha));
+                        learned_records.push(Record::File { sha1: sha.clone() });
+                        let rel = FileStore::relative_path(&sha);
+                        learned_now.push((sha, f.size, rel));
+                    }
+                    Err(StoreError::Write { source, .. }) => return Err(write_err(source)),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        report.fail_file(observer, &f.shown(), &reason);
+                        deferred_failed.insert(id.clone(), reason);
+                    }
+                }
+            }
+            if !learned_now.is_empty() {
+                store.sync().map_err(write_err)?;
+                catalog.add_files(&learned_now)?;
+                journal.append(&learned_records)?;
+            }
+            let learned_now: HashSet<String> =
+                learned_now.into_iter().map(|(sha, _, _)| sha).collect();
+            let filled = learned.fill(batch);
+            let batch: Vec<&PlannedUnit> = filled.iter().map(|u| u.as_ref()).collect();
             // Units that appeared since the plan: skip or fail, never duplicate.
             let keys: Vec<&str> = batch.iter().map(|u| u.key.as_str()).collect();
             let existing = catalog.units_by_key(collection, &keys)?;
@@ -224,6 +285,8 @@ pub fn execute(
                     }
                 }
             }
+            // Those stored just now were counted when they were.
+            needed.retain(|sha, _| !learned_now.contains(*sha));
             let wanted: Vec<&str> = needed.keys().copied().collect();
             let known = catalog.known_checksums(&wanted)?;
             let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed
@@ -291,7 +354,9 @@ pub fn execute(
             // Register the units whose files are all in place, in one transaction.
             let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
             for u in todo {
-                match super::failed_files_of(u, |sha| failed_files.get(sha)) {
+                match super::failed_files_of(u, |id| {
+                    failed_files.get(id).or_else(|| deferred_failed.get(id))
+                }) {
                     None => ready.push(u),
                     Some(reason) => report.fail_unit(observer, &u.key, &reason),
                 }

@@ -5,7 +5,7 @@
 //! dropped silently; a record that does not parse *before* the end is damage a
 //! crash cannot cause, and reading the journal fails naming the file and line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,15 @@ pub enum Record {
     File { sha1: String },
     /// A unit exists in the target.
     Unit { key: String, id: String },
+    /// The SHA-1 of a file planned with `checksum: apply` (named as `root/path`,
+    /// with the size and version tag the plan identified it by).
+    Learned {
+        path: String,
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        etag: Option<String>,
+        sha1: String,
+    },
     /// An apply run ended.
     End { apply: String, status: String },
 }
@@ -68,6 +77,8 @@ pub fn path_for(state_dir: &Path, recipe: &str, collection: &str) -> PathBuf {
 pub struct JournalState {
     pub files: HashSet<String>,
     pub units: HashSet<String>,
+    /// SHA-1s learned for deferred files, by [`PlannedFile::identity`](crate::plan::model::PlannedFile::identity).
+    pub learned: HashMap<String, String>,
     pub records: usize,
 }
 
@@ -187,6 +198,21 @@ pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
                     }
                     Record::Unit { key, .. } => {
                         state.units.insert(key);
+                    }
+                    Record::Learned {
+                        path,
+                        size,
+                        etag,
+                        sha1,
+                    } => {
+                        state.learned.insert(
+                            crate::plan::model::PlannedFile::identity_of(
+                                &path,
+                                size,
+                                etag.as_deref(),
+                            ),
+                            sha1,
+                        );
                     }
                     Record::Start { .. } | Record::End { .. } => {}
                 }

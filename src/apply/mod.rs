@@ -4,6 +4,7 @@
 //! does the work and emits [`events::ApplyEvent`]s; `journal` records progress
 //! under `.synup/`; `report` is the end report.
 
+pub mod deferred;
 pub mod events;
 pub mod execute;
 pub mod journal;
@@ -16,7 +17,8 @@ pub use execute::{ApplyError, ApplySettings, ApplyTarget, CrashPoint, execute};
 pub use report::ApplyReport;
 
 /// "file failed: …" for a unit some of whose files failed to reach the target,
-/// `None` when all of them are there. `failed` maps a SHA-1 to its reason.
+/// `None` when all of them are there. `failed` maps a file's
+/// [`identity`](crate::plan::model::PlannedFile::identity) to its reason.
 pub(crate) fn failed_files_of<'a>(
     unit: &crate::plan::model::PlannedUnit,
     failed: impl Fn(&str) -> Option<&'a String>,
@@ -25,11 +27,25 @@ pub(crate) fn failed_files_of<'a>(
         .files
         .values()
         .filter_map(|f| {
-            f.sha1
-                .as_deref()
-                .and_then(&failed)
-                .map(|r| format!("{}: {r}", f.path))
+            failed(f.sha1.as_deref().unwrap_or(&f.identity())).map(|r| format!("{}: {r}", f.path))
         })
         .collect();
     (!broken.is_empty()).then(|| format!("file failed: {}", broken.join("; ")))
+}
+
+/// Tells the observer what the units to create hold; returns their files with
+/// a known SHA-1 (SHA-1 → size).
+pub(crate) fn announce<'a>(
+    observer: &dyn ApplyObserver,
+    creates: &[&'a crate::plan::model::PlannedUnit],
+) -> std::collections::BTreeMap<&'a str, u64> {
+    use crate::plan::model::{deferred_files, distinct_files};
+    let distinct = distinct_files(creates.iter().copied());
+    let deferred = deferred_files(creates.iter().copied());
+    observer.on(&ApplyEvent::Started {
+        units: creates.len() as u64,
+        files: (distinct.len() + deferred.len()) as u64,
+        bytes: distinct.values().chain(deferred.values()).sum(),
+    });
+    distinct
 }

@@ -16,12 +16,14 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use serde_json::{Value as Json, json};
+use sha1::{Digest, Sha1};
 
+use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
 use super::execute::{ApplyError, ApplySettings, CrashPoint, crash_now};
 use super::journal::{Journal, Record};
 use super::report::{ApplyReport, ReportTarget};
-use crate::plan::model::{Action, Plan, PlannedUnit, distinct_files};
+use crate::plan::model::{Action, Plan, PlannedUnit};
 use crate::synapse::client::{Origin, UploadRequest, content_type};
 use crate::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
 use crate::target::ExistingUnit;
@@ -43,8 +45,8 @@ pub struct RemoteTarget<'a> {
     pub remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
 }
 
-/// A file one of the batches is uploading, or has.
-type FileResult = Result<(), String>;
+/// A file one of the batches is uploading, or has: its SHA-1, or why not.
+type FileResult = Result<String, String>;
 
 /// State shared by the batches of one run (one task: no locks needed).
 struct Shared<'a> {
@@ -60,6 +62,8 @@ struct Shared<'a> {
     /// Files some batch is uploading; others wait for the outcome.
     in_flight: RefCell<HashMap<String, Rc<tokio::sync::OnceCell<FileResult>>>>,
     confirmed: Cell<u64>,
+    /// SHA-1s of files planned with `checksum: apply`, as they are learned.
+    learned: RefCell<Learned>,
 }
 
 /// What a batch did, merged into the report and journal in order of completion.
@@ -101,7 +105,7 @@ async fn run(
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
-    let (mut journal, _previous) = Journal::open(&target.journal)?;
+    let (mut journal, mut previous) = Journal::open(&target.journal)?;
     journal.append(&[Record::Start {
         apply: apply_id.clone(),
         plan_hash: plan.plan_hash.clone(),
@@ -120,12 +124,7 @@ async fn run(
         .iter()
         .filter(|u| u.action == Action::Create)
         .collect();
-    let distinct = distinct_files(creates.iter().copied());
-    observer.on(&ApplyEvent::Started {
-        units: creates.len() as u64,
-        files: distinct.len() as u64,
-        bytes: distinct.values().sum(),
-    });
+    let distinct = super::announce(observer, &creates);
 
     let outcome: Result<(), ApplyError> = async {
         // What exists now: units made since the plan (or by a killed run) are
@@ -145,6 +144,7 @@ async fn run(
             known: RefCell::new(known),
             in_flight: RefCell::new(HashMap::new()),
             confirmed: Cell::new(0),
+            learned: RefCell::new(Learned::new(std::mem::take(&mut previous.learned))),
         };
         let batches = creates.chunks(settings.batch_size.max(1)).enumerate();
         let mut stream = futures_util::stream::iter(batches)
@@ -209,8 +209,39 @@ async fn run_batch(
         ..BatchOutcome::default()
     };
     let observer = shared.observer;
+    let mut file_errors: HashMap<String, String> = HashMap::new();
+
+    // Files planned with `checksum: apply` are uploaded first, which tells
+    // their SHA-1; then the batch goes on as if it had been planned.
+    let unknown = shared.learned.borrow().unknown(batch);
+    let deferred: BTreeMap<String, Upload> = unknown
+        .iter()
+        .map(|(id, f)| {
+            let (path, shown) = locate(shared.target.recipe_dir, f);
+            let upload = Upload {
+                path,
+                shown,
+                size: f.size,
+                sha1: None,
+            };
+            (id.clone(), upload)
+        })
+        .collect();
+    for (id, result) in transfer(shared, deferred, &mut out).await {
+        match result {
+            Ok(sha) => {
+                let record = shared.learned.borrow_mut().insert(unknown[&id], &sha);
+                out.records.push(record);
+            }
+            Err(e) => {
+                file_errors.insert(id, e);
+            }
+        }
+    }
+    let filled = shared.learned.borrow().fill(batch);
+
     let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
-    for u in batch {
+    for u in filled.iter().map(|u| u.as_ref()) {
         match shared.existing.get(&u.key).and_then(|v| v.first()) {
             None => todo.push(u),
             Some(have) if have.same_files(u.files.checksums()) && have.same_meta(u.meta.get()) => {
@@ -231,55 +262,30 @@ async fn run_batch(
         }
     }
 
-    // Files: claim the ones nobody is uploading, wait for the others.
-    let mut mine: BTreeMap<String, (PathBuf, String, u64)> = BTreeMap::new();
-    let mut waits: Vec<(String, Rc<tokio::sync::OnceCell<FileResult>>)> = Vec::new();
-    {
-        let known = shared.known.borrow();
-        let mut in_flight = shared.in_flight.borrow_mut();
-        for u in &todo {
-            for f in u.files.values() {
-                let Some(sha) = &f.sha1 else { continue };
-                if shared.preexisting.contains(sha)
-                    && shared.reported_present.borrow_mut().insert(sha.clone())
-                {
-                    out.already_present += 1;
-                    observer.on(&ApplyEvent::FileStored { bytes: 0 });
-                }
-                if known.contains(sha) || mine.contains_key(sha) {
-                    continue;
-                }
-                if let Some(cell) = in_flight.get(sha) {
-                    waits.push((sha.clone(), cell.clone()));
-                    continue;
-                }
-                in_flight.insert(sha.clone(), Rc::new(tokio::sync::OnceCell::new()));
+    // The planned files the backend lacks.
+    let mut wanted: BTreeMap<String, Upload> = BTreeMap::new();
+    for u in &todo {
+        for f in u.files.values() {
+            let Some(sha) = &f.sha1 else { continue };
+            if shared.preexisting.contains(sha)
+                && shared.reported_present.borrow_mut().insert(sha.clone())
+            {
+                out.already_present += 1;
+                observer.on(&ApplyEvent::FileStored { bytes: 0 });
+            }
+            if !wanted.contains_key(sha) {
                 let (path, shown) = locate(shared.target.recipe_dir, f);
-                mine.insert(sha.clone(), (path, shown, f.size));
+                let upload = Upload {
+                    path,
+                    shown,
+                    size: f.size,
+                    sha1: Some(sha.clone()),
+                };
+                wanted.insert(sha.clone(), upload);
             }
         }
     }
-    let mut file_errors: HashMap<String, String> = HashMap::new();
-    let results = upload_files(shared, &mine, &mut out).await;
-    for (sha, result) in results {
-        if let Err(e) = &result {
-            file_errors.insert(sha.clone(), e.clone());
-        } else {
-            shared.known.borrow_mut().insert(sha.clone());
-        }
-        let cell = shared.in_flight.borrow().get(&sha).cloned();
-        if let Some(cell) = cell {
-            let _ = cell.set(result);
-        }
-    }
-    for (sha, cell) in waits {
-        // Another batch owns it; its outcome is ours.
-        let result = loop {
-            if let Some(r) = cell.get() {
-                break r.clone();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        };
+    for (sha, result) in transfer(shared, wanted, &mut out).await {
         if let Err(e) = result {
             file_errors.insert(sha, e);
         }
@@ -288,7 +294,7 @@ async fn run_batch(
     // Units whose files are all there are registered.
     let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
     for u in todo {
-        match super::failed_files_of(u, |sha| file_errors.get(sha)) {
+        match super::failed_files_of(u, |id| file_errors.get(id)) {
             None => ready.push(u),
             Some(reason) => out.failed_units.push((u.key.clone(), reason)),
         }
@@ -300,21 +306,82 @@ async fn run_batch(
     Ok(out)
 }
 
+/// Gets `files` (by SHA-1, or by identity when the SHA-1 is to be learned)
+/// to the backend: those it holds are skipped, those another batch is
+/// uploading are waited for, the rest are uploaded here. Returns each file's
+/// outcome.
+async fn transfer(
+    shared: &Shared<'_>,
+    mut files: BTreeMap<String, Upload>,
+    out: &mut BatchOutcome,
+) -> Vec<(String, FileResult)> {
+    let mut results = Vec::with_capacity(files.len());
+    let mut waits: Vec<(String, Rc<tokio::sync::OnceCell<FileResult>>)> = Vec::new();
+    {
+        let known = shared.known.borrow();
+        let mut in_flight = shared.in_flight.borrow_mut();
+        files.retain(|id, _| {
+            if known.contains(id) {
+                results.push((id.clone(), Ok(id.clone())));
+                return false;
+            }
+            if let Some(cell) = in_flight.get(id) {
+                waits.push((id.clone(), cell.clone()));
+                return false;
+            }
+            in_flight.insert(id.clone(), Rc::new(tokio::sync::OnceCell::new()));
+            true
+        });
+    }
+    for (id, result) in upload_files(shared, &files, out).await {
+        if let Ok(sha) = &result {
+            shared.known.borrow_mut().insert(sha.clone());
+        }
+        let cell = shared.in_flight.borrow().get(&id).cloned();
+        if let Some(cell) = cell {
+            let _ = cell.set(result.clone());
+        }
+        results.push((id, result));
+    }
+    for (id, cell) in waits {
+        // Another batch owns it; its outcome is ours.
+        let result = loop {
+            if let Some(r) = cell.get() {
+                break r.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        results.push((id, result));
+    }
+    results
+}
+
+/// A file to upload: where it is, how it is shown, and its SHA-1 unless it is
+/// to be learned while it is sent.
+struct Upload {
+    path: PathBuf,
+    shown: String,
+    size: u64,
+    sha1: Option<String>,
+}
+
 /// Uploads files: URLs requested just before use, bytes PUT concurrently,
-/// then confirmed. Returns each file's outcome.
+/// then confirmed. Returns each file's outcome (its SHA-1) by the key it was
+/// given.
 async fn upload_files(
     shared: &Shared<'_>,
-    files: &BTreeMap<String, (PathBuf, String, u64)>,
+    files: &BTreeMap<String, Upload>,
     out: &mut BatchOutcome,
 ) -> Vec<(String, FileResult)> {
     let client = &shared.target.session.client;
     let mut results = Vec::with_capacity(files.len());
-    let entries: Vec<(&String, &(PathBuf, String, u64))> = files.iter().collect();
+    let entries: Vec<(&String, &Upload)> = files.iter().collect();
     for chunk in entries.chunks(PRESIGN_BATCH) {
         let names: Vec<String> = chunk
             .iter()
-            .map(|(_, (p, _, _))| {
-                p.file_name()
+            .map(|(_, u)| {
+                u.path
+                    .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "file".into())
             })
@@ -322,9 +389,9 @@ async fn upload_files(
         let requests: Vec<UploadRequest<'_>> = chunk
             .iter()
             .zip(&names)
-            .map(|((_, (_, _, size)), name)| UploadRequest {
+            .map(|((_, u), name)| UploadRequest {
                 filename: name,
-                size: *size,
+                size: u.size,
                 content_type: content_type(name),
             })
             .collect();
@@ -332,53 +399,63 @@ async fn upload_files(
             Ok(u) => u,
             Err(e) => {
                 let reason = e.to_string();
-                for (sha, (_, shown, _)) in chunk {
-                    out.failed_files.push((shown.clone(), reason.clone()));
-                    results.push(((*sha).clone(), Err(reason.clone())));
+                for (id, u) in chunk {
+                    out.failed_files.push((u.shown.clone(), reason.clone()));
+                    results.push(((*id).clone(), Err(reason.clone())));
                 }
                 continue;
             }
         };
         // PUT every file of the chunk concurrently (the client's gate bounds it).
         let remotes = shared.target.remotes;
-        let puts = chunk.iter().zip(&urls).zip(&names).map(
-            |(((sha, (path, shown, size)), entry), name)| async move {
-                let origin = match super::execute::remote_of(remotes, shown) {
+        let puts = chunk
+            .iter()
+            .zip(&urls)
+            .zip(&names)
+            .map(|(((id, u), entry), name)| async move {
+                let origin = match super::execute::remote_of(remotes, &u.shown) {
                     Some((root, rel)) => Origin::Remote(root, rel),
-                    None => Origin::Local(path),
+                    None => Origin::Local(&u.path),
                 };
-                let r = put_one(client, entry, origin, *size, content_type(name)).await;
-                (
-                    (*sha).clone(),
-                    shown.clone(),
-                    *size,
-                    entry.get("file_key").cloned(),
-                    r,
+                let mut hasher = u.sha1.is_none().then(Sha1::new);
+                let r = put_one(
+                    client,
+                    entry,
+                    origin,
+                    u.size,
+                    content_type(name),
+                    hasher.as_mut(),
                 )
-            },
-        );
+                .await;
+                let sha = u
+                    .sha1
+                    .clone()
+                    .or_else(|| hasher.map(|h| hex::encode(h.finalize())))
+                    .unwrap_or_default();
+                ((*id).clone(), sha, u, entry.get("file_key").cloned(), r)
+            });
         let put_results = futures_util::future::join_all(puts).await;
         let mut to_confirm = Vec::new();
-        let mut pending: Vec<(String, String, u64)> = Vec::new();
-        for (sha, shown, size, key, r) in put_results {
+        let mut pending: Vec<(String, String, &Upload)> = Vec::new();
+        for (id, sha, u, key, r) in put_results {
             match (r, key) {
                 (Ok(multipart), Some(file_key)) => {
-                    let mut item = json!({"file_key": file_key, "checksum": sha, "size": size});
+                    let mut item = json!({"file_key": file_key, "checksum": sha, "size": u.size});
                     if let Some(mp) = multipart {
                         item["multipart"] = mp;
                     }
                     to_confirm.push(item);
-                    pending.push((sha, shown, size));
+                    pending.push((id, sha, u));
                 }
                 (Ok(_), None) => {
                     let reason = "the upload URL answer had no file_key".to_owned();
-                    out.failed_files.push((shown, reason.clone()));
-                    results.push((sha, Err(reason)));
+                    out.failed_files.push((u.shown.clone(), reason.clone()));
+                    results.push((id, Err(reason)));
                 }
                 (Err(e), _) => {
                     let reason = e.to_string();
-                    out.failed_files.push((shown, reason.clone()));
-                    results.push((sha, Err(reason)));
+                    out.failed_files.push((u.shown.clone(), reason.clone()));
+                    results.push((id, Err(reason)));
                 }
             }
         }
@@ -395,19 +472,21 @@ async fn upload_files(
                             .map(|c| (c.to_owned(), r))
                     })
                     .collect();
-                for (sha, shown, size) in pending {
+                for (id, sha, u) in pending {
                     match by_key.get(&sha) {
                         Some(r) if r.get("success").and_then(Json::as_bool) == Some(true) => {
                             out.uploaded += 1;
-                            out.bytes += size;
+                            out.bytes += u.size;
                             out.records.push(Record::File { sha1: sha.clone() });
-                            shared.observer.on(&ApplyEvent::FileStored { bytes: size });
+                            shared
+                                .observer
+                                .on(&ApplyEvent::FileStored { bytes: u.size });
                             let n = shared.confirmed.get() + 1;
                             shared.confirmed.set(n);
                             if shared.settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
                                 crash_now();
                             }
-                            results.push((sha, Ok(())));
+                            results.push((id, Ok(sha)));
                         }
                         Some(r) => {
                             let reason = format!(
@@ -416,22 +495,22 @@ async fn upload_files(
                                     .and_then(Json::as_str)
                                     .unwrap_or("no reason given")
                             );
-                            out.failed_files.push((shown, reason.clone()));
-                            results.push((sha, Err(reason)));
+                            out.failed_files.push((u.shown.clone(), reason.clone()));
+                            results.push((id, Err(reason)));
                         }
                         None => {
                             let reason = "confirm answered nothing for this file".to_owned();
-                            out.failed_files.push((shown, reason.clone()));
-                            results.push((sha, Err(reason)));
+                            out.failed_files.push((u.shown.clone(), reason.clone()));
+                            results.push((id, Err(reason)));
                         }
                     }
                 }
             }
             Err(e) => {
                 let reason = format!("confirm failed: {e}");
-                for (sha, shown, _) in pending {
-                    out.failed_files.push((shown, reason.clone()));
-                    results.push((sha, Err(reason.clone())));
+                for (id, _, u) in pending {
+                    out.failed_files.push((u.shown.clone(), reason.clone()));
+                    results.push((id, Err(reason.clone())));
                 }
             }
         }
@@ -447,9 +526,10 @@ async fn put_one(
     origin: Origin<'_>,
     size: u64,
     ct: Option<&'static str>,
+    mut hasher: Option<&mut Sha1>,
 ) -> Result<Option<Json>, SynapseError> {
     if let Some(url) = entry.get("presigned_url").and_then(Json::as_str) {
-        client.put(url, origin, 0, size, ct).await?;
+        client.put(url, origin, 0, size, ct, hasher).await?;
         return Ok(None);
     }
     let mp = entry
@@ -478,7 +558,10 @@ async fn put_one(
             .unwrap_or_default();
         let offset = (n - 1) * part_size;
         let len = part_size.min(size.saturating_sub(offset));
-        let etag = client.put(url, origin, offset, len, None).await?;
+        // Parts go in order, so a file's SHA-1 can be learned across them.
+        let etag = client
+            .put(url, origin, offset, len, None, hasher.as_deref_mut())
+            .await?;
         etags.push(json!({"part_number": n, "etag": etag}));
     }
     Ok(Some(

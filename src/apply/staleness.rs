@@ -80,13 +80,14 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
     out
 }
 
-/// `root/path` → (size, sha1) for every file a plan names.
+/// `root/path` → (size, SHA-1 or, when deferred, version tag) for every file a plan names.
 fn files_of(plan: &Plan) -> BTreeMap<String, (u64, Option<String>)> {
     let mut out = BTreeMap::new();
     let join = |root: &str, path: &str| format!("{}/{path}", root.trim_end_matches('/'));
     for u in &plan.units {
         for f in u.files.values() {
-            out.insert(join(&f.root, &f.path), (f.size, f.sha1.clone()));
+            let content = f.sha1.clone().or_else(|| f.etag.clone());
+            out.insert(f.shown(), (f.size, content));
         }
     }
     for f in &plan.unmatched {

@@ -123,7 +123,7 @@ pub fn build_plan(
     for root in &roots {
         if root.remote.is_some() {
             if root.checksum == ChecksumMode::Apply {
-                warnings.push(Warning::new("checksum_apply_unsupported", format!("`checksum: apply` is not supported yet: objects under `{}` are hashed while planning (streamed, and cached by URL, size and ETag, so later plans do not read them again)", root.written)));
+                warnings.push(Warning::new("checksum_deferred", format!("`checksum: apply`: files under `{}` are identified by URL + size + ETag and not read while planning; their SHA-1 is computed while they are uploaded, and files the target already holds are recognised then (dedupe happens during apply). A unit the target already has under the same key is `unchanged` when its specs and meta are the same: its file content is not compared", root.written)));
             }
             continue; // reached while scanning: its errors name the URL there
         }
@@ -393,10 +393,14 @@ pub fn build_plan(
         .map(|f| vec![u32::MAX; f.len()])
         .collect();
     let mut requests: Vec<HashRequest> = Vec::new();
+    let deferred: Vec<bool> = roots
+        .iter()
+        .map(|r| r.remote.is_some() && r.checksum == ChecksumMode::Apply)
+        .collect();
     for unit in &grouped.units {
         for (_, f) in &unit.files {
             let slot = &mut request_of[f.root as usize][f.index as usize];
-            if *slot == u32::MAX {
+            if *slot == u32::MAX && !deferred[f.root as usize] {
                 let scanned = &file_slices[f.root as usize][f.index as usize];
                 requests.push(HashRequest {
                     remote: roots[f.root as usize].remote.as_deref(),
@@ -510,11 +514,15 @@ pub fn build_plan(
         })
         .collect::<Vec<_>>();
     lap(&mut stats, "merge+validate");
-    let sha_of = |f: &FileRef| -> String {
-        hashes[request_of[f.root as usize][f.index as usize] as usize]
-            .as_ref()
-            .map(hex::encode)
-            .unwrap_or_default()
+    // `None` for a deferred file.
+    let sha_of = |f: &FileRef| -> Option<String> {
+        let i = request_of[f.root as usize][f.index as usize];
+        (i != u32::MAX).then(|| {
+            hashes[i as usize]
+                .as_ref()
+                .map(hex::encode)
+                .unwrap_or_default()
+        })
     };
 
     let unit_keys: HashSet<String> = grouped
@@ -586,7 +594,12 @@ pub fn build_plan(
                         root: root_names[f.root as usize].clone(),
                         path: s.rel.clone(),
                         size: s.size,
-                        sha1: Some(sha_of(f)),
+                        sha1: sha_of(f),
+                        etag: if deferred[f.root as usize] {
+                            s.tag.as_deref().map(str::to_owned)
+                        } else {
+                            None
+                        },
                     },
                 )
             })
@@ -601,7 +614,12 @@ pub fn build_plan(
             match existing.get(&u.key).map(Vec::as_slice) {
                 None | Some([]) => (Action::Create, None),
                 Some([one]) => {
-                    let same_files = one.same_files(files.checksums());
+                    // A deferred file's SHA-1 is not known: its spec must match.
+                    let same_files = if files.values().any(|f| f.sha1.is_none()) {
+                        one.same_specs(files.keys().map(String::as_str))
+                    } else {
+                        one.same_files(files.checksums())
+                    };
                     let same_meta = one.same_meta(m.meta.get());
                     if same_files && same_meta {
                         (Action::Unchanged, None)
@@ -674,6 +692,12 @@ pub fn build_plan(
             summary.bytes_to_upload += size;
         }
     }
+    // Deferred files count as to upload: whether the target has them is
+    // learned from their SHA-1, during apply.
+    for size in deferred_files(units.iter().filter(|u| u.action == Action::Create)).values() {
+        summary.files_to_upload += 1;
+        summary.bytes_to_upload += size;
+    }
 
     // Unmatched files, orphan rows.
     let mut unmatched: Vec<UnmatchedFile> = Vec::new();
@@ -724,6 +748,10 @@ pub fn build_plan(
                 h.update(b"\0");
                 h.update(f.size.to_le_bytes());
                 h.update(sha);
+                if deferred[r] {
+                    // Identity is URL + size + ETag: a new version changes the listing.
+                    h.update(f.tag.as_deref().unwrap_or_default().as_bytes());
+                }
                 h.update(b"\n");
             }
             for bad in &scan.non_utf8 {

@@ -147,6 +147,9 @@ impl<V> SortedMap<V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
     }
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
 }
 
 impl SortedMap<PlannedFile> {
@@ -166,6 +169,17 @@ pub fn distinct_files<'a>(units: impl Iterator<Item = &'a PlannedUnit>) -> BTree
             if let Some(sha) = &f.sha1 {
                 out.insert(sha.as_str(), f.size);
             }
+        }
+    }
+    out
+}
+
+/// Files these units reference whose SHA-1 is deferred to apply: identity → size.
+pub fn deferred_files<'a>(units: impl Iterator<Item = &'a PlannedUnit>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for u in units {
+        for f in u.files.values().filter(|f| f.sha1.is_none()) {
+            out.insert(f.identity(), f.size);
         }
     }
     out
@@ -207,7 +221,34 @@ pub struct PlannedFile {
     pub root: std::sync::Arc<str>,
     pub path: String,
     pub size: u64,
+    /// `null` for a file under a `checksum: apply` source: its SHA-1 is learned
+    /// while it is uploaded.
     pub sha1: Option<String>,
+    /// The object's version tag (ETag, or last-modified), set when `sha1` is
+    /// deferred: the file's identity is then root + path + size + etag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+impl PlannedFile {
+    /// `root/path`, as reports and errors name the file.
+    pub fn shown(&self) -> String {
+        format!("{}/{}", self.root.trim_end_matches('/'), self.path)
+    }
+
+    /// What identifies the content: the SHA-1, or for a deferred file its
+    /// shown path, size and version tag.
+    pub fn identity(&self) -> String {
+        match &self.sha1 {
+            Some(sha) => sha.clone(),
+            None => Self::identity_of(&self.shown(), self.size, self.etag.as_deref()),
+        }
+    }
+
+    /// A deferred file's identity (never a valid SHA-1: it holds NULs).
+    pub fn identity_of(shown: &str, size: u64, etag: Option<&str>) -> String {
+        format!("{shown}\0{size}\0{}", etag.unwrap_or_default())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -39,7 +39,11 @@ pub struct ScannedFile {
     pub rel: String,
     pub size: u64,
     /// Nanoseconds since the Unix epoch; used only for cache keys, never printed.
+    /// For a remote object, a number derived from its version tag.
     pub mtime_ns: i64,
+    /// A remote object's version tag (its ETag, or else its last-modified time):
+    /// with `checksum: apply` it stands in for the SHA-1 in the plan.
+    pub tag: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +267,7 @@ impl<'a> Walker<'a> {
                 rel,
                 size: meta.len(),
                 mtime_ns,
+                tag: None,
             });
         }
         merge(self.shared, &mut out);
@@ -292,6 +297,7 @@ pub(crate) fn scanned_files(rels: &[&str]) -> Vec<ScannedFile> {
             rel: (*r).to_owned(),
             size: 1,
             mtime_ns: 0,
+            tag: None,
         })
         .collect()
 }

@@ -245,14 +245,16 @@ pub fn short(e: &opendal::Error) -> String {
     }
 }
 
-/// A stable number from an object's ETag and last-modified, standing in for
-/// mtime in the checksum cache's key.
-fn fingerprint(etag: Option<&str>, modified: Option<String>) -> i64 {
-    let mut h = Sha1::new();
-    h.update(etag.unwrap_or_default().as_bytes());
-    h.update(b"\0");
-    h.update(modified.unwrap_or_default().as_bytes());
-    let d = h.finalize();
+/// An object's version tag: its ETag, or else its last-modified time.
+fn version_tag(etag: Option<String>, modified: Option<String>) -> Option<Box<str>> {
+    etag.or_else(|| modified.map(|m| format!("modified:{m}")))
+        .map(String::into_boxed_str)
+}
+
+/// A stable number from an object's version tag, standing in for mtime in the
+/// checksum cache's key.
+pub fn fingerprint(tag: Option<&str>) -> i64 {
+    let d = Sha1::digest(tag.unwrap_or_default().as_bytes());
     i64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
@@ -317,10 +319,12 @@ pub fn scan_remote_limited(
                     modified = m.last_modified().map(|t| t.to_string());
                 }
             }
+            let tag = version_tag(etag, modified);
             scan.files.push(ScannedFile {
                 rel,
                 size,
-                mtime_ns: fingerprint(etag.as_deref(), modified),
+                mtime_ns: fingerprint(tag.as_deref()),
+                tag,
             });
         }
         scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));

@@ -9,7 +9,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sha1::{Digest, Sha1};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
@@ -483,6 +487,9 @@ impl Client {
     /// PUTs `len` bytes of `path` from `offset` to a presigned URL; returns the
     /// ETag. Retried on connection errors, timeouts, 5xx/408/425/429 and on 4xx
     /// without a storage error code (a proxy), never on a storage's refusal.
+    /// With `hasher`, the bytes sent are also hashed into it (each attempt starts
+    /// from its state, so a retry does not hash twice), saving a second read of
+    /// a file whose SHA-1 is learned while it is uploaded.
     pub async fn put(
         &self,
         url: &str,
@@ -490,6 +497,7 @@ impl Client {
         offset: u64,
         len: u64,
         content_type: Option<&str>,
+        mut hasher: Option<&mut Sha1>,
     ) -> Result<String, SynapseError> {
         let p = shown(url);
         let io_err = |e: std::io::Error| SynapseError::Transport {
@@ -506,6 +514,20 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             let permit = self.storage.acquire().await;
+            // (state, bytes hashed) of this attempt's stream.
+            let tap = match (&hasher, &in_memory) {
+                (Some(h), None) => Some(Arc::new(Mutex::new(((**h).clone(), 0u64)))),
+                _ => None,
+            };
+            let tapped = |tap: Option<Arc<Mutex<(Sha1, u64)>>>| {
+                move |chunk: &bytes::Bytes| {
+                    if let Some(t) = &tap {
+                        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                        t.0.update(chunk);
+                        t.1 += chunk.len() as u64;
+                    }
+                }
+            };
             let body = match (&in_memory, origin) {
                 (Some(b), _) => reqwest::Body::from(b.clone()),
                 (None, Origin::Remote(root, rel)) => {
@@ -516,7 +538,7 @@ impl Client {
                             path: origin.shown(),
                             message,
                         })?;
-                    reqwest::Body::wrap_stream(stream)
+                    reqwest::Body::wrap_stream(stream.inspect_ok(tapped(tap.clone())))
                 }
                 (None, Origin::Local(path)) => {
                     use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -524,10 +546,10 @@ impl Client {
                     f.seek(std::io::SeekFrom::Start(offset))
                         .await
                         .map_err(io_err)?;
-                    reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-                        f.take(len),
-                        256 << 10,
-                    ))
+                    reqwest::Body::wrap_stream(
+                        tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10)
+                            .inspect_ok(tapped(tap.clone())),
+                    )
                 }
             };
             let mut req = self
@@ -553,6 +575,26 @@ impl Client {
             match outcome {
                 Ok((status, headers, _)) if status.is_success() => {
                     self.storage.succeeded();
+                    if let Some(h) = hasher.as_deref_mut() {
+                        match (&in_memory, tap) {
+                            (Some(b), _) => h.update(b),
+                            (None, Some(tap)) => {
+                                let (state, hashed) =
+                                    tap.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                                if hashed != len {
+                                    return Err(SynapseError::Transport {
+                                        method: "PUT".into(),
+                                        path: origin.shown(),
+                                        message: format!(
+                                            "the storage accepted the upload after {hashed} of {len} bytes"
+                                        ),
+                                    });
+                                }
+                                *h = state;
+                            }
+                            (None, None) => {}
+                        }
+                    }
                     let etag = headers
                         .get(reqwest::header::ETAG)
                         .and_then(|v| v.to_str().ok())

@@ -32,6 +32,12 @@ impl ExistingUnit {
         theirs.next().is_none()
     }
 
+    /// The same specs as `mine` (sorted), whatever their content: all a plan
+    /// can compare when SHA-1s are deferred to apply.
+    pub fn same_specs<'a>(&self, mine: impl Iterator<Item = &'a str>) -> bool {
+        self.files.iter().map(|(s, _)| s.as_str()).eq(mine)
+    }
+
     /// Same meta by JSON equality; identical text is the fast path.
     pub fn same_meta(&self, mine_json: &str) -> bool {
         if self.meta_json == mine_json {

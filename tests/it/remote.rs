@@ -780,3 +780,111 @@ fn an_unreadable_object_on_sftp_is_named() {
         out.stderr
     );
 }
+
+#[test]
+fn checksum_apply_defers_hashing_to_apply_into_synup_serve_and_the_local_target() {
+    use sha1::{Digest, Sha1};
+    let m = Moto::start();
+    m.create_bucket("ml-data");
+    seed_units(&m, "ml-data", "lazy", 5);
+    // One unit with a file large enough to go multipart, and one whose image
+    // repeats another's bytes (the backend keeps one copy).
+    let big: Vec<u8> = (0..1_100_000u32).map(|i| (i % 251) as u8).collect();
+    m.put("ml-data", "lazy/p005/img.png", big.clone());
+    m.put("ml-data", "lazy/p005/lab.json", "{\"i\": 5}");
+    m.put("ml-data", "lazy/p006/img.png", "png 1");
+    m.put("ml-data", "lazy/p006/lab.json", "{\"i\": 6}");
+    let f = Fixture::new();
+    let recipe = format!(
+        "{TWO_SPECS}source:\n  path: s3://ml-data/lazy\n  checksum: apply\n  connection: {}\n",
+        m.connection()
+    );
+    f.write("local.yaml", &recipe);
+    let plan = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "local.yaml", "--format", "json", "--stats"]));
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("0 cached, 0 hashed"),
+        "nothing is read while planning: {}",
+        plan.stderr
+    );
+    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(p["summary"]["create"], 7);
+    assert_eq!(p["summary"]["files_to_upload"], 14);
+    let img = &p["units"][0]["files"]["image_1"];
+    assert!(img["sha1"].is_null(), "{img}");
+    assert!(img["etag"].as_str().is_some_and(|e| !e.is_empty()), "{img}");
+    assert!(
+        p["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "checksum_deferred"
+                && w["message"].as_str().unwrap().contains("URL + size + ETag")),
+        "{}",
+        p["warnings"]
+    );
+
+    // Local target, from a saved plan: each object is read once, while stored.
+    let saved = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "local.yaml", "-o", "lazy.plan.json"]));
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    let applied = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["apply", "lazy.plan.json", "--yes", "--report", "r.json"]));
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let r: Json =
+        serde_json::from_str(&std::fs::read_to_string(f.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["units"]["created"], 7, "{r}");
+    assert_eq!(r["files"]["uploaded"], 13, "{r}");
+    assert_eq!(r["files"]["already_present"], 1, "{r}");
+    let again = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "local.yaml"]));
+    assert!(again.stdout.contains("7 unchanged"), "{}", again.stdout);
+    let big_sha = hex::encode(Sha1::digest(&big));
+    let stored = walk_find(f.path(), &big_sha[2..]);
+    assert!(stored.is_some(), "the big object is stored under its SHA-1");
+
+    // A new version of an object makes the saved plan stale, by its ETag.
+    m.put("ml-data", "lazy/p002/img.png", "png X");
+    let stale = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["apply", "lazy.plan.json", "--yes"]));
+    assert_eq!(stale.code, 1, "{}", stale.stderr);
+    assert!(stale.stderr.contains("p002/img.png"), "{}", stale.stderr);
+    m.put("ml-data", "lazy/p002/img.png", "png 2");
+
+    // Synapse target: SHA-1s learned while uploading, multipart included.
+    let serve = Serve::start(
+        f.path(),
+        &seed(vec![two_spec_collection()]),
+        &["--multipart-threshold", "1000000", "--part-size", "400000"],
+    );
+    f.write("syn.yaml", to_synapse(&recipe, 42, ""));
+    let out = run(with_aws(synup_for(&serve, f.path()))
+        .args(["apply", "syn.yaml", "--yes", "--report", "s.json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let units = serve.units(42);
+    assert_eq!(units.len(), 7);
+    let checksum = |name: &str| {
+        units.iter().find(|u| u["meta"]["name"] == name).unwrap()["files"]["image_1"]["checksum"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(checksum("p005"), hex::encode(Sha1::digest(&big)));
+    assert_eq!(checksum("p006"), hex::encode(Sha1::digest(b"png 1")));
+    assert_eq!(checksum("p001"), checksum("p006"));
+    // A rerun knows every file from the journal and changes nothing.
+    let rerun = run(with_aws(synup_for(&serve, f.path()))
+        .args(["apply", "syn.yaml", "--yes", "--report", "s2.json"]));
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    let r: Json =
+        serde_json::from_str(&std::fs::read_to_string(f.path().join("s2.json")).unwrap()).unwrap();
+    assert_eq!(r["units"]["created"], 0, "{r}");
+    assert_eq!(r["files"]["uploaded"], 0, "{r}");
+    assert_eq!(serve.units(42).len(), 7);
+}

@@ -73,16 +73,27 @@ impl FileStore {
 
     /// Copies bytes from `input` (a file, a remote object) into the store as
     /// `sha1`, checking them; `shown` names the source in errors.
-    pub fn put_from(
+    pub fn put_from(&self, input: impl Read, shown: &str, sha1: &str) -> Result<u64, StoreError> {
+        if self.path_of(sha1).is_file() {
+            return Ok(0);
+        }
+        self.copy_in(input, shown, Some(sha1))
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// Copies bytes whose SHA-1 is not known yet into the store, learning it
+    /// on the way (a file planned with `checksum: apply`); returns the SHA-1
+    /// and the bytes written (0 when the store already had that content).
+    pub fn put_learning(&self, input: impl Read, shown: &str) -> Result<(String, u64), StoreError> {
+        self.copy_in(input, shown, None)
+    }
+
+    fn copy_in(
         &self,
         mut input: impl Read,
         shown: &str,
-        sha1: &str,
-    ) -> Result<u64, StoreError> {
-        let dest = self.path_of(sha1);
-        if dest.is_file() {
-            return Ok(0);
-        }
+        expected: Option<&str>,
+    ) -> Result<(String, u64), StoreError> {
         let read_err = |e| StoreError::Read {
             path: shown.to_owned(),
             source: e,
@@ -93,7 +104,7 @@ impl FileStore {
         };
         let tmp = self.root.join("objects").join("tmp").join(format!(
             "{}.{}.{}",
-            sha1,
+            expected.unwrap_or("incoming"),
             std::process::id(),
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
@@ -112,7 +123,7 @@ impl FileStore {
                 size += n as u64;
             }
             let actual = hex::encode(hasher.finalize());
-            if actual != sha1 {
+            if let Some(sha1) = expected.filter(|e| *e != actual) {
                 return Err(StoreError::Changed {
                     path: shown.to_owned(),
                     expected: sha1.to_owned(),
@@ -122,11 +133,16 @@ impl FileStore {
             }
             out.flush().map_err(write_err)?;
             drop(out);
+            let dest = self.path_of(&actual);
+            if dest.is_file() {
+                let _ = std::fs::remove_file(&tmp);
+                return Ok((actual, 0));
+            }
             if let Some(dir) = dest.parent() {
                 std::fs::create_dir_all(dir).map_err(write_err)?;
             }
             std::fs::rename(&tmp, &dest).map_err(write_err)?;
-            Ok(size)
+            Ok((actual, size))
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
