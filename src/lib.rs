@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod explore;
+pub mod init;
 pub mod plan;
 pub mod recipe;
 pub mod serve;

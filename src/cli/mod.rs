@@ -4,6 +4,7 @@ mod apply;
 mod backend;
 mod explore;
 mod graph;
+mod init;
 mod plan;
 mod schema;
 mod serve;
@@ -37,6 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Ask what to upload where, and write a recipe (a wizard on a terminal; flags otherwise).
+    Init(init::Args),
     /// Check a recipe and the collection and schema files it names (no source access).
     Validate(validate::Args),
     /// Dry run: what apply would do, validated and deterministic; nothing is uploaded.
@@ -76,6 +79,7 @@ pub fn run() -> i32 {
         }
     };
     match cli.command {
+        Command::Init(a) => init::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Graph(a) => graph::run(a),
@@ -283,15 +287,15 @@ fn storage_info(
 }
 
 /// Plans a prepared recipe against its target's current state; `None` means exit 1.
-/// With `progress`, long remote listings report on stderr as they go.
+/// With `progress` (a terminal), remote listings show a spinner with the count so far.
 pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutcome> {
     let (loaded, resolved) = (&p.loaded, &p.resolved);
     let mut options = synup::plan::PlanOptions::default();
-    if progress {
-        options.listing_progress = Some(std::sync::Arc::new(|root: &str, n: u64| {
-            if n.is_multiple_of(10_000) {
-                crate::console::note(&format!("listing {root}: {n} objects so far …"));
-            }
+    let listing = progress.then(crate::console::progress::ListingProgress::new);
+    if let Some(l) = &listing {
+        let l = l.clone();
+        options.listing_progress = Some(std::sync::Arc::new(move |root: &str, n: u64| {
+            l.listed(root, n)
         }));
     }
     let view: Box<dyn synup::target::TargetView + '_> = match &p.session {
@@ -318,6 +322,9 @@ pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutc
         },
     };
     let result = synup::plan::build_plan(loaded, resolved, view.as_ref(), &options);
+    if let Some(l) = &listing {
+        l.finish();
+    }
     match result {
         Ok(o) => Some(o),
         Err(e) => {

@@ -80,3 +80,53 @@ impl ApplyObserver for ApplyProgress {
         }
     }
 }
+
+/// One spinner per remote root while it is listed ("listing s3://…: 120,000
+/// objects, 9,800/s"), drawn only on a terminal and cleared when planning ends.
+#[derive(Clone)]
+pub struct ListingProgress {
+    multi: MultiProgress,
+    bars: std::sync::Arc<std::sync::Mutex<Vec<(String, ProgressBar)>>>,
+}
+
+impl ListingProgress {
+    pub fn new() -> Self {
+        Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+            bars: Default::default(),
+        }
+    }
+
+    /// `n` objects of `root` listed so far.
+    pub fn listed(&self, root: &str, n: u64) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = match bars.iter().find(|(r, _)| r == root) {
+            Some((_, bar)) => bar.clone(),
+            None => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} listing {prefix}: {human_pos} objects, {per_sec} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(root.to_owned());
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                bars.push((root.to_owned(), bar.clone()));
+                bar
+            }
+        };
+        bar.set_position(n);
+    }
+
+    pub fn finish(&self) {
+        for (_, bar) in self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! Explore knows no collection, so it treats each extension as a would-be spec
 //! when it detects the layout; its suggestions are a starting point for a recipe.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -86,7 +86,7 @@ fn explore_scan(
     let mut extensions: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
     let mut depth_examples: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-    let mut first: BTreeSet<&str> = BTreeSet::new();
+    let mut first: group::FolderSpecs<'_, String> = group::FolderSpecs::default();
     let mut bytes = 0;
     for f in &scan.files {
         *extensions.entry(extension(&f.rel)).or_default() += 1;
@@ -96,23 +96,26 @@ fn explore_scan(
             .entry(d)
             .or_insert_with(|| (0, f.rel.clone()))
             .0 += 1;
-        if let Some((top, _)) = f.rel.split_once('/') {
-            first.insert(top);
-        }
+        first.add(&f.rel, extension(&f.rel));
         bytes += f.size;
     }
     let spec_like = extensions.len().max(1);
-    let (layout, layout_problem) =
-        match group::detect_layout(&depth_examples, first.len(), spec_like, false) {
-            Ok(l) => (Some(l), None),
-            Err(_) => (
-                None,
-                Some(format!(
-                    "files sit at {} different depths; set group_key_regex",
-                    depths.len()
-                )),
-            ),
-        };
+    let (layout, layout_problem) = match group::detect_layout(
+        &depth_examples,
+        first.len(),
+        spec_like,
+        false,
+        first.mostly_mixed(),
+    ) {
+        Ok(l) => (Some(l), None),
+        Err(_) => (
+            None,
+            Some(format!(
+                "files sit at {} different depths; set group_key_regex",
+                depths.len()
+            )),
+        ),
+    };
 
     let mut sample_units = Vec::new();
     if let Some(l) = &layout {

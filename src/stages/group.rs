@@ -67,12 +67,50 @@ pub struct Grouped {
     pub errors: Vec<GroupError>,
 }
 
+/// Which specs each first-level folder holds: one spec per folder is a type
+/// folder, several are a unit folder.
+#[derive(Default)]
+pub struct FolderSpecs<'a, S> {
+    /// folder → (its first spec, whether it holds another)
+    folders: BTreeMap<&'a str, (S, bool)>,
+}
+
+impl<'a, S: PartialEq> FolderSpecs<'a, S> {
+    pub fn add(&mut self, rel: &'a str, spec: S) {
+        if let Some((first, _)) = rel.split_once('/') {
+            match self.folders.get_mut(first) {
+                Some((s, mixed)) => *mixed |= *s != spec,
+                None => {
+                    self.folders.insert(first, (spec, false));
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.folders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.folders.is_empty()
+    }
+
+    pub fn mostly_mixed(&self) -> bool {
+        let mixed = self.folders.values().filter(|(_, m)| *m).count();
+        mixed * 2 > self.folders.len()
+    }
+}
+
 /// Picks the seed pattern from the depths of the matched files.
+/// `folders_mix_specs`: most first-level folders hold files of two or more
+/// specs, as unit folders do (pattern 1); type folders hold one spec each
+/// (pattern 2).
 pub fn detect_layout(
     depths: &BTreeMap<usize, (usize, String)>,
     first_folders: usize,
     spec_count: usize,
     multi_path: bool,
+    folders_mix_specs: bool,
 ) -> Result<Layout, GroupError> {
     let layout = |pattern: u8, regex: &str| Layout {
         pattern: Some(pattern),
@@ -84,7 +122,7 @@ pub fn detect_layout(
     let keys: Vec<usize> = depths.keys().copied().collect();
     match keys.as_slice() {
         [] | [1] => Ok(layout(3, STEM_REGEX)),
-        [2] if first_folders <= spec_count => Ok(layout(2, STEM_REGEX)),
+        [2] if first_folders <= spec_count && !folders_mix_specs => Ok(layout(2, STEM_REGEX)),
         [2] => Ok(layout(1, FIRST_FOLDER_REGEX)),
         ds if ds.iter().all(|&d| d >= 3) => Ok(layout(4, FIRST_FOLDER_REGEX)),
         _ => Err(GroupError::MixedDepths {
@@ -131,16 +169,20 @@ pub fn group(
         ),
         None => {
             let mut depths: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-            let mut first_folders = std::collections::BTreeSet::new();
-            for (_, _, rel) in &members {
+            let mut first_folders = FolderSpecs::default();
+            for (spec, _, rel) in &members {
                 let depth = rel.matches('/').count() + 1;
                 let e = depths.entry(depth).or_insert_with(|| (0, rel.to_string()));
                 e.0 += 1;
-                if let Some((first, _)) = rel.split_once('/') {
-                    first_folders.insert(first);
-                }
+                first_folders.add(rel, *spec);
             }
-            match detect_layout(&depths, first_folders.len(), spec_count, multi_path) {
+            match detect_layout(
+                &depths,
+                first_folders.len(),
+                spec_count,
+                multi_path,
+                first_folders.mostly_mixed(),
+            ) {
                 Ok(layout) => {
                     let re = Regex::new(layout.group_key_regex.as_deref().unwrap_or(STEM_REGEX))
                         .expect("built-in regexes compile");

@@ -7,6 +7,7 @@ mod examples;
 mod excel;
 mod explore;
 mod harness;
+mod init;
 mod recipe_errors;
 mod remote;
 mod schema;
