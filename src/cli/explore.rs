@@ -11,7 +11,8 @@ pub struct Args {
     /// Remote only: a connection setting (opendal's key for that service), repeatable.
     #[arg(long = "connection", value_name = "KEY=VALUE")]
     connection: Vec<String>,
-    /// Remote only: look at no more than this many objects (huge prefixes are sampled).
+    /// Look at no more than this many files: a larger source is sampled across
+    /// a few of its first-level folders, and the report says so.
     #[arg(long, default_value_t = 100_000)]
     sample: u64,
 }
@@ -32,8 +33,12 @@ pub fn run(args: Args) -> i32 {
         }
         synup::explore::explore_remote(&args.path, &connection, args.sample.max(1))
     } else {
-        synup::explore::explore(std::path::Path::new(&args.path), &args.path)
-            .map_err(|e| e.to_string())
+        synup::explore::explore(
+            std::path::Path::new(&args.path),
+            &args.path,
+            args.sample.max(1),
+        )
+        .map_err(|e| e.to_string())
     };
     match result {
         Ok(e) => {

@@ -533,58 +533,20 @@ impl Asker<'_> {
         s: &synup::synapse::Session,
         flag: Option<&str>,
     ) -> Step<CollectionInfo> {
-        let fetch = |id: u64| -> Result<CollectionInfo, String> {
-            s.block_on(s.client.collection(id))
-                .map(|j| collection_info(&j))
-                .map_err(|e| e.to_string())
+        let id = match flag {
+            Some(f) => match f.parse::<u64>() {
+                Ok(id) => id,
+                Err(_) => {
+                    return fail(&format!(
+                        "--data-collection {f}: a Synapse collection is named by its id"
+                    ));
+                }
+            },
+            None => pick_collection(s)?,
         };
-        if let Some(f) = flag {
-            let Ok(id) = f.parse::<u64>() else {
-                return fail(&format!(
-                    "--data-collection {f}: a Synapse collection is named by its id"
-                ));
-            };
-            return fetch(id).or_else(|e| fail(&e));
-        }
-        let listed = match s.block_on(s.client.collections()) {
-            Ok(l) => l,
-            Err(e) => {
-                return fail(&format!(
-                    "cannot list data collections on {}: {e}",
-                    s.client.host()
-                ));
-            }
-        };
-        let mut options: Vec<String> = listed
-            .iter()
-            .map(|c| {
-                let info = collection_info(c);
-                let specs: Vec<&str> = info.specs.iter().map(|s| s.0.as_str()).collect();
-                format!("{}  {}  ({})", info.id, info.name, specs.join(", "))
-            })
-            .collect();
-        const BY_ID: &str = "another id …";
-        options.push(BY_ID.into());
-        let pick = Select::new("Which data collection?", options).prompt()?;
-        let id = if pick == BY_ID {
-            Text::new("Data collection id:")
-                .with_validator(move |v: &str| {
-                    verdict(match v.trim().parse::<u64>() {
-                        Ok(id) => fetch(id).map(|_| ()),
-                        Err(_) => Err("a number".into()),
-                    })
-                })
-                .prompt()?
-                .trim()
-                .parse::<u64>()
-                .unwrap_or_default()
-        } else {
-            pick.split_whitespace()
-                .next()
-                .and_then(|i| i.parse().ok())
-                .unwrap_or_default()
-        };
-        fetch(id).or_else(|e| fail(&e))
+        s.block_on(s.client.collection(id))
+            .map(|j| collection_info(&j))
+            .or_else(|e| fail(&e.to_string()))
     }
 
     fn local_collection(&self, flag: Option<&str>) -> Step<String> {
@@ -988,6 +950,116 @@ impl Asker<'_> {
     }
 }
 
+/// Asks which of the backend's data collections to use (or for an id, checked
+/// at once); returns its id.
+fn pick_collection(s: &synup::synapse::Session) -> Step<u64> {
+    let fetch = |id: u64| -> Result<(), String> {
+        s.block_on(s.client.collection(id))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let listed = match s.block_on(s.client.collections()) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(&format!(
+                "cannot list data collections on {}: {e}",
+                s.client.host()
+            ));
+        }
+    };
+    let mut options: Vec<String> = listed
+        .iter()
+        .map(|c| {
+            let info = collection_info(c);
+            let specs: Vec<&str> = info.specs.iter().map(|s| s.0.as_str()).collect();
+            format!("{}  {}  ({})", info.id, info.name, specs.join(", "))
+        })
+        .collect();
+    const BY_ID: &str = "another id …";
+    options.push(BY_ID.into());
+    let pick = Select::new("Which data collection?", options).prompt()?;
+    if pick != BY_ID {
+        return Ok(pick
+            .split_whitespace()
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_default());
+    }
+    let id = Text::new("Data collection id:")
+        .with_validator(move |v: &str| {
+            verdict(match v.trim().parse::<u64>() {
+                Ok(id) => fetch(id),
+                Err(_) => Err("a number".into()),
+            })
+        })
+        .prompt()?;
+    Ok(id.trim().parse().unwrap_or_default())
+}
+
+/// On a terminal, a synapse recipe without `target.data_collection` gets it
+/// asked for this run; `Err` is printed (an interrupt says nothing was changed).
+pub fn ask_data_collection(s: &synup::synapse::Session, recipe: &str) -> Result<u64, ()> {
+    crate::console::note(&format!(
+        "{recipe} names no `target.data_collection`; pick one for this run"
+    ));
+    match pick_collection(s) {
+        Ok(id) => {
+            crate::console::note(&format!(
+                "add `data_collection: {id}` under `target:` in {recipe} to skip this question"
+            ));
+            Ok(id)
+        }
+        Err(Stop::Interrupted) => {
+            crate::console::error("interrupted: nothing was changed");
+            Err(())
+        }
+        Err(Stop::Failed) => Err(()),
+    }
+}
+
+/// On a terminal, `plan`/`apply` without a recipe use `synup.yaml` (or
+/// `.yml`/`.toml`) in the current folder, or offer to write one with the wizard.
+pub fn find_or_create_recipe(command: &str) -> Option<String> {
+    for name in ["synup.yaml", "synup.yml", "synup.toml"] {
+        if Path::new(name).is_file() {
+            crate::console::note(&format!("using {name}"));
+            return Some(name.to_owned());
+        }
+    }
+    let create = Confirm::new(&format!(
+        "`synup {command}` needs a recipe and there is none here. Write one now?"
+    ))
+    .with_default(true)
+    .prompt();
+    match create {
+        Ok(true) => {}
+        Ok(false) => {
+            crate::console::error(&format!(
+                "missing argument RECIPE: `synup {command} RECIPE`, or `synup init` to write one"
+            ));
+            return None;
+        }
+        Err(_) => {
+            crate::console::error("interrupted: nothing was written");
+            return None;
+        }
+    }
+    let args = Args {
+        dir: None,
+        target: None,
+        host: None,
+        data_collection: None,
+        storage: None,
+        source: None,
+        assets: Vec::new(),
+        metadata: Vec::new(),
+        name: None,
+        output: "synup.yaml".into(),
+        force: false,
+    };
+    (run(args) == exit::OK).then(|| "synup.yaml".to_owned())
+}
+
 fn single(path: &str) -> SourceAnswer {
     SourceAnswer::Single {
         path: path.to_owned(),
@@ -1039,7 +1111,8 @@ fn explore(dir: &Path, path: &str) -> Result<synup::explore::Exploration, String
     if path.contains("://") {
         synup::explore::explore_remote(path, &BTreeMap::new(), 20_000)
     } else {
-        synup::explore::explore(&dir.join(shellexpand_home(path)), path).map_err(|e| e.to_string())
+        synup::explore::explore(&dir.join(shellexpand_home(path)), path, 20_000)
+            .map_err(|e| e.to_string())
     }
 }
 

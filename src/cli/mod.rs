@@ -117,6 +117,9 @@ pub fn load_recipe(
 
 /// The recipe argument, or exit 1 naming it.
 pub fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
+    if arg.is_none() && matches!(command, "plan" | "apply") && init::on_terminal() {
+        return init::find_or_create_recipe(command);
+    }
     if arg.is_none() {
         crate::console::error(&format!(
             "missing argument RECIPE: `synup {command}` needs a recipe file, e.g. `synup {command} pipelines/01-nested-folders.yaml`"
@@ -162,13 +165,24 @@ pub fn connect(
 /// collection comes from the backend (and must match the recipe's pin).
 pub fn prepare_recipe(path: &str) -> Option<Prepared> {
     use synup::recipe::model::{Backend, CollectionRef};
-    let loaded = match synup::recipe::load(path) {
+    let mut loaded = match synup::recipe::load(path) {
         Ok(l) => l,
         Err(e) => {
             crate::console::report(e);
             return None;
         }
     };
+    let mut early_session = None;
+    if loaded.recipe.target.backend == Backend::Synapse
+        && loaded.recipe.target.data_collection.is_none()
+        && init::on_terminal()
+    {
+        // A gap that can be asked is asked, not failed on.
+        let session = connect(&loaded.recipe.target, &loaded.recipe.upload)?;
+        let id = init::ask_data_collection(&session, path).ok()?;
+        loaded.recipe.target.data_collection = Some(CollectionRef::Id(id));
+        early_session = Some(session);
+    }
     let (session, remote) = if loaded.recipe.target.backend == Backend::Synapse {
         // Report recipe mistakes before going to the network.
         if let Err(errors) = synup::recipe::resolve::resolve(&loaded) {
@@ -178,7 +192,10 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
         let Some(CollectionRef::Id(id)) = loaded.recipe.target.data_collection.clone() else {
             return None;
         };
-        let session = connect(&loaded.recipe.target, &loaded.recipe.upload)?;
+        let session = match early_session {
+            Some(s) => s,
+            None => connect(&loaded.recipe.target, &loaded.recipe.upload)?,
+        };
         let json = match session.block_on(session.client.collection(id)) {
             Ok(j) => j,
             Err(e) => {

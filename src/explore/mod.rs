@@ -8,9 +8,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::source::{ScanOptions, scan_local};
+pub mod sample;
+
 use crate::stages::extension;
 use crate::stages::group::{self, Layout};
+pub use sample::Sample;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -32,9 +34,9 @@ pub struct Exploration {
     pub sample_units: Vec<SampleUnit>,
     pub suggested_file_rules: Vec<SuggestedRule>,
     pub warnings: Vec<String>,
-    /// For a remote root listed only in part: how many objects were sampled.
+    /// For a source too large to list whole: what the sample covered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sampled: Option<u64>,
+    pub sampled: Option<Sample>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,39 +51,27 @@ pub struct SuggestedRule {
     pub spec: String,
 }
 
-pub fn explore(root: &Path, written: &str) -> std::io::Result<Exploration> {
-    let exclude = globset::GlobSet::empty();
-    let scan = scan_local(
-        root,
-        &ScanOptions {
-            recursive: true,
-            exclude: &exclude,
-            skip: None,
-            threads: 8,
-        },
-    )?;
-    Ok(explore_scan(scan, written, None))
+/// Explores a local folder; more than `limit` files are sampled.
+pub fn explore(root: &Path, written: &str, limit: u64) -> std::io::Result<Exploration> {
+    let (scan, sampled) = sample::sample_local(root, limit)?;
+    Ok(explore_scan(scan, written, sampled))
 }
 
-/// Explores a remote prefix, listing at most `limit` objects (a sample of a
-/// huge bucket, in listing order).
+/// Explores a remote prefix; more than `limit` objects are sampled.
 pub fn explore_remote(
     url: &str,
     connection: &std::collections::BTreeMap<String, String>,
     limit: u64,
 ) -> Result<Exploration, String> {
     let root = crate::source::remote::open(url, connection)?;
-    let exclude = globset::GlobSet::empty();
-    let scan =
-        crate::source::remote::scan_remote_limited(&root, true, &exclude, &|_| {}, Some(limit))?;
-    let sampled = (scan.files.len() as u64 + scan.excluded >= limit).then_some(limit);
+    let (scan, sampled) = sample::sample_remote(&root, limit)?;
     Ok(explore_scan(scan, url, sampled))
 }
 
 fn explore_scan(
     scan: crate::source::SourceScan,
     written: &str,
-    sampled: Option<u64>,
+    sampled: Option<Sample>,
 ) -> Exploration {
     let mut extensions: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
@@ -121,22 +111,29 @@ fn explore_scan(
     if let Some(l) = &layout {
         let re = regex::Regex::new(l.group_key_regex.as_deref().unwrap_or(group::STEM_REGEX))
             .expect("built-in regex");
-        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Three units spread over the source: the first, one in the middle, the last.
+        let keys: std::collections::BTreeSet<&str> = scan
+            .files
+            .iter()
+            .filter_map(|f| re.captures(&f.rel).and_then(|c| c.name("group_key")))
+            .map(|k| k.as_str())
+            .collect();
+        let keys: Vec<&str> = keys.into_iter().collect();
+        let mut groups: BTreeMap<String, Vec<String>> = sample::spread(keys.len(), 3)
+            .into_iter()
+            .map(|i| (keys[i].to_owned(), Vec::new()))
+            .collect();
         for f in &scan.files {
-            if let Some(k) = re.captures(&f.rel).and_then(|c| c.name("group_key")) {
-                let key = k.as_str().to_owned();
-                if groups.len() < 5 || groups.contains_key(&key) {
-                    groups.entry(key).or_default().push(f.rel.clone());
-                }
+            if let Some(k) = re.captures(&f.rel).and_then(|c| c.name("group_key"))
+                && let Some(files) = groups.get_mut(k.as_str())
+                && files.len() < 10
+            {
+                files.push(f.rel.clone());
             }
         }
         sample_units = groups
             .into_iter()
-            .take(3)
-            .map(|(key, mut files)| {
-                files.truncate(10);
-                SampleUnit { key, files }
-            })
+            .map(|(key, files)| SampleUnit { key, files })
             .collect();
     }
 
@@ -225,10 +222,11 @@ pub fn render_text(e: &Exploration) -> String {
         crate::plan::render::human_bytes(e.bytes),
         e.excluded_files
     );
-    if let Some(n) = e.sampled {
+    if let Some(s) = &e.sampled {
         let _ = writeln!(
             out,
-            "(a sample: the first {n} objects listed; `--sample N` looks at more)"
+            "(sampled: more than {} files here, so these are {} files from {} of {} first-level folders; `--sample N` looks at more)",
+            s.limit, e.files, s.folders_sampled, s.folders_seen
         );
     }
     let _ = writeln!(out, "\nExtensions:");

@@ -7,4 +7,4 @@
 pub mod local;
 pub mod remote;
 
-pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};
+pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, is_junk_path, scan_local};

@@ -277,18 +277,53 @@ pub fn scan_remote_limited(
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
 ) -> Result<SourceScan, String> {
+    list_under(root, "/", recursive, exclude, progress, limit).map(|l| l.scan)
+}
+
+/// What one listing under a prefix found.
+pub struct Listing {
+    pub scan: SourceScan,
+    /// Sub-"folders" seen (non-recursive listings only), as `prefix/name/`.
+    pub dirs: Vec<String>,
+}
+
+/// Lists at most `limit` objects under `prefix` (`""` for the root), with the
+/// folders right below it when not recursive: explore's sampler.
+pub fn scan_remote_under(
+    root: &RemoteRoot,
+    prefix: &str,
+    recursive: bool,
+    limit: u64,
+) -> Result<Listing, String> {
+    let at = if prefix.is_empty() { "/" } else { prefix };
+    list_under(root, at, recursive, &GlobSet::empty(), &|_| {}, Some(limit))
+}
+
+fn list_under(
+    root: &RemoteRoot,
+    at: &str,
+    recursive: bool,
+    exclude: &GlobSet,
+    progress: &(dyn Fn(u64) + Sync),
+    limit: Option<u64>,
+) -> Result<Listing, String> {
     RUNTIME.block_on(async {
         let mut lister = root
             .op
-            .lister_with("/")
+            .lister_with(at)
             .recursive(recursive)
             .await
             .map_err(|e| short(&e))?;
         let mut scan = SourceScan::default();
+        let mut dirs = Vec::new();
         let mut seen = 0u64;
         while let Some(entry) = lister.try_next().await.map_err(|e| short(&e))? {
             let meta = entry.metadata();
             if !meta.is_file() {
+                let rel = entry.path().trim_start_matches('/');
+                if !recursive && !rel.is_empty() && rel != at.trim_start_matches('/') {
+                    dirs.push(rel.to_owned());
+                }
                 continue;
             }
             let rel = entry.path().trim_start_matches('/').to_owned();
@@ -328,7 +363,7 @@ pub fn scan_remote_limited(
             });
         }
         scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
-        Ok(scan)
+        Ok(Listing { scan, dirs })
     })
 }
 

@@ -221,3 +221,36 @@ fn without_a_terminal_every_answer_is_a_flag_and_each_gap_is_named() {
     let plan: Json = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(plan["units"][0]["meta"]["site"], "Seoul");
 }
+
+#[test]
+fn plan_on_a_terminal_asks_for_what_the_recipe_leaves_out() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 2);
+    let serve = Serve::start(f.path(), &seed(vec![collection_with_schema()]), &[]);
+    f.write(
+        "synup.yaml",
+        "version: 1\nname: gaps\ntarget: {backend: synapse}\nsource: {path: data}\nmetadata: [{static: {age: 3}}]\n",
+    );
+    // Without a terminal, the gap is an error naming the recipe key, and a
+    // missing recipe names the argument.
+    let out = run(synup_for(&serve, f.path()).args(["plan", "synup.yaml"]));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("data_collection"), "{}", out.stderr);
+    let out = run(synup_for(&serve, f.path()).arg("plan"));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("missing argument RECIPE"),
+        "{}",
+        out.stderr
+    );
+
+    // On a terminal: the recipe in the folder is found, the collection asked for.
+    let mut cmd = synup_for(&serve, f.path());
+    cmd.arg("plan").env("TERM", "xterm");
+    let mut p = wizard(cmd);
+    step(&mut p, "using synup.yaml", "");
+    step(&mut p, "Which data collection?", "\r");
+    step(&mut p, "add `data_collection: 42`", "");
+    step(&mut p, "2 to create", "");
+    assert_eq!(exit_code(&mut p), 0);
+}
