@@ -217,8 +217,18 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
         let storage = if needs_storage(&loaded) {
             match storage_info(&session, loaded.recipe.target.storage) {
                 Ok(s) => Some(s),
+                Err(StorageGap::NoDefault) if init::on_terminal() => {
+                    let id = init::ask_storage(&session, path).ok()?;
+                    match storage_info(&session, Some(id)) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            crate::console::error(&e.to_string());
+                            return None;
+                        }
+                    }
+                }
                 Err(e) => {
-                    crate::console::error(&e);
+                    crate::console::error(&e.to_string());
                     return None;
                 }
             }
@@ -265,10 +275,34 @@ fn needs_storage(loaded: &synup::recipe::LoadedRecipe) -> bool {
 /// The target's storage (given id, else the default) with its configuration:
 /// `POST storages/{id}/session/`, falling back to `GET storages/{id}/?with_configuration=true`
 /// on 404/405, as the SDK does.
+/// Why a storage for storage-relative paths could not be had.
+enum StorageGap {
+    /// No `target.storage` and no default on the backend: askable.
+    NoDefault,
+    Other(String),
+}
+
+impl std::fmt::Display for StorageGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageGap::NoDefault => f.write_str(
+                "the backend lists no default storage for storage-relative paths: set `target.storage` in the recipe (`synup storages` lists them)",
+            ),
+            StorageGap::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<String> for StorageGap {
+    fn from(s: String) -> Self {
+        StorageGap::Other(s)
+    }
+}
+
 fn storage_info(
     session: &synup::synapse::Session,
     id: Option<u64>,
-) -> Result<synup::recipe::resolve::StorageInfo, String> {
+) -> Result<synup::recipe::resolve::StorageInfo, StorageGap> {
     let client = &session.client;
     let id = match id {
         Some(id) => id,
@@ -277,12 +311,8 @@ fn storage_info(
                 .get("id")
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or_default(),
-            Ok(None) => {
-                return Err(
-                    "the backend lists no default storage for storage-relative paths".into(),
-                );
-            }
-            Err(e) => return Err(format!("cannot find the default storage: {e}")),
+            Ok(None) => return Err(StorageGap::NoDefault),
+            Err(e) => return Err(format!("cannot find the default storage: {e}").into()),
         },
     };
     let info = match session.block_on(client.storage_session(id)) {
@@ -290,7 +320,7 @@ fn storage_info(
         Err(e) if matches!(e.status(), Some(404 | 405)) => session
             .block_on(client.get(&format!("storages/{id}/?with_configuration=true")))
             .map_err(|e| format!("storage {id}: {e}"))?,
-        Err(e) => return Err(format!("storage {id}: {e}")),
+        Err(e) => return Err(format!("storage {id}: {e}").into()),
     };
     Ok(synup::recipe::resolve::StorageInfo {
         id,

@@ -367,6 +367,26 @@ fn list_under(
     })
 }
 
+/// Lists the first page under the root, within `timeout`: whether the source
+/// can be read at all (the wizard checks a path with it as it is typed).
+pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), String> {
+    RUNTIME.block_on(async {
+        let first = async {
+            let mut lister = root.op.lister_with("/").await.map_err(|e| short(&e))?;
+            lister.try_next().await.map_err(|e| short(&e))?;
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(timeout, first).await {
+            Ok(r) => r.map_err(|e| format!("`{}` cannot be read: {e}", root.url)),
+            Err(_) => Err(format!(
+                "`{}` did not answer within {} s",
+                root.url,
+                timeout.as_secs()
+            )),
+        }
+    })
+}
+
 /// SHA-1 of a remote object, streamed.
 pub fn sha1_remote(
     root: &RemoteRoot,

@@ -353,6 +353,11 @@ impl Client {
             .cloned())
     }
 
+    /// Every storage the backend lists.
+    pub async fn storages(&self) -> Result<Vec<Json>, SynapseError> {
+        self.list_all("storages/").await
+    }
+
     pub async fn storage(&self, id: u64) -> Result<Json, SynapseError> {
         self.get(&format!("storages/{id}/")).await
     }

@@ -1,0 +1,380 @@
+//! `synup init [DIR]`: asks, in the order SPEC section 6 gives, for what a
+//! recipe needs, checking every answer at once; or, without a terminal, takes
+//! every answer as a flag. Ends by writing the recipe (atomically: an
+//! interrupted wizard leaves nothing) and showing its plan.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use inquire::{Confirm, InquireError, Select};
+use serde_json::Value as Json;
+use synup::init::{Answers, SourceAnswer, TargetAnswer, recipe_name, render};
+
+use super::exit;
+
+mod ask;
+mod checks;
+mod gaps;
+mod preview;
+
+pub use gaps::{ask_data_collection, ask_storage, find_or_create_recipe};
+
+use ask::Asker;
+use checks::*;
+use preview::{Draft, write_atomically};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TargetKind {
+    Local,
+    Synapse,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder the recipe is written to (default: the current folder).
+    dir: Option<PathBuf>,
+    /// Where units go.
+    #[arg(long, value_enum)]
+    target: Option<TargetKind>,
+    /// Synapse host (default: SYNAPSE_HOST, else the saved login).
+    #[arg(long)]
+    host: Option<String>,
+    /// Synapse: the collection id. Local: the collection's name.
+    #[arg(long)]
+    data_collection: Option<String>,
+    /// Synapse: a storage id, or `default`.
+    #[arg(long)]
+    storage: Option<String>,
+    /// Single-path mode: the folder or URL holding the files.
+    #[arg(long)]
+    source: Option<String>,
+    /// Multi-path mode: one folder or URL per spec (repeatable).
+    #[arg(long = "asset", value_name = "SPEC=PATH")]
+    assets: Vec<String>,
+    /// Metadata source (repeatable): `excel:FILE[:KEY_COLUMN]`, `csv:FILE[:KEY_COLUMN]`,
+    /// `filename:REGEX`, `sidecar:TEMPLATE`, `static:FIELD=VALUE,…`, or `none`.
+    #[arg(long, value_name = "SOURCE")]
+    metadata: Vec<String>,
+    /// The recipe's name (default: the collection's or the folder's).
+    #[arg(long)]
+    name: Option<String>,
+    /// The recipe's file name inside DIR.
+    #[arg(short = 'o', long, default_value = "synup.yaml")]
+    output: String,
+    /// Replace an existing recipe file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Why the wizard stopped early.
+pub(super) enum Stop {
+    /// Ctrl-C or Esc at a prompt.
+    Interrupted,
+    /// Already reported.
+    Failed,
+}
+
+impl From<InquireError> for Stop {
+    fn from(e: InquireError) -> Self {
+        match e {
+            InquireError::OperationInterrupted | InquireError::OperationCanceled => {
+                Stop::Interrupted
+            }
+            other => {
+                crate::console::error(&format!("cannot ask: {other}"));
+                Stop::Failed
+            }
+        }
+    }
+}
+
+pub(super) type Step<T> = Result<T, Stop>;
+
+pub(super) fn fail<T>(message: &str) -> Step<T> {
+    crate::console::error(message);
+    Err(Stop::Failed)
+}
+
+pub fn on_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+pub fn run(args: Args) -> i32 {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let interactive = on_terminal();
+    if !interactive {
+        let missing = missing_flags(&args);
+        if !missing.is_empty() {
+            crate::console::error(&format!(
+                "synup init asks its questions on a terminal; without one, give every answer as a flag. Missing: {}",
+                missing.join(", ")
+            ));
+            return exit::ERROR;
+        }
+    }
+    let recipe_path = dir.join(&args.output);
+    match wizard(&args, &dir, &recipe_path, interactive) {
+        Ok(code) => code,
+        Err(Stop::Interrupted) => {
+            crate::console::error("interrupted: nothing was written");
+            130
+        }
+        Err(Stop::Failed) => exit::ERROR,
+    }
+}
+
+/// The flags a run without a terminal lacks, by name.
+fn missing_flags(a: &Args) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    match a.target {
+        None => out.push("--target"),
+        Some(TargetKind::Synapse) => {
+            let saved = synup::synapse::config::resolve(None, None).is_ok();
+            if a.host.is_none() && !saved {
+                out.push("--host");
+            }
+            if a.storage.is_none() {
+                out.push("--storage");
+            }
+        }
+        Some(TargetKind::Local) => {}
+    }
+    if a.data_collection.is_none() {
+        out.push("--data-collection");
+    }
+    if a.source.is_none() && a.assets.is_empty() {
+        out.push("--source (or --asset SPEC=PATH)");
+    }
+    if a.metadata.is_empty() {
+        out.push("--metadata (or --metadata none)");
+    }
+    out
+}
+
+fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Step<i32> {
+    if recipe_path.exists() && !args.force {
+        let replace = interactive
+            && Confirm::new(&format!("{} exists. Replace it?", recipe_path.display()))
+                .with_default(false)
+                .prompt()?;
+        if !replace {
+            return fail(&format!(
+                "{} exists; pass --force to replace it",
+                recipe_path.display()
+            ));
+        }
+    }
+    if !dir.is_dir()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return fail(&format!("cannot create {}: {e}", dir.display()));
+    }
+    let ask = Asker { interactive, dir };
+
+    // 1. Target (the first question comes before any network access).
+    let kind = match args.target {
+        Some(k) => k,
+        None => {
+            let options = vec![
+                "local: a catalog on this machine (.synup/local)",
+                "synapse: a Synapse backend",
+            ];
+            let pick = Select::new("Where should the data units go?", options).prompt()?;
+            if pick.starts_with("local") {
+                TargetKind::Local
+            } else {
+                TargetKind::Synapse
+            }
+        }
+    };
+    let session = match kind {
+        TargetKind::Synapse => Some(ask.session(args.host.as_deref())?),
+        TargetKind::Local => None,
+    };
+
+    // 2. Data collection.
+    let collection = match &session {
+        Some(s) => Some(ask.remote_collection(s, args.data_collection.as_deref())?),
+        None => None,
+    };
+    let local_name = match &session {
+        Some(_) => None,
+        None => Some(ask.local_collection(args.data_collection.as_deref())?),
+    };
+
+    // 3. Storage.
+    let storage = match &session {
+        Some(s) => ask.storage(s, args.storage.as_deref())?,
+        None => None,
+    };
+
+    // 4. Source: one path, or one per spec.
+    let spec_names: Vec<String> = collection
+        .as_ref()
+        .map(|c| c.specs.iter().map(|s| s.0.clone()).collect())
+        .unwrap_or_default();
+    let source = ask.source(args, &spec_names)?;
+
+    // A new local collection takes its specs from what the source holds.
+    let target = match (&session, collection.as_ref()) {
+        (Some(s), Some(c)) => TargetAnswer::Synapse {
+            host: args
+                .host
+                .clone()
+                .filter(|_| s.client.host() != default_host()),
+            collection: c.id,
+            collection_name: c.name.clone(),
+            storage,
+        },
+        _ => {
+            let specs = ask.local_specs(&source)?;
+            TargetAnswer::Local {
+                collection: local_name.clone().unwrap_or_default(),
+                specs,
+            }
+        }
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        recipe_name(match (&collection, &local_name) {
+            (Some(c), _) => &c.name,
+            (None, Some(n)) => n,
+            _ => "upload",
+        })
+    });
+    let required_fields = collection
+        .as_ref()
+        .map(|c| c.required_fields.clone())
+        .unwrap_or_default();
+    let mut answers = Answers {
+        name,
+        target,
+        source,
+        metadata: Vec::new(),
+        required_fields,
+    };
+    // Pin the layout explore detects (it treats each extension as a spec,
+    // which is what a folder of units looks like before rules exist).
+    let mut detected = None;
+    if let SourceAnswer::Single {
+        path,
+        group_key_regex: regex @ None,
+        ..
+    } = &mut answers.source
+        && let Ok(e) = explore(dir, path)
+        && let Some(layout) = e.layout
+    {
+        detected = layout.pattern;
+        *regex = layout.group_key_regex;
+    }
+
+    // 5. The detected layout and a preview, until the user accepts it.
+    let draft = Draft::new(dir)?;
+    if interactive {
+        ask.layout(&mut answers, &draft, detected)?;
+    }
+
+    // 6. Metadata.
+    if interactive && args.metadata.is_empty() {
+        ask.metadata(&mut answers, &draft)?;
+    } else {
+        for m in &args.metadata {
+            match metadata_flag(m) {
+                Ok(Some(a)) => answers.metadata.push(a),
+                Ok(None) => {}
+                Err(e) => return fail(&format!("--metadata {m}: {e}")),
+            }
+        }
+    }
+
+    // 7. Write the recipe, then show what it would do.
+    let text = render(&answers);
+    if let Err(e) = write_atomically(recipe_path, &text) {
+        return fail(&format!("cannot write {}: {e}", recipe_path.display()));
+    }
+    drop(draft);
+    crate::console::note(&format!("wrote {}", recipe_path.display()));
+    let shown = recipe_path.display().to_string();
+    let Some(prepared) = super::prepare_recipe(&shown) else {
+        return Ok(exit::ERROR);
+    };
+    let Some(outcome) = super::plan_recipe(&prepared, false) else {
+        return Ok(exit::ERROR);
+    };
+    let s = &outcome.plan.summary;
+    crate::console::note(&format!(
+        "plan: {} units ({} to create, {} unchanged, {} invalid), {} files to upload, {} unmatched files",
+        s.units, s.create, s.unchanged, s.invalid, s.files_to_upload, s.unmatched_files
+    ));
+    crate::console::note(&format!(
+        "next: `synup plan {shown}` shows every unit; `synup apply {shown}` uploads"
+    ));
+    Ok(exit::OK)
+}
+
+pub(super) fn default_host() -> String {
+    synup::synapse::config::resolve(None, None)
+        .map(|c| c.host)
+        .unwrap_or_default()
+}
+
+/// A collection as the wizard needs it.
+pub(super) struct CollectionInfo {
+    id: u64,
+    name: String,
+    /// (name, extensions, required)
+    specs: Vec<(String, Vec<String>, bool)>,
+    required_fields: Vec<String>,
+}
+
+pub(super) fn collection_info(json: &Json) -> CollectionInfo {
+    let specs = json
+        .get("file_specifications")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    let exts = s
+                        .get("extensions")
+                        .and_then(Json::as_array)
+                        .map(|e| {
+                            e.iter()
+                                .filter_map(Json::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (
+                        s.get("name")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        exts,
+                        s.get("is_required")
+                            .and_then(Json::as_bool)
+                            .unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let required_fields = json
+        .pointer("/meta/data_unit_meta_schema/required")
+        .and_then(Json::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(Json::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    CollectionInfo {
+        id: json.get("id").and_then(Json::as_u64).unwrap_or_default(),
+        name: json
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        specs,
+        required_fields,
+    }
+}

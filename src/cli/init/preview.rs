@@ -1,0 +1,86 @@
+//! What the wizard shows before it writes: a scratch recipe planned as the
+//! answers stand, the detected layout and a few units.
+
+use std::path::Path;
+
+use synup::init::{Answers, render};
+
+use super::{Step, fail};
+
+/// A scratch recipe beside the real one, for previews; removed when dropped
+/// (also when the wizard is interrupted).
+pub(super) struct Draft {
+    file: tempfile::NamedTempFile,
+}
+
+impl Draft {
+    pub(super) fn new(dir: &Path) -> Step<Self> {
+        match tempfile::Builder::new()
+            .prefix(".synup-init-")
+            .suffix(".yaml")
+            .tempfile_in(dir)
+        {
+            Ok(file) => Ok(Self { file }),
+            Err(e) => fail(&format!("cannot write in {}: {e}", dir.display())),
+        }
+    }
+
+    /// Plans `answers` as they stand; errors are printed, `None` returned.
+    pub(super) fn plan(&self, answers: &Answers) -> Option<synup::plan::model::Plan> {
+        std::fs::write(self.file.path(), render(answers)).ok()?;
+        let prepared = crate::cli::prepare_recipe(&self.file.path().display().to_string())?;
+        crate::cli::plan_recipe(&prepared, false).map(|o| o.plan)
+    }
+}
+
+pub(super) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".synup-init-")
+        .tempfile_in(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
+}
+
+/// The seed's names for its directory patterns.
+pub(super) fn pattern_name(p: u8) -> &'static str {
+    match p {
+        1 => "one folder per unit",
+        2 => "one folder per file type, matched by file name",
+        3 => "all files in one folder, matched by file name",
+        4 => "nested folders, grouped by the first folder",
+        _ => "one folder per spec",
+    }
+}
+
+pub(super) fn show_preview(plan: &synup::plan::model::Plan, detected: Option<u8>) {
+    let s = &plan.summary;
+    let pattern = plan.layout.pattern.or(detected);
+    match (pattern, &plan.layout.group_key_regex) {
+        (Some(p), Some(re)) => eprintln!(
+            "Detected layout: pattern {p} ({}), group_key_regex {re}",
+            pattern_name(p)
+        ),
+        (None, Some(re)) => eprintln!("Layout: group_key_regex {re}"),
+        _ => eprintln!("Layout: units by file name stem"),
+    }
+    eprintln!(
+        "{} units ({} invalid), {} unmatched files; for example:",
+        s.units, s.invalid, s.unmatched_files
+    );
+    for u in plan.units.iter().take(3) {
+        let files: Vec<String> = u
+            .files
+            .iter()
+            .map(|(spec, f)| format!("{spec}={}", f.path))
+            .collect();
+        eprintln!("  {}: {}", u.key, files.join(", "));
+        for p in u.problems.iter().take(2) {
+            eprintln!("    problem: {}", p.message);
+        }
+    }
+}
