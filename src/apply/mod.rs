@@ -10,6 +10,7 @@ pub mod execute;
 pub mod journal;
 pub mod remote;
 pub mod report;
+pub mod shard;
 pub mod staleness;
 
 pub use events::{ApplyEvent, ApplyObserver, Silent};

@@ -1,10 +1,11 @@
 //! The end report of an apply: counts, bytes, throughput and every failure.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ApplyReport {
     pub format_version: u32,
     pub apply_id: String,
@@ -19,16 +20,21 @@ pub struct ApplyReport {
     pub bytes_uploaded: u64,
     pub throughput: Throughput,
     pub failures: Vec<Failure>,
+    /// `K/N` when this report is of one shard of a plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReportTarget {
     pub backend: String,
     pub data_collection: String,
     pub path: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UnitCounts {
     /// Units the plan said to create.
     pub planned: u64,
@@ -42,21 +48,23 @@ pub struct UnitCounts {
     pub conflicts_in_plan: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FileCounts {
     pub uploaded: u64,
     pub already_present: u64,
     pub failed: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Throughput {
     pub files_per_second: f64,
     pub bytes_per_second: f64,
     pub units_per_second: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Failure {
     /// `unit` or `file`.
     pub kind: String,

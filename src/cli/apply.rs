@@ -1,6 +1,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use synup::apply::shard::Shard;
 use synup::apply::{self, ApplySettings, ApplyTarget, CrashPoint};
 use synup::plan::{Action, Plan, render::render_text};
 use synup::recipe::model::InvalidUnits;
@@ -20,11 +21,34 @@ pub struct Args {
     /// No progress bars.
     #[arg(short, long)]
     quiet: bool,
+    /// Apply only shard K of N of a saved plan (1-based): its units to create,
+    /// cut into N contiguous, balanced slices. Each shard journals on its own.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Run the plan as `--shards` Ray jobs through the Ray Jobs API at this
+    /// dashboard URL (e.g. http://HOST:8265).
+    #[arg(long, value_name = "URL", requires = "shards")]
+    ray: Option<String>,
+    /// How many shards (Ray jobs) to split the plan into.
+    #[arg(long, value_name = "N", requires = "ray")]
+    shards: Option<u32>,
+    /// A synup binary installed on the Ray workers (default: this binary,
+    /// shipped in the job's working_dir).
+    #[arg(long, value_name = "PATH", requires = "ray")]
+    ray_binary: Option<String>,
 }
 
 pub fn run(args: Args) -> i32 {
     let Some(arg) = super::require_recipe(args.target.clone(), "apply") else {
         return exit::ERROR;
+    };
+    let shard = match args.shard.as_deref().map(str::parse::<Shard>) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            crate::console::error(&format!("--shard {e}"));
+            return exit::ERROR;
+        }
     };
     let text = match std::fs::read_to_string(&arg) {
         Ok(t) => t,
@@ -53,6 +77,17 @@ pub fn run(args: Args) -> i32 {
         None
     };
     drop(text);
+    if saved.is_none() && (shard.is_some() || args.ray.is_some()) {
+        crate::console::error(&format!(
+            "{arg} is a recipe; shards come from a saved plan: `synup plan {arg} -o PLAN`, then `synup apply PLAN {}`",
+            if shard.is_some() {
+                "--shard K/N"
+            } else {
+                "--ray URL --shards N"
+            }
+        ));
+        return exit::ERROR;
+    }
     let recipe_path = match &saved {
         Some(p) => {
             if !Path::new(&p.recipe.path).is_file() {
@@ -92,6 +127,25 @@ pub fn run(args: Args) -> i32 {
             fresh.plan
         }
     };
+    if let (Some(url), Some(n)) = (&args.ray, args.shards) {
+        return super::ray::run_sharded(
+            &super::ray::Submission {
+                dashboard: url,
+                shards: n,
+                plan_path: &arg,
+                plan: &plan,
+                binary: args.ray_binary.as_deref(),
+                recipe_vars: loaded.vars.keys().cloned().collect(),
+                state_dir: &loaded.state_dir(),
+            },
+            args.report.as_deref(),
+            crate::console::progress_wanted(args.quiet),
+        );
+    }
+    let plan = match shard {
+        Some(s) => s.slice(&plan),
+        None => plan,
+    };
 
     if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
         crate::console::note(&format!(
@@ -113,6 +167,7 @@ pub fn run(args: Args) -> i32 {
                 plan_hash: plan.plan_hash.clone(),
                 recipe: plan.recipe.path.clone(),
                 status: "succeeded".into(),
+                shard: shard.map(|s| s.to_string()),
                 ..Default::default()
             };
             if let Err(e) = std::fs::write(path, empty.to_json()) {
@@ -149,11 +204,14 @@ pub fn run(args: Args) -> i32 {
         project: loaded.recipe.target.project.map(|p| p as i64),
         crash_at,
     };
-    let journal = apply::journal::path_for(
+    let mut journal = apply::journal::path_for(
         &loaded.state_dir(),
         &resolved.name,
         &resolved.data_collection,
     );
+    if let Some(s) = shard {
+        journal.set_extension(format!("{}.jsonl", s.file_suffix()));
+    }
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
     let remotes: std::collections::HashMap<String, synup::source::remote::RemoteRoot> = resolved
@@ -194,7 +252,10 @@ pub fn run(args: Args) -> i32 {
     };
     observer.finish();
     let report = match result {
-        Ok(r) => r,
+        Ok(mut r) => {
+            r.shard = shard.map(|s| s.to_string());
+            r
+        }
         Err(e) => {
             crate::console::report(e);
             return exit::ERROR;

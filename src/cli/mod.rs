@@ -6,6 +6,7 @@ mod explore;
 mod graph;
 mod init;
 mod plan;
+mod ray;
 mod schema;
 mod serve;
 mod status;
@@ -46,6 +47,8 @@ enum Command {
     Plan(plan::Args),
     /// Execute a recipe or a saved plan: upload files, register units; resumable.
     Apply(apply::Args),
+    /// Show or stop the Ray jobs of a sharded apply.
+    Jobs(ray::JobsArgs),
     /// What has been applied for a recipe, and when.
     Status(status::Args),
     /// The compiled stage graph of a recipe.
@@ -85,6 +88,7 @@ pub fn run() -> i32 {
         Command::Graph(a) => graph::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Status(a) => status::run(a),
+        Command::Jobs(a) => ray::jobs(a),
         Command::Schema => schema::run(),
         Command::Explore(a) => explore::run(a),
         Command::Serve(a) => serve::run(a),

@@ -137,3 +137,45 @@ pub fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
     .env_remove("CI");
     run(&mut cmd)
 }
+
+/// A venv under target/py with `package` installed, made once (`.ci/run` makes it first).
+pub fn venv(name: &str, package: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py");
+    std::fs::create_dir_all(&root).unwrap();
+    let lock = std::fs::File::create(root.join(format!(".{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    let venv = root.join(name);
+    let marker = venv.join(".ok");
+    if !marker.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", package])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "could not install {package} into {}", venv.display());
+        std::fs::write(&marker, "").unwrap();
+    }
+    venv
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}

@@ -8,6 +8,7 @@ mod excel;
 mod explore;
 mod harness;
 mod init;
+mod ray;
 mod recipe_errors;
 mod remote;
 mod schema;

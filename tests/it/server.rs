@@ -24,6 +24,7 @@ impl Serve {
     pub fn start(dir: &Path, seed: &Json, extra: &[&str]) -> Self {
         let data = dir.join("serve-data");
         let seed_path = dir.join("serve-seed.json");
+        std::fs::create_dir_all(dir).expect("serve folder");
         std::fs::write(&seed_path, seed.to_string()).expect("seed");
         let mut s = Self {
             child: None,
