@@ -127,6 +127,11 @@ pub fn run(args: Args) -> i32 {
             fresh.plan
         }
     };
+    let journal = apply::journal::path_for(
+        &loaded.state_dir(),
+        &resolved.name,
+        &resolved.data_collection,
+    );
     if let (Some(url), Some(n)) = (&args.ray, args.shards) {
         return super::ray::run_sharded(
             &super::ray::Submission {
@@ -137,6 +142,7 @@ pub fn run(args: Args) -> i32 {
                 binary: args.ray_binary.as_deref(),
                 recipe_vars: loaded.vars.keys().cloned().collect(),
                 state_dir: &loaded.state_dir(),
+                journal,
             },
             args.report.as_deref(),
             crate::console::progress_wanted(args.quiet),
@@ -204,11 +210,7 @@ pub fn run(args: Args) -> i32 {
         project: loaded.recipe.target.project.map(|p| p as i64),
         crash_at,
     };
-    let mut journal = apply::journal::path_for(
-        &loaded.state_dir(),
-        &resolved.name,
-        &resolved.data_collection,
-    );
+    let mut journal = journal;
     if let Some(s) = shard {
         journal.set_extension(format!("{}.jsonl", s.file_suffix()));
     }

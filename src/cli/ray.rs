@@ -36,6 +36,8 @@ pub struct Submission<'a> {
     /// The `${VAR}` names the recipe reads (workers load it too).
     pub recipe_vars: Vec<String>,
     pub state_dir: &'a Path,
+    /// The unsharded journal; shard K's is beside it (`….shard-K-of-N.jsonl`).
+    pub journal: PathBuf,
 }
 
 /// The jobs of one plan, kept under `.synup/ray/`.
@@ -338,6 +340,25 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
     } else {
         crate::console::note("every shard already has a job; following them");
     }
+    let roots: std::collections::BTreeSet<&str> = sub
+        .plan
+        .inputs
+        .listings
+        .iter()
+        .map(|l| l.root.as_str())
+        .collect();
+    crate::console::note(&format!(
+        "the workers read {} at the same path(s) as here, from {cwd}; a worker that cannot fails its shard with that message",
+        roots.into_iter().collect::<Vec<_>>().join(", ")
+    ));
+    let journals: Vec<PathBuf> = shards
+        .iter()
+        .map(|s| {
+            let mut j = sub.journal.clone();
+            j.set_extension(format!("{}.jsonl", s.file_suffix()));
+            j
+        })
+        .collect();
 
     // Follow every job to its end, with one combined view.
     let bar = progress.then(|| {
@@ -368,7 +389,8 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
         if let Some(b) = &bar {
             b.set_position(done as u64);
             let running = statuses.values().filter(|s| *s == "RUNNING").count();
-            b.set_message(format!("{running} running"));
+            let units: usize = journals.iter().map(|j| units_journaled(j)).sum();
+            b.set_message(format!("{running} running, {units} units done"));
         }
         if done == shards.len() {
             break;
@@ -448,6 +470,14 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
     } else {
         exit::OK
     })
+}
+
+/// Units a shard's journal records as in the target (the shards share the
+/// submitter's folders, so the driver reads them to show progress).
+fn units_journaled(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches("\"t\":\"unit\"").count())
+        .unwrap_or(0)
 }
 
 fn merge(total: &mut ApplyReport, r: &ApplyReport) {
