@@ -336,6 +336,69 @@ pub fn extension_counts<'a>(rels: impl Iterator<Item = &'a str>) -> BTreeMap<Str
     out
 }
 
+/// `file_rules` for the specs, from explore's suggested (pattern, guess)
+/// rules: needed only where an extension belongs to more than one spec (the
+/// extension fallback maps the rest). Such rules go, in order, to the specs
+/// sharing that extension, preferring the spec named like the rule's guess.
+pub fn propose_rules(
+    suggested: &[(String, String)],
+    specs: &[(String, Vec<String>)],
+) -> Vec<(String, String)> {
+    let ext_of = |pattern: &str| {
+        pattern
+            .rsplit_once("*.")
+            .map(|(_, e)| format!(".{}", e.to_ascii_lowercase()))
+    };
+    let mut taken: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (pattern, guess) in suggested {
+        let Some(ext) = ext_of(pattern) else { continue };
+        let owners: Vec<&str> = specs
+            .iter()
+            .filter(|(_, exts)| exts.iter().any(|e| e.eq_ignore_ascii_case(&ext)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if owners.len() < 2 {
+            continue;
+        }
+        let free: Vec<&str> = owners
+            .iter()
+            .copied()
+            .filter(|o| !taken.contains(o))
+            .collect();
+        let pick = free
+            .iter()
+            .copied()
+            .find(|o| {
+                guess.starts_with(&o.to_ascii_lowercase())
+                    || o.starts_with(guess.trim_end_matches("_1"))
+            })
+            .or(free.first().copied());
+        if let Some(spec) = pick {
+            taken.push(spec);
+            out.push((pattern.clone(), spec.to_owned()));
+        }
+    }
+    out
+}
+
+/// How files map to specs, for people: the rules, else the extensions.
+pub fn describe_mapping(rules: &[(String, String)], specs: &[(String, Vec<String>)]) -> String {
+    if rules.is_empty() {
+        let by_ext: Vec<String> = specs
+            .iter()
+            .map(|(n, exts)| format!("{} → {n}", exts.join(" ")))
+            .collect();
+        format!(
+            "file_rules: none needed, by extension ({})",
+            by_ext.join("; ")
+        )
+    } else {
+        let r: Vec<String> = rules.iter().map(|(p, s)| format!("{p} → {s}")).collect();
+        format!("file_rules: {}", r.join("; "))
+    }
+}
+
 /// `a=1, b=x` → typed values (numbers and booleans as such, the rest strings).
 pub fn parse_static(s: &str) -> Result<Vec<(String, serde_json::Value)>, String> {
     let mut out = Vec::new();
@@ -411,6 +474,28 @@ mod tests {
         assert!(specs[1].is_primary && specs[1].is_required);
         assert!(specs[0].is_required && !specs[0].is_primary);
         assert!(!specs[2].is_required);
+    }
+
+    #[test]
+    fn rules_are_proposed_only_where_an_extension_is_shared() {
+        let specs = vec![
+            ("rgb".to_owned(), vec![".png".to_owned()]),
+            ("mask".to_owned(), vec![".png".to_owned()]),
+            ("label_1".to_owned(), vec![".json".to_owned()]),
+        ];
+        let suggested = vec![
+            ("masks/*.png".to_owned(), "masks_1".to_owned()),
+            ("rgb/*.png".to_owned(), "rgb_1".to_owned()),
+            ("labels/*.json".to_owned(), "labels_1".to_owned()),
+        ];
+        assert_eq!(
+            propose_rules(&suggested, &specs),
+            vec![
+                ("masks/*.png".to_owned(), "mask".to_owned()),
+                ("rgb/*.png".to_owned(), "rgb".to_owned())
+            ]
+        );
+        assert!(describe_mapping(&[], &specs[2..]).contains(".json → label_1"));
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn the_wizard_guides_a_user_to_a_recipe_whose_plan_is_valid() {
         &format!("{BACKSPACE}{BACKSPACE}{BACKSPACE}data\r"),
     );
     step(&mut p, "Detected layout: pattern 1", "");
+    step(&mut p, "file_rules: none needed, by extension", "");
     step(&mut p, "Use this layout?", "\r");
     step(&mut p, "requires: age", "");
     step(&mut p, "Where does unit metadata come from?", "\r");

@@ -312,6 +312,7 @@ impl Asker<'_> {
         answers: &mut Answers,
         draft: &Draft,
         mut detected: Option<u8>,
+        specs: &[(String, Vec<String>)],
     ) -> Step<()> {
         loop {
             let Some(plan) = draft.plan(answers) else {
@@ -326,6 +327,9 @@ impl Asker<'_> {
                 continue;
             };
             show_preview(&plan, detected);
+            if let SourceAnswer::Single { file_rules, .. } = &answers.source {
+                eprintln!("{}", synup::init::describe_mapping(file_rules, specs));
+            }
             if Confirm::new("Use this layout?")
                 .with_default(true)
                 .prompt()?

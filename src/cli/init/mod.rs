@@ -265,12 +265,25 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     {
         detected = layout.pattern;
         *regex = layout.group_key_regex;
+        let suggested: Vec<(String, String)> = e
+            .suggested_file_rules
+            .into_iter()
+            .map(|r| (r.pattern, r.spec))
+            .collect();
+        let proposed = synup::init::propose_rules(
+            &suggested,
+            &spec_extensions(&answers.target, collection.as_ref()),
+        );
+        if let SourceAnswer::Single { file_rules, .. } = &mut answers.source {
+            *file_rules = proposed;
+        }
     }
 
     // 5. The detected layout and a preview, until the user accepts it.
     let draft = Draft::new(dir)?;
     if interactive {
-        ask.layout(&mut answers, &draft, detected)?;
+        let specs = spec_extensions(&answers.target, collection.as_ref());
+        ask.layout(&mut answers, &draft, detected, &specs)?;
     }
 
     // 6. Metadata.
@@ -315,6 +328,22 @@ pub(super) fn default_host() -> String {
     synup::synapse::config::resolve(None, None)
         .map(|c| c.host)
         .unwrap_or_default()
+}
+
+/// Each spec's name and extensions, from the backend's collection or the
+/// new local one.
+fn spec_extensions(
+    target: &TargetAnswer,
+    collection: Option<&CollectionInfo>,
+) -> Vec<(String, Vec<String>)> {
+    match (target, collection) {
+        (TargetAnswer::Local { specs, .. }, _) => specs
+            .iter()
+            .map(|s| (s.name.clone(), s.extensions.clone()))
+            .collect(),
+        (_, Some(c)) => c.specs.iter().map(|s| (s.0.clone(), s.1.clone())).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// A collection as the wizard needs it.
