@@ -263,4 +263,20 @@ fn a_plan_runs_as_ray_jobs_and_a_stopped_shard_is_resubmitted_alone() {
     assert_eq!(units.len(), 2000, "every unit exactly once");
     let logs = run(synup_for(&serve, f.path()).args(["jobs", &shard2, "--logs"]));
     assert_eq!(logs.code, 0, "{}", logs.stderr);
+
+    // A binary installed on the workers instead of the shipped one: the
+    // units exist by now, so each shard counts them as unchanged.
+    let installed = run(synup_for(&serve, f.path())
+        .args(["apply", "p.json", "--ray", &ray.dashboard, "--shards", "2"])
+        .args([
+            "--ray-binary",
+            env!("CARGO_BIN_EXE_synup"),
+            "--report",
+            "ray-3.json",
+        ]));
+    assert_eq!(installed.code, 0, "{}", installed.stderr);
+    let r: Json = serde_json::from_slice(&std::fs::read(f.join("ray-3.json")).unwrap()).unwrap();
+    assert_eq!(r["units"]["unchanged"], 2000, "{r}");
+    assert_eq!(r["units"]["created"], 0, "{r}");
+    assert_eq!(catalog(&serve).len(), 2000);
 }
