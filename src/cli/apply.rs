@@ -27,7 +27,12 @@ pub struct Args {
     shard: Option<String>,
     /// Run the plan as `--shards` Ray jobs through the Ray Jobs API at this
     /// dashboard URL (e.g. http://HOST:8265).
-    #[arg(long, value_name = "URL", requires = "shards")]
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "shards",
+        conflicts_with = "shard"
+    )]
     ray: Option<String>,
     /// How many shards (Ray jobs) to split the plan into.
     #[arg(long, value_name = "N", requires = "ray")]
@@ -127,6 +132,18 @@ pub fn run(args: Args) -> i32 {
             fresh.plan
         }
     };
+    let plan = match shard {
+        Some(s) => s.slice(&plan),
+        None => plan,
+    };
+
+    if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
+        crate::console::note(&format!(
+            "{} unit(s) are invalid and `validation.invalid_units` is `fail`: nothing was applied. Fix them, or set `invalid_units: skip`.",
+            plan.summary.invalid
+        ));
+        return exit::INVALID_UNITS;
+    }
     let journal = apply::journal::path_for(
         &loaded.state_dir(),
         &resolved.name,
@@ -147,18 +164,6 @@ pub fn run(args: Args) -> i32 {
             args.report.as_deref(),
             crate::console::progress_wanted(args.quiet),
         );
-    }
-    let plan = match shard {
-        Some(s) => s.slice(&plan),
-        None => plan,
-    };
-
-    if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
-        crate::console::note(&format!(
-            "{} unit(s) are invalid and `validation.invalid_units` is `fail`: nothing was applied. Fix them, or set `invalid_units: skip`.",
-            plan.summary.invalid
-        ));
-        return exit::INVALID_UNITS;
     }
     let to_create = plan
         .units
