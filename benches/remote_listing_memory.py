@@ -6,6 +6,7 @@ Seeds N units (2 small objects each) for each N given, then runs a warm `synup p
 peak RSS and bytes per object.
 
 Usage: target/py/moto/bin/python benches/remote_listing_memory.py 5000 25000 50000
+       (CHECKSUM=apply ... lists with `checksum: apply`: nothing is read, nothing cached)
 Needs target/release/synup and target/py/moto (boto3 comes with moto).
 """
 import boto3, concurrent.futures as cf, os, socket, subprocess, sys, time, json, signal, tempfile, shutil
@@ -37,6 +38,7 @@ collection:
     - {{name: label_1, file_type: document, extensions: [.json], is_required: true}}
 source:
   path: s3://listing-bench/d
+  checksum: {os.environ.get("CHECKSUM", "plan")}
   connection: {{endpoint: "{ep}", region: us-east-1, access_key_id: k, secret_access_key: s}}
 """)
         # warm run: checksums cached, so this measures listing + planning
