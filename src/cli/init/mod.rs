@@ -218,10 +218,9 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     // A new local collection takes its specs from what the source holds.
     let target = match (&session, collection.as_ref()) {
         (Some(s), Some(c)) => TargetAnswer::Synapse {
-            host: args
-                .host
-                .clone()
-                .filter(|_| s.client.host() != default_host()),
+            // Written only when the environment and the saved login would
+            // not give the same host (a --host flag, or a login not saved).
+            host: Some(s.client.host().to_owned()).filter(|h| *h != default_host()),
             collection: c.id,
             collection_name: c.name.clone(),
             storage,
@@ -324,7 +323,7 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     Ok(exit::OK)
 }
 
-pub(super) fn default_host() -> String {
+fn default_host() -> String {
     synup::synapse::config::resolve(None, None)
         .map(|c| c.host)
         .unwrap_or_default()
