@@ -9,6 +9,7 @@
 //! (same content) or failed as conflicts (other content), never duplicated.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -163,11 +164,15 @@ pub fn execute(
 
     super::announce(observer, &creates);
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(settings.workers.max(1))
-        .build()
-        .ok();
-    let stored_in_run = AtomicU64::new(0);
+    let copier = Copier {
+        remotes: target.remotes,
+        pool: rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.workers.max(1))
+            .build()
+            .ok(),
+        stored_in_run: AtomicU64::new(0),
+        crash_at: settings.crash_at,
+    };
     let primary_spec = target
         .specs
         .iter()
@@ -180,45 +185,20 @@ pub fn execute(
             // Files planned with `checksum: apply` are stored first, which
             // tells their SHA-1; then the batch goes on as if it had been planned.
             let unknown: Vec<(String, &PlannedFile)> = learned.unknown(batch).into_iter().collect();
-            let learn = |(_, f): &(String, &PlannedFile)| -> Result<(String, u64), StoreError> {
+            let learnt = copier.run(&unknown, |(_, f)| {
                 let shown = f.shown();
-                let read_err = |e| StoreError::Read {
-                    path: shown.clone(),
-                    source: e,
-                };
-                let r = match remote_of(target.remotes, &shown) {
-                    Some((root, rel)) => crate::source::remote::open_read(root, rel)
-                        .map_err(read_err)
-                        .and_then(|input| store.put_learning(input, &shown)),
-                    None => std::fs::File::open(target.recipe_dir.join(&*f.root).join(&f.path))
-                        .map_err(read_err)
-                        .and_then(|input| store.put_learning(input, &shown)),
-                };
-                if r.is_ok() {
-                    let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
-                    if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
-                        crash_now();
-                    }
-                }
-                r
-            };
-            let learnt: Vec<Result<(String, u64), StoreError>> = match &pool {
-                Some(pool) => pool.install(|| unknown.par_iter().map(learn).collect()),
-                None => unknown.iter().map(learn).collect(),
-            };
+                let local = target.recipe_dir.join(&*f.root).join(&f.path);
+                copier
+                    .open(&shown, &local)
+                    .and_then(|input| store.put_learning(input, &shown))
+            });
             let mut deferred_failed: HashMap<String, String> = HashMap::new();
             let mut learned_now: Vec<(String, u64, String)> = Vec::new();
             let mut learned_records = Vec::new();
             for ((id, f), result) in unknown.iter().zip(learnt) {
                 match result {
                     Ok((sha, bytes)) => {
-                        if bytes > 0 {
-                            report.files.uploaded += 1;
-                            report.bytes_uploaded += bytes;
-                        } else {
-                            report.files.already_present += 1;
-                        }
-                        observer.on(&ApplyEvent::FileStored { bytes });
+                        report.count_stored(observer, bytes);
                         learned_records.push(learned.insert(f, &sha));
                         learned_records.push(Record::File { sha1: sha.clone() });
                         let rel = FileStore::relative_path(&sha);
@@ -279,7 +259,7 @@ pub fn execute(
                             (
                                 target.recipe_dir.join(&*f.root).join(&f.path),
                                 f.size,
-                                format!("{}/{}", f.root.trim_end_matches('/'), f.path),
+                                f.shown(),
                             )
                         });
                     }
@@ -298,38 +278,20 @@ pub fn execute(
             for _ in 0..(needed.len() - to_store.len()) {
                 observer.on(&ApplyEvent::FileStored { bytes: 0 });
             }
-            let put =
-                |(sha, (src, _, shown)): &(&str, &(PathBuf, u64, String))| -> Result<u64, StoreError> {
-                    let r = match remote_of(target.remotes, shown) {
-                        Some((root, rel)) => crate::source::remote::open_read(root, rel)
-                            .map_err(|e| StoreError::Read { path: shown.clone(), source: e })
-                            .and_then(|input| store.put_from(input, shown, sha)),
-                        None => store.put(src, sha),
-                    };
-                    if r.is_ok() {
-                        let n = stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
-                        if settings.crash_at == Some(CrashPoint::AfterFiles(n)) {
-                            crash_now();
-                        }
-                    }
-                    r
-                };
-            let results: Vec<Result<u64, StoreError>> = match &pool {
-                Some(pool) => pool.install(|| to_store.par_iter().map(put).collect()),
-                None => to_store.iter().map(put).collect(),
-            };
+            let results = copier.run(&to_store, |(sha, (src, _, shown))| {
+                match remote_of(target.remotes, shown) {
+                    Some(_) => copier
+                        .open(shown, src)
+                        .and_then(|input| store.put_from(input, shown, sha)),
+                    None => store.put(src, sha),
+                }
+            });
             let mut stored: Vec<(String, u64, String)> = Vec::new();
             let mut failed_files: HashMap<&str, String> = HashMap::new();
             for ((sha, (_, size, shown)), result) in to_store.iter().zip(results) {
                 match result {
                     Ok(bytes) => {
-                        if bytes > 0 {
-                            report.files.uploaded += 1;
-                            report.bytes_uploaded += bytes;
-                        } else {
-                            report.files.already_present += 1;
-                        }
-                        observer.on(&ApplyEvent::FileStored { bytes });
+                        report.count_stored(observer, bytes);
                         stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
                     }
                     Err(StoreError::Write { source, .. }) => return Err(write_err(source)),
@@ -423,6 +385,55 @@ pub fn execute(
     let _ = journal.sync();
     observer.on(&ApplyEvent::Finished);
     outcome.map(|()| report)
+}
+
+/// Copies files into the store on the worker pool, counting the files stored
+/// in this run (for `SYNUP_CRASH_AT=files:N`).
+struct Copier<'a> {
+    remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
+    pool: Option<rayon::ThreadPool>,
+    stored_in_run: AtomicU64,
+    crash_at: Option<CrashPoint>,
+}
+
+impl Copier<'_> {
+    /// The bytes of the file shown as `root/path`: a remote object, or `local`.
+    fn open(&self, shown: &str, local: &Path) -> Result<Box<dyn Read + Send>, StoreError> {
+        let read_err = |source| StoreError::Read {
+            path: shown.to_owned(),
+            source,
+        };
+        match remote_of(self.remotes, shown) {
+            Some((root, rel)) => crate::source::remote::open_read(root, rel)
+                .map(|r| Box::new(r) as Box<dyn Read + Send>)
+                .map_err(read_err),
+            None => std::fs::File::open(local)
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)
+                .map_err(read_err),
+        }
+    }
+
+    /// `copy` over `items`, in parallel on the pool.
+    fn run<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        copy: impl Fn(&T) -> Result<R, StoreError> + Sync,
+    ) -> Vec<Result<R, StoreError>> {
+        let one = |item: &T| {
+            let r = copy(item);
+            if r.is_ok() {
+                let n = self.stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
+                if self.crash_at == Some(CrashPoint::AfterFiles(n)) {
+                    crash_now();
+                }
+            }
+            r
+        };
+        match &self.pool {
+            Some(pool) => pool.install(|| items.par_iter().map(one).collect()),
+            None => items.iter().map(one).collect(),
+        }
+    }
 }
 
 /// The remote root and relative path of a file shown as `root/path`, if its

@@ -193,10 +193,7 @@ async fn run(
 
 /// Where a planned file is on disk, and how it is shown.
 fn locate(dir: &Path, f: &crate::plan::model::PlannedFile) -> (PathBuf, String) {
-    (
-        dir.join(&*f.root).join(&f.path),
-        format!("{}/{}", f.root.trim_end_matches('/'), f.path),
-    )
+    (dir.join(&*f.root).join(&f.path), f.shown())
 }
 
 async fn run_batch(
@@ -574,10 +571,7 @@ fn unit_payload(shared: &Shared<'_>, u: &PlannedUnit) -> Json {
     let files: serde_json::Map<String, Json> = u
         .files
         .iter()
-        .map(|(spec, f)| {
-            let (_, shown) = locate(Path::new(""), f);
-            (spec.clone(), json!({"checksum": f.sha1, "path": shown}))
-        })
+        .map(|(spec, f)| (spec.clone(), json!({"checksum": f.sha1, "path": f.shown()})))
         .collect();
     let meta: Json = serde_json::from_str(u.meta.get()).unwrap_or_else(|_| json!({}));
     let mut payload =

@@ -94,6 +94,18 @@ impl ApplyReport {
         report
     }
 
+    /// A file the executor put into the store: `bytes` written, or 0 when the
+    /// store already had its content.
+    pub fn count_stored(&mut self, observer: &dyn super::ApplyObserver, bytes: u64) {
+        if bytes > 0 {
+            self.files.uploaded += 1;
+            self.bytes_uploaded += bytes;
+        } else {
+            self.files.already_present += 1;
+        }
+        observer.on(&super::ApplyEvent::FileStored { bytes });
+    }
+
     /// Duration, throughput, sorted failures and the status, at the end of a run.
     pub fn close(&mut self, elapsed: std::time::Duration, aborted: bool) {
         let secs = elapsed.as_secs_f64();

@@ -68,6 +68,11 @@ impl Shard {
     pub fn file_suffix(&self) -> String {
         format!("shard-{}-of-{}", self.index, self.count)
     }
+
+    /// This shard's journal, beside the unsharded one (`….shard-K-of-N.jsonl`).
+    pub fn journal_path(&self, unsharded: &std::path::Path) -> std::path::PathBuf {
+        unsharded.with_extension(format!("{}.jsonl", self.file_suffix()))
+    }
 }
 
 #[cfg(test)]

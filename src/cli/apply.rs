@@ -215,10 +215,10 @@ pub fn run(args: Args) -> i32 {
         project: loaded.recipe.target.project.map(|p| p as i64),
         crash_at,
     };
-    let mut journal = journal;
-    if let Some(s) = shard {
-        journal.set_extension(format!("{}.jsonl", s.file_suffix()));
-    }
+    let journal = match shard {
+        Some(s) => s.journal_path(&journal),
+        None => journal,
+    };
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
     let remotes: std::collections::HashMap<String, synup::source::remote::RemoteRoot> = resolved

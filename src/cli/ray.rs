@@ -351,13 +351,9 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
         "the workers read {} at the same path(s) as here, from {cwd}; a worker that cannot fails its shard with that message",
         roots.into_iter().collect::<Vec<_>>().join(", ")
     ));
-    let journals: Vec<PathBuf> = shards
+    let mut journals: Vec<JournalTail> = shards
         .iter()
-        .map(|s| {
-            let mut j = sub.journal.clone();
-            j.set_extension(format!("{}.jsonl", s.file_suffix()));
-            j
-        })
+        .map(|s| JournalTail::new(s.journal_path(&sub.journal)))
         .collect();
 
     // Follow every job to its end, with one combined view.
@@ -389,7 +385,7 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
         if let Some(b) = &bar {
             b.set_position(done as u64);
             let running = statuses.values().filter(|s| *s == "RUNNING").count();
-            let units: usize = journals.iter().map(|j| units_journaled(j)).sum();
+            let units: u64 = journals.iter_mut().map(JournalTail::units).sum();
             b.set_message(format!("{running} running, {units} units done"));
         }
         if done == shards.len() {
@@ -473,11 +469,40 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
 }
 
 /// Units a shard's journal records as in the target (the shards share the
-/// submitter's folders, so the driver reads them to show progress).
-fn units_journaled(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|t| t.matches("\"t\":\"unit\"").count())
-        .unwrap_or(0)
+/// submitter's folders, so the driver reads them to show progress), read
+/// incrementally: each poll reads only what was appended since the last.
+struct JournalTail {
+    path: PathBuf,
+    /// Bytes of whole lines counted so far.
+    offset: u64,
+    units: u64,
+}
+
+impl JournalTail {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            offset: 0,
+            units: 0,
+        }
+    }
+
+    fn units(&mut self) -> u64 {
+        use std::io::{Read, Seek};
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return self.units;
+        };
+        let mut new = Vec::new();
+        if f.seek(std::io::SeekFrom::Start(self.offset)).is_ok() && f.read_to_end(&mut new).is_ok()
+        {
+            // Only whole lines: a record being written is counted next time.
+            let whole = new.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let text = String::from_utf8_lossy(&new[..whole]);
+            self.units += text.matches("\"t\":\"unit\"").count() as u64;
+            self.offset += whole as u64;
+        }
+        self.units
+    }
 }
 
 fn merge(total: &mut ApplyReport, r: &ApplyReport) {

@@ -63,15 +63,23 @@ pub fn sample_local(root: &Path, limit: u64) -> std::io::Result<(SourceScan, Opt
         let mut taken = 0;
         walk_local(root, &dirs[i], cap, &mut taken, &mut scan);
     }
+    Ok(sampled(scan, limit, picks.len(), dirs.len()))
+}
+
+/// A sample's files in path order, with what it covered.
+fn sampled(
+    mut scan: SourceScan,
+    limit: u64,
+    picked: usize,
+    seen: usize,
+) -> (SourceScan, Option<Sample>) {
     scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok((
-        scan,
-        Some(Sample {
-            limit,
-            folders_sampled: picks.len() as u64,
-            folders_seen: dirs.len() as u64,
-        }),
-    ))
+    let sample = Sample {
+        limit,
+        folders_sampled: picked as u64,
+        folders_seen: seen as u64,
+    };
+    (scan, Some(sample))
 }
 
 /// Files under `root`, counted up to `stop`.
@@ -186,15 +194,7 @@ pub fn sample_remote(
         scan.files.extend(part.scan.files);
         scan.excluded += part.scan.excluded;
     }
-    scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok((
-        scan,
-        Some(Sample {
-            limit,
-            folders_sampled: picks.len() as u64,
-            folders_seen: dirs.len() as u64,
-        }),
-    ))
+    Ok(sampled(scan, limit, picks.len(), dirs.len()))
 }
 
 #[cfg(test)]

@@ -462,7 +462,7 @@ pub fn resolve_with(
 
 /// `file_specifications` and `meta.data_unit_meta_schema` of a collection in
 /// the API's shape (a collection file, or what the backend returns).
-fn api_collection(json: &Json) -> Result<(Vec<FileSpecConfig>, Option<Json>), String> {
+pub fn api_collection(json: &Json) -> Result<(Vec<FileSpecConfig>, Option<Json>), String> {
     let specs = json
         .get("file_specifications")
         .and_then(Json::as_array)

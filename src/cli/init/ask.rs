@@ -151,30 +151,14 @@ impl Asker<'_> {
             }
             None => {}
         }
-        let default = s.block_on(s.client.default_storage()).ok().flatten();
-        if let Some(d) = &default {
-            let label = format!(
-                "{} {} ({})",
-                d.get("id").map(Json::to_string).unwrap_or_default(),
-                d.get("name").and_then(Json::as_str).unwrap_or_default(),
-                d.get("provider").and_then(Json::as_str).unwrap_or_default()
-            );
-            if Confirm::new(&format!("Use the default storage, {label}?"))
+        if let Some(d) = s.block_on(s.client.default_storage()).ok().flatten()
+            && Confirm::new(&format!("Use the default storage, {}?", storage_label(&d)))
                 .with_default(true)
                 .prompt()?
-            {
-                return Ok(None);
-            }
+        {
+            return Ok(None);
         }
-        let id = Text::new("Storage id:")
-            .with_validator(move |v: &str| {
-                verdict(match v.trim().parse::<u64>() {
-                    Ok(id) => check(id),
-                    Err(_) => Err("a number".into()),
-                })
-            })
-            .prompt()?;
-        Ok(id.trim().parse().ok())
+        ask_id("Storage id:", check).map(Some)
     }
 
     pub(super) fn source(&self, args: &Args, spec_names: &[String]) -> Step<SourceAnswer> {
@@ -241,12 +225,16 @@ impl Asker<'_> {
     }
 
     /// Specs for a new local collection, from what the source holds.
-    pub(super) fn local_specs(&self, source: &SourceAnswer) -> Step<Vec<SpecDraft>> {
-        let specs = match source {
-            SourceAnswer::Single { path, .. } => {
-                let e = match explore(self.dir, path) {
-                    Ok(e) => e,
-                    Err(e) => return fail(&format!("cannot explore `{path}`: {e}")),
+    /// `explored`: the single source's exploration.
+    pub(super) fn local_specs(
+        &self,
+        source: &SourceAnswer,
+        explored: Option<&synup::explore::Exploration>,
+    ) -> Step<Vec<SpecDraft>> {
+        let specs = match (source, explored) {
+            (SourceAnswer::Single { path, .. }, e) => {
+                let Some(e) = e else {
+                    return fail(&format!("cannot explore `{path}`"));
                 };
                 let units = e
                     .layout
@@ -254,7 +242,7 @@ impl Asker<'_> {
                     .map_or(e.first_level_folders, |_| e.first_level_folders.max(1));
                 specs_from_extensions(&e.extensions, units)
             }
-            SourceAnswer::Multi(assets) => {
+            (SourceAnswer::Multi(assets), _) => {
                 let mut out = Vec::new();
                 for (i, (spec, path)) in assets.iter().enumerate() {
                     let e = match explore(self.dir, path) {
@@ -533,7 +521,7 @@ pub(super) fn pick_collection(s: &synup::synapse::Session) -> Step<u64> {
         .iter()
         .map(|c| {
             let info = collection_info(c);
-            let specs: Vec<&str> = info.specs.iter().map(|s| s.0.as_str()).collect();
+            let specs: Vec<&str> = info.specs.iter().map(|s| s.name.as_str()).collect();
             format!("{}  {}  ({})", info.id, info.name, specs.join(", "))
         })
         .collect();
@@ -541,19 +529,43 @@ pub(super) fn pick_collection(s: &synup::synapse::Session) -> Step<u64> {
     options.push(BY_ID.into());
     let pick = Select::new("Which data collection?", options).prompt()?;
     if pick != BY_ID {
-        return Ok(pick
-            .split_whitespace()
-            .next()
-            .and_then(|i| i.parse().ok())
-            .unwrap_or_default());
+        return Ok(leading_id(&pick));
     }
-    let id = Text::new("Data collection id:")
+    ask_id("Data collection id:", fetch)
+}
+
+/// Asks for an id, checking it at once with `check`.
+fn ask_id<'a>(
+    message: &'a str,
+    check: impl Fn(u64) -> Result<(), String> + Clone + 'a,
+) -> Step<u64> {
+    let id = Text::new(message)
         .with_validator(move |v: &str| {
             verdict(match v.trim().parse::<u64>() {
-                Ok(id) => fetch(id),
+                Ok(id) => check(id),
                 Err(_) => Err("a number".into()),
             })
         })
         .prompt()?;
     Ok(id.trim().parse().unwrap_or_default())
+}
+
+/// The id a picked `"ID  name  (…)"` option starts with.
+pub(super) fn leading_id(pick: &str) -> u64 {
+    pick.split_whitespace()
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_default()
+}
+
+/// `ID  name  (provider)`, as storages are offered.
+pub(super) fn storage_label(st: &Json) -> String {
+    format!(
+        "{}  {}  ({})",
+        st.get("id").map(Json::to_string).unwrap_or_default(),
+        st.get("name").and_then(Json::as_str).unwrap_or_default(),
+        st.get("provider")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+    )
 }

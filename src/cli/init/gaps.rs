@@ -4,9 +4,8 @@
 use std::path::Path;
 
 use inquire::{Confirm, Select};
-use serde_json::Value as Json;
 
-use super::ask::pick_collection;
+use super::ask::{leading_id, pick_collection, storage_label};
 use super::{Args, Stop, run};
 use crate::cli::exit;
 
@@ -44,30 +43,14 @@ pub fn ask_storage(s: &synup::synapse::Session, recipe: &str) -> Result<u64, ()>
             return Err(());
         }
     };
-    let options: Vec<String> = listed
-        .iter()
-        .map(|st| {
-            format!(
-                "{}  {}  ({})",
-                st.get("id").map(Json::to_string).unwrap_or_default(),
-                st.get("name").and_then(Json::as_str).unwrap_or_default(),
-                st.get("provider")
-                    .and_then(Json::as_str)
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
+    let options: Vec<String> = listed.iter().map(storage_label).collect();
     if options.is_empty() {
         crate::console::error(&format!("{} lists no storages", s.client.host()));
         return Err(());
     }
     match Select::new("Which storage holds those paths?", options).prompt() {
         Ok(pick) => {
-            let id = pick
-                .split_whitespace()
-                .next()
-                .and_then(|i| i.parse().ok())
-                .unwrap_or_default();
+            let id = leading_id(&pick);
             crate::console::note(&format!(
                 "add `storage: {id}` under `target:` in {recipe} to skip this question"
             ));

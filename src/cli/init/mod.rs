@@ -211,9 +211,21 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     // 4. Source: one path, or one per spec.
     let spec_names: Vec<String> = collection
         .as_ref()
-        .map(|c| c.specs.iter().map(|s| s.0.clone()).collect())
+        .map(|c| c.specs.iter().map(|s| s.name.clone()).collect())
         .unwrap_or_default();
     let source = ask.source(args, &spec_names)?;
+    // A single source is explored once: it gives a new local collection its
+    // specs, and the layout to pin.
+    let explored = match &source {
+        SourceAnswer::Single { path, .. } => match explore(dir, path) {
+            Ok(e) => Some(e),
+            Err(e) if session.is_none() => {
+                return fail(&format!("cannot explore `{path}`: {e}"));
+            }
+            Err(_) => None,
+        },
+        SourceAnswer::Multi(_) => None,
+    };
 
     // A new local collection takes its specs from what the source holds.
     let target = match (&session, collection.as_ref()) {
@@ -226,7 +238,7 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
             storage,
         },
         _ => {
-            let specs = ask.local_specs(&source)?;
+            let specs = ask.local_specs(&source, explored.as_ref())?;
             TargetAnswer::Local {
                 collection: local_name.clone().unwrap_or_default(),
                 specs,
@@ -255,27 +267,23 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     // which is what a folder of units looks like before rules exist).
     let mut detected = None;
     if let SourceAnswer::Single {
-        path,
         group_key_regex: regex @ None,
+        file_rules,
         ..
     } = &mut answers.source
-        && let Ok(e) = explore(dir, path)
-        && let Some(layout) = e.layout
+        && let Some(layout) = explored.as_ref().and_then(|e| e.layout.clone())
     {
         detected = layout.pattern;
         *regex = layout.group_key_regex;
-        let suggested: Vec<(String, String)> = e
-            .suggested_file_rules
-            .into_iter()
-            .map(|r| (r.pattern, r.spec))
+        let suggested: Vec<(String, String)> = explored
+            .iter()
+            .flat_map(|e| &e.suggested_file_rules)
+            .map(|r| (r.pattern.clone(), r.spec.clone()))
             .collect();
-        let proposed = synup::init::propose_rules(
+        *file_rules = synup::init::propose_rules(
             &suggested,
             &spec_extensions(&answers.target, collection.as_ref()),
         );
-        if let SourceAnswer::Single { file_rules, .. } = &mut answers.source {
-            *file_rules = proposed;
-        }
     }
 
     // 5. The detected layout and a preview, until the user accepts it.
@@ -340,7 +348,11 @@ fn spec_extensions(
             .iter()
             .map(|s| (s.name.clone(), s.extensions.clone()))
             .collect(),
-        (_, Some(c)) => c.specs.iter().map(|s| (s.0.clone(), s.1.clone())).collect(),
+        (_, Some(c)) => c
+            .specs
+            .iter()
+            .map(|s| (s.name.clone(), s.extensions.clone()))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -349,44 +361,16 @@ fn spec_extensions(
 pub(super) struct CollectionInfo {
     id: u64,
     name: String,
-    /// (name, extensions, required)
-    specs: Vec<(String, Vec<String>, bool)>,
+    specs: Vec<synup::recipe::model::FileSpecConfig>,
     required_fields: Vec<String>,
 }
 
+/// The backend's collection JSON, read as a recipe reads it.
 pub(super) fn collection_info(json: &Json) -> CollectionInfo {
-    let specs = json
-        .get("file_specifications")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    let exts = s
-                        .get("extensions")
-                        .and_then(Json::as_array)
-                        .map(|e| {
-                            e.iter()
-                                .filter_map(Json::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (
-                        s.get("name")
-                            .and_then(Json::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        exts,
-                        s.get("is_required")
-                            .and_then(Json::as_bool)
-                            .unwrap_or(false),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let required_fields = json
-        .pointer("/meta/data_unit_meta_schema/required")
+    let (specs, schema) = synup::recipe::resolve::api_collection(json).unwrap_or_default();
+    let required_fields = schema
+        .as_ref()
+        .and_then(|s| s.get("required"))
         .and_then(Json::as_array)
         .map(|r| {
             r.iter()

@@ -2,6 +2,9 @@
 //! answers stand, the detected layout and a few units.
 
 use std::path::Path;
+use std::rc::Rc;
+
+use synup::plan::model::Plan;
 
 use synup::init::{Answers, render};
 
@@ -11,6 +14,9 @@ use super::{Step, fail};
 /// (also when the wizard is interrupted).
 pub(super) struct Draft {
     file: tempfile::NamedTempFile,
+    /// The last recipe text planned and its plan: answers that did not change
+    /// since (metadata steps asking for sample names) are not planned again.
+    last: std::cell::RefCell<Option<(String, Rc<Plan>)>>,
 }
 
 impl Draft {
@@ -20,16 +26,27 @@ impl Draft {
             .suffix(".yaml")
             .tempfile_in(dir)
         {
-            Ok(file) => Ok(Self { file }),
+            Ok(file) => Ok(Self {
+                file,
+                last: std::cell::RefCell::new(None),
+            }),
             Err(e) => fail(&format!("cannot write in {}: {e}", dir.display())),
         }
     }
 
     /// Plans `answers` as they stand; errors are printed, `None` returned.
-    pub(super) fn plan(&self, answers: &Answers) -> Option<synup::plan::model::Plan> {
-        std::fs::write(self.file.path(), render(answers)).ok()?;
+    pub(super) fn plan(&self, answers: &Answers) -> Option<Rc<Plan>> {
+        let text = render(answers);
+        if let Some((last, plan)) = &*self.last.borrow()
+            && *last == text
+        {
+            return Some(plan.clone());
+        }
+        std::fs::write(self.file.path(), &text).ok()?;
         let prepared = crate::cli::prepare_recipe(&self.file.path().display().to_string())?;
-        crate::cli::plan_recipe(&prepared, false).map(|o| o.plan)
+        let plan = Rc::new(crate::cli::plan_recipe(&prepared, false)?.plan);
+        *self.last.borrow_mut() = Some((text, plan.clone()));
+        Some(plan)
     }
 }
 
