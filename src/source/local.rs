@@ -1,11 +1,14 @@
 //! The local file-system walker: parallel, hidden files included, `.gitignore`
 //! ignored, symlinks followed with loop detection.
 
-use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::os::fd::{AsFd, BorrowedFd};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use globset::GlobSet;
+use rayon::slice::ParallelSliceMut;
+use rustix::fs::{self, AtFlags, FileType, OFlags};
 
 /// Files never uploaded, wherever they are.
 const JUNK_FILES: &[&str] = &[".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"];
@@ -77,25 +80,40 @@ pub struct ScanOptions<'a> {
 /// Walks `root`. Errors only if the root itself is missing or not a folder.
 ///
 /// Each folder is read by one task on a pool of `threads` workers (deep I/O
-/// queues pay off even on two cores). Entry types come from `readdir`, so only
-/// files (for size and mtime) and symlinks (to follow them) cost a `stat`.
+/// queues pay off even on two cores). Entry types come from `getdents`, so only
+/// files (for size and mtime) and symlinks (to follow them) cost a `stat`, made
+/// relative to their folder's descriptor; folders are opened relative to the
+/// root's descriptor, so the kernel never re-resolves the root's absolute path.
 pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std::io::Error> {
-    let meta = std::fs::metadata(root)?;
-    if !meta.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotADirectory,
-            "not a folder",
-        ));
-    }
+    let root_fd = fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        fs::Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::NOTDIR => {
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a folder")
+        }
+        e => e.into(),
+    })?;
+    let meta = fs::fstat(&root_fd)?;
+    // The recipe's own state folder, as a path under the root (if it is under it).
+    let skip = opts
+        .skip
+        .as_deref()
+        .and_then(|s| s.strip_prefix(root).ok())
+        .and_then(Path::to_str)
+        .map(str::to_owned);
     let shared = Mutex::new(SourceScan::default());
     let walker = Walker {
         opts,
+        root_fd: root_fd.as_fd(),
+        skip: skip.as_deref(),
         shared: &shared,
     };
     let start = Arc::new(Dir {
-        abs: root.to_path_buf(),
         rel: String::new(),
-        id: (meta.dev(), meta.ino()),
+        id: (meta.st_dev, meta.st_ino),
         excluded: false,
         parent: None,
     });
@@ -107,7 +125,7 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
         Err(_) => rayon::scope(|scope| walker.visit(scope, start)),
     }
     let mut scan = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-    scan.files.sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    scan.files.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     scan.non_utf8.sort();
     scan.issues
         .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
@@ -117,7 +135,6 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
 /// A folder and the chain of folders above it, by (device, inode), so that a
 /// symlinked folder pointing back up is recognised as a loop.
 struct Dir {
-    abs: PathBuf,
     /// Relative path (`""` for the root).
     rel: String,
     id: (u64, u64),
@@ -138,85 +155,133 @@ impl Dir {
         }
         None
     }
+
+    fn child_rel(&self, name: &str) -> String {
+        if self.rel.is_empty() {
+            name.to_owned()
+        } else {
+            let mut rel = String::with_capacity(self.rel.len() + 1 + name.len());
+            rel.push_str(&self.rel);
+            rel.push('/');
+            rel.push_str(name);
+            rel
+        }
+    }
 }
 
 struct Walker<'a> {
     opts: &'a ScanOptions<'a>,
+    root_fd: BorrowedFd<'a>,
+    /// The state folder's path under the root, never descended into.
+    skip: Option<&'a str>,
     shared: &'a Mutex<SourceScan>,
 }
 
+// `st_mtime` is `i64` on 64-bit Linux and narrower on some other targets.
+#[allow(clippy::useless_conversion)]
+fn mtime_ns(st: &fs::Stat) -> i64 {
+    i64::from(st.st_mtime)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec as i64)
+}
+
 impl<'a> Walker<'a> {
+    fn unreadable(out: &mut SourceScan, path: &str, err: rustix::io::Errno) {
+        out.issues.push(ScanIssue::Unreadable {
+            path: path.to_owned(),
+            message: std::io::Error::from(err).to_string(),
+        });
+    }
+
     fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, dir: Arc<Dir>) {
         let mut out = SourceScan::default();
-        let entries = match std::fs::read_dir(&dir.abs) {
-            Ok(e) => e,
+        let here = if dir.rel.is_empty() {
+            "."
+        } else {
+            dir.rel.as_str()
+        };
+        let dir_fd = match fs::openat(
+            self.root_fd,
+            here,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            fs::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
             Err(err) => {
-                out.issues.push(ScanIssue::Unreadable {
-                    path: dir.rel.clone(),
-                    message: err.to_string(),
-                });
+                Self::unreadable(&mut out, &dir.rel, err);
                 merge(self.shared, &mut out);
                 return;
             }
         };
-        for entry in entries {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut entries = fs::RawDir::new(&dir_fd, &mut buf);
+        while let Some(entry) = entries.next() {
             let entry = match entry {
                 Ok(e) => e,
                 Err(err) => {
-                    out.issues.push(ScanIssue::Unreadable {
-                        path: dir.rel.clone(),
-                        message: err.to_string(),
-                    });
-                    continue;
+                    Self::unreadable(&mut out, &dir.rel, err);
+                    break;
                 }
             };
-            let name = entry.file_name();
-            let abs = entry.path();
-            if self.opts.skip.as_deref() == Some(abs.as_path()) {
+            let raw = entry.file_name();
+            let bytes = raw.to_bytes();
+            if bytes == b"." || bytes == b".." {
                 continue;
             }
-            let Some(name) = name.to_str() else {
-                let rel = if dir.rel.is_empty() {
+            let Ok(name) = std::str::from_utf8(bytes) else {
+                let prefix = if dir.rel.is_empty() {
                     String::new()
                 } else {
                     format!("{}/", dir.rel)
                 };
                 out.non_utf8
-                    .push(format!("{rel}{}", name.to_string_lossy()));
+                    .push(format!("{prefix}{}", String::from_utf8_lossy(bytes)));
                 continue;
             };
-            let rel = if dir.rel.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{}/{name}", dir.rel)
-            };
-            let Ok(mut ft) = entry.file_type() else {
-                continue;
-            };
-            let mut followed = None;
-            if ft.is_symlink() {
-                match std::fs::metadata(&abs) {
-                    Ok(m) => {
-                        ft = m.file_type();
-                        followed = Some(m);
+            let mut ft = entry.file_type();
+            let mut stat = None;
+            if ft == FileType::Unknown {
+                // Some file systems leave the type out of `getdents`.
+                match fs::statat(&dir_fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => {
+                        ft = FileType::from_raw_mode(st.st_mode);
+                        stat = Some(st);
                     }
-                    Err(_) => {
-                        out.issues.push(ScanIssue::BrokenSymlink { link: rel });
+                    Err(err) => {
+                        Self::unreadable(&mut out, &dir.child_rel(name), err);
                         continue;
                     }
                 }
             }
-            if ft.is_dir() {
+            let mut followed = false;
+            if ft == FileType::Symlink {
+                match fs::statat(&dir_fd, raw, AtFlags::empty()) {
+                    Ok(st) => {
+                        ft = FileType::from_raw_mode(st.st_mode);
+                        stat = Some(st);
+                        followed = true;
+                    }
+                    Err(_) => {
+                        out.issues.push(ScanIssue::BrokenSymlink {
+                            link: dir.child_rel(name),
+                        });
+                        continue;
+                    }
+                }
+            }
+            if ft == FileType::Directory {
                 if !self.opts.recursive {
                     continue;
                 }
-                let id = match &followed {
-                    Some(m) => (m.dev(), m.ino()),
+                let rel = dir.child_rel(name);
+                if self.skip == Some(rel.as_str()) {
+                    continue;
+                }
+                let id = match &stat {
+                    Some(st) => (st.st_dev, st.st_ino),
                     None => (dir.id.0, entry.ino()),
                 };
-                if followed.is_some()
-                    && let Some(target) = dir.find(id)
-                {
+                if followed && let Some(target) = dir.find(id) {
                     out.issues.push(ScanIssue::SymlinkLoop {
                         link: rel,
                         target: target.to_owned(),
@@ -227,7 +292,6 @@ impl<'a> Walker<'a> {
                     || JUNK_DIRS.contains(&name)
                     || (!self.opts.exclude.is_empty() && self.opts.exclude.is_match(&rel));
                 let child = Arc::new(Dir {
-                    abs,
                     rel,
                     id,
                     excluded,
@@ -236,9 +300,10 @@ impl<'a> Walker<'a> {
                 scope.spawn(move |s| self.visit(s, child));
                 continue;
             }
-            if !ft.is_file() {
+            if ft != FileType::RegularFile {
                 continue; // sockets, fifos, devices
             }
+            let rel = dir.child_rel(name);
             if dir.excluded
                 || JUNK_FILES.contains(&name)
                 || (!self.opts.exclude.is_empty() && self.opts.exclude.is_match(&rel))
@@ -246,27 +311,20 @@ impl<'a> Walker<'a> {
                 out.excluded += 1;
                 continue;
             }
-            let meta = match followed {
-                Some(m) => m,
-                None => match entry.metadata() {
-                    Ok(m) => m,
+            let st = match stat {
+                Some(st) => st,
+                None => match fs::statat(&dir_fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
                     Err(err) => {
-                        out.issues.push(ScanIssue::Unreadable {
-                            path: rel,
-                            message: err.to_string(),
-                        });
+                        Self::unreadable(&mut out, &rel, err);
                         continue;
                     }
                 },
             };
-            let mtime_ns = meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec());
             out.files.push(ScannedFile {
                 rel,
-                size: meta.len(),
-                mtime_ns,
+                size: st.st_size as u64,
+                mtime_ns: mtime_ns(&st),
                 tag: None,
             });
         }

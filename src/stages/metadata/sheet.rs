@@ -1,6 +1,7 @@
 //! Load a spreadsheet (Excel/ODS through calamine) or CSV into a table of rows
 //! keyed by the key column's normalised text.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -40,7 +41,9 @@ pub struct SheetTable {
 
 impl SheetTable {
     pub fn lookup(&self, key: &str) -> Option<&Row> {
-        self.by_key.get(&normalize_key(key)).map(|&i| &self.rows[i])
+        self.by_key
+            .get(normalize_key(key).as_ref())
+            .map(|&i| &self.rows[i])
     }
     /// `meta.xlsx!Sheet1!C14`, or `extra.csv!C14`.
     pub fn provenance(&self, header: u32, row: u32) -> String {
@@ -52,9 +55,15 @@ impl SheetTable {
     }
 }
 
-/// Trimmed and NFC-normalised, for matching only.
-pub fn normalize_key(s: &str) -> String {
-    s.trim().nfc().collect()
+/// Trimmed and NFC-normalised, for matching only. ASCII text is already in
+/// NFC, so the common case only trims and borrows.
+pub fn normalize_key(s: &str) -> Cow<'_, str> {
+    let s = s.trim();
+    if s.is_ascii() {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.nfc().collect())
+    }
 }
 
 /// Why a sheet cannot be used; each is a plan error.
@@ -465,14 +474,14 @@ fn build(
             continue;
         };
         let norm = normalize_key(&key);
-        if let Some(&first) = table.by_key.get(&norm) {
+        if let Some(&first) = table.by_key.get(norm.as_ref()) {
             duplicates
                 .entry(key.trim().to_owned())
                 .or_insert_with(|| vec![table.rows[first].row])
                 .push(r);
             continue;
         }
-        table.by_key.insert(norm, table.rows.len());
+        table.by_key.insert(norm.into_owned(), table.rows.len());
         table.rows.push(Row {
             row: r,
             key: key.trim().to_owned(),
