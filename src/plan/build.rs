@@ -21,7 +21,7 @@ use crate::recipe::{Code, LoadedRecipe, RecipeError, RecipeErrors};
 use crate::source::{ScanIssue, ScanOptions, SourceScan, scan_local};
 use crate::stages::checksum::{self, ChecksumCache, HashRequest, HashStats};
 use crate::stages::classify::{self, Classified};
-use crate::stages::group::{self, GroupError};
+use crate::stages::group::{self, GroupError, UnitDraft};
 use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_key};
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
 use crate::stages::validate::{self, CheckedFile};
@@ -572,113 +572,121 @@ pub fn build_plan(
         .collect();
     let mut summary = Summary::default();
     drop(valid_keys);
-    // Consume the drafts and merged meta as the plan's units are built, in
-    // parallel (each unit is independent); the tally follows in plan order.
+    // Consume the drafts and merged meta as the plan's units are built: a
+    // window at a time, each window in parallel (units are independent), so
+    // drafts are freed as the plan grows; the tally follows in plan order.
     let drafts = std::mem::take(&mut grouped.units);
-    let built: Vec<(PlannedUnit, Option<String>)> = drafts
-        .into_par_iter()
-        .zip(merged.into_par_iter())
-        .map(|(u, m)| {
-            let problems = m.problems;
-            let mut per_spec: BTreeMap<u32, Vec<&FileRef>> = BTreeMap::new();
-            for (spec, f) in &u.files {
-                per_spec.entry(*spec).or_default().push(f);
-            }
-            let files: Vec<(String, PlannedFile)> = per_spec
-                .iter()
-                .filter(|(_, fs)| fs.len() == 1)
-                .map(|(spec, fs)| {
-                    let f = fs[0];
-                    let s = &file_slices[f.root as usize][f.index as usize];
-                    (
-                        specs[*spec as usize].name.clone(),
-                        PlannedFile {
-                            root: root_names[f.root as usize].clone(),
-                            path: s.rel.clone(),
-                            size: s.size,
-                            sha1: sha_of(f),
-                            etag: if deferred[f.root as usize] {
-                                s.tag.as_deref().map(str::to_owned)
-                            } else {
-                                None
-                            },
-                        },
-                    )
-                })
-                .collect();
-            let files = SortedMap::from_sorted(files);
-            let overridden = m
-                .key_field_overridden
-                .as_ref()
-                .map(|o| format!("{}: {o}", u.key));
-            let (action, conflict) = if !problems.is_empty() {
-                (Action::Invalid, None)
-            } else {
-                match existing.get(&u.key).map(Vec::as_slice) {
-                    None | Some([]) => (Action::Create, None),
-                    Some([one]) => {
-                        // A deferred file's SHA-1 is not known: its spec must match.
-                        let same_files = if files.values().any(|f| f.sha1.is_none()) {
-                            one.same_specs(files.keys().map(String::as_str))
-                        } else {
-                            one.same_files(files.checksums())
-                        };
-                        let same_meta = one.same_meta(m.meta.get());
-                        if same_files && same_meta {
-                            (Action::Unchanged, None)
-                        } else {
-                            let mut what = Vec::new();
-                            if !same_files {
-                                what.push("files differ".to_owned());
-                            }
-                            if !same_meta {
-                                what.push("meta differs".to_owned());
-                            }
-                            (
-                                Action::Conflict,
-                                Some(format!(
-                                    "target unit {} has the same key; {}",
-                                    one.id,
-                                    what.join(", ")
-                                )),
-                            )
-                        }
-                    }
-                    Some(many) => (
-                        Action::Conflict,
-                        Some(format!(
-                            "the target has {} units with this key ({})",
-                            many.len(),
-                            many.iter()
-                                .map(|u| u.id.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )),
-                    ),
-                }
-            };
-            let unit = PlannedUnit {
-                key: u.key,
-                action,
-                files,
-                meta: m.meta,
-                problems,
-                conflict,
-            };
-            (unit, overridden)
-        })
-        .collect();
-    let mut units = Vec::with_capacity(built.len());
+    let total = drafts.len();
+    let mut pending = drafts.into_iter().zip(merged);
+    let mut units = Vec::with_capacity(total);
     let mut overridden: Vec<String> = Vec::new();
-    for (unit, o) in built {
-        match unit.action {
-            Action::Create => summary.create += 1,
-            Action::Unchanged => summary.unchanged += 1,
-            Action::Conflict => summary.conflict += 1,
-            Action::Invalid => summary.invalid += 1,
+    loop {
+        let window: Vec<(UnitDraft, MergedUnit)> = pending.by_ref().take(8192).collect();
+        if window.is_empty() {
+            break;
         }
-        overridden.extend(o);
-        units.push(unit);
+        let built: Vec<(PlannedUnit, Option<String>)> = window
+            .into_par_iter()
+            .map(|(u, m)| {
+                let problems = m.problems;
+                let mut per_spec: BTreeMap<u32, Vec<&FileRef>> = BTreeMap::new();
+                for (spec, f) in &u.files {
+                    per_spec.entry(*spec).or_default().push(f);
+                }
+                let files: Vec<(String, PlannedFile)> = per_spec
+                    .iter()
+                    .filter(|(_, fs)| fs.len() == 1)
+                    .map(|(spec, fs)| {
+                        let f = fs[0];
+                        let s = &file_slices[f.root as usize][f.index as usize];
+                        (
+                            specs[*spec as usize].name.clone(),
+                            PlannedFile {
+                                root: root_names[f.root as usize].clone(),
+                                path: s.rel.clone(),
+                                size: s.size,
+                                sha1: sha_of(f),
+                                etag: if deferred[f.root as usize] {
+                                    s.tag.as_deref().map(str::to_owned)
+                                } else {
+                                    None
+                                },
+                            },
+                        )
+                    })
+                    .collect();
+                let files = SortedMap::from_sorted(files);
+                let overridden = m
+                    .key_field_overridden
+                    .as_ref()
+                    .map(|o| format!("{}: {o}", u.key));
+                let (action, conflict) = if !problems.is_empty() {
+                    (Action::Invalid, None)
+                } else {
+                    match existing.get(&u.key).map(Vec::as_slice) {
+                        None | Some([]) => (Action::Create, None),
+                        Some([one]) => {
+                            // A deferred file's SHA-1 is not known: its spec must match.
+                            let same_files = if files.values().any(|f| f.sha1.is_none()) {
+                                one.same_specs(files.keys().map(String::as_str))
+                            } else {
+                                one.same_files(files.checksums())
+                            };
+                            let same_meta = one.same_meta(m.meta.get());
+                            if same_files && same_meta {
+                                (Action::Unchanged, None)
+                            } else {
+                                let mut what = Vec::new();
+                                if !same_files {
+                                    what.push("files differ".to_owned());
+                                }
+                                if !same_meta {
+                                    what.push("meta differs".to_owned());
+                                }
+                                (
+                                    Action::Conflict,
+                                    Some(format!(
+                                        "target unit {} has the same key; {}",
+                                        one.id,
+                                        what.join(", ")
+                                    )),
+                                )
+                            }
+                        }
+                        Some(many) => (
+                            Action::Conflict,
+                            Some(format!(
+                                "the target has {} units with this key ({})",
+                                many.len(),
+                                many.iter()
+                                    .map(|u| u.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
+                        ),
+                    }
+                };
+                let unit = PlannedUnit {
+                    key: u.key,
+                    action,
+                    files,
+                    meta: m.meta,
+                    problems,
+                    conflict,
+                };
+                (unit, overridden)
+            })
+            .collect();
+        for (unit, o) in built {
+            match unit.action {
+                Action::Create => summary.create += 1,
+                Action::Unchanged => summary.unchanged += 1,
+                Action::Conflict => summary.conflict += 1,
+                Action::Invalid => summary.invalid += 1,
+            }
+            overridden.extend(o);
+            units.push(unit);
+        }
     }
     summary.units = units.len() as u64;
     if summary.conflict > 0 {

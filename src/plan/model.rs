@@ -306,7 +306,7 @@ impl Plan {
     /// trailing newline) to `w` (a plan can be hundreds of MB; it is never
     /// held as one string when written to a file or stdout).
     pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut w, self)?;
+        self.write_form(&mut w, true)?;
         w.write_all(b"\n")
     }
 
@@ -315,10 +315,56 @@ impl Plan {
         use sha2::Digest;
         let saved = std::mem::take(&mut self.plan_hash);
         let mut hasher = std::io::BufWriter::with_capacity(1 << 16, sha2::Sha256::new());
-        let _ = serde_json::to_writer(&mut hasher, self);
+        let _ = self.write_form(&mut hasher, false);
         let hasher = hasher.into_inner().unwrap_or_default();
         self.plan_hash = saved;
         format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+
+    /// Writes the plan as JSON. Compact, it is exactly what `serde_json` writes
+    /// for the derived `Serialize` (the form `plan_hash` is computed over).
+    /// Pretty, it is indented like `serde_json`'s pretty form except that each
+    /// unit, unmatched file and orphan row is one compact line: a plan of a
+    /// hundred thousand units stays half the size, and diffs line by line.
+    /// Records are rendered in parallel a window at a time, which bounds the
+    /// memory it takes.
+    fn write_form(&self, w: &mut impl std::io::Write, pretty: bool) -> std::io::Result<()> {
+        let (open, next, colon) = if pretty {
+            ("{\n  ", ",\n  ", ": ")
+        } else {
+            ("{", ",", ":")
+        };
+        let mut first = true;
+        let mut field = |w: &mut dyn std::io::Write, name: &str| -> std::io::Result<()> {
+            w.write_all(if first { open } else { next }.as_bytes())?;
+            first = false;
+            serde_json::to_writer(&mut *w, name)?;
+            w.write_all(colon.as_bytes())
+        };
+        macro_rules! value {
+            ($name:ident) => {
+                field(w, stringify!($name))?;
+                write_value(w, &self.$name, pretty)?;
+            };
+        }
+        macro_rules! rows {
+            ($name:ident) => {
+                field(w, stringify!($name))?;
+                write_rows(w, &self.$name, pretty)?;
+            };
+        }
+        value!(format_version);
+        value!(plan_hash);
+        value!(recipe);
+        value!(target);
+        value!(layout);
+        value!(summary);
+        rows!(units);
+        rows!(unmatched);
+        rows!(orphan_rows);
+        value!(warnings);
+        value!(inputs);
+        w.write_all(if pretty { &b"\n}"[..] } else { &b"}"[..] })
     }
 
     /// Whether `text` looks like a saved plan (for `apply ARG`).
@@ -333,4 +379,57 @@ impl Plan {
         serde_json::from_str::<Markers>(text)
             .is_ok_and(|m| m.format_version.is_some() && m.plan_hash.is_some())
     }
+}
+
+/// A top-level field's value as `serde_json` writes it; pretty output is
+/// indented one level by re-indenting each line (every newline in pretty JSON
+/// is structural: newlines inside strings are escaped).
+fn write_value<T: Serialize + ?Sized>(
+    w: &mut (impl std::io::Write + ?Sized),
+    value: &T,
+    pretty: bool,
+) -> std::io::Result<()> {
+    if !pretty {
+        return serde_json::to_writer(w, value).map_err(Into::into);
+    }
+    let text = serde_json::to_vec_pretty(value)?;
+    let mut lines = text.split(|&b| b == b'\n');
+    if let Some(line) = lines.next() {
+        w.write_all(line)?;
+    }
+    for line in lines {
+        w.write_all(b"\n  ")?;
+        w.write_all(line)?;
+    }
+    Ok(())
+}
+
+/// An array of records, each compact (pretty: one per line), rendered in
+/// parallel windows.
+fn write_rows<T: Serialize + Sync>(
+    w: &mut (impl std::io::Write + ?Sized),
+    rows: &[T],
+    pretty: bool,
+) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    if rows.is_empty() {
+        return w.write_all(b"[]");
+    }
+    w.write_all(b"[")?;
+    for (i, window) in rows.chunks(4096).enumerate() {
+        let rendered: Vec<Vec<u8>> = window
+            .par_iter()
+            .map(|row| serde_json::to_vec(row))
+            .collect::<Result<_, _>>()?;
+        for (j, row) in rendered.iter().enumerate() {
+            if i > 0 || j > 0 {
+                w.write_all(b",")?;
+            }
+            if pretty {
+                w.write_all(b"\n    ")?;
+            }
+            w.write_all(row)?;
+        }
+    }
+    w.write_all(if pretty { &b"\n  ]"[..] } else { &b"]"[..] })
 }

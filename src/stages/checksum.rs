@@ -1,12 +1,16 @@
 //! Checksum: SHA-1 of every unit file, read with many concurrent readers, with a
 //! cache keyed by (path, size, mtime) so an unchanged tree is not read again.
 //!
-//! The cache is a line-oriented file that is rewritten atomically (temp + rename).
-//! A record cut short by a crash at the end is dropped silently; anything else
-//! that does not parse makes the cache start empty, with a warning.
+//! The cache is a file of fixed-size binary records in the order the files were
+//! hashed, rewritten atomically (temp + rename): a warm plan of a million files
+//! loads it with one read, and since an unchanged tree asks for its files in
+//! the same order, the n-th request is checked against the n-th record first
+//! (a sorted index for everything else is built only when that misses). A record cut short by a crash
+//! at the end is dropped silently; an unknown header makes the cache start
+//! empty, with a warning. A cache in the older text format (`v1`) is read and
+//! rewritten in the new one the next time anything is hashed.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -16,17 +20,13 @@ use super::Warning;
 
 pub type Sha1Digest = [u8; 20];
 
-const HEADER: &str = "synup-checksums v1";
+const HEADER_V1: &str = "synup-checksums v1";
+const HEADER: &[u8] = b"synup-checksums v2\n";
+/// key (16) + size (8) + mtime (8) + SHA-1 (20), little-endian numbers.
+const RECORD: usize = 52;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CacheEntry {
-    size: u64,
-    mtime_ns: i64,
-    sha1: Sha1Digest,
-}
-
-/// In memory, entries are keyed by a digest of the path (16 bytes instead of
-/// the path itself: at a million files this halves the cache's footprint).
+/// Entries are keyed by a digest of the path (16 bytes instead of the path
+/// itself: at a million files this halves the cache's footprint).
 type PathKey = [u8; 16];
 
 fn path_key(path: &str) -> PathKey {
@@ -36,10 +36,44 @@ fn path_key(path: &str) -> PathKey {
     k
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CacheEntry {
+    key: PathKey,
+    size: u64,
+    mtime_ns: i64,
+    sha1: Sha1Digest,
+}
+
+impl CacheEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.sha1);
+    }
+
+    fn decode(r: &[u8]) -> Self {
+        let mut e = CacheEntry {
+            key: [0; 16],
+            size: 0,
+            mtime_ns: 0,
+            sha1: [0; 20],
+        };
+        e.key.copy_from_slice(&r[..16]);
+        e.size = u64::from_le_bytes(r[16..24].try_into().expect("8 bytes"));
+        e.mtime_ns = i64::from_le_bytes(r[24..32].try_into().expect("8 bytes"));
+        e.sha1.copy_from_slice(&r[32..52]);
+        e
+    }
+}
+
 #[derive(Debug)]
 pub struct ChecksumCache {
     path: PathBuf,
-    entries: HashMap<PathKey, CacheEntry>,
+    /// In file order.
+    entries: Vec<CacheEntry>,
+    /// Positions in `entries` sorted by key (keys unique), built on first need.
+    by_key: std::sync::OnceLock<Vec<u32>>,
     changed: bool,
     pub warning: Option<Warning>,
 }
@@ -49,16 +83,20 @@ impl ChecksumCache {
     pub fn open(path: PathBuf) -> Self {
         let mut cache = Self {
             path,
-            entries: HashMap::new(),
+            entries: Vec::new(),
+            by_key: std::sync::OnceLock::new(),
             changed: false,
             warning: None,
         };
-        let file = match std::fs::File::open(&cache.path) {
-            Ok(f) => f,
+        let bytes = match std::fs::read(&cache.path) {
+            Ok(b) => b,
             Err(_) => return cache,
         };
-        match parse(BufReader::with_capacity(1 << 20, file)) {
-            Ok(entries) => cache.entries = entries,
+        match parse(&bytes) {
+            Ok((entries, current)) => {
+                cache.entries = entries;
+                cache.changed = !current;
+            }
             Err(why) => {
                 cache.changed = true;
                 cache.warning = Some(Warning::new(
@@ -73,11 +111,23 @@ impl ChecksumCache {
         cache
     }
 
-    fn lookup(&self, path: &str, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
-        self.entries
-            .get(&path_key(path))
-            .filter(|e| e.size == size && e.mtime_ns == mtime_ns)
-            .map(|e| e.sha1)
+    /// The entry for `key`, looked for first at position `hint`.
+    fn lookup(&self, hint: usize, key: PathKey, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
+        let e = match self.entries.get(hint) {
+            Some(e) if e.key == key => e,
+            _ => {
+                let sorted = self.by_key.get_or_init(|| {
+                    let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
+                    order.par_sort_unstable_by_key(|&i| self.entries[i as usize].key);
+                    order
+                });
+                let i = sorted
+                    .binary_search_by(|&i| self.entries[i as usize].key.cmp(&key))
+                    .ok()?;
+                &self.entries[sorted[i] as usize]
+            }
+        };
+        (e.size == size && e.mtime_ns == mtime_ns).then_some(e.sha1)
     }
 
     /// Rewrites the cache with this run's files, if anything changed. Errors are
@@ -91,25 +141,33 @@ impl ChecksumCache {
         if !self.changed && hashed == self.entries.len() {
             return None;
         }
+        let records: Vec<CacheEntry> = requests
+            .par_iter()
+            .zip(results)
+            .filter_map(|(req, result)| {
+                let sha1 = *result.as_ref().ok()?;
+                Some(CacheEntry {
+                    key: req.key(),
+                    size: req.size,
+                    mtime_ns: req.mtime_ns,
+                    sha1,
+                })
+            })
+            .collect();
         let result = (|| -> std::io::Result<()> {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             let tmp = self.path.with_extension("tmp");
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-            writeln!(out, "{HEADER}")?;
-            for (req, result) in requests.iter().zip(results) {
-                if let Ok(sha1) = result {
-                    let path = req.cache_key();
-                    writeln!(
-                        out,
-                        "{} {} {} {}",
-                        hex::encode(sha1),
-                        req.size,
-                        req.mtime_ns,
-                        serde_json::to_string(&path).unwrap_or_default()
-                    )?;
+            out.write_all(HEADER)?;
+            let mut buf = Vec::with_capacity(RECORD * 4096);
+            for chunk in records.chunks(4096) {
+                buf.clear();
+                for r in chunk {
+                    r.encode(&mut buf);
                 }
+                out.write_all(&buf)?;
             }
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, &self.path)
@@ -123,24 +181,43 @@ impl ChecksumCache {
     }
 }
 
-fn parse(mut reader: impl BufRead) -> Result<HashMap<PathKey, CacheEntry>, String> {
-    let mut entries = HashMap::new();
+/// The entries of a cache file, in file order, and whether the file is in the
+/// current format.
+fn parse(bytes: &[u8]) -> Result<(Vec<CacheEntry>, bool), String> {
+    if let Some(records) = bytes.strip_prefix(HEADER) {
+        // A torn last record (a crash mid-write) is dropped by `chunks_exact`.
+        let entries = records
+            .par_chunks_exact(RECORD)
+            .map(CacheEntry::decode)
+            .collect();
+        return Ok((entries, true));
+    }
+    if bytes.starts_with(HEADER_V1.as_bytes()) {
+        return Ok((parse_v1(bytes)?, false));
+    }
+    if HEADER.starts_with(bytes) {
+        // Cut within the header by a crash: nothing was cached yet.
+        return Ok((Vec::new(), false));
+    }
+    Err("unknown header".to_owned())
+}
+
+/// The older text format: `sha1 size mtime "path"` lines after a header line.
+fn parse_v1(mut reader: impl BufRead) -> Result<Vec<CacheEntry>, String> {
+    let mut entries = Vec::new();
     let mut line = String::new();
     let mut first = true;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Ok(entries);
-        }
-        if !line.ends_with('\n') {
-            // The last record was cut by a crash: drop it.
+        if n == 0 || !line.ends_with('\n') {
+            // The end, or the last record cut by a crash: drop it.
             return Ok(entries);
         }
         let record = line.trim_end_matches('\n');
         if first {
             first = false;
-            if record != HEADER {
+            if record != HEADER_V1 {
                 return Err("unknown header".to_owned());
             }
             continue;
@@ -156,14 +233,12 @@ fn parse(mut reader: impl BufRead) -> Result<HashMap<PathKey, CacheEntry>, Strin
         let size = size.parse().map_err(|_| "malformed size".to_owned())?;
         let mtime_ns = mtime.parse().map_err(|_| "malformed mtime".to_owned())?;
         let path: String = serde_json::from_str(path).map_err(|_| "malformed path".to_owned())?;
-        entries.insert(
-            path_key(&path),
-            CacheEntry {
-                size,
-                mtime_ns,
-                sha1,
-            },
-        );
+        entries.push(CacheEntry {
+            key: path_key(&path),
+            size,
+            mtime_ns,
+            sha1,
+        });
     }
 }
 
@@ -185,12 +260,29 @@ impl HashRequest<'_> {
         self.dir.join(self.rel)
     }
 
-    /// The cache's key: the absolute path, or the object's URL.
-    pub fn cache_key(&self) -> String {
+    /// The cache's key: a digest of the absolute path, or of the object's URL,
+    /// hashed piece by piece so no path is allocated.
+    fn key(&self) -> PathKey {
+        let mut h = Sha1::new();
         match self.remote {
-            Some(r) => format!("{}/{}", r.url, self.rel),
-            None => self.path().to_string_lossy().into_owned(),
+            Some(r) => {
+                h.update(r.url.as_bytes());
+                h.update(b"/");
+            }
+            None => {
+                use std::os::unix::ffi::OsStrExt;
+                let dir = self.dir.as_os_str().as_bytes();
+                h.update(dir);
+                if !dir.ends_with(b"/") {
+                    h.update(b"/");
+                }
+            }
         }
+        h.update(self.rel.as_bytes());
+        let d: [u8; 20] = h.finalize().into();
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&d[..16]);
+        k
     }
 
     pub fn sha1(&self) -> Result<Sha1Digest, String> {
@@ -221,9 +313,10 @@ pub fn hash_all(
     // until they are read.
     let mut results: Vec<Result<Sha1Digest, String>> = requests
         .par_iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             cache_ref
-                .lookup(&r.cache_key(), r.size, r.mtime_ns)
+                .lookup(i, r.key(), r.size, r.mtime_ns)
                 .ok_or_else(String::new)
         })
         .collect();
@@ -329,18 +422,84 @@ mod tests {
         assert_eq!(stats.hashed, 1);
     }
 
+    fn saved_cache(dir: &Path, rels: &[&str]) -> PathBuf {
+        let cache_path = dir.join("cache");
+        let reqs: Vec<HashRequest> = rels
+            .iter()
+            .map(|rel| HashRequest {
+                remote: None,
+                dir,
+                rel,
+                size: 3,
+                mtime_ns: 7,
+            })
+            .collect();
+        let results = vec![Ok([1u8; 20]); reqs.len()];
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        assert!(cache.save(&reqs, &results).is_none());
+        cache_path
+    }
+
     #[test]
     fn torn_last_record_is_dropped_silently() {
         let dir = tempfile::tempdir().unwrap();
-        let cache_path = dir.path().join("cache");
-        let good = format!(
-            "{HEADER}\n{} 3 7 \"/x\"\n",
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        std::fs::write(&cache_path, format!("{good}a9993e36470681")).unwrap();
-        let cache = ChecksumCache::open(cache_path);
+        let cache_path = saved_cache(dir.path(), &["a", "b"]);
+        let bytes = std::fs::read(&cache_path).unwrap();
+        assert_eq!(bytes.len(), HEADER.len() + 2 * RECORD);
+        std::fs::write(&cache_path, &bytes[..bytes.len() - 10]).unwrap();
+        let cache = ChecksumCache::open(cache_path.clone());
         assert!(cache.warning.is_none());
         assert_eq!(cache.entries.len(), 1);
+        // Cut inside the header: an empty cache, no warning.
+        std::fs::write(&cache_path, &HEADER[..5]).unwrap();
+        let cache = ChecksumCache::open(cache_path);
+        assert!(cache.warning.is_none());
+        assert!(cache.entries.is_empty());
+    }
+
+    #[test]
+    fn entries_are_found_by_path_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let rels: Vec<String> = (0..500).map(|i| format!("u{i}/f.png")).collect();
+        let refs: Vec<&str> = rels.iter().map(String::as_str).collect();
+        let cache = ChecksumCache::open(saved_cache(dir.path(), &refs));
+        assert_eq!(cache.entries.len(), 500);
+        let key = |rel: &str| path_key(&dir.path().join(rel).to_string_lossy());
+        assert_eq!(cache.lookup(0, key("u7/f.png"), 3, 7), Some([1u8; 20]));
+        assert_eq!(
+            cache.lookup(7, key("u7/f.png"), 3, 7),
+            Some([1u8; 20]),
+            "at its hint"
+        );
+        assert_eq!(cache.lookup(0, key("u7/f.png"), 4, 7), None);
+        assert_eq!(cache.lookup(0, key("u7/f.png"), 3, 8), None);
+        assert_eq!(cache.lookup(0, key("u500/f.png"), 3, 7), None);
+    }
+
+    #[test]
+    fn text_cache_of_earlier_versions_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join("cache");
+        let v1 = format!(
+            "{HEADER_V1}\n{} 3 7 \"/x\"\na9993e36470681",
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        std::fs::write(&cache_path, v1).unwrap();
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        assert!(cache.warning.is_none());
+        assert_eq!(cache.entries.len(), 1);
+        let sha = cache.lookup(0, path_key("/x"), 3, 7).unwrap();
+        assert_eq!(hex::encode(sha), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        // Saving rewrites it in the current format even when nothing was hashed.
+        let req = [HashRequest {
+            remote: None,
+            dir: Path::new("/"),
+            rel: "x",
+            size: 3,
+            mtime_ns: 7,
+        }];
+        assert!(cache.save(&req, &[Ok(sha)]).is_none());
+        assert!(std::fs::read(&cache_path).unwrap().starts_with(HEADER));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use calamine::{Data, Reader, Sheets};
+use calamine::{Data, DataRef, Reader, Sheets};
 use unicode_normalization::UnicodeNormalization;
 
 use super::convert::{Cell, column_letter};
@@ -204,7 +204,7 @@ pub fn load_excel(
     let fill = merge_cover(&merged);
     let cell_at = |r: u32, c: u32| -> Option<Cell> {
         let pos = fill.get(&(r, c)).copied().unwrap_or((r, c));
-        range.get_value(pos).and_then(cell_of)
+        range.get_value(pos).and_then(|d| cell_of(&data_ref(d)))
     };
     let rows = (r0..=r1).map(|r| {
         (
@@ -299,11 +299,7 @@ impl<'r, 'a, RS: std::io::Read + std::io::Seek> XlsxRows<'r, 'a, RS> {
             return None;
         }
         match self.reader.next_cell() {
-            Ok(Some(cell)) => {
-                let pos = cell.get_position();
-                let data: Data = cell.get_value().clone().into();
-                Some((pos, cell_of(&data)))
-            }
+            Ok(Some(cell)) => Some((cell.get_position(), cell_of(cell.get_value()))),
             Ok(None) => {
                 self.done = true;
                 None
@@ -450,17 +446,19 @@ fn build(
         by_key: HashMap::new(),
         warnings: Vec::new(),
     };
-    let col_to_header: HashMap<u32, u32> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (*c, i as u32))
-        .collect();
+    // Header columns are contiguous: a sheet column's header index is its offset.
+    let first_header_col = columns[0];
+    let header_count = columns.len() as u32;
+    let header_of = |c: u32| {
+        c.checked_sub(first_header_col)
+            .filter(|i| *i < header_count)
+    };
     let mut duplicates: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let mut skipped = Vec::new();
     for (r, cells) in rows {
         let cells: Vec<(u32, Cell)> = cells
             .into_iter()
-            .filter_map(|(c, cell)| Some((*col_to_header.get(&c)?, cell?)))
+            .filter_map(|(c, cell)| Some((header_of(c)?, cell?)))
             .collect();
         if cells.is_empty() {
             continue;
@@ -509,28 +507,45 @@ fn build(
     Ok(table)
 }
 
-fn cell_of(d: &Data) -> Option<Cell> {
+/// A grid cell as the streaming reader's borrowed form, so both readers share
+/// one conversion.
+fn data_ref(d: &Data) -> DataRef<'_> {
+    match d {
+        Data::Empty => DataRef::Empty,
+        Data::String(s) => DataRef::SharedString(s),
+        Data::Int(i) => DataRef::Int(*i),
+        Data::Float(f) => DataRef::Float(*f),
+        Data::Bool(b) => DataRef::Bool(*b),
+        Data::DateTime(dt) => DataRef::DateTime(*dt),
+        Data::DateTimeIso(s) => DataRef::DateTimeIso(s.clone()),
+        Data::DurationIso(s) => DataRef::DurationIso(s.clone()),
+        Data::Error(e) => DataRef::Error(e.clone()),
+    }
+}
+
+fn cell_of(d: &DataRef<'_>) -> Option<Cell> {
+    let text = |s: &str| (!s.trim().is_empty()).then(|| Cell::Text(s.to_owned()));
     Some(match d {
-        Data::Empty => return None,
-        Data::String(s) if s.trim().is_empty() => return None,
-        Data::String(s) => Cell::Text(s.clone()),
-        Data::Int(i) => Cell::Int(*i),
-        Data::Float(f) => Cell::Float(*f),
-        Data::Bool(b) => Cell::Bool(*b),
-        Data::DateTime(dt) if dt.is_duration() => Cell::Duration(
+        DataRef::Empty => return None,
+        DataRef::String(s) => return text(s),
+        DataRef::SharedString(s) => return text(s),
+        DataRef::Int(i) => Cell::Int(*i),
+        DataRef::Float(f) => Cell::Float(*f),
+        DataRef::Bool(b) => Cell::Bool(*b),
+        DataRef::DateTime(dt) if dt.is_duration() => Cell::Duration(
             dt.as_duration()
                 .map_or_else(|| dt.to_string(), |d| format_duration(d.num_seconds())),
         ),
-        Data::DateTime(dt) => match dt.as_datetime() {
+        DataRef::DateTime(dt) => match dt.as_datetime() {
             Some(v) => Cell::DateTime(v.with_nanosecond_rounded()),
             None => Cell::Float(dt.as_f64()),
         },
-        Data::DateTimeIso(s) => match super::convert::parse_iso(s) {
+        DataRef::DateTimeIso(s) => match super::convert::parse_iso(s) {
             Some(v) => Cell::DateTime(v.with_nanosecond_rounded()),
             None => Cell::Text(s.clone()),
         },
-        Data::DurationIso(s) => Cell::Duration(s.clone()),
-        Data::Error(e) => Cell::Error(format!("{e}")),
+        DataRef::DurationIso(s) => Cell::Duration(s.clone()),
+        DataRef::Error(e) => Cell::Error(format!("{e}")),
     })
 }
 
