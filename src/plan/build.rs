@@ -167,7 +167,10 @@ pub fn build_plan(
     let cache_path = skip
         .join("cache")
         .join(format!("{}.checksums", recipe.name));
-    let (scans, tables, mut cache) = std::thread::scope(|s| {
+    // Sheets load on their own threads and are joined only when metadata is
+    // merged: their parsing overlaps classify, group and checksum too.
+    let mut sheet_loads = Some(spawn_sheet_loads(recipe, &sheet_paths));
+    let (scans, mut cache) = std::thread::scope(|s| {
         let scans: Vec<_> = roots
             .iter()
             .map(|root| {
@@ -196,62 +199,12 @@ pub fn build_plan(
                 })
             })
             .collect();
-        let tables: Vec<_> = recipe
-            .metadata
-            .iter()
-            .filter_map(|m| match &m.kind {
-                MetadataKind::Sheet {
-                    file,
-                    sheet,
-                    is_csv,
-                    header_row,
-                    key_column,
-                    columns,
-                } => {
-                    let path = sheet_paths[&m.index].clone();
-                    Some((
-                        m.index,
-                        s.spawn(move || {
-                            let o = SheetOptions {
-                                source: &file.written,
-                                sheet: sheet.as_deref(),
-                                header_row: *header_row,
-                                key_column: key_column.as_deref(),
-                                columns,
-                            };
-                            // Read once: the same bytes are parsed and fingerprinted.
-                            let bytes = match path.read() {
-                                Ok(b) => b,
-                                Err(why) => {
-                                    return (
-                                        Err(sheet::SheetError::Unreadable(why)),
-                                        String::new(),
-                                    );
-                                }
-                            };
-                            let path = path.display_path();
-                            let table = if *is_csv {
-                                sheet::load_csv(&path, &bytes, &o)
-                            } else {
-                                sheet::load_excel(&path, &bytes, &o)
-                            };
-                            (table, hex::encode(Sha256::digest(&bytes)))
-                        }),
-                    ))
-                }
-                _ => None,
-            })
-            .collect();
         let cache = s.spawn(|| ChecksumCache::open(cache_path.clone()));
         let scans: Vec<Result<SourceScan, String>> = scans
             .into_iter()
             .map(|h| h.join().expect("scan thread"))
             .collect();
-        let tables: Vec<(usize, LoadedSheet)> = tables
-            .into_iter()
-            .map(|(i, h)| (i, h.join().expect("sheet thread")))
-            .collect();
-        (scans, tables, cache.join().expect("cache thread"))
+        (scans, cache.join().expect("cache thread"))
     });
     lap(&mut stats, "scan+load");
 
@@ -304,38 +257,44 @@ pub fn build_plan(
     }
     let mut sheet_tables: HashMap<usize, SheetTable> = HashMap::new();
     let mut metadata_inputs = Vec::new();
-    for (index, (table, digest)) in tables {
-        let spec = recipe
-            .metadata
-            .iter()
-            .find(|m| m.index == index)
-            .expect("index from recipe");
-        let MetadataKind::Sheet { file, .. } = &spec.kind else {
-            continue;
+    let mut join_sheets = |errors: &mut Vec<RecipeError>, warnings: &mut Vec<Warning>| {
+        let Some(loads) = sheet_loads.take() else {
+            return;
         };
-        metadata_inputs.push(MetadataInput {
-            source: file.written.clone(),
-            path: match &sheet_paths[&index] {
-                MetaFile::Local(p) => display_rel(p, &loaded.dir),
-                MetaFile::Remote(root, rel) => format!("{}/{rel}", root.url),
-            },
-            sha256: digest,
-        });
-        match table {
-            Ok(t) => {
-                warnings.extend(t.warnings.iter().cloned());
-                sheet_tables.insert(index, t);
+        for (index, handle) in loads {
+            let (table, digest) = handle.join().expect("sheet thread");
+            let spec = recipe
+                .metadata
+                .iter()
+                .find(|m| m.index == index)
+                .expect("index from recipe");
+            let MetadataKind::Sheet { file, .. } = &spec.kind else {
+                continue;
+            };
+            metadata_inputs.push(MetadataInput {
+                source: file.written.clone(),
+                path: match &sheet_paths[&index] {
+                    MetaFile::Local(p) => display_rel(p, &loaded.dir),
+                    MetaFile::Remote(root, rel) => format!("{}/{rel}", root.url),
+                },
+                sha256: digest,
+            });
+            match table {
+                Ok(t) => {
+                    warnings.extend(t.warnings.iter().cloned());
+                    sheet_tables.insert(index, t);
+                }
+                Err(e) => errors.push(
+                    RecipeError::new(
+                        Code::MetadataSheet,
+                        format!("{}: {e}", file.written),
+                        loaded.spans.value(&file.pointer),
+                    )
+                    .help(sheet_help(&e)),
+                ),
             }
-            Err(e) => errors.push(
-                RecipeError::new(
-                    Code::MetadataSheet,
-                    format!("{}: {e}", file.written),
-                    loaded.spans.value(&file.pointer),
-                )
-                .help(sheet_help(&e)),
-            ),
         }
-    }
+    };
 
     // Classify.
     let specs = &recipe.collection.specs;
@@ -378,6 +337,7 @@ pub fn build_plan(
         errors.push(group_error(loaded, e, multi));
     }
     lap(&mut stats, "group");
+    join_sheets(&mut errors, &mut warnings);
     if !errors.is_empty() {
         return Err(loaded.errors(errors));
     }
@@ -413,23 +373,6 @@ pub fn build_plan(
             }
         }
     }
-    let prepared: Vec<PreparedSource<'_>> = recipe
-        .metadata
-        .iter()
-        .map(|m| PreparedSource {
-            spec: m,
-            table: sheet_tables.remove(&m.index),
-            label: match &m.kind {
-                MetadataKind::Sheet { file, .. } => file.written.clone(),
-                MetadataKind::Static { pointer, .. } => format!(
-                    "{}:{}",
-                    loaded.path,
-                    describe_path(pointer).trim_matches('`')
-                ),
-                _ => m.label(),
-            },
-        })
-        .collect();
     let primary_order = recipe.collection.primary_order();
     // Checksum, then merge+validate. Both are CPU-bound once the page cache is
     // warm, so on a small machine running them one after the other costs no
@@ -455,10 +398,28 @@ pub fn build_plan(
             errors.push(unreadable_error(loaded, root, &unreadable));
         }
     }
+    join_sheets(&mut errors, &mut warnings);
     if !errors.is_empty() {
         return Err(loaded.errors(errors));
     }
     drop(requests);
+    let prepared: Vec<PreparedSource<'_>> = recipe
+        .metadata
+        .iter()
+        .map(|m| PreparedSource {
+            spec: m,
+            table: sheet_tables.remove(&m.index),
+            label: match &m.kind {
+                MetadataKind::Sheet { file, .. } => file.written.clone(),
+                MetadataKind::Static { pointer, .. } => format!(
+                    "{}:{}",
+                    loaded.path,
+                    describe_path(pointer).trim_matches('`')
+                ),
+                _ => m.label(),
+            },
+        })
+        .collect();
     // Merge and validate one unit in one task, so each unit's provenance map
     // lives only while its problems are found.
     let merged: Vec<MergedUnit> = grouped
@@ -839,6 +800,62 @@ pub fn build_plan(
     plan.plan_hash = plan.compute_hash();
     lap(&mut stats, "diff+assemble");
     Ok(PlanOutcome { plan, stats })
+}
+
+/// Starts loading every spreadsheet of the recipe, each on its own thread
+/// (owning what it needs, so the planner can join them whenever it must).
+fn spawn_sheet_loads(
+    recipe: &ResolvedRecipe,
+    paths: &BTreeMap<usize, MetaFile>,
+) -> Vec<(usize, std::thread::JoinHandle<LoadedSheet>)> {
+    recipe
+        .metadata
+        .iter()
+        .filter_map(|m| match &m.kind {
+            MetadataKind::Sheet {
+                file,
+                sheet,
+                is_csv,
+                header_row,
+                key_column,
+                columns,
+            } => {
+                let path = paths[&m.index].clone();
+                let (source, sheet, key_column, columns) = (
+                    file.written.clone(),
+                    sheet.clone(),
+                    key_column.clone(),
+                    columns.clone(),
+                );
+                let (header_row, is_csv) = (*header_row, *is_csv);
+                let load = move || -> LoadedSheet {
+                    let o = SheetOptions {
+                        source: &source,
+                        sheet: sheet.as_deref(),
+                        header_row,
+                        key_column: key_column.as_deref(),
+                        columns: &columns,
+                    };
+                    // Read once: the same bytes are parsed and fingerprinted.
+                    let bytes = match path.read() {
+                        Ok(b) => b,
+                        Err(why) => {
+                            return (Err(sheet::SheetError::Unreadable(why)), String::new());
+                        }
+                    };
+                    let path = path.display_path();
+                    let table = if is_csv {
+                        sheet::load_csv(&path, &bytes, &o)
+                    } else {
+                        sheet::load_excel(&path, &bytes, &o)
+                    };
+                    (table, hex::encode(Sha256::digest(&bytes)))
+                };
+                Some((m.index, std::thread::spawn(load)))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Absolute, then beside the recipe, then under the (first) source root.
