@@ -78,7 +78,7 @@ mod tests {
                     .iter()
                     .map(|(path, sha)| {
                         (
-                            format!("spec_{path}"),
+                            format!("spec_{path}").into(),
                             PlannedFile {
                                 root: "s3://b/p".into(),
                                 path: (*path).into(),

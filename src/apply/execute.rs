@@ -333,11 +333,11 @@ pub fn execute(
                         .iter()
                         .map(|(spec, f)| {
                             (
-                                spec.as_str(),
+                                spec,
                                 f.sha1.as_deref().unwrap_or_default(),
                                 f.path.as_str(),
                                 f.size,
-                                primary_spec == Some(spec.as_str()),
+                                primary_spec == Some(spec),
                             )
                         })
                         .collect(),

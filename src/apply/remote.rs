@@ -571,7 +571,12 @@ fn unit_payload(shared: &Shared<'_>, u: &PlannedUnit) -> Json {
     let files: serde_json::Map<String, Json> = u
         .files
         .iter()
-        .map(|(spec, f)| (spec.clone(), json!({"checksum": f.sha1, "path": f.shown()})))
+        .map(|(spec, f)| {
+            (
+                spec.to_owned(),
+                json!({"checksum": f.sha1, "path": f.shown()}),
+            )
+        })
         .collect();
     let meta: Json = serde_json::from_str(u.meta.get()).unwrap_or_else(|_| json!({}));
     let mut payload =

@@ -527,6 +527,10 @@ pub fn build_plan(
         )])
     })?;
 
+    let spec_names: Vec<std::sync::Arc<str>> = specs
+        .iter()
+        .map(|s| std::sync::Arc::from(s.name.as_str()))
+        .collect();
     let root_names: Vec<std::sync::Arc<str>> = roots
         .iter()
         .map(|r| std::sync::Arc::from(r.written.as_str()))
@@ -554,14 +558,14 @@ pub fn build_plan(
                 for (spec, f) in &u.files {
                     per_spec.entry(*spec).or_default().push(f);
                 }
-                let files: Vec<(String, PlannedFile)> = per_spec
+                let files: Vec<(std::sync::Arc<str>, PlannedFile)> = per_spec
                     .iter()
                     .filter(|(_, fs)| fs.len() == 1)
                     .map(|(spec, fs)| {
                         let f = fs[0];
                         let s = &file_slices[f.root as usize][f.index as usize];
                         (
-                            specs[*spec as usize].name.clone(),
+                            spec_names[*spec as usize].clone(),
                             PlannedFile {
                                 root: root_names[f.root as usize].clone(),
                                 path: s.rel.clone(),
@@ -589,7 +593,7 @@ pub fn build_plan(
                         Some([one]) => {
                             // A deferred file's SHA-1 is not known: its spec must match.
                             let same_files = if files.values().any(|f| f.sha1.is_none()) {
-                                one.same_specs(files.keys().map(String::as_str))
+                                one.same_specs(files.keys())
                             } else {
                                 one.same_files(files.checksums())
                             };
@@ -649,6 +653,7 @@ pub fn build_plan(
             units.push(unit);
         }
     }
+    drop(pending);
     summary.units = units.len() as u64;
     if summary.conflict > 0 {
         warnings.push(Warning::new("conflict", format!("{} unit(s) have a key the target already uses with other content; they will not be overwritten", summary.conflict)));

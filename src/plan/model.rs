@@ -118,11 +118,12 @@ pub fn meta_raw(meta: &Map<String, Json>) -> Box<RawValue> {
 
 /// A small map with sorted string keys, stored as a vector (a `BTreeMap` node
 /// costs about a kilobyte even for two entries); serialised as a JSON object.
+/// Keys are shared (a plan names the same few specs a million times).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SortedMap<V>(Vec<(String, V)>);
+pub struct SortedMap<V>(Vec<(std::sync::Arc<str>, V)>);
 
 impl<V> SortedMap<V> {
-    pub fn from_sorted(mut entries: Vec<(String, V)>) -> Self {
+    pub fn from_sorted(mut entries: Vec<(std::sync::Arc<str>, V)>) -> Self {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         Self(entries)
     }
@@ -134,15 +135,15 @@ impl<V> SortedMap<V> {
     }
     pub fn get(&self, key: &str) -> Option<&V> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .binary_search_by(|(k, _)| (**k).cmp(key))
             .ok()
             .map(|i| &self.0[i].1)
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
     }
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| &**k)
     }
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
@@ -157,7 +158,7 @@ impl SortedMap<PlannedFile> {
     pub fn checksums(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0
             .iter()
-            .map(|(spec, f)| (spec.as_str(), f.sha1.as_deref().unwrap_or_default()))
+            .map(|(spec, f)| (&**spec, f.sha1.as_deref().unwrap_or_default()))
     }
 }
 
@@ -207,7 +208,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::new();
                 while let Some((k, v)) = access.next_entry::<String, V>()? {
-                    entries.push((k, v));
+                    entries.push((k.into(), v));
                 }
                 Ok(SortedMap::from_sorted(entries))
             }

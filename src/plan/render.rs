@@ -61,7 +61,7 @@ pub fn render_text(plan: &Plan) -> String {
                     "+",
                     format!(
                         "{} ({} file{}, {})",
-                        u.files.keys().cloned().collect::<Vec<_>>().join(", "),
+                        u.files.keys().collect::<Vec<_>>().join(", "),
                         u.files.len(),
                         if u.files.len() == 1 { "" } else { "s" },
                         human_bytes(bytes)

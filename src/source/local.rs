@@ -126,6 +126,9 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
     }
     let mut scan = shared.into_inner().unwrap_or_else(|e| e.into_inner());
     scan.files.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
+    // Appends from many folders left up to twice the room needed; the list
+    // lives until the plan is done.
+    scan.files.shrink_to_fit();
     scan.non_utf8.sort();
     scan.issues
         .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
