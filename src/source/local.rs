@@ -1,7 +1,7 @@
 //! The local file-system walker: parallel, hidden files included, `.gitignore`
 //! ignored, symlinks followed with loop detection.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -216,8 +216,16 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
+        let dir_fd = Arc::new(dir_fd);
+        // Regular files waiting for their stat, and where their names start.
+        let mut to_stat: Vec<String> = Vec::new();
+        let name_at = if dir.rel.is_empty() {
+            0
+        } else {
+            dir.rel.len() + 1
+        };
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
-        let mut entries = fs::RawDir::new(&dir_fd, &mut buf);
+        let mut entries = fs::RawDir::new(&*dir_fd, &mut buf);
         while let Some(entry) = entries.next() {
             let entry = match entry {
                 Ok(e) => e,
@@ -314,24 +322,49 @@ impl<'a> Walker<'a> {
                 out.excluded += 1;
                 continue;
             }
-            let st = match stat {
-                Some(st) => st,
-                None => match fs::statat(&dir_fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => st,
-                    Err(err) => {
-                        Self::unreadable(&mut out, &rel, err);
-                        continue;
+            match stat {
+                Some(st) => out.files.push(scanned(rel, &st)),
+                None => {
+                    to_stat.push(rel);
+                    if to_stat.len() == STAT_BATCH {
+                        // A big folder: its files are stat-ed by other workers
+                        // while this one goes on reading names.
+                        let batch = std::mem::take(&mut to_stat);
+                        let fd = dir_fd.clone();
+                        scope.spawn(move |_| {
+                            let mut out = SourceScan::default();
+                            Self::stat_files(&fd, name_at, batch, &mut out);
+                            merge(self.shared, &mut out);
+                        });
                     }
-                },
-            };
-            out.files.push(ScannedFile {
-                rel,
-                size: st.st_size as u64,
-                mtime_ns: mtime_ns(&st),
-                tag: None,
-            });
+                }
+            }
         }
+        Self::stat_files(&dir_fd, name_at, to_stat, &mut out);
         merge(self.shared, &mut out);
+    }
+
+    /// Stats files of one folder (by their names, relative to its descriptor;
+    /// a name starts at byte `name_at` of its relative path).
+    fn stat_files(dir_fd: &OwnedFd, name_at: usize, rels: Vec<String>, out: &mut SourceScan) {
+        for rel in rels {
+            match fs::statat(dir_fd, &rel[name_at..], AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => out.files.push(scanned(rel, &st)),
+                Err(err) => Self::unreadable(out, &rel, err),
+            }
+        }
+    }
+}
+
+/// Files per stat task in a big folder.
+const STAT_BATCH: usize = 2048;
+
+fn scanned(rel: String, st: &fs::Stat) -> ScannedFile {
+    ScannedFile {
+        rel,
+        size: st.st_size as u64,
+        mtime_ns: mtime_ns(st),
+        tag: None,
     }
 }
 
@@ -465,6 +498,31 @@ mod tests {
         let scan = scan_local(dir.path(), &opts(&empty)).unwrap();
         assert!(scan.files.is_empty());
         assert_eq!(scan.non_utf8, ["bad\u{fffd}name.png"]);
+    }
+
+    #[test]
+    fn a_big_folder_is_stat_ed_in_batches_with_nothing_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = STAT_BATCH * 2 + 7;
+        for i in 0..n {
+            std::fs::write(dir.path().join(format!("f{i:05}.png")), vec![b'x'; i % 13]).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/g.png"), b"yy").unwrap();
+        let empty = GlobSet::empty();
+        let scan = scan_local(dir.path(), &opts(&empty)).unwrap();
+        assert_eq!(scan.files.len(), n + 1);
+        assert!(scan.files.is_sorted_by(|a, b| a.rel < b.rel));
+        for (i, f) in scan.files[..n].iter().enumerate() {
+            assert_eq!(
+                (f.rel.as_str(), f.size),
+                (format!("f{i:05}.png").as_str(), (i % 13) as u64)
+            );
+        }
+        assert_eq!(
+            (scan.files[n].rel.as_str(), scan.files[n].size),
+            ("sub/g.png", 2)
+        );
     }
 
     #[test]
