@@ -21,14 +21,15 @@ unsafe extern "C" {
 /// the unit test below pins it by the option's default in this build.
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
-/// Freed memory goes back to the OS at once rather than after a second: the
+/// Freed memory goes back to the OS after 10 ms rather than after a second: the
 /// planner frees its intermediate stages (sheet rows, unit drafts) just before
 /// the plan grows, and a delayed purge lets both count towards the peak. On a
-/// 100,000-unit plan this is 230 → 160 MiB peak at the same speed.
+/// 100,000-unit plan this is 230 → about 165 MiB peak (0 ms saves a little
+/// more memory but costs a fifth of the time on a flat folder of 230,000 files).
 fn tune_allocator() {
     // SAFETY: setting a mimalloc option is a plain store; it is read by the
     // allocator on its next purge decision.
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
 }
 
 fn main() -> ExitCode {
