@@ -30,7 +30,12 @@ const RECORD: usize = 52;
 type PathKey = [u8; 16];
 
 fn path_key(path: &str) -> PathKey {
-    let d: [u8; 20] = Sha1::digest(path.as_bytes()).into();
+    key_of(Sha1::new_with_prefix(path.as_bytes()))
+}
+
+/// The first 16 bytes of the path's SHA-1, fed whole or piece by piece.
+fn key_of(hasher: Sha1) -> PathKey {
+    let d: [u8; 20] = hasher.finalize().into();
     let mut k = [0u8; 16];
     k.copy_from_slice(&d[..16]);
     k
@@ -279,10 +284,7 @@ impl HashRequest<'_> {
             }
         }
         h.update(self.rel.as_bytes());
-        let d: [u8; 20] = h.finalize().into();
-        let mut k = [0u8; 16];
-        k.copy_from_slice(&d[..16]);
-        k
+        key_of(h)
     }
 
     pub fn sha1(&self) -> Result<Sha1Digest, String> {
@@ -455,6 +457,18 @@ mod tests {
         let cache = ChecksumCache::open(cache_path);
         assert!(cache.warning.is_none());
         assert!(cache.entries.is_empty());
+    }
+
+    #[test]
+    fn a_requests_key_is_the_key_of_its_joined_path() {
+        let req = HashRequest {
+            remote: None,
+            dir: Path::new("/data/root"),
+            rel: "u1/a.png",
+            size: 1,
+            mtime_ns: 1,
+        };
+        assert_eq!(req.key(), path_key("/data/root/u1/a.png"));
     }
 
     #[test]
