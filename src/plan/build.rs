@@ -23,6 +23,7 @@ use crate::stages::checksum::{self, ChecksumCache, HashRequest, HashStats};
 use crate::stages::classify::{self, Classified};
 use crate::stages::group::{self, GroupError, UnitDraft};
 use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_key};
+use crate::stages::metadata::sheet_cache::SheetCache;
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
 use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
@@ -164,12 +165,11 @@ pub fn build_plan(
 
     // Wave 1: scans, spreadsheet loads, cache and target reads, all at once.
     let skip = loaded.state_dir();
-    let cache_path = skip
-        .join("cache")
-        .join(format!("{}.checksums", recipe.name));
+    let cache_dir = skip.join("cache");
+    let cache_path = cache_dir.join(format!("{}.checksums", recipe.name));
     // Sheets load on their own threads and are joined only when metadata is
     // merged: their parsing overlaps classify, group and checksum too.
-    let mut sheet_loads = Some(spawn_sheet_loads(recipe, &sheet_paths));
+    let mut sheet_loads = Some(spawn_sheet_loads(recipe, &sheet_paths, &cache_dir));
     let (scans, mut cache) = std::thread::scope(|s| {
         let scans: Vec<_> = roots
             .iter()
@@ -812,6 +812,7 @@ pub fn build_plan(
 fn spawn_sheet_loads(
     recipe: &ResolvedRecipe,
     paths: &BTreeMap<usize, MetaFile>,
+    cache_dir: &Path,
 ) -> Vec<(usize, std::thread::JoinHandle<LoadedSheet>)> {
     recipe
         .metadata
@@ -826,6 +827,7 @@ fn spawn_sheet_loads(
                 columns,
             } => {
                 let path = paths[&m.index].clone();
+                let cache_file = cache_dir.join(format!("{}.meta{}.sheet", recipe.name, m.index));
                 let (source, sheet, key_column, columns) = (
                     file.written.clone(),
                     sheet.clone(),
@@ -849,12 +851,33 @@ fn spawn_sheet_loads(
                         }
                     };
                     let path = path.display_path();
-                    let table = if is_csv {
-                        sheet::load_csv(&path, &bytes, &o)
+                    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+                    let format = if is_csv {
+                        "csv".to_owned()
                     } else {
-                        sheet::load_excel(&path, &bytes, &o)
+                        path.extension()
+                            .and_then(|e| e.to_str())
+                            .unwrap_or("")
+                            .to_ascii_lowercase()
                     };
-                    (table, hex::encode(Sha256::digest(&bytes)))
+                    let cache = SheetCache::new(cache_file, &digest, &format, &o);
+                    let table = match cache.load(&o) {
+                        Some(table) => Ok(table),
+                        None => {
+                            let table = if is_csv {
+                                sheet::load_csv(&path, &bytes, &o)
+                            } else {
+                                sheet::load_excel(&path, &bytes, &o)
+                            };
+                            // A cache that cannot be written only costs the
+                            // next plan a parse.
+                            if let Ok(t) = &table {
+                                let _ = cache.store(t);
+                            }
+                            table
+                        }
+                    };
+                    (table, hex::encode(digest))
                 };
                 Some((m.index, std::thread::spawn(load)))
             }

@@ -207,3 +207,56 @@ fn a_sheet_with_100k_rows_works() {
     assert_eq!(plan["units"][2]["meta"]["n"], 3);
     assert_eq!(plan["orphan_rows"].as_array().unwrap().len(), 99_997);
 }
+
+/// A workbook with `age` for three units, saved over `meta.xlsx`.
+fn ages_workbook(f: &Fixture, ages: [f64; 3]) {
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "id").unwrap();
+    ws.write_string(0, 1, "age").unwrap();
+    for (i, age) in ages.iter().enumerate() {
+        ws.write_string(i as u32 + 1, 0, format!("u{i:03}"))
+            .unwrap();
+        ws.write_number(i as u32 + 1, 1, *age).unwrap();
+    }
+    wb.save(f.join("meta.xlsx")).unwrap();
+}
+
+#[test]
+fn a_parsed_sheet_is_cached_by_content_not_by_file_time() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    ages_workbook(&f, [1.0, 2.0, 3.0]);
+    recipe(&f, "    columns: {age: integer}\n");
+    let (code, first, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    let cached = f.join(".synup/cache/t.meta0.sheet");
+    assert!(cached.is_file(), "the parsed sheet is kept");
+    let (_, second, _) = plan(&f);
+    assert_eq!(first, second, "the cached table plans the same");
+
+    // Edited, with its old modification time put back: still read again.
+    let mtime = std::fs::metadata(f.join("meta.xlsx"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    ages_workbook(&f, [1.0, 2.0, 30.0]);
+    let file = std::fs::File::options()
+        .append(true)
+        .open(f.join("meta.xlsx"))
+        .unwrap();
+    file.set_modified(mtime).unwrap();
+    drop(file);
+    let (_, edited, _) = plan(&f);
+    assert_eq!(edited["units"][2]["meta"]["age"], 30);
+
+    // A damaged cache entry is a miss, never an error.
+    std::fs::write(&cached, b"synup-sheet-v1\n\0 torn").unwrap();
+    let (code, again, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(again, edited);
+    assert!(
+        std::fs::read(&cached).unwrap().len() > 100,
+        "and is rewritten"
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod sheet;
+pub mod sheet_cache;
 
 use std::collections::BTreeMap;
 use std::path::Path;

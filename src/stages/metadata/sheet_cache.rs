@@ -1,0 +1,437 @@
+//! Parsed spreadsheets kept under `.synup/cache/`, so a plan of an unchanged
+//! workbook does not unzip and parse its XML again.
+//!
+//! An entry is addressed by content, not by file time: its key is a SHA-256 of
+//! the workbook's own SHA-256 (which the plan computes anyway, for its inputs),
+//! the options that shape the table, the format and this program's version. A
+//! file edited within the same second, or copied with its old mtime, can
+//! therefore never be served stale. Declared column types are not part of the
+//! key: they only pick how cells convert, and are applied again on load.
+//!
+//! One slot per recipe and metadata source: a new key overwrites the old entry,
+//! so the cache never grows beyond one table per sheet of the recipe.
+//!
+//! The file is a flat little-endian encoding ending in a marker and its own
+//! length; anything that does not decode exactly (a torn write, another
+//! version) is a miss, never an error.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDateTime};
+use sha2::{Digest, Sha256};
+
+use super::convert::Cell;
+use super::sheet::{Row, SheetOptions, SheetTable, normalize_key};
+use crate::stages::Warning;
+
+const MAGIC: &[u8; 16] = b"synup-sheet-v1\n\0";
+const END: &[u8; 4] = b"end\n";
+
+/// Where one sheet's parsed table is kept, and the key it must carry.
+pub struct SheetCache {
+    path: PathBuf,
+    key: [u8; 32],
+}
+
+impl SheetCache {
+    /// `format` tells the readers apart (`csv`, or the workbook's extension);
+    /// `content` is the SHA-256 of the file's bytes.
+    pub fn new(path: PathBuf, content: &[u8; 32], format: &str, opts: &SheetOptions<'_>) -> Self {
+        let mut h = Sha256::new();
+        let mut field = |b: &[u8]| {
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(MAGIC);
+        field(env!("CARGO_PKG_VERSION").as_bytes());
+        field(content);
+        field(format.as_bytes());
+        field(opts.source.as_bytes());
+        field(opts.sheet.map_or(&[0xff][..], str::as_bytes));
+        field(&opts.header_row.to_le_bytes());
+        field(opts.key_column.map_or(&[0xff][..], str::as_bytes));
+        Self {
+            path,
+            key: h.finalize().into(),
+        }
+    }
+
+    /// The cached table, if there is one for this key and it decodes whole.
+    pub fn load(&self, opts: &SheetOptions<'_>) -> Option<SheetTable> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        decode(&bytes, &self.key, opts)
+    }
+
+    /// Replaces the slot's entry: written beside it, then renamed over it.
+    pub fn store(&self, table: &SheetTable) -> std::io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".sheet-")
+            .tempfile_in(dir)?;
+        tmp.write_all(&encode(table, &self.key))?;
+        tmp.persist(&self.path).map(|_| ()).map_err(|e| e.error)
+    }
+}
+
+fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
+    let mut out = Out(Vec::with_capacity(64 + t.rows.len() * 48));
+    out.0.extend_from_slice(MAGIC);
+    out.0.extend_from_slice(key);
+    out.str(&t.source);
+    match &t.sheet {
+        Some(s) => {
+            out.u8(1);
+            out.str(s);
+        }
+        None => out.u8(0),
+    }
+    out.u32(t.headers.len() as u32);
+    for (h, c) in t.headers.iter().zip(&t.columns) {
+        out.str(h);
+        out.u32(*c);
+    }
+    out.u32(t.warnings.len() as u32);
+    for w in &t.warnings {
+        out.str(&w.code);
+        out.str(&w.message);
+    }
+    out.u64(t.rows.len() as u64);
+    for r in &t.rows {
+        out.u32(r.row);
+        out.str(&r.key);
+        out.u32(r.cells.len() as u32);
+        for (h, c) in &r.cells {
+            out.u32(*h);
+            out.cell(c);
+        }
+    }
+    out.0.extend_from_slice(END);
+    let len = out.0.len() as u64 + 8;
+    out.u64(len);
+    out.0
+}
+
+fn decode(bytes: &[u8], key: &[u8; 32], opts: &SheetOptions<'_>) -> Option<SheetTable> {
+    let (body, len) = bytes.split_last_chunk::<8>()?;
+    if u64::from_le_bytes(*len) != bytes.len() as u64 {
+        return None;
+    }
+    let body = body.strip_suffix(END)?;
+    let mut r = In(body);
+    if r.take(MAGIC.len())? != MAGIC || r.take(32)? != key {
+        return None;
+    }
+    let source = r.string()?;
+    let sheet = match r.u8()? {
+        0 => None,
+        1 => Some(r.string()?),
+        _ => return None,
+    };
+    let n = r.u32()?;
+    let n = r.fits(n.into(), 8)?;
+    let (mut headers, mut columns) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        headers.push(r.string()?);
+        columns.push(r.u32()?);
+    }
+    let n = r.u32()?;
+    let n = r.fits(n.into(), 8)?;
+    let mut warnings = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (code, message) = (r.string()?, r.string()?);
+        warnings.push(Warning { code, message });
+    }
+    let n = r.u64()?;
+    let n = r.fits(n, 12)?;
+    let mut rows = Vec::with_capacity(n);
+    let mut by_key = HashMap::with_capacity(n);
+    for i in 0..n {
+        let row = r.u32()?;
+        let key = r.string()?;
+        let cells_n = r.u32()?;
+        let cells_n = r.fits(cells_n.into(), 5)?;
+        let mut cells = Vec::with_capacity(cells_n);
+        for _ in 0..cells_n {
+            let h = r.u32()?;
+            if h as usize >= headers.len() {
+                return None;
+            }
+            cells.push((h, r.cell()?));
+        }
+        by_key.insert(normalize_key(&key).into_owned(), i);
+        rows.push(Row { row, key, cells });
+    }
+    if !r.0.is_empty() || by_key.len() != rows.len() {
+        return None;
+    }
+    let types = headers
+        .iter()
+        .map(|h| opts.columns.get(h).copied())
+        .collect();
+    Some(SheetTable {
+        source,
+        sheet,
+        headers,
+        columns,
+        types,
+        rows,
+        by_key,
+        warnings,
+    })
+}
+
+struct Out(Vec<u8>);
+
+impl Out {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        self.u32(s.len() as u32);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn cell(&mut self, c: &Cell) {
+        match c {
+            Cell::Text(s) => {
+                self.u8(0);
+                self.str(s);
+            }
+            Cell::Int(i) => {
+                self.u8(1);
+                self.u64(*i as u64);
+            }
+            Cell::Float(f) => {
+                self.u8(2);
+                self.u64(f.to_bits());
+            }
+            Cell::Bool(b) => {
+                self.u8(3);
+                self.u8(u8::from(*b));
+            }
+            Cell::DateTime(dt) => {
+                let utc = dt.and_utc();
+                self.u8(4);
+                self.u64(utc.timestamp() as u64);
+                self.u32(utc.timestamp_subsec_nanos());
+            }
+            Cell::Duration(s) => {
+                self.u8(5);
+                self.str(s);
+            }
+            Cell::Error(s) => {
+                self.u8(6);
+                self.str(s);
+            }
+        }
+    }
+}
+
+/// A bounds-checked reader: every read past the end is `None`.
+struct In<'a>(&'a [u8]);
+
+impl<'a> In<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    /// A list's length, read as `u32` (or `u64` for rows), that the remaining
+    /// bytes can hold at `min` bytes per item: a damaged count never reserves
+    /// more memory than the file could describe.
+    fn fits(&self, n: u64, min: usize) -> Option<usize> {
+        let n = usize::try_from(n).ok()?;
+        (n.checked_mul(min)? <= self.0.len()).then_some(n)
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
+    }
+    fn cell(&mut self) -> Option<Cell> {
+        Some(match self.u8()? {
+            0 => Cell::Text(self.string()?),
+            1 => Cell::Int(self.u64()? as i64),
+            2 => Cell::Float(f64::from_bits(self.u64()?)),
+            3 => Cell::Bool(match self.u8()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            }),
+            4 => {
+                let secs = self.u64()? as i64;
+                let nanos = self.u32()?;
+                let dt: NaiveDateTime = DateTime::from_timestamp(secs, nanos)?.naive_utc();
+                Cell::DateTime(dt)
+            }
+            5 => Cell::Duration(self.string()?),
+            6 => Cell::Error(self.string()?),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::recipe::model::ColumnType;
+
+    fn opts<'a>(columns: &'a BTreeMap<String, ColumnType>) -> SheetOptions<'a> {
+        SheetOptions {
+            source: "meta.csv",
+            sheet: None,
+            header_row: 1,
+            key_column: Some("id"),
+            columns,
+        }
+    }
+
+    fn table(columns: &BTreeMap<String, ColumnType>) -> SheetTable {
+        let csv = "id,when,n,x,flag,took,err\n Ä1 ,2024-01-02,3,2.5,true,1:02,#N/A\nb,,,,,,\n,,7\n";
+        super::super::sheet::load_csv(Path::new("meta.csv"), csv.as_bytes(), &opts(columns))
+            .unwrap()
+    }
+
+    fn assert_same(a: &SheetTable, b: &SheetTable) {
+        assert_eq!(
+            (&a.source, &a.sheet, &a.headers, &a.columns, &a.types),
+            (&b.source, &b.sheet, &b.headers, &b.columns, &b.types)
+        );
+        assert_eq!(a.rows, b.rows);
+        assert_eq!(a.by_key, b.by_key);
+        assert_eq!(a.warnings, b.warnings);
+    }
+
+    #[test]
+    fn every_kind_of_cell_reads_back_as_it_was_written() {
+        let columns = BTreeMap::from([("n".to_owned(), ColumnType::Integer)]);
+        let mut t = table(&columns);
+        let dt = chrono::NaiveDate::from_ymd_opt(1999, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 58, 123_456_789)
+            .unwrap();
+        t.rows[0].cells.extend([
+            (1, Cell::DateTime(dt)),
+            (2, Cell::Int(-42)),
+            (3, Cell::Float(-0.1)),
+            (4, Cell::Bool(false)),
+            (5, Cell::Duration("PT1H".into())),
+            (6, Cell::Error("#DIV/0!".into())),
+        ]);
+        t.sheet = Some("Données".into());
+        let key = [7; 32];
+        let back = decode(&encode(&t, &key), &key, &opts(&columns)).unwrap();
+        assert_same(&t, &back);
+        assert_eq!(back.types[2], Some(ColumnType::Integer));
+        assert!(back.lookup("ä1").is_none() && back.lookup(" Ä1").is_some());
+        assert_eq!(back.warnings.len(), 1, "the keyless row's warning is kept");
+    }
+
+    #[test]
+    fn declared_types_come_from_the_recipe_not_the_cache() {
+        let none = BTreeMap::new();
+        let t = table(&none);
+        let key = [1; 32];
+        let typed = BTreeMap::from([("x".to_owned(), ColumnType::Number)]);
+        let back = decode(&encode(&t, &key), &key, &opts(&typed)).unwrap();
+        assert_eq!(back.types[3], Some(ColumnType::Number));
+    }
+
+    #[test]
+    fn another_key_a_cut_file_or_stray_bytes_are_a_miss() {
+        let columns = BTreeMap::new();
+        let t = table(&columns);
+        let o = opts(&columns);
+        let bytes = encode(&t, &[1; 32]);
+        assert!(decode(&bytes, &[2; 32], &o).is_none());
+        for cut in [0, 1, 20, bytes.len() / 2, bytes.len() - 1] {
+            assert!(
+                decode(&bytes[..cut], &[1; 32], &o).is_none(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer, &[1; 32], &o).is_none());
+        // A count that claims more items than the file holds.
+        let mut lying = bytes;
+        let at = MAGIC.len() + 32 + 4 + "meta.csv".len() + 1;
+        lying[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&lying, &[1; 32], &o).is_none());
+    }
+
+    #[test]
+    fn the_key_follows_content_format_and_options_but_not_types() {
+        let none = BTreeMap::new();
+        let typed = BTreeMap::from([("n".to_owned(), ColumnType::Integer)]);
+        let key = |content: u8, format: &str, o: &SheetOptions<'_>| {
+            SheetCache::new(PathBuf::new(), &[content; 32], format, o).key
+        };
+        let base = key(0, "csv", &opts(&none));
+        assert_eq!(base, key(0, "csv", &opts(&typed)));
+        assert_ne!(base, key(1, "csv", &opts(&none)));
+        assert_ne!(base, key(0, "xlsx", &opts(&none)));
+        for changed in [
+            SheetOptions {
+                header_row: 2,
+                ..opts(&none)
+            },
+            SheetOptions {
+                sheet: Some("S"),
+                ..opts(&none)
+            },
+            SheetOptions {
+                key_column: None,
+                ..opts(&none)
+            },
+            SheetOptions {
+                source: "other.csv",
+                ..opts(&none)
+            },
+        ] {
+            assert_ne!(base, key(0, "csv", &changed));
+        }
+    }
+
+    #[test]
+    fn a_stored_table_is_loaded_and_a_new_key_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache").join("r.meta0.sheet");
+        let columns = BTreeMap::new();
+        let o = opts(&columns);
+        let t = table(&columns);
+        let first = SheetCache::new(path.clone(), &[1; 32], "csv", &o);
+        assert!(first.load(&o).is_none());
+        first.store(&t).unwrap();
+        assert_same(&t, &first.load(&o).unwrap());
+        let second = SheetCache::new(path.clone(), &[2; 32], "csv", &o);
+        assert!(second.load(&o).is_none());
+        second.store(&t).unwrap();
+        assert!(first.load(&o).is_none(), "one slot per source");
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+}
