@@ -17,6 +17,51 @@ pub const FIRST_FOLDER_REGEX: &str = "^(?P<group_key>[^/]+)/";
 /// Groups by the file stem (patterns 2, 3 and 5).
 pub const STEM_REGEX: &str = r"^(?:.*/)?(?P<group_key>[^/]+?)(?:\.[^./]+)?$";
 
+/// The built-in group key regexes, matched by hand: on a flat folder of
+/// 200,000 files the regex engine's capture search was most of grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuiltinKey {
+    FirstFolder,
+    Stem,
+}
+
+impl BuiltinKey {
+    fn of(regex: &str) -> Option<Self> {
+        match regex {
+            FIRST_FOLDER_REGEX => Some(Self::FirstFolder),
+            STEM_REGEX => Some(Self::Stem),
+            _ => None,
+        }
+    }
+
+    /// What the regex's `group_key` captures, exactly.
+    fn group_key(self, rel: &str) -> Option<&str> {
+        match self {
+            Self::FirstFolder => rel
+                .split_once('/')
+                .map(|(first, _)| first)
+                .filter(|f| !f.is_empty()),
+            Self::Stem => {
+                let (dir, name) = match rel.rfind('/') {
+                    Some(i) => rel.split_at(i + 1),
+                    None => ("", rel),
+                };
+                // `.*` does not cross a newline, so a folder path holding one
+                // cannot be skipped by `(?:.*/)?`.
+                if name.is_empty() || dir.contains('\n') {
+                    return None;
+                }
+                // The lazy key stops before the last dot when an extension
+                // (at least one character, no dot) follows it.
+                Some(match name.rfind('.') {
+                    Some(dot) if dot > 0 && dot + 1 < name.len() => &name[..dot],
+                    _ => name,
+                })
+            }
+        }
+    }
+}
+
 /// The layout the plan reports: a detected seed pattern, or the recipe's regex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Layout {
@@ -198,12 +243,21 @@ pub fn group(
     out.layout = Some(layout);
 
     let names: Vec<&str> = regex.capture_names().flatten().collect();
+    let builtin = BuiltinKey::of(regex.as_str());
     // The group key is a slice of the path; the unit key is allocated only when
     // the template makes it differ from the group key.
     let plain = template.text == "{group_key}";
     let keyed: Vec<Option<(&str, Option<String>)>> = members
         .par_iter()
         .map(|(_, _, rel)| {
+            // The built-in regexes capture only `group_key`: cut it directly.
+            if let Some(b) = builtin {
+                let group_key = b.group_key(rel)?;
+                let key = (!plain).then(|| {
+                    template.render(|field| (field == "group_key").then(|| group_key.to_owned()))
+                });
+                return Some((group_key, key));
+            }
             let caps = regex.captures(rel)?;
             let group_key = caps
                 .name("group_key")
@@ -274,6 +328,56 @@ pub fn group(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_keys_are_cut_exactly_as_their_regexes_capture() {
+        let paths = [
+            "a.png",
+            "a",
+            "a.",
+            ".a",
+            "..a",
+            "a..b",
+            "a.b.c",
+            ".a.b",
+            "d/a.png",
+            "d/e/a.tar.gz",
+            "d/.hidden",
+            "d/",
+            "/a.png",
+            "//a",
+            "d//a.b",
+            "a/b",
+            "/",
+            "",
+            "é/ü.ñ",
+            "x.y/z",
+            "x.y/z.",
+            "a\nb/c.png",
+            "a/b\nc.png",
+            "a\n.png",
+            "d/a.p\nng",
+            "\n/a",
+            "a.b/",
+            "d/a b.json",
+            "a\u{1F600}.png",
+        ];
+        for (builtin, text) in [
+            (BuiltinKey::FirstFolder, FIRST_FOLDER_REGEX),
+            (BuiltinKey::Stem, STEM_REGEX),
+        ] {
+            assert_eq!(BuiltinKey::of(text), Some(builtin));
+            let re = Regex::new(text).unwrap();
+            for p in paths {
+                let want = re
+                    .captures(p)
+                    .and_then(|c| c.name("group_key"))
+                    .map(|m| m.as_str());
+                assert_eq!(builtin.group_key(p), want, "{text} on {p:?}");
+            }
+        }
+        assert_eq!(BuiltinKey::of("^(?P<group_key>[^/]+)"), None);
+    }
 
     use crate::source::local::scanned_files as files;
     fn all(spec: u32, n: usize) -> Vec<Classified> {
