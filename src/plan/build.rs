@@ -458,17 +458,19 @@ pub fn build_plan(
                     }
                 })
                 .collect();
+            // Moved, not cloned: the schema validates the same value that is written.
+            let meta = serde_json::Value::Object(m.meta);
             let problems = validate::validate_unit(
                 specs,
                 &checked,
                 recipe.max_file_size,
-                &m.meta,
-                &m.provenance,
+                &meta,
+                |field| m.provenance.get(field),
                 recipe.collection.meta_schema.as_ref(),
                 m.problems,
             );
             MergedUnit {
-                meta: meta_raw(&m.meta),
+                meta: meta_raw(&meta),
                 problems,
                 key_field_overridden: m.key_field_overridden,
             }

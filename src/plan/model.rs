@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value as Json;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value as Json};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -110,7 +110,7 @@ impl PartialEq for PlannedUnit {
 }
 
 /// Compact JSON text of a meta object.
-pub fn meta_raw(meta: &Map<String, Json>) -> Box<RawValue> {
+pub fn meta_raw(meta: &Json) -> Box<RawValue> {
     let text = serde_json::to_string(meta).unwrap_or_else(|_| "{}".to_owned());
     RawValue::from_string(text)
         .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("{} is JSON"))

@@ -1,9 +1,7 @@
 //! Validate: every reason a unit cannot be uploaded (SPEC 2.3), all of them listed.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use crate::recipe::resolve::{FileSpec, MetaSchema};
 
@@ -93,8 +91,8 @@ pub fn validate_unit(
     specs: &[FileSpec],
     files: &[CheckedFile<'_>],
     max_file_size: Option<u64>,
-    meta: &Map<String, Json>,
-    provenance: &BTreeMap<String, String>,
+    meta: &Json,
+    provenance: impl Fn(&str) -> Option<String>,
     schema: Option<&MetaSchema>,
     mut problems: Vec<Problem>,
 ) -> Vec<Problem> {
@@ -155,8 +153,7 @@ pub fn validate_unit(
         }
     }
     if let Some(schema) = schema {
-        let instance = Json::Object(meta.clone());
-        for err in schema.validator.iter_errors(&instance) {
+        for err in schema.validator.iter_errors(meta) {
             let pointer = err.instance_path().as_str().to_owned();
             let top = pointer
                 .split('/')
@@ -172,7 +169,7 @@ pub fn validate_unit(
             );
             p.pointer = Some(pointer.clone());
             if let Some(top) = top {
-                p.source = provenance.get(&top).cloned();
+                p.source = provenance(&top);
                 p.field = Some(top);
             }
             problems.push(p);

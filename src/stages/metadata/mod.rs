@@ -5,7 +5,7 @@ pub mod convert;
 pub mod sheet;
 pub mod sheet_cache;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::path::Path;
 
 use serde_json::{Map, Value as Json};
@@ -34,13 +34,55 @@ pub struct UnitFile<'a> {
 
 /// What merging gave one unit.
 #[derive(Debug, Default)]
-pub struct MergedMeta {
+pub struct MergedMeta<'a> {
     pub meta: Map<String, Json>,
-    /// Field → where its value came from.
-    pub provenance: BTreeMap<String, String>,
+    pub provenance: Provenance<'a>,
     pub problems: Vec<Problem>,
     /// A source set `key_field` to something other than the unit key.
     pub key_field_overridden: Option<String>,
+}
+
+/// Where each field's value came from. Kept unrendered: only a field that a
+/// problem names is ever spelled out, and most units have no problem.
+#[derive(Debug, Default)]
+pub struct Provenance<'a>(Vec<(Cow<'a, str>, Origin<'a>)>);
+
+impl<'a> Provenance<'a> {
+    fn set(&mut self, field: Cow<'a, str>, origin: Origin<'a>) {
+        self.0.push((field, origin));
+    }
+
+    /// The origin of the field's current value (the last source that set it).
+    pub fn get(&self, field: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(f, _)| f == field)
+            .map(|(_, o)| o.to_string())
+    }
+}
+
+/// One field's origin: a sheet cell (`meta.xlsx!Sheet1!C14`), a file name
+/// (`filename:a/b.png`), or a source's label.
+#[derive(Debug)]
+enum Origin<'a> {
+    Cell {
+        table: &'a SheetTable,
+        header: u32,
+        row: u32,
+    },
+    Filename(&'a str),
+    Label(Cow<'a, str>),
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Cell { table, header, row } => f.write_str(&table.provenance(*header, *row)),
+            Origin::Filename(rel) => write!(f, "filename:{rel}"),
+            Origin::Label(label) => f.write_str(label),
+        }
+    }
 }
 
 pub struct MergeInput<'a> {
@@ -54,7 +96,7 @@ pub struct MergeInput<'a> {
 }
 
 /// Merges every source into one unit's meta.
-pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMeta {
+pub fn merge<'a>(sources: &'a [PreparedSource<'a>], unit: &MergeInput<'a>) -> MergedMeta<'a> {
     let mut out = MergedMeta::default();
     let primary = unit
         .primary_order
@@ -70,13 +112,16 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
                 match table.lookup(unit.key) {
                     Some(row) => {
                         for (h, cell) in &row.cells {
-                            let field = &table.headers[*h as usize];
-                            let provenance = table.provenance(*h, row.row);
+                            let origin = Origin::Cell {
+                                table,
+                                header: *h,
+                                row: row.row,
+                            };
                             set(
                                 &mut out,
-                                field,
+                                &table.headers[*h as usize],
                                 convert(cell, table.types[*h as usize]),
-                                provenance,
+                                origin,
                             );
                         }
                         true
@@ -97,7 +142,7 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
                                     &Cell::Text(m.as_str().to_owned()),
                                     types.get(name).copied(),
                                 );
-                                set(&mut out, name, value, format!("filename:{}", f.rel));
+                                set(&mut out, name, value, Origin::Filename(f.rel));
                             }
                         }
                         true
@@ -111,7 +156,12 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
             },
             MetadataKind::Static { fields, .. } => {
                 for (k, v) in fields {
-                    set(&mut out, k, Ok(v.clone()), source.label.clone());
+                    set(
+                        &mut out,
+                        k,
+                        Ok(v.clone()),
+                        Origin::Label(Cow::Borrowed(&source.label)),
+                    );
                 }
                 true
             }
@@ -129,35 +179,44 @@ pub fn merge(sources: &[PreparedSource<'_>], unit: &MergeInput<'_>) -> MergedMet
         {
             out.key_field_overridden = Some(format!(
                 "{} set `{field}` to {prev}",
-                out.provenance.get(field).map_or("a source", String::as_str)
+                out.provenance
+                    .get(field)
+                    .unwrap_or_else(|| "a source".to_owned())
             ));
         }
         out.meta
             .insert(field.to_owned(), Json::String(unit.key.to_owned()));
-        out.provenance
-            .insert(field.to_owned(), "unit key".to_owned());
+        out.provenance.set(
+            Cow::Borrowed(field),
+            Origin::Label(Cow::Borrowed("unit key")),
+        );
     }
     out
 }
 
-fn set(out: &mut MergedMeta, field: &str, value: Result<Json, String>, provenance: String) {
+fn set<'a>(
+    out: &mut MergedMeta<'a>,
+    field: &'a str,
+    value: Result<Json, String>,
+    origin: Origin<'a>,
+) {
     match value {
         Ok(v) => {
             out.meta.insert(field.to_owned(), v);
-            out.provenance.insert(field.to_owned(), provenance);
+            out.provenance.set(Cow::Borrowed(field), origin);
         }
         Err(message) => {
             out.problems.push(
                 Problem::new(ProblemReason::MetadataType, format!("{field}: {message}"))
                     .field(field)
-                    .source(&provenance),
+                    .source(&origin.to_string()),
             );
         }
     }
 }
 
 fn sidecar(
-    out: &mut MergedMeta,
+    out: &mut MergedMeta<'_>,
     template: &KeyTemplate,
     primary: &UnitFile<'_>,
     unit: &MergeInput<'_>,
@@ -206,7 +265,8 @@ fn sidecar(
         Ok(Json::Object(map)) => {
             for (k, v) in map {
                 out.meta.insert(k.clone(), v);
-                out.provenance.insert(k, rel.clone());
+                out.provenance
+                    .set(Cow::Owned(k), Origin::Label(Cow::Owned(rel.clone())));
             }
         }
         Ok(other) => out.problems.push(
