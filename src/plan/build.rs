@@ -483,7 +483,7 @@ pub fn build_plan(
         (i != u32::MAX).then(|| {
             hashes[i as usize]
                 .as_ref()
-                .map(hex::encode)
+                .map(checksum::hex)
                 .unwrap_or_default()
         })
     };
@@ -556,15 +556,16 @@ pub fn build_plan(
             .into_par_iter()
             .map(|(u, m)| {
                 let problems = m.problems;
-                let mut per_spec: BTreeMap<u32, Vec<&FileRef>> = BTreeMap::new();
-                for (spec, f) in &u.files {
-                    per_spec.entry(*spec).or_default().push(f);
-                }
-                let files: Vec<(std::sync::Arc<str>, PlannedFile)> = per_spec
-                    .iter()
-                    .filter(|(_, fs)| fs.len() == 1)
-                    .map(|(spec, fs)| {
-                        let f = fs[0];
+                // A draft's files are sorted by spec; a spec with more than
+                // one file is ambiguous (a problem) and gets none.
+                let files: Vec<(std::sync::Arc<str>, PlannedFile)> = u
+                    .files
+                    .chunk_by(|a, b| a.0 == b.0)
+                    .filter_map(|run| match run {
+                        [one] => Some(one),
+                        _ => None,
+                    })
+                    .map(|(spec, f)| {
                         let s = &file_slices[f.root as usize][f.index as usize];
                         (
                             spec_names[*spec as usize].clone(),

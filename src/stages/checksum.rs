@@ -20,6 +20,14 @@ use super::Warning;
 
 pub type Sha1Digest = [u8; 20];
 
+/// Lower-case hex of a digest, the way the plan writes it (one allocation of
+/// exactly 40 bytes; this runs once per planned file).
+pub fn hex(d: &Sha1Digest) -> String {
+    let mut out = [0u8; 40];
+    hex::encode_to_slice(d, &mut out).expect("40 bytes hold 20 in hex");
+    std::str::from_utf8(&out).expect("hex is ASCII").to_owned()
+}
+
 const HEADER_V1: &str = "synup-checksums v1";
 const HEADER: &[u8] = b"synup-checksums v2\n";
 /// key (16) + size (8) + mtime (8) + SHA-1 (20), little-endian numbers.
@@ -376,6 +384,13 @@ pub fn sha1_file(path: &Path) -> std::io::Result<Sha1Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_the_lower_case_text_of_every_byte() {
+        let d: Sha1Digest = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        assert_eq!(hex(&d), hex::encode(d));
+        assert_eq!(hex(&[0xff; 20]), "f".repeat(40));
+    }
 
     #[test]
     fn known_digest() {
