@@ -16,6 +16,7 @@
 //! Library code never prints: the binary's `cli` and `console` modules do.
 
 pub mod apply;
+pub mod cache_file;
 pub mod explore;
 pub mod init;
 pub mod plan;

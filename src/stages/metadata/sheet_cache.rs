@@ -16,18 +16,17 @@
 //! version) is a miss, never an error.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDateTime};
 use sha2::{Digest, Sha256};
 
 use super::convert::Cell;
 use super::sheet::{Row, SheetOptions, SheetTable, normalize_key};
+use crate::cache_file::{self, In, Out, unseal};
 use crate::stages::Warning;
 
 const MAGIC: &[u8; 16] = b"synup-sheet-v1\n\0";
-const END: &[u8; 4] = b"end\n";
 
 /// Where one sheet's parsed table is kept, and the key it must carry.
 pub struct SheetCache {
@@ -64,21 +63,14 @@ impl SheetCache {
         decode(&bytes, &self.key, opts)
     }
 
-    /// Replaces the slot's entry: written beside it, then renamed over it.
+    /// Replaces the slot's entry.
     pub fn store(&self, table: &SheetTable) -> std::io::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".sheet-")
-            .tempfile_in(dir)?;
-        tmp.write_all(&encode(table, &self.key))?;
-        tmp.persist(&self.path).map(|_| ()).map_err(|e| e.error)
+        cache_file::store(&self.path, &encode(table, &self.key))
     }
 }
 
 fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
-    let mut out = Out(Vec::with_capacity(64 + t.rows.len() * 48));
-    out.0.extend_from_slice(MAGIC);
+    let mut out = Out::new(MAGIC, 64 + t.rows.len() * 48);
     out.0.extend_from_slice(key);
     out.str(&t.source);
     match &t.sheet {
@@ -105,23 +97,15 @@ fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
         out.u32(r.cells.len() as u32);
         for (h, c) in &r.cells {
             out.u32(*h);
-            out.cell(c);
+            put_cell(&mut out, c);
         }
     }
-    out.0.extend_from_slice(END);
-    let len = out.0.len() as u64 + 8;
-    out.u64(len);
-    out.0
+    out.seal()
 }
 
 fn decode(bytes: &[u8], key: &[u8; 32], opts: &SheetOptions<'_>) -> Option<SheetTable> {
-    let (body, len) = bytes.split_last_chunk::<8>()?;
-    if u64::from_le_bytes(*len) != bytes.len() as u64 {
-        return None;
-    }
-    let body = body.strip_suffix(END)?;
-    let mut r = In(body);
-    if r.take(MAGIC.len())? != MAGIC || r.take(32)? != key {
+    let mut r = unseal(bytes, MAGIC)?;
+    if r.take(32)? != key {
         return None;
     }
     let source = r.string()?;
@@ -159,12 +143,12 @@ fn decode(bytes: &[u8], key: &[u8; 32], opts: &SheetOptions<'_>) -> Option<Sheet
             if h as usize >= headers.len() {
                 return None;
             }
-            cells.push((h, r.cell()?));
+            cells.push((h, get_cell(&mut r)?));
         }
         by_key.insert(normalize_key(&key).into_owned(), i);
         rows.push(Row { row, key, cells });
     }
-    if !r.0.is_empty() || by_key.len() != rows.len() {
+    if !r.is_empty() || by_key.len() != rows.len() {
         return None;
     }
     let types = headers
@@ -183,111 +167,61 @@ fn decode(bytes: &[u8], key: &[u8; 32], opts: &SheetOptions<'_>) -> Option<Sheet
     })
 }
 
-struct Out(Vec<u8>);
-
-impl Out {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn str(&mut self, s: &str) {
-        self.u32(s.len() as u32);
-        self.0.extend_from_slice(s.as_bytes());
-    }
-    fn cell(&mut self, c: &Cell) {
-        match c {
-            Cell::Text(s) => {
-                self.u8(0);
-                self.str(s);
-            }
-            Cell::Int(i) => {
-                self.u8(1);
-                self.u64(*i as u64);
-            }
-            Cell::Float(f) => {
-                self.u8(2);
-                self.u64(f.to_bits());
-            }
-            Cell::Bool(b) => {
-                self.u8(3);
-                self.u8(u8::from(*b));
-            }
-            Cell::DateTime(dt) => {
-                let utc = dt.and_utc();
-                self.u8(4);
-                self.u64(utc.timestamp() as u64);
-                self.u32(utc.timestamp_subsec_nanos());
-            }
-            Cell::Duration(s) => {
-                self.u8(5);
-                self.str(s);
-            }
-            Cell::Error(s) => {
-                self.u8(6);
-                self.str(s);
-            }
+fn put_cell(out: &mut Out, c: &Cell) {
+    match c {
+        Cell::Text(s) => {
+            out.u8(0);
+            out.str(s);
+        }
+        Cell::Int(i) => {
+            out.u8(1);
+            out.u64(*i as u64);
+        }
+        Cell::Float(f) => {
+            out.u8(2);
+            out.u64(f.to_bits());
+        }
+        Cell::Bool(b) => {
+            out.u8(3);
+            out.u8(u8::from(*b));
+        }
+        Cell::DateTime(dt) => {
+            let utc = dt.and_utc();
+            out.u8(4);
+            out.u64(utc.timestamp() as u64);
+            out.u32(utc.timestamp_subsec_nanos());
+        }
+        Cell::Duration(s) => {
+            out.u8(5);
+            out.str(s);
+        }
+        Cell::Error(s) => {
+            out.u8(6);
+            out.str(s);
         }
     }
 }
 
-/// A bounds-checked reader: every read past the end is `None`.
-struct In<'a>(&'a [u8]);
-
-impl<'a> In<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    /// A list's length, read as `u32` (or `u64` for rows), that the remaining
-    /// bytes can hold at `min` bytes per item: a damaged count never reserves
-    /// more memory than the file could describe.
-    fn fits(&self, n: u64, min: usize) -> Option<usize> {
-        let n = usize::try_from(n).ok()?;
-        (n.checked_mul(min)? <= self.0.len()).then_some(n)
-    }
-    fn string(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
-    }
-    fn cell(&mut self) -> Option<Cell> {
-        Some(match self.u8()? {
-            0 => Cell::Text(self.string()?),
-            1 => Cell::Int(self.u64()? as i64),
-            2 => Cell::Float(f64::from_bits(self.u64()?)),
-            3 => Cell::Bool(match self.u8()? {
-                0 => false,
-                1 => true,
-                _ => return None,
-            }),
-            4 => {
-                let secs = self.u64()? as i64;
-                let nanos = self.u32()?;
-                let dt: NaiveDateTime = DateTime::from_timestamp(secs, nanos)?.naive_utc();
-                Cell::DateTime(dt)
-            }
-            5 => Cell::Duration(self.string()?),
-            6 => Cell::Error(self.string()?),
+fn get_cell(r: &mut In<'_>) -> Option<Cell> {
+    Some(match r.u8()? {
+        0 => Cell::Text(r.string()?),
+        1 => Cell::Int(r.u64()? as i64),
+        2 => Cell::Float(f64::from_bits(r.u64()?)),
+        3 => Cell::Bool(match r.u8()? {
+            0 => false,
+            1 => true,
             _ => return None,
-        })
-    }
+        }),
+        4 => {
+            let secs = r.u64()? as i64;
+            let nanos = r.u32()?;
+            let dt: NaiveDateTime = DateTime::from_timestamp(secs, nanos)?.naive_utc();
+            Cell::DateTime(dt)
+        }
+        5 => Cell::Duration(r.string()?),
+        6 => Cell::Error(r.string()?),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -309,8 +243,12 @@ mod tests {
 
     fn table(columns: &BTreeMap<String, ColumnType>) -> SheetTable {
         let csv = "id,when,n,x,flag,took,err\n Ä1 ,2024-01-02,3,2.5,true,1:02,#N/A\nb,,,,,,\n,,7\n";
-        super::super::sheet::load_csv(Path::new("meta.csv"), csv.as_bytes(), &opts(columns))
-            .unwrap()
+        super::super::sheet::load_csv(
+            std::path::Path::new("meta.csv"),
+            csv.as_bytes(),
+            &opts(columns),
+        )
+        .unwrap()
     }
 
     fn assert_same(a: &SheetTable, b: &SheetTable) {
