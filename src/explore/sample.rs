@@ -49,6 +49,7 @@ pub fn sample_local(root: &Path, limit: u64) -> std::io::Result<(SourceScan, Opt
             exclude: &exclude,
             skip: None,
             threads: 8,
+            listing_cache: None,
         };
         return Ok((crate::source::scan_local(root, &opts)?, None));
     }

@@ -175,6 +175,7 @@ pub fn build_plan(
             .iter()
             .map(|root| {
                 let skip = skip.clone();
+                let cache_dir = &cache_dir;
                 s.spawn(move || -> Result<SourceScan, String> {
                     if let Some(remote) = &root.remote {
                         let progress = opts.listing_progress.clone();
@@ -189,11 +190,19 @@ pub fn build_plan(
                             },
                         );
                     }
+                    // One listing cache per root, named by the root's path.
+                    let root_id = Sha256::digest(root.path.as_os_str().as_encoded_bytes());
+                    let listing_cache = cache_dir.join(format!(
+                        "{}.{}.dirs",
+                        recipe.name,
+                        hex::encode(&root_id[..6])
+                    ));
                     let opts = ScanOptions {
                         recursive: root.recursive,
                         exclude: &recipe.exclude,
                         skip: Some(skip),
                         threads: opts.scan_threads,
+                        listing_cache: Some(listing_cache),
                     };
                     scan_local(&root.path, &opts).map_err(|e| io_reason(&e))
                 })

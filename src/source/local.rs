@@ -1,14 +1,16 @@
 //! The local file-system walker: parallel, hidden files included, `.gitignore`
 //! ignored, symlinks followed with loop detection.
 
+use std::borrow::Cow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use globset::GlobSet;
 use rayon::slice::ParallelSliceMut;
 use rustix::fs::{self, AtFlags, FileType, OFlags};
+
+use super::listing_cache::{ListingCache, Stamp, entries, push_entry};
 
 /// Files never uploaded, wherever they are.
 const JUNK_FILES: &[&str] = &[".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"];
@@ -75,12 +77,15 @@ pub struct ScanOptions<'a> {
     /// A folder never to descend into (the recipe's own `.synup/`).
     pub skip: Option<PathBuf>,
     pub threads: usize,
+    /// Where this root's folder listings are cached between scans, if anywhere.
+    pub listing_cache: Option<PathBuf>,
 }
 
 /// Walks `root`. Errors only if the root itself is missing or not a folder.
 ///
 /// Each folder is read by one task on a pool of `threads` workers (deep I/O
-/// queues pay off even on two cores). Entry types come from `getdents`, so only
+/// queues pay off even on two cores). With a `listing_cache`, a folder that is
+/// unchanged since the last scan is not read at all (see `listing_cache`). Entry types come from `getdents`, so only
 /// files (for size and mtime) and symlinks (to follow them) cost a `stat`, made
 /// relative to their folder's descriptor; folders are opened relative to the
 /// root's descriptor, so the kernel never re-resolves the root's absolute path.
@@ -104,16 +109,41 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
         .and_then(|s| s.strip_prefix(root).ok())
         .and_then(Path::to_str)
         .map(str::to_owned);
+    let cache = opts.listing_cache.clone().map(ListingCache::open);
+    let root_id = (meta.st_dev, meta.st_ino);
+    let scan = walk(
+        root_fd.as_fd(),
+        root_id,
+        opts,
+        cache.as_ref(),
+        skip.as_deref(),
+    );
+    if let Some(cache) = cache {
+        // A cache that cannot be written only costs the next scan its reads.
+        let _ = cache.save();
+    }
+    Ok(scan)
+}
+
+/// The walk itself, from the root's descriptor and (device, inode).
+fn walk(
+    root_fd: BorrowedFd<'_>,
+    root_id: (u64, u64),
+    opts: &ScanOptions<'_>,
+    cache: Option<&ListingCache>,
+    skip: Option<&str>,
+) -> SourceScan {
     let shared = Mutex::new(SourceScan::default());
     let walker = Walker {
         opts,
-        root_fd: root_fd.as_fd(),
-        skip: skip.as_deref(),
+        root_fd,
+        skip,
         shared: &shared,
+        cache,
     };
     let start = Arc::new(Dir {
         rel: String::new(),
-        id: (meta.st_dev, meta.st_ino),
+        id: root_id,
         excluded: false,
         parent: None,
     });
@@ -132,7 +162,7 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
     scan.non_utf8.sort();
     scan.issues
         .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    Ok(scan)
+    scan
 }
 
 /// A folder and the chain of folders above it, by (device, inode), so that a
@@ -178,6 +208,15 @@ struct Walker<'a> {
     /// The state folder's path under the root, never descended into.
     skip: Option<&'a str>,
     shared: &'a Mutex<SourceScan>,
+    cache: Option<&'a ListingCache>,
+}
+
+/// What a folder's entries are `stat`-ed relative to: its own descriptor, or
+/// (for a folder listed from the cache, which is never opened) the root's.
+#[derive(Clone)]
+enum At {
+    Root,
+    Dir(Arc<OwnedFd>),
 }
 
 // `st_mtime` is `i64` on 64-bit Linux and narrower on some other targets.
@@ -196,13 +235,21 @@ impl<'a> Walker<'a> {
         });
     }
 
-    fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, dir: Arc<Dir>) {
-        let mut out = SourceScan::default();
+    /// A folder's entries, encoded as in the listing cache: from the cache
+    /// when the folder is unchanged, else read (and offered to the cache).
+    fn list(&self, dir: &Dir, out: &mut SourceScan) -> Option<(At, Cow<'a, [u8]>)> {
         let here = if dir.rel.is_empty() {
             "."
         } else {
             dir.rel.as_str()
         };
+        let cache = self.cache;
+        if let Some(cache) = cache.filter(|c| !c.is_empty())
+            && let Ok(st) = fs::statat(self.root_fd, here, AtFlags::empty())
+            && let Some(listing) = cache.get(&dir.rel, &Stamp::of(&st))
+        {
+            return Some((At::Root, Cow::Borrowed(listing)));
+        }
         let dir_fd = match fs::openat(
             self.root_fd,
             here,
@@ -211,34 +258,62 @@ impl<'a> Walker<'a> {
         ) {
             Ok(fd) => fd,
             Err(err) => {
-                Self::unreadable(&mut out, &dir.rel, err);
-                merge(self.shared, &mut out);
-                return;
+                Self::unreadable(out, &dir.rel, err);
+                return None;
             }
         };
-        let dir_fd = Arc::new(dir_fd);
-        // Regular files waiting for their stat, and where their names start.
-        let mut to_stat: Vec<String> = Vec::new();
-        let name_at = if dir.rel.is_empty() {
-            0
-        } else {
-            dir.rel.len() + 1
-        };
+        // Stamped before reading: a change while reading shows on the next scan.
+        let stamp = cache
+            .and_then(|_| fs::fstat(&dir_fd).ok())
+            .map(|st| Stamp::of(&st));
+        let mut listing = Vec::new();
+        let mut complete = true;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
-        let mut entries = fs::RawDir::new(&*dir_fd, &mut buf);
-        while let Some(entry) = entries.next() {
-            let entry = match entry {
-                Ok(e) => e,
+        let mut raw = fs::RawDir::new(&dir_fd, &mut buf);
+        while let Some(entry) = raw.next() {
+            match entry {
+                Ok(e) => {
+                    let name = e.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        push_entry(&mut listing, name, e.file_type(), e.ino());
+                    }
+                }
                 Err(err) => {
-                    Self::unreadable(&mut out, &dir.rel, err);
+                    Self::unreadable(out, &dir.rel, err);
+                    complete = false;
                     break;
                 }
-            };
-            let raw = entry.file_name();
-            let bytes = raw.to_bytes();
-            if bytes == b"." || bytes == b".." {
-                continue;
             }
+        }
+        if let (Some(cache), Some(stamp), true) = (cache, stamp, complete) {
+            cache.put(&dir.rel, stamp, listing.clone());
+        }
+        Some((At::Dir(Arc::new(dir_fd)), Cow::Owned(listing)))
+    }
+
+    fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, dir: Arc<Dir>) {
+        let mut out = SourceScan::default();
+        let Some((at, listing)) = self.list(&dir, &mut out) else {
+            merge(self.shared, &mut out);
+            return;
+        };
+        // Regular files waiting for their stat, and where the path that is
+        // relative to `at` starts in their relative paths.
+        let mut to_stat: Vec<String> = Vec::new();
+        let name_at = match at {
+            At::Dir(_) if !dir.rel.is_empty() => dir.rel.len() + 1,
+            _ => 0,
+        };
+        let at_fd = match &at {
+            At::Root => self.root_fd,
+            At::Dir(fd) => fd.as_fd(),
+        };
+        // Stats one entry (by name) relative to `at`.
+        let stat_entry = |name: &str, flags: AtFlags| match &at {
+            At::Dir(_) => fs::statat(at_fd, name, flags),
+            At::Root => fs::statat(at_fd, dir.child_rel(name), flags),
+        };
+        for (bytes, mut ft, ino) in entries(&listing) {
             let Ok(name) = std::str::from_utf8(bytes) else {
                 let prefix = if dir.rel.is_empty() {
                     String::new()
@@ -249,11 +324,10 @@ impl<'a> Walker<'a> {
                     .push(format!("{prefix}{}", String::from_utf8_lossy(bytes)));
                 continue;
             };
-            let mut ft = entry.file_type();
             let mut stat = None;
             if ft == FileType::Unknown {
                 // Some file systems leave the type out of `getdents`.
-                match fs::statat(&dir_fd, raw, AtFlags::SYMLINK_NOFOLLOW) {
+                match stat_entry(name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => {
                         ft = FileType::from_raw_mode(st.st_mode);
                         stat = Some(st);
@@ -266,7 +340,7 @@ impl<'a> Walker<'a> {
             }
             let mut followed = false;
             if ft == FileType::Symlink {
-                match fs::statat(&dir_fd, raw, AtFlags::empty()) {
+                match stat_entry(name, AtFlags::empty()) {
                     Ok(st) => {
                         ft = FileType::from_raw_mode(st.st_mode);
                         stat = Some(st);
@@ -290,7 +364,7 @@ impl<'a> Walker<'a> {
                 }
                 let id = match &stat {
                     Some(st) => (st.st_dev, st.st_ino),
-                    None => (dir.id.0, entry.ino()),
+                    None => (dir.id.0, ino),
                 };
                 if followed && let Some(target) = dir.find(id) {
                     out.issues.push(ScanIssue::SymlinkLoop {
@@ -328,27 +402,31 @@ impl<'a> Walker<'a> {
                     to_stat.push(rel);
                     if to_stat.len() == STAT_BATCH {
                         // A big folder: its files are stat-ed by other workers
-                        // while this one goes on reading names.
+                        // while this one goes on through its names.
                         let batch = std::mem::take(&mut to_stat);
-                        let fd = dir_fd.clone();
+                        let at = at.clone();
                         scope.spawn(move |_| {
                             let mut out = SourceScan::default();
-                            Self::stat_files(&fd, name_at, batch, &mut out);
+                            let fd = match &at {
+                                At::Root => self.root_fd,
+                                At::Dir(fd) => fd.as_fd(),
+                            };
+                            Self::stat_files(fd, name_at, batch, &mut out);
                             merge(self.shared, &mut out);
                         });
                     }
                 }
             }
         }
-        Self::stat_files(&dir_fd, name_at, to_stat, &mut out);
+        Self::stat_files(at_fd, name_at, to_stat, &mut out);
         merge(self.shared, &mut out);
     }
 
-    /// Stats files of one folder (by their names, relative to its descriptor;
-    /// a name starts at byte `name_at` of its relative path).
-    fn stat_files(dir_fd: &OwnedFd, name_at: usize, rels: Vec<String>, out: &mut SourceScan) {
+    /// Stats files of one folder relative to `fd` (the folder's or the root's
+    /// descriptor; the path relative to it starts at byte `name_at`).
+    fn stat_files(fd: BorrowedFd<'_>, name_at: usize, rels: Vec<String>, out: &mut SourceScan) {
         for rel in rels {
-            match fs::statat(dir_fd, &rel[name_at..], AtFlags::SYMLINK_NOFOLLOW) {
+            match fs::statat(fd, &rel[name_at..], AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => out.files.push(scanned(rel, &st)),
                 Err(err) => Self::unreadable(out, &rel, err),
             }
@@ -406,6 +484,7 @@ mod tests {
             exclude,
             skip: None,
             threads: 4,
+            listing_cache: None,
         }
     }
 
@@ -523,6 +602,125 @@ mod tests {
             (scan.files[n].rel.as_str(), scan.files[n].size),
             ("sub/g.png", 2)
         );
+    }
+
+    /// Scans with a listing cache opened as if the scan started a minute
+    /// from now, so folders made by the test count as settled.
+    fn cached_scan(root: &Path, cache: &Path) -> (SourceScan, usize) {
+        let empty = GlobSet::empty();
+        let later = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64
+            + 60_000_000_000;
+        let cache = ListingCache::open_at(cache.to_path_buf(), later);
+        let fd = fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY, fs::Mode::empty()).unwrap();
+        let st = fs::fstat(&fd).unwrap();
+        let scan = walk(
+            fd.as_fd(),
+            (st.st_dev, st.st_ino),
+            &opts(&empty),
+            Some(&cache),
+            None,
+        );
+        let reused = cache.reused();
+        cache.save().unwrap();
+        (scan, reused)
+    }
+
+    fn uncached(root: &Path) -> SourceScan {
+        scan_local(root, &opts(&GlobSet::empty())).unwrap()
+    }
+
+    fn same(a: &SourceScan, b: &SourceScan) {
+        assert_eq!(a.files, b.files);
+        assert_eq!(
+            (&a.non_utf8, a.excluded, &a.issues),
+            (&b.non_utf8, b.excluded, &b.issues)
+        );
+    }
+
+    #[test]
+    fn unchanged_folders_are_listed_from_the_cache_and_every_change_is_seen() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let cache = dir.path().join("cache.dirs");
+        for f in [
+            "a/x.png",
+            "a/y.json",
+            "b/z.png",
+            "c/d/w.png",
+            "top.png",
+            "a/.DS_Store",
+        ] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        std::fs::create_dir_all(root.join("@eaDir")).unwrap();
+        std::fs::write(root.join("@eaDir/t.png"), "t").unwrap();
+        std::os::unix::fs::symlink("../c", root.join("c/d/up")).unwrap();
+        std::os::unix::fs::symlink("nowhere", root.join("b/broken")).unwrap();
+        std::fs::write(
+            root.join(std::ffi::OsStr::from_bytes(b"b/bad\xff.png")),
+            "x",
+        )
+        .unwrap();
+
+        let (first, reused) = cached_scan(&root, &cache);
+        assert_eq!(reused, 0);
+        same(&first, &uncached(&root));
+        assert_eq!(first.issues.len(), 2, "{:?}", first.issues);
+        let (second, reused) = cached_scan(&root, &cache);
+        assert_eq!(reused, 6, "every folder: root, a, b, c, c/d and @eaDir");
+        same(&second, &first);
+
+        // Added, removed, grown: all seen, and only changed folders are read.
+        std::fs::write(root.join("a/new.png"), "n").unwrap();
+        std::fs::remove_file(root.join("b/z.png")).unwrap();
+        std::fs::write(root.join("c/d/w.png"), "longer content").unwrap();
+        let (third, reused) = cached_scan(&root, &cache);
+        same(&third, &uncached(&root));
+        assert_eq!(reused, 4, "a and b are read again");
+
+        // An entry added with the folder's mtime put back: its ctime moved.
+        let before = std::fs::metadata(root.join("c"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::fs::write(root.join("c/sneaky.png"), "s").unwrap();
+        std::fs::File::open(root.join("c"))
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+        let (fourth, _) = cached_scan(&root, &cache);
+        assert!(fourth.files.iter().any(|f| f.rel == "c/sneaky.png"));
+        same(&fourth, &uncached(&root));
+
+        // A removed folder's listing is dropped; a damaged file is a miss.
+        std::fs::remove_dir_all(root.join("@eaDir")).unwrap();
+        let (fifth, _) = cached_scan(&root, &cache);
+        same(&fifth, &uncached(&root));
+        let bytes = std::fs::read(&cache).unwrap();
+        std::fs::write(&cache, &bytes[..bytes.len() - 3]).unwrap();
+        let (sixth, reused) = cached_scan(&root, &cache);
+        assert_eq!(reused, 0);
+        same(&sixth, &fifth);
+    }
+
+    #[test]
+    fn a_folder_changed_just_before_the_scan_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.png"), "x").unwrap();
+        let cache_path = dir.path().join("c.dirs");
+        let empty = GlobSet::empty();
+        let o = ScanOptions {
+            listing_cache: Some(cache_path.clone()),
+            ..opts(&empty)
+        };
+        let scan = scan_local(dir.path(), &o).unwrap();
+        assert_eq!(scan.files.len(), 1);
+        assert!(!cache_path.exists(), "nothing settled, nothing written");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! after the junk list and `exclude` globs; names that are not UTF-8 and walk
 //! problems (symlink loops, unreadable folders) are reported beside them.
 
+mod listing_cache;
 pub mod local;
 pub mod remote;
 
