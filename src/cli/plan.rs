@@ -60,8 +60,10 @@ pub fn run(args: Args) -> i32 {
             .map(|((n, d), rss)| format!("{n} {:.3}s ({rss} MiB)", d.as_secs_f64()))
             .collect();
         crate::console::note(&format!(
-            "stats: {} files scanned; sha1: {} cached, {} hashed ({} bytes read); {}",
+            "stats: {} files scanned; folders: {} cached, {} read; sha1: {} cached, {} hashed ({} bytes read); {}",
             s.files_scanned,
+            s.folders_cached,
+            s.folders_read,
             s.hash.cached,
             s.hash.hashed,
             s.hash.bytes_read,

@@ -75,6 +75,9 @@ impl Default for PlanOptions {
 #[derive(Debug, Default, Clone)]
 pub struct PlanStats {
     pub files_scanned: u64,
+    /// Local folders listed from the listing cache, and read.
+    pub folders_cached: u64,
+    pub folders_read: u64,
     pub hash: HashStats,
     pub timings: Vec<(&'static str, Duration)>,
     /// Peak resident memory so far, after each stage (Linux; 0 elsewhere).
@@ -252,10 +255,18 @@ pub fn build_plan(
                                 root.written
                             ),
                         )),
+                        ScanIssue::CacheRebuilt { cache, why } => warnings.push(Warning::new(
+                            "listing_cache_rebuilt",
+                            format!(
+                                "folder-listing cache {cache} is unreadable ({why}); rebuilding it"
+                            ),
+                        )),
                         ScanIssue::Unreadable { .. } => {}
                     }
                 }
                 stats.files_scanned += scan.files.len() as u64;
+                stats.folders_cached += scan.folders_cached;
+                stats.folders_read += scan.folders_read;
                 root_scans.push(scan);
             }
             Err(e) => {
@@ -873,18 +884,25 @@ fn spawn_sheet_loads(
                             .to_ascii_lowercase()
                     };
                     let cache = SheetCache::new(cache_file, &digest, &format, &o);
-                    let table = match cache.load(&o) {
+                    let (cached, damage) = match cache.load(&o) {
+                        Ok(cached) => (cached, None),
+                        Err(why) => (None, Some(why)),
+                    };
+                    let table = match cached {
                         Some(table) => Ok(table),
                         None => {
-                            let table = if is_csv {
+                            let mut table = if is_csv {
                                 sheet::load_csv(&path, &bytes, &o)
                             } else {
                                 sheet::load_excel(&path, &bytes, &o)
                             };
                             // A cache that cannot be written only costs the
                             // next plan a parse.
-                            if let Ok(t) = &table {
+                            if let Ok(t) = &mut table {
                                 let _ = cache.store(t);
+                                if let Some(why) = damage {
+                                    t.warnings.push(Warning::new("sheet_cache_rebuilt", why));
+                                }
                             }
                             table
                         }

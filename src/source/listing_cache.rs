@@ -108,6 +108,8 @@ pub struct ListingCache {
     used: Vec<AtomicBool>,
     fresh: Mutex<Vec<Fresh>>,
     scan_start_ns: i64,
+    /// The file was there but did not decode (damaged, or another version's).
+    damaged: bool,
 }
 
 impl ListingCache {
@@ -123,8 +125,11 @@ impl ListingCache {
     /// move it ahead to see folders they just made as settled).
     pub(super) fn open_at(path: PathBuf, scan_start_ns: i64) -> Self {
         let bytes = std::fs::read(&path).unwrap_or_default();
-        let records = decode(&bytes).unwrap_or_default();
+        let records = decode(&bytes);
+        let damaged = !bytes.is_empty() && records.is_none();
+        let records = records.unwrap_or_default();
         Self {
+            damaged,
             path,
             used: records.iter().map(|_| AtomicBool::new(false)).collect(),
             records,
@@ -153,6 +158,12 @@ impl ListingCache {
     /// lookup would only cost a `stat`).
     pub(super) fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Why the file on disk could not be used, if it was there.
+    pub(super) fn damage(&self) -> Option<&'static str> {
+        self.damaged
+            .then_some("not a folder-listing cache of this version, or damaged")
     }
 
     /// How many cached listings this scan used.
@@ -189,7 +200,7 @@ impl ListingCache {
             .filter(|(_, u)| u.load(Ordering::Relaxed))
             .map(|(r, _)| r)
             .collect();
-        if fresh.is_empty() && used.len() == self.records.len() {
+        if fresh.is_empty() && used.len() == self.records.len() && !self.damaged {
             return Ok(());
         }
         let mut all: Vec<(&[u8], Stamp, &[u8])> = used

@@ -59,6 +59,8 @@ pub enum ScanIssue {
     BrokenSymlink { link: String },
     /// A folder or file that could not be read (an error).
     Unreadable { path: String, message: String },
+    /// The folder-listing cache was there but unreadable; it is rebuilt (a warning).
+    CacheRebuilt { cache: String, why: String },
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +71,9 @@ pub struct SourceScan {
     pub non_utf8: Vec<String>,
     pub excluded: u64,
     pub issues: Vec<ScanIssue>,
+    /// Folders listed from the listing cache, and folders read.
+    pub folders_cached: u64,
+    pub folders_read: u64,
 }
 
 pub struct ScanOptions<'a> {
@@ -111,13 +116,24 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
         .map(str::to_owned);
     let cache = opts.listing_cache.clone().map(ListingCache::open);
     let root_id = (meta.st_dev, meta.st_ino);
-    let scan = walk(
+    let mut scan = walk(
         root_fd.as_fd(),
         root_id,
         opts,
         cache.as_ref(),
         skip.as_deref(),
     );
+    if let Some(why) = cache.as_ref().and_then(ListingCache::damage) {
+        scan.issues.push(ScanIssue::CacheRebuilt {
+            cache: opts
+                .listing_cache
+                .as_deref()
+                .unwrap_or(root)
+                .display()
+                .to_string(),
+            why: why.to_owned(),
+        });
+    }
     if let Some(cache) = cache {
         // A cache that cannot be written only costs the next scan its reads.
         let _ = cache.save();
@@ -248,8 +264,10 @@ impl<'a> Walker<'a> {
             && let Ok(st) = fs::statat(self.root_fd, here, AtFlags::empty())
             && let Some(listing) = cache.get(&dir.rel, &Stamp::of(&st))
         {
+            out.folders_cached += 1;
             return Some((At::Root, Cow::Borrowed(listing)));
         }
+        out.folders_read += 1;
         let dir_fd = match fs::openat(
             self.root_fd,
             here,
@@ -447,18 +465,13 @@ fn scanned(rel: String, st: &fs::Stat) -> ScannedFile {
 }
 
 fn merge(shared: &Mutex<SourceScan>, local: &mut SourceScan) {
-    if local.files.is_empty()
-        && local.non_utf8.is_empty()
-        && local.issues.is_empty()
-        && local.excluded == 0
-    {
-        return;
-    }
     let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
     s.files.append(&mut local.files);
     s.non_utf8.append(&mut local.non_utf8);
     s.issues.append(&mut local.issues);
     s.excluded += std::mem::take(&mut local.excluded);
+    s.folders_cached += std::mem::take(&mut local.folders_cached);
+    s.folders_read += std::mem::take(&mut local.folders_read);
 }
 
 /// One-byte files at these relative paths, for other modules' unit tests.
@@ -706,6 +719,8 @@ mod tests {
         let (sixth, reused) = cached_scan(&root, &cache);
         assert_eq!(reused, 0);
         same(&sixth, &fifth);
+        let (_, reused) = cached_scan(&root, &cache);
+        assert_eq!(reused, 5, "rebuilt by the scan that found it damaged");
     }
 
     #[test]

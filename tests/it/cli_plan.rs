@@ -126,6 +126,60 @@ fn second_plan_reads_no_file_content() {
 }
 
 #[test]
+fn settled_folders_are_listed_from_the_cache_and_changes_are_read() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    f.write("r.yaml", format!("{TWO_SPECS}source: {{path: data}}\n"));
+    let stats = |out: &crate::harness::Output| {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("stats:"))
+            .unwrap_or("");
+        line.split("; ").nth(1).unwrap_or("").to_owned()
+    };
+    // A folder changed in the last two seconds is read but not cached.
+    let racy = f.run(&["plan", "r.yaml", "--stats", "--format", "json"]);
+    assert_eq!(stats(&racy), "folders: 0 cached, 4 read");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let first = f.run(&["plan", "r.yaml", "--stats", "--format", "json"]);
+    assert_eq!(stats(&first), "folders: 0 cached, 4 read");
+    let second = f.run(&["plan", "r.yaml", "--stats", "--format", "json"]);
+    assert_eq!(
+        stats(&second),
+        "folders: 4 cached, 0 read",
+        "{}",
+        second.stderr
+    );
+    assert_eq!(first.stdout, second.stdout);
+
+    // A new unit changes `data` (read again) and adds a folder; the rest are cached.
+    f.write("data/u007/img.png", "png 7");
+    f.write("data/u007/lab.json", "{}");
+    let third = f.run(&["plan", "r.yaml", "--stats", "--format", "json"]);
+    assert_eq!(stats(&third), "folders: 3 cached, 2 read");
+    let plan: serde_json::Value = serde_json::from_str(&third.stdout).unwrap();
+    assert_eq!(plan["units"].as_array().unwrap().len(), 4);
+
+    // A damaged cache is rebuilt, with a warning.
+    let dirs = std::fs::read_dir(f.join(".synup/cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "dirs"))
+        .expect("the listing cache");
+    std::fs::write(&dirs, "garbage").unwrap();
+    let fourth = f.run(&["plan", "r.yaml", "--format", "json"]);
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    assert!(
+        fourth.stdout.contains("listing_cache_rebuilt"),
+        "{}",
+        fourth.stdout
+    );
+    let plan4: serde_json::Value = serde_json::from_str(&fourth.stdout).unwrap();
+    assert_eq!(plan4["units"], plan["units"]);
+}
+
+#[test]
 fn corrupt_checksum_cache_is_rebuilt_with_a_warning() {
     let f = Fixture::new();
     nested_units(&f, "data", 3);

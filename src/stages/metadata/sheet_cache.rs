@@ -57,10 +57,24 @@ impl SheetCache {
         }
     }
 
-    /// The cached table, if there is one for this key and it decodes whole.
-    pub fn load(&self, opts: &SheetOptions<'_>) -> Option<SheetTable> {
-        let bytes = std::fs::read(&self.path).ok()?;
-        decode(&bytes, &self.key, opts)
+    /// The cached table, if there is one for this key. `Err` for a file
+    /// that is there but does not decode (damaged, or another version's).
+    pub fn load(&self, opts: &SheetOptions<'_>) -> Result<Option<SheetTable>, String> {
+        let Ok(bytes) = std::fs::read(&self.path) else {
+            return Ok(None);
+        };
+        let mut r = unseal(&bytes, MAGIC).ok_or_else(|| self.damaged())?;
+        if r.take(32).ok_or_else(|| self.damaged())? != self.key {
+            return Ok(None); // another workbook or options: the slot is reused
+        }
+        decode(r, opts).map(Some).ok_or_else(|| self.damaged())
+    }
+
+    fn damaged(&self) -> String {
+        format!(
+            "sheet cache {} is unreadable (damaged, or another version's); rebuilding it",
+            self.path.display()
+        )
     }
 
     /// Replaces the slot's entry.
@@ -103,11 +117,8 @@ fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
     out.seal()
 }
 
-fn decode(bytes: &[u8], key: &[u8; 32], opts: &SheetOptions<'_>) -> Option<SheetTable> {
-    let mut r = unseal(bytes, MAGIC)?;
-    if r.take(32)? != key {
-        return None;
-    }
+/// A table from what follows the key.
+fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<SheetTable> {
     let source = r.string()?;
     let sheet = match r.u8()? {
         0 => None,
@@ -251,6 +262,13 @@ mod tests {
         .unwrap()
     }
 
+    /// A whole file's table, if it carries `key`.
+    fn read(bytes: &[u8], key: &[u8; 32], o: &SheetOptions<'_>) -> Option<SheetTable> {
+        let mut r = unseal(bytes, MAGIC)?;
+        (r.take(32)? == key).then_some(())?;
+        decode(r, o)
+    }
+
     fn assert_same(a: &SheetTable, b: &SheetTable) {
         assert_eq!(
             (&a.source, &a.sheet, &a.headers, &a.columns, &a.types),
@@ -279,7 +297,7 @@ mod tests {
         ]);
         t.sheet = Some("Données".into());
         let key = [7; 32];
-        let back = decode(&encode(&t, &key), &key, &opts(&columns)).unwrap();
+        let back = read(&encode(&t, &key), &key, &opts(&columns)).unwrap();
         assert_same(&t, &back);
         assert_eq!(back.types[2], Some(ColumnType::Integer));
         assert!(back.lookup("ä1").is_none() && back.lookup(" Ä1").is_some());
@@ -292,7 +310,7 @@ mod tests {
         let t = table(&none);
         let key = [1; 32];
         let typed = BTreeMap::from([("x".to_owned(), ColumnType::Number)]);
-        let back = decode(&encode(&t, &key), &key, &opts(&typed)).unwrap();
+        let back = read(&encode(&t, &key), &key, &opts(&typed)).unwrap();
         assert_eq!(back.types[3], Some(ColumnType::Number));
     }
 
@@ -302,21 +320,18 @@ mod tests {
         let t = table(&columns);
         let o = opts(&columns);
         let bytes = encode(&t, &[1; 32]);
-        assert!(decode(&bytes, &[2; 32], &o).is_none());
+        assert!(read(&bytes, &[2; 32], &o).is_none());
         for cut in [0, 1, 20, bytes.len() / 2, bytes.len() - 1] {
-            assert!(
-                decode(&bytes[..cut], &[1; 32], &o).is_none(),
-                "cut at {cut}"
-            );
+            assert!(read(&bytes[..cut], &[1; 32], &o).is_none(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode(&longer, &[1; 32], &o).is_none());
+        assert!(read(&longer, &[1; 32], &o).is_none());
         // A count that claims more items than the file holds.
         let mut lying = bytes;
         let at = MAGIC.len() + 32 + 4 + "meta.csv".len() + 1;
         lying[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode(&lying, &[1; 32], &o).is_none());
+        assert!(read(&lying, &[1; 32], &o).is_none());
     }
 
     #[test]
@@ -360,16 +375,19 @@ mod tests {
         let o = opts(&columns);
         let t = table(&columns);
         let first = SheetCache::new(path.clone(), &[1; 32], "csv", &o);
-        assert!(first.load(&o).is_none());
+        let missing = |c: &SheetCache| matches!(c.load(&o), Ok(None));
+        assert!(missing(&first));
         first.store(&t).unwrap();
-        assert_same(&t, &first.load(&o).unwrap());
+        assert_same(&t, &first.load(&o).unwrap().unwrap());
         let second = SheetCache::new(path.clone(), &[2; 32], "csv", &o);
-        assert!(second.load(&o).is_none());
+        assert!(missing(&second));
         second.store(&t).unwrap();
-        assert!(first.load(&o).is_none(), "one slot per source");
+        assert!(missing(&first), "one slot per source");
         assert_eq!(
             std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
             1
         );
+        std::fs::write(&path, b"not a cache").unwrap();
+        assert!(second.load(&o).unwrap_err().contains("rebuilding it"));
     }
 }
