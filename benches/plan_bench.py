@@ -4,9 +4,11 @@
 Generates seed-style trees (pattern 1 nested folders, pattern 3 flat folder)
 with a metadata sheet of one row per unit, then times, in the same run:
   - the seed's method (benches/seed_baseline.py: pathlib + openpyxl),
-  - `synup plan` with a cold checksum cache (every file hashed),
+  - `synup plan` with no `.synup/` (every file hashed, the sheet parsed,
+    every folder read),
   - `find DIR -type f -print0 | xargs -0 sha1sum` on the same tree,
-  - `synup plan` with a warm checksum cache,
+  - `synup plan` with warm caches (checksums, the parsed sheet, folder
+    listings: what a second plan of an unchanged tree finds),
 and, with --apply, in the same run:
   - `cp -r` of the tree onto the same disk,
   - `synup apply --yes` into an empty local target,
@@ -184,8 +186,8 @@ def main():
         if seed:
             print(f"  seed method (pathlib+openpyxl)   {seed[0]:7.2f} s   peak {seed[1]:7.0f} MiB")
         print(f"  find | xargs sha1sum             {sha1sum[0]:7.2f} s")
-        print(f"  synup plan, cold checksum cache  {c[0]:7.2f} s   peak {c[1]:7.0f} MiB   = {c[0] / sha1sum[0]:.2f}x sha1sum")
-        line = f"  synup plan, warm checksum cache  {w[0]:7.2f} s   peak {w[1]:7.0f} MiB"
+        print(f"  synup plan, cold caches          {c[0]:7.2f} s   peak {c[1]:7.0f} MiB   = {c[0] / sha1sum[0]:.2f}x sha1sum")
+        line = f"  synup plan, warm caches          {w[0]:7.2f} s   peak {w[1]:7.0f} MiB"
         if seed:
             line += f"   seed/synup = {seed[0] / w[0]:.1f}x"
         print(line)
