@@ -35,9 +35,9 @@ pub(super) struct Stamp {
     dev: u64,
 }
 
-// `st_mtime` is `i64` on 64-bit Linux and narrower on some other targets.
-#[allow(clippy::useless_conversion)]
-fn ns(secs: impl Into<i64>, nanos: i64) -> i64 {
+/// Nanoseconds since the epoch from a `stat` time's seconds and nanoseconds
+/// (`st_mtime` is `i64` on 64-bit Linux and narrower on some other targets).
+pub(super) fn time_ns(secs: impl Into<i64>, nanos: i64) -> i64 {
     secs.into()
         .saturating_mul(1_000_000_000)
         .saturating_add(nanos)
@@ -46,8 +46,8 @@ fn ns(secs: impl Into<i64>, nanos: i64) -> i64 {
 impl Stamp {
     pub(super) fn of(st: &Stat) -> Self {
         Self {
-            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec as i64),
-            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec as i64),
+            mtime_ns: time_ns(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime_ns: time_ns(st.st_ctime, st.st_ctime_nsec as i64),
             ino: st.st_ino,
             dev: st.st_dev,
         }
@@ -160,10 +160,13 @@ impl ListingCache {
         self.records.is_empty()
     }
 
-    /// Why the file on disk could not be used, if it was there.
-    pub(super) fn damage(&self) -> Option<&'static str> {
+    /// Whether the file was there but could not be used.
+    pub(super) fn damaged(&self) -> bool {
         self.damaged
-            .then_some("not a folder-listing cache of this version, or damaged")
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// How many cached listings this scan used.

@@ -10,7 +10,7 @@ use globset::GlobSet;
 use rayon::slice::ParallelSliceMut;
 use rustix::fs::{self, AtFlags, FileType, OFlags};
 
-use super::listing_cache::{ListingCache, Stamp, entries, push_entry};
+use super::listing_cache::{ListingCache, Stamp, entries, push_entry, time_ns};
 
 /// Files never uploaded, wherever they are.
 const JUNK_FILES: &[&str] = &[".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"];
@@ -89,11 +89,12 @@ pub struct ScanOptions<'a> {
 /// Walks `root`. Errors only if the root itself is missing or not a folder.
 ///
 /// Each folder is read by one task on a pool of `threads` workers (deep I/O
-/// queues pay off even on two cores). With a `listing_cache`, a folder that is
-/// unchanged since the last scan is not read at all (see `listing_cache`). Entry types come from `getdents`, so only
+/// queues pay off even on two cores). Entry types come from `getdents`, so only
 /// files (for size and mtime) and symlinks (to follow them) cost a `stat`, made
 /// relative to their folder's descriptor; folders are opened relative to the
 /// root's descriptor, so the kernel never re-resolves the root's absolute path.
+/// With a `listing_cache`, a folder unchanged since the last scan is not opened
+/// at all: its entries come from the cache and are `stat`-ed from the root.
 pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std::io::Error> {
     let root_fd = fs::open(
         root,
@@ -123,15 +124,10 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
         cache.as_ref(),
         skip.as_deref(),
     );
-    if let Some(why) = cache.as_ref().and_then(ListingCache::damage) {
+    if let Some(cache) = cache.as_ref().filter(|c| c.damaged()) {
         scan.issues.push(ScanIssue::CacheRebuilt {
-            cache: opts
-                .listing_cache
-                .as_deref()
-                .unwrap_or(root)
-                .display()
-                .to_string(),
-            why: why.to_owned(),
+            cache: cache.path().display().to_string(),
+            why: "not a folder-listing cache of this version, or damaged".to_owned(),
         });
     }
     if let Some(cache) = cache {
@@ -235,12 +231,8 @@ enum At {
     Dir(Arc<OwnedFd>),
 }
 
-// `st_mtime` is `i64` on 64-bit Linux and narrower on some other targets.
-#[allow(clippy::useless_conversion)]
 fn mtime_ns(st: &fs::Stat) -> i64 {
-    i64::from(st.st_mtime)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(st.st_mtime_nsec as i64)
+    time_ns(st.st_mtime, st.st_mtime_nsec as i64)
 }
 
 impl<'a> Walker<'a> {
