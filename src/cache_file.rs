@@ -99,15 +99,25 @@ impl<'a> In<'a> {
     }
 }
 
-/// Writes beside `path` and renames over it: readers see the old file or the
-/// new one, never a mix. No `fsync`: a cache lost in a crash is rebuilt.
+/// Writes `bytes` to `path` as [`store_with`] does. No `fsync`: a cache lost
+/// in a crash is rebuilt.
 pub fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    store_with(path, |file| file.write_all(bytes))
+}
+
+/// Lets `write` fill a new file beside `path` (uniquely named, so concurrent
+/// plans never write into each other's), then renames it over `path`: readers
+/// see the old file or the new one, never a mix.
+pub fn store_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".cache-")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    write(tmp.as_file_mut())?;
     tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 

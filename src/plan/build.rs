@@ -23,7 +23,7 @@ use crate::stages::checksum::{self, ChecksumCache, HashRequest, HashStats};
 use crate::stages::classify::{self, Classified};
 use crate::stages::group::{self, GroupError, UnitDraft};
 use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_key};
-use crate::stages::metadata::sheet_cache::SheetCache;
+use crate::stages::metadata::sheet_cache;
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
 use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
@@ -873,40 +873,13 @@ fn spawn_sheet_loads(
                             return (Err(sheet::SheetError::Unreadable(why)), String::new());
                         }
                     };
-                    let path = path.display_path();
-                    let digest: [u8; 32] = Sha256::digest(&bytes).into();
-                    let format = if is_csv {
-                        "csv".to_owned()
-                    } else {
-                        path.extension()
-                            .and_then(|e| e.to_str())
-                            .unwrap_or("")
-                            .to_ascii_lowercase()
-                    };
-                    let cache = SheetCache::new(cache_file, &digest, &format, &o);
-                    let (cached, damage) = match cache.load(&o) {
-                        Ok(cached) => (cached, None),
-                        Err(why) => (None, Some(why)),
-                    };
-                    let table = match cached {
-                        Some(table) => Ok(table),
-                        None => {
-                            let mut table = if is_csv {
-                                sheet::load_csv(&path, &bytes, &o)
-                            } else {
-                                sheet::load_excel(&path, &bytes, &o)
-                            };
-                            // A cache that cannot be written only costs the
-                            // next plan a parse.
-                            if let Ok(t) = &mut table {
-                                let _ = cache.store(t);
-                                if let Some(why) = damage {
-                                    t.warnings.push(Warning::new("sheet_cache_rebuilt", why));
-                                }
-                            }
-                            table
-                        }
-                    };
+                    let (table, digest) = sheet_cache::load_or_parse(
+                        cache_file,
+                        &path.display_path(),
+                        &bytes,
+                        is_csv,
+                        &o,
+                    );
                     (table, hex::encode(digest))
                 };
                 Some((m.index, std::thread::spawn(load)))

@@ -67,19 +67,20 @@ pub(super) fn push_entry(listing: &mut Vec<u8>, name: &[u8], ft: FileType, ino: 
 /// malformed entry (listings are checked whole when the cache is opened).
 pub(super) fn entries(listing: &[u8]) -> impl Iterator<Item = (&[u8], FileType, u64)> {
     let mut r = In(listing);
-    std::iter::from_fn(move || {
-        let n = r.u16()? as usize;
-        let name = r.take(n)?;
-        let ft = FileType::from_raw_mode(u32::from(r.u8()?) << 12);
-        Some((name, ft, r.u64()?))
-    })
+    std::iter::from_fn(move || next_entry(&mut r))
+}
+
+fn next_entry<'a>(r: &mut In<'a>) -> Option<(&'a [u8], FileType, u64)> {
+    let n = r.u16()? as usize;
+    let name = r.take(n)?;
+    let ft = FileType::from_raw_mode(u32::from(r.u8()?) << 12);
+    Some((name, ft, r.u64()?))
 }
 
 fn well_formed(listing: &[u8]) -> bool {
     let mut r = In(listing);
     while !r.is_empty() {
-        let Some(n) = r.u16() else { return false };
-        if r.take(n as usize + 9).is_none() {
+        if next_entry(&mut r).is_none() {
             return false;
         }
     }

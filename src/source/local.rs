@@ -231,6 +231,23 @@ enum At {
     Dir(Arc<OwnedFd>),
 }
 
+impl At {
+    fn fd<'f>(&'f self, root: BorrowedFd<'f>) -> BorrowedFd<'f> {
+        match self {
+            At::Root => root,
+            At::Dir(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// A folder's encoded entries, what they are `stat`-ed relative to, and the
+/// stamp to cache them under (a whole listing just read, with a cache).
+struct Listed<'a> {
+    at: At,
+    entries: Cow<'a, [u8]>,
+    keep: Option<Stamp>,
+}
+
 fn mtime_ns(st: &fs::Stat) -> i64 {
     time_ns(st.st_mtime, st.st_mtime_nsec as i64)
 }
@@ -245,7 +262,7 @@ impl<'a> Walker<'a> {
 
     /// A folder's entries, encoded as in the listing cache: from the cache
     /// when the folder is unchanged, else read (and offered to the cache).
-    fn list(&self, dir: &Dir, out: &mut SourceScan) -> Option<(At, Cow<'a, [u8]>)> {
+    fn list(&self, dir: &Dir, out: &mut SourceScan) -> Option<Listed<'a>> {
         let here = if dir.rel.is_empty() {
             "."
         } else {
@@ -257,7 +274,11 @@ impl<'a> Walker<'a> {
             && let Some(listing) = cache.get(&dir.rel, &Stamp::of(&st))
         {
             out.folders_cached += 1;
-            return Some((At::Root, Cow::Borrowed(listing)));
+            return Some(Listed {
+                at: At::Root,
+                entries: Cow::Borrowed(listing),
+                keep: None,
+            });
         }
         out.folders_read += 1;
         let dir_fd = match fs::openat(
@@ -295,15 +316,21 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        if let (Some(cache), Some(stamp), true) = (cache, stamp, complete) {
-            cache.put(&dir.rel, stamp, listing.clone());
-        }
-        Some((At::Dir(Arc::new(dir_fd)), Cow::Owned(listing)))
+        Some(Listed {
+            at: At::Dir(Arc::new(dir_fd)),
+            entries: Cow::Owned(listing),
+            keep: stamp.filter(|_| complete),
+        })
     }
 
     fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, dir: Arc<Dir>) {
         let mut out = SourceScan::default();
-        let Some((at, listing)) = self.list(&dir, &mut out) else {
+        let Some(Listed {
+            at,
+            entries: listing,
+            keep,
+        }) = self.list(&dir, &mut out)
+        else {
             merge(self.shared, &mut out);
             return;
         };
@@ -314,10 +341,7 @@ impl<'a> Walker<'a> {
             At::Dir(_) if !dir.rel.is_empty() => dir.rel.len() + 1,
             _ => 0,
         };
-        let at_fd = match &at {
-            At::Root => self.root_fd,
-            At::Dir(fd) => fd.as_fd(),
-        };
+        let at_fd = at.fd(self.root_fd);
         // Stats one entry (by name) relative to `at`.
         let stat_entry = |name: &str, flags: AtFlags| match &at {
             At::Dir(_) => fs::statat(at_fd, name, flags),
@@ -417,11 +441,7 @@ impl<'a> Walker<'a> {
                         let at = at.clone();
                         scope.spawn(move |_| {
                             let mut out = SourceScan::default();
-                            let fd = match &at {
-                                At::Root => self.root_fd,
-                                At::Dir(fd) => fd.as_fd(),
-                            };
-                            Self::stat_files(fd, name_at, batch, &mut out);
+                            Self::stat_files(at.fd(self.root_fd), name_at, batch, &mut out);
                             merge(self.shared, &mut out);
                         });
                     }
@@ -430,6 +450,10 @@ impl<'a> Walker<'a> {
         }
         Self::stat_files(at_fd, name_at, to_stat, &mut out);
         merge(self.shared, &mut out);
+        // Offered to the cache once used: the listing is moved, not copied.
+        if let (Some(cache), Some(stamp), Cow::Owned(listing)) = (self.cache, keep, listing) {
+            cache.put(&dir.rel, stamp, listing);
+        }
     }
 
     /// Stats files of one folder relative to `fd` (the folder's or the root's

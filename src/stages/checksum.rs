@@ -1,14 +1,15 @@
 //! Checksum: SHA-1 of every unit file, read with many concurrent readers, with a
 //! cache keyed by (path, size, mtime) so an unchanged tree is not read again.
 //!
-//! The cache is a file of fixed-size binary records in the order the files were
-//! hashed, rewritten atomically (temp + rename): a warm plan of a million files
-//! loads it with one read, and since an unchanged tree asks for its files in
-//! the same order, the n-th request is checked against the n-th record first
-//! (a sorted index for everything else is built only when that misses). A record cut short by a crash
-//! at the end is dropped silently; an unknown header makes the cache start
-//! empty, with a warning. A cache in the older text format (`v1`) is read and
-//! rewritten in the new one the next time anything is hashed.
+//! The cache is a file of fixed-size binary records in the order the files
+//! were hashed, rewritten atomically (`cache_file::store_with`). A warm plan of
+//! a million files loads it with one read, and since an unchanged tree asks for
+//! its files in the same order, the n-th request is checked against the n-th
+//! record first (a sorted index for everything else is built only when that
+//! misses). A record cut short by a crash at the end is dropped silently; an
+//! unknown header makes the cache start empty, with a warning. A cache in the
+//! older text format (`v1`) is read and rewritten in the new one the next time
+//! anything is hashed.
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -167,24 +168,18 @@ impl ChecksumCache {
                 })
             })
             .collect();
-        let result = (|| -> std::io::Result<()> {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = self.path.with_extension("tmp");
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-            out.write_all(HEADER)?;
+        let result = crate::cache_file::store_with(&self.path, |file| {
+            file.write_all(HEADER)?;
             let mut buf = Vec::with_capacity(RECORD * 4096);
             for chunk in records.chunks(4096) {
                 buf.clear();
                 for r in chunk {
                     r.encode(&mut buf);
                 }
-                out.write_all(&buf)?;
+                file.write_all(&buf)?;
             }
-            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
+            file.sync_all()
+        });
         result.err().map(|e| {
             Warning::new(
                 "checksum_cache_unwritable",

@@ -143,6 +143,16 @@ pub struct SheetOptions<'a> {
     pub columns: &'a BTreeMap<String, ColumnType>,
 }
 
+impl SheetOptions<'_> {
+    /// The recipe's declared type of each header's column (`None`: lossless).
+    pub fn declared_types(&self, headers: &[String]) -> Vec<Option<ColumnType>> {
+        headers
+            .iter()
+            .map(|h| self.columns.get(h).copied())
+            .collect()
+    }
+}
+
 /// Reads a spreadsheet with calamine. `.xlsx`/`.xlsm` sheets are streamed cell by
 /// cell (a 100,000-row sheet never exists in memory as a grid); other formats
 /// go through calamine's ranges.
@@ -431,10 +441,7 @@ fn build(
             })?,
         None => 0,
     };
-    let types: Vec<Option<ColumnType>> = headers
-        .iter()
-        .map(|h| opts.columns.get(h).copied())
-        .collect();
+    let types = opts.declared_types(&headers);
 
     let mut table = SheetTable {
         source: opts.source.to_owned(),

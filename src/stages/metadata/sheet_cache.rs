@@ -16,13 +16,15 @@
 //! version) is a miss, never an error.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDateTime};
 use sha2::{Digest, Sha256};
 
 use super::convert::Cell;
-use super::sheet::{Row, SheetOptions, SheetTable, normalize_key};
+use super::sheet::{
+    Row, SheetError, SheetOptions, SheetTable, load_csv, load_excel, normalize_key,
+};
 use crate::cache_file::{self, In, Out, unseal};
 use crate::stages::Warning;
 
@@ -81,6 +83,46 @@ impl SheetCache {
     pub fn store(&self, table: &SheetTable) -> std::io::Result<()> {
         cache_file::store(&self.path, &encode(table, &self.key))
     }
+}
+
+/// A sheet's table from its file's `bytes`: from the cache slot at `slot` when
+/// these bytes were parsed with these options before, else parsed (and cached;
+/// a cache that cannot be written only costs the next plan a parse). Also
+/// returns the bytes' SHA-256, which names the file among the plan's inputs.
+pub fn load_or_parse(
+    slot: PathBuf,
+    path: &Path,
+    bytes: &[u8],
+    is_csv: bool,
+    opts: &SheetOptions<'_>,
+) -> (Result<SheetTable, SheetError>, [u8; 32]) {
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    let format = if is_csv {
+        "csv".to_owned()
+    } else {
+        path.extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let cache = SheetCache::new(slot, &digest, &format, opts);
+    let damage = match cache.load(opts) {
+        Ok(Some(table)) => return (Ok(table), digest),
+        Ok(None) => None,
+        Err(why) => Some(why),
+    };
+    let mut table = if is_csv {
+        load_csv(path, bytes, opts)
+    } else {
+        load_excel(path, bytes, opts)
+    };
+    if let Ok(t) = &mut table {
+        let _ = cache.store(t);
+        if let Some(why) = damage {
+            t.warnings.push(Warning::new("sheet_cache_rebuilt", why));
+        }
+    }
+    (table, digest)
 }
 
 fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
@@ -162,10 +204,7 @@ fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<SheetTable> {
     if !r.is_empty() || by_key.len() != rows.len() {
         return None;
     }
-    let types = headers
-        .iter()
-        .map(|h| opts.columns.get(h).copied())
-        .collect();
+    let types = opts.declared_types(&headers);
     Some(SheetTable {
         source,
         sheet,
