@@ -9,10 +9,14 @@ use std::path::Path;
 use serde::Serialize;
 
 pub mod sample;
+pub mod sheets;
+pub mod specs;
+pub mod suggest;
 
 use crate::stages::extension;
-use crate::stages::group::{self, Layout};
+use crate::stages::group::Layout;
 pub use sample::Sample;
+pub use suggest::{SuggestedMetadata, SuggestedSpec};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -32,29 +36,40 @@ pub struct Exploration {
     /// Why no layout was detected, if none was.
     pub layout_problem: Option<String>,
     pub sample_units: Vec<SampleUnit>,
+    /// Would-be specs: named from their distinguishing token or folder, with
+    /// their real (multi-part) extensions.
+    pub suggested_specs: Vec<SuggestedSpec>,
+    /// In order: the first matching rule wins.
     pub suggested_file_rules: Vec<SuggestedRule>,
+    /// Files that are plainly not unit members (a sheet or JSON at the root).
+    pub suggested_exclude: Vec<String>,
+    pub suggested_metadata: Vec<SuggestedMetadata>,
+    /// All of the above as a recipe that plans, taken verbatim.
+    pub suggested_recipe: Option<String>,
     pub warnings: Vec<String>,
     /// For a source too large to list whole: what the sample covered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampled: Option<Sample>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SampleUnit {
     pub key: String,
     pub files: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SuggestedRule {
     pub pattern: String,
     pub spec: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub case_insensitive: bool,
 }
 
 /// Explores a local folder; more than `limit` files are sampled.
 pub fn explore(root: &Path, written: &str, limit: u64) -> std::io::Result<Exploration> {
     let (scan, sampled) = sample::sample_local(root, limit)?;
-    Ok(explore_scan(scan, written, sampled))
+    Ok(explore_scan(scan, written, sampled, Some(root)))
 }
 
 /// Explores a remote prefix; more than `limit` objects are sampled.
@@ -65,109 +80,29 @@ pub fn explore_remote(
 ) -> Result<Exploration, String> {
     let root = crate::source::remote::open(url, connection)?;
     let (scan, sampled) = sample::sample_remote(&root, limit)?;
-    Ok(explore_scan(scan, url, sampled))
+    Ok(explore_scan(scan, url, sampled, None))
 }
 
 fn explore_scan(
     scan: crate::source::SourceScan,
     written: &str,
     sampled: Option<Sample>,
+    local_root: Option<&Path>,
 ) -> Exploration {
     let mut extensions: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut depth_examples: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-    let mut first: group::FolderSpecs<'_, String> = group::FolderSpecs::default();
+    let mut first_level: std::collections::BTreeSet<&str> = Default::default();
     let mut bytes = 0;
     for f in &scan.files {
         *extensions.entry(extension(&f.rel)).or_default() += 1;
-        let d = f.rel.matches('/').count() + 1;
-        *depths.entry(d).or_default() += 1;
-        depth_examples
-            .entry(d)
-            .or_insert_with(|| (0, f.rel.clone()))
-            .0 += 1;
-        first.add(&f.rel, extension(&f.rel));
+        *depths.entry(f.rel.matches('/').count() + 1).or_default() += 1;
+        if let Some((first, _)) = f.rel.split_once('/') {
+            first_level.insert(first);
+        }
         bytes += f.size;
     }
-    let spec_like = extensions.len().max(1);
-    let (layout, layout_problem) = match group::detect_layout(
-        &depth_examples,
-        first.len(),
-        spec_like,
-        false,
-        first.mostly_mixed(),
-    ) {
-        Ok(l) => (Some(l), None),
-        Err(_) => (
-            None,
-            Some(format!(
-                "files sit at {} different depths; set group_key_regex",
-                depths.len()
-            )),
-        ),
-    };
-
-    let mut sample_units = Vec::new();
-    if let Some(l) = &layout {
-        let re = regex::Regex::new(l.group_key_regex.as_deref().unwrap_or(group::STEM_REGEX))
-            .expect("built-in regex");
-        // Three units spread over the source: the first, one in the middle, the last.
-        let keys: std::collections::BTreeSet<&str> = scan
-            .files
-            .iter()
-            .filter_map(|f| re.captures(&f.rel).and_then(|c| c.name("group_key")))
-            .map(|k| k.as_str())
-            .collect();
-        let keys: Vec<&str> = keys.into_iter().collect();
-        let mut groups: BTreeMap<String, Vec<String>> = sample::spread(keys.len(), 3)
-            .into_iter()
-            .map(|i| (keys[i].to_owned(), Vec::new()))
-            .collect();
-        for f in &scan.files {
-            if let Some(k) = re.captures(&f.rel).and_then(|c| c.name("group_key"))
-                && let Some(files) = groups.get_mut(k.as_str())
-                && files.len() < 10
-            {
-                files.push(f.rel.clone());
-            }
-        }
-        sample_units = groups
-            .into_iter()
-            .map(|(key, files)| SampleUnit { key, files })
-            .collect();
-    }
-
-    // Suggest rules: by the folder right above the file for patterns 2 and 4, else by extension.
-    let mut rules: BTreeMap<String, String> = BTreeMap::new();
-    let by_folder = matches!(layout.as_ref().and_then(|l| l.pattern), Some(2) | Some(4));
-    for f in &scan.files {
-        let ext = extension(&f.rel);
-        let pattern = match (by_folder, f.rel.rsplit_once('/')) {
-            (true, Some((dir, _))) => {
-                let folder = dir.rsplit('/').next().unwrap_or(dir);
-                if layout.as_ref().and_then(|l| l.pattern) == Some(2) {
-                    format!("{folder}/*.{ext}")
-                } else {
-                    format!("**/{folder}/*.{ext}")
-                }
-            }
-            _ => format!("**/*.{ext}"),
-        };
-        if ext.is_empty() || rules.len() >= 20 {
-            continue;
-        }
-        let spec_guess = if by_folder {
-            f.rel.rsplit_once('/').map_or(ext.clone(), |(d, _)| {
-                d.rsplit('/').next().unwrap_or(d).to_owned()
-            })
-        } else {
-            ext.clone()
-        };
-        rules
-            .entry(pattern)
-            .or_insert_with(|| format!("{}_1", sanitize(&spec_guess)));
-    }
-    let warnings = scan
+    let rels: Vec<&str> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+    let mut warnings: Vec<String> = scan
         .issues
         .iter()
         .map(|i| format!("{i:?}"))
@@ -177,7 +112,8 @@ fn explore_scan(
                 .map(|n| format!("name is not UTF-8: {n}")),
         )
         .collect();
-    Exploration {
+    let suggestion = suggest::suggest(&rels, local_root, &mut warnings);
+    let mut e = Exploration {
         format_version: FORMAT_VERSION,
         root: written.to_owned(),
         files: scan.files.len() as u64,
@@ -185,29 +121,32 @@ fn explore_scan(
         excluded_files: scan.excluded,
         extensions,
         depths,
-        first_level_folders: first.len() as u64,
-        layout,
-        layout_problem,
-        sample_units,
-        suggested_file_rules: rules
-            .into_iter()
-            .map(|(pattern, spec)| SuggestedRule { pattern, spec })
-            .collect(),
+        first_level_folders: first_level.len() as u64,
+        layout: None,
+        layout_problem: None,
+        sample_units: Vec::new(),
+        suggested_specs: Vec::new(),
+        suggested_file_rules: Vec::new(),
+        suggested_exclude: Vec::new(),
+        suggested_metadata: Vec::new(),
+        suggested_recipe: None,
         warnings,
         sampled,
+    };
+    match suggestion {
+        Some(s) => {
+            e.suggested_recipe = Some(suggest::render_recipe(&s, written, e.sampled.as_ref()));
+            e.layout_problem = s.problem;
+            e.layout = Some(s.layout);
+            e.sample_units = s.sample_units;
+            e.suggested_specs = s.specs;
+            e.suggested_file_rules = s.rules;
+            e.suggested_exclude = s.exclude;
+            e.suggested_metadata = s.metadata;
+        }
+        None => e.layout_problem = Some("no file with an extension to group".to_owned()),
     }
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    e
 }
 
 /// Text for people.
@@ -248,19 +187,25 @@ pub fn render_text(e: &Exploration) -> String {
         let _ = writeln!(out, "  {d:<10} {n}");
     }
     let _ = writeln!(out, "\nFirst-level folders: {}", e.first_level_folders);
-    match (&e.layout, &e.layout_problem) {
-        (Some(l), _) => {
-            let _ = writeln!(
-                out,
-                "Layout: pattern {} ({})",
-                l.pattern.unwrap_or(0),
-                l.describe()
-            );
+    if let Some(l) = &e.layout {
+        let what = match l.pattern {
+            Some(p) => format!("pattern {p} ({})", l.describe()),
+            None => "inferred".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "Layout: {what}, group_key_regex {}",
+            l.group_key_regex.as_deref().unwrap_or("-")
+        );
+        if let Some(r) = &l.reason {
+            let _ = writeln!(out, "  chosen: {r}");
         }
-        (None, Some(p)) => {
-            let _ = writeln!(out, "Layout: none detected: {p}");
+        if let Some(r) = &l.runner_up {
+            let _ = writeln!(out, "  runner-up: {r}");
         }
-        _ => {}
+    }
+    if let Some(p) = &e.layout_problem {
+        let _ = writeln!(out, "Layout problem: {p}");
     }
     if !e.sample_units.is_empty() {
         let _ = writeln!(out, "\nSample units:");
@@ -271,19 +216,29 @@ pub fn render_text(e: &Exploration) -> String {
             }
         }
     }
-    let _ = writeln!(out, "\nSuggested recipe fragment:");
-    if let Some(re) = e.layout.as_ref().and_then(|l| l.group_key_regex.as_ref()) {
-        let _ = writeln!(out, "  group_key_regex: '{re}'");
-    }
-    if !e.suggested_file_rules.is_empty() {
-        let _ = writeln!(out, "  file_rules:");
-        for r in &e.suggested_file_rules {
-            let _ = writeln!(
-                out,
-                "    - {{pattern: \"{}\", spec: {}}}",
-                r.pattern, r.spec
-            );
+    for m in &e.suggested_metadata {
+        match m {
+            SuggestedMetadata::Sheet(s) => {
+                let _ = writeln!(
+                    out,
+                    "\nMetadata: {} column `{}` holds {} of {} unit keys",
+                    s.file, s.key_column, s.matched, s.units
+                );
+            }
+            SuggestedMetadata::Filename { field, .. } => {
+                let _ = writeln!(
+                    out,
+                    "\nMetadata: one file per unit in class folders; the folder can be kept as `{field}`"
+                );
+            }
         }
+    }
+    if let Some(recipe) = &e.suggested_recipe {
+        let _ = writeln!(
+            out,
+            "\nSuggested recipe (plans as is; save it and run `synup plan`):\n"
+        );
+        out.push_str(recipe);
     }
     for w in &e.warnings {
         let _ = writeln!(out, "warning: {w}");

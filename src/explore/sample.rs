@@ -50,6 +50,7 @@ pub fn sample_local(root: &Path, limit: u64) -> std::io::Result<(SourceScan, Opt
             skip: None,
             threads: 8,
             listing_cache: None,
+            junk: crate::source::JunkFilter::default(),
         };
         return Ok((crate::source::scan_local(root, &opts)?, None));
     }

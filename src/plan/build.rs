@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::explain;
 use super::model::*;
 use crate::recipe::load::describe_path;
 use crate::recipe::model::ChecksumMode;
@@ -22,6 +23,7 @@ use crate::source::{ScanIssue, ScanOptions, SourceScan, scan_local};
 use crate::stages::checksum::{self, ChecksumCache, HashRequest, HashStats};
 use crate::stages::classify::{self, Classified};
 use crate::stages::group::{self, GroupError, UnitDraft};
+use crate::stages::layout::SpecShape;
 use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_key};
 use crate::stages::metadata::sheet_cache;
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
@@ -176,7 +178,9 @@ pub fn build_plan(
     let (scans, mut cache) = std::thread::scope(|s| {
         let scans: Vec<_> = roots
             .iter()
-            .map(|root| {
+            .enumerate()
+            .map(|(index, root)| {
+                let junk = recipe.mode.junk_filter(index, recipe.include_junk);
                 let skip = skip.clone();
                 let cache_dir = &cache_dir;
                 s.spawn(move || -> Result<SourceScan, String> {
@@ -186,6 +190,7 @@ pub fn build_plan(
                             remote,
                             root.recursive,
                             &recipe.exclude,
+                            junk,
                             &move |n| {
                                 if let Some(p) = &progress {
                                     p(&root.written, n);
@@ -206,6 +211,7 @@ pub fn build_plan(
                         skip: Some(skip),
                         threads: opts.scan_threads,
                         listing_cache: Some(listing_cache),
+                        junk,
                     };
                     scan_local(&root.path, &opts).map_err(|e| io_reason(&e))
                 })
@@ -345,12 +351,20 @@ pub fn build_plan(
 
     // Group.
     let multi = matches!(recipe.mode, SourceMode::Multi { .. });
+    let shapes: Vec<SpecShape> = specs
+        .iter()
+        .map(|s| SpecShape {
+            required: s.is_required,
+            extensions: s.extensions.clone(),
+        })
+        .collect();
     let mut grouped = group::group(
         &file_slices,
         &classified,
         recipe.group_key_regex.as_ref(),
         &recipe.key_template,
-        specs.len(),
+        &shapes,
+        specs.iter().position(|s| s.is_primary),
         multi,
     );
     for e in &grouped.errors {
@@ -364,6 +378,8 @@ pub fn build_plan(
     let layout = grouped.layout.clone().unwrap_or(group::Layout {
         pattern: None,
         group_key_regex: None,
+        reason: None,
+        runner_up: None,
     });
 
     // Every unit file is hashed once, even if two units share it.
@@ -463,6 +479,7 @@ pub fn build_plan(
                     group_key: &u.group_key,
                     files: &files,
                     primary_order: &primary_order,
+                    specs,
                     key_field: recipe.key_field.as_deref(),
                 },
             );
@@ -709,35 +726,58 @@ pub fn build_plan(
 
     // Unmatched files, orphan rows.
     let mut unmatched: Vec<UnmatchedFile> = Vec::new();
+    let classification = match &recipe.mode {
+        SourceMode::Single { rules, .. } if !rules.is_empty() => explain::Classification::Rules,
+        SourceMode::Single { .. } => explain::Classification::Extensions,
+        SourceMode::Multi { .. } => explain::Classification::Assets,
+    };
+    let mut by_reason =
+        explain::UnmatchedSummary::new(specs, classification, recipe.group_key_regex.is_some());
+    let mut add_unmatched = |root: &str, path: &str, reason: UnmatchedReason, spec: Option<u32>| {
+        by_reason.add(reason, spec, root, path);
+        unmatched.push(UnmatchedFile {
+            root: root.to_owned(),
+            path: path.to_owned(),
+            reason: reason.as_str().into(),
+        });
+    };
     for (r, (scan, classes)) in root_scans.iter().zip(&classified).enumerate() {
         let root = &roots[r].written;
         for bad in &scan.non_utf8 {
-            unmatched.push(UnmatchedFile {
-                root: root.clone(),
-                path: bad.clone(),
-                reason: UnmatchedReason::NonUtf8Name.as_str().into(),
-            });
+            add_unmatched(root, bad, UnmatchedReason::NonUtf8Name, None);
         }
         for (f, c) in scan.files.iter().zip(classes) {
-            if let Classified::Unmatched(reason) = c {
-                unmatched.push(UnmatchedFile {
-                    root: root.clone(),
-                    path: f.rel.clone(),
-                    reason: reason.as_str().into(),
-                });
+            if let Some(reason) = c.unmatched() {
+                let spec = match c {
+                    Classified::WrongExtension(s) => Some(*s),
+                    _ => None,
+                };
+                add_unmatched(root, &f.rel, reason, spec);
             }
         }
     }
     for f in &grouped.no_group_key {
-        unmatched.push(UnmatchedFile {
-            root: roots[f.root as usize].written.clone(),
-            path: file_slices[f.root as usize][f.index as usize].rel.clone(),
-            reason: UnmatchedReason::NoGroupKey.as_str().into(),
-        });
+        add_unmatched(
+            &roots[f.root as usize].written,
+            &file_slices[f.root as usize][f.index as usize].rel,
+            UnmatchedReason::NoGroupKey,
+            None,
+        );
     }
+    let unmatched_summary = by_reason.finish();
     unmatched.sort();
     summary.unmatched_files = unmatched.len() as u64;
     summary.excluded_files = root_scans.iter().map(|s| s.excluded).sum();
+    let files_seen: u64 = root_scans
+        .iter()
+        .map(|s| (s.files.len() + s.non_utf8.len()) as u64)
+        .sum();
+    let diagnosis = explain::diagnose(
+        &units,
+        &unmatched_summary,
+        files_seen,
+        summary.excluded_files,
+    );
 
     // Fingerprints.
     let listings = roots
@@ -811,10 +851,14 @@ pub fn build_plan(
         layout: LayoutRef {
             pattern: layout.pattern,
             group_key_regex: layout.group_key_regex,
+            reason: layout.reason,
+            runner_up: layout.runner_up,
         },
         summary,
+        diagnosis,
         units,
         unmatched,
+        unmatched_summary,
         orphan_rows,
         warnings: warnings
             .into_iter()
@@ -990,13 +1034,21 @@ fn unreadable_error(loaded: &LoadedRecipe, root: &Root, paths: &[String]) -> Rec
 
 fn group_error(loaded: &LoadedRecipe, e: &GroupError, multi: bool) -> RecipeError {
     match e {
-        GroupError::MixedDepths { depths } => {
-            let detail: Vec<String> = depths
-                .iter()
-                .map(|(d, (n, ex))| format!("{n} at depth {d} (e.g. {ex})"))
-                .collect();
-            RecipeError::new(Code::MixedDepths, format!("files sit at different depths ({}), so no directory pattern fits", detail.join(", ")), loaded.spans.key(if multi { "/assets" } else { "/source" }))
-                .help("set `group_key_regex` to say which part of the path names the unit, e.g. \"^(?P<group_key>[^/]+)/\"")
+        GroupError::NoLayout {
+            best,
+            best_regex,
+            runner_up,
+        } => {
+            let runner_up = runner_up
+                .as_ref()
+                .map(|r| format!("; next best, {r}"))
+                .unwrap_or_default();
+            RecipeError::new(
+                Code::NoLayout,
+                format!("no grouping of the files makes most units complete: best, {best}{runner_up}"),
+                loaded.spans.key(if multi { "/assets" } else { "/source" }),
+            )
+            .help(format!("set `group_key_regex` to say which part of the path names the unit (the best guess was '{best_regex}'), or `file_rules` if files map to the wrong specs"))
         }
         GroupError::KeyCollision { key, group_keys } => RecipeError::new(
             Code::KeyCollision,

@@ -2,6 +2,7 @@
 //! the resulting [`Plan`] for people (text) and machines (JSON).
 
 pub mod build;
+pub mod explain;
 pub mod graph;
 pub mod model;
 pub mod render;

@@ -19,8 +19,14 @@ pub struct Plan {
     pub target: TargetRef,
     pub layout: LayoutRef,
     pub summary: Summary,
+    /// A plan with no valid unit: what most likely went wrong, in one line.
+    #[serde(default)]
+    pub diagnosis: Option<String>,
     pub units: Vec<PlannedUnit>,
     pub unmatched: Vec<UnmatchedFile>,
+    /// The unmatched files by reason, largest group first, with a hint each.
+    #[serde(default)]
+    pub unmatched_summary: Vec<UnmatchedGroup>,
     pub orphan_rows: Vec<OrphanRow>,
     pub warnings: Vec<PlanWarning>,
     /// Fingerprints of every input, for staleness checks before apply.
@@ -44,10 +50,28 @@ pub struct TargetRef {
     pub path: Option<String>,
 }
 
+/// Unmatched files sharing a reason (and, for `extension_not_allowed`, a spec).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmatchedGroup {
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    pub count: u64,
+    /// Up to two, as `root/path`.
+    pub examples: Vec<String>,
+    pub hint: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayoutRef {
     pub pattern: Option<u8>,
     pub group_key_regex: Option<String>,
+    /// Inferred layouts only: why this grouping, with its counts (SPEC 2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Inferred layouts only: the next-best grouping and its counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_up: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,8 +384,10 @@ impl Plan {
         value!(target);
         value!(layout);
         value!(summary);
+        value!(diagnosis);
         rows!(units);
         rows!(unmatched);
+        value!(unmatched_summary);
         rows!(orphan_rows);
         value!(warnings);
         value!(inputs);

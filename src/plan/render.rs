@@ -7,6 +7,8 @@ use super::model::{Action, Plan};
 /// How many `create`/`unchanged` lines to show before summarising the rest;
 /// invalid and conflicting units are always listed in full.
 const SHOWN_PER_ACTION: usize = 50;
+/// Unmatched files listed one by one below their summary.
+const UNMATCHED_LISTED: usize = 10;
 
 pub fn render_text(plan: &Plan) -> String {
     let mut out = String::new();
@@ -22,12 +24,20 @@ pub fn render_text(plan: &Plan) -> String {
             .map(|p| format!(" ({p})"))
             .unwrap_or_default()
     );
-    let layout = match (plan.layout.pattern, &plan.layout.group_key_regex) {
-        (Some(p), Some(re)) => format!("pattern {p} ({}), group_key_regex {re}", describe(p)),
-        (None, Some(re)) => format!("group_key_regex {re} (from the recipe)"),
+    let l = &plan.layout;
+    let layout = match (l.pattern, &l.group_key_regex, &l.reason) {
+        (Some(p), Some(re), _) => format!("pattern {p} ({}), group_key_regex {re}", describe(p)),
+        (None, Some(re), Some(_)) => format!("inferred, group_key_regex {re}"),
+        (None, Some(re), None) => format!("group_key_regex {re} (from the recipe)"),
         _ => "no files matched".to_owned(),
     };
     let _ = writeln!(out, "Layout: {layout}");
+    if let Some(reason) = &l.reason {
+        let _ = writeln!(out, "  chosen: {reason}");
+    }
+    if let Some(runner_up) = &l.runner_up {
+        let _ = writeln!(out, "  runner-up: {runner_up}");
+    }
 
     let width = plan
         .units
@@ -105,20 +115,27 @@ pub fn render_text(plan: &Plan) -> String {
 
     if !plan.unmatched.is_empty() {
         let _ = writeln!(out, "\nUnmatched files ({}):", plan.unmatched.len());
-        for f in plan.unmatched.iter().take(SHOWN_PER_ACTION) {
-            let _ = writeln!(
-                out,
-                "  {}/{}  {}",
-                f.root.trim_end_matches('/'),
-                f.path,
-                f.reason
-            );
+        for g in &plan.unmatched_summary {
+            let _ = writeln!(out, "  {} × {}: {}", g.count, g.reason, g.hint);
+            for e in &g.examples {
+                let _ = writeln!(out, "      e.g. {e}");
+            }
         }
-        if plan.unmatched.len() > SHOWN_PER_ACTION {
+        // Every file, when few; the JSON plan always lists them all.
+        if plan.unmatched.len() <= UNMATCHED_LISTED {
+            for f in &plan.unmatched {
+                let _ = writeln!(
+                    out,
+                    "  {}  {}",
+                    super::explain::shown(&f.root, &f.path),
+                    f.reason
+                );
+            }
+        } else {
             let _ = writeln!(
                 out,
-                "  … and {} more",
-                plan.unmatched.len() - SHOWN_PER_ACTION
+                "  (all {} are in `--format json`)",
+                plan.unmatched.len()
             );
         }
     }
@@ -150,6 +167,9 @@ pub fn render_text(plan: &Plan) -> String {
             let _ = writeln!(out, "  warning[{}]: {}", w.code, w.message);
         }
     }
+    if let Some(d) = &plan.diagnosis {
+        let _ = writeln!(out, "\nNo valid unit: {d}");
+    }
     let s = &plan.summary;
     let _ = writeln!(
         out,
@@ -174,6 +194,8 @@ fn describe(pattern: u8) -> &'static str {
     crate::stages::group::Layout {
         pattern: Some(pattern),
         group_key_regex: None,
+        reason: None,
+        runner_up: None,
     }
     .describe()
 }

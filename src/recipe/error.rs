@@ -42,7 +42,7 @@ pub enum Code {
     LiteralToken,
     // Found while planning, still located in the recipe.
     ExtensionConflict,
-    MixedDepths,
+    NoLayout,
     KeyCollision,
     MetadataSheet,
     SourceUnreadable,
@@ -85,7 +85,7 @@ impl Code {
             Code::MetadataFileMissing => "metadata_file_missing",
             Code::LiteralToken => "literal_token",
             Code::ExtensionConflict => "extension_conflict",
-            Code::MixedDepths => "mixed_depths",
+            Code::NoLayout => "no_layout",
             Code::KeyCollision => "key_collision",
             Code::MetadataSheet => "metadata_sheet",
             Code::SourceUnreadable => "source_unreadable",
@@ -98,7 +98,7 @@ impl Code {
     pub fn domain(self) -> &'static str {
         match self {
             Code::ExtensionConflict
-            | Code::MixedDepths
+            | Code::NoLayout
             | Code::KeyCollision
             | Code::MetadataSheet
             | Code::SourceUnreadable

@@ -39,6 +39,11 @@ pub struct Recipe {
     /// Globs of files to drop, added to the built-in junk list.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Keep what the built-in junk list drops (`.DS_Store`, AppleDouble `._*`
+    /// files, `Thumbs.db`, `.Trashes/`, …). An asset's `include` glob also
+    /// brings back the junk it names.
+    #[serde(default)]
+    pub include_junk: bool,
     /// Single-path only: the first rule whose pattern matches a file decides its spec.
     #[serde(default)]
     pub file_rules: Vec<FileRule>,

@@ -43,8 +43,22 @@ impl FileSpec {
         )
     }
 
-    pub fn allows_extension(&self, ext: &str) -> bool {
-        self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext))
+    /// Bytes of the file name taken by the longest listed extension it ends
+    /// with (SPEC 2.1: `.nii.gz` before `.gz`), or `None` when it ends with none.
+    pub fn matched_extension(&self, name: &str) -> Option<usize> {
+        self.extensions
+            .iter()
+            .filter_map(|e| crate::stages::ends_with_extension(name, e))
+            .max()
+    }
+
+    /// The file name without the extension this spec matched in it (its stem).
+    pub fn stem<'a>(&self, rel: &'a str) -> &'a str {
+        let name = crate::stages::file_name(rel);
+        match self.matched_extension(name) {
+            Some(n) => &name[..name.len() - n],
+            None => crate::stages::stem(rel),
+        }
     }
 }
 
@@ -117,6 +131,17 @@ impl SourceMode {
         match self {
             SourceMode::Single { root, .. } => vec![root],
             SourceMode::Multi { assets } => assets.iter().map(|a| &a.root).collect(),
+        }
+    }
+
+    /// What the walk of root `index` (in [`Self::roots`] order) does with junk.
+    pub fn junk_filter(&self, index: usize, include_junk: bool) -> crate::source::JunkFilter<'_> {
+        crate::source::JunkFilter {
+            keep_all: include_junk,
+            include: match self {
+                SourceMode::Single { .. } => None,
+                SourceMode::Multi { assets } => assets.get(index).and_then(|a| a.include.as_ref()),
+            },
         }
     }
 }
@@ -266,6 +291,8 @@ pub struct ResolvedRecipe {
     pub collection: Collection,
     pub mode: SourceMode,
     pub exclude: GlobSet,
+    /// `include_junk: true`: the junk list drops nothing.
+    pub include_junk: bool,
     pub group_key_regex: Option<(Regex, String)>,
     pub key_template: KeyTemplate,
     pub key_field: Option<String>,
@@ -449,6 +476,7 @@ pub fn resolve_with(
         collection: collection.expect("no errors means a collection"),
         mode: mode.expect("no errors means a source"),
         exclude: exclude.expect("no errors means globs compiled"),
+        include_junk: r.include_junk,
         group_key_regex,
         key_template,
         key_field: r.key_field.clone(),

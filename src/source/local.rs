@@ -10,33 +10,8 @@ use globset::GlobSet;
 use rayon::slice::ParallelSliceMut;
 use rustix::fs::{self, AtFlags, FileType, OFlags};
 
+use super::junk::{JunkFilter, is_junk_dir, is_junk_file};
 use super::listing_cache::{ListingCache, Stamp, entries, push_entry, time_ns};
-
-/// Files never uploaded, wherever they are.
-const JUNK_FILES: &[&str] = &[".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"];
-/// Folders whose whole content is never uploaded, at any depth.
-const JUNK_DIRS: &[&str] = &[
-    "@eaDir",
-    ".@__thumb",
-    "@Recycle",
-    "#recycle",
-    ".synology",
-    ".git",
-    "__pycache__",
-];
-
-/// Whether a relative path lies in a junk folder or is a junk file (for
-/// listings that are flat, unlike the walk, which prunes junk folders).
-pub fn is_junk_path(rel: &str) -> bool {
-    let mut parts = rel.split('/').peekable();
-    while let Some(p) = parts.next() {
-        let last = parts.peek().is_none();
-        if (last && JUNK_FILES.contains(&p)) || (!last && JUNK_DIRS.contains(&p)) {
-            return true;
-        }
-    }
-    false
-}
 
 /// One discovered file. Paths are relative to the root, `/`-separated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +59,7 @@ pub struct ScanOptions<'a> {
     pub threads: usize,
     /// Where this root's folder listings are cached between scans, if anywhere.
     pub listing_cache: Option<PathBuf>,
+    pub junk: JunkFilter<'a>,
 }
 
 /// Walks `root`. Errors only if the root itself is missing or not a folder.
@@ -157,6 +133,7 @@ fn walk(
         rel: String::new(),
         id: root_id,
         excluded: false,
+        junk: false,
         parent: None,
     });
     match rayon::ThreadPoolBuilder::new()
@@ -183,8 +160,10 @@ struct Dir {
     /// Relative path (`""` for the root).
     rel: String,
     id: (u64, u64),
-    /// Inside a junk or excluded folder: its files are only counted.
+    /// Inside an excluded folder: its files are only counted.
     excluded: bool,
+    /// Inside a junk folder: its files are counted unless junk is kept.
+    junk: bool,
     parent: Option<Arc<Dir>>,
 }
 
@@ -408,12 +387,12 @@ impl<'a> Walker<'a> {
                     continue;
                 }
                 let excluded = dir.excluded
-                    || JUNK_DIRS.contains(&name)
                     || (!self.opts.exclude.is_empty() && self.opts.exclude.is_match(&rel));
                 let child = Arc::new(Dir {
                     rel,
                     id,
                     excluded,
+                    junk: dir.junk || is_junk_dir(name),
                     parent: Some(dir.clone()),
                 });
                 scope.spawn(move |s| self.visit(s, child));
@@ -424,7 +403,7 @@ impl<'a> Walker<'a> {
             }
             let rel = dir.child_rel(name);
             if dir.excluded
-                || JUNK_FILES.contains(&name)
+                || self.opts.junk.drops(&rel, dir.junk || is_junk_file(name))
                 || (!self.opts.exclude.is_empty() && self.opts.exclude.is_match(&rel))
             {
                 out.excluded += 1;
@@ -514,6 +493,7 @@ mod tests {
             skip: None,
             threads: 4,
             listing_cache: None,
+            junk: JunkFilter::default(),
         }
     }
 
@@ -546,6 +526,41 @@ mod tests {
         let rels: Vec<_> = scan.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(rels, ["a/.gitignore", "a/.hidden.png"]);
         assert_eq!(scan.excluded, 3);
+    }
+
+    #[test]
+    fn mac_companions_are_junk_unless_junk_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("imagesTr")).unwrap();
+        std::fs::create_dir_all(root.join(".Trashes/501")).unwrap();
+        std::fs::write(root.join("imagesTr/BRATS_001.nii.gz"), b"x").unwrap();
+        std::fs::write(root.join("imagesTr/._BRATS_001.nii.gz"), b"x").unwrap();
+        std::fs::write(root.join(".Trashes/501/old.png"), b"x").unwrap();
+        let empty = GlobSet::empty();
+        let scan = scan_local(root, &opts(&empty)).unwrap();
+        let rels: Vec<_> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, ["imagesTr/BRATS_001.nii.gz"]);
+        assert_eq!(scan.excluded, 2);
+        let keep = ScanOptions {
+            junk: JunkFilter {
+                keep_all: true,
+                include: None,
+            },
+            ..opts(&empty)
+        };
+        assert_eq!(scan_local(root, &keep).unwrap().files.len(), 3);
+        let include = globs(&["**/._*"]);
+        let named = ScanOptions {
+            junk: JunkFilter {
+                keep_all: false,
+                include: Some(&include),
+            },
+            ..opts(&empty)
+        };
+        let scan = scan_local(root, &named).unwrap();
+        assert_eq!(scan.files.len(), 2);
+        assert_eq!(scan.excluded, 1);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! after the junk list and `exclude` globs; names that are not UTF-8 and walk
 //! problems (symlink loops, unreadable folders) are reported beside them.
 
+pub mod junk;
 mod listing_cache;
 pub mod local;
 pub mod remote;
 
-pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, is_junk_path, scan_local};
+pub use junk::{JunkFilter, is_junk_path};
+pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};

@@ -12,7 +12,8 @@ use globset::GlobSet;
 use opendal::Operator;
 use sha1::{Digest, Sha1};
 
-use super::local::{ScannedFile, SourceScan, is_junk_path};
+use super::junk::{JunkFilter, is_junk_path};
+use super::local::{ScannedFile, SourceScan};
 
 /// The runtime remote I/O runs on (sync callers block on it). It is shut down
 /// by [`shutdown`] at the end of a command: that drops the connections it still
@@ -264,9 +265,10 @@ pub fn scan_remote(
     root: &RemoteRoot,
     recursive: bool,
     exclude: &GlobSet,
+    junk: JunkFilter<'_>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SourceScan, String> {
-    scan_remote_limited(root, recursive, exclude, progress, None)
+    list_under(root, "/", recursive, exclude, junk, progress, None).map(|l| l.scan)
 }
 
 /// [`scan_remote`], stopping after `limit` objects (explore's sample).
@@ -277,7 +279,8 @@ pub fn scan_remote_limited(
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
 ) -> Result<SourceScan, String> {
-    list_under(root, "/", recursive, exclude, progress, limit).map(|l| l.scan)
+    let junk = JunkFilter::default();
+    list_under(root, "/", recursive, exclude, junk, progress, limit).map(|l| l.scan)
 }
 
 /// What one listing under a prefix found.
@@ -296,7 +299,16 @@ pub fn scan_remote_under(
     limit: u64,
 ) -> Result<Listing, String> {
     let at = if prefix.is_empty() { "/" } else { prefix };
-    list_under(root, at, recursive, &GlobSet::empty(), &|_| {}, Some(limit))
+    let junk = JunkFilter::default();
+    list_under(
+        root,
+        at,
+        recursive,
+        &GlobSet::empty(),
+        junk,
+        &|_| {},
+        Some(limit),
+    )
 }
 
 fn list_under(
@@ -304,6 +316,7 @@ fn list_under(
     at: &str,
     recursive: bool,
     exclude: &GlobSet,
+    junk: JunkFilter<'_>,
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
 ) -> Result<Listing, String> {
@@ -337,7 +350,7 @@ fn list_under(
             if limit.is_some_and(|l| seen > l) {
                 break;
             }
-            if is_junk_path(&rel) || exclude.is_match(&rel) {
+            if junk.drops(&rel, is_junk_path(&rel)) || exclude.is_match(&rel) {
                 scan.excluded += 1;
                 continue;
             }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::{UnmatchedReason, extension};
+use super::{UnmatchedReason, ends_with_extension, file_name};
 use crate::recipe::resolve::{Asset, FileRuleCompiled, FileSpec};
 use crate::source::ScannedFile;
 
@@ -12,7 +12,21 @@ use crate::source::ScannedFile;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Classified {
     Spec(u32),
+    /// The file's spec (by rule, folder or asset) does not list its extension
+    /// (`extension_not_allowed`); the spec is kept for the plan's hint.
+    WrongExtension(u32),
     Unmatched(UnmatchedReason),
+}
+
+impl Classified {
+    /// Why the file is not a unit member, if it is not.
+    pub fn unmatched(self) -> Option<UnmatchedReason> {
+        match self {
+            Classified::Spec(_) => None,
+            Classified::WrongExtension(_) => Some(UnmatchedReason::ExtensionNotAllowed),
+            Classified::Unmatched(r) => Some(r),
+        }
+    }
 }
 
 /// The same extension claimed by several specs, with a file that needed it.
@@ -39,6 +53,10 @@ pub fn classify_single(
             }
         }
     }
+    // Longest first: a name takes the longest listed extension it ends with.
+    let mut longest_first: Vec<(&str, &[usize])> =
+        by_ext.iter().map(|(e, s)| (*e, s.as_slice())).collect();
+    longest_first.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
     let outcomes: Vec<Result<Classified, (String, String)>> = files
         .par_iter()
         .map(|f| {
@@ -54,10 +72,13 @@ pub fn classify_single(
             {
                 i
             } else {
-                let ext = extension(&f.rel);
-                match by_ext.get(ext.as_str()).map(Vec::as_slice) {
-                    Some([one]) => *one,
-                    Some(_) => return Err((ext, f.rel.clone())),
+                let name = file_name(&f.rel);
+                match longest_first
+                    .iter()
+                    .find(|(e, _)| ends_with_extension(name, e).is_some())
+                {
+                    Some((_, [one])) => *one,
+                    Some((ext, _)) => return Err((ext.to_string(), f.rel.clone())),
                     None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
                 }
             };
@@ -102,10 +123,10 @@ pub fn classify_asset(files: &[ScannedFile], asset: &Asset, specs: &[FileSpec]) 
 }
 
 fn check_extension(rel: &str, spec: usize, specs: &[FileSpec]) -> Classified {
-    if specs[spec].allows_extension(&extension(rel)) {
+    if specs[spec].matched_extension(file_name(rel)).is_some() {
         Classified::Spec(spec as u32)
     } else {
-        Classified::Unmatched(UnmatchedReason::ExtensionNotAllowed)
+        Classified::WrongExtension(spec as u32)
     }
 }
 
@@ -155,6 +176,38 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_listed_extension_wins_and_may_have_several_parts() {
+        let specs = [
+            spec("flair", &["nii.gz"]),
+            spec("archive", &["gz"]),
+            spec("ome", &["ome.tif"]),
+        ];
+        let (c, conflicts) = classify_single(
+            &files(&[
+                "c/C_flair.NII.GZ",
+                "c/log.gz",
+                "c/x.ome.tif",
+                "c/x.tif",
+                "c/.gz",
+            ]),
+            &specs,
+            &[],
+        );
+        assert_eq!(
+            c,
+            [
+                Classified::Spec(0),
+                Classified::Spec(1),
+                Classified::Spec(2),
+                Classified::Unmatched(UnmatchedReason::NoRule),
+                Classified::Unmatched(UnmatchedReason::NoRule),
+            ]
+        );
+        assert!(conflicts.is_empty());
+        assert_eq!(specs[0].stem("c/BRATS_001.nii.gz"), "BRATS_001");
+    }
+
+    #[test]
     fn spec_named_folders_win_over_extensions() {
         let specs = [spec("image_1", &["png"]), spec("mask_1", &["png"])];
         let (c, conflicts) =
@@ -183,9 +236,9 @@ mod tests {
             c,
             [
                 Classified::Spec(0),
-                Classified::Unmatched(UnmatchedReason::ExtensionNotAllowed),
+                Classified::WrongExtension(0),
                 Classified::Spec(1),
-                Classified::Unmatched(UnmatchedReason::ExtensionNotAllowed)
+                Classified::WrongExtension(1)
             ]
         );
     }

@@ -1,8 +1,6 @@
 //! Group: turn classified files into units by their group key (SPEC 2.2), detecting
 //! the directory layout when the recipe gives no `group_key_regex`.
 
-use std::collections::BTreeMap;
-
 use rayon::prelude::*;
 use regex::Regex;
 use serde::Serialize;
@@ -12,10 +10,8 @@ use super::classify::Classified;
 use crate::recipe::resolve::KeyTemplate;
 use crate::source::ScannedFile;
 
-/// Groups by the first folder (patterns 1 and 4).
-pub const FIRST_FOLDER_REGEX: &str = "^(?P<group_key>[^/]+)/";
-/// Groups by the file stem (patterns 2, 3 and 5).
-pub const STEM_REGEX: &str = r"^(?:.*/)?(?P<group_key>[^/]+?)(?:\.[^./]+)?$";
+use super::layout::{self as infer, KeyCut, Member, SpecShape};
+pub use super::layout::{FIRST_FOLDER_REGEX, STEM_REGEX};
 
 /// The built-in group key regexes, matched by hand: on a flat folder of
 /// 200,000 files the regex engine's capture search was most of grouping.
@@ -62,11 +58,16 @@ impl BuiltinKey {
     }
 }
 
-/// The layout the plan reports: a detected seed pattern, or the recipe's regex.
+/// The layout the plan reports: what inference chose (with the seed's pattern
+/// number when it is one of them), or the recipe's regex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Layout {
     pub pattern: Option<u8>,
     pub group_key_regex: Option<String>,
+    /// Inferred only: why this grouping, with its counts.
+    pub reason: Option<String>,
+    /// Inferred only: the next-best grouping and its counts.
+    pub runner_up: Option<String>,
 }
 
 impl Layout {
@@ -77,9 +78,16 @@ impl Layout {
             Some(3) => "flat folder, matched by file stem",
             Some(4) => "deeply nested, one top folder per unit",
             Some(5) => "multi-path, matched by file stem",
+            _ if self.reason.is_some() => "inferred",
             _ => "group_key_regex from the recipe",
         }
     }
+}
+
+/// How the group key is cut: by an inferred candidate, or the recipe's regex.
+enum KeyCutter {
+    Cut(KeyCut),
+    Regex(Regex),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +100,11 @@ pub struct UnitDraft {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupError {
-    /// No pattern fits: files sit at different depths. depth → (count, example path).
-    MixedDepths {
-        depths: BTreeMap<usize, (usize, String)>,
+    /// No candidate grouping makes most units complete.
+    NoLayout {
+        best: String,
+        best_regex: String,
+        runner_up: Option<String>,
     },
     /// Different group keys render one unit key.
     KeyCollision {
@@ -112,77 +122,14 @@ pub struct Grouped {
     pub errors: Vec<GroupError>,
 }
 
-/// Which specs each first-level folder holds: one spec per folder is a type
-/// folder, several are a unit folder.
-#[derive(Default)]
-pub struct FolderSpecs<'a, S> {
-    /// folder → (its first spec, whether it holds another)
-    folders: BTreeMap<&'a str, (S, bool)>,
-}
-
-impl<'a, S: PartialEq> FolderSpecs<'a, S> {
-    pub fn add(&mut self, rel: &'a str, spec: S) {
-        if let Some((first, _)) = rel.split_once('/') {
-            match self.folders.get_mut(first) {
-                Some((s, mixed)) => *mixed |= *s != spec,
-                None => {
-                    self.folders.insert(first, (spec, false));
-                }
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.folders.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.folders.is_empty()
-    }
-
-    pub fn mostly_mixed(&self) -> bool {
-        let mixed = self.folders.values().filter(|(_, m)| *m).count();
-        mixed * 2 > self.folders.len()
-    }
-}
-
-/// Picks the seed pattern from the depths of the matched files.
-/// `folders_mix_specs`: most first-level folders hold files of two or more
-/// specs, as unit folders do (pattern 1); type folders hold one spec each
-/// (pattern 2).
-pub fn detect_layout(
-    depths: &BTreeMap<usize, (usize, String)>,
-    first_folders: usize,
-    spec_count: usize,
-    multi_path: bool,
-    folders_mix_specs: bool,
-) -> Result<Layout, GroupError> {
-    let layout = |pattern: u8, regex: &str| Layout {
-        pattern: Some(pattern),
-        group_key_regex: Some(regex.to_owned()),
-    };
-    if multi_path {
-        return Ok(layout(5, STEM_REGEX));
-    }
-    let keys: Vec<usize> = depths.keys().copied().collect();
-    match keys.as_slice() {
-        [] | [1] => Ok(layout(3, STEM_REGEX)),
-        [2] if first_folders <= spec_count && !folders_mix_specs => Ok(layout(2, STEM_REGEX)),
-        [2] => Ok(layout(1, FIRST_FOLDER_REGEX)),
-        ds if ds.iter().all(|&d| d >= 3) => Ok(layout(4, FIRST_FOLDER_REGEX)),
-        _ => Err(GroupError::MixedDepths {
-            depths: depths.clone(),
-        }),
-    }
-}
-
 /// Groups the members of every root into units.
 pub fn group(
     roots: &[&[ScannedFile]],
     classified: &[Vec<Classified>],
     explicit: Option<&(Regex, String)>,
     template: &KeyTemplate,
-    spec_count: usize,
+    specs: &[SpecShape],
+    primary: Option<usize>,
     multi_path: bool,
 ) -> Grouped {
     let mut out = Grouped::default();
@@ -199,51 +146,55 @@ pub fn group(
                     },
                     roots[r][i].rel.as_str(),
                 )),
-                Classified::Unmatched(_) => None,
+                Classified::WrongExtension(_) | Classified::Unmatched(_) => None,
             })
         })
         .collect();
 
-    let (regex, layout) = match explicit {
+    let (cutter, layout) = match explicit {
         Some((re, text)) => (
-            re.clone(),
+            KeyCutter::Regex(re.clone()),
             Layout {
                 pattern: None,
                 group_key_regex: Some(text.clone()),
+                reason: None,
+                runner_up: None,
             },
         ),
         None => {
-            let mut depths: BTreeMap<usize, (usize, String)> = BTreeMap::new();
-            let mut first_folders = FolderSpecs::default();
-            for (spec, _, rel) in &members {
-                let depth = rel.matches('/').count() + 1;
-                let e = depths.entry(depth).or_insert_with(|| (0, rel.to_string()));
-                e.0 += 1;
-                first_folders.add(rel, *spec);
+            let inferable: Vec<Member<'_>> = members
+                .iter()
+                .map(|&(spec, _, rel)| Member { spec, rel })
+                .collect();
+            let Some(inference) = infer::infer(&inferable, specs, primary) else {
+                return out;
+            };
+            if !inference.is_convincing() {
+                out.errors.push(GroupError::NoLayout {
+                    best: inference.reason(),
+                    best_regex: inference.chosen.regex(),
+                    runner_up: inference.runner_up_text(),
+                });
+                return out;
             }
-            match detect_layout(
-                &depths,
-                first_folders.len(),
-                spec_count,
-                multi_path,
-                first_folders.mostly_mixed(),
-            ) {
-                Ok(layout) => {
-                    let re = Regex::new(layout.group_key_regex.as_deref().unwrap_or(STEM_REGEX))
-                        .expect("built-in regexes compile");
-                    (re, layout)
-                }
-                Err(e) => {
-                    out.errors.push(e);
-                    return out;
-                }
-            }
+            let layout = Layout {
+                pattern: infer::seed_pattern(&inference.chosen, &inferable, multi_path),
+                group_key_regex: Some(inference.chosen.regex()),
+                reason: Some(inference.reason()),
+                runner_up: inference.runner_up_text(),
+            };
+            (KeyCutter::Cut(inference.chosen), layout)
         }
     };
     out.layout = Some(layout);
-
-    let names: Vec<&str> = regex.capture_names().flatten().collect();
-    let builtin = BuiltinKey::of(regex.as_str());
+    let regex = match &cutter {
+        KeyCutter::Regex(re) => Some(re),
+        KeyCutter::Cut(_) => None,
+    };
+    let names: Vec<&str> = regex
+        .map(|r| r.capture_names().flatten().collect())
+        .unwrap_or_default();
+    let builtin = regex.and_then(|r| BuiltinKey::of(r.as_str()));
     // The group key is a slice of the path; the unit key is allocated only when
     // the template makes it differ from the group key.
     let plain = template.text == "{group_key}";
@@ -258,6 +209,17 @@ pub fn group(
                 });
                 return Some((group_key, key));
             }
+            let regex = match &cutter {
+                KeyCutter::Cut(cut) => {
+                    let group_key = cut.key(rel)?;
+                    let key = (!plain).then(|| {
+                        template
+                            .render(|field| (field == "group_key").then(|| group_key.to_owned()))
+                    });
+                    return Some((group_key, key));
+                }
+                KeyCutter::Regex(re) => re,
+            };
             let caps = regex.captures(rel)?;
             let group_key = caps
                 .name("group_key")
@@ -380,18 +342,56 @@ mod tests {
     }
 
     use crate::source::local::scanned_files as files;
-    fn all(spec: u32, n: usize) -> Vec<Classified> {
-        vec![Classified::Spec(spec); n]
-    }
     fn tmpl() -> KeyTemplate {
         KeyTemplate::parse("{group_key}").unwrap()
+    }
+    /// Classified by extension: png → spec 0, json → spec 1.
+    fn by_ext(f: &[ScannedFile]) -> Vec<Classified> {
+        f.iter()
+            .map(|f| Classified::Spec(u32::from(f.rel.ends_with(".json"))))
+            .collect()
+    }
+    fn two_specs(label_required: bool) -> Vec<SpecShape> {
+        vec![
+            SpecShape {
+                required: true,
+                extensions: vec!["png".into()],
+            },
+            SpecShape {
+                required: label_required,
+                extensions: vec!["json".into()],
+            },
+        ]
+    }
+    fn one_spec() -> Vec<SpecShape> {
+        two_specs(false)[..1].to_vec()
+    }
+    fn infer_group(paths: &[&str], label_required: bool) -> Grouped {
+        let f = files(paths);
+        let c = by_ext(&f);
+        group(
+            &[&f],
+            &[c],
+            None,
+            &tmpl(),
+            &two_specs(label_required),
+            None,
+            false,
+        )
+    }
+    fn all(spec: u32, n: usize) -> Vec<Classified> {
+        vec![Classified::Spec(spec); n]
     }
 
     #[test]
     fn nested_folders_are_pattern_1() {
-        let f = files(&["p1/a.png", "p1/a.json", "p2/a.png", "p3/b.png"]);
-        let g = group(&[&f], &[all(0, 4)], None, &tmpl(), 2, false);
-        assert_eq!(g.layout.unwrap().pattern, Some(1));
+        let g = infer_group(&["p1/a.png", "p1/a.json", "p2/a.png", "p3/b.png"], false);
+        let layout = g.layout.unwrap();
+        assert_eq!(layout.pattern, Some(1));
+        assert_eq!(
+            layout.reason.as_deref(),
+            Some("first folder: 3 complete units")
+        );
         assert_eq!(
             g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
             ["p1", "p2", "p3"]
@@ -400,8 +400,10 @@ mod tests {
 
     #[test]
     fn type_folders_are_pattern_2_and_group_by_stem() {
-        let f = files(&["images/001.png", "labels/001.json", "images/002.png"]);
-        let g = group(&[&f], &[all(0, 3)], None, &tmpl(), 2, false);
+        let g = infer_group(
+            &["images/001.png", "labels/001.json", "images/002.png"],
+            false,
+        );
         assert_eq!(g.layout.unwrap().pattern, Some(2));
         assert_eq!(g.units[0].key, "001");
         assert_eq!(g.units[0].files.len(), 2);
@@ -409,29 +411,62 @@ mod tests {
 
     #[test]
     fn flat_is_pattern_3_and_deep_is_pattern_4() {
-        let f = files(&["s1.png", "s1.json"]);
-        assert_eq!(
-            group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false)
-                .layout
-                .unwrap()
-                .pattern,
-            Some(3)
+        let g = infer_group(&["s1.png", "s1.json"], true);
+        assert_eq!(g.layout.unwrap().pattern, Some(3));
+        let g = infer_group(
+            &[
+                "p1/img/a.png",
+                "p1/json/a.json",
+                "p2/img/a.png",
+                "p2/json/a.json",
+            ],
+            true,
         );
-        let f = files(&["p1/img/a.png", "p1/json/a.json"]);
-        assert_eq!(
-            group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false)
-                .layout
-                .unwrap()
-                .pattern,
-            Some(4)
-        );
+        assert_eq!(g.layout.unwrap().pattern, Some(4));
     }
 
     #[test]
-    fn mixed_depths_need_a_regex() {
-        let f = files(&["s1.png", "p/s1.json"]);
-        let g = group(&[&f], &[all(0, 2)], None, &tmpl(), 2, false);
-        assert!(matches!(g.errors[0], GroupError::MixedDepths { .. }));
+    fn a_lone_file_beside_unit_folders_is_set_aside() {
+        let g = infer_group(
+            &[
+                "info.json",
+                "p1/a.png",
+                "p1/a.json",
+                "p2/b.png",
+                "p2/b.json",
+            ],
+            true,
+        );
+        let layout = g.layout.unwrap();
+        assert_eq!(layout.pattern, None);
+        assert_eq!(layout.group_key_regex.as_deref(), Some(FIRST_FOLDER_REGEX));
+        assert_eq!(g.units.len(), 2);
+        assert_eq!(g.no_group_key, [FileRef { root: 0, index: 0 }]);
+    }
+
+    #[test]
+    fn nothing_fits_asks_for_a_regex() {
+        let f = files(&["a/x.png", "a/y.png", "b/x.png", "b/y.png", "c/z.json"]);
+        let g = group(
+            &[&f],
+            &[by_ext(&f)],
+            None,
+            &tmpl(),
+            &two_specs(true),
+            None,
+            false,
+        );
+        let Some(GroupError::NoLayout {
+            best, runner_up, ..
+        }) = g.errors.first()
+        else {
+            panic!("{:?}", g.errors);
+        };
+        assert_eq!(
+            best,
+            "first folder: 0 complete units, 2 units with up to 2 files of one spec, 1 unit missing a required spec"
+        );
+        assert!(runner_up.is_some());
     }
 
     #[test]
@@ -444,7 +479,8 @@ mod tests {
             &[all(0, 2)],
             Some(&(re.clone(), "x".into())),
             &t,
-            1,
+            &one_spec(),
+            None,
             false,
         );
         assert_eq!(
@@ -459,7 +495,8 @@ mod tests {
             &[all(0, 2)],
             Some(&(re2, "x".into())),
             &t2,
-            1,
+            &one_spec(),
+            None,
             false,
         );
         assert!(matches!(&g.errors[0], GroupError::KeyCollision { key, .. } if key == "s1"));
@@ -474,7 +511,8 @@ mod tests {
             &[all(0, 2)],
             Some(&(re, "x".into())),
             &tmpl(),
-            1,
+            &one_spec(),
+            None,
             false,
         );
         assert_eq!(g.units[0].key, "1");

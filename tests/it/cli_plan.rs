@@ -235,18 +235,28 @@ fn shared_extension_without_rules_asks_for_file_rules() {
 }
 
 #[test]
-fn mixed_depths_ask_for_a_group_key_regex() {
+fn an_unclear_layout_asks_for_a_group_key_regex_with_the_best_two_groupings() {
     let f = Fixture::new();
-    f.write("data/a.png", "a").write("data/u1/a.json", "b");
+    f.write("data/a/x.png", "a")
+        .write("data/a/y.png", "b")
+        .write("data/b/x.png", "c")
+        .write("data/b/y.png", "d")
+        .write("data/c/z.json", "e");
     f.write("r.yaml", format!("{TWO_SPECS}source: {{path: data}}\n"));
     let out = f.run(&["plan", "r.yaml"]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("synup::plan::mixed_depths"),
+        out.stderr.contains("synup::plan::no_layout"),
         "{}",
         out.stderr
     );
     assert!(out.stderr.contains("group_key_regex"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("best, first folder: 0 complete"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("next best, "), "{}", out.stderr);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod apply;
 mod cli_plan;
+mod datasets;
 mod determinism;
 mod examples;
 mod excel;

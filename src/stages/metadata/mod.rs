@@ -92,6 +92,8 @@ pub struct MergeInput<'a> {
     pub files: &'a [UnitFile<'a>],
     /// Spec indices in primary-precedence order.
     pub primary_order: &'a [usize],
+    /// The collection's specs: a sidecar's `{stem}` drops the primary spec's extension.
+    pub specs: &'a [crate::recipe::resolve::FileSpec],
     pub key_field: Option<&'a str>,
 }
 
@@ -222,7 +224,10 @@ fn sidecar(
     unit: &MergeInput<'_>,
 ) -> bool {
     let unit_dir = primary.rel.rsplit_once('/').map_or(".", |(d, _)| d);
-    let stem = super::stem(primary.rel);
+    let stem = match unit.specs.get(primary.spec as usize) {
+        Some(spec) => spec.stem(primary.rel),
+        None => super::stem(primary.rel),
+    };
     let rel = template.render(|f| match f {
         "unit_dir" => Some(unit_dir.to_owned()),
         "group_key" => Some(unit.group_key.to_owned()),
