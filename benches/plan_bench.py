@@ -60,12 +60,12 @@ def generate(data: Path, pattern: str, units: int, py: str) -> Path:
             (d / "image.png").write_bytes(img + bytes([i % 251]))
             (d / "label.json").write_text(label % i)
             if i % 10 < 3:
-                (d / "scan.dcm").write_bytes(b"DICM" + key.encode() * 20)
+                (d / "scan.dcm").write_bytes(bytes(128) + b"DICM" + key.encode() * 20)
         else:
             (src / f"{key}.png").write_bytes(img + bytes([i % 251]))
             (src / f"{key}.json").write_text(label % i)
             if i % 10 < 3:
-                (src / f"{key}.dcm").write_bytes(b"DICM" + key.encode() * 20)
+                (src / f"{key}.dcm").write_bytes(bytes(128) + b"DICM" + key.encode() * 20)
     script = (
         "import openpyxl,sys,datetime\n"
         "wb=openpyxl.Workbook(write_only=True);ws=wb.create_sheet('Sheet1')\n"

@@ -60,13 +60,15 @@ pub fn run(args: Args) -> i32 {
             .map(|((n, d), rss)| format!("{n} {:.3}s ({rss} MiB)", d.as_secs_f64()))
             .collect();
         crate::console::note(&format!(
-            "stats: {} files scanned; folders: {} cached, {} read; sha1: {} cached, {} hashed ({} bytes read); {}",
+            "stats: {} files scanned; folders: {} cached, {} read; sha1: {} cached, {} hashed ({} bytes read); screened: {} cached, {} read; {}",
             s.files_scanned,
             s.folders_cached,
             s.folders_read,
             s.hash.cached,
             s.hash.hashed,
             s.hash.bytes_read,
+            s.screened_cached,
+            s.screened_read,
             timings.join(", ")
         ));
     }

@@ -344,10 +344,16 @@ pub fn propose_rules(
     suggested: &[(String, String)],
     specs: &[(String, Vec<String>)],
 ) -> Vec<(String, String)> {
+    // The extension a rule's file-name glob ends with (`*_flair.nii.gz` → `.nii.gz`).
     let ext_of = |pattern: &str| {
-        pattern
-            .rsplit_once("*.")
-            .map(|(_, e)| format!(".{}", e.to_ascii_lowercase()))
+        let name = pattern
+            .rsplit('/')
+            .next()
+            .unwrap_or(pattern)
+            .replace('*', "x");
+        Some(extension(&name))
+            .filter(|e| !e.is_empty())
+            .map(|e| format!(".{e}"))
     };
     let mut taken: Vec<&str> = Vec::new();
     let mut out = Vec::new();

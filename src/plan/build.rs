@@ -17,6 +17,7 @@ use super::explain;
 use super::model::*;
 use crate::recipe::load::describe_path;
 use crate::recipe::model::ChecksumMode;
+use crate::recipe::model::ContentCheck;
 use crate::recipe::resolve::{MetadataKind, ResolvedRecipe, Root, SourceMode};
 use crate::recipe::{Code, LoadedRecipe, RecipeError, RecipeErrors};
 use crate::source::{ScanIssue, ScanOptions, SourceScan, scan_local};
@@ -27,6 +28,7 @@ use crate::stages::layout::SpecShape;
 use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_key};
 use crate::stages::metadata::sheet_cache;
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
+use crate::stages::screen::{self, Finding, ScreenCache, ScreenRequest};
 use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
 use crate::target::TargetView;
@@ -81,6 +83,9 @@ pub struct PlanStats {
     pub folders_cached: u64,
     pub folders_read: u64,
     pub hash: HashStats,
+    /// Files whose content verdict came from the cache, and files read for it.
+    pub screened_cached: u64,
+    pub screened_read: u64,
     pub timings: Vec<(&'static str, Duration)>,
     /// Peak resident memory so far, after each stage (Linux; 0 elsewhere).
     pub rss_mib: Vec<u64>,
@@ -393,10 +398,13 @@ pub fn build_plan(
         .iter()
         .map(|r| r.remote.is_some() && r.checksum == ChecksumMode::Apply)
         .collect();
+    // Whether each request's spec is a video (for the frame-rate check).
+    let mut request_video: Vec<bool> = Vec::new();
     for unit in &grouped.units {
-        for (_, f) in &unit.files {
+        for (spec, f) in &unit.files {
             let slot = &mut request_of[f.root as usize][f.index as usize];
             if *slot == u32::MAX && !deferred[f.root as usize] {
+                request_video.push(specs[*spec as usize].file_type == "video");
                 let scanned = &file_slices[f.root as usize][f.index as usize];
                 requests.push(HashRequest {
                     remote: roots[f.root as usize].remote.as_deref(),
@@ -423,6 +431,60 @@ pub fn build_plan(
     }
     drop(cache);
     lap(&mut stats, "checksum");
+
+    // Content screening: one verdict per hashed file, from the cache when
+    // its content and name were seen before.
+    let findings: Vec<Option<Finding>> = match recipe.content_check {
+        ContentCheck::Off => vec![None; requests.len()],
+        check => {
+            let mut screen_cache =
+                ScreenCache::open(cache_dir.join(format!("{}.screen", recipe.name)));
+            let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = requests
+                .iter()
+                .zip(&hashes)
+                .zip(&request_video)
+                .enumerate()
+                // Empty files are `empty_file` problems already.
+                .filter(|(_, ((file, _), _))| file.size > 0)
+                .filter_map(|(i, ((file, h), video))| {
+                    let sha1 = h.as_ref().ok()?;
+                    Some((
+                        i,
+                        ScreenRequest {
+                            file,
+                            sha1,
+                            video: *video,
+                        },
+                    ))
+                })
+                .unzip();
+            let (verdicts, read) = screen::screen_all(&screened, &mut screen_cache);
+            stats.screened_read = read;
+            stats.screened_cached = screened.len() as u64 - read;
+            warnings.extend(screen_cache.warning.take());
+            warnings.extend(screen_cache.save());
+            let mut findings = vec![None; requests.len()];
+            for (i, v) in index.into_iter().zip(verdicts) {
+                findings[i] = v;
+            }
+            if check == ContentCheck::Warn {
+                for (r, f) in requests.iter().zip(&findings) {
+                    if let Some(f) = f {
+                        let root = roots
+                            .iter()
+                            .find(|root| std::ptr::eq(r.dir, root.path.as_path()))
+                            .map_or("", |root| root.written.as_str());
+                        warnings.push(Warning::new(
+                            f.rule.as_str(),
+                            format!("{}: {}", explain::shown(root, r.rel), f.detail),
+                        ));
+                    }
+                }
+            }
+            findings
+        }
+    };
+    lap(&mut stats, "screen");
     for root in &roots {
         let unreadable: Vec<String> = requests
             .iter()
@@ -497,6 +559,22 @@ pub fn build_plan(
                 .collect();
             // Moved, not cloned: the schema validates the same value that is written.
             let meta = serde_json::Value::Object(m.meta);
+            let mut found = m.problems;
+            if recipe.content_check == ContentCheck::Fail {
+                for (spec, f) in &u.files {
+                    let i = request_of[f.root as usize][f.index as usize];
+                    if let Some(Some(finding)) = findings.get(i as usize) {
+                        let rel = &file_slices[f.root as usize][f.index as usize].rel;
+                        let mut p = validate::Problem::new(
+                            finding.rule.into(),
+                            format!("{rel}: {}", finding.detail),
+                        )
+                        .spec(&specs[*spec as usize].name);
+                        p.path = Some(rel.to_owned());
+                        found.push(p);
+                    }
+                }
+            }
             let problems = validate::validate_unit(
                 specs,
                 &checked,
@@ -504,7 +582,7 @@ pub fn build_plan(
                 &meta,
                 |field| m.provenance.get(field),
                 recipe.collection.meta_schema.as_ref(),
-                m.problems,
+                found,
             );
             MergedUnit {
                 meta: meta_raw(&meta),

@@ -1,5 +1,5 @@
 //! The stage graph a recipe compiles to: one scan per root, one load per
-//! metadata source, then classify → group → (checksum ∥ merge) → validate → diff.
+//! metadata source, then classify → group → (checksum → screen ∥ merge) → validate → diff.
 //! `synup graph` prints this graph; the planner runs the same stages.
 
 use std::fmt::Write;
@@ -97,11 +97,21 @@ impl StageGraph {
             format!("merge metadata: {}", labels.join(", "))
         };
         let merge = add("merge_metadata".into(), merge_label, "cpu", merge_deps);
+        let mut validate_deps = vec![merge];
+        if recipe.content_check != crate::recipe::model::ContentCheck::Off {
+            let check = format!("{:?}", recipe.content_check).to_ascii_lowercase();
+            validate_deps.push(add(
+                "screen".into(),
+                format!("screen content (validation.content: {check}; cached by sha1)"),
+                "io",
+                vec![checksum],
+            ));
+        }
         let validate = add(
             "validate".into(),
             "validate units".into(),
             "cpu",
-            vec![merge],
+            validate_deps,
         );
         add(
             "diff".into(),

@@ -7,6 +7,8 @@ use super::model::{Action, Plan};
 /// How many `create`/`unchanged` lines to show before summarising the rest;
 /// invalid and conflicting units are always listed in full.
 const SHOWN_PER_ACTION: usize = 50;
+/// Warnings of one code shown before the rest are counted.
+const WARNINGS_PER_CODE: usize = 10;
 /// Unmatched files listed one by one below their summary.
 const UNMATCHED_LISTED: usize = 10;
 
@@ -115,14 +117,16 @@ pub fn render_text(plan: &Plan) -> String {
 
     if !plan.unmatched.is_empty() {
         let _ = writeln!(out, "\nUnmatched files ({}):", plan.unmatched.len());
+        // Every file when few, else two examples per reason; the JSON plan
+        // always lists them all.
+        let listed = plan.unmatched.len() <= UNMATCHED_LISTED;
         for g in &plan.unmatched_summary {
             let _ = writeln!(out, "  {} × {}: {}", g.count, g.reason, g.hint);
-            for e in &g.examples {
+            for e in g.examples.iter().filter(|_| !listed) {
                 let _ = writeln!(out, "      e.g. {e}");
             }
         }
-        // Every file, when few; the JSON plan always lists them all.
-        if plan.unmatched.len() <= UNMATCHED_LISTED {
+        if listed {
             for f in &plan.unmatched {
                 let _ = writeln!(
                     out,
@@ -163,8 +167,20 @@ pub fn render_text(plan: &Plan) -> String {
     }
     if !plan.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings:");
-        for w in &plan.warnings {
-            let _ = writeln!(out, "  warning[{}]: {}", w.code, w.message);
+        // Many warnings of one kind (content screening of a large set) are
+        // shown a few at a time; the JSON plan lists them all.
+        for run in plan.warnings.chunk_by(|a, b| a.code == b.code) {
+            for w in run.iter().take(WARNINGS_PER_CODE) {
+                let _ = writeln!(out, "  warning[{}]: {}", w.code, w.message);
+            }
+            if run.len() > WARNINGS_PER_CODE {
+                let _ = writeln!(
+                    out,
+                    "  … and {} more {} warnings (all are in `--format json`)",
+                    run.len() - WARNINGS_PER_CODE,
+                    run[0].code
+                );
+            }
         }
     }
     if let Some(d) = &plan.diagnosis {

@@ -315,6 +315,64 @@ pub struct ValidationConfig {
     pub max_file_size_mb: u64,
     #[serde(default)]
     pub invalid_units: InvalidUnits,
+    /// Content screening as the official SDK's upload does it (SPEC 2.3):
+    /// `warn` makes plan warnings, `fail` makes the unit invalid, `off` reads nothing.
+    #[serde(default)]
+    pub content: ContentCheck,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentCheck {
+    /// A plan warning naming the file and the rule.
+    #[default]
+    Warn,
+    /// A unit problem: the unit is invalid.
+    Fail,
+    /// No file is read for screening.
+    Off,
+}
+
+impl JsonSchema for ContentCheck {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ContentCheck".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`warn` (plan warnings), `fail` (invalid units) or `off` (nothing read); a bare YAML `off` (read as false) means `off`.",
+            "enum": ["warn", "fail", "off", false]
+        })
+    }
+}
+
+/// `warn`, `fail` or `off`; YAML 1.1 reads a bare `off` as `false`, which is
+/// taken as `off` too.
+impl<'de> Deserialize<'de> for ContentCheck {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ContentCheck;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`warn`, `fail` or `off`")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ContentCheck, E> {
+                match v {
+                    false => Ok(ContentCheck::Off),
+                    true => Err(E::invalid_value(serde::de::Unexpected::Bool(v), &self)),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ContentCheck, E> {
+                match v {
+                    "warn" => Ok(ContentCheck::Warn),
+                    "fail" => Ok(ContentCheck::Fail),
+                    "off" => Ok(ContentCheck::Off),
+                    _ => Err(E::unknown_variant(v, &["warn", "fail", "off"])),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_max_mb() -> u64 {
@@ -326,6 +384,7 @@ impl Default for ValidationConfig {
         Self {
             max_file_size_mb: default_max_mb(),
             invalid_units: InvalidUnits::Fail,
+            content: ContentCheck::Warn,
         }
     }
 }

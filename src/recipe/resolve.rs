@@ -299,6 +299,7 @@ pub struct ResolvedRecipe {
     pub metadata: Vec<MetadataSpec>,
     pub max_file_size: Option<u64>,
     pub invalid_units: InvalidUnits,
+    pub content_check: crate::recipe::model::ContentCheck,
     /// Warnings found while resolving (e.g. a literal token).
     pub warnings: Vec<RecipeError>,
 }
@@ -484,6 +485,7 @@ pub fn resolve_with(
         max_file_size: (r.validation.max_file_size_mb > 0)
             .then(|| r.validation.max_file_size_mb.saturating_mul(1_048_576)),
         invalid_units: r.validation.invalid_units,
+        content_check: r.validation.content,
         warnings: cx.warnings,
     })
 }

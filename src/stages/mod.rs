@@ -7,6 +7,7 @@ pub mod classify;
 pub mod group;
 pub mod layout;
 pub mod metadata;
+pub mod screen;
 pub mod validate;
 
 use serde::Serialize;

@@ -15,6 +15,12 @@ pub enum ProblemReason {
     MetadataMissing,
     MetadataType,
     MetaSchema,
+    /// Content screening (`validation.content: fail`).
+    TypeMismatch,
+    Executable,
+    SensitiveFile,
+    ScriptInjection,
+    VariableFrameRate,
 }
 
 impl ProblemReason {
@@ -27,6 +33,11 @@ impl ProblemReason {
             ProblemReason::MetadataMissing => "metadata_missing",
             ProblemReason::MetadataType => "metadata_type",
             ProblemReason::MetaSchema => "meta_schema",
+            ProblemReason::TypeMismatch => "type_mismatch",
+            ProblemReason::Executable => "executable",
+            ProblemReason::SensitiveFile => "sensitive_file",
+            ProblemReason::ScriptInjection => "script_injection",
+            ProblemReason::VariableFrameRate => "variable_frame_rate",
         }
     }
 }
@@ -84,6 +95,19 @@ pub struct CheckedFile<'a> {
     pub spec: u32,
     pub rel: &'a str,
     pub size: u64,
+}
+
+impl From<crate::stages::screen::Rule> for ProblemReason {
+    fn from(rule: crate::stages::screen::Rule) -> Self {
+        use crate::stages::screen::Rule;
+        match rule {
+            Rule::TypeMismatch => ProblemReason::TypeMismatch,
+            Rule::Executable => ProblemReason::Executable,
+            Rule::SensitiveFile => ProblemReason::SensitiveFile,
+            Rule::ScriptInjection => ProblemReason::ScriptInjection,
+            Rule::VariableFrameRate => ProblemReason::VariableFrameRate,
+        }
+    }
 }
 
 /// Checks files and meta of one unit; returns its problems, sorted.

@@ -256,7 +256,7 @@ fn an_unclear_layout_asks_for_a_group_key_regex_with_the_best_two_groupings() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("next best, "), "{}", out.stderr);
+    assert!(out.stderr.contains("next best,"), "{}", out.stderr);
 }
 
 #[test]

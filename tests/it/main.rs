@@ -13,6 +13,7 @@ mod ray;
 mod recipe_errors;
 mod remote;
 mod schema;
+mod screening;
 mod server;
 mod sources;
 mod synapse;

@@ -236,11 +236,25 @@ impl Asker<'_> {
                 let Some(e) = e else {
                     return fail(&format!("cannot explore `{path}`"));
                 };
-                let units = e
-                    .layout
-                    .as_ref()
-                    .map_or(e.first_level_folders, |_| e.first_level_folders.max(1));
-                specs_from_extensions(&e.extensions, units)
+                if e.suggested_specs.is_empty() {
+                    let units = e
+                        .layout
+                        .as_ref()
+                        .map_or(e.first_level_folders, |_| e.first_level_folders.max(1));
+                    specs_from_extensions(&e.extensions, units)
+                } else {
+                    // Explore's inference: specs told apart by token or folder.
+                    e.suggested_specs
+                        .iter()
+                        .map(|s| SpecDraft {
+                            name: s.name.clone(),
+                            file_type: s.file_type.clone(),
+                            extensions: s.extensions.clone(),
+                            is_required: s.is_required,
+                            is_primary: s.is_primary,
+                        })
+                        .collect()
+                }
             }
             (SourceAnswer::Multi(assets), _) => {
                 let mut out = Vec::new();

@@ -263,8 +263,8 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
         metadata: Vec::new(),
         required_fields,
     };
-    // Pin the layout explore detects (it treats each extension as a spec,
-    // which is what a folder of units looks like before rules exist).
+    // Pin the layout explore infers (the planner's own inference, over the
+    // specs explore tells apart by extension, name token or type folder).
     let mut detected = None;
     if let SourceAnswer::Single {
         group_key_regex: regex @ None,

@@ -1,0 +1,577 @@
+//! Content screening (SPEC 2.3), as the official SDK's upload screens files
+//! before sending them (its `content_guard`): a binary extension whose magic
+//! bytes say otherwise, executables and scripts, private keys and credential
+//! files, script injection in text files, and variable frame rate in videos
+//! where a decoder (`ffprobe`) is available.
+//!
+//! [`inspect`] is a pure function of a file's name and first bytes. Verdicts
+//! are cached by the file's SHA-1 (with its name, which some rules read), so a
+//! warm plan opens no file again.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha1::{Digest, Sha1};
+
+use super::Warning;
+use super::checksum::HashRequest;
+use crate::cache_file;
+
+/// Bytes read from a binary file: enough for every signature below.
+const HEAD: usize = 8 << 10;
+/// Bytes of a text file searched for script injection and key blocks.
+const TEXT_HEAD: usize = 256 << 10;
+
+/// Which rule a file broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    TypeMismatch,
+    Executable,
+    SensitiveFile,
+    ScriptInjection,
+    VariableFrameRate,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::TypeMismatch => "type_mismatch",
+            Rule::Executable => "executable",
+            Rule::SensitiveFile => "sensitive_file",
+            Rule::ScriptInjection => "script_injection",
+            Rule::VariableFrameRate => "variable_frame_rate",
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        [
+            Rule::TypeMismatch,
+            Rule::Executable,
+            Rule::SensitiveFile,
+            Rule::ScriptInjection,
+            Rule::VariableFrameRate,
+        ]
+        .get(usize::from(c).checked_sub(1)?)
+        .copied()
+    }
+}
+
+/// A rule a file broke, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: Rule,
+    pub detail: String,
+}
+
+fn finding(rule: Rule, detail: impl Into<String>) -> Option<Finding> {
+    Some(Finding {
+        rule,
+        detail: detail.into(),
+    })
+}
+
+/// Extensions that run code when opened.
+const EXECUTABLE_EXTENSIONS: &[&str] = &[
+    "exe", "dll", "msi", "scr", "com", "bat", "cmd", "ps1", "psm1", "vbs", "vbe", "wsf", "sh",
+    "bash", "zsh", "csh", "ksh", "fish", "jar", "apk", "app", "dmg", "pkg", "deb", "rpm", "run",
+];
+
+/// File names that hold secrets whatever their content.
+const SENSITIVE_NAMES: &[&str] = &[
+    ".env",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    ".netrc",
+    "_netrc",
+    ".pgpass",
+    ".git-credentials",
+    "credentials",
+    ".npmrc",
+    ".pypirc",
+];
+
+/// Key stores.
+const SENSITIVE_EXTENSIONS: &[&str] = &["pem", "key", "p12", "pfx", "jks", "keystore", "ppk"];
+
+/// Text formats searched for script injection.
+const TEXT_EXTENSIONS: &[&str] = &[
+    "svg", "html", "htm", "xhtml", "xml", "json", "txt", "csv", "tsv", "md", "yaml", "yml",
+];
+
+/// Binary formats and the signature their first bytes carry.
+fn signature_ok(ext: &str, head: &[u8]) -> Option<bool> {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    let riff = |kind: &[u8]| at(0, b"RIFF") && at(8, kind);
+    Some(match ext {
+        "png" => at(0, b"\x89PNG\r\n\x1a\n"),
+        "jpg" | "jpeg" | "jpe" => at(0, b"\xff\xd8\xff"),
+        "gif" => at(0, b"GIF87a") || at(0, b"GIF89a"),
+        "bmp" => at(0, b"BM"),
+        "tif" | "tiff" => at(0, b"II*\0") || at(0, b"MM\0*") || at(0, b"II+\0") || at(0, b"MM\0+"),
+        "webp" => riff(b"WEBP"),
+        "pdf" => at(0, b"%PDF"),
+        "zip" | "xlsx" | "xlsm" | "docx" | "pptx" | "npz" => {
+            at(0, b"PK\x03\x04") || at(0, b"PK\x05\x06")
+        }
+        "gz" | "tgz" => at(0, b"\x1f\x8b"),
+        "bz2" => at(0, b"BZh"),
+        "xz" => at(0, b"\xfd7zXZ\0"),
+        "zst" => at(0, b"\x28\xb5\x2f\xfd"),
+        "dcm" | "dicom" => at(128, b"DICM"),
+        "nii" => at(344, b"n+1\0") || at(4, b"n+2\0"),
+        "mp4" | "m4v" | "mov" | "m4a" | "3gp" => {
+            at(4, b"ftyp") || at(4, b"moov") || at(4, b"mdat") || at(4, b"wide") || at(4, b"free")
+        }
+        "avi" => riff(b"AVI "),
+        "wav" => riff(b"WAVE"),
+        "flac" => at(0, b"fLaC"),
+        "ogg" | "oga" | "ogv" | "opus" => at(0, b"OggS"),
+        "mp3" => at(0, b"ID3") || (head.len() > 1 && head[0] == 0xff && head[1] & 0xe0 == 0xe0),
+        "mkv" | "webm" => at(0, b"\x1a\x45\xdf\xa3"),
+        "h5" | "hdf5" => at(0, b"\x89HDF\r\n\x1a\n"),
+        "npy" => at(0, b"\x93NUMPY"),
+        "parquet" => at(0, b"PAR1"),
+        _ => return None,
+    })
+}
+
+/// The extension checked against signatures: the last suffix, lower case
+/// (`.nii.gz` is checked as gzip).
+fn last_suffix(name: &str) -> String {
+    match name.rfind('.') {
+        Some(0) | None => String::new(),
+        Some(i) => name[i + 1..].to_ascii_lowercase(),
+    }
+}
+
+fn hex_start(head: &[u8]) -> String {
+    let shown: Vec<String> = head.iter().take(4).map(|b| format!("{b:02X}")).collect();
+    if shown.is_empty() {
+        "nothing".to_owned()
+    } else {
+        shown.join(" ")
+    }
+}
+
+/// The first rule `name` with these first bytes breaks, if any. Order: the
+/// gravest first (a key, then code, then a lie about the type).
+pub fn inspect(name: &str, head: &[u8]) -> Option<Finding> {
+    let lower = name.to_ascii_lowercase();
+    let ext = last_suffix(&lower);
+    if SENSITIVE_NAMES.contains(&lower.as_str()) || lower.starts_with(".env.") {
+        return finding(
+            Rule::SensitiveFile,
+            format!("`{name}` is a credentials file"),
+        );
+    }
+    if SENSITIVE_EXTENSIONS.contains(&ext.as_str()) {
+        return finding(
+            Rule::SensitiveFile,
+            format!(".{ext} files hold keys or certificates"),
+        );
+    }
+    if let Some(what) = secret_in(head) {
+        return finding(Rule::SensitiveFile, format!("it contains {what}"));
+    }
+    if let Some(what) = executable_magic(head) {
+        return finding(Rule::Executable, format!("it is {what}"));
+    }
+    if EXECUTABLE_EXTENSIONS.contains(&ext.as_str()) {
+        return finding(Rule::Executable, format!(".{ext} files run code"));
+    }
+    if let Some(false) = signature_ok(&ext, head) {
+        return finding(
+            Rule::TypeMismatch,
+            format!(
+                ".{ext} file without the .{ext} signature (starts with {})",
+                hex_start(head)
+            ),
+        );
+    }
+    if TEXT_EXTENSIONS.contains(&ext.as_str())
+        && let Some(what) = script_in(head)
+    {
+        return finding(Rule::ScriptInjection, format!("it contains {what}"));
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+fn secret_in(head: &[u8]) -> Option<&'static str> {
+    const KEY_BLOCKS: &[&[u8]] = &[
+        b"-----BEGIN RSA PRIVATE KEY-----",
+        b"-----BEGIN EC PRIVATE KEY-----",
+        b"-----BEGIN DSA PRIVATE KEY-----",
+        b"-----BEGIN OPENSSH PRIVATE KEY-----",
+        b"-----BEGIN PRIVATE KEY-----",
+        b"-----BEGIN ENCRYPTED PRIVATE KEY-----",
+        b"-----BEGIN PGP PRIVATE KEY BLOCK-----",
+    ];
+    if KEY_BLOCKS.iter().any(|k| find(head, k)) {
+        return Some("a private key");
+    }
+    if find(head, b"aws_secret_access_key") {
+        return Some("an AWS secret access key");
+    }
+    if find(head, b"\"type\": \"service_account\"") && find(head, b"\"private_key\"") {
+        return Some("a cloud service-account key");
+    }
+    None
+}
+
+fn executable_magic(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x7fELF") {
+        return Some("an ELF executable");
+    }
+    if head.starts_with(b"MZ") && pe_header(head) {
+        return Some("a Windows executable");
+    }
+    const MACH_O: &[&[u8]] = &[
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+    ];
+    if MACH_O.iter().any(|m| head.starts_with(m)) {
+        return Some("a Mach-O executable");
+    }
+    if head.starts_with(b"#!") {
+        return Some("a script (it starts with #!)");
+    }
+    None
+}
+
+/// `MZ` followed, where its header points, by `PE\0\0`.
+fn pe_header(head: &[u8]) -> bool {
+    let Some(at) = head.get(0x3c..0x40) else {
+        return false;
+    };
+    let offset = u32::from_le_bytes([at[0], at[1], at[2], at[3]]) as usize;
+    head.get(offset..offset + 4) == Some(b"PE\0\0")
+}
+
+fn script_in(head: &[u8]) -> Option<&'static str> {
+    if find(head, b"<script") {
+        return Some("a <script> element");
+    }
+    if find(head, b"javascript:") {
+        return Some("a javascript: URL");
+    }
+    // An inline handler inside a tag: `<img src=x onerror=...>`.
+    let text = String::from_utf8_lossy(head);
+    static HANDLER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)<[a-z][^>]*\son[a-z]+\s*=").expect("a valid regex")
+    });
+    HANDLER
+        .is_match(&text)
+        .then_some("an inline on*= event handler")
+}
+
+/// Reads what [`inspect`] needs of a local file.
+fn read_head(path: &Path, text: bool) -> std::io::Result<Vec<u8>> {
+    let limit = if text { TEXT_HEAD } else { HEAD };
+    let mut buf = Vec::with_capacity(limit.min(64 << 10));
+    std::fs::File::open(path)?
+        .take(limit as u64)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Variable frame rate: packet timestamps of the first 200 frames whose
+/// spacing varies by more than 1 ms. `None` when `ffprobe` is not installed
+/// or cannot read the file (the SDK also only warns then).
+fn variable_frame_rate(path: &Path) -> Option<Finding> {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#200",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let deltas: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    if deltas.len() < 2 {
+        return None;
+    }
+    let mean = deltas.iter().sum::<f64>() / deltas.len() as f64;
+    let variance = deltas.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / deltas.len() as f64;
+    (variance.sqrt() > 0.001).then(|| Finding {
+        rule: Rule::VariableFrameRate,
+        detail: format!(
+            "frame spacing varies by {:.1} ms (variable frame rate)",
+            variance.sqrt() * 1000.0
+        ),
+    })
+}
+
+/// Video formats the SDK checks for variable frame rate.
+const VFR_EXTENSIONS: &[&str] = &["mp4", "avi", "mov", "mkv", "webm", "flv", "wmv"];
+
+/// Cached verdicts: (SHA-1 of the content, the name, the checks) → finding.
+pub struct ScreenCache {
+    path: PathBuf,
+    verdicts: HashMap<[u8; 20], Option<Finding>>,
+    changed: bool,
+    pub warning: Option<Warning>,
+}
+
+const MAGIC: &[u8] = b"synup screen cache v1\n";
+
+impl ScreenCache {
+    /// Loads `path`; a damaged cache is rebuilt with a warning.
+    pub fn open(path: PathBuf) -> Self {
+        let mut cache = Self {
+            path,
+            verdicts: HashMap::new(),
+            changed: false,
+            warning: None,
+        };
+        let Ok(bytes) = std::fs::read(&cache.path) else {
+            return cache;
+        };
+        match Self::decode(&bytes) {
+            Some(v) => cache.verdicts = v,
+            None => {
+                cache.warning = Some(Warning::new(
+                    "screen_cache_rebuilt",
+                    format!(
+                        "the content-screening cache {} was unreadable and is rebuilt",
+                        cache.path.display()
+                    ),
+                ))
+            }
+        }
+        cache
+    }
+
+    fn decode(bytes: &[u8]) -> Option<HashMap<[u8; 20], Option<Finding>>> {
+        let mut input = cache_file::unseal(bytes, MAGIC)?;
+        let count = input.u64()?;
+        let n = input.fits(count, 21)?;
+        let mut out = HashMap::with_capacity(n);
+        for _ in 0..n {
+            let key: [u8; 20] = input.take(20)?.try_into().ok()?;
+            let code = input.u8()?;
+            let verdict = match code {
+                0 => None,
+                c => Some(Finding {
+                    rule: Rule::from_code(c)?,
+                    detail: input.string()?,
+                }),
+            };
+            out.insert(key, verdict);
+        }
+        input.is_empty().then_some(out)
+    }
+
+    /// Writes the cache if it learned anything; a failure is a warning.
+    pub fn save(&self) -> Option<Warning> {
+        if !self.changed {
+            return None;
+        }
+        let mut entries: Vec<(&[u8; 20], &Option<Finding>)> = self.verdicts.iter().collect();
+        entries.sort_by_key(|(k, _)| *k);
+        let mut out = cache_file::Out::new(MAGIC, entries.len() * 22);
+        out.u64(entries.len() as u64);
+        for (k, v) in entries {
+            out.0.extend_from_slice(k);
+            match v {
+                None => out.u8(0),
+                Some(f) => {
+                    out.u8(f.rule.code());
+                    out.str(&f.detail);
+                }
+            }
+        }
+        cache_file::store(&self.path, &out.seal()).err().map(|e| {
+            Warning::new(
+                "screen_cache_unwritable",
+                format!("{}: {e}", self.path.display()),
+            )
+        })
+    }
+}
+
+/// The cache key: content, name and whether the video check applies.
+fn key(sha1: &[u8; 20], name: &str, video: bool) -> [u8; 20] {
+    let mut h = Sha1::new();
+    h.update(sha1);
+    h.update(name.as_bytes());
+    h.update([u8::from(video), 1]);
+    h.finalize().into()
+}
+
+/// One file to screen.
+pub struct ScreenRequest<'a> {
+    pub file: &'a HashRequest<'a>,
+    pub sha1: &'a [u8; 20],
+    /// Its spec's `file_type` is `video`.
+    pub video: bool,
+}
+
+/// Screens every file (local ones; remote objects are not read again), from
+/// the cache where it knows the file. `None`: clean or not screened. Also
+/// returns how many files were read.
+pub fn screen_all(
+    requests: &[ScreenRequest<'_>],
+    cache: &mut ScreenCache,
+) -> (Vec<Option<Finding>>, u64) {
+    let keys: Vec<[u8; 20]> = requests
+        .iter()
+        .map(|r| key(r.sha1, super::file_name(r.file.rel), r.video))
+        .collect();
+    // (verdict, whether to cache it): a file that cannot be read now is
+    // screened again next time.
+    let found: Vec<(Option<Finding>, bool)> = requests
+        .par_iter()
+        .zip(&keys)
+        .with_max_len(16)
+        .map(|(r, k)| {
+            if let Some(v) = cache.verdicts.get(k) {
+                return (v.clone(), false);
+            }
+            if r.file.remote.is_some() {
+                return (None, false);
+            }
+            let name = super::file_name(r.file.rel);
+            let ext = last_suffix(name);
+            let path = r.file.dir.join(r.file.rel);
+            let Ok(head) = read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) else {
+                return (None, false);
+            };
+            let mut verdict = inspect(name, &head);
+            if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
+                verdict = variable_frame_rate(&path);
+            }
+            (verdict, true)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(requests.len());
+    let mut read = 0;
+    for (k, (verdict, fresh)) in keys.iter().zip(found) {
+        if fresh {
+            cache.verdicts.insert(*k, verdict.clone());
+            cache.changed = true;
+            read += 1;
+        }
+        out.push(verdict);
+    }
+    (out, read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(name: &str, head: &[u8]) -> Option<&'static str> {
+        inspect(name, head).map(|f| f.rule.as_str())
+    }
+
+    #[test]
+    fn each_rule_is_recognised() {
+        assert_eq!(rule("scan.png", b"\x89PNG\r\n\x1a\nrest"), None);
+        assert_eq!(rule("scan.png", b"<html>"), Some("type_mismatch"));
+        assert_eq!(rule("a.NII.GZ", b"\x1f\x8b\x08"), None);
+        assert_eq!(rule("a.nii.gz", b"plain"), Some("type_mismatch"));
+        assert_eq!(rule("velodyne.bin", b"anything"), None);
+        assert_eq!(rule("tool.png", b"\x7fELF\x02\x01"), Some("executable"));
+        assert_eq!(rule("run.txt", b"#!/bin/sh\nrm -rf /"), Some("executable"));
+        assert_eq!(rule("setup.exe", b""), Some("executable"));
+        let mut pe = vec![0u8; 0x80];
+        pe[..2].copy_from_slice(b"MZ");
+        pe[0x3c] = 0x40;
+        pe[0x40..0x44].copy_from_slice(b"PE\0\0");
+        assert_eq!(rule("x.dat", &pe), Some("executable"));
+        assert_eq!(rule("notes.txt", b"MZ is a town"), None);
+        assert_eq!(rule(".env", b"A=1"), Some("sensitive_file"));
+        assert_eq!(rule(".env.production", b"A=1"), Some("sensitive_file"));
+        assert_eq!(rule("id_rsa", b"x"), Some("sensitive_file"));
+        assert_eq!(rule("id_rsa.pub", b"ssh-rsa AAAA"), None);
+        assert_eq!(
+            rule("notes.txt", b"x\n-----BEGIN OPENSSH PRIVATE KEY-----\n"),
+            Some("sensitive_file")
+        );
+        assert_eq!(
+            rule(
+                "sa.json",
+                br#"{"type": "service_account", "private_key": "x"}"#
+            ),
+            Some("sensitive_file")
+        );
+        assert_eq!(
+            rule("label.svg", b"<svg><script>alert(1)</script>"),
+            Some("script_injection")
+        );
+        assert_eq!(
+            rule("a.html", b"<img src=x onerror=alert(1)>"),
+            Some("script_injection")
+        );
+        assert_eq!(
+            rule("a.json", br#"{"url": "javascript:alert(1)"}"#),
+            Some("script_injection")
+        );
+        assert_eq!(rule("a.json", br#"{"online": true, "onset": 3}"#), None);
+    }
+
+    #[test]
+    fn verdicts_are_cached_by_content_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.png"), b"not a png").unwrap();
+        let cache_path = dir.path().join("screen");
+        let req = HashRequest {
+            remote: None,
+            dir: dir.path(),
+            rel: "a.png",
+            size: 9,
+            mtime_ns: 0,
+        };
+        let sha = [7u8; 20];
+        let requests = [ScreenRequest {
+            file: &req,
+            sha1: &sha,
+            video: false,
+        }];
+        let mut cache = ScreenCache::open(cache_path.clone());
+        let (first, read) = screen_all(&requests, &mut cache);
+        assert_eq!(read, 1);
+        assert_eq!(first[0].as_ref().unwrap().rule, Rule::TypeMismatch);
+        assert!(cache.save().is_none());
+        // The file is gone: a warm screen answers from the cache alone.
+        std::fs::remove_file(dir.path().join("a.png")).unwrap();
+        let mut cache = ScreenCache::open(cache_path.clone());
+        assert!(cache.warning.is_none());
+        assert_eq!(screen_all(&requests, &mut cache), (first, 0));
+        std::fs::write(&cache_path, b"garbage").unwrap();
+        assert!(ScreenCache::open(cache_path).warning.is_some());
+    }
+}
