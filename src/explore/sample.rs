@@ -8,8 +8,11 @@ use std::path::Path;
 use crate::source::remote::RemoteRoot;
 use crate::source::{ScannedFile, SourceScan, is_junk_path};
 
-/// First-level folders a sample looks into.
+/// First-level folders a sample looks into first.
 pub const FOLDERS: usize = 8;
+/// Rounds of evenly spread first-level folders a local sample widens to
+/// while it has room left.
+const SAMPLE_ROUNDS: [usize; 4] = [FOLDERS, 64, 512, 2048];
 
 /// What a sample covered, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -55,17 +58,32 @@ pub fn sample_local(root: &Path, limit: u64) -> std::io::Result<(SourceScan, Opt
         return Ok((crate::source::scan_local(root, &opts)?, None));
     }
     let (files, dirs) = first_level(root)?;
-    let picks = spread(dirs.len(), FOLDERS.min(limit as usize));
-    let cap = share(limit, picks.len(), !files.is_empty());
+    let cap = share(limit, FOLDERS.min(dirs.len().max(1)), !files.is_empty());
     let mut scan = SourceScan::default();
     for name in files.iter().take(cap as usize) {
         push_local(&mut scan, &root.join(name), name.clone());
     }
-    for &i in &picks {
-        let mut taken = 0;
-        walk_local(root, &dirs[i], cap, &mut taken, &mut scan);
+    // Folders in widening rounds of evenly spread picks, until the sample is
+    // full: a few large folders fill it at once; many small unit folders
+    // (a million files in 200,000 cases) are sampled by the thousand.
+    let mut picked = vec![false; dirs.len()];
+    let mut count = 0;
+    'rounds: for round in SAMPLE_ROUNDS {
+        for i in spread(dirs.len(), round) {
+            if picked[i] {
+                continue;
+            }
+            if scan.files.len() as u64 >= limit {
+                break 'rounds;
+            }
+            picked[i] = true;
+            count += 1;
+            let mut taken = 0;
+            walk_local(root, &dirs[i], cap, &mut taken, &mut scan);
+        }
     }
-    Ok(sampled(scan, limit, picks.len(), dirs.len()))
+    scan.files.truncate(limit as usize);
+    Ok(sampled(scan, limit, count, dirs.len()))
 }
 
 /// A sample's files in path order, with what it covered.
@@ -222,8 +240,13 @@ mod tests {
         }
         let (scan, sample) = sample_local(dir.path(), 30).unwrap();
         let sample = sample.expect("sampled");
-        assert_eq!((sample.folders_sampled, sample.folders_seen), (8, 40));
-        assert!(scan.files.len() <= 30, "{}", scan.files.len());
+        assert_eq!(sample.folders_seen, 40);
+        assert!((8..40).contains(&sample.folders_sampled), "{sample:?}");
+        assert_eq!(
+            scan.files.len(),
+            30,
+            "small folders: the sample widens until full"
+        );
         assert!(
             scan.files.iter().any(|f| f.rel.starts_with("u39/")),
             "the last folder is in"

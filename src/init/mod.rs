@@ -75,6 +75,8 @@ pub struct Answers {
     pub metadata: Vec<MetadataAnswer>,
     /// Meta fields the collection's schema requires (named in a comment).
     pub required_fields: Vec<String>,
+    /// Files that are not unit members (explore's suggestion), dropped by `exclude`.
+    pub exclude: Vec<String>,
 }
 
 /// A YAML scalar for any string: JSON's quoting is valid YAML.
@@ -178,6 +180,15 @@ pub fn render(a: &Answers) -> String {
             }
             out.push('\n');
             let w = &mut out;
+            if !a.exclude.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "# Not unit members (a sheet or list beside the units):\nexclude:"
+                );
+                for e in &a.exclude {
+                    let _ = writeln!(w, "  - {}", q(e));
+                }
+            }
             if file_rules.is_empty() {
                 let _ = writeln!(
                     w,
@@ -530,6 +541,7 @@ mod tests {
                     2,
                 ),
             },
+            exclude: vec!["survival.csv".into()],
             source: SourceAnswer::Single {
                 path: "data".into(),
                 file_rules: vec![("**/*.png".into(), "image_1".into())],

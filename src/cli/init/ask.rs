@@ -385,7 +385,13 @@ impl Asker<'_> {
         Ok(())
     }
 
-    pub(super) fn metadata(&self, answers: &mut Answers, draft: &Draft) -> Step<()> {
+    /// `found`: the sheets and class folders explore suggests, offered first.
+    pub(super) fn metadata(
+        &self,
+        answers: &mut Answers,
+        draft: &Draft,
+        found: &[synup::explore::SuggestedMetadata],
+    ) -> Step<()> {
         if !answers.required_fields.is_empty() {
             eprintln!(
                 "The collection's meta schema requires: {}",
@@ -397,17 +403,52 @@ impl Asker<'_> {
         const SIDECAR: &str = "sidecar files beside the data (JSON or YAML)";
         const FIXED: &str = "fixed values for every unit";
         const DONE: &str = "done";
+        // What explore found, as ready answers.
+        let offers: Vec<(String, MetadataAnswer)> = found
+            .iter()
+            .map(|m| match m {
+                synup::explore::SuggestedMetadata::Sheet(s) => (
+                    format!(
+                        "{} (column `{}` holds {} of {} unit keys)",
+                        s.file, s.key_column, s.matched, s.units
+                    ),
+                    MetadataAnswer::Sheet {
+                        file: s.file.clone(),
+                        is_csv: s.is_csv,
+                        key_column: Some(s.key_column.clone()),
+                        columns: Vec::new(),
+                    },
+                ),
+                synup::explore::SuggestedMetadata::Filename { regex, .. } => (
+                    "the class folder above each file, as `label`".to_owned(),
+                    MetadataAnswer::Filename {
+                        regex: regex.clone(),
+                        types: Vec::new(),
+                    },
+                ),
+            })
+            .collect();
         loop {
             let first = answers.metadata.is_empty();
-            let options = vec![SHEET, FILENAME, SIDECAR, FIXED, DONE];
+            let mut options: Vec<&str> = offers
+                .iter()
+                .filter(|(_, a)| !answers.metadata.contains(a))
+                .map(|(label, _)| label.as_str())
+                .collect();
+            options.extend([SHEET, FILENAME, SIDECAR, FIXED, DONE]);
+            let done_at = options.len() - 1;
             let message = if first {
                 "Where does unit metadata come from?"
             } else {
                 "Another metadata source?"
             };
             let pick = Select::new(message, options)
-                .with_starting_cursor(if first { 0 } else { 4 })
+                .with_starting_cursor(if first { 0 } else { done_at })
                 .prompt()?;
+            if let Some((_, offer)) = offers.iter().find(|(label, _)| label == pick) {
+                answers.metadata.push(offer.clone());
+                continue;
+            }
             let answer = match pick {
                 SHEET => self.sheet()?,
                 FILENAME => self.filename(answers, draft)?,

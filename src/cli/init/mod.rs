@@ -262,6 +262,7 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
         source,
         metadata: Vec::new(),
         required_fields,
+        exclude: Vec::new(),
     };
     // Pin the layout explore infers (the planner's own inference, over the
     // specs explore tells apart by extension, name token or type folder).
@@ -275,6 +276,10 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     {
         detected = layout.pattern;
         *regex = layout.group_key_regex;
+        answers.exclude = explored
+            .as_ref()
+            .map(|e| e.suggested_exclude.clone())
+            .unwrap_or_default();
         let suggested: Vec<(String, String)> = explored
             .iter()
             .flat_map(|e| &e.suggested_file_rules)
@@ -295,7 +300,11 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
 
     // 6. Metadata.
     if interactive && args.metadata.is_empty() {
-        ask.metadata(&mut answers, &draft)?;
+        let found = explored
+            .as_ref()
+            .map(|e| e.suggested_metadata.as_slice())
+            .unwrap_or_default();
+        ask.metadata(&mut answers, &draft, found)?;
     } else {
         for m in &args.metadata {
             match metadata_flag(m) {
