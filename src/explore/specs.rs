@@ -155,6 +155,21 @@ pub struct Split {
     pub spec_of: Vec<Option<u32>>,
 }
 
+impl Split {
+    /// The files of every class, as inference sees them.
+    pub fn members<'a>(&self, rels: &[&'a str]) -> Vec<Member<'a>> {
+        members_of(&self.spec_of, rels)
+    }
+}
+
+fn members_of<'a>(spec_of: &[Option<u32>], rels: &[&'a str]) -> Vec<Member<'a>> {
+    spec_of
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|spec| Member { spec, rel: rels[i] }))
+        .collect()
+}
+
 /// Tries every split and keeps the best (see the module docs).
 pub fn best_split(rels: &[&str]) -> Option<Split> {
     let by_ext = by_extension(rels);
@@ -216,11 +231,7 @@ pub fn evaluate_classes(classes: Vec<Class>, rels: &[&str]) -> Option<Split> {
             spec_of[f] = Some(s as u32);
         }
     }
-    let members: Vec<Member<'_>> = spec_of
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.map(|spec| Member { spec, rel: rels[i] }))
-        .collect();
+    let members = members_of(&spec_of, rels);
     let inference = layout::infer(&members, &shapes, None)?;
     Some(Split {
         classes,

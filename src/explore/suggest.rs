@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::specs::{self, Class, Marker, Split, glob_escape};
 use super::{Sample, SampleUnit, SuggestedRule, sample};
 use crate::stages::group::Layout;
-use crate::stages::layout::{self, Member};
+use crate::stages::layout;
 
 /// A would-be file specification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,12 +214,7 @@ pub fn suggest(
         warnings.push(format!("the suggested file_rules send {misfiled} file(s) to another spec than explore chose; check them"));
     }
 
-    let members: Vec<Member<'_>> = split
-        .spec_of
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.map(|spec| Member { spec, rel: rels[i] }))
-        .collect();
+    let members = split.members(rels);
     let layout = Layout {
         pattern: layout::seed_pattern(&inference.chosen, &members, false),
         group_key_regex: Some(inference.chosen.regex()),
@@ -277,12 +272,7 @@ struct UnitFiles {
 
 /// The units of a split's chosen grouping, by key.
 fn unit_files<'a>(split: &Split, rels: &[&'a str]) -> BTreeMap<&'a str, UnitFiles> {
-    let members: Vec<Member<'_>> = split
-        .spec_of
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.map(|spec| Member { spec, rel: rels[i] }))
-        .collect();
+    let members = split.members(rels);
     let required = layout::scoring_requirements(&members, &split.shapes, None);
     let mut units: BTreeMap<&str, UnitFiles> = BTreeMap::new();
     for (i, rel) in rels.iter().enumerate() {
@@ -356,22 +346,7 @@ fn recipe_name(written: &str) -> String {
         .rsplit(['/', ':'])
         .find(|s| !s.is_empty() && *s != "." && *s != "..")
         .unwrap_or("upload");
-    let name: String = last
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let name = name.trim_matches(['-', '.']).to_owned();
-    if name.is_empty() {
-        "upload".to_owned()
-    } else {
-        name
-    }
+    crate::init::recipe_name(last)
 }
 
 /// The suggestion as a recipe for the embedded local target.

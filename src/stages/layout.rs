@@ -572,14 +572,16 @@ pub fn cut_keys<'a>(cut: &KeyCut, rels: &[&'a str]) -> Vec<Option<Cow<'a, str>>>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn exts(e: &[&str]) -> BTreeSet<String> {
         e.iter().map(|s| s.to_string()).collect()
     }
 
-    const TRICKY: &[&str] = &[
+    /// Paths that trip key cutters up: dots, hidden files, newlines (which
+    /// `.*` does not cross), empty segments, non-ASCII.
+    pub(crate) const TRICKY: &[&str] = &[
         "a.png",
         "a",
         "a.",
