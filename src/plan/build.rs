@@ -421,7 +421,25 @@ pub fn build_plan(
     // Checksum, then merge+validate. Both are CPU-bound once the page cache is
     // warm, so on a small machine running them one after the other costs no
     // time, and the checksum cache is freed before the unit metadata grows.
-    let (hashes, hash_stats) = checksum::hash_all(&requests, &mut cache, opts.readers);
+    // Files read for their checksum are screened from the same first chunk.
+    let heads =
+        (recipe.content_check != ContentCheck::Off).then(|| screen::SeenHeads::new(requests.len()));
+    let see = |i: usize, bytes: &[u8]| {
+        if let Some(h) = &heads {
+            h.see(i, crate::stages::file_name(requests[i].rel), bytes);
+        }
+    };
+    let (hashes, hash_stats) = checksum::hash_all(
+        &requests,
+        &mut cache,
+        opts.readers,
+        heads
+            .is_some()
+            .then_some(&see as checksum::HeadObserver<'_>),
+    );
+    let mut seen_heads = heads
+        .map(screen::SeenHeads::into_verdicts)
+        .unwrap_or_default();
     stats.hash = hash_stats;
     if let Some(w) = cache.warning.take() {
         warnings.push(w);
@@ -434,8 +452,8 @@ pub fn build_plan(
 
     // Content screening: one verdict per hashed file, from the cache when
     // its content and name were seen before.
-    let findings: Vec<Option<Finding>> = match recipe.content_check {
-        ContentCheck::Off => vec![None; requests.len()],
+    let (findings, finding_of): (Vec<Finding>, Vec<u32>) = match recipe.content_check {
+        ContentCheck::Off => (Vec::new(), Vec::new()),
         check => {
             let mut screen_cache =
                 ScreenCache::open(cache_dir.join(format!("{}.screen", recipe.name)));
@@ -448,12 +466,14 @@ pub fn build_plan(
                 .filter(|(_, ((file, _), _))| file.size > 0)
                 .filter_map(|(i, ((file, h), video))| {
                     let sha1 = h.as_ref().ok()?;
+                    let seen = seen_heads.get_mut(i).and_then(Option::take);
                     Some((
                         i,
                         ScreenRequest {
                             file,
                             sha1,
                             video: *video,
+                            seen,
                         },
                     ))
                 })
@@ -461,15 +481,16 @@ pub fn build_plan(
             let (verdicts, read) = screen::screen_all(&screened, &mut screen_cache);
             stats.screened_read = read;
             stats.screened_cached = screened.len() as u64 - read;
+            drop(screened);
             warnings.extend(screen_cache.warning.take());
             warnings.extend(screen_cache.save());
-            let mut findings = vec![None; requests.len()];
+            let mut finding_of = vec![screen::CLEAN; requests.len()];
             for (i, v) in index.into_iter().zip(verdicts) {
-                findings[i] = v;
+                finding_of[i] = v;
             }
             if check == ContentCheck::Warn {
-                for (r, f) in requests.iter().zip(&findings) {
-                    if let Some(f) = f {
+                for (r, &f) in requests.iter().zip(&finding_of) {
+                    if let Some(f) = screen_cache.findings.get(f as usize) {
                         let root = roots
                             .iter()
                             .find(|root| std::ptr::eq(r.dir, root.path.as_path()))
@@ -481,7 +502,7 @@ pub fn build_plan(
                     }
                 }
             }
-            findings
+            (std::mem::take(&mut screen_cache.findings), finding_of)
         }
     };
     lap(&mut stats, "screen");
@@ -563,7 +584,8 @@ pub fn build_plan(
             if recipe.content_check == ContentCheck::Fail {
                 for (spec, f) in &u.files {
                     let i = request_of[f.root as usize][f.index as usize];
-                    if let Some(Some(finding)) = findings.get(i as usize) {
+                    let verdict = finding_of.get(i as usize).copied().unwrap_or(screen::CLEAN);
+                    if let Some(finding) = findings.get(verdict as usize) {
                         let rel = &file_slices[f.root as usize][f.index as usize].rel;
                         let mut p = validate::Problem::new(
                             finding.rule.into(),

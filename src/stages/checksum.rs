@@ -291,12 +291,22 @@ impl HashRequest<'_> {
     }
 
     pub fn sha1(&self) -> Result<Sha1Digest, String> {
+        self.sha1_seeing_head(&mut |_| {})
+    }
+
+    /// [`Self::sha1`], showing a local file's first chunk (up to 256 KiB) to
+    /// `head` on the way: content screening needs no second read.
+    fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, String> {
         match self.remote {
             Some(r) => crate::source::remote::sha1_remote(r, self.rel),
-            None => sha1_file(&self.path()).map_err(|e| e.to_string()),
+            None => sha1_file_seeing_head(&self.path(), head).map_err(|e| e.to_string()),
         }
     }
 }
+
+/// Sees the first chunk of each local file a hash pass reads: `(request
+/// index, bytes)`, from the reader threads.
+pub type HeadObserver<'a> = &'a (dyn Fn(usize, &[u8]) + Sync);
 
 /// Counts for the plan's progress and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +322,7 @@ pub fn hash_all(
     requests: &[HashRequest<'_>],
     cache: &mut ChecksumCache,
     readers: usize,
+    heads: Option<HeadObserver<'_>>,
 ) -> (Vec<Result<Sha1Digest, String>>, HashStats) {
     let cache_ref = &*cache;
     // One result vector: cache hits are final, misses hold a placeholder error
@@ -339,7 +350,10 @@ pub fn hash_all(
         let work = || {
             misses
                 .par_iter()
-                .map(|&i| requests[i].sha1())
+                .map(|&i| match heads {
+                    Some(see) => requests[i].sha1_seeing_head(&mut |b| see(i, b)),
+                    None => requests[i].sha1(),
+                })
                 .collect::<Vec<_>>()
         };
         let hashed = match rayon::ThreadPoolBuilder::new()
@@ -363,11 +377,20 @@ pub fn hash_all(
 
 /// SHA-1 of a file's bytes, streamed in 256 KiB chunks.
 pub fn sha1_file(path: &Path) -> std::io::Result<Sha1Digest> {
+    sha1_file_seeing_head(path, &mut |_| {})
+}
+
+fn sha1_file_seeing_head(path: &Path, head: &mut dyn FnMut(&[u8])) -> std::io::Result<Sha1Digest> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha1::new();
     let mut buf = vec![0u8; 256 * 1024];
+    let mut first = true;
     loop {
         let n = file.read(&mut buf)?;
+        if first {
+            head(&buf[..n]);
+            first = false;
+        }
         if n == 0 {
             break;
         }
@@ -412,11 +435,11 @@ mod tests {
             mtime_ns: 7,
         }];
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req, &mut cache, 2);
+        let (r, stats) = hash_all(&req, &mut cache, 2, None);
         assert_eq!(stats.hashed, 1);
         assert!(cache.save(&req, &r).is_none());
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req, &mut cache, 2);
+        let (r, stats) = hash_all(&req, &mut cache, 2, None);
         assert_eq!((stats.cached, stats.hashed), (1, 0));
         assert_eq!(
             hex::encode(r[0].as_ref().unwrap()),
@@ -430,7 +453,7 @@ mod tests {
             size: 3,
             mtime_ns: 8,
         }];
-        let (_, stats) = hash_all(&req2, &mut cache, 2);
+        let (_, stats) = hash_all(&req2, &mut cache, 2, None);
         assert_eq!(stats.hashed, 1);
     }
 

@@ -133,23 +133,23 @@ pub fn group(
     multi_path: bool,
 ) -> Grouped {
     let mut out = Grouped::default();
-    let members: Vec<(u32, FileRef, &str)> = classified
-        .iter()
-        .enumerate()
-        .flat_map(|(r, c)| {
-            c.iter().enumerate().filter_map(move |(i, c)| match c {
-                Classified::Spec(s) => Some((
-                    *s,
-                    FileRef {
-                        root: r as u32,
-                        index: i as u32,
-                    },
-                    roots[r][i].rel.as_str(),
-                )),
-                Classified::WrongExtension(_) | Classified::Unmatched(_) => None,
-            })
-        })
-        .collect();
+    // Members as inference sees them, and where each one is.
+    let mut members: Vec<Member<'_>> = Vec::new();
+    let mut refs: Vec<FileRef> = Vec::new();
+    for (r, c) in classified.iter().enumerate() {
+        for (i, c) in c.iter().enumerate() {
+            if let Classified::Spec(spec) = c {
+                members.push(Member {
+                    spec: *spec,
+                    rel: roots[r][i].rel.as_str(),
+                });
+                refs.push(FileRef {
+                    root: r as u32,
+                    index: i as u32,
+                });
+            }
+        }
+    }
 
     let (cutter, layout) = match explicit {
         Some((re, text)) => (
@@ -162,11 +162,7 @@ pub fn group(
             },
         ),
         None => {
-            let inferable: Vec<Member<'_>> = members
-                .iter()
-                .map(|&(spec, _, rel)| Member { spec, rel })
-                .collect();
-            let Some(inference) = infer::infer(&inferable, specs, primary) else {
+            let Some(inference) = infer::infer(&members, specs, primary) else {
                 return out;
             };
             if !inference.is_convincing() {
@@ -178,7 +174,7 @@ pub fn group(
                 return out;
             }
             let layout = Layout {
-                pattern: infer::seed_pattern(&inference.chosen, &inferable, multi_path),
+                pattern: infer::seed_pattern(&inference.chosen, &members, multi_path),
                 group_key_regex: Some(inference.chosen.regex()),
                 reason: Some(inference.reason()),
                 runner_up: inference.runner_up_text(),
@@ -200,7 +196,7 @@ pub fn group(
     let plain = template.text == "{group_key}";
     let keyed: Vec<Option<(&str, Option<String>)>> = members
         .par_iter()
-        .map(|(_, _, rel)| {
+        .map(|&Member { rel, .. }| {
             // The built-in regexes capture only `group_key`: cut it directly.
             if let Some(b) = builtin {
                 let group_key = b.group_key(rel)?;
@@ -246,19 +242,20 @@ pub fn group(
     // units: no map of 100,000 small entries is ever built.
     let mut entries: Vec<(std::borrow::Cow<'_, str>, &str, u32, &str, FileRef)> =
         Vec::with_capacity(members.len());
-    for ((spec, file, rel), k) in members.iter().zip(keyed) {
+    for ((m, file), k) in members.iter().zip(&refs).zip(keyed) {
         match k {
             Some((group_key, key)) => {
                 let key = match key {
                     Some(owned) => std::borrow::Cow::Owned(owned),
                     None => std::borrow::Cow::Borrowed(group_key),
                 };
-                entries.push((key, group_key, *spec, rel, *file));
+                entries.push((key, group_key, m.spec, m.rel, *file));
             }
             None => out.no_group_key.push(*file),
         }
     }
     drop(members);
+    drop(refs);
     entries.par_sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then(a.2.cmp(&b.2))

@@ -296,7 +296,8 @@ impl Inference {
 }
 
 /// The candidates, in the order ties are broken: folders from the top, the
-/// stem, the stem without spec tokens, the whole path.
+/// stem, the stem without spec tokens. (The whole path is tried by [`infer`]
+/// only when stems collide: it can only split stem units.)
 pub fn candidates(members: &[Member<'_>], specs: &[SpecShape]) -> Vec<KeyCut> {
     let extensions: BTreeSet<String> = specs
         .iter()
@@ -318,7 +319,6 @@ pub fn candidates(members: &[Member<'_>], specs: &[SpecShape]) -> Vec<KeyCut> {
             KeyCut::new(CutKind::StemWithoutToken, &extensions).with_tokens(prefixes, suffixes),
         );
     }
-    out.push(KeyCut::new(CutKind::Path, &extensions));
     out
 }
 
@@ -417,9 +417,11 @@ fn common_suffix(a: &str, b: &str) -> usize {
 
 /// Scores one candidate.
 pub fn score(cut: &KeyCut, members: &[Member<'_>], required: &[bool]) -> Score {
-    let mut keyed: Vec<(&str, u32, &str)> = members
+    // (key, spec, member index): 24 bytes a file, sorted, cut into units.
+    let mut keyed: Vec<(&str, u32, u32)> = members
         .par_iter()
-        .filter_map(|m| cut.key(m.rel).map(|k| (k, m.spec, m.rel)))
+        .enumerate()
+        .filter_map(|(i, m)| cut.key(m.rel).map(|k| (k, m.spec, i as u32)))
         .collect();
     let mut s = Score {
         no_key: members.len() - keyed.len(),
@@ -427,10 +429,11 @@ pub fn score(cut: &KeyCut, members: &[Member<'_>], required: &[bool]) -> Score {
     };
     keyed.par_sort_unstable();
     let mut single_in: Vec<&str> = Vec::new();
+    let mut present = vec![false; required.len()];
     for unit in keyed.chunk_by(|a, b| a.0 == b.0) {
         s.units += 1;
         let mut most = 0;
-        let mut present = vec![false; required.len()];
+        present.iter_mut().for_each(|p| *p = false);
         for run in unit.chunk_by(|a, b| a.1 == b.1) {
             most = most.max(run.len());
             if let Some(p) = present.get_mut(run[0].1 as usize) {
@@ -444,7 +447,8 @@ pub fn score(cut: &KeyCut, members: &[Member<'_>], required: &[bool]) -> Score {
             s.complete += 1;
             s.in_complete += unit.len();
             if unit.len() == 1 {
-                single_in.push(unit[0].2.rsplit_once('/').map_or("", |(d, _)| d));
+                let rel = members[unit[0].2 as usize].rel;
+                single_in.push(rel.rsplit_once('/').map_or("", |(d, _)| d));
             }
         }
     }
@@ -498,14 +502,40 @@ pub fn infer(
         return None;
     }
     let required = scoring_requirements(members, specs, primary);
-    let mut scored: Vec<(usize, KeyCut, Score)> = candidates(members, specs)
-        .into_iter()
-        .enumerate()
-        .map(|(i, cut)| {
-            let s = score(&cut, members, &required);
-            (i, cut, s)
-        })
-        .collect();
+    // No grouping has more complete units than the rarest required spec has
+    // files, nor leaves out fewer than none: a candidate reaching both is the
+    // best, and only one more is scored, for the runner-up.
+    let mut per_spec = vec![0usize; specs.len()];
+    for m in members {
+        per_spec[m.spec as usize] += 1;
+    }
+    let bound = per_spec
+        .iter()
+        .zip(&required)
+        .filter(|(_, r)| **r)
+        .map(|(n, _)| *n)
+        .min()
+        .unwrap_or(members.len());
+    let mut cuts = candidates(members, specs);
+    let mut scored: Vec<(usize, KeyCut, Score)> = Vec::new();
+    let mut i = 0;
+    while i < cuts.len() {
+        let cut = cuts[i].clone();
+        let s = score(&cut, members, &required);
+        if cut.kind == CutKind::Stem && s.ambiguous > 0 {
+            // Stems collide (a clip name in every class folder): one unit per file.
+            cuts.push(KeyCut {
+                kind: CutKind::Path,
+                ..cut.clone()
+            });
+        }
+        scored.push((i, cut, s));
+        i += 1;
+        let optimal = |s: &Score| s.complete == bound && s.left_out == 0;
+        if scored.len() >= 2 && scored.iter().any(|(_, _, s)| optimal(s)) {
+            break;
+        }
+    }
     scored.sort_by(|a, b| {
         b.2.complete
             .cmp(&a.2.complete)
@@ -514,8 +544,14 @@ pub fn infer(
     });
     let mut it = scored.into_iter();
     let (_, chosen, score) = it.next()?;
-    // The runner-up is the best candidate that groups differently.
-    let runner_up = it.find(|(_, _, s)| *s != score).map(|(_, cut, s)| (cut, s));
+    // The runner-up is the best other candidate that scores differently,
+    // else the next one.
+    let rest: Vec<(usize, KeyCut, Score)> = it.collect();
+    let runner_up = rest
+        .iter()
+        .find(|(_, _, s)| *s != score)
+        .or(rest.first())
+        .map(|(_, cut, s)| (cut.clone(), s.clone()));
     let class_folders = class_folders(&chosen, &score, members);
     Some(Inference {
         chosen,

@@ -8,12 +8,10 @@
 //! are cached by the file's SHA-1 (with its name, which some rules read), so a
 //! warm plan opens no file again.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use sha1::{Digest, Sha1};
 
 use super::Warning;
 use super::checksum::HashRequest;
@@ -279,6 +277,75 @@ fn script_in(head: &[u8]) -> Option<&'static str> {
         .then_some("an inline on*= event handler")
 }
 
+/// [`inspect`] on a file's first bytes, of which it reads as many as the
+/// file's kind needs (a text file is searched further than a binary one).
+pub fn inspect_head(name: &str, bytes: &[u8]) -> Option<Finding> {
+    let ext = last_suffix(name);
+    let limit = if TEXT_EXTENSIONS.contains(&ext.as_str()) {
+        TEXT_HEAD
+    } else {
+        HEAD
+    };
+    inspect(name, &bytes[..bytes.len().min(limit)])
+}
+
+/// Verdicts made while the checksum pass read files, by request index, so
+/// that a cold plan reads each file once.
+pub struct SeenHeads {
+    /// 0: not seen; 1: clean; 2: a finding in `findings`.
+    state: Vec<std::sync::atomic::AtomicU8>,
+    findings: std::sync::Mutex<Vec<(usize, Finding)>>,
+}
+
+impl SeenHeads {
+    pub fn new(requests: usize) -> Self {
+        Self {
+            state: (0..requests).map(|_| Default::default()).collect(),
+            findings: Default::default(),
+        }
+    }
+
+    /// Called from the reader threads with a file's first chunk.
+    pub fn see(&self, index: usize, name: &str, bytes: &[u8]) {
+        use std::sync::atomic::Ordering;
+        let verdict = inspect_head(name, bytes);
+        let state = match verdict {
+            None => 1,
+            Some(f) => {
+                self.findings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((index, f));
+                2
+            }
+        };
+        if let Some(s) = self.state.get(index) {
+            s.store(state, Ordering::Relaxed);
+        }
+    }
+
+    /// Per request: `Some(verdict)` if its head was seen; empty if none was.
+    pub fn into_verdicts(self) -> Vec<Option<Option<Box<Finding>>>> {
+        use std::sync::atomic::Ordering;
+        if self.state.iter().all(|s| s.load(Ordering::Relaxed) == 0) {
+            return Vec::new();
+        }
+        let mut out: Vec<Option<Option<Box<Finding>>>> = self
+            .state
+            .into_iter()
+            .map(|s| (s.into_inner() == 1).then_some(None))
+            .collect();
+        for (i, f) in self
+            .findings
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            out[i] = Some(Some(Box::new(f)));
+        }
+        out
+    }
+}
+
 /// Reads what [`inspect`] needs of a local file.
 fn read_head(path: &Path, text: bool) -> std::io::Result<Vec<u8>> {
     let limit = if text { TEXT_HEAD } else { HEAD };
@@ -337,30 +404,51 @@ fn variable_frame_rate(path: &Path) -> Option<Finding> {
 /// Video formats the SDK checks for variable frame rate.
 const VFR_EXTENSIONS: &[&str] = &["mp4", "avi", "mov", "mkv", "webm", "flv", "wmv"];
 
-/// Cached verdicts: (SHA-1 of the content, the name, the checks) → finding.
+/// A verdict's cache key: the content's SHA-1 (its first 12 bytes) and a
+/// hash of the name and of whether the video check applies.
+type Key = [u8; 20];
+
+/// No finding.
+pub const CLEAN: u32 = u32::MAX;
+
+/// Cached verdicts, in the order the last plan asked for them (so the n-th
+/// request is checked against the n-th record first, as the checksum cache
+/// does); each is an index into `findings` or [`CLEAN`]. A few bytes a file:
+/// a warm plan of a million files builds no map.
 pub struct ScreenCache {
     path: PathBuf,
-    verdicts: HashMap<[u8; 20], Option<Finding>>,
+    verdicts: Vec<(Key, u32)>,
+    /// Record indices sorted by key, built on the first out-of-place lookup.
+    sorted: std::sync::OnceLock<Vec<u32>>,
+    /// This run's verdicts in request order: what is saved.
+    this_run: Vec<(Key, u32)>,
     changed: bool,
+    pub findings: Vec<Finding>,
     pub warning: Option<Warning>,
 }
 
-const MAGIC: &[u8] = b"synup screen cache v1\n";
+const MAGIC: &[u8] = b"synup screen cache v2\n";
 
 impl ScreenCache {
     /// Loads `path`; a damaged cache is rebuilt with a warning.
     pub fn open(path: PathBuf) -> Self {
         let mut cache = Self {
             path,
-            verdicts: HashMap::new(),
+            verdicts: Vec::new(),
+            sorted: std::sync::OnceLock::new(),
+            this_run: Vec::new(),
             changed: false,
+            findings: Vec::new(),
             warning: None,
         };
         let Ok(bytes) = std::fs::read(&cache.path) else {
             return cache;
         };
         match Self::decode(&bytes) {
-            Some(v) => cache.verdicts = v,
+            Some((verdicts, findings)) => {
+                cache.verdicts = verdicts;
+                cache.findings = findings;
+            }
             None => {
                 cache.warning = Some(Warning::new(
                     "screen_cache_rebuilt",
@@ -374,44 +462,72 @@ impl ScreenCache {
         cache
     }
 
-    fn decode(bytes: &[u8]) -> Option<HashMap<[u8; 20], Option<Finding>>> {
+    #[allow(clippy::type_complexity)]
+    fn decode(bytes: &[u8]) -> Option<(Vec<(Key, u32)>, Vec<Finding>)> {
         let mut input = cache_file::unseal(bytes, MAGIC)?;
         let count = input.u64()?;
-        let n = input.fits(count, 21)?;
-        let mut out = HashMap::with_capacity(n);
+        let n = input.fits(count, 5)?;
+        let mut findings = Vec::with_capacity(n);
         for _ in 0..n {
-            let key: [u8; 20] = input.take(20)?.try_into().ok()?;
-            let code = input.u8()?;
-            let verdict = match code {
-                0 => None,
-                c => Some(Finding {
-                    rule: Rule::from_code(c)?,
-                    detail: input.string()?,
-                }),
-            };
-            out.insert(key, verdict);
+            let rule = Rule::from_code(input.u8()?)?;
+            findings.push(Finding {
+                rule,
+                detail: input.string()?,
+            });
         }
-        input.is_empty().then_some(out)
+        let count = input.u64()?;
+        let n = input.fits(count, 24)?;
+        let mut verdicts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key: Key = input.take(20)?.try_into().ok()?;
+            let v = input.u32()?;
+            if v != CLEAN && v as usize >= findings.len() {
+                return None;
+            }
+            verdicts.push((key, v));
+        }
+        input.is_empty().then_some((verdicts, findings))
     }
 
-    /// Writes the cache if it learned anything; a failure is a warning.
-    pub fn save(&self) -> Option<Warning> {
+    /// The verdict for the `at`-th request, if cached.
+    fn lookup(&self, at: usize, key: &Key) -> Option<u32> {
+        if let Some((k, v)) = self.verdicts.get(at)
+            && k == key
+        {
+            return Some(*v);
+        }
+        let sorted = self.sorted.get_or_init(|| {
+            let mut index: Vec<u32> = (0..self.verdicts.len() as u32).collect();
+            index.sort_unstable_by(|&a, &b| {
+                self.verdicts[a as usize]
+                    .0
+                    .cmp(&self.verdicts[b as usize].0)
+            });
+            index
+        });
+        sorted
+            .binary_search_by(|&i| self.verdicts[i as usize].0.cmp(key))
+            .ok()
+            .map(|i| self.verdicts[sorted[i] as usize].1)
+    }
+
+    /// Writes this run's verdicts if they differ from what was loaded; a
+    /// failure is a warning.
+    pub fn save(&mut self) -> Option<Warning> {
         if !self.changed {
             return None;
         }
-        let mut entries: Vec<(&[u8; 20], &Option<Finding>)> = self.verdicts.iter().collect();
-        entries.sort_by_key(|(k, _)| *k);
-        let mut out = cache_file::Out::new(MAGIC, entries.len() * 22);
-        out.u64(entries.len() as u64);
-        for (k, v) in entries {
+        self.verdicts = std::mem::take(&mut self.this_run);
+        let mut out = cache_file::Out::new(MAGIC, 16 + self.verdicts.len() * 24);
+        out.u64(self.findings.len() as u64);
+        for f in &self.findings {
+            out.u8(f.rule.code());
+            out.str(&f.detail);
+        }
+        out.u64(self.verdicts.len() as u64);
+        for (k, v) in &self.verdicts {
             out.0.extend_from_slice(k);
-            match v {
-                None => out.u8(0),
-                Some(f) => {
-                    out.u8(f.rule.code());
-                    out.str(&f.detail);
-                }
-            }
+            out.u32(*v);
         }
         cache_file::store(&self.path, &out.seal()).err().map(|e| {
             Warning::new(
@@ -422,13 +538,17 @@ impl ScreenCache {
     }
 }
 
-/// The cache key: content, name and whether the video check applies.
-fn key(sha1: &[u8; 20], name: &str, video: bool) -> [u8; 20] {
-    let mut h = Sha1::new();
-    h.update(sha1);
-    h.update(name.as_bytes());
-    h.update([u8::from(video), 1]);
-    h.finalize().into()
+fn key(sha1: &[u8; 20], name: &str, video: bool) -> Key {
+    // FNV-1a over the name: the content is already identified by its SHA-1.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name.as_bytes().iter().chain([&u8::from(video)]) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut k = [0u8; 20];
+    k[..12].copy_from_slice(&sha1[..12]);
+    k[12..].copy_from_slice(&h.to_le_bytes());
+    k
 }
 
 /// One file to screen.
@@ -437,55 +557,76 @@ pub struct ScreenRequest<'a> {
     pub sha1: &'a [u8; 20],
     /// Its spec's `file_type` is `video`.
     pub video: bool,
+    /// The verdict on its head, if the checksum pass just read it.
+    pub seen: Option<Option<Box<Finding>>>,
 }
 
 /// Screens every file (local ones; remote objects are not read again), from
-/// the cache where it knows the file. `None`: clean or not screened. Also
-/// returns how many files were read.
-pub fn screen_all(
-    requests: &[ScreenRequest<'_>],
-    cache: &mut ScreenCache,
-) -> (Vec<Option<Finding>>, u64) {
-    let keys: Vec<[u8; 20]> = requests
-        .iter()
-        .map(|r| key(r.sha1, super::file_name(r.file.rel), r.video))
-        .collect();
-    // (verdict, whether to cache it): a file that cannot be read now is
-    // screened again next time.
-    let found: Vec<(Option<Finding>, bool)> = requests
+/// the cache where it knows the file. Returns, per request, an index into
+/// `cache.findings` or [`CLEAN`], and how many files were read.
+pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (Vec<u32>, u64) {
+    let cached = &*cache;
+    enum Outcome {
+        Cached(u32),
+        /// Read now: cached from here on.
+        Fresh(Option<Box<Finding>>),
+        /// Not screened (a remote object, a file unreadable now).
+        Skipped,
+    }
+    let found: Vec<(Outcome, Key)> = requests
         .par_iter()
-        .zip(&keys)
-        .with_max_len(16)
-        .map(|(r, k)| {
-            if let Some(v) = cache.verdicts.get(k) {
-                return (v.clone(), false);
+        .enumerate()
+        .with_max_len(64)
+        .map(|(at, r)| {
+            let name = super::file_name(r.file.rel);
+            let k = key(r.sha1, name, r.video);
+            if let Some(v) = cached.lookup(at, &k) {
+                return (Outcome::Cached(v), k);
             }
             if r.file.remote.is_some() {
-                return (None, false);
+                return (Outcome::Skipped, k);
             }
-            let name = super::file_name(r.file.rel);
             let ext = last_suffix(name);
             let path = r.file.dir.join(r.file.rel);
-            let Ok(head) = read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) else {
-                return (None, false);
+            let mut verdict = match &r.seen {
+                Some(seen) => seen.clone(),
+                None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
+                    Ok(head) => inspect(name, &head).map(Box::new),
+                    Err(_) => return (Outcome::Skipped, k),
+                },
             };
-            let mut verdict = inspect(name, &head);
             if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
-                verdict = variable_frame_rate(&path);
+                verdict = variable_frame_rate(&path).map(Box::new);
             }
-            (verdict, true)
+            (Outcome::Fresh(verdict), k)
         })
         .collect();
     let mut out = Vec::with_capacity(requests.len());
+    let mut this_run = Vec::with_capacity(requests.len());
     let mut read = 0;
-    for (k, (verdict, fresh)) in keys.iter().zip(found) {
-        if fresh {
-            cache.verdicts.insert(*k, verdict.clone());
-            cache.changed = true;
-            read += 1;
-        }
-        out.push(verdict);
+    for (outcome, k) in found {
+        let v = match outcome {
+            Outcome::Cached(v) => v,
+            Outcome::Skipped => {
+                out.push(CLEAN);
+                continue;
+            }
+            Outcome::Fresh(verdict) => {
+                read += 1;
+                match verdict {
+                    None => CLEAN,
+                    Some(f) => {
+                        cache.findings.push(*f);
+                        (cache.findings.len() - 1) as u32
+                    }
+                }
+            }
+        };
+        this_run.push((k, v));
+        out.push(v);
     }
+    cache.changed |= read > 0 || this_run != cache.verdicts;
+    cache.this_run = this_run;
     (out, read)
 }
 
@@ -547,30 +688,56 @@ mod tests {
     fn verdicts_are_cached_by_content_and_name() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.png"), b"not a png").unwrap();
+        std::fs::write(dir.path().join("b.png"), b"\x89PNG\r\n\x1a\nok").unwrap();
         let cache_path = dir.path().join("screen");
-        let req = HashRequest {
+        let req = |rel| HashRequest {
             remote: None,
             dir: dir.path(),
-            rel: "a.png",
+            rel,
             size: 9,
             mtime_ns: 0,
         };
-        let sha = [7u8; 20];
-        let requests = [ScreenRequest {
-            file: &req,
-            sha1: &sha,
-            video: false,
-        }];
+        let (a, b) = (req("a.png"), req("b.png"));
+        let (sa, sb) = ([7u8; 20], [8u8; 20]);
+        let requests = [
+            ScreenRequest {
+                file: &a,
+                sha1: &sa,
+                video: false,
+                seen: None,
+            },
+            ScreenRequest {
+                file: &b,
+                sha1: &sb,
+                video: false,
+                seen: None,
+            },
+        ];
         let mut cache = ScreenCache::open(cache_path.clone());
         let (first, read) = screen_all(&requests, &mut cache);
-        assert_eq!(read, 1);
-        assert_eq!(first[0].as_ref().unwrap().rule, Rule::TypeMismatch);
+        assert_eq!(read, 2);
+        assert_eq!(first[1], CLEAN);
+        assert_eq!(cache.findings[first[0] as usize].rule, Rule::TypeMismatch);
         assert!(cache.save().is_none());
-        // The file is gone: a warm screen answers from the cache alone.
+        // The files are gone: a warm screen answers from the cache alone.
         std::fs::remove_file(dir.path().join("a.png")).unwrap();
+        std::fs::remove_file(dir.path().join("b.png")).unwrap();
         let mut cache = ScreenCache::open(cache_path.clone());
         assert!(cache.warning.is_none());
-        assert_eq!(screen_all(&requests, &mut cache), (first, 0));
+        let (again, read) = screen_all(&requests, &mut cache);
+        assert_eq!(read, 0);
+        assert_eq!(cache.findings[again[0] as usize].rule, Rule::TypeMismatch);
+        assert_eq!(again[1], CLEAN);
+        // The same content under another name is screened again.
+        std::fs::write(dir.path().join("c.png"), b"not a png").unwrap();
+        let c = req("c.png");
+        let renamed = [ScreenRequest {
+            file: &c,
+            sha1: &sa,
+            video: false,
+            seen: None,
+        }];
+        assert_eq!(screen_all(&renamed, &mut cache).1, 1);
         std::fs::write(&cache_path, b"garbage").unwrap();
         assert!(ScreenCache::open(cache_path).warning.is_some());
     }

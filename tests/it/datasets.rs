@@ -551,6 +551,12 @@ fn check(name: &str, d: Dataset) {
     );
     let text = f.run(&["explore", "data"]);
     insta::assert_snapshot!(format!("explore_{name}"), text.stdout);
+    // One line per dataset for the record (`cargo test datasets -- --nocapture`).
+    eprintln!(
+        "dataset {name}: {} units expected; the user's recipe and explore's suggestion both planned them; explore: {}",
+        d.units.len(),
+        e["layout"]["reason"].as_str().unwrap_or("-")
+    );
 }
 
 macro_rules! datasets {
