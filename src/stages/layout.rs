@@ -295,9 +295,10 @@ impl Inference {
     }
 }
 
-/// The candidates, in the order ties are broken: folders from the top, the
-/// stem, the stem without spec tokens. (The whole path is tried by [`infer`]
-/// only when stems collide: it can only split stem units.)
+/// The first candidates, in the order ties are broken: folders from the top,
+/// then the stem. [`infer`] adds the stem without spec tokens when it needs
+/// more, and the whole path only when stems collide (it can only split
+/// stem units).
 pub fn candidates(members: &[Member<'_>], specs: &[SpecShape]) -> Vec<KeyCut> {
     let extensions: BTreeSet<String> = specs
         .iter()
@@ -311,45 +312,89 @@ pub fn candidates(members: &[Member<'_>], specs: &[SpecShape]) -> Vec<KeyCut> {
     let mut out: Vec<KeyCut> = (1..=deepest)
         .map(|level| KeyCut::new(CutKind::Folder(level), &extensions))
         .collect();
-    let stem = KeyCut::new(CutKind::Stem, &extensions);
-    let (prefixes, suffixes) = spec_tokens(members, specs.len(), &stem);
-    out.push(stem);
-    if !prefixes.is_empty() || !suffixes.is_empty() {
-        out.push(
-            KeyCut::new(CutKind::StemWithoutToken, &extensions).with_tokens(prefixes, suffixes),
-        );
-    }
+    out.push(KeyCut::new(CutKind::Stem, &extensions));
     out
+}
+
+/// The stem without spec tokens, if the specs' names have any.
+fn token_candidate(members: &[Member<'_>], specs: &[SpecShape], stem: &KeyCut) -> Option<KeyCut> {
+    let (prefixes, suffixes) = spec_tokens(members, specs.len(), stem);
+    (!prefixes.is_empty() || !suffixes.is_empty()).then(|| {
+        KeyCut {
+            kind: CutKind::StemWithoutToken,
+            ..stem.clone()
+        }
+        .with_tokens(prefixes, suffixes)
+    })
 }
 
 /// The tokens that tell specs apart in file names: for each spec, the longest
 /// prefix and suffix all its stems share, cut at a separator (`_flair`,
 /// `_gtFine_labelIds`, `img_`). A part every spec's suffix starts with
 /// (Cityscapes' `_000019`) is left in the key.
-pub fn spec_tokens(
-    members: &[Member<'_>],
+pub fn spec_tokens<'m>(
+    members: &[Member<'m>],
     spec_count: usize,
     stem: &KeyCut,
 ) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut common: Vec<Option<(String, String, usize)>> = vec![None; spec_count];
-    for m in members {
-        let Some(s) = stem.key(m.rel) else { continue };
-        let slot = &mut common[m.spec as usize];
-        match slot {
-            None => *slot = Some((s.to_owned(), s.to_owned(), 1)),
-            Some((prefix, suffix, n)) => {
-                let p = common_prefix(prefix, s);
-                prefix.truncate(p);
-                let k = common_suffix(suffix, s);
-                suffix.drain(..suffix.len() - k);
-                *n += 1;
-            }
+    // Per spec: a reference stem and how many bytes every stem shares with
+    // it at the start and at the end, and how many stems there are. Folded
+    // in parallel without copying a stem.
+    type Common<'a> = Vec<Option<(&'a str, usize, usize, usize)>>;
+    let merge = |mut a: Common<'m>, b: Common<'m>| -> Common<'m> {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x = match (*x, y) {
+                (None, y) => y,
+                (x, None) => x,
+                (Some((r, p, q, n)), Some((r2, p2, q2, n2))) => Some((
+                    r,
+                    p.min(p2).min(common_prefix_bytes(r, r2)),
+                    q.min(q2).min(common_suffix_bytes(r, r2)),
+                    n + n2,
+                )),
+            };
         }
-    }
+        a
+    };
+    let common: Common<'m> = members
+        .par_iter()
+        .fold(
+            || vec![None; spec_count],
+            |mut acc: Common<'m>, m| {
+                if let Some(s) = stem.key(m.rel) {
+                    let slot = &mut acc[m.spec as usize];
+                    *slot = match *slot {
+                        None => Some((s, s.len(), s.len(), 1)),
+                        Some((r, p, q, n)) => Some((
+                            r,
+                            p.min(common_prefix_bytes(r, s)),
+                            q.min(common_suffix_bytes(r, s)),
+                            n + 1,
+                        )),
+                    };
+                }
+                acc
+            },
+        )
+        .reduce(|| vec![None; spec_count], merge);
+    let common = common.into_iter().map(|c| {
+        c.map(|(r, p, q, n)| {
+            // Back to character boundaries.
+            let mut p = p;
+            while !r.is_char_boundary(p) {
+                p -= 1;
+            }
+            let mut start = r.len() - q;
+            while !r.is_char_boundary(start) {
+                start += 1;
+            }
+            (r[..p].to_owned(), r[start..].to_owned(), n)
+        })
+    });
     let mut prefixes: Vec<String> = Vec::new();
     let mut suffixes: Vec<String> = Vec::new();
     let mut counted = 0;
-    for (prefix, suffix, n) in common.into_iter().flatten() {
+    for (prefix, suffix, n) in common.flatten() {
         if n < 2 {
             continue;
         }
@@ -393,6 +438,18 @@ fn distinct_tokens(tokens: Vec<String>, counted: usize) -> BTreeSet<String> {
     tokens.into_iter().filter(|t| t.len() > 1).collect()
 }
 
+fn common_prefix_bytes(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+fn common_suffix_bytes(a: &str, b: &str) -> usize {
+    a.bytes()
+        .rev()
+        .zip(b.bytes().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 fn common_prefix(a: &str, b: &str) -> usize {
     let mut n = 0;
     for ((i, x), y) in a.char_indices().zip(b.chars()) {
@@ -404,24 +461,24 @@ fn common_prefix(a: &str, b: &str) -> usize {
     n
 }
 
-fn common_suffix(a: &str, b: &str) -> usize {
-    let mut n = 0;
-    for (x, y) in a.chars().rev().zip(b.chars().rev()) {
-        if x != y {
-            break;
-        }
-        n += x.len_utf8();
-    }
-    n
+/// A fixed-key hash (the same on every machine and run).
+fn key_hash(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 /// Scores one candidate.
 pub fn score(cut: &KeyCut, members: &[Member<'_>], required: &[bool]) -> Score {
-    // (key, spec, member index): 24 bytes a file, sorted, cut into units.
-    let mut keyed: Vec<(&str, u32, u32)> = members
+    // (hash of the key, spec, member index): 16 bytes a file, sorted as
+    // integers, cut into units. Only which files share a key matters here,
+    // never the keys' order; two keys sharing a 64-bit hash would at worst
+    // blur one count.
+    let mut keyed: Vec<(u64, u32, u32)> = members
         .par_iter()
         .enumerate()
-        .filter_map(|(i, m)| cut.key(m.rel).map(|k| (k, m.spec, i as u32)))
+        .filter_map(|(i, m)| cut.key(m.rel).map(|k| (key_hash(k), m.spec, i as u32)))
         .collect();
     let mut s = Score {
         no_key: members.len() - keyed.len(),
@@ -518,12 +575,37 @@ pub fn infer(
         .unwrap_or(members.len());
     let mut cuts = candidates(members, specs);
     let mut scored: Vec<(usize, KeyCut, Score)> = Vec::new();
+    let optimal = |s: &Score| s.complete == bound && s.left_out == 0;
+    let mut tokens_tried = false;
     let mut i = 0;
-    while i < cuts.len() {
+    loop {
+        let done = scored.len() >= 2 && scored.iter().any(|(_, _, s)| optimal(s));
+        if done {
+            break;
+        }
+        if i == cuts.len() {
+            // Out of candidates: the stem without spec tokens, once.
+            if tokens_tried {
+                break;
+            }
+            tokens_tried = true;
+            let Some(stem) = cuts.iter().find(|c| c.kind == CutKind::Stem) else {
+                break;
+            };
+            match token_candidate(members, specs, stem) {
+                Some(cut) => cuts.push(cut),
+                None => continue,
+            }
+        }
         let cut = cuts[i].clone();
         let s = score(&cut, members, &required);
         if cut.kind == CutKind::Stem && s.ambiguous > 0 {
-            // Stems collide (a clip name in every class folder): one unit per file.
+            // Stems collide (a clip name in every class folder): one unit
+            // per file, tried after the tokens.
+            tokens_tried = true;
+            if let Some(t) = token_candidate(members, specs, &cut) {
+                cuts.push(t);
+            }
             cuts.push(KeyCut {
                 kind: CutKind::Path,
                 ..cut.clone()
@@ -531,10 +613,6 @@ pub fn infer(
         }
         scored.push((i, cut, s));
         i += 1;
-        let optimal = |s: &Score| s.complete == bound && s.left_out == 0;
-        if scored.len() >= 2 && scored.iter().any(|(_, _, s)| optimal(s)) {
-            break;
-        }
     }
     scored.sort_by(|a, b| {
         b.2.complete
