@@ -6,12 +6,12 @@
 //!   resolves it (compiled globs, regexes, the collection's specs and schema);
 //! - [`plan`] compiles a resolved recipe into a stage graph, runs its pure stages
 //!   and produces a [`plan::Plan`]: sorted, hashed, deterministic;
-//! - [`stages`] holds one module per stage (scan, classify, group, metadata,
-//!   validate, checksum);
+//! - [`stages`] holds one module per stage (classify, layout inference and
+//!   group, metadata, validate, checksum, content screening);
 //! - [`source`] walks source roots; [`target`] reads what a target already holds;
 //! - [`apply`] executes a plan against a target: journaled, resumable, reported
 //!   through events;
-//! - [`explore`] summarises a folder for people writing a recipe.
+//! - [`explore`] summarises a folder and suggests a recipe for it.
 //!
 //! Library code never prints: the binary's `cli` and `console` modules do.
 

@@ -1,7 +1,10 @@
-//! `synup explore`: what is in a folder, and a recipe fragment that would fit it.
+//! `synup explore`: what is in a folder, and a recipe that fits it.
 //!
-//! Explore knows no collection, so it treats each extension as a would-be spec
-//! when it detects the layout; its suggestions are a starting point for a recipe.
+//! Explore knows no collection: [`specs`] tells would-be specs apart (by
+//! extension, name token or type folder) and runs the planner's own layout
+//! inference on them; [`suggest`] turns the best split into a recipe that
+//! plans as is; [`sheets`] finds a metadata sheet holding the unit keys;
+//! [`sample`] keeps a huge source to a bounded sample.
 
 use std::collections::BTreeMap;
 use std::path::Path;
