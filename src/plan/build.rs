@@ -28,7 +28,7 @@ use crate::stages::layout::SpecShape;
 use crate::stages::metadata::sheet::{self, SheetOptions, SheetTable, normalize_key};
 use crate::stages::metadata::sheet_cache;
 use crate::stages::metadata::{self, MergeInput, PreparedSource, UnitFile};
-use crate::stages::screen::{self, Finding, ScreenCache, ScreenRequest};
+use crate::stages::screen;
 use crate::stages::validate::{self, CheckedFile};
 use crate::stages::{FileRef, UnmatchedReason, Warning};
 use crate::target::TargetView;
@@ -437,7 +437,7 @@ pub fn build_plan(
             .is_some()
             .then_some(&see as checksum::HeadObserver<'_>),
     );
-    let mut seen_heads = heads
+    let seen_heads = heads
         .map(screen::SeenHeads::into_verdicts)
         .unwrap_or_default();
     stats.hash = hash_stats;
@@ -452,59 +452,28 @@ pub fn build_plan(
 
     // Content screening: one verdict per hashed file, from the cache when
     // its content and name were seen before.
-    let (findings, finding_of): (Vec<Finding>, Vec<u32>) = match recipe.content_check {
-        ContentCheck::Off => (Vec::new(), Vec::new()),
-        check => {
-            let mut screen_cache =
-                ScreenCache::open(cache_dir.join(format!("{}.screen", recipe.name)));
-            let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = requests
-                .iter()
-                .zip(&hashes)
-                .zip(&request_video)
-                .enumerate()
-                // Empty files are `empty_file` problems already.
-                .filter(|(_, ((file, _), _))| file.size > 0)
-                .filter_map(|(i, ((file, h), video))| {
-                    let sha1 = h.as_ref().ok()?;
-                    let seen = seen_heads.get_mut(i).and_then(Option::take);
-                    Some((
-                        i,
-                        ScreenRequest {
-                            file,
-                            sha1,
-                            video: *video,
-                            seen,
-                        },
-                    ))
-                })
-                .unzip();
-            let (verdicts, read) = screen::screen_all(&screened, &mut screen_cache);
-            stats.screened_read = read;
-            stats.screened_cached = screened.len() as u64 - read;
-            drop(screened);
-            warnings.extend(screen_cache.warning.take());
-            warnings.extend(screen_cache.save());
-            let mut finding_of = vec![screen::CLEAN; requests.len()];
-            for (i, v) in index.into_iter().zip(verdicts) {
-                finding_of[i] = v;
-            }
-            if check == ContentCheck::Warn {
-                for (r, &f) in requests.iter().zip(&finding_of) {
-                    if let Some(f) = screen_cache.findings.get(f as usize) {
-                        let root = roots
-                            .iter()
-                            .find(|root| std::ptr::eq(r.dir, root.path.as_path()))
-                            .map_or("", |root| root.written.as_str());
-                        warnings.push(Warning::new(
-                            f.rule.as_str(),
-                            format!("{}: {}", explain::shown(root, r.rel), f.detail),
-                        ));
-                    }
-                }
-            }
-            (std::mem::take(&mut screen_cache.findings), finding_of)
-        }
+    let screened = match recipe.content_check {
+        ContentCheck::Off => screen::Screened::default(),
+        check => screen::screen_requests(
+            &requests,
+            &hashes,
+            &request_video,
+            seen_heads,
+            cache_dir.join(format!("{}.screen", recipe.name)),
+            check == ContentCheck::Warn,
+            |r| {
+                let root = roots
+                    .iter()
+                    .find(|root| std::ptr::eq(r.dir, root.path.as_path()))
+                    .map_or("", |root| root.written.as_str());
+                explain::shown(root, r.rel)
+            },
+        ),
     };
+    stats.screened_read = screened.read;
+    stats.screened_cached = screened.cached;
+    warnings.extend(screened.warnings);
+    let (findings, finding_of) = (screened.findings, screened.finding_of);
     lap(&mut stats, "screen");
     for root in &roots {
         let unreadable: Vec<String> = requests

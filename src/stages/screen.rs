@@ -558,6 +558,82 @@ pub struct ScreenRequest<'a> {
     pub seen: Option<Option<Box<Finding>>>,
 }
 
+/// What screening a plan's files gave.
+#[derive(Default)]
+pub struct Screened {
+    pub findings: Vec<Finding>,
+    /// Per hash request: an index into `findings`, or [`CLEAN`] (also for
+    /// files not screened: empty, unreadable, remote).
+    pub finding_of: Vec<u32>,
+    /// `warn`: one per finding, naming the file (`shown`) and the rule; and
+    /// the cache's own warnings.
+    pub warnings: Vec<Warning>,
+    pub read: u64,
+    pub cached: u64,
+}
+
+/// Screens the plan's hashed files through the cache at `cache_path`.
+/// `seen`: verdicts the checksum pass made (see [`SeenHeads`]).
+pub fn screen_requests(
+    requests: &[HashRequest<'_>],
+    hashes: &[Result<[u8; 20], String>],
+    video: &[bool],
+    mut seen: Vec<Option<Option<Box<Finding>>>>,
+    cache_path: PathBuf,
+    warn: bool,
+    shown: impl Fn(&HashRequest<'_>) -> String,
+) -> Screened {
+    let mut cache = ScreenCache::open(cache_path);
+    let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = requests
+        .iter()
+        .zip(hashes)
+        .zip(video)
+        .enumerate()
+        // Empty files are `empty_file` problems already.
+        .filter(|(_, ((file, _), _))| file.size > 0)
+        .filter_map(|(i, ((file, h), video))| {
+            let sha1 = h.as_ref().ok()?;
+            let seen = seen.get_mut(i).and_then(Option::take);
+            Some((
+                i,
+                ScreenRequest {
+                    file,
+                    sha1,
+                    video: *video,
+                    seen,
+                },
+            ))
+        })
+        .unzip();
+    drop(seen);
+    let (verdicts, read) = screen_all(&screened, &mut cache);
+    let cached = screened.len() as u64 - read;
+    drop(screened);
+    let mut warnings: Vec<Warning> = cache.warning.take().into_iter().collect();
+    warnings.extend(cache.save());
+    let mut finding_of = vec![CLEAN; requests.len()];
+    for (i, v) in index.into_iter().zip(verdicts) {
+        finding_of[i] = v;
+    }
+    if warn {
+        for (r, &f) in requests.iter().zip(&finding_of) {
+            if let Some(f) = cache.findings.get(f as usize) {
+                warnings.push(Warning::new(
+                    f.rule.as_str(),
+                    format!("{}: {}", shown(r), f.detail),
+                ));
+            }
+        }
+    }
+    Screened {
+        findings: std::mem::take(&mut cache.findings),
+        finding_of,
+        warnings,
+        read,
+        cached,
+    }
+}
+
 /// Screens every file (local ones; remote objects are not read again), from
 /// the cache where it knows the file. Returns, per request, an index into
 /// `cache.findings` or [`CLEAN`], and how many files were read.
