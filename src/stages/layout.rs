@@ -8,7 +8,6 @@
 //! Candidates are scored on the files the classify stage matched; the one with
 //! the most complete units wins. The choice is a pure function of the file list.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use rayon::prelude::*;
@@ -676,13 +675,6 @@ pub fn seed_pattern(cut: &KeyCut, members: &[Member<'_>], multi_path: bool) -> O
         (CutKind::Folder(1), ds) if ds.iter().all(|&d| d >= 3) => Some(4),
         _ => None,
     }
-}
-
-/// Keys cut for grouping: borrowed from the path.
-pub fn cut_keys<'a>(cut: &KeyCut, rels: &[&'a str]) -> Vec<Option<Cow<'a, str>>> {
-    rels.par_iter()
-        .map(|rel| cut.key(rel).map(Cow::Borrowed))
-        .collect()
 }
 
 #[cfg(test)]
