@@ -114,6 +114,13 @@ pub fn store_with(
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        // Renaming would replace a link, folder or device someone put here.
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file; remove it and synup rebuilds the cache",
+            path.display()
+        )));
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".cache-")
         .tempfile_in(dir)?;

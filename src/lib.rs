@@ -11,16 +11,21 @@
 //! - [`source`] walks source roots; [`target`] reads what a target already holds;
 //! - [`apply`] executes a plan against a target: journaled, resumable, reported
 //!   through events;
-//! - [`explore`] summarises a folder and suggests a recipe for it.
+//! - [`explore`] summarises a folder and suggests a recipe for it;
+//! - [`secrets`] remembers secret values so every output can mask them;
+//! - [`fs_write`] writes files atomically, durably and never over what is not
+//!   a regular file.
 //!
 //! Library code never prints: the binary's `cli` and `console` modules do.
 
 pub mod apply;
 pub mod cache_file;
 pub mod explore;
+pub mod fs_write;
 pub mod init;
 pub mod plan;
 pub mod recipe;
+pub mod secrets;
 pub mod serve;
 pub mod source;
 pub mod stages;

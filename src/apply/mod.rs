@@ -7,6 +7,7 @@
 pub mod deferred;
 pub mod events;
 pub mod execute;
+pub mod integrity;
 pub mod journal;
 pub mod remote;
 pub mod report;

@@ -52,27 +52,34 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
         }
     }
 
-    let files_a = files_of(saved);
-    let files_b = files_of(fresh);
+    // The listings' fingerprints decide whether files changed; the plan's
+    // units and `unmatched` only name which (an edited plan that moves a file
+    // between them has the same listing, and is integrity's to refuse).
+    let listings_differ = a.listings.len() != b.listings.len()
+        || a.listings.iter().zip(&b.listings).any(|(la, lb)| la != lb);
     let mut file_changes = Vec::new();
-    for (path, old) in &files_a {
-        match files_b.get(path) {
-            None => file_changes.push(format!("removed: {path}")),
-            Some(new) if new == old => {}
-            Some(new) if new.0 != old.0 => {
-                file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0))
+    if listings_differ {
+        let files_a = files_of(saved);
+        let files_b = files_of(fresh);
+        for (path, old) in &files_a {
+            match files_b.get(path) {
+                None => file_changes.push(format!("removed: {path}")),
+                Some(new) if new == old => {}
+                Some(new) if new.0 != old.0 => {
+                    file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0))
+                }
+                Some(_) => file_changes.push(format!("changed: {path} (content)")),
             }
-            Some(_) => file_changes.push(format!("changed: {path} (content)")),
         }
-    }
-    for path in files_b.keys().filter(|p| !files_a.contains_key(*p)) {
-        file_changes.push(format!("added: {path}"));
-    }
-    if file_changes.is_empty() {
-        // Files that are in neither units nor `unmatched` (e.g. an ambiguous spec's).
-        for (la, lb) in a.listings.iter().zip(&b.listings) {
-            if la.sha256 != lb.sha256 {
-                file_changes.push(format!("changed: the file listing of {}", la.root));
+        for path in files_b.keys().filter(|p| !files_a.contains_key(*p)) {
+            file_changes.push(format!("added: {path}"));
+        }
+        if file_changes.is_empty() {
+            // Files that are in neither units nor `unmatched` (e.g. an ambiguous spec's).
+            for (la, lb) in a.listings.iter().zip(&b.listings) {
+                if la != lb {
+                    file_changes.push(format!("changed: the file listing of {}", la.root));
+                }
             }
         }
     }

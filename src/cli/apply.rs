@@ -55,6 +55,12 @@ pub fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
+    if let Some(path) = &args.report
+        && let Err(e) = synup::fs_write::check_writable(Path::new(path))
+    {
+        crate::console::error(&format!("--report: {e}; nothing was applied"));
+        return exit::ERROR;
+    }
     let text = match std::fs::read_to_string(&arg) {
         Ok(t) => t,
         Err(e) => {
@@ -125,11 +131,20 @@ pub fn run(args: Args) -> i32 {
                 ));
                 return exit::ERROR;
             }
-            saved
+            let differences = apply::integrity::differences(&saved, &fresh.plan);
+            if !differences.is_empty() {
+                crate::console::error(&format!(
+                    "the plan {arg} is not the plan its recipe gives ({} difference(s)); nothing was applied.\n{}\na saved plan must not be edited: change the recipe, its metadata or the data instead, then run `synup plan -o {arg}` again.",
+                    differences.len(),
+                    apply::integrity::describe(&differences)
+                ));
+                return exit::ERROR;
+            }
+            apply::integrity::executable(&saved, fresh.into_executable())
         }
         None => {
             crate::console::out(&render_text(&fresh.plan));
-            fresh.plan
+            fresh.into_executable()
         }
     };
     let plan = match shard {
@@ -181,8 +196,8 @@ pub fn run(args: Args) -> i32 {
                 shard: shard.map(|s| s.to_string()),
                 ..Default::default()
             };
-            if let Err(e) = std::fs::write(path, empty.to_json()) {
-                crate::console::error(&format!("cannot write report {path}: {e}"));
+            if let Err(e) = super::write_report(path, &empty.to_json()) {
+                crate::console::error(&e);
                 return exit::ERROR;
             }
         }
@@ -270,9 +285,9 @@ pub fn run(args: Args) -> i32 {
     };
     crate::console::out(&report.render_text());
     if let Some(path) = &args.report
-        && let Err(e) = std::fs::write(path, report.to_json())
+        && let Err(e) = super::write_report(path, &report.to_json())
     {
-        crate::console::error(&format!("cannot write report {path}: {e}"));
+        crate::console::error(&e);
         return exit::ERROR;
     }
     if report.units.failed > 0 {

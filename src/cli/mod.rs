@@ -167,6 +167,16 @@ pub fn connect(
 
 /// Loads a recipe and resolves it against its target: for a synapse target the
 /// collection comes from the backend (and must match the recipe's pin).
+/// Writes an end report (secrets masked) atomically; the error is for people.
+pub fn write_report(path: &str, json: &str) -> Result<(), String> {
+    synup::fs_write::write(
+        std::path::Path::new(path),
+        synup::fs_write::Access::Shared,
+        synup::secrets::mask(json).as_bytes(),
+    )
+    .map_err(|e| format!("cannot write report: {e}"))
+}
+
 pub fn prepare_recipe(path: &str) -> Option<Prepared> {
     use synup::recipe::model::{Backend, CollectionRef};
     let mut loaded = match synup::recipe::load(path) {

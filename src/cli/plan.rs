@@ -29,6 +29,12 @@ pub fn run(args: Args) -> i32 {
     let Some(path) = super::require_recipe(args.recipe, "plan") else {
         return exit::ERROR;
     };
+    if let Some(out) = &args.out
+        && let Err(e) = synup::fs_write::check_writable(std::path::Path::new(out))
+    {
+        crate::console::report(e);
+        return exit::ERROR;
+    }
     let Some(prepared) = super::prepare_recipe(&path) else {
         return exit::ERROR;
     };
@@ -44,7 +50,7 @@ pub fn run(args: Args) -> i32 {
     if let Some(out) = &args.out
         && let Err(e) = write_plan_file(out, plan)
     {
-        crate::console::error(&format!("cannot write plan to {out}: {e}"));
+        crate::console::report(e);
         return exit::ERROR;
     }
     match args.format {
@@ -97,24 +103,14 @@ fn exit_code(
     exit::OK
 }
 
-/// Writes to a temp file beside `path`, then renames: never a half-written plan.
-pub fn write_plan_file(path: &str, plan: &synup::plan::Plan) -> std::io::Result<()> {
-    use std::io::Write;
-    let target = std::path::Path::new(path);
-    let dir = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("plan")
-    ));
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
-    plan.write_json(&mut w)?;
-    w.flush()?;
-    drop(w);
-    std::fs::rename(&tmp, target)
+/// Writes the JSON plan atomically (see [`synup::fs_write`]).
+pub fn write_plan_file(
+    path: &str,
+    plan: &synup::plan::Plan,
+) -> Result<(), synup::fs_write::WriteError> {
+    synup::fs_write::write_with(
+        std::path::Path::new(path),
+        synup::fs_write::Access::Shared,
+        |w| plan.write_json(w),
+    )
 }

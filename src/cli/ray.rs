@@ -234,10 +234,12 @@ fn state_path(state_dir: &Path, plan_hash: &str, shards: u32) -> PathBuf {
 }
 
 fn save_state(path: &Path, state: &State) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state).unwrap_or_default())
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    synup::fs_write::write(
+        path,
+        synup::fs_write::Access::Shared,
+        &serde_json::to_vec_pretty(state).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 pub fn run_sharded(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> i32 {
@@ -447,8 +449,7 @@ fn drive(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> Resu
     total.close(started.elapsed(), !failed_shards.is_empty());
     crate::console::out(&total.render_text());
     if let Some(path) = report_out {
-        std::fs::write(path, total.to_json())
-            .map_err(|e| format!("cannot write report {path}: {e}"))?;
+        super::write_report(path, &total.to_json())?;
     }
     if !failed_shards.is_empty() {
         crate::console::error(&format!(

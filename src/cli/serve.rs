@@ -12,6 +12,32 @@ pub struct Args {
     /// Address to listen on; port 0 picks a free one (printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
+    /// The base of every URL the server hands out (presigned URLs, page
+    /// links), e.g. https://synapse.example.org [default: http:// and the
+    /// listen address]. The request's Host header is never used.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// The largest file an upload may announce or send, in bytes
+    /// [default: 5 TiB, S3's largest object].
+    #[arg(long, value_name = "BYTES", default_value_t = 5 << 40)]
+    max_file_size: u64,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (also how long an
+    /// idle kept-alive connection stays open).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request body may stall before the request is abandoned.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Seconds after which an upload that was never confirmed or finished
+    /// is deleted.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    upload_ttl: u64,
+    /// No request log on stderr.
+    #[arg(short, long)]
+    quiet: bool,
     /// The only access token accepted (default: a random one, printed once).
     #[arg(long, env = "SYNUP_SERVE_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -46,10 +72,35 @@ pub struct Args {
 
 pub fn run(args: Args) -> i32 {
     let generated = args.token.is_none();
-    let token = args.token.unwrap_or_else(synup::serve::random_token);
+    let token = match args.token {
+        Some(t) => t,
+        None => match synup::serve::random_token() {
+            Ok(t) => t,
+            Err(e) => {
+                crate::console::error(&format!(
+                    "cannot read the OS's secure random source for a token: {e}"
+                ));
+                return exit::ERROR;
+            }
+        },
+    };
+    if let Some(url) = &args.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        crate::console::error(&format!(
+            "--public-url {url}: give an absolute http:// or https:// URL"
+        ));
+        return exit::ERROR;
+    }
+    let request_log: Option<synup::serve::listen::RequestLog> = (!args.quiet).then(|| {
+        std::sync::Arc::new(|r: &synup::serve::listen::RequestRecord| {
+            crate::console::note(&r.to_string())
+        }) as synup::serve::listen::RequestLog
+    });
     let opts = ServeOptions {
         data: args.data,
         addr: args.addr,
+        public_url: args.public_url,
         token: token.clone(),
         seed: args.seed,
         faults: Faults {
@@ -62,6 +113,14 @@ pub fn run(args: Args) -> i32 {
         },
         multipart_threshold: args.multipart_threshold,
         part_size: args.part_size,
+        max_file_size: args.max_file_size,
+        upload_ttl: std::time::Duration::from_secs(args.upload_ttl),
+        limits: synup::serve::listen::Limits {
+            max_connections: args.max_connections,
+            header_timeout: std::time::Duration::from_secs(args.header_timeout.max(1)),
+            idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
+        },
+        request_log,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,12 +21,13 @@ pub fn install_error_hook() {
 
 /// Prints a diagnostic (with its source snippet) to stderr.
 pub fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
-    eprintln!("{:?}", miette::Report::new(diagnostic));
+    let text = format!("{:?}", miette::Report::new(diagnostic));
+    to_stderr(&format!("{}\n", for_terminal(&text, colored_stderr())));
 }
 
 /// A one-line error without a source snippet.
 pub fn error(message: &str) {
-    eprintln!("error: {message}");
+    to_stderr(&format!("error: {}\n", for_terminal(message, false)));
 }
 
 /// Progress output is for people: only on a terminal, never with `--quiet` or in CI.
@@ -34,33 +35,111 @@ pub fn progress_wanted(quiet: bool) -> bool {
     !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal()
 }
 
-/// Data for stdout. A closed pipe (`synup plan | head`) is not an error.
+/// Data for stdout.
 pub fn out(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    let text = for_terminal(text, false);
+    out_with(|w| w.write_all(text.as_bytes()));
 }
 
-/// Streams data to stdout through a buffer; a closed pipe is not an error.
+/// Streams data to stdout through a buffer. A closed pipe (`synup plan |
+/// head`) ends the command quietly, as in other Unix tools; any other failure
+/// (`> /dev/full`) is an error: exit 1.
 pub fn out_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
     let stdout = std::io::stdout().lock();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
-    let _ = write(&mut w);
-    let _ = w.flush();
+    if let Err(e) = write(&mut w).and_then(|()| w.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        to_stderr(&format!("error: cannot write to standard output: {e}\n"));
+        std::process::exit(1);
+    }
 }
 
 /// Progress and notes for stderr.
 pub fn note(text: &str) {
-    eprintln!("{text}");
+    to_stderr(&format!("{}\n", for_terminal(text, false)));
+}
+
+/// Writes to stderr without panicking when it is closed (`eprintln!` would).
+fn to_stderr(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+fn colored_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Text as people may see it: secrets masked (SPEC 2), and control
+/// characters other than newline and tab shown escaped (`\x1b`), so a file
+/// named with terminal escape sequences cannot clear the screen, retitle the
+/// window or fake output. With `colors`, SGR sequences (`ESC [ … m`, what
+/// miette colours with) pass.
+pub fn for_terminal(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
+    let masked = synup::secrets::mask(text);
+    let needs = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !masked.chars().any(needs) {
+        return masked;
+    }
+    let mut out = String::with_capacity(masked.len() + 16);
+    let mut rest = masked.as_ref();
+    while let Some(c) = rest.chars().next() {
+        if colors && c == '\x1b' {
+            let sgr = rest[1..]
+                .strip_prefix('[')
+                .and_then(|r| {
+                    r.find(|ch: char| !(ch.is_ascii_digit() || ch == ';'))
+                        .map(|i| (r, i))
+                })
+                .filter(|(r, i)| r[*i..].starts_with('m'));
+            if let Some((_, i)) = sgr {
+                out.push_str(&rest[..i + 3]);
+                rest = &rest[i + 3..];
+                continue;
+            }
+        }
+        if needs(c) {
+            let n = c as u32;
+            if n < 0x100 {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{n:x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Asks a yes/no question on the terminal; anything but yes is no.
 pub fn confirm(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
+    to_stderr(&format!("{} [y/N] ", for_terminal(question, false)));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() {
         return false;
     }
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    #[test]
+    fn control_characters_are_escaped_and_colors_pass_when_asked() {
+        let name = "a\x1b]0;owned\x07b\x1b[2Jc\r\u{9b}d";
+        assert_eq!(
+            for_terminal(name, false),
+            "a\\x1b]0;owned\\x07b\\x1b[2Jc\\x0d\\x9bd"
+        );
+        assert_eq!(
+            for_terminal("\x1b[31mred\x1b[0m", true),
+            "\x1b[31mred\x1b[0m"
+        );
+        assert_eq!(for_terminal("\x1b[2J", true), "\\x1b[2J");
+        assert_eq!(for_terminal("line\n\tindented", false), "line\n\tindented");
+    }
 }

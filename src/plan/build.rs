@@ -104,8 +104,19 @@ fn current_rss_mib() -> u64 {
 }
 
 pub struct PlanOutcome {
+    /// The plan as people see it: secrets masked (SPEC 2).
     pub plan: Plan,
+    /// The same plan with the real values, when masking changed anything:
+    /// what `apply` executes.
+    pub unmasked: Option<Plan>,
     pub stats: PlanStats,
+}
+
+impl PlanOutcome {
+    /// The plan with real values, for execution.
+    pub fn into_executable(self) -> Plan {
+        self.unmasked.unwrap_or(self.plan)
+    }
 }
 
 /// Builds the plan for a resolved recipe against a target's current state.
@@ -936,11 +947,20 @@ pub fn build_plan(
                 message: w.message,
             })
             .collect(),
+        sensitive: Vec::new(),
         inputs,
     };
     plan.plan_hash = plan.compute_hash();
+    let (plan, unmasked) = match super::sensitive::masked(&plan) {
+        Some(masked) => (masked, Some(plan)),
+        None => (plan, None),
+    };
     lap(&mut stats, "diff+assemble");
-    Ok(PlanOutcome { plan, stats })
+    Ok(PlanOutcome {
+        plan,
+        unmasked,
+        stats,
+    })
 }
 
 /// Starts loading every spreadsheet of the recipe, each on its own thread

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod graph;
 pub mod model;
 pub mod render;
+pub mod sensitive;
 
 pub use build::{PlanOptions, PlanOutcome, PlanStats, build_plan};
 pub use graph::StageGraph;

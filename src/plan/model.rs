@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     pub format_version: u32,
     pub plan_hash: String,
@@ -29,11 +30,17 @@ pub struct Plan {
     pub unmatched_summary: Vec<UnmatchedGroup>,
     pub orphan_rows: Vec<OrphanRow>,
     pub warnings: Vec<PlanWarning>,
+    /// JSON pointers of the values that hold a masked secret (`***`), as
+    /// Terraform marks sensitive values; apply takes the real values from the
+    /// recipe and environment (SPEC 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive: Vec<String>,
     /// Fingerprints of every input, for staleness checks before apply.
     pub inputs: Inputs,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecipeRef {
     pub name: String,
     /// As given on the command line.
@@ -42,6 +49,7 @@ pub struct RecipeRef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TargetRef {
     pub backend: String,
     pub data_collection: String,
@@ -52,6 +60,7 @@ pub struct TargetRef {
 
 /// Unmatched files sharing a reason (and, for `extension_not_allowed`, a spec).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UnmatchedGroup {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +72,7 @@ pub struct UnmatchedGroup {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LayoutRef {
     pub pattern: Option<u8>,
     pub group_key_regex: Option<String>,
@@ -75,6 +85,7 @@ pub struct LayoutRef {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub units: u64,
     pub create: u64,
@@ -108,6 +119,7 @@ impl Action {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlannedUnit {
     pub key: String,
     pub action: Action,
@@ -242,6 +254,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlannedFile {
     /// The root as written in the recipe; shared by every file under it.
     pub root: std::sync::Arc<str>,
@@ -278,6 +291,7 @@ impl PlannedFile {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UnmatchedFile {
     pub root: String,
     pub path: String,
@@ -285,6 +299,7 @@ pub struct UnmatchedFile {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrphanRow {
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,12 +309,14 @@ pub struct OrphanRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlanWarning {
     pub code: String,
     pub message: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Inputs {
     pub recipe_sha256: String,
     /// Variables the recipe used; secrets as `***`.
@@ -310,6 +327,7 @@ pub struct Inputs {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetadataInput {
     /// As written in the recipe.
     pub source: String,
@@ -319,6 +337,7 @@ pub struct MetadataInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListingInput {
     pub root: String,
     pub files: u64,
@@ -331,18 +350,23 @@ impl Plan {
     /// trailing newline) to `w` (a plan can be hundreds of MB; it is never
     /// held as one string when written to a file or stdout).
     pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
-        self.write_form(&mut w, true)?;
+        self.write_form(&mut w, true, &self.plan_hash)?;
         w.write_all(b"\n")
     }
 
+    /// The compact JSON form (what `plan_hash` is computed over, with the hash).
+    pub fn to_compact_json(&self) -> String {
+        let mut out = Vec::new();
+        let _ = self.write_form(&mut out, false, &self.plan_hash);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
     /// `sha256:` over the compact JSON form with an empty `plan_hash`.
-    pub fn compute_hash(&mut self) -> String {
+    pub fn compute_hash(&self) -> String {
         use sha2::Digest;
-        let saved = std::mem::take(&mut self.plan_hash);
         let mut hasher = std::io::BufWriter::with_capacity(1 << 16, sha2::Sha256::new());
-        let _ = self.write_form(&mut hasher, false);
+        let _ = self.write_form(&mut hasher, false, "");
         let hasher = hasher.into_inner().unwrap_or_default();
-        self.plan_hash = saved;
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
@@ -353,7 +377,12 @@ impl Plan {
     /// hundred thousand units stays half the size, and diffs line by line.
     /// Records are rendered in parallel a window at a time, which bounds the
     /// memory it takes.
-    fn write_form(&self, w: &mut impl std::io::Write, pretty: bool) -> std::io::Result<()> {
+    fn write_form(
+        &self,
+        w: &mut impl std::io::Write,
+        pretty: bool,
+        plan_hash: &str,
+    ) -> std::io::Result<()> {
         let (open, next, colon) = if pretty {
             ("{\n  ", ",\n  ", ": ")
         } else {
@@ -379,7 +408,8 @@ impl Plan {
             };
         }
         value!(format_version);
-        value!(plan_hash);
+        field(w, "plan_hash")?;
+        write_value(w, plan_hash, pretty)?;
         value!(recipe);
         value!(target);
         value!(layout);
@@ -390,6 +420,9 @@ impl Plan {
         value!(unmatched_summary);
         rows!(orphan_rows);
         value!(warnings);
+        if !self.sensitive.is_empty() {
+            value!(sensitive);
+        }
         value!(inputs);
         w.write_all(if pretty { &b"\n}"[..] } else { &b"}"[..] })
     }

@@ -60,6 +60,9 @@ fn walk(node: &mut Node, env: &dyn Fn(&str) -> Option<String>, out: &mut Interpo
                 for (name, value) in vars {
                     let is_secret = is_secret_var(&name);
                     secret |= is_secret;
+                    if is_secret {
+                        crate::secrets::register(&value);
+                    }
                     out.vars.insert(
                         name.clone(),
                         UsedVar {

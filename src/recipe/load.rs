@@ -197,6 +197,11 @@ pub fn parse_text(
         &mut secrets,
     );
     mark_structural_secrets(&json, &mut secrets);
+    for pointer in &secrets {
+        if let Some(Json::String(value)) = json.pointer(pointer) {
+            crate::secrets::register(value);
+        }
+    }
 
     errors.extend(schema_errors(&json, &spans));
     if !errors.is_empty() {

@@ -29,11 +29,21 @@ type St = State<Arc<AppState>>;
 
 const FILE_URL_TTL_S: i64 = 86_400;
 
-fn new_id() -> String {
-    (0..16)
-        .map(|_| format!("{:02x}", fastrand::u8(..)))
-        .collect()
+/// An upload id: 128 bits from the OS's secure random source, so ids cannot
+/// be guessed (they name files on disk and chunked uploads).
+fn new_id() -> ApiResult<String> {
+    super::secure_random::<16>()
+        .map(hex::encode)
+        .map_err(ApiError::internal)
 }
+
+/// The most checksums one `verify_checksums` request may ask about (the SDK
+/// and synup send 1,000).
+const MAX_VERIFY: usize = 10_000;
+
+/// Most parts one multipart upload is cut into (S3's limit); a larger file
+/// gets larger parts.
+const MAX_PARTS: u64 = 10_000;
 
 fn valid_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -77,6 +87,12 @@ pub async fn presigned_upload(
             "files[{i}].size: ensure this value is greater than or equal to 1"
         )));
     }
+    if let Some(i) = req.files.iter().position(|f| f.size > state.max_file_size) {
+        return Err(ApiError::bad_request(format!(
+            "files[{i}].size: ensure this value is less than or equal to {} (the server's --max-file-size)",
+            state.max_file_size
+        )));
+    }
     if let Some(i) = req
         .files
         .iter()
@@ -92,32 +108,36 @@ pub async fn presigned_upload(
         let sig = sign(&state.signing_key, &format!("put:{id}:{part}"), expires);
         format!("{base}/_storage/uploads/{id}?part_number={part}&expires={expires}&signature={sig}")
     };
-    let files: Vec<Json> = req
-        .files
-        .iter()
-        .map(|f| {
-            let id = new_id();
-            let name = f.filename.replace('/', "_");
-            let file_key = format!("uploads/{id}/{name}");
-            if f.size > state.multipart_threshold {
-                let parts = f.size.div_ceil(state.part_size);
-                json!({
-                    "filename": f.filename, "file_key": file_key, "presigned_url": null,
-                    "multipart": {
-                        "upload_id": id, "part_size": state.part_size,
-                        "parts": (1..=parts).map(|n| json!({"part_number": n, "presigned_url": url(&id, n)})).collect::<Vec<_>>(),
-                    },
-                })
-            } else {
-                json!({"filename": f.filename, "file_key": file_key, "presigned_url": url(&id, 0), "multipart": null})
-            }
-        })
-        .collect();
+    let mut files: Vec<Json> = Vec::with_capacity(req.files.len());
+    for f in &req.files {
+        let id = new_id()?;
+        let name = f.filename.replace('/', "_");
+        let file_key = format!("uploads/{id}/{name}");
+        files.push(if f.size > state.multipart_threshold {
+            let part_size = part_size_for(state.part_size, f.size);
+            let parts = f.size.div_ceil(part_size);
+            json!({
+                "filename": f.filename, "file_key": file_key, "presigned_url": null,
+                "multipart": {
+                    "upload_id": id, "part_size": part_size,
+                    "parts": (1..=parts).map(|n| json!({"part_number": n, "presigned_url": url(&id, n)})).collect::<Vec<_>>(),
+                },
+            })
+        } else {
+            json!({"filename": f.filename, "file_key": file_key, "presigned_url": url(&id, 0), "multipart": null})
+        });
+    }
     let expires_at = chrono::DateTime::from_timestamp(expires, 0)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     Ok(JsonBody(json!({"expires_at": expires_at, "files": files})))
+}
+
+/// The configured part size, or larger when the file would need more than
+/// [`MAX_PARTS`] parts.
+fn part_size_for(configured: u64, size: u64) -> u64 {
+    configured.max(size.div_ceil(MAX_PARTS)).max(1)
 }
 
 fn upload_path(state: &AppState, id: &str, part: u64) -> PathBuf {
@@ -150,6 +170,9 @@ pub async fn storage_put(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    if expected.is_some_and(|e| e > state.max_file_size) {
+        return too_large(state.max_file_size);
+    }
     let drop_at = {
         let f = state.faults.read().map(|f| f.drop_rate).unwrap_or(0.0);
         (f > 0.0 && fastrand::f64() < f).then(|| expected.unwrap_or(0) / 2)
@@ -176,30 +199,56 @@ pub async fn storage_put(
             }
             (StatusCode::OK, [(header::ETAG, format!("\"{md5}\""))]).into_response()
         }
-        Err(e) => {
+        Err(Received::TooLarge) => {
+            let _ = std::fs::remove_file(&tmp);
+            too_large(state.max_file_size)
+        }
+        Err(Received::Failed(e)) => {
             let _ = std::fs::remove_file(&tmp);
             s3_error(StatusCode::BAD_REQUEST, "IncompleteBody", &e)
         }
     }
 }
 
-/// Streams a body into `tmp`; returns (bytes, md5 hex). With `drop_at`, the
-/// connection is dropped once that many bytes arrived (fault injection).
+fn too_large(max: u64) -> Response {
+    s3_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "EntityTooLarge",
+        &format!("Your proposed upload exceeds the maximum allowed size ({max} bytes)"),
+    )
+}
+
+/// Why a body was not received.
+enum Received {
+    TooLarge,
+    Failed(String),
+}
+
+impl From<std::io::Error> for Received {
+    fn from(e: std::io::Error) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// Streams a body into `tmp`, at most `--max-file-size` bytes; returns
+/// (bytes, md5 hex). With `drop_at`, the connection is dropped once that many
+/// bytes arrived (fault injection).
 async fn receive(
     state: &AppState,
     tmp: &Path,
     body: Body,
     drop_at: Option<u64>,
-) -> Result<(u64, String), String> {
+) -> Result<(u64, String), Received> {
     use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::File::create(tmp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::create(tmp).await?;
     let mut md5 = Md5::new();
     let mut n = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(|e| Received::Failed(e.to_string()))?;
+        if n + chunk.len() as u64 > state.max_file_size {
+            return Err(Received::TooLarge);
+        }
         if drop_at.is_some_and(|at| n + chunk.len() as u64 > at) {
             drop(file);
             let _ = std::fs::remove_file(tmp);
@@ -207,10 +256,10 @@ async fn receive(
             drop_connection();
         }
         md5.update(&chunk);
-        file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+        file.write_all(&chunk).await?;
         n += chunk.len() as u64;
     }
-    file.flush().await.map_err(|e| e.to_string())?;
+    file.flush().await?;
     Ok((n, hex::encode(md5.finalize())))
 }
 
@@ -415,18 +464,35 @@ pub async fn verify_checksums(
     State(state): St,
     JsonBody(body): JsonBody<Json>,
 ) -> ApiResult<JsonBody<Json>> {
-    let list = body
+    let list: Vec<String> = body
         .get("checksums")
         .or_else(|| body.get("existing_checksums"))
         .and_then(Json::as_array)
-        .ok_or_else(|| ApiError::bad_request("checksums: a list of checksums is required"))?;
-    let catalog = state.catalog();
-    let mut existing = Vec::new();
-    for c in list.iter().filter_map(Json::as_str) {
-        if catalog.data_file(c)?.is_some() {
-            existing.push(c.to_owned());
-        }
+        .ok_or_else(|| ApiError::bad_request("checksums: a list of checksums is required"))?
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    if list.len() > MAX_VERIFY {
+        return Err(ApiError::bad_request(format!(
+            "checksums: at most {MAX_VERIFY} per request"
+        )));
     }
+    // Off the request threads, and the catalog lock released between
+    // slices, so other requests interleave with a large check.
+    let existing = state
+        .blocking(move |state| -> ApiResult<Vec<String>> {
+            let mut existing = Vec::new();
+            for slice in list.chunks(500) {
+                let catalog = state.catalog();
+                for c in slice {
+                    if catalog.data_file(c)?.is_some() {
+                        existing.push(c.clone());
+                    }
+                }
+            }
+            Ok(existing)
+        })
+        .await??;
     Ok(JsonBody(json!({"existing_checksums": existing})))
 }
 
@@ -485,7 +551,7 @@ pub async fn create_data_file(
         if field.name() != Some("file") {
             continue;
         }
-        let tmp = state.uploads_dir().join(format!("direct-{}", new_id()));
+        let tmp = state.uploads_dir().join(format!("direct-{}", new_id()?));
         let bytes = field
             .bytes()
             .await
@@ -554,7 +620,7 @@ pub async fn chunk_put_new(
     headers: HeaderMap,
     mp: Multipart,
 ) -> ApiResult<JsonBody<Json>> {
-    let id = new_id();
+    let id = new_id()?;
     chunk_append(state, base, id, headers, mp, true).await
 }
 
@@ -613,6 +679,15 @@ async fn chunk_append(
         return Err(ApiError::bad_request("chunked upload is already complete"));
     }
     let offset = st["offset"].as_u64().unwrap_or(0);
+    if offset.saturating_add(bytes.len() as u64) > state.max_file_size {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload would exceed the server's --max-file-size ({} bytes)",
+                state.max_file_size
+            ),
+        ));
+    }
     let start = range_start(&headers).unwrap_or(offset);
     if start != offset {
         return Err(ApiError::bad_request(format!(
@@ -645,7 +720,7 @@ pub async fn chunk_finish_empty(
     base: Base,
     body: JsonBody<Finish>,
 ) -> ApiResult<JsonBody<Json>> {
-    let id = new_id();
+    let id = new_id()?;
     write_chunked(
         &state.0,
         &id,

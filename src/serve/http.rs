@@ -86,48 +86,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `http://<Host>`: where the client reached us, so URLs we hand out work for it.
+/// The base of the URLs we hand out: the configured public URL (SPEC 5).
+/// Never the request's `Host`, which any client may set: a reflected `Host`
+/// would let a client make the server sign URLs that point elsewhere.
 pub struct Base(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for Base {
+impl FromRequestParts<Arc<AppState>> for Base {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let host = parts
-            .headers
-            .get(axum::http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1")
-            .to_owned();
-        Ok(Base(format!("http://{host}")))
+    async fn from_request_parts(
+        _: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Base(state.public_url().to_owned()))
     }
 }
 
-/// `?page=N&page_size=M` (default 100, at most 1000).
+/// `?page=N&page_size=M` (default 100, at most 1000). A page that is not a
+/// positive number, or lies past the end, is DRF's 404 `Invalid page.`.
 pub struct Page {
     pub page: u64,
     pub size: u64,
 }
 
 impl Page {
-    pub fn from_query(q: &std::collections::HashMap<String, String>) -> Self {
-        let page = q
-            .get("page")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(1)
-            .max(1);
+    pub fn from_query(q: &std::collections::HashMap<String, String>) -> ApiResult<Self> {
+        let invalid = || ApiError::new(StatusCode::NOT_FOUND, "Invalid page.");
+        let page = match q.get("page") {
+            None => 1,
+            Some(p) => p.trim().parse::<u64>().map_err(|_| invalid())?,
+        };
         let size = q
             .get("page_size")
-            .and_then(|p| p.parse().ok())
+            .and_then(|p| p.trim().parse::<u64>().ok())
             .unwrap_or(100)
             .clamp(1, 1000);
-        Self { page, size }
+        // The offset must exist and fit the catalog's signed 64-bit integers.
+        let fits = page
+            .checked_sub(1)
+            .and_then(|p| p.checked_mul(size))
+            .is_some_and(|o| i64::try_from(o).is_ok());
+        if !fits {
+            return Err(invalid());
+        }
+        Ok(Self { page, size })
     }
     pub fn offset(&self) -> u64 {
         (self.page - 1) * self.size
     }
 
-    /// A DRF page whose `next`/`previous` keep every other query parameter.
-    pub fn body(&self, base: &str, uri: &axum::http::Uri, count: u64, results: Vec<Json>) -> Json {
+    /// A DRF page whose `next`/`previous` keep every other query parameter;
+    /// 404 for a page past the last (the first page always exists).
+    pub fn body(
+        &self,
+        base: &str,
+        uri: &axum::http::Uri,
+        count: u64,
+        results: Vec<Json>,
+    ) -> ApiResult<Json> {
+        if self.page > 1 && self.offset() >= count {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "Invalid page."));
+        }
         let link = |page: u64| {
             let mut query: Vec<String> = uri
                 .query()
@@ -149,7 +167,7 @@ impl Page {
         } else {
             Json::Null
         };
-        json!({"count": count, "next": next, "previous": previous, "results": results})
+        Ok(json!({"count": count, "next": next, "previous": previous, "results": results}))
     }
 }
 

@@ -15,10 +15,20 @@ use super::{AppState, Faults};
 type St = State<Arc<AppState>>;
 type Q = Query<HashMap<String, String>>;
 
-pub async fn agents(State(_): St, Base(base): Base, uri: Uri, Query(q): Q) -> JsonBody<Json> {
+pub async fn agents(
+    State(_): St,
+    Base(base): Base,
+    uri: Uri,
+    Query(q): Q,
+) -> ApiResult<JsonBody<Json>> {
     let agent =
         json!({"id": 1, "name": "synup-serve", "url": base, "status": "connected", "token": null});
-    JsonBody(Page::from_query(&q).body(&base, &uri, 1, vec![agent]))
+    Ok(JsonBody(Page::from_query(&q)?.body(
+        &base,
+        &uri,
+        1,
+        vec![agent],
+    )?))
 }
 
 pub async fn collections(
@@ -27,7 +37,7 @@ pub async fn collections(
     uri: Uri,
     Query(q): Q,
 ) -> ApiResult<JsonBody<Json>> {
-    let page = Page::from_query(&q);
+    let page = Page::from_query(&q)?;
     let catalog = state.catalog();
     let (count, ids) = catalog.collection_ids(page.offset(), page.size)?;
     let mut results = Vec::with_capacity(ids.len());
@@ -36,7 +46,7 @@ pub async fn collections(
             results.push(c);
         }
     }
-    Ok(JsonBody(page.body(&base, &uri, count, results)))
+    Ok(JsonBody(page.body(&base, &uri, count, results)?))
 }
 
 pub async fn collection(State(state): St, UrlPath(id): UrlPath<i64>) -> ApiResult<JsonBody<Json>> {
@@ -53,7 +63,7 @@ pub async fn storages(
     uri: Uri,
     Query(q): Q,
 ) -> ApiResult<JsonBody<Json>> {
-    let page = Page::from_query(&q);
+    let page = Page::from_query(&q)?;
     let all = state
         .catalog()
         .storages(q.get("category").map(String::as_str))?;
@@ -69,7 +79,7 @@ pub async fn storages(
             s
         })
         .collect();
-    Ok(JsonBody(page.body(&base, &uri, count, results)))
+    Ok(JsonBody(page.body(&base, &uri, count, results)?))
 }
 
 pub async fn storage(

@@ -81,7 +81,7 @@ pub async fn list(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<JsonBody<Json>> {
-    let page = Page::from_query(&q);
+    let page = Page::from_query(&q)?;
     let collection = match q.get("data_collection") {
         Some(c) => Some(
             c.parse::<i64>()
@@ -89,11 +89,17 @@ pub async fn list(
         ),
         None => None,
     };
-    let (count, units) = state
-        .catalog()
-        .api_units(collection, page.offset(), page.size)?;
-    let results = units.iter().map(|u| unit_json(&state, &base, u)).collect();
-    Ok(JsonBody(page.body(&base, &uri, count, results)))
+    let (offset, size, base2) = (page.offset(), page.size, base.clone());
+    let (count, results) = state
+        .blocking(move |state| -> ApiResult<(u64, Vec<Json>)> {
+            let (count, units) = state.catalog().api_units(collection, offset, size)?;
+            Ok((
+                count,
+                units.iter().map(|u| unit_json(state, &base2, u)).collect(),
+            ))
+        })
+        .await??;
+    Ok(JsonBody(page.body(&base, &uri, count, results)?))
 }
 
 pub async fn detail(

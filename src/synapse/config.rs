@@ -14,7 +14,9 @@ pub struct Secret(String);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        let s = s.into();
+        crate::secrets::register(&s);
+        Self(s)
     }
     pub fn expose(&self) -> &str {
         &self.0
@@ -165,31 +167,21 @@ pub fn resolve(
 /// Merges `host` and `access_token` into the config file (mode 0600), as
 /// `synapse login` does; other keys are kept.
 pub fn write_login(host: &str, token: &Secret) -> Result<PathBuf, ConfigError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = config_path();
-    let err = |e: std::io::Error| ConfigError::Unwritable {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
     let mut config = read_config()?.unwrap_or_default();
     config.insert("host".into(), json!(host));
     config.insert("access_token".into(), json!(token.expose()));
     let dir = path.parent().expect("config path has a folder");
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(".config.json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    let text = serde_json::to_string_pretty(&Json::Object(config)).unwrap_or_default();
-    f.write_all(text.as_bytes()).map_err(err)?;
-    f.write_all(b"\n").map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    let text = serde_json::to_string_pretty(&Json::Object(config)).unwrap_or_default() + "\n";
+    std::fs::create_dir_all(dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            crate::fs_write::write(&path, crate::fs_write::Access::Private, text.as_bytes())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|message| ConfigError::Unwritable {
+            path: path.display().to_string(),
+            message,
+        })?;
     Ok(path)
 }

@@ -14,6 +14,8 @@ mod recipe_errors;
 mod remote;
 mod schema;
 mod screening;
+mod serve_hardening;
 mod server;
 mod sources;
 mod synapse;
+mod trust;

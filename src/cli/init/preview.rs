@@ -50,17 +50,8 @@ impl Draft {
     }
 }
 
-pub(super) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".synup-init-")
-        .tempfile_in(dir)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
+pub(super) fn write_atomically(path: &Path, text: &str) -> Result<(), synup::fs_write::WriteError> {
+    synup::fs_write::write(path, synup::fs_write::Access::Shared, text.as_bytes())
 }
 
 /// The seed's names for its directory patterns.

@@ -1,0 +1,297 @@
+//! Is a saved plan the plan its recipe gives? (SPEC 4, "Integrity".)
+//!
+//! Staleness asks whether the plan's *inputs* changed; this asks whether its
+//! *content* was changed. `apply PLAN` plans the same inputs again and
+//! compares: a unit injected, dropped or edited, a file moved between units, a
+//! flipped `invalid`, a `plan_hash` that is not the hash of the file: each is a
+//! difference, and any difference refuses the apply before it changes anything.
+//!
+//! What the target's state decides is not compared, because the target may
+//! change between plan and apply without making the plan wrong: whether a
+//! valid unit is `create`, `unchanged` or `conflict` (apply checks the target
+//! again per unit), the conflict's description, the upload counts, and
+//! warnings about the target or about caches. `plan_hash` covers those.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::plan::model::{Action, Plan, PlannedUnit};
+
+/// How many differences are named before the rest are counted.
+pub const SHOWN: usize = 10;
+
+/// Warnings that depend on the target's state or on caches, not on the inputs.
+fn volatile_warning(code: &str) -> bool {
+    code == "conflict" || code.ends_with("cache_rebuilt")
+}
+
+/// Every difference between a saved plan and the plan its inputs give now,
+/// described for people; empty when the saved plan may be applied.
+/// `fresh` must be masked the way a written plan is (see [`crate::secrets`]).
+pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let recomputed = saved.compute_hash();
+    if recomputed != saved.plan_hash {
+        out.push(format!(
+            "plan_hash is {:?} in the plan file, but the file's content hashes to {recomputed:?}",
+            saved.plan_hash
+        ));
+    }
+    field(&mut out, "recipe", &saved.recipe, &fresh.recipe);
+    field(&mut out, "target", &saved.target, &fresh.target);
+    field(&mut out, "layout", &saved.layout, &fresh.layout);
+    field(&mut out, "diagnosis", &saved.diagnosis, &fresh.diagnosis);
+    field(
+        &mut out,
+        "summary",
+        &stable_summary(saved),
+        &stable_summary(fresh),
+    );
+    field(&mut out, "sensitive", &saved.sensitive, &fresh.sensitive);
+    out.extend(unit_differences(saved, fresh));
+    listed(
+        &mut out,
+        "unmatched file",
+        &saved.unmatched,
+        &fresh.unmatched,
+    );
+    listed(
+        &mut out,
+        "unmatched summary",
+        &saved.unmatched_summary,
+        &fresh.unmatched_summary,
+    );
+    listed(
+        &mut out,
+        "orphan row",
+        &saved.orphan_rows,
+        &fresh.orphan_rows,
+    );
+    let stable = |p: &Plan| {
+        p.warnings
+            .iter()
+            .filter(|w| !volatile_warning(&w.code))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    listed(&mut out, "warning", &stable(saved), &stable(fresh));
+    out
+}
+
+/// The first [`SHOWN`] differences and a count of the rest, one per line.
+pub fn describe(differences: &[String]) -> String {
+    let mut lines: Vec<String> = differences
+        .iter()
+        .take(SHOWN)
+        .map(|d| format!("  {d}"))
+        .collect();
+    if differences.len() > SHOWN {
+        lines.push(format!("  … and {} more", differences.len() - SHOWN));
+    }
+    lines.join("\n")
+}
+
+/// The plan to execute: the saved plan's decisions (actions, hash, counts)
+/// over the freshly planned units, which hold the real values where the saved
+/// file holds `***`. Only call it when [`differences`] found none.
+pub fn executable(saved: &Plan, mut fresh: Plan) -> Plan {
+    // Verified: the same units in the same order (keys holding a secret are
+    // `***` in the saved plan, so units are matched by position).
+    for (unit, decided) in fresh.units.iter_mut().zip(&saved.units) {
+        unit.action = decided.action;
+        unit.conflict = decided.conflict.clone();
+    }
+    fresh.summary = saved.summary.clone();
+    fresh.plan_hash = saved.plan_hash.clone();
+    fresh.warnings = saved.warnings.clone();
+    fresh
+}
+
+/// The summary without what the target's state decides.
+fn stable_summary(plan: &Plan) -> [u64; 5] {
+    let s = &plan.summary;
+    [
+        s.units,
+        s.invalid,
+        s.create + s.unchanged + s.conflict,
+        s.unmatched_files,
+        s.excluded_files,
+    ]
+}
+
+fn unit_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = BTreeMap::new();
+    for u in &saved.units {
+        if seen.insert(u.key.as_str(), ()).is_some() {
+            out.push(format!("unit {}: appears twice in the plan file", u.key));
+        }
+    }
+    let fresh_units: BTreeMap<&str, &PlannedUnit> =
+        fresh.units.iter().map(|u| (u.key.as_str(), u)).collect();
+    for u in &saved.units {
+        match fresh_units.get(u.key.as_str()) {
+            None => out.push(format!(
+                "unit {}: is in the plan file, but the recipe gives no such unit",
+                u.key
+            )),
+            Some(f) => unit_difference(u, f, &mut out),
+        }
+    }
+    for u in &fresh.units {
+        if !seen.contains_key(u.key.as_str()) {
+            out.push(format!(
+                "unit {}: the recipe gives it, but it is missing from the plan file",
+                u.key
+            ));
+        }
+    }
+    if out.is_empty()
+        && !saved
+            .units
+            .iter()
+            .map(|u| &u.key)
+            .eq(fresh.units.iter().map(|u| &u.key))
+    {
+        out.push("units are not in the order the recipe's plan gives".to_owned());
+    }
+    out
+}
+
+fn unit_difference(saved: &PlannedUnit, fresh: &PlannedUnit, out: &mut Vec<String>) {
+    let key = &saved.key;
+    let invalid = |a: Action| a == Action::Invalid;
+    if invalid(saved.action) != invalid(fresh.action) {
+        out.push(format!(
+            "unit {key}: action is {} in the plan file, {} from the recipe",
+            saved.action.as_str(),
+            fresh.action.as_str()
+        ));
+    }
+    let specs: Vec<&str> = saved
+        .files
+        .keys()
+        .chain(fresh.files.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for spec in specs {
+        let describe = |f: Option<&crate::plan::model::PlannedFile>| match f {
+            None => "absent".to_owned(),
+            Some(f) => format!(
+                "{} ({} bytes, sha1 {})",
+                f.shown(),
+                f.size,
+                f.sha1
+                    .as_deref()
+                    .or(f.etag.as_deref())
+                    .unwrap_or("deferred")
+            ),
+        };
+        let (a, b) = (saved.files.get(spec), fresh.files.get(spec));
+        if a != b {
+            out.push(format!(
+                "unit {key}: files.{spec} is {} in the plan file, {} from the recipe",
+                describe(a),
+                describe(b)
+            ));
+        }
+    }
+    let parse = |m: &serde_json::value::RawValue| -> Json {
+        serde_json::from_str(m.get()).unwrap_or(Json::Null)
+    };
+    json_difference(
+        &format!("unit {key}: meta"),
+        &parse(&saved.meta),
+        &parse(&fresh.meta),
+        out,
+    );
+    if saved.problems != fresh.problems {
+        let reasons = |u: &PlannedUnit| {
+            let r: Vec<&str> = u.problems.iter().map(|p| p.reason.as_str()).collect();
+            if r.is_empty() {
+                "none".to_owned()
+            } else {
+                r.join(", ")
+            }
+        };
+        out.push(format!(
+            "unit {key}: problems are [{}] in the plan file, [{}] from the recipe",
+            reasons(saved),
+            reasons(fresh)
+        ));
+    }
+}
+
+/// Names each field where two JSON values differ, by dotted path.
+fn json_difference(path: &str, a: &Json, b: &Json, out: &mut Vec<String>) {
+    match (a, b) {
+        (Json::Object(x), Json::Object(y)) => {
+            for (k, va) in x {
+                let child = format!("{path}.{k}");
+                match y.get(k) {
+                    Some(vb) => json_difference(&child, va, vb, out),
+                    None => out.push(format!(
+                        "{child} is {va} in the plan file, but the recipe gives no such field"
+                    )),
+                }
+            }
+            for (k, vb) in y {
+                if !x.contains_key(k) {
+                    out.push(format!(
+                        "{path}.{k} is missing from the plan file, {vb} from the recipe"
+                    ));
+                }
+            }
+        }
+        // Numbers compare by value (1 and 1.0 are the same meta).
+        (Json::Number(x), Json::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if a != b => out.push(format!(
+            "{path} is {a} in the plan file, {b} from the recipe"
+        )),
+        _ => {}
+    }
+}
+
+/// Differences between two lists of records: the first few records in
+/// either that the other lacks.
+fn listed<T: serde::Serialize>(out: &mut Vec<String>, what: &str, saved: &[T], fresh: &[T]) {
+    use std::collections::BTreeSet;
+    let rows = |l: &[T]| l.iter().map(|r| compact(r)).collect::<Vec<String>>();
+    let (saved, fresh) = (rows(saved), rows(fresh));
+    if saved == fresh {
+        return;
+    }
+    let (a, b): (BTreeSet<&String>, BTreeSet<&String>) =
+        (saved.iter().collect(), fresh.iter().collect());
+    for r in a.difference(&b).take(SHOWN) {
+        out.push(format!(
+            "{what} {r} is in the plan file, but not in the recipe's plan"
+        ));
+    }
+    for r in b.difference(&a).take(SHOWN) {
+        out.push(format!(
+            "{what} {r} is in the recipe's plan, but missing from the plan file"
+        ));
+    }
+    if a == b {
+        out.push(format!(
+            "the {what}s are repeated or reordered in the plan file"
+        ));
+    }
+}
+
+fn compact<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A top-level field that differs, shown as compact JSON.
+fn field<T: serde::Serialize>(out: &mut Vec<String>, name: &str, saved: &T, fresh: &T) {
+    let (a, b) = (compact(saved), compact(fresh));
+    if a != b {
+        out.push(format!(
+            "{name} is {a} in the plan file, {b} from the recipe"
+        ));
+    }
+}
