@@ -33,7 +33,16 @@ pub fn run(args: Args) -> i32 {
             Some(id) => catalog.count_units(id)?,
             None => 0,
         };
-        let applies = catalog.applies(&resolved.name, 10)?;
+        let mut applies = catalog.applies(&resolved.name, 10)?;
+        // "running" is what the apply wrote when it started; only the OS lock
+        // it holds while alive tells a running apply from a killed one.
+        if applies.iter().any(|a| a.status == "running")
+            && !synup::target::local::TargetLock::is_held(&resolved.target_path).unwrap_or(true)
+        {
+            for a in applies.iter_mut().filter(|a| a.status == "running") {
+                a.status = "interrupted".to_owned();
+            }
+        }
         let missing = catalog.missing_store_files()?;
         Ok(serde_json::json!({
             "format_version": 1,
@@ -175,6 +184,12 @@ fn render(s: &serde_json::Value) -> String {
                     .take(19)
                     .collect::<String>(),
             );
+            if a["status"] == "interrupted" {
+                let _ = writeln!(
+                    out,
+                    "    interrupted: the process ended without finishing (killed or crashed); `synup apply` again finishes the work"
+                );
+            }
         }
     }
     out

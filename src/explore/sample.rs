@@ -50,6 +50,7 @@ pub fn sample_local(root: &Path, limit: u64) -> std::io::Result<(SourceScan, Opt
         let opts = crate::source::ScanOptions {
             recursive: true,
             exclude: &exclude,
+            exclude_dirs: None,
             skip: None,
             threads: 8,
             listing_cache: None,

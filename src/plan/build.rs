@@ -224,6 +224,7 @@ pub fn build_plan(
                     let opts = ScanOptions {
                         recursive: root.recursive,
                         exclude: &recipe.exclude,
+                        exclude_dirs: Some(&recipe.exclude_dirs),
                         skip: Some(skip),
                         threads: opts.scan_threads,
                         listing_cache: Some(listing_cache),

@@ -291,6 +291,10 @@ pub struct ResolvedRecipe {
     pub collection: Collection,
     pub mode: SourceMode,
     pub exclude: GlobSet,
+    /// Folders an `exclude` glob drops whole: each glob ending in `/**`
+    /// without that suffix, so `private/**` skips the folder `private`
+    /// without reading it (it may be unreadable).
+    pub exclude_dirs: GlobSet,
     /// `include_junk: true`: the junk list drops nothing.
     pub include_junk: bool,
     pub group_key_regex: Option<(Regex, String)>,
@@ -399,6 +403,17 @@ pub fn resolve_with(
 
     let mode = cx.source_mode(&specs);
     let exclude = cx.globset("/exclude", &r.exclude);
+    let exclude_dirs = {
+        let mut b = GlobSetBuilder::new();
+        for g in &r.exclude {
+            if let Some(dir) = g.strip_suffix("/**")
+                && let Ok(glob) = GlobBuilder::new(dir).literal_separator(true).build()
+            {
+                b.add(glob);
+            }
+        }
+        b.build().unwrap_or_else(|_| GlobSet::empty())
+    };
 
     let group_key_regex = r
         .group_key_regex
@@ -477,6 +492,7 @@ pub fn resolve_with(
         collection: collection.expect("no errors means a collection"),
         mode: mode.expect("no errors means a source"),
         exclude: exclude.expect("no errors means globs compiled"),
+        exclude_dirs,
         include_junk: r.include_junk,
         group_key_regex,
         key_template,

@@ -54,6 +54,8 @@ pub struct SourceScan {
 pub struct ScanOptions<'a> {
     pub recursive: bool,
     pub exclude: &'a GlobSet,
+    /// Folders dropped whole by `exclude` (besides those `exclude` matches).
+    pub exclude_dirs: Option<&'a GlobSet>,
     /// A folder never to descend into (the recipe's own `.synup/`).
     pub skip: Option<PathBuf>,
     pub threads: usize,
@@ -268,7 +270,11 @@ impl<'a> Walker<'a> {
         ) {
             Ok(fd) => fd,
             Err(err) => {
-                Self::unreadable(out, &dir.rel, err);
+                // An excluded folder is read only to count what it drops:
+                // one that cannot be read drops silently (SPEC 2.1).
+                if !dir.excluded {
+                    Self::unreadable(out, &dir.rel, err);
+                }
                 return None;
             }
         };
@@ -387,7 +393,8 @@ impl<'a> Walker<'a> {
                     continue;
                 }
                 let excluded = dir.excluded
-                    || (!self.opts.exclude.is_empty() && self.opts.exclude.is_match(&rel));
+                    || (!self.opts.exclude.is_empty() && self.opts.exclude.is_match(&rel))
+                    || self.opts.exclude_dirs.is_some_and(|d| d.is_match(&rel));
                 let child = Arc::new(Dir {
                     rel,
                     id,

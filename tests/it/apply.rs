@@ -546,3 +546,33 @@ fn chmod_r(p: &Path, mode: u32) {
         .arg(p)
         .status();
 }
+
+#[test]
+fn status_tells_a_killed_apply_from_a_running_one() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 6);
+    recipe(&f, "");
+    let killed = crate::harness::run(
+        synup()
+            .current_dir(f.path())
+            .args(["apply", "r.yaml", "--yes"])
+            .env("SYNUP_CRASH_AT", "after_commit:1"),
+    );
+    assert_eq!(killed.code, -1, "{}", killed.both());
+    let status = f.run(&["status", "r.yaml"]);
+    assert!(status.stdout.contains("interrupted"), "{}", status.stdout);
+    assert!(!status.stdout.contains("running"), "{}", status.stdout);
+    // While an apply holds the target, its row stays `running`.
+    let lock = match synup::target::local::TargetLock::try_acquire(&f.join(".synup/local")).unwrap()
+    {
+        synup::target::local::LockWait::Acquired(l) => l,
+        synup::target::local::LockWait::Busy(_) => panic!("nobody else holds it"),
+    };
+    let json = f.run(&["status", "r.yaml", "--format", "json"]);
+    assert!(
+        json.stdout.contains("\"status\": \"running\""),
+        "{}",
+        json.stdout
+    );
+    drop(lock);
+}

@@ -324,3 +324,21 @@ fn run_unprivileged(f: &Fixture, args: &[&str]) -> crate::harness::Output {
     }
     crate::harness::as_nobody(f, args)
 }
+
+#[test]
+fn an_excluded_unreadable_folder_is_skipped_as_the_error_suggests() {
+    for glob in ["u000/**", "**/u000", "u000"] {
+        let f = Fixture::new();
+        nested_units(&f, "data", 3);
+        f.write(
+            "r.yaml",
+            format!("{TWO_SPECS}source: {{path: data}}\nexclude: [\"{glob}\"]\n"),
+        );
+        let dir = f.join("data/u000");
+        set_mode(&dir, 0o000);
+        let out = run_unprivileged(&f, &["plan", "r.yaml"]);
+        set_mode(&dir, 0o755);
+        assert_eq!(out.code, 0, "{glob}: {}", out.both());
+        assert!(out.stdout.contains("2 to create"), "{glob}: {}", out.stdout);
+    }
+}

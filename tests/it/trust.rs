@@ -266,3 +266,101 @@ fn a_secret_never_prints_and_apply_still_works() {
         .unwrap();
     assert_eq!(key, format!("u0_{SECRET}"));
 }
+
+#[test]
+fn plan_files_are_written_through_symlinks_and_never_over_devices() {
+    let f = planned();
+    std::fs::create_dir(f.join("plans")).unwrap();
+    std::os::unix::fs::symlink("plans/real.json", f.join("link.json")).unwrap();
+    let out = f.run(&["plan", "r.yaml", "-o", "link.json"]);
+    assert_eq!(out.code, 0, "{}", out.both());
+    assert!(
+        std::fs::symlink_metadata(f.join("link.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays a link"
+    );
+    let written = std::fs::read_to_string(f.join("plans/real.json")).unwrap();
+    assert!(written.contains("\"plan_hash\""));
+
+    for target in ["/dev/null", "plans"] {
+        let out = f.run(&["plan", "r.yaml", "-o", target]);
+        assert_eq!(out.code, 1, "{}", out.both());
+        assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    }
+    // No temporary file is left anywhere.
+    let mut names: Vec<String> = std::fs::read_dir(f.path())
+        .unwrap()
+        .chain(std::fs::read_dir(f.join("plans")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    names.sort();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_full_stdout_is_an_error_and_a_closed_pipe_is_not() {
+    let f = planned();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = crate::harness::run(
+        synup()
+            .current_dir(f.path())
+            .args(["plan", "r.yaml"])
+            .stdout(full),
+    );
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr.contains("cannot write to standard output"),
+        "{}",
+        out.stderr
+    );
+    // `synup plan --format json | head -c1`: the reader goes away early.
+    let mut child = synup()
+        .current_dir(f.path())
+        .args(["plan", "r.yaml", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait_with_output().unwrap();
+    assert_eq!(status.status.code(), Some(0));
+    assert!(status.stderr.is_empty(), "{:?}", status.stderr);
+}
+
+#[test]
+fn an_unwritable_report_is_found_before_anything_is_applied() {
+    let f = planned();
+    let out = f.run(&[
+        "apply",
+        "r.yaml",
+        "--yes",
+        "--report",
+        "no/such/dir/rep.json",
+    ]);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(out.stderr.contains("rep.json"), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing was applied"), "{}", out.stderr);
+    assert!(!f.join(".synup/local/catalog.sqlite").exists());
+}
+
+#[test]
+fn terminal_escapes_in_file_names_are_shown_escaped() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 1);
+    f.write("data/u000/\x1b]0;owned\x07\x1b[2J.txt", "x");
+    recipe(&f, "");
+    let out = f.run(&["plan", "r.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.both());
+    assert!(!out.stdout.contains('\x1b'), "{:?}", out.stdout);
+    assert!(
+        out.stdout.contains("\\x1b]0;owned\\x07\\x1b[2J.txt"),
+        "{}",
+        out.stdout
+    );
+}

@@ -103,6 +103,24 @@ impl TargetLock {
         }
     }
 
+    /// Whether an apply holds the lock on `dir` right now (an apply recorded
+    /// as running whose lock is free was killed: it is interrupted).
+    pub fn is_held(dir: &Path) -> std::io::Result<bool> {
+        let file = match std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("apply.lock"))
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
     pub fn wait(file: std::fs::File) -> std::io::Result<TargetLock> {
         file.lock()?;
         Ok(TargetLock { _file: file })
