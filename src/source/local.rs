@@ -497,6 +497,7 @@ mod tests {
         ScanOptions {
             recursive: true,
             exclude,
+            exclude_dirs: None,
             skip: None,
             threads: 4,
             listing_cache: None,
