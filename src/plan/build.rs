@@ -982,8 +982,11 @@ fn spawn_sheet_loads(
                 header_row,
                 key_column,
                 columns,
+                delimiter,
+                encoding,
             } => {
                 let path = paths[&m.index].clone();
+                let (delimiter, encoding) = (*delimiter, *encoding);
                 let cache_file = cache_dir.join(format!("{}.meta{}.sheet", recipe.name, m.index));
                 let (source, sheet, key_column, columns) = (
                     file.written.clone(),
@@ -999,6 +1002,8 @@ fn spawn_sheet_loads(
                         header_row,
                         key_column: key_column.as_deref(),
                         columns: &columns,
+                        delimiter,
+                        encoding,
                     };
                     // Read once: the same bytes are parsed and fingerprinted.
                     let bytes = match path.read() {
@@ -1176,6 +1181,9 @@ fn sheet_help(e: &sheet::SheetError) -> String {
         }
         sheet::SheetError::Unreadable(_) => {
             "check that the file is a spreadsheet and is not password-protected".to_owned()
+        }
+        sheet::SheetError::NotUtf8 { .. } => {
+            "set `encoding` to the file's encoding, e.g. `encoding: latin-1` or `encoding: windows-1252` for files saved by Excel on Windows".to_owned()
         }
     }
 }

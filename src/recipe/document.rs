@@ -183,6 +183,9 @@ impl<'de, F: SpanFlavor> Visitor<'de> for RawVisitor<F> {
 pub struct SyntaxError {
     pub message: String,
     pub span: Span,
+    /// The key, when the error is a key repeated in one mapping (the parsers
+    /// word this in their own terms, naming options synup does not expose).
+    pub duplicate_key: Option<String>,
 }
 
 /// Parses YAML text into a spanned tree. An empty document is `Value::Null`.
@@ -207,9 +210,18 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
                 .location()
                 .map(|loc| offset_of(text, loc.line() as usize, loc.column() as usize))
                 .unwrap_or_default();
+            let message = first_line(&err.to_string());
+            let duplicate_key = message
+                .split_once("duplicate mapping key: ")
+                .map(|(_, rest)| {
+                    rest.rsplit_once(", set DuplicateKeyPolicy")
+                        .map_or(rest, |(key, _)| key)
+                        .to_owned()
+                });
             Err(SyntaxError {
-                message: first_line(&err.to_string()),
+                message,
                 span,
+                duplicate_key,
             })
         }
     }
@@ -227,9 +239,18 @@ pub fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
                 .span()
                 .map(|r| Span::new(r.start, (r.end - r.start).max(1)))
                 .unwrap_or_default();
+            let message = err.message().trim().to_owned();
+            let duplicate_key = message.starts_with("duplicate key").then(|| {
+                text.get(span.offset..span.offset + span.len)
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_matches('"')
+                    .to_owned()
+            });
             Err(SyntaxError {
-                message: err.message().trim().to_owned(),
+                message,
                 span,
+                duplicate_key,
             })
         }
     }

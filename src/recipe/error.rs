@@ -11,6 +11,7 @@ use super::document::Span;
 pub enum Code {
     Io,
     Syntax,
+    DuplicateKey,
     Empty,
     UnknownKey,
     WrongType,
@@ -55,6 +56,7 @@ impl Code {
         match self {
             Code::Io => "io",
             Code::Syntax => "syntax",
+            Code::DuplicateKey => "duplicate_key",
             Code::Empty => "empty",
             Code::UnknownKey => "unknown_key",
             Code::WrongType => "wrong_type",

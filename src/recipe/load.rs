@@ -146,14 +146,24 @@ pub fn parse_text(
         Ok(node) => node,
         Err(e) => {
             let syntax = if is_toml { "TOML" } else { "YAML" };
-            return Err(fail(vec![
-                RecipeError::new(
+            let error = match &e.duplicate_key {
+                Some(key) => RecipeError::new(
+                    Code::DuplicateKey,
+                    format!("`{key}` appears twice in the same mapping"),
+                    Some(e.span),
+                )
+                .label("repeated here")
+                .help(format!(
+                    "keep one `{key}`: a {syntax} mapping cannot hold a key twice, and neither value would win"
+                )),
+                None => RecipeError::new(
                     Code::Syntax,
                     format!("invalid {syntax}: {}", e.message),
                     Some(e.span),
                 )
                 .help(format!("fix the {syntax} syntax at this position")),
-            ]));
+            };
+            return Err(fail(vec![error]));
         }
     };
     match root.value {

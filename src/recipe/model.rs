@@ -279,6 +279,14 @@ pub struct MetadataSource {
     /// excel/csv: types of named columns; does not limit which columns are imported.
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnType>,
+    /// csv: the field separator, one character (`,` `;` `|` or a tab, written
+    /// `"\t"` or `tab`); default: sniffed from the header line.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// csv: the text encoding, any WHATWG label (`utf-8`, `latin-1`,
+    /// `windows-1252`, `shift_jis`, …); default utf-8 (a BOM is allowed).
+    #[serde(default)]
+    pub encoding: Option<String>,
     /// A unit without an entry in this source is invalid.
     #[serde(default)]
     pub required: Option<bool>,

@@ -242,6 +242,10 @@ pub enum MetadataKind {
         header_row: u32,
         key_column: Option<String>,
         columns: std::collections::BTreeMap<String, ColumnType>,
+        /// csv: the separator; `None`: sniffed.
+        delimiter: Option<u8>,
+        /// csv: the text encoding; `None`: UTF-8.
+        encoding: Option<&'static encoding_rs::Encoding>,
     },
     Filename {
         regex: Regex,
@@ -1207,6 +1211,60 @@ impl Cx<'_> {
             !m.columns.is_empty() && !is_sheet,
             "excel and csv",
         );
+        bad_option(
+            self,
+            "delimiter",
+            m.delimiter.is_some() && kind != "csv",
+            "csv",
+        );
+        bad_option(
+            self,
+            "encoding",
+            m.encoding.is_some() && kind != "csv",
+            "csv",
+        );
+        let delimiter = m.delimiter.as_deref().and_then(|d| {
+            let byte = match d {
+                "tab" | "\\t" => Some(b'\t'),
+                _ if d.len() == 1 && d.is_ascii() && !d.contains(['"', '\n', '\r']) => {
+                    Some(d.as_bytes()[0])
+                }
+                _ => None,
+            };
+            if byte.is_none() {
+                self.err(
+                    RecipeError::new(
+                        Code::MetadataOption,
+                        format!("`{d}` is not a CSV delimiter"),
+                        self.span(&format!("{base}/delimiter")),
+                    )
+                    .help("give one ASCII character such as \",\", \";\" or \"|\", or `tab`; leave it out to sniff it from the header line"),
+                );
+            }
+            byte
+        });
+        let encoding = m.encoding.as_deref().and_then(|label| {
+            // WHATWG labels, plus the spellings people write (`latin-1`, `utf_8`).
+            let label = label.trim();
+            let found = [
+                label.to_owned(),
+                label.replace('_', "-"),
+                label.replace(['-', '_'], ""),
+            ]
+            .iter()
+            .find_map(|l| encoding_rs::Encoding::for_label(l.as_bytes()));
+            if found.is_none() {
+                self.err(
+                    RecipeError::new(
+                        Code::MetadataOption,
+                        format!("`{label}` is not a text encoding synup knows"),
+                        self.span(&format!("{base}/encoding")),
+                    )
+                    .help("use a WHATWG encoding label: utf-8, latin-1, windows-1252, iso-8859-15, shift_jis, gbk, euc-kr, …"),
+                );
+            }
+            found
+        });
         let required = m.required.unwrap_or(false);
         let kind = match kind {
             "excel" | "csv" => {
@@ -1236,6 +1294,8 @@ impl Cx<'_> {
                     header_row: m.header_row.unwrap_or(1).max(1),
                     key_column: m.key_column.clone(),
                     columns: m.columns.clone(),
+                    delimiter,
+                    encoding,
                 }
             }
             "filename" => {

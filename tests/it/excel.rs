@@ -265,3 +265,160 @@ fn a_parsed_sheet_is_cached_by_content_not_by_file_time() {
     let (_, rebuilt, _) = plan(&f);
     assert_eq!(rebuilt, edited, "and is rewritten");
 }
+
+/// Rewrites an xlsx so its formulas carry no cached value, as files written
+/// by openpyxl (and never opened in a spreadsheet application) are.
+fn strip_cached_values(path: &std::path::Path) {
+    use std::io::{Read, Write};
+    let bytes = std::fs::read(path).unwrap();
+    let mut zin = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..zin.len() {
+        let mut entry = zin.by_index(i).unwrap();
+        let name = entry.name().to_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        if name.starts_with("xl/worksheets/") {
+            let text = String::from_utf8(data).unwrap();
+            let re = regex::Regex::new(r"</f><v>[^<]*</v>").unwrap();
+            data = re.replace_all(&text, "</f>").into_owned().into_bytes();
+        }
+        out.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        out.write_all(&data).unwrap();
+    }
+    std::fs::write(path, out.finish().unwrap().into_inner()).unwrap();
+}
+
+#[test]
+fn a_formula_without_a_cached_value_is_a_type_error_at_its_cell() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 2);
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "id").unwrap();
+    ws.write_string(0, 1, "age").unwrap();
+    ws.write_string(0, 2, "twice").unwrap();
+    for (r, id) in ["u000", "u001"].iter().enumerate() {
+        let r = r as u32 + 1;
+        ws.write_string(r, 0, *id).unwrap();
+        ws.write_number(r, 1, 40.0).unwrap();
+        ws.write_formula(r, 2, format!("=B{}*2", r + 1).as_str())
+            .unwrap();
+    }
+    wb.save(f.join("meta.xlsx")).unwrap();
+    strip_cached_values(&f.join("meta.xlsx"));
+    recipe(&f, "");
+    let (code, plan, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    let p = &plan["units"][0]["problems"][0];
+    assert_eq!(p["reason"], "metadata_type", "{plan:#}");
+    assert_eq!(p["source"], "meta.xlsx!Sheet1!C2", "{plan:#}");
+    assert!(p["message"].as_str().unwrap().contains("=B2*2"), "{plan:#}");
+    assert_eq!(plan["units"][0]["action"], "invalid");
+    assert_eq!(plan["units"][0]["meta"]["age"], 40);
+}
+
+fn csv_recipe(f: &Fixture, options: &str) {
+    f.write(
+        "r.yaml",
+        format!("{TWO_SPECS}source: {{path: data}}\nmetadata:\n  - csv: meta.csv\n{options}"),
+    );
+}
+
+#[test]
+fn csv_delimiters_are_sniffed_or_given() {
+    for (sep, name) in [
+        (";", "semicolon"),
+        ("\t", "tab"),
+        ("|", "pipe"),
+        (",", "comma"),
+    ] {
+        let f = Fixture::new();
+        nested_units(&f, "data", 2);
+        f.write(
+            "meta.csv",
+            format!("id{sep}site{sep}note\nu000{sep}Seoul{sep}\"a{sep}b\"\nu001{sep}Busan{sep}x\n"),
+        );
+        csv_recipe(&f, "");
+        let (code, planned, stderr) = plan(&f);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert_eq!(
+            planned["units"][0]["meta"]["site"], "Seoul",
+            "{name}: {planned:#}"
+        );
+        assert_eq!(
+            planned["units"][0]["meta"]["note"],
+            format!("a{sep}b"),
+            "{name}"
+        );
+    }
+    // Given explicitly: a header without the separator still splits.
+    let f = Fixture::new();
+    nested_units(&f, "data", 1);
+    f.write("meta.csv", "id\nu000;x\n");
+    csv_recipe(&f, "    delimiter: \";\"\n");
+    let (code, planned, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(planned["units"][0]["meta"]["id"], "u000", "{planned:#}");
+    let f = Fixture::new();
+    nested_units(&f, "data", 1);
+    f.write("meta.csv", "id\tsite\nu000\tx\n");
+    csv_recipe(&f, "    delimiter: tab\n");
+    let (code, planned, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(planned["units"][0]["meta"]["site"], "x", "{planned:#}");
+    // A bad delimiter is a recipe error at its value.
+    csv_recipe(&f, "    delimiter: \";;\"\n");
+    let out = f.run(&["validate", "r.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("`;;` is not a CSV delimiter"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn latin1_csv_names_its_encoding_problem_and_reads_with_encoding() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 2);
+    // "Café" and "Zürich" in Latin-1 / Windows-1252.
+    let mut bytes = b"id;site\nu000;Caf".to_vec();
+    bytes.push(0xE9);
+    bytes.extend_from_slice(b"\nu001;Z");
+    bytes.push(0xFC);
+    bytes.extend_from_slice(b"rich\n");
+    std::fs::write(f.join("meta.csv"), &bytes).unwrap();
+    csv_recipe(&f, "");
+    let out = f.run(&["plan", "r.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("is not UTF-8: line 2 holds the byte 0xE9"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("encoding: latin-1"), "{}", out.stderr);
+    for label in ["latin-1", "windows-1252", "ISO-8859-1"] {
+        csv_recipe(&f, &format!("    encoding: {label}\n"));
+        let (code, planned, stderr) = plan(&f);
+        assert_eq!(code, 0, "{label}: {stderr}");
+        assert_eq!(planned["units"][0]["meta"]["site"], "Café", "{label}");
+        assert_eq!(planned["units"][1]["meta"]["site"], "Zürich", "{label}");
+    }
+    csv_recipe(&f, "    encoding: klingon\n");
+    let out = f.run(&["validate", "r.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("`klingon` is not a text encoding"),
+        "{}",
+        out.stderr
+    );
+    // A UTF-8 BOM is fine without `encoding`.
+    f.write("meta.csv", "\u{feff}id,site\nu000,Seoul\n");
+    csv_recipe(&f, "");
+    let (code, planned, stderr) = plan(&f);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(planned["units"][0]["meta"]["site"], "Seoul");
+}

@@ -269,3 +269,34 @@ fn missing_recipe_argument_is_named() {
         out.stderr
     );
 }
+
+#[test]
+fn a_repeated_key_is_named_in_our_words() {
+    for (name, text) in [
+        (
+            "r.yaml",
+            "version: 1\nname: a\nname: b\nsource: {path: .}\n",
+        ),
+        ("r.toml", "version = 1\nname = \"a\"\nname = \"b\"\n"),
+    ] {
+        let out = validate(name, text);
+        assert_eq!(out.code, 1, "{}", out.both());
+        assert!(
+            out.stderr.contains("synup::recipe::duplicate_key"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr
+                .contains("`name` appears twice in the same mapping"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("DuplicateKeyPolicy"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("[{name}:3:1]")),
+            "{}",
+            out.stderr
+        );
+    }
+}

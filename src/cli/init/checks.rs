@@ -135,6 +135,8 @@ pub(super) fn load_sheet(
         header_row: 1,
         key_column: key,
         columns: &columns,
+        delimiter: None,
+        encoding: None,
     };
     let table = if file.to_ascii_lowercase().ends_with(".csv") {
         sheet::load_csv(&path, &bytes, &o)

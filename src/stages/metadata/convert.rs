@@ -18,6 +18,10 @@ pub enum Cell {
     Duration(String),
     /// A formula error such as `#DIV/0!`.
     Error(String),
+    /// A formula whose value was never computed and stored (files written by
+    /// libraries such as openpyxl or xlsxwriter, never opened in a
+    /// spreadsheet application): its formula text.
+    Uncomputed(String),
 }
 
 impl Cell {
@@ -25,6 +29,7 @@ impl Cell {
     pub fn key_text(&self) -> String {
         match self {
             Cell::Text(s) | Cell::Duration(s) | Cell::Error(s) => s.clone(),
+            Cell::Uncomputed(_) => String::new(),
             Cell::Int(i) => i.to_string(),
             Cell::Float(f) => number_text(*f),
             Cell::Bool(b) => b.to_string(),
@@ -60,9 +65,15 @@ fn float_json(f: f64) -> Json {
 
 /// Converts a cell: `None` type means lossless; CSV cells come as `Text`.
 pub fn convert(cell: &Cell, ty: Option<ColumnType>) -> Result<Json, String> {
+    if let Cell::Uncomputed(formula) = cell {
+        return Err(format!(
+            "the cell holds the formula `={formula}` but no computed value; open the file in Excel or LibreOffice and save it (that stores the values), or type the value in"
+        ));
+    }
     let Some(ty) = ty else {
         return Ok(match cell {
             Cell::Text(s) | Cell::Duration(s) | Cell::Error(s) => Json::String(s.clone()),
+            Cell::Uncomputed(f) => Json::String(f.clone()),
             Cell::Int(i) => Json::from(*i),
             Cell::Float(f) => float_json(*f),
             Cell::Bool(b) => Json::Bool(*b),

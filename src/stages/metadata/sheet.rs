@@ -70,6 +70,12 @@ pub fn normalize_key(s: &str) -> Cow<'_, str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SheetError {
     Unreadable(String),
+    /// A CSV file without `encoding` whose bytes are not UTF-8.
+    NotUtf8 {
+        file: String,
+        line: usize,
+        byte: u8,
+    },
     NoSuchSheet {
         sheet: String,
         available: Vec<String>,
@@ -94,6 +100,10 @@ impl std::fmt::Display for SheetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SheetError::Unreadable(m) => f.write_str(m),
+            SheetError::NotUtf8 { file, line, byte } => write!(
+                f,
+                "{file} is not UTF-8: line {line} holds the byte 0x{byte:02X}"
+            ),
             SheetError::NoSuchSheet { sheet, available } => write!(
                 f,
                 "there is no sheet `{sheet}` (sheets: {})",
@@ -141,6 +151,10 @@ pub struct SheetOptions<'a> {
     pub header_row: u32,
     pub key_column: Option<&'a str>,
     pub columns: &'a BTreeMap<String, ColumnType>,
+    /// csv: the separator; `None`: sniffed from the header line.
+    pub delimiter: Option<u8>,
+    /// csv: the text encoding; `None`: UTF-8 (a BOM is allowed).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 impl SheetOptions<'_> {
@@ -308,8 +322,16 @@ impl<'r, 'a, RS: std::io::Read + std::io::Seek> XlsxRows<'r, 'a, RS> {
         if self.done {
             return None;
         }
-        match self.reader.next_cell() {
-            Ok(Some(cell)) => Some((cell.get_position(), cell_of(cell.get_value()))),
+        match self.reader.next_cell_with_formula() {
+            Ok(Some(cell)) => {
+                let value = match (&cell.value, cell.formula) {
+                    (DataRef::Empty, Some(formula)) if !formula.trim().is_empty() => {
+                        Some(Cell::Uncomputed(formula))
+                    }
+                    (value, _) => cell_of(value),
+                };
+                Some((cell.pos, value))
+            }
             Ok(None) => {
                 self.done = true;
                 None
@@ -364,10 +386,15 @@ pub fn load_csv(
     bytes: &[u8],
     opts: &SheetOptions<'_>,
 ) -> Result<SheetTable, SheetError> {
+    let text = decode_csv(path, bytes, opts.encoding)?;
+    let delimiter = opts
+        .delimiter
+        .unwrap_or_else(|| sniff_delimiter(&text, opts.header_row));
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(bytes);
+        .delimiter(delimiter)
+        .from_reader(text.as_bytes());
     let mut rows = Vec::new();
     for (i, rec) in reader.records().enumerate() {
         let rec = rec.map_err(|e| SheetError::Unreadable(format!("{}: {e}", path.display())))?;
@@ -383,7 +410,73 @@ pub fn load_csv(
             .collect::<Vec<_>>();
         rows.push((i as u32 + 1, cells));
     }
-    build(opts, None, 0, rows.into_iter())
+    build(opts, None, 0, rows.into_iter()).map_err(|e| match e {
+        // A single column whose header holds another separator: say so.
+        SheetError::NoKeyColumn { column, headers }
+            if headers.len() == 1 && opts.delimiter.is_some() =>
+        {
+            SheetError::NoKeyColumn {
+                column,
+                headers: vec![format!(
+                    "{} (one column: is `delimiter` right?)",
+                    headers[0]
+                )],
+            }
+        }
+        e => e,
+    })
+}
+
+/// The file's text: decoded from `encoding`, else UTF-8 with an optional BOM.
+/// Bytes that are not UTF-8 are an error naming the line and suggesting an
+/// encoding, never silently replaced.
+fn decode_csv<'b>(
+    path: &Path,
+    bytes: &'b [u8],
+    encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<Cow<'b, str>, SheetError> {
+    if let Some(enc) = encoding {
+        let (text, _, _) = enc.decode(bytes);
+        return Ok(text);
+    }
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(body) {
+        Ok(text) => Ok(Cow::Borrowed(text)),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let line = body[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            Err(SheetError::NotUtf8 {
+                file: path.display().to_string(),
+                line,
+                byte: body[at],
+            })
+        }
+    }
+}
+
+/// The separator of a CSV file: whichever of `,` `;` tab `|` appears most
+/// often, outside quotes, on the header line (`,` when none does).
+pub fn sniff_delimiter(text: &str, header_row: u32) -> u8 {
+    let line = text
+        .lines()
+        .nth(header_row.saturating_sub(1) as usize)
+        .unwrap_or_default();
+    let mut counts = [0usize; 4];
+    let candidates = [b',', b';', b'\t', b'|'];
+    let mut quoted = false;
+    for b in line.bytes() {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = candidates.iter().position(|&c| c == b) {
+            counts[i] += 1;
+        }
+    }
+    let (best, n) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i)))
+        .unwrap_or((0, &0));
+    if *n == 0 { b',' } else { candidates[best] }
 }
 
 /// Builds the table from rows of (1-based row, cells by 0-based column); rows may
@@ -605,6 +698,8 @@ mod tests {
             header_row: 1,
             key_column: None,
             columns: cols,
+            delimiter: None,
+            encoding: None,
         }
     }
 

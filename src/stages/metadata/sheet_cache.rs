@@ -53,6 +53,8 @@ impl SheetCache {
         field(opts.sheet.map_or(&[0xff][..], str::as_bytes));
         field(&opts.header_row.to_le_bytes());
         field(opts.key_column.map_or(&[0xff][..], str::as_bytes));
+        field(opts.delimiter.as_slice());
+        field(opts.encoding.map_or(&[0xff][..], |e| e.name().as_bytes()));
         Self {
             path,
             key: h.finalize().into(),
@@ -249,6 +251,10 @@ fn put_cell(out: &mut Out, c: &Cell) {
             out.u8(6);
             out.str(s);
         }
+        Cell::Uncomputed(s) => {
+            out.u8(7);
+            out.str(s);
+        }
     }
 }
 
@@ -270,6 +276,7 @@ fn get_cell(r: &mut In<'_>) -> Option<Cell> {
         }
         5 => Cell::Duration(r.string()?),
         6 => Cell::Error(r.string()?),
+        7 => Cell::Uncomputed(r.string()?),
         _ => return None,
     })
 }
@@ -288,6 +295,8 @@ mod tests {
             header_row: 1,
             key_column: Some("id"),
             columns,
+            delimiter: None,
+            encoding: None,
         }
     }
 
@@ -333,6 +342,7 @@ mod tests {
             (4, Cell::Bool(false)),
             (5, Cell::Duration("PT1H".into())),
             (6, Cell::Error("#DIV/0!".into())),
+            (7, Cell::Uncomputed("A1*2".into())),
         ]);
         t.sheet = Some("Données".into());
         let key = [7; 32];
