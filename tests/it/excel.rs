@@ -273,6 +273,7 @@ fn strip_cached_values(path: &std::path::Path) {
     let bytes = std::fs::read(path).unwrap();
     let mut zin = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let re = regex::Regex::new(r"</f><v>[^<]*</v>").unwrap();
     for i in 0..zin.len() {
         let mut entry = zin.by_index(i).unwrap();
         let name = entry.name().to_owned();
@@ -280,7 +281,6 @@ fn strip_cached_values(path: &std::path::Path) {
         entry.read_to_end(&mut data).unwrap();
         if name.starts_with("xl/worksheets/") {
             let text = String::from_utf8(data).unwrap();
-            let re = regex::Regex::new(r"</f><v>[^<]*</v>").unwrap();
             data = re.replace_all(&text, "</f>").into_owned().into_bytes();
         }
         out.start_file(name, zip::write::SimpleFileOptions::default())
