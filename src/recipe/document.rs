@@ -159,11 +159,14 @@ impl<'de, F: SpanFlavor> Visitor<'de> for RawVisitor<F> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut entries: Vec<(Key, Node)> = Vec::new();
+        // A set, not a scan of `entries`: a mapping of 100,000 keys (a big
+        // `static` block) must load in linear time.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<F::Wrapped<RawKey<F>>>()? {
             let (RawKey(name, _), key_span) = F::unwrap(key, "");
             let value = map.next_value::<F::Wrapped<Raw<F>>>()?;
             let (Raw(value, _), span) = F::unwrap(value, "");
-            if entries.iter().any(|(k, _)| k.name == name) {
+            if !seen.insert(name.clone()) {
                 return Err(de::Error::custom(format!("duplicate key `{name}`")));
             }
             entries.push((
@@ -186,6 +189,9 @@ pub struct SyntaxError {
     /// The key, when the error is a key repeated in one mapping (the parsers
     /// word this in their own terms, naming options synup does not expose).
     pub duplicate_key: Option<String>,
+    /// The parser's safety budget that the document exceeded (serde-saphyr's
+    /// defaults: 250,000 nodes, 1,000,000 events, …), e.g. `Nodes`.
+    pub budget: Option<String>,
 }
 
 /// Parses YAML text into a spanned tree. An empty document is `Value::Null`.
@@ -218,10 +224,17 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
                         .map_or(rest, |(key, _)| key)
                         .to_owned()
                 });
+            let budget = message.split_once("budget breached: ").map(|(_, rest)| {
+                rest.split([' ', '{', '('])
+                    .next()
+                    .unwrap_or(rest)
+                    .to_owned()
+            });
             Err(SyntaxError {
                 message,
                 span,
                 duplicate_key,
+                budget,
             })
         }
     }
@@ -251,6 +264,7 @@ pub fn parse_toml(text: &str) -> Result<Node, SyntaxError> {
                 message,
                 span,
                 duplicate_key,
+                budget: None,
             })
         }
     }

@@ -146,8 +146,15 @@ pub fn parse_text(
         Ok(node) => node,
         Err(e) => {
             let syntax = if is_toml { "TOML" } else { "YAML" };
-            let error = match &e.duplicate_key {
-                Some(key) => RecipeError::new(
+            let error = match (&e.duplicate_key, &e.budget) {
+                (_, Some(what)) => RecipeError::new(
+                    Code::TooLarge,
+                    format!("the recipe exceeds the YAML parser's safety budget for {}", what.to_lowercase()),
+                    Some(e.span),
+                )
+                .label("the budget runs out here")
+                .help("a recipe holds at most 250,000 values, lists and mappings; keep tables out of it: per-unit fields belong in a CSV or Excel sheet (`metadata: - csv: …`), long rule lists in fewer globs"),
+                (Some(key), _) => RecipeError::new(
                     Code::DuplicateKey,
                     format!("`{key}` appears twice in the same mapping"),
                     Some(e.span),
@@ -156,7 +163,7 @@ pub fn parse_text(
                 .help(format!(
                     "keep one `{key}`: a {syntax} mapping cannot hold a key twice, and neither value would win"
                 )),
-                None => RecipeError::new(
+                (None, None) => RecipeError::new(
                     Code::Syntax,
                     format!("invalid {syntax}: {}", e.message),
                     Some(e.span),

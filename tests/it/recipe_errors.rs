@@ -300,3 +300,19 @@ fn a_repeated_key_is_named_in_our_words() {
         );
     }
 }
+
+#[test]
+fn a_recipe_past_the_parsers_safety_budget_says_so() {
+    let mut text = format!("{TWO_SPECS}source: {{path: .}}\nmetadata:\n  - static:\n");
+    for i in 0..130_000 {
+        text.push_str(&format!("      f{i}: v{i}\n"));
+    }
+    let out = validate("r.yaml", &text);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr.contains("synup::recipe::too_large"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("CSV or Excel sheet"), "{}", out.stderr);
+}
