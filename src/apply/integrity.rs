@@ -81,15 +81,7 @@ pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
 
 /// The first [`SHOWN`] differences and a count of the rest, one per line.
 pub fn describe(differences: &[String]) -> String {
-    let mut lines: Vec<String> = differences
-        .iter()
-        .take(SHOWN)
-        .map(|d| format!("  {d}"))
-        .collect();
-    if differences.len() > SHOWN {
-        lines.push(format!("  … and {} more", differences.len() - SHOWN));
-    }
-    lines.join("\n")
+    super::first_lines(differences, SHOWN)
 }
 
 /// The plan to execute: the saved plan's decisions (actions, hash, counts)
@@ -114,7 +106,9 @@ fn stable_summary(plan: &Plan) -> [u64; 5] {
     [
         s.units,
         s.invalid,
-        s.create + s.unchanged + s.conflict,
+        s.create
+            .saturating_add(s.unchanged)
+            .saturating_add(s.conflict),
         s.unmatched_files,
         s.excluded_files,
     ]

@@ -18,6 +18,16 @@ pub use events::{ApplyEvent, ApplyObserver, Silent};
 pub use execute::{ApplyError, ApplySettings, ApplyTarget, CrashPoint, execute};
 pub use report::ApplyReport;
 
+/// The first `shown` of `lines`, indented, and a count of the rest: how a
+/// refused apply names what it found.
+pub(crate) fn first_lines(lines: &[String], shown: usize) -> String {
+    let mut out: Vec<String> = lines.iter().take(shown).map(|l| format!("  {l}")).collect();
+    if lines.len() > shown {
+        out.push(format!("  … and {} more", lines.len() - shown));
+    }
+    out.join("\n")
+}
+
 /// "file failed: …" for a unit some of whose files failed to reach the target,
 /// `None` when all of them are there. `failed` maps a file's
 /// [`identity`](crate::plan::model::PlannedFile::identity) to its reason.

@@ -105,13 +105,5 @@ fn files_of(plan: &Plan) -> BTreeMap<String, (u64, Option<String>)> {
 
 /// The first [`SHOWN`] changes and a count of the rest, one per line.
 pub fn describe(changes: &[String]) -> String {
-    let mut lines: Vec<String> = changes
-        .iter()
-        .take(SHOWN)
-        .map(|c| format!("  {c}"))
-        .collect();
-    if changes.len() > SHOWN {
-        lines.push(format!("  … and {} more", changes.len() - SHOWN));
-    }
-    lines.join("\n")
+    super::first_lines(changes, SHOWN)
 }

@@ -68,7 +68,7 @@ pub fn render_text(plan: &Plan) -> String {
         }
         let (mark, what) = match u.action {
             Action::Create => {
-                let bytes: u64 = u.files.values().map(|f| f.size).sum();
+                let bytes = u.files.values().fold(0u64, |n, f| n.saturating_add(f.size));
                 (
                     "+",
                     format!(

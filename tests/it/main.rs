@@ -7,6 +7,7 @@ mod determinism;
 mod examples;
 mod excel;
 mod explore;
+mod fuzz;
 mod harness;
 mod init;
 mod ray;
