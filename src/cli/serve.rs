@@ -132,9 +132,15 @@ pub fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
+    let public_url_given = opts.public_url.is_some();
     let result = runtime.block_on(synup::serve::serve(opts, |addr| {
         // stdout, one line, flushed: scripts wait for it and read the port.
         crate::console::out(&format!("listening on http://{addr}\n"));
+        if addr.ip().is_unspecified() && !public_url_given {
+            crate::console::note(&format!(
+                "warning: presigned URLs will point at http://{addr}, which clients cannot reach; give --public-url with the address they use"
+            ));
+        }
         if generated {
             crate::console::note(&format!("generated access token (shown once): {token}"));
         }

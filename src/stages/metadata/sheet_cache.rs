@@ -301,7 +301,8 @@ mod tests {
     }
 
     fn table(columns: &BTreeMap<String, ColumnType>) -> SheetTable {
-        let csv = "id,when,n,x,flag,took,err,f\n Ä1 ,2024-01-02,3,2.5,true,1:02,#N/A,\nb,,,,,,,\n,,7\n";
+        let csv =
+            "id,when,n,x,flag,took,err,f\n Ä1 ,2024-01-02,3,2.5,true,1:02,#N/A,\nb,,,,,,,\n,,7\n";
         super::super::sheet::load_csv(
             std::path::Path::new("meta.csv"),
             csv.as_bytes(),
