@@ -42,12 +42,9 @@ pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
     field(&mut out, "target", &saved.target, &fresh.target);
     field(&mut out, "layout", &saved.layout, &fresh.layout);
     field(&mut out, "diagnosis", &saved.diagnosis, &fresh.diagnosis);
-    field(
-        &mut out,
-        "summary",
-        &stable_summary(saved),
-        &stable_summary(fresh),
-    );
+    for ((name, a), (_, b)) in stable_summary(saved).into_iter().zip(stable_summary(fresh)) {
+        field(&mut out, &format!("summary.{name}"), &a, &b);
+    }
     field(&mut out, "sensitive", &saved.sensitive, &fresh.sensitive);
     out.extend(unit_differences(saved, fresh));
     listed(
@@ -100,17 +97,20 @@ pub fn executable(saved: &Plan, mut fresh: Plan) -> Plan {
     fresh
 }
 
-/// The summary without what the target's state decides.
-fn stable_summary(plan: &Plan) -> [u64; 5] {
+/// The summary's counts that do not depend on the target's state.
+fn stable_summary(plan: &Plan) -> [(&'static str, u64); 5] {
     let s = &plan.summary;
     [
-        s.units,
-        s.invalid,
-        s.create
-            .saturating_add(s.unchanged)
-            .saturating_add(s.conflict),
-        s.unmatched_files,
-        s.excluded_files,
+        ("units", s.units),
+        ("invalid", s.invalid),
+        (
+            "create + unchanged + conflict",
+            s.create
+                .saturating_add(s.unchanged)
+                .saturating_add(s.conflict),
+        ),
+        ("unmatched_files", s.unmatched_files),
+        ("excluded_files", s.excluded_files),
     ]
 }
 
@@ -287,5 +287,62 @@ fn field<T: serde::Serialize>(out: &mut Vec<String>, name: &str, saved: &T, fres
         out.push(format!(
             "{name} is {a} in the plan file, {b} from the recipe"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn diff(a: Json, b: Json) -> Vec<String> {
+        let mut out = Vec::new();
+        json_difference("unit k: meta", &a, &b, &mut out);
+        out
+    }
+
+    #[test]
+    fn meta_differences_are_named_by_field() {
+        assert_eq!(
+            diff(
+                json!({"site": "X", "age": 1}),
+                json!({"site": "Seoul", "age": 1.0})
+            ),
+            [r#"unit k: meta.site is "X" in the plan file, "Seoul" from the recipe"#]
+        );
+        assert_eq!(
+            diff(json!({"a": {"b": true}}), json!({"a": {}, "c": 2})),
+            [
+                "unit k: meta.a.b is true in the plan file, but the recipe gives no such field",
+                "unit k: meta.c is missing from the plan file, 2 from the recipe",
+            ]
+        );
+        assert!(diff(json!({"n": [1, 2]}), json!({"n": [1, 2]})).is_empty());
+    }
+
+    #[test]
+    fn listed_records_name_what_only_one_side_has() {
+        let mut out = Vec::new();
+        listed(&mut out, "orphan row", &["a", "b"], &["b", "c"]);
+        assert_eq!(
+            out,
+            [
+                r#"orphan row "a" is in the plan file, but not in the recipe's plan"#,
+                r#"orphan row "c" is in the recipe's plan, but missing from the plan file"#,
+            ]
+        );
+        out.clear();
+        listed(&mut out, "warning", &["a", "a"], &["a"]);
+        assert_eq!(
+            out,
+            ["the warnings are repeated or reordered in the plan file"]
+        );
+    }
+
+    #[test]
+    fn only_target_state_may_differ_between_valid_actions() {
+        assert!(!volatile_warning("key_field_overridden"));
+        assert!(volatile_warning("conflict"));
+        assert!(volatile_warning("listing_cache_rebuilt"));
     }
 }
