@@ -58,7 +58,9 @@ pub fn run(args: Args) -> i32 {
     if let Some(path) = &args.report
         && let Err(e) = synup::fs_write::check_writable(Path::new(path))
     {
-        crate::console::error(&format!("--report: {e}; nothing was applied"));
+        crate::console::error(&format!(
+            "--report: {e}; nothing was applied. Create its folder or choose a writable path, then run apply again."
+        ));
         return exit::ERROR;
     }
     let text = match std::fs::read_to_string(&arg) {
