@@ -248,11 +248,11 @@ pub fn run(args: Args) -> i32 {
                 .map(|remote| (r.written.clone(), remote.clone()))
         })
         .collect();
-    let result = match &prepared.session {
-        Some(session) => {
+    let result = match (&prepared.session, resolved.synapse_collection) {
+        (Some(session), Some(collection)) => {
             let target = apply::remote::RemoteTarget {
                 session,
-                collection: resolved.data_collection.parse().unwrap_or_default(),
+                collection,
                 key_field: resolved.key_field.as_deref(),
                 groups: &loaded.recipe.target.groups,
                 recipe_dir: &loaded.dir,
@@ -261,7 +261,11 @@ pub fn run(args: Args) -> i32 {
             };
             apply::remote::execute_remote(&plan, &target, &settings, &observer)
         }
-        None => {
+        (Some(_), None) => {
+            crate::console::error("a synapse target needs a numeric `data_collection`");
+            return exit::ERROR;
+        }
+        (None, _) => {
             let target = ApplyTarget {
                 recipe_dir: &loaded.dir,
                 target_dir: &resolved.target_path,

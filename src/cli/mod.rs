@@ -361,7 +361,10 @@ pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutc
     }
     let view: Box<dyn synup::target::TargetView + '_> = match &p.session {
         Some(session) => {
-            let id = resolved.data_collection.parse::<u64>().unwrap_or_default();
+            let Some(id) = resolved.synapse_collection else {
+                crate::console::error("a synapse target needs a numeric `data_collection`");
+                return None;
+            };
             match synup::synapse::SynapseView::open(session, id, resolved.key_field.as_deref()) {
                 Ok(v) => Box::new(v),
                 Err(e) => {

@@ -94,7 +94,10 @@ fn synapse_status(
     let Some(session) = super::connect(&loaded.recipe.target, &loaded.recipe.upload) else {
         return exit::ERROR;
     };
-    let id: u64 = resolved.data_collection.parse().unwrap_or_default();
+    let Some(id) = resolved.synapse_collection else {
+        crate::console::error("a synapse target needs a numeric `data_collection`");
+        return exit::ERROR;
+    };
     let page = match session.block_on(
         session
             .client

@@ -292,6 +292,9 @@ pub struct ResolvedRecipe {
     /// local: absolute catalog folder.
     pub target_path: PathBuf,
     pub data_collection: String,
+    /// A synapse target's collection id (validated: a synapse recipe without
+    /// a numeric `data_collection` does not resolve).
+    pub synapse_collection: Option<u64>,
     pub collection: Collection,
     pub mode: SourceMode,
     pub exclude: GlobSet,
@@ -493,6 +496,10 @@ pub fn resolve_with(
         backend: r.target.backend,
         target_path,
         data_collection,
+        synapse_collection: match (&r.target.backend, &r.target.data_collection) {
+            (Backend::Synapse, Some(super::model::CollectionRef::Id(id))) => Some(*id),
+            _ => None,
+        },
         collection: collection.expect("no errors means a collection"),
         mode: mode.expect("no errors means a source"),
         exclude: exclude.expect("no errors means globs compiled"),

@@ -467,8 +467,7 @@ fn file_gone_during_apply_fails_only_its_unit() {
 
 #[test]
 fn read_only_store_mid_apply_is_resumable() {
-    if !crate::harness::is_root() {
-        eprintln!("skipped: needs root to drop to `nobody`");
+    if !crate::harness::root_only("drops to `nobody` with setpriv") {
         return;
     }
     let f = Fixture::new();
@@ -495,8 +494,7 @@ fn read_only_store_mid_apply_is_resumable() {
 
 #[test]
 fn full_disk_mid_apply_is_resumable() {
-    if !crate::harness::is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs");
+    if !crate::harness::root_only("mounts a small tmpfs") {
         return;
     }
     let f = Fixture::new();

@@ -99,3 +99,20 @@ fn all_metadata_example_merges_in_order() {
     let g = f.run(&["graph", "pipelines/07-all-metadata.yaml", "--format", "dot"]);
     insta::assert_snapshot!("example_07_graph_dot", g.stdout);
 }
+
+/// Every pipeline's plan, text and JSON, pinned: a change in what any example
+/// plans shows up in review as a snapshot diff.
+#[test]
+fn every_example_plan_is_pinned() {
+    let (f, recipes) = pipelines();
+    for r in &recipes {
+        let path = format!("pipelines/{r}");
+        let stem = r.split('.').next().unwrap().replace('-', "_");
+        let text = f.run(&["plan", &path]);
+        assert_eq!(text.code, 0, "{r}: {}", text.stderr);
+        insta::assert_snapshot!(format!("pipeline_{stem}_text"), text.stdout);
+        let json = f.run(&["plan", &path, "--format", "json"]);
+        assert_eq!(json.code, 0, "{r}: {}", json.stderr);
+        insta::assert_snapshot!(format!("pipeline_{stem}_json"), json.stdout);
+    }
+}

@@ -108,6 +108,21 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
+/// Whether a test that needs root may run. Not root: the test is skipped
+/// with `reason` on stderr, unless `SYNUP_REQUIRE_ROOT_TESTS` is set (`.ci/run`
+/// sets it when it runs as root), where a skip would hide a missing check.
+pub fn root_only(reason: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SYNUP_REQUIRE_ROOT_TESTS").is_none(),
+        "this test needs root ({reason}), and SYNUP_REQUIRE_ROOT_TESTS is set"
+    );
+    eprintln!("skipped, needs root: {reason}");
+    false
+}
+
 pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")

@@ -694,8 +694,8 @@ fn a_storage_relative_path_is_read_through_the_targets_storage() {
 
 #[test]
 fn an_unreadable_object_on_sftp_is_named() {
-    if !crate::harness::is_root() {
-        return; // needs to add a user; CI runs as root
+    if !crate::harness::root_only("adds a user for sshd") {
+        return;
     }
     let user = "synup-sftp-test";
     let _ = Command::new("useradd")
