@@ -54,7 +54,7 @@ impl ApplyObserver for ApplyProgress {
         match event {
             ApplyEvent::WaitingForLock { path } => {
                 // Said even without bars: the user must know why nothing moves.
-                eprintln!("waiting for another apply on {path} to finish …");
+                super::note(&format!("waiting for another apply on {path} to finish …"));
             }
             _ if self.bars.is_none() => {}
             ApplyEvent::Started { units, bytes, .. } => {

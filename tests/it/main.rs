@@ -1,5 +1,8 @@
 //! synup's integration tests: one binary, one module per area.
 
+// Tests report skips and fuzzing progress on stderr.
+#![allow(clippy::print_stderr, clippy::print_stdout, clippy::unwrap_used)]
+
 mod apply;
 mod cli_plan;
 mod datasets;

@@ -292,16 +292,16 @@ impl Asker<'_> {
             );
         }
         if self.interactive {
-            eprintln!("File specifications for the new collection:");
+            crate::console::note("File specifications for the new collection:");
             for s in &specs {
-                eprintln!(
+                crate::console::note(&format!(
                     "  {:<12} {:<9} {}{}{}",
                     s.name,
                     s.file_type,
                     s.extensions.join(" "),
                     if s.is_required { "  required" } else { "" },
                     if s.is_primary { "  primary" } else { "" }
-                );
+                ));
             }
         }
         Ok(specs)
@@ -330,7 +330,7 @@ impl Asker<'_> {
             };
             show_preview(&plan, detected);
             if let SourceAnswer::Single { file_rules, .. } = &answers.source {
-                eprintln!("{}", synup::init::describe_mapping(file_rules, specs));
+                crate::console::note(&synup::init::describe_mapping(file_rules, specs).to_string());
             }
             if Confirm::new("Use this layout?")
                 .with_default(true)
@@ -393,10 +393,10 @@ impl Asker<'_> {
         found: &[synup::explore::SuggestedMetadata],
     ) -> Step<()> {
         if !answers.required_fields.is_empty() {
-            eprintln!(
+            crate::console::note(&format!(
                 "The collection's meta schema requires: {}",
                 answers.required_fields.join(", ")
-            );
+            ));
         }
         const SHEET: &str = "an Excel or CSV file";
         const FILENAME: &str = "a pattern in the file names";
@@ -485,12 +485,12 @@ impl Asker<'_> {
             Ok(t) => t,
             Err(e) => return fail(&e),
         };
-        eprintln!(
+        crate::console::note(&format!(
             "{}: {} rows; columns: {}",
             file,
             table.rows.len(),
             table.headers.join(", ")
-        );
+        ));
         let key =
             Select::new("Which column holds the unit key?", table.headers.clone()).prompt()?;
         let headers = table.headers.clone();
@@ -540,7 +540,7 @@ impl Asker<'_> {
                         .collect(),
                     None => BTreeMap::new(),
                 };
-                eprintln!("  {name} → {got:?}");
+                crate::console::note(&format!("  {name} → {got:?}"));
             }
             if Confirm::new("Use this pattern?")
                 .with_default(true)

@@ -69,26 +69,26 @@ pub(super) fn show_preview(plan: &synup::plan::model::Plan, detected: Option<u8>
     let s = &plan.summary;
     let pattern = plan.layout.pattern.or(detected);
     match (pattern, &plan.layout.group_key_regex) {
-        (Some(p), Some(re)) => eprintln!(
+        (Some(p), Some(re)) => crate::console::note(&format!(
             "Detected layout: pattern {p} ({}), group_key_regex {re}",
             pattern_name(p)
-        ),
-        (None, Some(re)) => eprintln!("Layout: group_key_regex {re}"),
-        _ => eprintln!("Layout: units by file name stem"),
+        )),
+        (None, Some(re)) => crate::console::note(&format!("Layout: group_key_regex {re}")),
+        _ => crate::console::note("Layout: units by file name stem"),
     }
-    eprintln!(
+    crate::console::note(&format!(
         "{} units ({} invalid), {} unmatched files; for example:",
         s.units, s.invalid, s.unmatched_files
-    );
+    ));
     for u in plan.units.iter().take(3) {
         let files: Vec<String> = u
             .files
             .iter()
             .map(|(spec, f)| format!("{spec}={}", f.path))
             .collect();
-        eprintln!("  {}: {}", u.key, files.join(", "));
+        crate::console::note(&format!("  {}: {}", u.key, files.join(", ")));
         for p in u.problems.iter().take(2) {
-            eprintln!("    problem: {}", p.message);
+            crate::console::note(&format!("    problem: {}", p.message));
         }
     }
 }
