@@ -126,7 +126,9 @@ pub struct PlannedUnit {
     /// Specs with exactly one file.
     pub files: SortedMap<PlannedFile>,
     /// The merged meta, kept as compact JSON text: a plan holds one per unit, and
-    /// a parsed map costs ~10× the memory of its text.
+    /// a parsed map costs ~10× the memory of its text. Read back compacted,
+    /// so a plan re-indented by a tool keeps its hash.
+    #[serde(deserialize_with = "compact_raw")]
     pub meta: Box<RawValue>,
     pub problems: Vec<crate::stages::validate::Problem>,
     /// conflict: what differs from the target's unit.
@@ -143,6 +145,35 @@ impl PartialEq for PlannedUnit {
             && self.problems == other.problems
             && self.conflict == other.conflict
     }
+}
+
+/// A raw JSON value with the whitespace between tokens removed: key order and
+/// number spelling stay exactly as written.
+fn compact_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+    let raw = Box::<RawValue>::deserialize(d)?;
+    let text = raw.get();
+    if !text.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Ok(raw);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    RawValue::from_string(out).map_err(serde::de::Error::custom)
 }
 
 /// Compact JSON text of a meta object.
@@ -492,4 +523,24 @@ fn write_rows<T: Serialize + Sync>(
         }
     }
     w.write_all(if pretty { &b"\n  ]"[..] } else { &b"]"[..] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(deserialize_with = "compact_raw")]
+        meta: Box<RawValue>,
+    }
+
+    #[test]
+    fn meta_read_back_is_compacted_without_reordering() {
+        let h: Holder = serde_json::from_str(
+            "{\"meta\": {\n  \"z\": 1.50,\n  \"a\": \"x \\\" y\\\\\",\n  \"b\": [1, 2]\n}}",
+        )
+        .unwrap();
+        assert_eq!(h.meta.get(), r#"{"z":1.50,"a":"x \" y\\","b":[1,2]}"#);
+    }
 }

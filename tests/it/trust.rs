@@ -364,3 +364,22 @@ fn terminal_escapes_in_file_names_are_shown_escaped() {
         out.stdout
     );
 }
+
+#[test]
+fn a_plan_re_indented_by_a_tool_still_applies() {
+    let f = planned();
+    // Python keeps key order; `indent` spreads every value over lines.
+    let status = std::process::Command::new("python3")
+        .current_dir(f.path())
+        .args([
+            "-c",
+            "import json; p = json.load(open('p.json')); json.dump(p, open('p.json', 'w'), indent=3, ensure_ascii=False)",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(f.join("p.json")).unwrap();
+    assert!(text.contains("\"site\": \"Seoul\""), "{text}");
+    let out = f.run(&["apply", "p.json", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.both());
+}
