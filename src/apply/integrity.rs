@@ -23,7 +23,9 @@ pub const SHOWN: usize = 10;
 
 /// Warnings that depend on the target's state or on caches, not on the inputs.
 fn volatile_warning(code: &str) -> bool {
-    code == "conflict" || code.ends_with("cache_rebuilt")
+    crate::stages::WarningCode::VOLATILE
+        .iter()
+        .any(|c| c.as_str() == code)
 }
 
 /// Every difference between a saved plan and the plan its inputs give now,
@@ -344,5 +346,6 @@ mod tests {
         assert!(!volatile_warning("key_field_overridden"));
         assert!(volatile_warning("conflict"));
         assert!(volatile_warning("listing_cache_rebuilt"));
+        assert!(volatile_warning("screen_cache_unwritable"));
     }
 }

@@ -138,14 +138,19 @@ pub fn build_plan(
     let mut warnings: Vec<Warning> = recipe
         .warnings
         .iter()
-        .map(|w| Warning::new(w.code.as_str(), w.message.clone()))
+        .map(|w| {
+            Warning::new(
+                crate::stages::WarningCode::Recipe(w.code),
+                w.message.clone(),
+            )
+        })
         .collect();
 
     // Preflight: roots and metadata files exist.
     for root in &roots {
         if root.remote.is_some() {
             if root.checksum == ChecksumMode::Apply {
-                warnings.push(Warning::new("checksum_deferred", format!("`checksum: apply`: files under `{}` are identified by URL + size + ETag and not read while planning; their SHA-1 is computed while they are uploaded, and files the target already holds are recognised then (dedupe happens during apply). A unit the target already has under the same key is `unchanged` when its specs and meta are the same: its file content is not compared", root.written)));
+                warnings.push(Warning::new(crate::stages::WarningCode::ChecksumDeferred, format!("`checksum: apply`: files under `{}` are identified by URL + size + ETag and not read while planning; their SHA-1 is computed while they are uploaded, and files the target already holds are recognised then (dedupe happens during apply). A unit the target already has under the same key is `unchanged` when its specs and meta are the same: its file content is not compared", root.written)));
             }
             continue; // reached while scanning: its errors name the URL there
         }
@@ -162,7 +167,7 @@ pub fn build_plan(
             Err(e) => errors.push(source_missing(loaded, root, &io_reason(&e))),
         }
         if root.checksum == ChecksumMode::Apply {
-            warnings.push(Warning::new("checksum_apply_local", format!("`checksum: apply` has no effect on the local source `{}`: local files are hashed while planning", root.written)));
+            warnings.push(Warning::new(crate::stages::WarningCode::ChecksumApplyLocal, format!("`checksum: apply` has no effect on the local source `{}`: local files are hashed while planning", root.written)));
         }
     }
     let first_root = roots.first().copied();
@@ -264,7 +269,7 @@ pub fn build_plan(
                 for issue in &scan.issues {
                     match issue {
                         ScanIssue::SymlinkLoop { link, target } => warnings.push(Warning::new(
-                            "symlink_loop",
+                            crate::stages::WarningCode::SymlinkLoop,
                             format!(
                                 "{}: symlink `{link}` loops back to `{}`; not followed",
                                 root.written,
@@ -272,14 +277,14 @@ pub fn build_plan(
                             ),
                         )),
                         ScanIssue::BrokenSymlink { link } => warnings.push(Warning::new(
-                            "broken_symlink",
+                            crate::stages::WarningCode::BrokenSymlink,
                             format!(
                                 "{}: symlink `{link}` points to nothing; skipped",
                                 root.written
                             ),
                         )),
                         ScanIssue::CacheRebuilt { cache, why } => warnings.push(Warning::new(
-                            "listing_cache_rebuilt",
+                            crate::stages::WarningCode::ListingCacheRebuilt,
                             format!(
                                 "folder-listing cache {cache} is unreadable ({why}); rebuilding it"
                             ),
@@ -777,11 +782,11 @@ pub fn build_plan(
     drop(pending);
     summary.units = units.len() as u64;
     if summary.conflict > 0 {
-        warnings.push(Warning::new("conflict", format!("{} unit(s) have a key the target already uses with other content; they will not be overwritten", summary.conflict)));
+        warnings.push(Warning::new(crate::stages::WarningCode::Conflict, format!("{} unit(s) have a key the target already uses with other content; they will not be overwritten", summary.conflict)));
     }
     if !overridden.is_empty() {
         warnings.push(Warning::new(
-            "key_field_overridden",
+            crate::stages::WarningCode::KeyFieldOverridden,
             format!("{} unit(s): a metadata source set `{}`, which receives the unit key; the key wins (first: {})", overridden.len(), recipe.key_field.as_deref().unwrap_or(""), overridden[0]),
         ));
     }
@@ -944,7 +949,7 @@ pub fn build_plan(
         warnings: warnings
             .into_iter()
             .map(|w| PlanWarning {
-                code: w.code,
+                code: w.code.as_str().to_owned(),
                 message: w.message,
             })
             .collect(),

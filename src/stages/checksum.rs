@@ -114,7 +114,7 @@ impl ChecksumCache {
             Err(why) => {
                 cache.changed = true;
                 cache.warning = Some(Warning::new(
-                    "checksum_cache_rebuilt",
+                    crate::stages::WarningCode::ChecksumCacheRebuilt,
                     format!(
                         "checksum cache {} is unreadable ({why}); rebuilding it",
                         cache.path.display()
@@ -182,7 +182,7 @@ impl ChecksumCache {
         });
         result.err().map(|e| {
             Warning::new(
-                "checksum_cache_unwritable",
+                crate::stages::WarningCode::ChecksumCacheUnwritable,
                 format!("cannot write checksum cache {}: {e}", self.path.display()),
             )
         })
@@ -557,7 +557,7 @@ mod tests {
         let cache = ChecksumCache::open(cache_path);
         assert_eq!(
             cache.warning.as_ref().unwrap().code,
-            "checksum_cache_rebuilt"
+            crate::stages::WarningCode::ChecksumCacheRebuilt
         );
         assert!(cache.entries.is_empty());
     }

@@ -448,7 +448,7 @@ impl ScreenCache {
             }
             None => {
                 cache.warning = Some(Warning::new(
-                    "screen_cache_rebuilt",
+                    crate::stages::WarningCode::ScreenCacheRebuilt,
                     format!(
                         "the content-screening cache {} was unreadable and is rebuilt",
                         cache.path.display()
@@ -528,7 +528,7 @@ impl ScreenCache {
         }
         cache_file::store(&self.path, &out.seal()).err().map(|e| {
             Warning::new(
-                "screen_cache_unwritable",
+                crate::stages::WarningCode::ScreenCacheUnwritable,
                 format!("{}: {e}", self.path.display()),
             )
         })
@@ -619,7 +619,7 @@ pub fn screen_requests(
         for (r, &f) in requests.iter().zip(&finding_of) {
             if let Some(f) = cache.findings.get(f as usize) {
                 warnings.push(Warning::new(
-                    f.rule.as_str(),
+                    crate::stages::WarningCode::Content(f.rule),
                     format!("{}: {}", shown(r), f.detail),
                 ));
             }

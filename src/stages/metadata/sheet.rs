@@ -594,7 +594,7 @@ fn build(
     if !skipped.is_empty() {
         let shown: Vec<String> = skipped.iter().take(10).map(u32::to_string).collect();
         table.warnings.push(Warning::new(
-            "metadata_row_without_key",
+            crate::stages::WarningCode::MetadataRowWithoutKey,
             format!(
                 "{}: {} row(s) with an empty key cell skipped (rows {}{})",
                 opts.source,
@@ -713,7 +713,7 @@ mod tests {
         assert_eq!(t.headers, ["id", "age", "column_C", "site"]);
         assert_eq!(t.lookup("P1").unwrap().row, 2);
         assert_eq!(t.lookup("P2").unwrap().cells.len(), 2);
-        assert_eq!(t.warnings[0].code, "metadata_row_without_key");
+        assert_eq!(t.warnings[0].code.as_str(), "metadata_row_without_key");
         assert_eq!(t.provenance(1, 2), "meta.csv!B2");
     }
 

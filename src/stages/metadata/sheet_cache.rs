@@ -26,7 +26,7 @@ use super::sheet::{
     Row, SheetError, SheetOptions, SheetTable, load_csv, load_excel, normalize_key,
 };
 use crate::cache_file::{self, In, Out, unseal};
-use crate::stages::Warning;
+use crate::stages::{Warning, WarningCode};
 
 const MAGIC: &[u8; 16] = b"synup-sheet-v1\n\0";
 
@@ -121,7 +121,10 @@ pub fn load_or_parse(
     if let Ok(t) = &mut table {
         let _ = cache.store(t);
         if let Some(why) = damage {
-            t.warnings.push(Warning::new("sheet_cache_rebuilt", why));
+            t.warnings.push(Warning::new(
+                crate::stages::WarningCode::SheetCacheRebuilt,
+                why,
+            ));
         }
     }
     (table, digest)
@@ -145,7 +148,7 @@ fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
     }
     out.u32(t.warnings.len() as u32);
     for w in &t.warnings {
-        out.str(&w.code);
+        out.str(w.code.as_str());
         out.str(&w.message);
     }
     out.u64(t.rows.len() as u64);
@@ -181,7 +184,12 @@ fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<SheetTable> {
     let mut warnings = Vec::with_capacity(n);
     for _ in 0..n {
         let (code, message) = (r.string()?, r.string()?);
-        warnings.push(Warning { code, message });
+        // A parsed sheet warns only about rows without a key; anything else
+        // is another version's cache, rebuilt.
+        if code != WarningCode::MetadataRowWithoutKey.as_str() {
+            return None;
+        }
+        warnings.push(Warning::new(WarningCode::MetadataRowWithoutKey, message));
     }
     let n = r.u64()?;
     let n = r.fits(n, 12)?;
