@@ -146,6 +146,10 @@ pub fn parse_text(
         Ok(node) => node,
         Err(e) => {
             let syntax = if is_toml { "TOML" } else { "YAML" };
+            // The error shows lines around it; a recipe that does not parse
+            // cannot say which values are secrets, so values under keys that
+            // name one are masked before anything is printed.
+            register_secret_looking_values(&text);
             let error = match (&e.duplicate_key, &e.budget) {
                 (_, Some(what)) => RecipeError::new(
                     Code::TooLarge,
@@ -250,6 +254,22 @@ pub fn parse_text(
 
 pub fn sort_errors(errors: &mut [RecipeError]) {
     errors.sort_by_key(|e| e.span.map_or((usize::MAX, 0), |s| (s.offset, s.len)));
+}
+
+/// Registers, as secrets, the values of lines such as `token: …` or
+/// `secret_access_key = "…"` (keys that name a credential), for a recipe
+/// whose structure is unknown because it does not parse.
+fn register_secret_looking_values(text: &str) {
+    let re = regex::Regex::new(
+        r#"(?im)(?:^|[\s{,])"?([a-z_]*(?:token|secret|password|access_key|account_key|credential)[a-z_]*)"?\s*[:=]\s*["']?([^"'\s#,}]+)"#,
+    )
+    .expect("a valid regex");
+    for caps in re.captures_iter(text) {
+        let value = &caps[2];
+        if !value.contains("${") {
+            crate::secrets::register(value);
+        }
+    }
 }
 
 fn interpolation_error(e: &InterpolationError) -> RecipeError {
@@ -697,5 +717,18 @@ mod tests {
         assert!(r.secrets.contains("/target/token"));
         assert!(r.secrets.contains("/source/connection/secret_access_key"));
         assert!(!r.secrets.contains("/source/connection/region"));
+    }
+}
+
+#[cfg(test)]
+mod secret_lines_tests {
+    #[test]
+    fn a_recipe_that_does_not_parse_still_masks_credential_values() {
+        super::register_secret_looking_values(
+            "target:\n  token: sk-live-123456\nsource: {path: s3://b, connection: {secret_access_key: \"AKIAxyz987\"}}\n  key_column: patient_id\n  token: ${T}\n",
+        );
+        assert_eq!(crate::secrets::mask("sk-live-123456"), "***");
+        assert_eq!(crate::secrets::mask("AKIAxyz987"), "***");
+        assert_eq!(crate::secrets::mask("patient_id"), "patient_id");
     }
 }

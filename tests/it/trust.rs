@@ -383,3 +383,21 @@ fn a_plan_re_indented_by_a_tool_still_applies() {
     let out = f.run(&["apply", "p.json", "--yes"]);
     assert_eq!(out.code, 0, "{}", out.both());
 }
+
+#[test]
+fn a_recipe_that_does_not_parse_does_not_show_its_token() {
+    let f = Fixture::new();
+    f.write(
+        "r.yaml",
+        "version: 1\nname: x\ntarget:\n  backend: synapse\n  token: sk-live-0123456789\n  data_collection: [42\n",
+    );
+    let out = f.run(&["validate", "r.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr.contains("synup::recipe::syntax"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("token: ***"), "{}", out.stderr);
+    assert!(!out.stderr.contains("sk-live-0123456789"), "{}", out.stderr);
+}
