@@ -102,30 +102,20 @@ impl<'a> In<'a> {
 /// Writes `bytes` to `path` as [`store_with`] does. No `fsync`: a cache lost
 /// in a crash is rebuilt.
 pub fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    store_with(path, |file| file.write_all(bytes))
+    store_with(path, false, |w| w.write_all(bytes))
 }
 
 /// Lets `write` fill a new file beside `path` (uniquely named, so concurrent
 /// plans never write into each other's), then renames it over `path`: readers
-/// see the old file or the new one, never a mix.
+/// see the old file or the new one, never a mix. As every file synup writes
+/// ([`crate::fs_write`]): through a symlink, never over a non-file.
 pub fn store_with(
     path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    synced: bool,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
-        // Renaming would replace a link, folder or device someone put here.
-        return Err(std::io::Error::other(format!(
-            "{} is not a regular file; remove it and synup rebuilds the cache",
-            path.display()
-        )));
-    }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cache-")
-        .tempfile_in(dir)?;
-    write(tmp.as_file_mut())?;
-    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    crate::fs_write::write_cache_with(path, synced, write).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

@@ -58,6 +58,25 @@ pub fn write_with(
     access: Access,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), WriteError> {
+    replace(path, access, true, fill)
+}
+
+/// [`write_with`] for a cache under `.synup/` (mode `0600`), synced only when
+/// `synced`: a cache a crash cuts short is rebuilt by the next plan.
+pub fn write_cache_with(
+    path: &Path,
+    synced: bool,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
+    replace(path, Access::Private, synced, fill)
+}
+
+fn replace(
+    path: &Path,
+    access: Access,
+    synced: bool,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     let dest = destination(path)?;
     let existing = regular_or_missing(&dest)?;
     let dir = parent_of(&dest);
@@ -77,13 +96,15 @@ pub fn write_with(
         w.flush().map_err(|e| WriteError::io(&dest, e))?;
     }
     set_access(tmp.as_file(), access, existing.as_ref()).map_err(|e| WriteError::io(&dest, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| WriteError::io(&dest, e))?;
+    if synced {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| WriteError::io(&dest, e))?;
+    }
     tmp.persist(&dest)
         .map_err(|e| WriteError::io(&dest, e.error))?;
     // The rename is durable once the folder's entry is.
-    if let Ok(d) = std::fs::File::open(dir) {
+    if synced && let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())

@@ -43,11 +43,6 @@ pub fn register(value: &str) {
     all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
 }
 
-/// Whether any secret is registered (the fast path of every sink).
-pub fn any() -> bool {
-    !SECRETS.read().unwrap_or_else(|e| e.into_inner()).is_empty()
-}
-
 /// `text` with every registered secret replaced by [`MASK`].
 pub fn mask(text: &str) -> Cow<'_, str> {
     let all = SECRETS.read().unwrap_or_else(|e| e.into_inner());
@@ -64,9 +59,72 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     out
 }
 
-/// Whether `text` holds a registered secret.
-pub fn reveals(text: &str) -> bool {
-    mask(text) != text
+/// Looks for registered secrets in JSON text that arrives in pieces (a plan
+/// as it is hashed), so nothing has to hold the whole text to ask.
+pub struct JsonScanner {
+    /// Secrets as they appear in JSON text; a short one only as a whole
+    /// string value, as [`mask`] treats it.
+    needles: Vec<Vec<u8>>,
+    /// The end of the text so far: a secret may straddle two pieces.
+    tail: Vec<u8>,
+    keep: usize,
+    found: bool,
+}
+
+impl JsonScanner {
+    pub fn new() -> Self {
+        let needles: Vec<Vec<u8>> = SECRETS
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| {
+                if s.len() < MIN_SUBSTRING_LEN {
+                    format!("\"{s}\"").into_bytes()
+                } else {
+                    s.clone().into_bytes()
+                }
+            })
+            .collect();
+        let keep = needles.iter().map(Vec::len).max().unwrap_or(1) - 1;
+        Self {
+            needles,
+            tail: Vec::new(),
+            keep,
+            found: false,
+        }
+    }
+
+    pub fn feed(&mut self, piece: &[u8]) {
+        if self.found || self.needles.is_empty() {
+            return;
+        }
+        let edge = self.tail.len();
+        self.tail
+            .extend_from_slice(&piece[..piece.len().min(self.keep)]);
+        let hit = |hay: &[u8]| {
+            self.needles
+                .iter()
+                .any(|n| memchr::memmem::find(hay, n).is_some())
+        };
+        // Across the edge, then within the piece.
+        self.found = (edge > 0 && hit(&self.tail)) || hit(piece);
+        let end = if piece.len() >= self.keep {
+            &piece[piece.len() - self.keep..]
+        } else {
+            &self.tail[self.tail.len().saturating_sub(self.keep)..]
+        };
+        self.tail = end.to_vec();
+    }
+
+    pub fn found(&self) -> bool {
+        self.found
+    }
+}
+
+impl Default for JsonScanner {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[cfg(test)]
@@ -80,9 +138,8 @@ mod tests {
         assert_eq!(mask("s3://b/s3cr3t-value/x"), "s3://b/***/x");
         assert_eq!(mask("ab"), "***");
         assert_eq!(mask("table"), "table");
-        assert!(reveals("ab"));
-        assert!(!reveals("cab"));
-        assert!(!reveals("***"));
+        assert_eq!(mask("cab"), "cab");
+        assert_eq!(mask("***"), "***");
     }
 
     #[test]
@@ -90,6 +147,21 @@ mod tests {
         register("tok-1234");
         register("tok-1234-extra");
         assert_eq!(mask("x tok-1234-extra y"), "x *** y");
+    }
+
+    #[test]
+    fn the_scanner_finds_a_secret_split_across_pieces() {
+        register("split-secret-99");
+        let text = br#"{"a":"x","b":"pre-split-secret-99-post"}"#;
+        for cut in 0..text.len() {
+            let mut s = JsonScanner::new();
+            s.feed(&text[..cut]);
+            s.feed(&text[cut..]);
+            assert!(s.found(), "cut at {cut}");
+        }
+        let mut s = JsonScanner::new();
+        s.feed(br#"{"a":"split-secret-9"}"#);
+        assert!(!s.found());
     }
 
     #[test]

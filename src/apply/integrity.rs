@@ -194,15 +194,18 @@ fn unit_difference(saved: &PlannedUnit, fresh: &PlannedUnit, out: &mut Vec<Strin
             ));
         }
     }
-    let parse = |m: &serde_json::value::RawValue| -> Json {
-        serde_json::from_str(m.get()).unwrap_or(Json::Null)
-    };
-    json_difference(
-        &format!("unit {key}: meta"),
-        &parse(&saved.meta),
-        &parse(&fresh.meta),
-        out,
-    );
+    // Both are compact text; only a unit whose text differs is parsed.
+    if saved.meta.get() != fresh.meta.get() {
+        let parse = |m: &serde_json::value::RawValue| -> Json {
+            serde_json::from_str(m.get()).unwrap_or(Json::Null)
+        };
+        json_difference(
+            &format!("unit {key}: meta"),
+            &parse(&saved.meta),
+            &parse(&fresh.meta),
+            out,
+        );
+    }
     if saved.problems != fresh.problems {
         let reasons = |u: &PlannedUnit| {
             let r: Vec<&str> = u.problems.iter().map(|p| p.reason.as_str()).collect();
@@ -252,13 +255,18 @@ fn json_difference(path: &str, a: &Json, b: &Json, out: &mut Vec<String>) {
 
 /// Differences between two lists of records: the first few records in
 /// either that the other lacks.
-fn listed<T: serde::Serialize>(out: &mut Vec<String>, what: &str, saved: &[T], fresh: &[T]) {
+fn listed<T: serde::Serialize + PartialEq>(
+    out: &mut Vec<String>,
+    what: &str,
+    saved: &[T],
+    fresh: &[T],
+) {
     use std::collections::BTreeSet;
-    let rows = |l: &[T]| l.iter().map(|r| compact(r)).collect::<Vec<String>>();
-    let (saved, fresh) = (rows(saved), rows(fresh));
     if saved == fresh {
         return;
     }
+    let rows = |l: &[T]| l.iter().map(|r| compact(r)).collect::<Vec<String>>();
+    let (saved, fresh) = (rows(saved), rows(fresh));
     let (a, b): (BTreeSet<&String>, BTreeSet<&String>) =
         (saved.iter().collect(), fresh.iter().collect());
     for r in a.difference(&b).take(SHOWN) {

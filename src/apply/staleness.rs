@@ -55,10 +55,8 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
     // The listings' fingerprints decide whether files changed; the plan's
     // units and `unmatched` only name which (an edited plan that moves a file
     // between them has the same listing, and is integrity's to refuse).
-    let listings_differ = a.listings.len() != b.listings.len()
-        || a.listings.iter().zip(&b.listings).any(|(la, lb)| la != lb);
     let mut file_changes = Vec::new();
-    if listings_differ {
+    if a.listings != b.listings {
         let files_a = files_of(saved);
         let files_b = files_of(fresh);
         for (path, old) in &files_a {

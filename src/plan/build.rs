@@ -956,8 +956,14 @@ pub fn build_plan(
         sensitive: Vec::new(),
         inputs,
     };
-    plan.plan_hash = plan.compute_hash();
-    let (plan, unmasked) = match super::sensitive::masked(&plan) {
+    // One pass over the plan's text both hashes it and looks for secrets.
+    let mut scanner = crate::secrets::JsonScanner::new();
+    plan.plan_hash = plan.compute_hash_seeing(&mut |piece| scanner.feed(piece));
+    let masked = scanner
+        .found()
+        .then(|| super::sensitive::masked(&plan))
+        .flatten();
+    let (plan, unmasked) = match masked {
         Some(masked) => (masked, Some(plan)),
         None => (plan, None),
     };
@@ -1177,6 +1183,12 @@ fn sheet_help(e: &sheet::SheetError) -> String {
         }
         sheet::SheetError::DuplicateHeaders { .. } => {
             "rename one of the columns so every header is unique".to_owned()
+        }
+        // One column whose header holds a separator: the delimiter is wrong.
+        sheet::SheetError::NoKeyColumn { headers, .. }
+            if headers.len() == 1 && headers[0].contains([',', ';', '\t', '|']) =>
+        {
+            "the header row reads as one column: set `delimiter` to the file's separator (\",\", \";\", tab or \"|\")".to_owned()
         }
         sheet::SheetError::NoKeyColumn { .. } => {
             "set `key_column` to the header of the column that holds unit keys".to_owned()

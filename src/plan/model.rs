@@ -394,10 +394,39 @@ impl Plan {
 
     /// `sha256:` over the compact JSON form with an empty `plan_hash`.
     pub fn compute_hash(&self) -> String {
+        self.compute_hash_seeing(&mut |_| {})
+    }
+
+    /// [`Self::compute_hash`], showing the hashed text to `see` piece by
+    /// piece on the way (the planner looks for secrets in the same pass).
+    pub fn compute_hash_seeing(&self, see: &mut dyn FnMut(&[u8])) -> String {
         use sha2::Digest;
-        let mut hasher = std::io::BufWriter::with_capacity(1 << 16, sha2::Sha256::new());
-        let _ = self.write_form(&mut hasher, false, "");
-        let hasher = hasher.into_inner().unwrap_or_default();
+        struct Seeing<'a> {
+            hasher: sha2::Sha256,
+            see: &'a mut dyn FnMut(&[u8]),
+        }
+        impl std::io::Write for Seeing<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.hasher.update(buf);
+                (self.see)(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = std::io::BufWriter::with_capacity(
+            1 << 16,
+            Seeing {
+                hasher: sha2::Sha256::new(),
+                see,
+            },
+        );
+        let _ = self.write_form(&mut w, false, "");
+        let hasher = match w.into_inner() {
+            Ok(s) => s.hasher,
+            Err(_) => sha2::Sha256::new(),
+        };
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 

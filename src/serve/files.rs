@@ -294,10 +294,9 @@ pub async fn confirm_upload(
     State(state): St,
     JsonBody(req): JsonBody<ConfirmRequest>,
 ) -> ApiResult<JsonBody<Json>> {
-    let state2 = state.clone();
-    let results = tokio::task::spawn_blocking(move || confirm_all(&state2, &req.files))
-        .await
-        .map_err(ApiError::internal)??;
+    let results = state
+        .blocking(move |st| confirm_all(st, &req.files))
+        .await??;
     let ok = results.iter().filter(|r| r["success"] == true).count();
     Ok(JsonBody(json!({
         "results": results,
@@ -741,19 +740,29 @@ pub async fn chunk_finish(
         return Ok(JsonBody(chunk_response(&base, &id, &st)));
     }
     let (data, _) = chunked_paths(&state, &id);
-    let st2 = state.clone();
     let data2 = data.clone();
-    let (md5, sha, size) =
-        tokio::task::spawn_blocking(move || -> std::io::Result<(String, String, u64)> {
-            let bytes = std::fs::read(&data2)?;
+    // Streamed: a chunked upload may be as large as --max-file-size.
+    let (md5, sha, size) = state
+        .blocking(move |_| -> std::io::Result<(String, String, u64)> {
+            let mut file = std::fs::File::open(&data2)?;
+            let (mut md5, mut sha1, mut size) = (Md5::new(), Sha1::new(), 0u64);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                md5.update(&buf[..n]);
+                sha1.update(&buf[..n]);
+                size += n as u64;
+            }
             Ok((
-                hex::encode(Md5::digest(&bytes)),
-                hex::encode(Sha1::digest(&bytes)),
-                bytes.len() as u64,
+                hex::encode(md5.finalize()),
+                hex::encode(sha1.finalize()),
+                size,
             ))
         })
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .map_err(ApiError::internal)?;
     if !md5.eq_ignore_ascii_case(finish.md5.trim()) {
         return Err(ApiError::bad_request(format!(
@@ -761,9 +770,9 @@ pub async fn chunk_finish(
         )));
     }
     let sha2 = sha.clone();
-    tokio::task::spawn_blocking(move || store_file(&st2, &data, &sha2, size))
-        .await
-        .map_err(ApiError::internal)?
+    state
+        .blocking(move |st| store_file(st, &data, &sha2, size))
+        .await?
         .map_err(ApiError::bad_request)?;
     st["status"] = json!(2);
     st["checksum"] = json!(sha);

@@ -149,33 +149,32 @@ pub async fn create(
             detail: Json::Array(problems),
         });
     }
-    let st = state.clone();
-    let created = tokio::task::spawn_blocking(move || {
-        let primaries: HashMap<i64, Option<String>> = units
-            .iter()
-            .map(|u| u.data_collection)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|c| {
-                let primary = rules(&st, c).ok().flatten().and_then(|r| {
-                    r.specs
-                        .iter()
-                        .find(|s| s.is_primary)
-                        .map(|s| s.name.clone())
-                });
-                (c, primary)
-            })
-            .collect();
-        let is_primary =
-            |c: i64, spec: &str| primaries.get(&c).and_then(|p| p.as_deref()) == Some(spec);
-        let ids = st.catalog().create_api_units(&units, &is_primary)?;
-        let catalog = st.catalog();
-        ids.into_iter()
-            .map(|(id, created)| Ok((catalog.api_unit(id)?, created)))
-            .collect::<Result<Vec<_>, crate::target::local::CatalogError>>()
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let created = state
+        .blocking(move |st| {
+            let primaries: HashMap<i64, Option<String>> = units
+                .iter()
+                .map(|u| u.data_collection)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|c| {
+                    let primary = rules(st, c).ok().flatten().and_then(|r| {
+                        r.specs
+                            .iter()
+                            .find(|s| s.is_primary)
+                            .map(|s| s.name.clone())
+                    });
+                    (c, primary)
+                })
+                .collect();
+            let is_primary =
+                |c: i64, spec: &str| primaries.get(&c).and_then(|p| p.as_deref()) == Some(spec);
+            let ids = st.catalog().create_api_units(&units, &is_primary)?;
+            let catalog = st.catalog();
+            ids.into_iter()
+                .map(|(id, created)| Ok((catalog.api_unit(id)?, created)))
+                .collect::<Result<Vec<_>, crate::target::local::CatalogError>>()
+        })
+        .await??;
     let mut out: Vec<Json> = created
         .into_iter()
         .filter_map(|(u, created)| {

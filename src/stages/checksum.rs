@@ -11,7 +11,7 @@
 //! older text format (`v1`) is read and rewritten in the new one the next time
 //! anything is hashed.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -168,7 +168,7 @@ impl ChecksumCache {
                 })
             })
             .collect();
-        let result = crate::cache_file::store_with(&self.path, |file| {
+        let result = crate::cache_file::store_with(&self.path, true, |file| {
             file.write_all(HEADER)?;
             let mut buf = Vec::with_capacity(RECORD * 4096);
             for chunk in records.chunks(4096) {
@@ -178,7 +178,7 @@ impl ChecksumCache {
                 }
                 file.write_all(&buf)?;
             }
-            file.sync_all()
+            Ok(())
         });
         result.err().map(|e| {
             Warning::new(

@@ -21,7 +21,7 @@ pub use gaps::{ask_data_collection, ask_storage, find_or_create_recipe};
 
 use ask::Asker;
 use checks::*;
-use preview::{Draft, write_atomically};
+use preview::Draft;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum TargetKind {
@@ -317,7 +317,11 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
 
     // 7. Write the recipe, then show what it would do.
     let text = render(&answers);
-    if let Err(e) = write_atomically(recipe_path, &text) {
+    if let Err(e) = synup::fs_write::write(
+        recipe_path,
+        synup::fs_write::Access::Shared,
+        text.as_bytes(),
+    ) {
         return fail(&format!("cannot write {}: {e}", recipe_path.display()));
     }
     drop(draft);

@@ -50,10 +50,6 @@ impl Draft {
     }
 }
 
-pub(super) fn write_atomically(path: &Path, text: &str) -> Result<(), synup::fs_write::WriteError> {
-    synup::fs_write::write(path, synup::fs_write::Access::Shared, text.as_bytes())
-}
-
 /// The seed's names for its directory patterns.
 pub(super) fn pattern_name(p: u8) -> &'static str {
     match p {

@@ -410,21 +410,7 @@ pub fn load_csv(
             .collect::<Vec<_>>();
         rows.push((i as u32 + 1, cells));
     }
-    build(opts, None, 0, rows.into_iter()).map_err(|e| match e {
-        // A single column whose header holds another separator: say so.
-        SheetError::NoKeyColumn { column, headers }
-            if headers.len() == 1 && opts.delimiter.is_some() =>
-        {
-            SheetError::NoKeyColumn {
-                column,
-                headers: vec![format!(
-                    "{} (one column: is `delimiter` right?)",
-                    headers[0]
-                )],
-            }
-        }
-        e => e,
-    })
+    build(opts, None, 0, rows.into_iter())
 }
 
 /// The file's text: decoded from `encoding`, else UTF-8 with an optional BOM.
