@@ -23,6 +23,7 @@ pub mod cache_file;
 pub mod explore;
 pub mod fs_write;
 pub mod init;
+pub mod json;
 pub mod plan;
 pub mod recipe;
 pub mod secrets;

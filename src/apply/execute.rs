@@ -99,7 +99,8 @@ pub struct ApplyTarget<'a> {
     pub meta_schema: Option<&'a Json>,
     pub journal: PathBuf,
     /// Remote roots by the root as written in the plan.
-    pub remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
+    /// The recipe's roots: where planned files are read from.
+    pub roots: &'a crate::source::Roots,
 }
 
 pub fn execute(
@@ -165,7 +166,7 @@ pub fn execute(
     super::announce(observer, &creates);
 
     let copier = Copier {
-        remotes: target.remotes,
+        roots: target.roots,
         pool: rayon::ThreadPoolBuilder::new()
             .num_threads(settings.workers.max(1))
             .build()
@@ -279,7 +280,7 @@ pub fn execute(
                 observer.on(&ApplyEvent::FileStored { bytes: 0 });
             }
             let results = copier.run(&to_store, |(sha, (src, _, shown))| {
-                match remote_of(target.remotes, shown) {
+                match target.roots.remote_of(shown) {
                     Some(_) => copier
                         .open(shown, src)
                         .and_then(|input| store.put_from(input, shown, sha)),
@@ -390,7 +391,7 @@ pub fn execute(
 /// Copies files into the store on the worker pool, counting the files stored
 /// in this run (for `SYNUP_CRASH_AT=files:N`).
 struct Copier<'a> {
-    remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
+    roots: &'a crate::source::Roots,
     pool: Option<rayon::ThreadPool>,
     stored_in_run: AtomicU64,
     crash_at: Option<CrashPoint>,
@@ -403,10 +404,8 @@ impl Copier<'_> {
             path: shown.to_owned(),
             source,
         };
-        match remote_of(self.remotes, shown) {
-            Some((root, rel)) => crate::source::remote::open_read(root, rel)
-                .map(|r| Box::new(r) as Box<dyn Read + Send>)
-                .map_err(read_err),
+        match self.roots.locate(shown) {
+            Some((source, rel)) => source.open(rel).map_err(read_err),
             None => std::fs::File::open(local)
                 .map(|f| Box::new(f) as Box<dyn Read + Send>)
                 .map_err(read_err),
@@ -434,18 +433,4 @@ impl Copier<'_> {
             None => items.iter().map(one).collect(),
         }
     }
-}
-
-/// The remote root and relative path of a file shown as `root/path`, if its
-/// root is remote.
-pub(crate) fn remote_of<'r, 's>(
-    remotes: &'r HashMap<String, crate::source::remote::RemoteRoot>,
-    shown: &'s str,
-) -> Option<(&'r crate::source::remote::RemoteRoot, &'s str)> {
-    remotes.iter().find_map(|(written, root)| {
-        shown
-            .strip_prefix(written.trim_end_matches('/'))
-            .and_then(|rest| rest.strip_prefix('/'))
-            .map(|rel| (root, rel))
-    })
 }

@@ -42,7 +42,8 @@ pub struct RemoteTarget<'a> {
     pub recipe_dir: &'a Path,
     pub journal: PathBuf,
     /// Remote roots by the root as written in the plan.
-    pub remotes: &'a HashMap<String, crate::source::remote::RemoteRoot>,
+    /// The recipe's roots: where planned files are read from.
+    pub roots: &'a crate::source::Roots,
 }
 
 /// A file one of the batches is uploading, or has: its SHA-1, or why not.
@@ -404,13 +405,13 @@ async fn upload_files(
             }
         };
         // PUT every file of the chunk concurrently (the client's gate bounds it).
-        let remotes = shared.target.remotes;
+        let roots = shared.target.roots;
         let puts = chunk
             .iter()
             .zip(&urls)
             .zip(&names)
             .map(|(((id, u), entry), name)| async move {
-                let origin = match super::execute::remote_of(remotes, &u.shown) {
+                let origin = match roots.remote_of(&u.shown) {
                     Some((root, rel)) => Origin::Remote(root, rel),
                     None => Origin::Local(&u.path),
                 };

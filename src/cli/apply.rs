@@ -238,16 +238,13 @@ pub fn run(args: Args) -> i32 {
     };
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
-    let remotes: std::collections::HashMap<String, synup::source::remote::RemoteRoot> = resolved
-        .mode
-        .roots()
-        .into_iter()
-        .filter_map(|r| {
-            r.remote
-                .as_deref()
-                .map(|remote| (r.written.clone(), remote.clone()))
-        })
-        .collect();
+    let roots = synup::source::Roots::new(
+        resolved
+            .mode
+            .roots()
+            .into_iter()
+            .map(|r| (r.written.clone(), r.source.clone())),
+    );
     let result = match (&prepared.session, resolved.synapse_collection) {
         (Some(session), Some(collection)) => {
             let target = apply::remote::RemoteTarget {
@@ -257,7 +254,7 @@ pub fn run(args: Args) -> i32 {
                 groups: &loaded.recipe.target.groups,
                 recipe_dir: &loaded.dir,
                 journal,
-                remotes: &remotes,
+                roots: &roots,
             };
             apply::remote::execute_remote(&plan, &target, &settings, &observer)
         }
@@ -273,7 +270,7 @@ pub fn run(args: Args) -> i32 {
                 specs: &resolved.collection.specs,
                 meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
                 journal,
-                remotes: &remotes,
+                roots: &roots,
             };
             apply::execute(&plan, &target, &settings, &observer)
         }

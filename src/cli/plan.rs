@@ -60,10 +60,17 @@ pub fn run(args: Args) -> i32 {
     if args.stats {
         let s = &outcome.stats;
         let timings: Vec<String> = s
-            .timings
+            .stages
             .iter()
-            .zip(&s.rss_mib)
-            .map(|((n, d), rss)| format!("{n} {:.3}s ({rss} MiB)", d.as_secs_f64()))
+            .filter(|r| r.state != synup::plan::engine::StageState::Skipped)
+            .map(|r| {
+                format!(
+                    "{} {:.3}s ({} MiB)",
+                    r.id,
+                    r.elapsed.as_secs_f64(),
+                    r.peak_rss_mib
+                )
+            })
             .collect();
         crate::console::note(&format!(
             "stats: {} files scanned; folders: {} cached, {} read; sha1: {} cached, {} hashed ({} bytes read); screened: {} cached, {} read; {}",

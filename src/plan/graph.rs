@@ -1,18 +1,38 @@
 //! The stage graph a recipe compiles to: one scan per root, one load per
-//! metadata source, then classify → group → (checksum → screen ∥ merge) → validate → diff.
-//! `synup graph` prints this graph; the planner runs the same stages.
+//! metadata sheet, then classify → group → (checksum → screen ∥ merge and
+//! validate) → read target → diff → assemble. `synup graph` prints this graph
+//! and [`super::engine`] runs it: the planner has no other schedule.
 
 use std::fmt::Write;
 
 use crate::recipe::resolve::{MetadataKind, ResolvedRecipe};
 
+/// What a stage does; the planner runs each kind with its own function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// List a source root (its index among the recipe's roots).
+    Scan(usize),
+    /// Read and parse a metadata sheet (its index among the recipe's metadata).
+    LoadSheet(usize),
+    Classify,
+    Group,
+    Checksum,
+    Screen,
+    /// Merge each unit's metadata and validate it, one unit per task: a unit's
+    /// provenance lives only while its problems are found.
+    MergeValidate,
+    ReadTarget,
+    Diff,
+    /// Unmatched files, fingerprints, the plan's hash and masking.
+    Assemble,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
-    /// Stable id, also the DOT/mermaid node id.
+    /// Stable id, also the DOT/mermaid node id and the name in `plan --stats`.
     pub id: String,
     pub label: String,
-    /// `cpu` (rayon) or `io` (threads/tokio).
-    pub kind: &'static str,
+    pub kind: StageKind,
     pub deps: Vec<usize>,
 }
 
@@ -24,7 +44,7 @@ pub struct StageGraph {
 impl StageGraph {
     pub fn compile(recipe: &ResolvedRecipe) -> Self {
         let mut stages: Vec<Stage> = Vec::new();
-        let mut add = |id: String, label: String, kind: &'static str, deps: Vec<usize>| {
+        let mut add = |id: String, label: String, kind: StageKind, deps: Vec<usize>| {
             stages.push(Stage {
                 id,
                 label,
@@ -42,7 +62,7 @@ impl StageGraph {
                 add(
                     format!("scan_{i}"),
                     format!("scan {}", r.written),
-                    "io",
+                    StageKind::Scan(i),
                     vec![],
                 )
             })
@@ -55,69 +75,75 @@ impl StageGraph {
                 add(
                     format!("load_metadata_{}", m.index),
                     format!("load {}", m.label()),
-                    "io",
+                    StageKind::LoadSheet(m.index),
                     vec![],
                 )
             })
             .collect();
-        let target = add(
-            "read_target".into(),
-            format!(
-                "read target {} ({})",
-                recipe.data_collection,
-                recipe.backend.as_str()
-            ),
-            "io",
-            vec![],
-        );
         let classify = add(
             "classify".into(),
             "classify files to specs".into(),
-            "cpu",
-            scans,
+            StageKind::Classify,
+            scans.clone(),
         );
         let group = add(
             "group".into(),
             "group files into units".into(),
-            "cpu",
+            StageKind::Group,
             vec![classify],
         );
         let checksum = add(
             "checksum".into(),
             "sha1 of unit files (cached)".into(),
-            "io",
+            StageKind::Checksum,
             vec![group],
         );
         let mut merge_deps = vec![group];
         merge_deps.extend(loads);
-        let labels: Vec<String> = recipe.metadata.iter().map(|m| m.label()).collect();
-        let merge_label = if labels.is_empty() {
-            "merge metadata (key field)".to_owned()
-        } else {
-            format!("merge metadata: {}", labels.join(", "))
-        };
-        let merge = add("merge_metadata".into(), merge_label, "cpu", merge_deps);
-        let mut validate_deps = vec![merge];
         if recipe.content_check != crate::recipe::model::ContentCheck::Off {
             let check = format!("{:?}", recipe.content_check).to_ascii_lowercase();
-            validate_deps.push(add(
+            merge_deps.push(add(
                 "screen".into(),
                 format!("screen content (validation.content: {check}; cached by sha1)"),
-                "io",
+                StageKind::Screen,
                 vec![checksum],
             ));
         }
-        let validate = add(
-            "validate".into(),
-            "validate units".into(),
-            "cpu",
-            validate_deps,
+        let labels: Vec<String> = recipe.metadata.iter().map(|m| m.label()).collect();
+        let merge_label = if labels.is_empty() {
+            "merge metadata (key field), validate units".to_owned()
+        } else {
+            format!("merge metadata: {}; validate units", labels.join(", "))
+        };
+        let merge = add(
+            "merge_validate".into(),
+            merge_label,
+            StageKind::MergeValidate,
+            merge_deps,
         );
-        add(
+        let target = add(
+            "read_target".into(),
+            format!(
+                "read target {} ({}): units with valid keys",
+                recipe.data_collection,
+                recipe.backend.as_str()
+            ),
+            StageKind::ReadTarget,
+            vec![merge],
+        );
+        let diff = add(
             "diff".into(),
             "diff against target".into(),
-            "cpu",
-            vec![validate, checksum, target],
+            StageKind::Diff,
+            vec![merge, checksum, target],
+        );
+        let mut assemble_deps = vec![diff];
+        assemble_deps.extend(scans);
+        add(
+            "assemble".into(),
+            "assemble plan: unmatched files, fingerprints, hash".into(),
+            StageKind::Assemble,
+            assemble_deps,
         );
         Self { stages }
     }

@@ -2,11 +2,14 @@
 //! the resulting [`Plan`] for people (text) and machines (JSON).
 
 pub mod build;
+pub mod engine;
+mod errors;
 pub mod explain;
 pub mod graph;
 pub mod model;
 pub mod render;
 pub mod sensitive;
+mod steps;
 
 pub use build::{PlanOptions, PlanOutcome, PlanStats, build_plan};
 pub use graph::StageGraph;

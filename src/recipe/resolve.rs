@@ -48,16 +48,16 @@ impl FileSpec {
     pub fn matched_extension(&self, name: &str) -> Option<usize> {
         self.extensions
             .iter()
-            .filter_map(|e| crate::stages::ends_with_extension(name, e))
+            .filter_map(|e| crate::source::names::ends_with_extension(name, e))
             .max()
     }
 
     /// The file name without the extension this spec matched in it (its stem).
     pub fn stem<'a>(&self, rel: &'a str) -> &'a str {
-        let name = crate::stages::file_name(rel);
+        let name = crate::source::names::file_name(rel);
         match self.matched_extension(name) {
             Some(n) => &name[..name.len() - n],
-            None => crate::stages::stem(rel),
+            None => crate::source::names::stem(rel),
         }
     }
 }
@@ -97,8 +97,15 @@ pub struct Root {
     pub checksum: ChecksumMode,
     /// JSON pointer of the path value in the recipe, for errors.
     pub pointer: String,
-    /// A bucket or server (`s3://`, `gs://`, `azblob://`, `sftp://`); `path` is unused then.
-    pub remote: Option<Box<crate::source::remote::RemoteRoot>>,
+    /// Where its files are read: the folder at `path`, or a bucket or server
+    /// (`s3://`, `gs://`, `azblob://`, `sftp://`; `path` is empty then).
+    pub source: std::sync::Arc<dyn crate::source::Source>,
+}
+
+impl Root {
+    pub fn is_remote(&self) -> bool {
+        self.source.is_remote()
+    }
 }
 
 #[derive(Debug)]
@@ -739,7 +746,7 @@ impl Cx<'_> {
         if let (Some(mine_schema), theirs_schema) = (schema_of(&mine), schema_of(&theirs))
             && theirs_schema
                 .as_ref()
-                .is_none_or(|t| !crate::target::json_equal(t, &mine_schema))
+                .is_none_or(|t| !crate::json::json_equal(t, &mine_schema))
         {
             diff.push(format!(
                 "  data_unit_meta_schema differs: backend has {}",
@@ -913,7 +920,7 @@ impl Cx<'_> {
                     recursive,
                     checksum,
                     pointer,
-                    remote: Some(Box::new(remote)),
+                    source: std::sync::Arc::new(remote),
                 }),
                 Err(message) => {
                     self.err(
@@ -938,15 +945,15 @@ impl Cx<'_> {
                     recursive,
                     checksum,
                     pointer,
-                    remote: Some(Box::new(remote)),
+                    source: std::sync::Arc::new(remote),
                 }),
                 Ok(StorageRoot::Local(path)) => Some(Root {
                     written: written.to_owned(),
+                    source: std::sync::Arc::new(crate::source::LocalSource::new(path.clone())),
                     path,
                     recursive,
                     checksum,
                     pointer,
-                    remote: None,
                 }),
                 Err(message) => {
                     self.err(
@@ -961,14 +968,14 @@ impl Cx<'_> {
                 }
             };
         }
-        let expanded = expand_home(written);
+        let path = self.loaded.dir.join(expand_home(written));
         Some(Root {
             written: written.to_owned(),
-            path: self.loaded.dir.join(expanded),
+            source: std::sync::Arc::new(crate::source::LocalSource::new(path.clone())),
+            path,
             recursive,
             checksum,
             pointer,
-            remote: None,
         })
     }
 

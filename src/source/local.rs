@@ -783,3 +783,76 @@ mod tests {
         assert!(scan_local(Path::new("/definitely/not/here"), &opts(&empty)).is_err());
     }
 }
+
+/// A local folder as a [`super::Source`].
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    path: PathBuf,
+    /// The path's bytes with one trailing `/`: what names its files in cache keys.
+    key_prefix: Vec<u8>,
+}
+
+impl LocalSource {
+    pub fn new(path: PathBuf) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let mut key_prefix = path.as_os_str().as_bytes().to_vec();
+        if !key_prefix.ends_with(b"/") {
+            key_prefix.push(b'/');
+        }
+        Self { path, key_prefix }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl super::Source for LocalSource {
+    fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, String> {
+        let scan = ScanOptions {
+            recursive: opts.recursive,
+            exclude: opts.exclude,
+            exclude_dirs: opts.exclude_dirs,
+            skip: opts.skip.clone(),
+            threads: opts.threads,
+            listing_cache: opts.listing_cache.clone(),
+            junk: opts.junk,
+        };
+        scan_local(&self.path, &scan).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "no such folder".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => e.to_string(),
+        })
+    }
+    fn exists(&self, rel: &str) -> bool {
+        self.path.join(rel).is_file()
+    }
+    fn read(&self, rel: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(self.path.join(rel)).map_err(|e| e.to_string())
+    }
+    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+        match std::fs::read(self.path.join(rel)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    fn sha1(&self, rel: &str, head: &mut dyn FnMut(&[u8])) -> Result<super::Sha1Digest, String> {
+        super::digest::sha1_file_seeing_head(&self.path.join(rel), head).map_err(|e| e.to_string())
+    }
+    fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(std::fs::File::open(self.path.join(rel))?))
+    }
+    fn describe(&self, rel: &str) -> String {
+        self.path.join(rel).display().to_string()
+    }
+    fn cache_prefix(&self) -> &[u8] {
+        &self.key_prefix
+    }
+    fn local_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+    fn remote(&self) -> Option<&super::RemoteRoot> {
+        None
+    }
+}

@@ -1,13 +1,102 @@
-//! Discovering files under a source root.
+//! Where files come from: one [`Source`] interface with a local and a remote
+//! implementation, so the planner's stages never know which they have.
 //!
 //! A scan yields, per root, every file with its relative path, size and mtime,
 //! after the junk list and `exclude` globs; names that are not UTF-8 and walk
 //! problems (symlink loops, unreadable folders) are reported beside them.
+//! This layer knows nothing of recipes: it lists, reads and hashes.
 
+pub mod digest;
 pub mod junk;
 mod listing_cache;
 pub mod local;
+pub mod names;
 pub mod remote;
 
+use std::path::{Path, PathBuf};
+
+use globset::GlobSet;
+
+pub use digest::Sha1Digest;
 pub use junk::{JunkFilter, is_junk_path};
-pub use local::{ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};
+pub use local::{LocalSource, ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};
+pub use remote::RemoteRoot;
+
+/// How to list a root. Local-only knobs (`skip`, `listing_cache`, `threads`)
+/// are ignored by a remote source.
+pub struct ListOptions<'a> {
+    pub recursive: bool,
+    pub exclude: &'a GlobSet,
+    /// Folders dropped whole by `exclude` (besides those `exclude` matches).
+    pub exclude_dirs: Option<&'a GlobSet>,
+    pub junk: JunkFilter<'a>,
+    /// A folder never to descend into (the recipe's own `.synup/`).
+    pub skip: Option<PathBuf>,
+    /// Where folder listings are cached between scans, if anywhere.
+    pub listing_cache: Option<PathBuf>,
+    pub threads: usize,
+    /// Told the number of objects listed so far, during long listings.
+    pub progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// A root files are read from: a local folder or a bucket/server prefix.
+/// Paths are relative to the root, `/`-separated.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    /// Every file under the root. Errors only when the root itself cannot be
+    /// listed (missing, not a folder, unreachable); problems below it are
+    /// [`ScanIssue`]s.
+    fn list(&self, opts: &ListOptions<'_>) -> Result<SourceScan, String>;
+    /// Whether a file exists under the root.
+    fn exists(&self, rel: &str) -> bool;
+    /// A whole (small) file: metadata sheets and sidecars. Errors give the
+    /// reason only; the caller says which file.
+    fn read(&self, rel: &str) -> Result<Vec<u8>, String>;
+    /// Like [`Source::read`], but a missing file is `Ok(None)`.
+    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, String>;
+    /// SHA-1 of a file's bytes, streamed; `head` sees the first chunk (up to
+    /// 256 KiB) of files read locally, so content screening needs no second read.
+    fn sha1(&self, rel: &str, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, String>;
+    /// A blocking reader over a file.
+    fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>>;
+    /// How messages name a file under the root: its absolute path, or URL.
+    fn describe(&self, rel: &str) -> String;
+    /// The bytes that name this root in cache keys, ending in `/`: the
+    /// absolute folder path, or the URL.
+    fn cache_prefix(&self) -> &[u8];
+    /// The folder, for a local root.
+    fn local_path(&self) -> Option<&Path>;
+    /// The operator, for a remote root (uploads stream ranges from it).
+    fn remote(&self) -> Option<&RemoteRoot>;
+    /// Whether a file's identity before it is read is a version tag (ETag),
+    /// not a path and mtime on this machine.
+    fn is_remote(&self) -> bool {
+        self.remote().is_some()
+    }
+}
+
+/// The recipe's roots under the names plans give them (`root` of a planned
+/// file), to find where a planned file is read from.
+#[derive(Debug, Default, Clone)]
+pub struct Roots(Vec<(String, std::sync::Arc<dyn Source>)>);
+
+impl Roots {
+    pub fn new(roots: impl IntoIterator<Item = (String, std::sync::Arc<dyn Source>)>) -> Self {
+        Self(roots.into_iter().collect())
+    }
+
+    /// The root and relative path of a file shown as `root/path`.
+    pub fn locate<'s>(&self, shown: &'s str) -> Option<(&dyn Source, &'s str)> {
+        self.0.iter().find_map(|(written, source)| {
+            shown
+                .strip_prefix(written.trim_end_matches('/'))
+                .and_then(|rest| rest.strip_prefix('/'))
+                .map(|rel| (&**source, rel))
+        })
+    }
+
+    /// [`Roots::locate`] for a file under a remote root.
+    pub fn remote_of<'s>(&self, shown: &'s str) -> Option<(&RemoteRoot, &'s str)> {
+        self.locate(shown)
+            .and_then(|(source, rel)| source.remote().map(|r| (r, rel)))
+    }
+}

@@ -65,6 +65,8 @@ impl Runtime {
 pub struct RemoteRoot {
     pub url: String,
     pub op: Operator,
+    /// `url` + `/`: what names its objects in cache keys.
+    key_prefix: String,
 }
 
 impl std::fmt::Debug for RemoteRoot {
@@ -207,8 +209,10 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
     let handle = runtime();
     let _guard = handle.enter();
     let op = Operator::via_iter(service, cfg).map_err(|e| short(&e))?;
+    let url = url.trim_end_matches('/').to_owned();
     Ok(RemoteRoot {
-        url: url.trim_end_matches('/').to_owned(),
+        key_prefix: format!("{url}/"),
+        url,
         op,
     })
 }
@@ -401,10 +405,7 @@ pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), Stri
 }
 
 /// SHA-1 of a remote object, streamed.
-pub fn sha1_remote(
-    root: &RemoteRoot,
-    rel: &str,
-) -> Result<crate::stages::checksum::Sha1Digest, String> {
+pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, String> {
     RUNTIME.block_on(async {
         let reader = root
             .op
@@ -470,23 +471,6 @@ pub fn exists(root: &RemoteRoot, rel: &str) -> bool {
     RUNTIME
         .block_on(root.op.stat(rel.trim_start_matches("./")))
         .is_ok_and(|m| m.is_file())
-}
-
-/// A whole (small) object: metadata sheets and sidecars.
-pub fn read_all(root: &RemoteRoot, rel: &str) -> Result<Vec<u8>, String> {
-    RUNTIME
-        .block_on(root.op.read(rel))
-        .map(|b| b.to_vec())
-        .map_err(|e| format!("cannot read {}/{rel}: {}", root.url, short(&e)))
-}
-
-/// Like [`read_all`], but a missing object is `Ok(None)`.
-pub fn read_if_exists(root: &RemoteRoot, rel: &str) -> Result<Option<Vec<u8>>, String> {
-    match RUNTIME.block_on(root.op.read(rel)) {
-        Ok(b) => Ok(Some(b.to_vec())),
-        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}/{rel}: {}", root.url, short(&e))),
-    }
 }
 
 /// Where a storage-relative path lives: a remote root, or a local folder
@@ -598,6 +582,47 @@ mod base64_engine {
             }
         }
         out
+    }
+}
+
+impl super::Source for RemoteRoot {
+    fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, String> {
+        scan_remote(self, opts.recursive, opts.exclude, opts.junk, opts.progress)
+    }
+    fn exists(&self, rel: &str) -> bool {
+        exists(self, rel)
+    }
+    fn read(&self, rel: &str) -> Result<Vec<u8>, String> {
+        RUNTIME
+            .block_on(self.op.read(rel))
+            .map(|b| b.to_vec())
+            .map_err(|e| short(&e))
+    }
+    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+        match RUNTIME.block_on(self.op.read(rel)) {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(short(&e)),
+        }
+    }
+    fn sha1(&self, rel: &str, _head: &mut dyn FnMut(&[u8])) -> Result<super::Sha1Digest, String> {
+        // Remote objects are not screened: only the digest is wanted.
+        sha1_remote(self, rel)
+    }
+    fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(open_read(self, rel)?))
+    }
+    fn describe(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.url)
+    }
+    fn cache_prefix(&self) -> &[u8] {
+        self.key_prefix.as_bytes()
+    }
+    fn local_path(&self) -> Option<&std::path::Path> {
+        None
+    }
+    fn remote(&self) -> Option<&RemoteRoot> {
+        Some(self)
     }
 }
 

@@ -11,15 +11,17 @@
 //! older text format (`v1`) is read and rewritten in the new one the next time
 //! anything is hashed.
 
-use std::io::{BufRead, Read};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
 use super::Warning;
 
-pub type Sha1Digest = [u8; 20];
+pub use crate::source::Sha1Digest;
+use crate::source::Source;
+pub use crate::source::digest::sha1_file;
 
 /// Lower-case hex of a digest, the way the plan writes it (one allocation of
 /// exactly 40 bytes; this runs once per planned file).
@@ -253,54 +255,31 @@ fn parse_v1(mut reader: impl BufRead) -> Result<Vec<CacheEntry>, String> {
 /// A file to hash.
 #[derive(Debug, Clone)]
 pub struct HashRequest<'a> {
-    /// A remote root: the object is streamed, and cached by URL, size and ETag.
-    pub remote: Option<&'a crate::source::remote::RemoteRoot>,
-    /// The root folder and the path under it (joined only while hashing, so a
-    /// million requests do not hold a million absolute paths).
-    pub dir: &'a Path,
+    /// Its root; the path under it is joined only while hashing, so a million
+    /// requests do not hold a million absolute paths.
+    pub source: &'a dyn Source,
     pub rel: &'a str,
     pub size: u64,
+    /// The mtime, or for an object a number from its version tag.
     pub mtime_ns: i64,
 }
 
 impl HashRequest<'_> {
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(self.rel)
-    }
-
-    /// The cache's key: a digest of the absolute path, or of the object's URL,
-    /// hashed piece by piece so no path is allocated.
+    /// The cache's key: a digest of the root's name and the path, hashed
+    /// piece by piece so no path is allocated.
     fn key(&self) -> PathKey {
         let mut h = Sha1::new();
-        match self.remote {
-            Some(r) => {
-                h.update(r.url.as_bytes());
-                h.update(b"/");
-            }
-            None => {
-                use std::os::unix::ffi::OsStrExt;
-                let dir = self.dir.as_os_str().as_bytes();
-                h.update(dir);
-                if !dir.ends_with(b"/") {
-                    h.update(b"/");
-                }
-            }
-        }
+        h.update(self.source.cache_prefix());
         h.update(self.rel.as_bytes());
         key_of(h)
     }
 
     pub fn sha1(&self) -> Result<Sha1Digest, String> {
-        self.sha1_seeing_head(&mut |_| {})
+        self.source.sha1(self.rel, &mut |_| {})
     }
 
-    /// [`Self::sha1`], showing a local file's first chunk (up to 256 KiB) to
-    /// `head` on the way: content screening needs no second read.
     fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, String> {
-        match self.remote {
-            Some(r) => crate::source::remote::sha1_remote(r, self.rel),
-            None => sha1_file_seeing_head(&self.path(), head).map_err(|e| e.to_string()),
-        }
+        self.source.sha1(self.rel, head)
     }
 }
 
@@ -375,33 +354,11 @@ pub fn hash_all(
     (results, stats)
 }
 
-/// SHA-1 of a file's bytes, streamed in 256 KiB chunks.
-pub fn sha1_file(path: &Path) -> std::io::Result<Sha1Digest> {
-    sha1_file_seeing_head(path, &mut |_| {})
-}
-
-fn sha1_file_seeing_head(path: &Path, head: &mut dyn FnMut(&[u8])) -> std::io::Result<Sha1Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha1::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut first = true;
-    loop {
-        let n = file.read(&mut buf)?;
-        if first {
-            head(&buf[..n]);
-            first = false;
-        }
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::LocalSource;
+    use std::path::Path;
 
     #[test]
     fn hex_is_the_lower_case_text_of_every_byte() {
@@ -427,9 +384,9 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"abc").unwrap();
         let cache_path = dir.path().join("cache");
+        let src = LocalSource::new(dir.path().to_path_buf());
         let req = [HashRequest {
-            remote: None,
-            dir: dir.path(),
+            source: &src,
             rel: "f",
             size: 3,
             mtime_ns: 7,
@@ -447,8 +404,7 @@ mod tests {
         );
         // A different mtime means the file is read again.
         let req2 = [HashRequest {
-            remote: None,
-            dir: dir.path(),
+            source: &src,
             rel: "f",
             size: 3,
             mtime_ns: 8,
@@ -459,11 +415,11 @@ mod tests {
 
     fn saved_cache(dir: &Path, rels: &[&str]) -> PathBuf {
         let cache_path = dir.join("cache");
+        let src = LocalSource::new(dir.to_path_buf());
         let reqs: Vec<HashRequest> = rels
             .iter()
             .map(|rel| HashRequest {
-                remote: None,
-                dir,
+                source: &src,
                 rel,
                 size: 3,
                 mtime_ns: 7,
@@ -494,9 +450,9 @@ mod tests {
 
     #[test]
     fn a_requests_key_is_the_key_of_its_joined_path() {
+        let src = LocalSource::new(PathBuf::from("/data/root"));
         let req = HashRequest {
-            remote: None,
-            dir: Path::new("/data/root"),
+            source: &src,
             rel: "u1/a.png",
             size: 1,
             mtime_ns: 1,
@@ -538,9 +494,9 @@ mod tests {
         let sha = cache.lookup(0, path_key("/x"), 3, 7).unwrap();
         assert_eq!(hex::encode(sha), "a9993e364706816aba3e25717850c26c9cd0d89d");
         // Saving rewrites it in the current format even when nothing was hashed.
+        let src = LocalSource::new(PathBuf::from("/"));
         let req = [HashRequest {
-            remote: None,
-            dir: Path::new("/"),
+            source: &src,
             rel: "x",
             size: 3,
             mtime_ns: 7,

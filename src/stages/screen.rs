@@ -656,11 +656,12 @@ pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (V
             if let Some(v) = cached.lookup(at, &k) {
                 return (Outcome::Cached(v), k);
             }
-            if r.file.remote.is_some() {
+            // Only files on this machine are screened: an object is not read again.
+            let Some(dir) = r.file.source.local_path() else {
                 return (Outcome::Skipped, k);
-            }
+            };
             let ext = last_suffix(name);
-            let path = r.file.dir.join(r.file.rel);
+            let path = dir.join(r.file.rel);
             let mut verdict = match &r.seen {
                 Some(seen) => seen.clone(),
                 None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
@@ -763,9 +764,9 @@ mod tests {
         std::fs::write(dir.path().join("a.png"), b"not a png").unwrap();
         std::fs::write(dir.path().join("b.png"), b"\x89PNG\r\n\x1a\nok").unwrap();
         let cache_path = dir.path().join("screen");
+        let src = crate::source::LocalSource::new(dir.path().to_path_buf());
         let req = |rel| HashRequest {
-            remote: None,
-            dir: dir.path(),
+            source: &src,
             rel,
             size: 9,
             mtime_ns: 0,

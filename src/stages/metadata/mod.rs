@@ -2,11 +2,11 @@
 //! unit's meta in recipe order (SPEC 2.4).
 
 pub mod convert;
+pub mod load;
 pub mod sheet;
 pub mod sheet_cache;
 
 use std::borrow::Cow;
-use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
@@ -27,9 +27,8 @@ pub struct PreparedSource<'a> {
 pub struct UnitFile<'a> {
     pub spec: u32,
     pub rel: &'a str,
-    pub root: &'a Path,
-    /// Set when the root is remote (`root` is unused then).
-    pub remote: Option<&'a crate::source::remote::RemoteRoot>,
+    /// Its root (sidecars are read beside the file).
+    pub source: &'a dyn crate::source::Source,
 }
 
 /// What merging gave one unit.
@@ -236,15 +235,12 @@ fn sidecar(
         _ => None,
     });
     let rel = rel.strip_prefix("./").unwrap_or(&rel).to_owned();
-    let read = match primary.remote {
-        Some(remote) => crate::source::remote::read_if_exists(remote, &rel)
-            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned())),
-        None => match std::fs::read_to_string(primary.root.join(&rel)) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.to_string()),
-        },
-    };
+    let read = primary.source.read_if_exists(&rel).and_then(|b| match b {
+        None => Ok(None),
+        Some(b) => String::from_utf8(b)
+            .map(Some)
+            .map_err(|_| "stream did not contain valid UTF-8".to_owned()),
+    });
     let text = match read {
         Ok(Some(t)) => t,
         Ok(None) => return false,
