@@ -30,5 +30,4 @@ pub mod secrets;
 pub mod serve;
 pub mod source;
 pub mod stages;
-pub mod synapse;
 pub mod target;

@@ -37,7 +37,7 @@ pub enum ApplyError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Synapse(#[from] crate::synapse::SynapseError),
+    Synapse(#[from] crate::target::synapse::SynapseError),
     #[error("cannot write to the target at {path}: {message}")]
     #[diagnostic(
         code(synup::apply::target_write),

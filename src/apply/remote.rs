@@ -24,9 +24,9 @@ use super::execute::{ApplyError, ApplySettings, CrashPoint, crash_now};
 use super::journal::{Journal, Record};
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Action, Plan, PlannedUnit};
-use crate::synapse::client::{Origin, UploadRequest, content_type};
-use crate::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
 use crate::target::ExistingUnit;
+use crate::target::synapse::client::{Origin, UploadRequest, content_type};
+use crate::target::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
 
 /// Batches in flight at once: uploads of the next overlap registration of this one.
 const PIPELINE: usize = 3;
@@ -519,7 +519,7 @@ async fn upload_files(
 /// PUTs one file to its URL(s); for multipart, returns the confirm's
 /// `multipart` object (upload id and part ETags).
 async fn put_one(
-    client: &crate::synapse::Client,
+    client: &crate::target::synapse::Client,
     entry: &Json,
     origin: Origin<'_>,
     size: u64,
@@ -636,7 +636,7 @@ async fn register(shared: &Shared<'_>, ready: &[&PlannedUnit], out: &mut BatchOu
                     }
                     break;
                 }
-                tokio::time::sleep(crate::synapse::retry::backoff(lookups)).await;
+                tokio::time::sleep(crate::target::synapse::retry::backoff(lookups)).await;
                 let listed = match client.units(shared.target.collection).await {
                     Ok(l) => l,
                     Err(e) => {

@@ -2,8 +2,8 @@
 //! `collections`, `storages`.
 
 use serde_json::{Value as Json, json};
-use synup::synapse::config::{self, Origin};
-use synup::synapse::{Secret, Session};
+use synup::target::synapse::config::{self, Origin};
+use synup::target::synapse::{Secret, Session};
 
 use super::TextOrJson as Format;
 use super::exit;

@@ -137,15 +137,15 @@ pub fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
 pub struct Prepared {
     pub loaded: synup::recipe::LoadedRecipe,
     pub resolved: synup::recipe::ResolvedRecipe,
-    pub session: Option<synup::synapse::Session>,
+    pub session: Option<synup::target::synapse::Session>,
 }
 
 /// Opens a session to a recipe's synapse backend.
 pub fn connect(
     target: &synup::recipe::model::TargetConfig,
     upload: &synup::recipe::model::UploadConfig,
-) -> Option<synup::synapse::Session> {
-    use synup::synapse::config::{self, Origin};
+) -> Option<synup::target::synapse::Session> {
+    use synup::target::synapse::config::{self, Origin};
     let creds = match config::resolve(
         target.host.as_deref().map(|h| (h, Origin::Recipe)),
         target.token.as_deref().map(|t| (t, Origin::Recipe)),
@@ -156,7 +156,7 @@ pub fn connect(
             return None;
         }
     };
-    match synup::synapse::Session::new(creds, upload.workers as usize, upload.retries) {
+    match synup::target::synapse::Session::new(creds, upload.workers as usize, upload.retries) {
         Ok(s) => Some(s),
         Err(e) => {
             crate::console::error(&format!("cannot start the network runtime: {e}"));
@@ -210,53 +210,28 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
             Some(s) => s,
             None => connect(&loaded.recipe.target, &loaded.recipe.upload)?,
         };
-        let json = match session.block_on(session.client.collection(id)) {
-            Ok(j) => j,
+        use synup::target::synapse::collection::{self, CollectionError};
+        let wanted = collection::needs_storage(&loaded);
+        let storage = loaded.recipe.target.storage;
+        let remote = match collection::fetch(&session, id, storage, wanted) {
+            Ok(remote) => remote,
+            Err(CollectionError::NoDefaultStorage) if init::on_terminal() => {
+                // A gap that can be asked is asked, not failed on.
+                let asked = init::ask_storage(&session, path).ok()?;
+                match collection::fetch(&session, id, Some(asked), wanted) {
+                    Ok(remote) => remote,
+                    Err(e) => {
+                        crate::console::report(e);
+                        return None;
+                    }
+                }
+            }
             Err(e) => {
                 crate::console::report(e);
                 return None;
             }
         };
-        // A storage named in the recipe must exist (it resolves storage-relative paths).
-        if let Some(storage) = loaded.recipe.target.storage
-            && let Err(e) = session.block_on(session.client.storage(storage))
-        {
-            crate::console::error(&format!(
-                "target.storage {storage} is not usable on {}: {e}",
-                session.client.host()
-            ));
-            return None;
-        }
-        let origin = format!("data collection {id} on {}", session.client.host());
-        let storage = if needs_storage(&loaded) {
-            match storage_info(&session, loaded.recipe.target.storage) {
-                Ok(s) => Some(s),
-                Err(StorageGap::NoDefault) if init::on_terminal() => {
-                    let id = init::ask_storage(&session, path).ok()?;
-                    match storage_info(&session, Some(id)) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            crate::console::error(&e.to_string());
-                            return None;
-                        }
-                    }
-                }
-                Err(e) => {
-                    crate::console::error(&e.to_string());
-                    return None;
-                }
-            }
-        } else {
-            None
-        };
-        (
-            Some(session),
-            Some(synup::recipe::resolve::RemoteCollection {
-                origin,
-                json,
-                storage,
-            }),
-        )
+        (Some(session), Some(remote))
     } else {
         (None, None)
     };
@@ -271,80 +246,6 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
             None
         }
     }
-}
-
-/// Whether a source or asset path may be storage-relative (so the storage is needed).
-fn needs_storage(loaded: &synup::recipe::LoadedRecipe) -> bool {
-    let r = &loaded.recipe;
-    let paths = r.source.iter().map(|s| s.path.as_str()).chain(
-        r.assets
-            .iter()
-            .flat_map(|a| a.values().map(|x| x.path.as_str())),
-    );
-    paths
-        .into_iter()
-        .any(|p| synup::recipe::resolve::looks_storage_relative(p) && !loaded.dir.join(p).exists())
-}
-
-/// The target's storage (given id, else the default) with its configuration:
-/// `POST storages/{id}/session/`, falling back to `GET storages/{id}/?with_configuration=true`
-/// on 404/405, as the SDK does.
-/// Why a storage for storage-relative paths could not be had.
-enum StorageGap {
-    /// No `target.storage` and no default on the backend: askable.
-    NoDefault,
-    Other(String),
-}
-
-impl std::fmt::Display for StorageGap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageGap::NoDefault => f.write_str(
-                "the backend lists no default storage for storage-relative paths: set `target.storage` in the recipe (`synup storages` lists them)",
-            ),
-            StorageGap::Other(s) => f.write_str(s),
-        }
-    }
-}
-
-impl From<String> for StorageGap {
-    fn from(s: String) -> Self {
-        StorageGap::Other(s)
-    }
-}
-
-fn storage_info(
-    session: &synup::synapse::Session,
-    id: Option<u64>,
-) -> Result<synup::recipe::resolve::StorageInfo, StorageGap> {
-    let client = &session.client;
-    let id = match id {
-        Some(id) => id,
-        None => match session.block_on(client.default_storage()) {
-            Ok(Some(s)) => s
-                .get("id")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or_default(),
-            Ok(None) => return Err(StorageGap::NoDefault),
-            Err(e) => return Err(format!("cannot find the default storage: {e}").into()),
-        },
-    };
-    let info = match session.block_on(client.storage_session(id)) {
-        Ok(s) => s,
-        Err(e) if matches!(e.status(), Some(404 | 405)) => session
-            .block_on(client.get(&format!("storages/{id}/?with_configuration=true")))
-            .map_err(|e| format!("storage {id}: {e}"))?,
-        Err(e) => return Err(format!("storage {id}: {e}").into()),
-    };
-    Ok(synup::recipe::resolve::StorageInfo {
-        id,
-        provider: info
-            .get("provider")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        configuration: info.get("configuration").cloned().unwrap_or_default(),
-    })
 }
 
 /// Plans a prepared recipe against its target's current state; `None` means exit 1.
@@ -365,7 +266,11 @@ pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutc
                 crate::console::error("a synapse target needs a numeric `data_collection`");
                 return None;
             };
-            match synup::synapse::SynapseView::open(session, id, resolved.key_field.as_deref()) {
+            match synup::target::synapse::SynapseView::open(
+                session,
+                id,
+                resolved.key_field.as_deref(),
+            ) {
                 Ok(v) => Box::new(v),
                 Err(e) => {
                     crate::console::report(e);

@@ -197,7 +197,7 @@ fn env_vars(recipe_vars: &[String]) -> BTreeMap<String, String> {
         .filter(|(k, _)| k.starts_with("SYNAPSE_") || k.starts_with("RAY_"))
         .filter(|(k, _)| k != "RAY_ADDRESS")
         .collect();
-    if let Ok(c) = synup::synapse::config::resolve(None, None) {
+    if let Ok(c) = synup::target::synapse::config::resolve(None, None) {
         out.insert("SYNAPSE_HOST".into(), c.host);
         out.insert("SYNAPSE_ACCESS_TOKEN".into(), c.token.expose().to_owned());
     }

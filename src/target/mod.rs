@@ -4,6 +4,7 @@
 //! the checksums it already stores; it never changes anything through it.
 
 pub mod local;
+pub mod synapse;
 
 use std::collections::{HashMap, HashSet};
 

@@ -90,14 +90,14 @@ impl Serve {
     }
 
     /// A session of synup's own client against this server.
-    pub fn session(&self) -> synup::synapse::Session {
-        let creds = synup::synapse::Credentials {
+    pub fn session(&self) -> synup::target::synapse::Session {
+        let creds = synup::target::synapse::Credentials {
             host: self.url.clone(),
-            host_origin: synup::synapse::config::Origin::Flag,
-            token: synup::synapse::Secret::new(TOKEN),
-            token_origin: synup::synapse::config::Origin::Flag,
+            host_origin: synup::target::synapse::config::Origin::Flag,
+            token: synup::target::synapse::Secret::new(TOKEN),
+            token_origin: synup::target::synapse::config::Origin::Flag,
         };
-        synup::synapse::Session::new(creds, 4, 3).expect("session")
+        synup::target::synapse::Session::new(creds, 4, 3).expect("session")
     }
 
     /// Every unit of a collection, as the API lists them.
@@ -118,7 +118,7 @@ impl Serve {
             reqwest::Method::PUT,
             "_admin/faults",
             Some(&faults),
-            synup::synapse::client::Repeat::Safe,
+            synup::target::synapse::client::Repeat::Safe,
         ))
         .expect("set faults");
     }

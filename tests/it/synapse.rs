@@ -270,7 +270,7 @@ fn serve_refuses_bad_units_whole_and_checks_tokens() {
             reqwest::Method::POST,
             "data_units/",
             Some(&body),
-            synup::synapse::client::Repeat::Safe,
+            synup::target::synapse::client::Repeat::Safe,
         ))
     };
     let unknown = "0".repeat(40);
@@ -292,12 +292,12 @@ fn serve_refuses_bad_units_whole_and_checks_tokens() {
     assert!(serve.units(42).is_empty(), "nothing half-created");
 
     // Wrong or missing token: 401 on every endpoint.
-    let bad = synup::synapse::Session::new(
-        synup::synapse::Credentials {
+    let bad = synup::target::synapse::Session::new(
+        synup::target::synapse::Credentials {
             host: serve.url.clone(),
-            host_origin: synup::synapse::config::Origin::Flag,
-            token: synup::synapse::Secret::new("wrong"),
-            token_origin: synup::synapse::config::Origin::Flag,
+            host_origin: synup::target::synapse::config::Origin::Flag,
+            token: synup::target::synapse::Secret::new("wrong"),
+            token_origin: synup::target::synapse::config::Origin::Flag,
         },
         1,
         0,

@@ -20,8 +20,8 @@ pub(super) struct Asker<'a> {
 }
 
 impl Asker<'_> {
-    pub(super) fn session(&self, host_flag: Option<&str>) -> Step<synup::synapse::Session> {
-        use synup::synapse::config::{self, Origin, Secret};
+    pub(super) fn session(&self, host_flag: Option<&str>) -> Step<synup::target::synapse::Session> {
+        use synup::target::synapse::config::{self, Origin, Secret};
         let saved = config::resolve(host_flag.map(|h| (h, Origin::Flag)), None);
         let creds = match saved {
             Ok(c) => {
@@ -71,7 +71,7 @@ impl Asker<'_> {
                 }
             }
         };
-        match synup::synapse::Session::new(creds, 4, 1) {
+        match synup::target::synapse::Session::new(creds, 4, 1) {
             Ok(s) => Ok(s),
             Err(e) => fail(&format!("cannot start the network runtime: {e}")),
         }
@@ -79,7 +79,7 @@ impl Asker<'_> {
 
     pub(super) fn remote_collection(
         &self,
-        s: &synup::synapse::Session,
+        s: &synup::target::synapse::Session,
         flag: Option<&str>,
     ) -> Step<CollectionInfo> {
         let id = match flag {
@@ -133,7 +133,7 @@ impl Asker<'_> {
 
     pub(super) fn storage(
         &self,
-        s: &synup::synapse::Session,
+        s: &synup::target::synapse::Session,
         flag: Option<&str>,
     ) -> Step<Option<u64>> {
         let check = |id: u64| {
@@ -557,7 +557,7 @@ impl Asker<'_> {
 
 /// Asks which of the backend's data collections to use (or for an id, checked
 /// at once); returns its id.
-pub(super) fn pick_collection(s: &synup::synapse::Session) -> Step<u64> {
+pub(super) fn pick_collection(s: &synup::target::synapse::Session) -> Step<u64> {
     let fetch = |id: u64| -> Result<(), String> {
         s.block_on(s.client.collection(id))
             .map(|_| ())

@@ -129,7 +129,7 @@ fn missing_flags(a: &Args) -> Vec<&'static str> {
     match a.target {
         None => out.push("--target"),
         Some(TargetKind::Synapse) => {
-            let saved = synup::synapse::config::resolve(None, None).is_ok();
+            let saved = synup::target::synapse::config::resolve(None, None).is_ok();
             if a.host.is_none() && !saved {
                 out.push("--host");
             }
@@ -345,7 +345,7 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
 }
 
 fn default_host() -> String {
-    synup::synapse::config::resolve(None, None)
+    synup::target::synapse::config::resolve(None, None)
         .map(|c| c.host)
         .unwrap_or_default()
 }

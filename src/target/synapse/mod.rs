@@ -2,6 +2,7 @@
 //! a collection the planner diffs against.
 
 pub mod client;
+pub mod collection;
 pub mod config;
 pub mod retry;
 

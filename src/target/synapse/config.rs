@@ -71,18 +71,18 @@ pub enum ConfigError {
         "no Synapse access token: not in the recipe, not in SYNAPSE_ACCESS_TOKEN, not in {path}"
     )]
     #[diagnostic(
-        code(synup::synapse::no_token),
+        code(synup::target::synapse::no_token),
         help("run `synup login`, or export SYNAPSE_ACCESS_TOKEN")
     )]
     NoToken { path: String },
     #[error("cannot read {path}: {message}")]
     #[diagnostic(
-        code(synup::synapse::config_file),
+        code(synup::target::synapse::config_file),
         help("fix or remove the file; `synup login` rewrites it")
     )]
     Unreadable { path: String, message: String },
     #[error("cannot write {path}: {message}")]
-    #[diagnostic(code(synup::synapse::config_file))]
+    #[diagnostic(code(synup::target::synapse::config_file))]
     Unwritable { path: String, message: String },
 }
 

@@ -24,7 +24,7 @@ use super::retry::{Gate, backoff, retry_after, retryable_status};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum SynapseError {
     #[error("{method} {path}: {status} {message}")]
-    #[diagnostic(code(synup::synapse::http))]
+    #[diagnostic(code(synup::target::synapse::http))]
     Http {
         method: String,
         path: String,
@@ -33,7 +33,7 @@ pub enum SynapseError {
     },
     #[error("{method} {path}: {message}")]
     #[diagnostic(
-        code(synup::synapse::unreachable),
+        code(synup::target::synapse::unreachable),
         help("check the host (SYNAPSE_HOST, `synup doctor`) and the network")
     )]
     Transport {
@@ -44,14 +44,14 @@ pub enum SynapseError {
     #[error(
         "{method} {path}: the response was lost ({message}); the request may have been processed"
     )]
-    #[diagnostic(code(synup::synapse::response_lost))]
+    #[diagnostic(code(synup::target::synapse::response_lost))]
     MaybeProcessed {
         method: String,
         path: String,
         message: String,
     },
     #[error("{path}: unexpected response: {message}")]
-    #[diagnostic(code(synup::synapse::protocol))]
+    #[diagnostic(code(synup::target::synapse::protocol))]
     Protocol { path: String, message: String },
 }
 
