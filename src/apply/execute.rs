@@ -98,9 +98,8 @@ pub struct ApplyTarget<'a> {
     pub specs: &'a [FileSpec],
     pub meta_schema: Option<&'a Json>,
     pub journal: PathBuf,
-    /// Remote roots by the root as written in the plan.
     /// The recipe's roots: where planned files are read from.
-    pub roots: &'a crate::source::Roots,
+    pub roots: crate::source::Roots,
 }
 
 pub fn execute(
@@ -166,7 +165,7 @@ pub fn execute(
     super::announce(observer, &creates);
 
     let copier = Copier {
-        roots: target.roots,
+        roots: &target.roots,
         pool: rayon::ThreadPoolBuilder::new()
             .num_threads(settings.workers.max(1))
             .build()

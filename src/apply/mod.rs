@@ -11,8 +11,10 @@ pub mod integrity;
 pub mod journal;
 pub mod remote;
 pub mod report;
+pub mod saved;
 pub mod shard;
 pub mod staleness;
+pub mod target;
 
 pub use events::{ApplyEvent, ApplyObserver, Silent};
 pub use execute::{ApplyError, ApplySettings, ApplyTarget, CrashPoint, execute};

@@ -41,9 +41,8 @@ pub struct RemoteTarget<'a> {
     /// Folder the plan's roots are relative to (the recipe's folder).
     pub recipe_dir: &'a Path,
     pub journal: PathBuf,
-    /// Remote roots by the root as written in the plan.
     /// The recipe's roots: where planned files are read from.
-    pub roots: &'a crate::source::Roots,
+    pub roots: crate::source::Roots,
 }
 
 /// A file one of the batches is uploading, or has: its SHA-1, or why not.
@@ -405,7 +404,7 @@ async fn upload_files(
             }
         };
         // PUT every file of the chunk concurrently (the client's gate bounds it).
-        let roots = shared.target.roots;
+        let roots = &shared.target.roots;
         let puts = chunk
             .iter()
             .zip(&urls)

@@ -2,8 +2,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use synup::apply::shard::Shard;
-use synup::apply::{self, ApplySettings, ApplyTarget, CrashPoint};
-use synup::plan::{Action, Plan, render::render_text};
+use synup::apply::{self, ApplySettings, CrashPoint};
+use synup::plan::{Action, render::render_text};
 use synup::recipe::model::InvalidUnits;
 
 use super::exit;
@@ -63,33 +63,13 @@ pub fn run(args: Args) -> i32 {
         ));
         return exit::ERROR;
     }
-    let text = match std::fs::read_to_string(&arg) {
-        Ok(t) => t,
+    let saved = match apply::saved::read(&arg) {
+        Ok(saved) => saved,
         Err(e) => {
-            crate::console::error(&format!("cannot read {arg}: {e}"));
+            crate::console::error(&e.to_string());
             return exit::ERROR;
         }
     };
-    let saved: Option<Plan> = if Plan::looks_like_plan(&text) {
-        match serde_json::from_str::<Plan>(&text) {
-            Ok(p) if p.format_version == synup::plan::model::FORMAT_VERSION => Some(p),
-            Ok(p) => {
-                crate::console::error(&format!(
-                    "{arg} is a plan of format_version {}; this synup reads version {}",
-                    p.format_version,
-                    synup::plan::model::FORMAT_VERSION
-                ));
-                return exit::ERROR;
-            }
-            Err(e) => {
-                crate::console::error(&format!("{arg} looks like a plan but does not parse: {e}"));
-                return exit::ERROR;
-            }
-        }
-    } else {
-        None
-    };
-    drop(text);
     if saved.is_none() && (shard.is_some() || args.ray.is_some()) {
         crate::console::error(&format!(
             "{arg} is a recipe; shards come from a saved plan: `synup plan {arg} -o PLAN`, then `synup apply PLAN {}`",
@@ -102,16 +82,7 @@ pub fn run(args: Args) -> i32 {
         return exit::ERROR;
     }
     let recipe_path = match &saved {
-        Some(p) => {
-            if !Path::new(&p.recipe.path).is_file() {
-                crate::console::error(&format!(
-                    "the plan's recipe `{}` is not there (paths in a plan are relative to the working directory it was made in)",
-                    p.recipe.path
-                ));
-                return exit::ERROR;
-            }
-            p.recipe.path.clone()
-        }
+        Some(p) => p.recipe.path.clone(),
         None => arg.clone(),
     };
     let Some(prepared) = super::prepare_recipe(&recipe_path) else {
@@ -123,27 +94,13 @@ pub fn run(args: Args) -> i32 {
         return exit::ERROR;
     };
     let plan = match saved {
-        Some(saved) => {
-            let changes = apply::staleness::changed_inputs(&saved, &fresh.plan);
-            if !changes.is_empty() {
-                crate::console::error(&format!(
-                    "the plan {arg} is stale: {} input(s) changed since it was made; nothing was applied.\n{}\nrun `synup plan` again to make a new plan.",
-                    changes.len(),
-                    apply::staleness::describe(&changes)
-                ));
+        Some(saved) => match apply::saved::verify(&arg, &saved, fresh) {
+            Ok(plan) => plan,
+            Err(e) => {
+                crate::console::error(&e.to_string());
                 return exit::ERROR;
             }
-            let differences = apply::integrity::differences(&saved, &fresh.plan);
-            if !differences.is_empty() {
-                crate::console::error(&format!(
-                    "the plan {arg} is not the plan its recipe gives ({} difference(s)); nothing was applied.\n{}\na saved plan must not be edited: change the recipe, its metadata or the data instead, then run `synup plan -o {arg}` again.",
-                    differences.len(),
-                    apply::integrity::describe(&differences)
-                ));
-                return exit::ERROR;
-            }
-            apply::integrity::executable(&saved, fresh.into_executable())
-        }
+        },
         None => {
             crate::console::out(&render_text(&fresh.plan));
             fresh.into_executable()
@@ -238,43 +195,14 @@ pub fn run(args: Args) -> i32 {
     };
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
-    let roots = synup::source::Roots::new(
-        resolved
-            .mode
-            .roots()
-            .into_iter()
-            .map(|r| (r.written.clone(), r.source.clone())),
-    );
-    let result = match (&prepared.session, resolved.synapse_collection) {
-        (Some(session), Some(collection)) => {
-            let target = apply::remote::RemoteTarget {
-                session,
-                collection,
-                key_field: resolved.key_field.as_deref(),
-                groups: &loaded.recipe.target.groups,
-                recipe_dir: &loaded.dir,
-                journal,
-                roots: &roots,
-            };
-            apply::remote::execute_remote(&plan, &target, &settings, &observer)
-        }
-        (Some(_), None) => {
-            crate::console::error("a synapse target needs a numeric `data_collection`");
+    let target = match apply::target::open(loaded, resolved, prepared.session.as_ref(), journal) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::console::report(e);
             return exit::ERROR;
         }
-        (None, _) => {
-            let target = ApplyTarget {
-                recipe_dir: &loaded.dir,
-                target_dir: &resolved.target_path,
-                collection: &resolved.data_collection,
-                specs: &resolved.collection.specs,
-                meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
-                journal,
-                roots: &roots,
-            };
-            apply::execute(&plan, &target, &settings, &observer)
-        }
     };
+    let result = target.apply(&plan, &settings, &observer);
     observer.finish();
     let report = match result {
         Ok(mut r) => {

@@ -260,35 +260,24 @@ pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutc
             l.listed(root, n)
         }));
     }
-    let view: Box<dyn synup::target::TargetView + '_> = match &p.session {
-        Some(session) => {
-            let Some(id) = resolved.synapse_collection else {
-                crate::console::error("a synapse target needs a numeric `data_collection`");
-                return None;
-            };
-            match synup::target::synapse::SynapseView::open(
-                session,
-                id,
-                resolved.key_field.as_deref(),
-            ) {
-                Ok(v) => Box::new(v),
-                Err(e) => {
-                    crate::console::report(e);
-                    return None;
-                }
-            }
+    let journal = synup::apply::journal::path_for(
+        &loaded.state_dir(),
+        &resolved.name,
+        &resolved.data_collection,
+    );
+    let target = match synup::apply::target::open(loaded, resolved, p.session.as_ref(), journal) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::console::report(e);
+            return None;
         }
-        None => match synup::target::local::LocalView::open(
-            &resolved.target_path,
-            &resolved.data_collection,
-            &resolved.collection.specs,
-        ) {
-            Ok(v) => Box::new(v),
-            Err(e) => {
-                crate::console::report(e);
-                return None;
-            }
-        },
+    };
+    let view = match target.view() {
+        Ok(v) => v,
+        Err(e) => {
+            crate::console::report(e);
+            return None;
+        }
     };
     let result = synup::plan::build_plan(loaded, resolved, view.as_ref(), &options);
     if let Some(l) = &listing {

@@ -441,7 +441,7 @@ fn file_gone_during_apply_fails_only_its_unit() {
         specs: &resolved.collection.specs,
         meta_schema: None,
         journal: f.join(".synup/journal/x.jsonl"),
-        roots: &Default::default(),
+        roots: Default::default(),
     };
     let settings = synup::apply::ApplySettings {
         workers: 2,

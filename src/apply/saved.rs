@@ -1,0 +1,98 @@
+//! A plan saved with `synup plan -o`: reading it back, and deciding whether
+//! it may run (its inputs unchanged, its content what its recipe gives).
+
+use std::path::Path;
+
+use super::{integrity, staleness};
+use crate::plan::model::FORMAT_VERSION;
+use crate::plan::{Plan, PlanOutcome};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SavedPlanError {
+    #[error("cannot read {path}: {source}")]
+    #[diagnostic(code(synup::apply::unreadable))]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is a plan of format_version {found}; this synup reads version {FORMAT_VERSION}"
+    )]
+    #[diagnostic(code(synup::apply::plan_version))]
+    Version { path: String, found: u32 },
+    #[error("{path} looks like a plan but does not parse: {message}")]
+    #[diagnostic(code(synup::apply::plan_syntax))]
+    Syntax { path: String, message: String },
+    #[error(
+        "the plan's recipe `{recipe}` is not there (paths in a plan are relative to the working directory it was made in)"
+    )]
+    #[diagnostic(code(synup::apply::recipe_missing))]
+    RecipeMissing { recipe: String },
+    #[error(
+        "the plan {path} is stale: {} input(s) changed since it was made; nothing was applied.\n{}\nrun `synup plan` again to make a new plan.",
+        changes.len(),
+        staleness::describe(changes)
+    )]
+    #[diagnostic(code(synup::apply::stale))]
+    Stale { path: String, changes: Vec<String> },
+    #[error(
+        "the plan {path} is not the plan its recipe gives ({} difference(s)); nothing was applied.\n{}\na saved plan must not be edited: change the recipe, its metadata or the data instead, then run `synup plan -o {path}` again.",
+        differences.len(),
+        integrity::describe(differences)
+    )]
+    #[diagnostic(code(synup::apply::edited))]
+    Edited {
+        path: String,
+        differences: Vec<String>,
+    },
+}
+
+/// The plan saved at `path`, or `None` when the file is not a plan (a recipe:
+/// JSON with `format_version` and `plan_hash` is a plan, SPEC 3).
+pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SavedPlanError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !Plan::looks_like_plan(&text) {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Plan>(&text) {
+        Ok(p) if p.format_version == FORMAT_VERSION => {
+            if !Path::new(&p.recipe.path).is_file() {
+                return Err(SavedPlanError::RecipeMissing {
+                    recipe: p.recipe.path,
+                });
+            }
+            Ok(Some(p))
+        }
+        Ok(p) => Err(SavedPlanError::Version {
+            path: path.to_owned(),
+            found: p.format_version,
+        }),
+        Err(e) => Err(SavedPlanError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The plan to execute for `saved` (read from `path`), given a fresh plan of
+/// the same recipe: refused when an input changed or the file was edited.
+pub fn verify(path: &str, saved: &Plan, fresh: PlanOutcome) -> Result<Plan, SavedPlanError> {
+    let changes = staleness::changed_inputs(saved, &fresh.plan);
+    if !changes.is_empty() {
+        return Err(SavedPlanError::Stale {
+            path: path.to_owned(),
+            changes,
+        });
+    }
+    let differences = integrity::differences(saved, &fresh.plan);
+    if !differences.is_empty() {
+        return Err(SavedPlanError::Edited {
+            path: path.to_owned(),
+            differences,
+        });
+    }
+    Ok(integrity::executable(saved, fresh.into_executable()))
+}
