@@ -25,6 +25,7 @@ pub mod fs_write;
 pub mod init;
 pub mod json;
 pub mod plan;
+pub mod ray;
 pub mod recipe;
 pub mod secrets;
 pub mod serve;

@@ -125,7 +125,7 @@ pub fn run(args: Args) -> i32 {
     );
     if let (Some(url), Some(n)) = (&args.ray, args.shards) {
         return super::ray::run_sharded(
-            &super::ray::Submission {
+            &synup::ray::Submission {
                 dashboard: url,
                 shards: n,
                 plan_path: &arg,
