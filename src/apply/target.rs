@@ -125,3 +125,69 @@ impl Target for RemoteTarget<'_> {
         super::remote::execute_remote(plan, self, settings, observer)
     }
 }
+
+/// The local target through the same interface apply uses: plan, apply,
+/// re-plan, apply again.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, PlanOptions, build_plan};
+
+    #[test]
+    fn a_second_apply_of_the_same_recipe_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for u in ["u1", "u2"] {
+            std::fs::create_dir_all(dir.path().join("data").join(u)).unwrap();
+            std::fs::write(dir.path().join(format!("data/{u}/scan.png")), u).unwrap();
+            // Both units share one label file's content.
+            std::fs::write(dir.path().join(format!("data/{u}/scan.json")), "{}").unwrap();
+        }
+        std::fs::write(
+            dir.path().join("collection.json"),
+            r#"{"name": "ct", "file_specifications": [
+                {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
+                {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": true}]}"#,
+        )
+        .unwrap();
+        let recipe = dir.path().join("recipe.yaml");
+        std::fs::write(
+            &recipe,
+            "version: 1\nname: t\ntarget: {backend: local}\ncollection: {file: collection.json}\nsource: {path: data}\n",
+        )
+        .unwrap();
+        let loaded = crate::recipe::load(recipe.to_str().unwrap()).unwrap();
+        let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+        let journal = loaded.state_dir().join("journal.jsonl");
+        let target = open(&loaded, &resolved, None, journal).unwrap();
+        let settings = ApplySettings {
+            workers: 2,
+            batch_size: 1,
+            retries: 0,
+            project: None,
+            crash_at: None,
+        };
+        let plan_now = || {
+            let view = target.view().unwrap();
+            build_plan(&loaded, &resolved, view.as_ref(), &PlanOptions::default())
+                .unwrap()
+                .into_executable()
+        };
+
+        let first = plan_now();
+        assert_eq!(first.summary.create, 2);
+        let report = target
+            .apply(&first, &settings, &super::super::Silent)
+            .unwrap();
+        assert_eq!((report.units.created, report.units.failed), (2, 0));
+        // Three distinct contents: two images and the shared label.
+        assert_eq!(report.files.uploaded, 3);
+
+        let second = plan_now();
+        assert!(second.units.iter().all(|u| u.action == Action::Unchanged));
+        assert_eq!(second.summary.files_to_upload, 0);
+        let again = target
+            .apply(&second, &settings, &super::super::Silent)
+            .unwrap();
+        assert_eq!((again.units.created, again.files.uploaded), (0, 0));
+    }
+}

@@ -84,6 +84,7 @@ impl PlanStats {
     }
 }
 
+#[derive(Debug)]
 pub struct PlanOutcome {
     /// The plan as people see it: secrets masked (SPEC 2).
     pub plan: Plan,
@@ -325,4 +326,191 @@ pub(super) fn root_written<'a>(cx: &Context<'a>, source: &dyn crate::source::Sou
             )
         })
         .map_or("", |r| r.written.as_str())
+}
+
+/// The planner end to end on a small tree, against an in-memory target.
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::path::Path;
+
+    use super::*;
+    use crate::plan::engine::StageState;
+    use crate::target::{ExistingUnit, TargetError};
+
+    /// A target that holds what the test says, and counts what it is asked.
+    #[derive(Default)]
+    struct FakeTarget {
+        units: HashMap<String, Vec<ExistingUnit>>,
+        checksums: HashSet<String>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl TargetView for FakeTarget {
+        fn units_by_key(
+            &self,
+            keys: &[&str],
+        ) -> Result<HashMap<String, Vec<ExistingUnit>>, TargetError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .extend(keys.iter().map(|k| (*k).to_owned()));
+            Ok(keys
+                .iter()
+                .filter_map(|k| self.units.get(*k).map(|u| ((*k).to_owned(), u.clone())))
+                .collect())
+        }
+        fn known_checksums(&self, sha1s: &[&str]) -> Result<HashSet<String>, TargetError> {
+            Ok(sha1s
+                .iter()
+                .filter(|s| self.checksums.contains(**s))
+                .map(|s| (*s).to_owned())
+                .collect())
+        }
+    }
+
+    const COLLECTION: &str = r#"{"name": "ct", "file_specifications": [
+        {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
+        {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": true}]}"#;
+
+    /// `u1`, `u2` complete, `u3` without its label; a recipe over them.
+    fn tree(dir: &Path, extra: &str) -> String {
+        for u in ["u1", "u2", "u3"] {
+            std::fs::create_dir_all(dir.join("data").join(u)).unwrap();
+            std::fs::write(dir.join(format!("data/{u}/scan.png")), format!("png {u}")).unwrap();
+            if u != "u3" {
+                std::fs::write(dir.join(format!("data/{u}/scan.json")), "{}").unwrap();
+            }
+        }
+        std::fs::write(dir.join("collection.json"), COLLECTION).unwrap();
+        let recipe = dir.join("recipe.yaml");
+        std::fs::write(
+            &recipe,
+            format!(
+                "version: 1\nname: t\ntarget: {{backend: local}}\ncollection: {{file: collection.json}}\nsource: {{path: data}}\nvalidation: {{invalid_units: skip}}\n{extra}"
+            ),
+        )
+        .unwrap();
+        recipe.to_string_lossy().into_owned()
+    }
+
+    fn plan_with(recipe: &str, target: &FakeTarget) -> Result<PlanOutcome, RecipeErrors> {
+        let loaded = crate::recipe::load(recipe).unwrap();
+        let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+        build_plan(&loaded, &resolved, target, &PlanOptions::default())
+    }
+
+    fn sha1_hex(bytes: &[u8]) -> String {
+        use sha1::Digest;
+        hex::encode(sha1::Sha1::digest(bytes))
+    }
+
+    #[test]
+    fn every_stage_runs_and_the_target_decides_each_valid_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = tree(dir.path(), "");
+        let (png1, json) = (sha1_hex(b"png u1"), sha1_hex(b"{}"));
+        // The unit as this recipe makes it (its meta carries the key field).
+        let fresh = plan_with(&recipe, &FakeTarget::default()).unwrap().plan;
+        let same = ExistingUnit {
+            id: "7".into(),
+            files: vec![("image".into(), png1), ("label".into(), json.clone())],
+            meta_json: fresh.units[0].meta.get().to_owned(),
+        };
+        let other = ExistingUnit {
+            files: vec![
+                ("image".into(), "ff".repeat(20)),
+                ("label".into(), json.clone()),
+            ],
+            ..same.clone()
+        };
+        let target = FakeTarget {
+            units: HashMap::from([
+                ("u1".to_owned(), vec![same]),
+                ("u2".to_owned(), vec![other]),
+            ]),
+            checksums: HashSet::from([json]),
+            ..FakeTarget::default()
+        };
+        let outcome = plan_with(&recipe, &target).unwrap();
+        let actions: Vec<(&str, Action)> = outcome
+            .plan
+            .units
+            .iter()
+            .map(|u| (u.key.as_str(), u.action))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("u1", Action::Unchanged),
+                ("u2", Action::Conflict),
+                ("u3", Action::Invalid)
+            ]
+        );
+        // Only valid units are looked up in the target.
+        let mut asked = target.asked.lock().unwrap().clone();
+        asked.sort();
+        assert_eq!(asked, ["u1", "u2"]);
+        // The stats name every node of the graph, and all of them ran.
+        let loaded = crate::recipe::load(&recipe).unwrap();
+        let graph = StageGraph::compile(&crate::recipe::resolve::resolve(&loaded).unwrap());
+        let ids: Vec<&str> = outcome.stats.stages.iter().map(|s| s.id.as_str()).collect();
+        let expected: Vec<&str> = graph.stages.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, expected);
+        assert!(
+            outcome
+                .stats
+                .stages
+                .iter()
+                .all(|s| s.state == StageState::Done)
+        );
+    }
+
+    #[test]
+    fn files_the_target_holds_are_not_counted_to_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = tree(dir.path(), "");
+        let empty = plan_with(&recipe, &FakeTarget::default()).unwrap();
+        // Two distinct PNGs and one JSON shared by both units.
+        assert_eq!(empty.plan.summary.files_to_upload, 3);
+        let holds_json = FakeTarget {
+            checksums: HashSet::from([sha1_hex(b"{}")]),
+            ..FakeTarget::default()
+        };
+        let plan = plan_with(&recipe, &holds_json).unwrap().plan;
+        assert_eq!(plan.summary.create, 2);
+        assert_eq!(plan.summary.files_to_upload, 2);
+    }
+
+    #[test]
+    fn failures_of_independent_stages_are_reported_together_with_code_and_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = tree(
+            dir.path(),
+            "metadata:\n  - {csv: a.csv, key_column: unit}\n  - {csv: b.csv, key_column: unit}\n",
+        );
+        // Two sheets, each loaded by its own stage: one without the key column,
+        // one with a key given twice. The second is slower to fail.
+        std::fs::write(dir.path().join("a.csv"), "name,age\nu1,3\n").unwrap();
+        let mut rows = String::from("unit,age\n");
+        for i in 0..50_000 {
+            rows.push_str(&format!("x{i},{i}\n"));
+        }
+        rows.push_str("x7,1\n");
+        std::fs::write(dir.path().join("b.csv"), rows).unwrap();
+        let errors = plan_with(&recipe, &FakeTarget::default()).unwrap_err();
+        let found: Vec<(String, String)> = errors
+            .errors
+            .iter()
+            .map(|e| (e.code_str(), errors.location(e)))
+            .collect();
+        let at = |line: u32| {
+            (
+                "synup::plan::metadata_sheet".to_owned(),
+                format!("{recipe}:{line}:11"),
+            )
+        };
+        // Graph order, whichever ended first.
+        assert_eq!(found, [at(8), at(9)]);
+    }
 }

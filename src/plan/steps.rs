@@ -17,7 +17,7 @@ use crate::recipe::load::describe_path;
 use crate::recipe::model::ContentCheck;
 use crate::recipe::resolve::{MetadataKind, SourceMode};
 use crate::recipe::{Code, RecipeError};
-use crate::source::{ListOptions, ScanIssue, Sha1Digest};
+use crate::source::{ListOptions, ScanIssue};
 use crate::stages::checksum::{self, ChecksumCache, HashRequest};
 use crate::stages::classify::{self, Classified};
 use crate::stages::diff::{self, Verdict};
@@ -46,12 +46,12 @@ pub(super) struct Hashed {
     pub files: Vec<FileRef>,
     /// Whether each file's spec is a video (for the frame-rate check).
     pub video: Vec<bool>,
-    pub hashes: Vec<Result<Sha1Digest, String>>,
+    pub hashes: Vec<checksum::HashResult>,
 }
 
 impl Hashed {
     /// The digest of file `index` of root `root`, if it was hashed.
-    fn digest(&self, root: usize, index: usize) -> Option<&Result<Sha1Digest, String>> {
+    fn digest(&self, root: usize, index: usize) -> Option<&checksum::HashResult> {
         let i = self.request_of[root][index];
         (i != u32::MAX).then(|| &self.hashes[i as usize])
     }
@@ -128,7 +128,7 @@ pub(super) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageResult {
     let scan = root
         .source
         .list(&opts)
-        .map_err(|why| vec![source_missing(cx.loaded, root, &why)])?;
+        .map_err(|why| vec![source_missing(cx.loaded, root, &why.to_string())])?;
     let mut unreadable = Vec::new();
     let mut warnings = Vec::new();
     for issue in &scan.issues {

@@ -13,6 +13,8 @@ mod http;
 pub mod listen;
 mod resources;
 mod seed;
+#[cfg(test)]
+pub(crate) mod testing;
 mod units;
 
 use std::collections::HashMap;
@@ -122,6 +124,18 @@ impl AppState {
 /// Opens the data folder, applies the seed, binds; calls `ready` with the bound
 /// address once connections will be served, then serves until ctrl-c.
 pub async fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    serve_until(opts, ready, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+/// [`serve`], until `shutdown` completes (tests stop their server this way).
+pub async fn serve_until(
+    opts: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     if opts.token.trim().is_empty() {
         return Err(ServeError::EmptyToken);
     }
@@ -151,14 +165,12 @@ pub async fn serve(opts: ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result
     tokio::spawn(expiry::sweep_forever(state.clone(), opts.upload_ttl));
     ready(bound);
     let app = listen::layered(router(state), opts.limits, opts.request_log.clone());
-    listen::serve(listener, app, opts.limits, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .map_err(|e| ServeError::Listen {
-        addr: bound.to_string(),
-        message: e.to_string(),
-    })
+    listen::serve(listener, app, opts.limits, shutdown)
+        .await
+        .map_err(|e| ServeError::Listen {
+            addr: bound.to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn open_state(opts: &ServeOptions) -> Result<AppState, ServeError> {

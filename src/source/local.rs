@@ -808,7 +808,7 @@ impl LocalSource {
 }
 
 impl super::Source for LocalSource {
-    fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, String> {
+    fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, super::SourceError> {
         let scan = ScanOptions {
             recursive: opts.recursive,
             exclude: opts.exclude,
@@ -818,27 +818,36 @@ impl super::Source for LocalSource {
             listing_cache: opts.listing_cache.clone(),
             junk: opts.junk,
         };
-        scan_local(&self.path, &scan).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => "no such folder".to_owned(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-            _ => e.to_string(),
+        scan_local(&self.path, &scan).map_err(|e| {
+            let mut error = super::SourceError::io(&e);
+            error.message = match error.kind {
+                super::SourceErrorKind::NotFound => "no such folder".to_owned(),
+                super::SourceErrorKind::PermissionDenied => "permission denied".to_owned(),
+                _ => error.message,
+            };
+            error
         })
     }
     fn exists(&self, rel: &str) -> bool {
         self.path.join(rel).is_file()
     }
-    fn read(&self, rel: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(self.path.join(rel)).map_err(|e| e.to_string())
+    fn read(&self, rel: &str) -> Result<Vec<u8>, super::SourceError> {
+        std::fs::read(self.path.join(rel)).map_err(|e| super::SourceError::io(&e))
     }
-    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, super::SourceError> {
         match std::fs::read(self.path.join(rel)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(super::SourceError::io(&e)),
         }
     }
-    fn sha1(&self, rel: &str, head: &mut dyn FnMut(&[u8])) -> Result<super::Sha1Digest, String> {
-        super::digest::sha1_file_seeing_head(&self.path.join(rel), head).map_err(|e| e.to_string())
+    fn sha1(
+        &self,
+        rel: &str,
+        head: &mut dyn FnMut(&[u8]),
+    ) -> Result<super::Sha1Digest, super::SourceError> {
+        super::digest::sha1_file_seeing_head(&self.path.join(rel), head)
+            .map_err(|e| super::SourceError::io(&e))
     }
     fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
         Ok(Box::new(std::fs::File::open(self.path.join(rel))?))

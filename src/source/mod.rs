@@ -22,6 +22,44 @@ pub use junk::{JunkFilter, is_junk_path};
 pub use local::{LocalSource, ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};
 pub use remote::RemoteRoot;
 
+/// What went wrong reading a source; the message says where and why, the
+/// kind lets callers tell a missing file from a refused or failed read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(synup::source::read))]
+pub struct SourceError {
+    pub kind: SourceErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    NotFound,
+    PermissionDenied,
+    /// The store did not answer, or answered with an error.
+    Unavailable,
+    Other,
+}
+
+impl SourceError {
+    pub fn new(kind: SourceErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error, described by its own text.
+    pub fn io(e: &std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => SourceErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => SourceErrorKind::PermissionDenied,
+            _ => SourceErrorKind::Other,
+        };
+        Self::new(kind, e.to_string())
+    }
+}
+
 /// How to list a root. Local-only knobs (`skip`, `listing_cache`, `threads`)
 /// are ignored by a remote source.
 pub struct ListOptions<'a> {
@@ -45,17 +83,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// Every file under the root. Errors only when the root itself cannot be
     /// listed (missing, not a folder, unreachable); problems below it are
     /// [`ScanIssue`]s.
-    fn list(&self, opts: &ListOptions<'_>) -> Result<SourceScan, String>;
+    fn list(&self, opts: &ListOptions<'_>) -> Result<SourceScan, SourceError>;
     /// Whether a file exists under the root.
     fn exists(&self, rel: &str) -> bool;
     /// A whole (small) file: metadata sheets and sidecars. Errors give the
     /// reason only; the caller says which file.
-    fn read(&self, rel: &str) -> Result<Vec<u8>, String>;
+    fn read(&self, rel: &str) -> Result<Vec<u8>, SourceError>;
     /// Like [`Source::read`], but a missing file is `Ok(None)`.
-    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, String>;
+    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, SourceError>;
     /// SHA-1 of a file's bytes, streamed; `head` sees the first chunk (up to
     /// 256 KiB) of files read locally, so content screening needs no second read.
-    fn sha1(&self, rel: &str, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, String>;
+    fn sha1(&self, rel: &str, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, SourceError>;
     /// A blocking reader over a file.
     fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>>;
     /// How messages name a file under the root: its absolute path, or URL.

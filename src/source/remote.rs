@@ -14,6 +14,7 @@ use sha1::{Digest, Sha1};
 
 use super::junk::{JunkFilter, is_junk_path};
 use super::local::{ScannedFile, SourceScan};
+use super::{SourceError, SourceErrorKind};
 
 /// The runtime remote I/O runs on (sync callers block on it). It is shut down
 /// by [`shutdown`] at the end of a command: that drops the connections it still
@@ -217,6 +218,16 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
     })
 }
 
+/// A [`SourceError`] of the kind an opendal error is, with `message`.
+fn source_error(e: &opendal::Error, message: String) -> SourceError {
+    let kind = match e.kind() {
+        opendal::ErrorKind::NotFound => SourceErrorKind::NotFound,
+        opendal::ErrorKind::PermissionDenied => SourceErrorKind::PermissionDenied,
+        _ => SourceErrorKind::Unavailable,
+    };
+    SourceError::new(kind, message)
+}
+
 /// An opendal error without its context dump (which can name credentials' keys).
 pub fn short(e: &opendal::Error) -> String {
     let kind = match e.kind() {
@@ -405,23 +416,18 @@ pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), Stri
 }
 
 /// SHA-1 of a remote object, streamed.
-pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, String> {
+pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, SourceError> {
+    let fail = |e: opendal::Error| source_error(&e, format!("{}/{rel}: {}", root.url, short(&e)));
     RUNTIME.block_on(async {
-        let reader = root
-            .op
-            .reader(rel)
-            .await
-            .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
-        let mut stream = reader
-            .into_bytes_stream(..)
-            .await
-            .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+        let reader = root.op.reader(rel).await.map_err(fail)?;
+        let mut stream = reader.into_bytes_stream(..).await.map_err(fail)?;
         let mut h = Sha1::new();
-        while let Some(chunk) = stream
-            .try_next()
-            .await
-            .map_err(|e| format!("{}/{rel}: {e}", root.url))?
-        {
+        while let Some(chunk) = stream.try_next().await.map_err(|e| {
+            SourceError::new(
+                SourceErrorKind::Unavailable,
+                format!("{}/{rel}: {e}", root.url),
+            )
+        })? {
             h.update(&chunk);
         }
         Ok(h.finalize().into())
@@ -586,26 +592,31 @@ mod base64_engine {
 }
 
 impl super::Source for RemoteRoot {
-    fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, String> {
+    fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, SourceError> {
         scan_remote(self, opts.recursive, opts.exclude, opts.junk, opts.progress)
+            .map_err(|message| SourceError::new(SourceErrorKind::Unavailable, message))
     }
     fn exists(&self, rel: &str) -> bool {
         exists(self, rel)
     }
-    fn read(&self, rel: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, rel: &str) -> Result<Vec<u8>, SourceError> {
         RUNTIME
             .block_on(self.op.read(rel))
             .map(|b| b.to_vec())
-            .map_err(|e| short(&e))
+            .map_err(|e| source_error(&e, short(&e)))
     }
-    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, String> {
+    fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, SourceError> {
         match RUNTIME.block_on(self.op.read(rel)) {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(short(&e)),
+            Err(e) => Err(source_error(&e, short(&e))),
         }
     }
-    fn sha1(&self, rel: &str, _head: &mut dyn FnMut(&[u8])) -> Result<super::Sha1Digest, String> {
+    fn sha1(
+        &self,
+        rel: &str,
+        _head: &mut dyn FnMut(&[u8]),
+    ) -> Result<super::Sha1Digest, SourceError> {
         // Remote objects are not screened: only the digest is wanted.
         sha1_remote(self, rel)
     }

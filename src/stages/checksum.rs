@@ -20,7 +20,10 @@ use sha1::{Digest, Sha1};
 use super::Warning;
 
 pub use crate::source::Sha1Digest;
-use crate::source::Source;
+use crate::source::{Source, SourceError, SourceErrorKind};
+
+/// A file's digest, or why it could not be read.
+pub type HashResult = Result<Sha1Digest, SourceError>;
 pub use crate::source::digest::sha1_file;
 
 /// Lower-case hex of a digest, the way the plan writes it (one allocation of
@@ -151,7 +154,7 @@ impl ChecksumCache {
     pub fn save(
         &mut self,
         requests: &[HashRequest<'_>],
-        results: &[Result<Sha1Digest, String>],
+        results: &[HashResult],
     ) -> Option<Warning> {
         let hashed = results.iter().filter(|r| r.is_ok()).count();
         if !self.changed && hashed == self.entries.len() {
@@ -274,11 +277,11 @@ impl HashRequest<'_> {
         key_of(h)
     }
 
-    pub fn sha1(&self) -> Result<Sha1Digest, String> {
+    pub fn sha1(&self) -> HashResult {
         self.source.sha1(self.rel, &mut |_| {})
     }
 
-    fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, String> {
+    fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> HashResult {
         self.source.sha1(self.rel, head)
     }
 }
@@ -302,17 +305,17 @@ pub fn hash_all(
     cache: &mut ChecksumCache,
     readers: usize,
     heads: Option<HeadObserver<'_>>,
-) -> (Vec<Result<Sha1Digest, String>>, HashStats) {
+) -> (Vec<HashResult>, HashStats) {
     let cache_ref = &*cache;
     // One result vector: cache hits are final, misses hold a placeholder error
     // until they are read.
-    let mut results: Vec<Result<Sha1Digest, String>> = requests
+    let mut results: Vec<HashResult> = requests
         .par_iter()
         .enumerate()
         .map(|(i, r)| {
             cache_ref
                 .lookup(i, r.key(), r.size, r.mtime_ns)
-                .ok_or_else(String::new)
+                .ok_or_else(|| SourceError::new(SourceErrorKind::Other, ""))
         })
         .collect();
     let misses: Vec<usize> = results

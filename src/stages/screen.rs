@@ -576,7 +576,7 @@ pub struct Screened {
 /// `seen`: verdicts the checksum pass made (see [`SeenHeads`]).
 pub fn screen_requests(
     requests: &[HashRequest<'_>],
-    hashes: &[Result<[u8; 20], String>],
+    hashes: &[super::checksum::HashResult],
     video: &[bool],
     mut seen: Vec<Option<Option<Box<Finding>>>>,
     cache_path: PathBuf,

@@ -44,7 +44,7 @@ impl SheetFile {
 
     fn read(&self) -> Result<Vec<u8>, String> {
         match self {
-            Self::Local(p) => std::fs::read(p).map_err(|e| e.to_string()),
+            Self::Local(p) => std::fs::read(p).map_err(|e| crate::source::SourceError::io(&e)),
             Self::Under(root, rel) => root.read(rel),
         }
         .map_err(|why| format!("cannot read {}: {why}", self.describe()))

@@ -237,9 +237,12 @@ fn sidecar(
     let rel = rel.strip_prefix("./").unwrap_or(&rel).to_owned();
     let read = primary.source.read_if_exists(&rel).and_then(|b| match b {
         None => Ok(None),
-        Some(b) => String::from_utf8(b)
-            .map(Some)
-            .map_err(|_| "stream did not contain valid UTF-8".to_owned()),
+        Some(b) => String::from_utf8(b).map(Some).map_err(|_| {
+            crate::source::SourceError::new(
+                crate::source::SourceErrorKind::Other,
+                "stream did not contain valid UTF-8",
+            )
+        }),
     });
     let text = match read {
         Ok(Some(t)) => t,

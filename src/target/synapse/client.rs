@@ -694,3 +694,97 @@ pub fn content_type(name: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// The client against a real `synup serve` in the same process: every route
+/// the executor uses, in the order it uses them, and the errors it must tell
+/// apart.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::testing::{TOKEN, TestServer};
+    use crate::target::synapse::config::Origin as From;
+
+    fn seed() -> Json {
+        json!({"data_collections": [{
+            "id": 41, "name": "ct",
+            "file_specifications": [
+                {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true}
+            ],
+        }]})
+    }
+
+    fn client(server: &TestServer, token: &str) -> Client {
+        let creds = Credentials {
+            host: server.url(),
+            host_origin: From::Flag,
+            token: Secret::new(token),
+            token_origin: From::Flag,
+        };
+        Client::new(&creds, 4, 1)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn collections_storages_and_the_errors_told_apart() {
+        let server = TestServer::start(seed());
+        let rt = runtime();
+        let c = rt.block_on(async { client(&server, TOKEN) });
+        rt.block_on(async {
+            let all = c.collections().await.unwrap();
+            assert_eq!(all.len(), 1);
+            let one = c.collection(41).await.unwrap();
+            assert_eq!(one["file_specifications"][0]["name"], "image");
+            assert_eq!(c.collection(99).await.unwrap_err().status(), Some(404));
+            assert!(c.default_storage().await.unwrap().is_some());
+            assert!(c.units(41).await.unwrap().is_empty());
+        });
+        let wrong = rt.block_on(async { client(&server, "not-the-token") });
+        let e = rt.block_on(wrong.collections()).unwrap_err();
+        assert_eq!(e.status(), Some(401), "{e}");
+    }
+
+    #[test]
+    fn a_file_goes_up_through_a_presigned_url_and_a_unit_registers_once() {
+        let server = TestServer::start(seed());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.png");
+        std::fs::write(&file, b"\x89PNG\r\n\x1a\nunit test").unwrap();
+        let size = std::fs::metadata(&file).unwrap().len();
+        let sha = hex::encode(crate::source::digest::sha1_file(&file).unwrap());
+        let rt = runtime();
+        let c = rt.block_on(async { client(&server, TOKEN) });
+        rt.block_on(async {
+            assert!(c.verify_checksums(&[&sha]).await.unwrap().is_empty());
+            let urls = c
+                .presign(&[UploadRequest {
+                    filename: "a.png",
+                    size,
+                    content_type: Some("image/png"),
+                }])
+                .await
+                .unwrap();
+            let url = urls[0]["presigned_url"].as_str().expect("an upload URL");
+            c.put(url, Origin::Local(&file), 0, size, Some("image/png"), None)
+                .await
+                .unwrap();
+            let confirmed = c
+                .confirm(vec![json!({"file_key": urls[0]["file_key"], "checksum": sha, "size": size})])
+                .await
+                .unwrap();
+            assert_eq!(confirmed.len(), 1, "{confirmed:?}");
+            assert!(c.verify_checksums(&[&sha]).await.unwrap().contains(&sha));
+            let unit = json!({"data_collection": 41, "files": {"image": {"checksum": sha, "path": "a.png"}}, "meta": {"k": "u1"}});
+            let created = c.create_units(std::slice::from_ref(&unit)).await.unwrap();
+            assert_eq!(created.len(), 1);
+            let listed = c.units(41).await.unwrap();
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0]["meta"]["k"], "u1");
+        });
+    }
+}
