@@ -1,0 +1,80 @@
+//! Checksum: SHA-1 of unit files.
+
+use super::*;
+
+/// Checksum: SHA-1 of every unit file, from the cache where the file is
+/// unchanged. Files read now are screened from the same first chunk.
+pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult {
+    let recipe = cx.recipe;
+    let specs = &recipe.collection.specs;
+    let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
+    let mut request_of: Vec<Vec<u32>> = scans
+        .iter()
+        .map(|s| vec![u32::MAX; s.files.len()])
+        .collect();
+    let (mut files, mut video) = (Vec::new(), Vec::new());
+    for unit in board.drafts.get().iter() {
+        for (spec, f) in &unit.files {
+            let slot = &mut request_of[f.root as usize][f.index as usize];
+            if *slot == u32::MAX && !cx.deferred(f.root as usize) {
+                video.push(specs[*spec as usize].file_type == "video");
+                files.push(*f);
+                *slot = (files.len() - 1) as u32;
+            }
+        }
+    }
+    let requests = requests(cx, &scans, &files);
+    let mut cache = ChecksumCache::open(cx.cache_dir.join(format!("{}.checksums", recipe.name)));
+    let heads = (recipe.content_check != ContentCheck::Off)
+        .then(|| stages::screen::SeenHeads::new(requests.len()));
+    let see = |i: usize, bytes: &[u8]| {
+        if let Some(h) = &heads {
+            h.see(i, crate::stages::file_name(requests[i].rel), bytes);
+        }
+    };
+    let (hashes, hash_stats) = stages::checksum::hash_all(
+        &requests,
+        &mut cache,
+        cx.opts.readers,
+        heads
+            .is_some()
+            .then_some(&see as stages::checksum::HeadObserver<'_>),
+    );
+    board.stats().hash = hash_stats;
+    board.warn(cache.warning.take());
+    board.warn(cache.save(&requests, &hashes));
+    drop(cache);
+    board.seen_heads.put(
+        heads
+            .map(stages::screen::SeenHeads::into_verdicts)
+            .unwrap_or_default(),
+    );
+    let mut errors = Vec::new();
+    for (r, root) in cx.roots.iter().enumerate() {
+        let unreadable: Vec<String> = files
+            .iter()
+            .zip(&hashes)
+            .filter(|(f, _)| f.root as usize == r)
+            .filter_map(|(f, h)| {
+                h.as_ref()
+                    .err()
+                    .map(|e| format!("{}: {e}", scans[r].files[f.index as usize].rel))
+            })
+            .collect();
+        if !unreadable.is_empty() {
+            errors.push(unreadable_error(cx.loaded, root, &unreadable));
+        }
+    }
+    drop(requests);
+    board.hashed.put(Hashed {
+        request_of,
+        files,
+        video,
+        hashes,
+    });
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}

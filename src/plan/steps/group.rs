@@ -1,0 +1,47 @@
+//! Group: files into units.
+
+use super::*;
+
+/// Group: files into units by the layout (inferred or `group_key_regex`).
+pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
+    let recipe = cx.recipe;
+    let specs = &recipe.collection.specs;
+    let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
+    let files: Vec<&[crate::source::ScannedFile]> =
+        scans.iter().map(|s| s.files.as_slice()).collect();
+    let multi = matches!(recipe.mode, SourceMode::Multi { .. });
+    let shapes: Vec<SpecShape> = specs
+        .iter()
+        .map(|s| SpecShape {
+            required: s.is_required,
+            extensions: s.extensions.clone(),
+        })
+        .collect();
+    let grouped = stages::group::group(
+        &files,
+        &board.classified.get(),
+        recipe.group_key_regex.as_ref(),
+        &recipe.key_template,
+        &shapes,
+        specs.iter().position(|s| s.is_primary),
+        multi,
+    );
+    if !grouped.errors.is_empty() {
+        return Err(grouped
+            .errors
+            .iter()
+            .map(|e| group_error(cx.loaded, e, multi))
+            .collect());
+    }
+    board.grouping.put(Grouping {
+        layout: grouped.layout.unwrap_or(Layout {
+            pattern: None,
+            group_key_regex: None,
+            reason: None,
+            runner_up: None,
+        }),
+        no_group_key: grouped.no_group_key,
+    });
+    board.drafts.put(grouped.units);
+    Ok(())
+}

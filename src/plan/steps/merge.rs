@@ -1,0 +1,129 @@
+//! Merge and validate: each unit's metadata and problems.
+
+use super::*;
+
+/// Merge and validate: each unit's metadata from every source, then its
+/// problems, in one task per unit (its provenance map lives only that long).
+/// Also finds the sheet rows no unit matched.
+pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageResult {
+    let (loaded, recipe) = (cx.loaded, cx.recipe);
+    let specs = &recipe.collection.specs;
+    let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
+    let drafts = board.drafts.get();
+    let mut sheets = std::mem::take(&mut *board.sheets.lock().unwrap_or_else(|e| e.into_inner()));
+    let prepared: Vec<PreparedSource<'_>> = recipe
+        .metadata
+        .iter()
+        .map(|m| PreparedSource {
+            spec: m,
+            table: sheets.remove(&m.index),
+            label: match &m.kind {
+                MetadataKind::Sheet { file, .. } => file.written.clone(),
+                MetadataKind::Static { pointer, .. } => format!(
+                    "{}:{}",
+                    loaded.path,
+                    describe_path(pointer).trim_matches('`')
+                ),
+                _ => m.label(),
+            },
+        })
+        .collect();
+    let primary_order = recipe.collection.primary_order();
+    // Content findings fail a unit only under `validation.content: fail`
+    // (then this stage runs after the screen).
+    let screened = (recipe.content_check == ContentCheck::Fail)
+        .then(|| (board.screened.get(), board.hashed.get()));
+    let merged: Vec<MergedUnit> = drafts
+        .par_iter()
+        .map(|u| {
+            let files: Vec<UnitFile<'_>> = u
+                .files
+                .iter()
+                .map(|(spec, f)| UnitFile {
+                    spec: *spec,
+                    rel: &scans[f.root as usize].files[f.index as usize].rel,
+                    source: &*cx.roots[f.root as usize].source,
+                })
+                .collect();
+            let m = stages::metadata::merge(
+                &prepared,
+                &MergeInput {
+                    key: &u.key,
+                    group_key: &u.group_key,
+                    files: &files,
+                    primary_order: &primary_order,
+                    specs,
+                    key_field: recipe.key_field.as_deref(),
+                },
+            );
+            let checked: Vec<CheckedFile<'_>> = u
+                .files
+                .iter()
+                .map(|(spec, f)| {
+                    let s = &scans[f.root as usize].files[f.index as usize];
+                    CheckedFile {
+                        spec: *spec,
+                        rel: &s.rel,
+                        size: s.size,
+                    }
+                })
+                .collect();
+            // Moved, not cloned: the schema validates the same value that is written.
+            let meta = serde_json::Value::Object(m.meta);
+            let mut found = m.problems;
+            if let Some((verdicts, hashed)) = &screened {
+                for (spec, f) in &u.files {
+                    let i = hashed.request_of[f.root as usize][f.index as usize];
+                    let verdict = verdicts
+                        .finding_of
+                        .get(i as usize)
+                        .copied()
+                        .unwrap_or(stages::screen::CLEAN);
+                    if let Some(finding) = verdicts.findings.get(verdict as usize) {
+                        let rel = &scans[f.root as usize].files[f.index as usize].rel;
+                        let mut p = stages::validate::Problem::new(
+                            finding.rule.into(),
+                            format!("{rel}: {}", finding.detail),
+                        )
+                        .spec(&specs[*spec as usize].name);
+                        p.path = Some(rel.to_owned());
+                        found.push(p);
+                    }
+                }
+            }
+            let problems = stages::validate::validate_unit(
+                specs,
+                &checked,
+                recipe.max_file_size,
+                &meta,
+                |field| m.provenance.get(field),
+                recipe.collection.meta_schema.as_ref(),
+                found,
+            );
+            MergedUnit {
+                meta: meta_raw(&meta),
+                problems,
+                key_field_overridden: m.key_field_overridden,
+            }
+        })
+        .collect();
+    drop(screened);
+    let unit_keys: HashSet<std::borrow::Cow<'_, str>> =
+        drafts.iter().map(|u| normalize_key(&u.key)).collect();
+    let mut orphan_rows: Vec<OrphanRow> = Vec::new();
+    for t in prepared.iter().filter_map(|p| p.table.as_ref()) {
+        for row in &t.rows {
+            if !unit_keys.contains(normalize_key(&row.key).as_ref()) {
+                orphan_rows.push(OrphanRow {
+                    source: t.source.clone(),
+                    sheet: t.sheet.clone(),
+                    row: row.row,
+                    key: row.key.clone(),
+                });
+            }
+        }
+    }
+    board.merged.put(merged);
+    board.orphan_rows.put(orphan_rows);
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! One function per stage of the graph: each reads the outputs of the stages
+//! it depends on from the [`Board`], calls its stage in [`crate::stages`], and
+//! writes its own output (and warnings, and counts for `--stats`).
+//! Failures come back as recipe diagnostics; the engine reports them together.
+
+mod assemble;
+mod checksum;
+mod classify;
+mod diff;
+mod group;
+mod load;
+mod merge;
+mod scan;
+mod screen;
+mod target;
+
+pub(super) use self::checksum::checksum;
+pub(super) use self::classify::classify;
+pub(super) use self::diff::diff;
+pub(super) use self::group::group;
+pub(super) use self::screen::screen;
+pub(super) use assemble::assemble;
+pub(super) use load::load_sheet;
+pub(super) use merge::merge_validate;
+pub(super) use scan::scan;
+pub(super) use target::read_target;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::build::{Board, Context, root_written};
+use super::errors::{group_error, sheet_help, source_missing, unreadable_error};
+use super::explain;
+use super::model::*;
+use crate::recipe::load::describe_path;
+use crate::recipe::model::ContentCheck;
+use crate::recipe::resolve::{MetadataKind, SourceMode};
+use crate::recipe::{Code, RecipeError};
+use crate::source::{ListOptions, ScanIssue};
+use crate::stages;
+use crate::stages::checksum::{ChecksumCache, HashRequest};
+use crate::stages::classify::Classified;
+use crate::stages::diff::Verdict;
+use crate::stages::group::{Layout, UnitDraft};
+use crate::stages::layout::SpecShape;
+use crate::stages::metadata::sheet::normalize_key;
+use crate::stages::metadata::{MergeInput, PreparedSource, UnitFile};
+use crate::stages::validate::CheckedFile;
+use crate::stages::{FileRef, UnmatchedReason, Warning, WarningCode};
+
+type StageResult = Result<(), Vec<RecipeError>>;
+
+/// Group's output besides the units: how files were grouped, and the files
+/// no group key was found in.
+pub(super) struct Grouping {
+    pub layout: Layout,
+    pub no_group_key: Vec<FileRef>,
+}
+
+/// Checksum's output. Every unit file is hashed once, even if two units share
+/// it: `request_of[root][file]` is its index in `files` and `hashes`
+/// (`u32::MAX`: not a unit file, or deferred to apply).
+pub(super) struct Hashed {
+    pub request_of: Vec<Vec<u32>>,
+    pub files: Vec<FileRef>,
+    /// Whether each file's spec is a video (for the frame-rate check).
+    pub video: Vec<bool>,
+    pub hashes: Vec<stages::checksum::HashResult>,
+}
+
+impl Hashed {
+    /// The digest of file `index` of root `root`, if it was hashed.
+    fn digest(&self, root: usize, index: usize) -> Option<&stages::checksum::HashResult> {
+        let i = self.request_of[root][index];
+        (i != u32::MAX).then(|| &self.hashes[i as usize])
+    }
+}
+
+/// What the checksum pass saw of each file's first chunk, for the screen.
+pub(super) type SeenVerdicts = Vec<Option<Option<Box<stages::screen::Finding>>>>;
+
+/// Screen's output: the findings, and per hashed file an index into them
+/// (or [`stages::screen::CLEAN`]).
+pub(super) struct ScreenVerdicts {
+    pub findings: Vec<stages::screen::Finding>,
+    pub finding_of: Vec<u32>,
+}
+
+/// A unit's merged meta (compact JSON) and every reason it is invalid.
+pub(super) struct MergedUnit {
+    pub meta: Box<serde_json::value::RawValue>,
+    pub problems: Vec<stages::validate::Problem>,
+    pub key_field_overridden: Option<String>,
+}
+
+/// Diff's output: the plan's units and their tally.
+pub(super) struct Diffed {
+    pub units: Vec<PlannedUnit>,
+    pub summary: Summary,
+}
+
+/// The hash requests for `files`, built when needed (they borrow the scans).
+fn requests<'a>(
+    cx: &'a Context<'_>,
+    scans: &'a [super::build::Filled<'a, crate::source::SourceScan>],
+    files: &[FileRef],
+) -> Vec<HashRequest<'a>> {
+    files
+        .iter()
+        .map(|f| {
+            let scanned = &scans[f.root as usize].files[f.index as usize];
+            HashRequest {
+                source: &*cx.roots[f.root as usize].source,
+                rel: &scanned.rel,
+                size: scanned.size,
+                mtime_ns: scanned.mtime_ns,
+            }
+        })
+        .collect()
+}
