@@ -4,14 +4,17 @@
 //!
 //! - [`recipe`] reads a YAML/TOML recipe into typed values with spans, and
 //!   resolves it (compiled globs, regexes, the collection's specs and schema);
-//! - [`plan`] compiles a resolved recipe into a stage graph, runs its pure stages
-//!   and produces a [`plan::Plan`]: sorted, hashed, deterministic;
+//! - [`plan`] compiles a resolved recipe into a [`plan::StageGraph`], has
+//!   [`plan::engine`] run it, and produces a [`plan::Plan`]: sorted, hashed,
+//!   deterministic;
 //! - [`stages`] holds one module per stage (classify, layout inference and
-//!   group, metadata, validate, checksum, content screening);
-//! - [`source`] walks source roots; [`target`] reads what a target already holds;
-//! - [`apply`] executes a plan against a target: journaled, resumable, reported
-//!   through events;
+//!   group, metadata, validate, checksum, content screening, diff);
+//! - [`source`] is the one [`source::Source`] interface (local folders and
+//!   buckets); [`target`] is what a target holds (local catalog, Synapse);
+//! - [`apply`] executes a plan against an [`apply::target::Target`]:
+//!   journaled, resumable, reported through events; [`ray`] runs it sharded;
 //! - [`explore`] summarises a folder and suggests a recipe for it;
+//! - [`serve`] is a Synapse-compatible API over a local catalog;
 //! - [`secrets`] remembers secret values so every output can mask them;
 //! - [`fs_write`] writes files atomically, durably and never over what is not
 //!   a regular file.

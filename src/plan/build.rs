@@ -172,6 +172,7 @@ pub(super) struct Board {
     pub drafts: Slot<Vec<crate::stages::group::UnitDraft>>,
     pub grouping: Slot<steps::Grouping>,
     pub hashed: Slot<steps::Hashed>,
+    pub screen_input: Slot<steps::ScreenInput>,
     pub seen_heads: Slot<steps::SeenVerdicts>,
     pub screened: Slot<steps::ScreenVerdicts>,
     pub merged: Slot<Vec<steps::MergedUnit>>,

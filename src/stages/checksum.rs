@@ -22,8 +22,9 @@ use super::Warning;
 pub use crate::source::Sha1Digest;
 use crate::source::{Source, SourceError, SourceErrorKind};
 
-/// A file's digest, or why it could not be read.
-pub type HashResult = Result<Sha1Digest, SourceError>;
+/// A file's digest, or why it could not be read (boxed: a plan holds one
+/// per file, and failures are rare).
+pub type HashResult = Result<Sha1Digest, Box<SourceError>>;
 pub use crate::source::digest::sha1_file;
 
 /// Lower-case hex of a digest, the way the plan writes it (one allocation of
@@ -278,11 +279,11 @@ impl HashRequest<'_> {
     }
 
     pub fn sha1(&self) -> HashResult {
-        self.source.sha1(self.rel, &mut |_| {})
+        self.source.sha1(self.rel, &mut |_| {}).map_err(Box::new)
     }
 
     fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> HashResult {
-        self.source.sha1(self.rel, head)
+        self.source.sha1(self.rel, head).map_err(Box::new)
     }
 }
 
@@ -315,7 +316,7 @@ pub fn hash_all(
         .map(|(i, r)| {
             cache_ref
                 .lookup(i, r.key(), r.size, r.mtime_ns)
-                .ok_or_else(|| SourceError::new(SourceErrorKind::Other, ""))
+                .ok_or_else(|| Box::new(SourceError::new(SourceErrorKind::Other, "")))
         })
         .collect();
     let misses: Vec<usize> = results

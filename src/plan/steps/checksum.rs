@@ -66,12 +66,10 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
         }
     }
     drop(requests);
-    board.hashed.put(Hashed {
-        request_of,
-        files,
-        video,
-        hashes,
-    });
+    if recipe.content_check != ContentCheck::Off {
+        board.screen_input.put(ScreenInput { files, video });
+    }
+    board.hashed.put(Hashed { request_of, hashes });
     if errors.is_empty() {
         Ok(())
     } else {

@@ -65,10 +65,15 @@ pub(super) struct Grouping {
 /// (`u32::MAX`: not a unit file, or deferred to apply).
 pub(super) struct Hashed {
     pub request_of: Vec<Vec<u32>>,
-    pub files: Vec<FileRef>,
-    /// Whether each file's spec is a video (for the frame-rate check).
-    pub video: Vec<bool>,
     pub hashes: Vec<stages::checksum::HashResult>,
+}
+
+/// What the screen needs besides the digests (put only when content is
+/// screened, and taken by the screen): the hashed files in `hashes` order,
+/// and whether each one's spec is a video (for the frame-rate check).
+pub(super) struct ScreenInput {
+    pub files: Vec<FileRef>,
+    pub video: Vec<bool>,
 }
 
 impl Hashed {

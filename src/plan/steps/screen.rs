@@ -8,11 +8,12 @@ pub(in crate::plan) fn screen(cx: &Context<'_>, board: &Board) -> StageResult {
     let recipe = cx.recipe;
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
     let hashed = board.hashed.get();
-    let requests = requests(cx, &scans, &hashed.files);
+    let input = board.screen_input.take();
+    let requests = requests(cx, &scans, &input.files);
     let screened = stages::screen::screen_requests(
         &requests,
         &hashed.hashes,
-        &hashed.video,
+        &input.video,
         board.seen_heads.take(),
         cx.cache_dir.join(format!("{}.screen", recipe.name)),
         recipe.content_check == ContentCheck::Warn,
