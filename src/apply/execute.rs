@@ -19,9 +19,9 @@ use serde_json::Value as Json;
 
 use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
-use super::journal::{Journal, JournalError, Record};
+use super::journal::{JournalError, Record};
 use super::report::{ApplyReport, ReportTarget};
-use crate::plan::model::{Action, Plan, PlannedFile, PlannedUnit};
+use crate::plan::model::{Plan, PlannedFile, PlannedUnit};
 use crate::recipe::resolve::FileSpec;
 use crate::target::local::{
     Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock,
@@ -129,11 +129,7 @@ pub fn execute(
     store.clean_tmp();
     let collection =
         catalog.ensure_collection(target.collection, target.specs, target.meta_schema)?;
-    let apply_id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-        std::process::id()
-    );
+    let apply_id = super::new_apply_id();
     catalog.begin_apply(
         &apply_id,
         collection,
@@ -141,28 +137,23 @@ pub fn execute(
         &plan.recipe.path,
         &plan.plan_hash,
     )?;
-    let (mut journal, mut previous) = Journal::open(&target.journal)?;
-    journal.append(&[Record::Start {
-        apply: apply_id.clone(),
-        plan_hash: plan.plan_hash.clone(),
-    }])?;
-
-    let creates: Vec<&PlannedUnit> = plan
-        .units
-        .iter()
-        .filter(|u| u.action == Action::Create)
-        .collect();
-    let mut report = ApplyReport::begin(
+    let super::Run {
+        mut journal,
+        mut previous,
+        mut report,
+        creates,
+        ..
+    } = super::begin_run(
         plan,
+        &apply_id,
+        &target.journal,
         ReportTarget {
             backend: "local".into(),
             data_collection: target.collection.to_owned(),
             path: plan.target.path.clone().unwrap_or_default(),
         },
-        apply_id.clone(),
-    );
-
-    super::announce(observer, &creates);
+        observer,
+    )?;
 
     let copier = Copier {
         roots: &target.roots,

@@ -63,3 +63,52 @@ pub(crate) fn announce<'a>(
     });
     distinct
 }
+
+/// A name for one apply run: its start time and process id.
+pub(crate) fn new_apply_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    )
+}
+
+/// What every executor does first, whatever the target: journal the run's
+/// start, begin its report, and tell the observer what there is to create.
+pub(crate) struct Run<'p> {
+    pub journal: journal::Journal,
+    /// What earlier runs of this journal recorded.
+    pub previous: journal::JournalState,
+    pub report: ApplyReport,
+    pub creates: Vec<&'p crate::plan::model::PlannedUnit>,
+    /// The creates' files with a known SHA-1 (SHA-1 → size).
+    pub distinct: std::collections::BTreeMap<&'p str, u64>,
+}
+
+pub(crate) fn begin_run<'p>(
+    plan: &'p crate::plan::Plan,
+    apply_id: &str,
+    journal_path: &std::path::Path,
+    target: report::ReportTarget,
+    observer: &dyn ApplyObserver,
+) -> Result<Run<'p>, journal::JournalError> {
+    let (mut journal, previous) = journal::Journal::open(journal_path)?;
+    journal.append(&[journal::Record::Start {
+        apply: apply_id.to_owned(),
+        plan_hash: plan.plan_hash.clone(),
+    }])?;
+    let report = ApplyReport::begin(plan, target, apply_id.to_owned());
+    let creates: Vec<&crate::plan::model::PlannedUnit> = plan
+        .units
+        .iter()
+        .filter(|u| u.action == crate::plan::Action::Create)
+        .collect();
+    let distinct = announce(observer, &creates);
+    Ok(Run {
+        journal,
+        previous,
+        report,
+        creates,
+        distinct,
+    })
+}

@@ -21,9 +21,9 @@ use sha1::{Digest, Sha1};
 use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
 use super::execute::{ApplyError, ApplySettings, CrashPoint, crash_now};
-use super::journal::{Journal, Record};
+use super::journal::Record;
 use super::report::{ApplyReport, ReportTarget};
-use crate::plan::model::{Action, Plan, PlannedUnit};
+use crate::plan::model::{Plan, PlannedUnit};
 use crate::target::ExistingUnit;
 use crate::target::synapse::client::{Origin, UploadRequest, content_type};
 use crate::target::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
@@ -100,31 +100,24 @@ async fn run(
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
     let client = &target.session.client;
-    let apply_id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-        std::process::id()
-    );
-    let (mut journal, mut previous) = Journal::open(&target.journal)?;
-    journal.append(&[Record::Start {
-        apply: apply_id.clone(),
-        plan_hash: plan.plan_hash.clone(),
-    }])?;
-    let mut report = ApplyReport::begin(
+    let apply_id = super::new_apply_id();
+    let super::Run {
+        mut journal,
+        mut previous,
+        mut report,
+        creates,
+        distinct,
+    } = super::begin_run(
         plan,
+        &apply_id,
+        &target.journal,
         ReportTarget {
             backend: "synapse".into(),
             data_collection: target.collection.to_string(),
             path: client.host().to_owned(),
         },
-        apply_id.clone(),
-    );
-    let creates: Vec<&PlannedUnit> = plan
-        .units
-        .iter()
-        .filter(|u| u.action == Action::Create)
-        .collect();
-    let distinct = super::announce(observer, &creates);
+        observer,
+    )?;
 
     let outcome: Result<(), ApplyError> = async {
         // What exists now: units made since the plan (or by a killed run) are
