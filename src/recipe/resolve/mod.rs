@@ -679,3 +679,83 @@ fn find_remote_refs(v: &Json, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// Semantic errors: each found with its code and the place in the recipe it
+/// is about, all of them in one pass.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLLECTION: &str = r#"{"name": "ct", "file_specifications": [
+        {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
+        {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": false}]}"#;
+
+    /// `(code, line:column)` of every error resolving `body` (after a fixed
+    /// head of 4 lines) finds.
+    fn errors_of(body: &str) -> Vec<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("collection.json"), COLLECTION).unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(
+            &path,
+            format!("version: 1\nname: t\ntarget: {{backend: local}}\ncollection: {{file: collection.json}}\n{body}"),
+        )
+        .unwrap();
+        let loaded = crate::recipe::load(path.to_str().unwrap()).unwrap();
+        let errors = match resolve(&loaded) {
+            Ok(_) => return Vec::new(),
+            Err(errors) => loaded.errors(errors),
+        };
+        let prefix = format!("{}:", path.display());
+        errors
+            .errors
+            .iter()
+            .map(|e| {
+                let at = errors.location(e);
+                (e.code_str(), at.trim_start_matches(&prefix).to_owned())
+            })
+            .collect()
+    }
+
+    fn code(c: &str) -> String {
+        format!("synup::recipe::{c}")
+    }
+
+    #[test]
+    fn a_good_recipe_resolves() {
+        assert_eq!(errors_of("source: {path: data}\n"), []);
+    }
+
+    #[test]
+    fn a_rule_naming_no_spec_and_a_bad_regex_are_both_reported() {
+        let found = errors_of(
+            "source: {path: data}\nfile_rules:\n  - {pattern: \"**/*.png\", spec: imgae}\ngroup_key_regex: \"(unclosed\"\n",
+        );
+        let codes: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(
+            codes,
+            [code("unknown_spec").as_str(), code("bad_regex").as_str()],
+            "{found:?}"
+        );
+        // At the spec's name in the rule, and at the regex's text.
+        assert_eq!(found[0].1, "7:33");
+        assert_eq!(found[1].1, "8:18");
+    }
+
+    #[test]
+    fn a_glob_that_does_not_compile_points_at_its_value() {
+        let found = errors_of("source: {path: data}\nexclude: [\"a[\"]\n");
+        assert_eq!(found, [(code("bad_glob"), "6:11".to_owned())]);
+    }
+
+    #[test]
+    fn source_and_assets_together_are_refused_at_the_second() {
+        let found = errors_of("source: {path: data}\nassets:\n  image: {path: data}\n");
+        assert_eq!(
+            found.first().map(|(c, _)| c.clone()),
+            Some(code("source_and_assets")),
+            "{found:?}"
+        );
+    }
+}
