@@ -261,146 +261,21 @@ pub struct DoctorArgs {
     format: Format,
 }
 
-/// One check's outcome.
-fn check(name: &str, level: &str, message: String) -> Json {
-    json!({"check": name, "status": level, "message": message})
-}
-
 pub fn doctor(args: DoctorArgs) -> i32 {
-    let mut checks = Vec::new();
-    let path = config::config_path();
-    match config::read_config() {
-        Ok(Some(conf)) => {
-            checks.push(check(
-                "config_file",
-                "ok",
-                format!("{} is valid JSON", path.display()),
-            ));
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(m) = std::fs::metadata(&path) {
-                let mode = m.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    checks.push(check(
-                        "config_permissions",
-                        "warning",
-                        format!(
-                            "{} is mode {mode:o}; run `chmod 600 {}`",
-                            path.display(),
-                            path.display()
-                        ),
-                    ));
-                } else {
-                    checks.push(check("config_permissions", "ok", format!("mode {mode:o}")));
-                }
-            }
-            for key in ["host", "access_token"] {
-                if conf
-                    .get(key)
-                    .and_then(Json::as_str)
-                    .is_none_or(str::is_empty)
-                {
-                    checks.push(check("config_auth", "warning", format!("`{key}` is missing from the config file (the environment may still provide it)")));
-                }
-            }
-        }
-        Ok(None) => checks.push(check(
-            "config_file",
-            "warning",
-            format!(
-                "{} does not exist; run `synup login` (environment variables are used meanwhile)",
-                path.display()
-            ),
-        )),
-        Err(e) => checks.push(check("config_file", "error", e.to_string())),
-    }
-    let creds = match config::resolve(None, None) {
-        Ok(c) => {
-            checks.push(check(
-                "credentials",
-                "ok",
-                format!(
-                    "host {} (from {}), token from {}",
-                    c.host,
-                    c.host_origin.describe(),
-                    c.token_origin.describe()
-                ),
-            ));
-            Some(c)
-        }
-        Err(e) => {
-            checks.push(check("credentials", "error", e.to_string()));
-            None
-        }
-    };
-    if let Some(creds) = creds {
-        let session = Session::new(creds, 2, 1);
-        match session {
-            Err(e) => checks.push(check("runtime", "error", e.to_string())),
-            Ok(s) => {
-                match s.block_on(s.client.agents()) {
-                    Ok(_) => {
-                        checks.push(check("host", "ok", format!("{} answers", s.client.host())));
-                        checks.push(check("token", "ok", "the token is accepted".into()));
-                    }
-                    Err(e) if e.is_auth() => {
-                        checks.push(check("host", "ok", format!("{} answers", s.client.host())));
-                        checks.push(check(
-                            "token",
-                            "error",
-                            format!("the token is invalid or expired ({e})"),
-                        ));
-                    }
-                    Err(e) => checks.push(check(
-                        "host",
-                        "error",
-                        format!("{} is not reachable: {e}", s.client.host()),
-                    )),
-                }
-                let token_ok = checks
-                    .iter()
-                    .any(|c| c["check"] == "token" && c["status"] == "ok");
-                if token_ok {
-                    match s.block_on(s.client.default_storage()) {
-                        Ok(Some(st)) => checks.push(check(
-                            "storage",
-                            "ok",
-                            format!(
-                                "default storage {} ({})",
-                                st.get("id").map(Json::to_string).unwrap_or_default(),
-                                st.get("provider").and_then(Json::as_str).unwrap_or("?")
-                            ),
-                        )),
-                        Ok(None) => checks.push(check(
-                            "storage",
-                            "error",
-                            "the backend lists no internal storage".into(),
-                        )),
-                        Err(e) => checks.push(check(
-                            "storage",
-                            "error",
-                            format!("storages are not reachable: {e}"),
-                        )),
-                    }
-                }
-            }
-        }
-    }
-    let failed = checks.iter().any(|c| c["status"] == "error");
+    use synup::target::synapse::doctor::{self, Status};
+    let checks = doctor::checks();
+    let failed = checks.iter().any(|c| c.status == Status::Error);
     match args.format {
         Format::Json => print_json(&json!({"format_version": 1, "ok": !failed, "checks": checks})),
         Format::Text => {
             let mut out = String::new();
             for c in &checks {
-                let mark = match c["status"].as_str() {
-                    Some("ok") => "ok  ",
-                    Some("warning") => "warn",
-                    _ => "FAIL",
+                let mark = match c.status {
+                    Status::Ok => "ok  ",
+                    Status::Warning => "warn",
+                    Status::Error => "FAIL",
                 };
-                out.push_str(&format!(
-                    "[{mark}] {}: {}\n",
-                    c["check"].as_str().unwrap_or(""),
-                    c["message"].as_str().unwrap_or("")
-                ));
+                out.push_str(&format!("[{mark}] {}: {}\n", c.check, c.message));
             }
             crate::console::out(&out);
         }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod collection;
 pub mod config;
+pub mod doctor;
 pub mod retry;
 
 use std::collections::{HashMap, HashSet};
