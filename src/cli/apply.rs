@@ -9,7 +9,7 @@ use synup::recipe::model::InvalidUnits;
 use super::exit;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// A recipe, or a plan saved with `synup plan -o`.
     target: Option<String>,
     /// Apply without asking (required when not on a terminal).
@@ -43,7 +43,7 @@ pub struct Args {
     ray_binary: Option<String>,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let Some(arg) = super::require_recipe(args.target.clone(), "apply") else {
         return exit::ERROR;
     };

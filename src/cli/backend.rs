@@ -9,7 +9,7 @@ use super::TextOrJson as Format;
 use super::exit;
 
 #[derive(Debug, clap::Args)]
-pub struct ConnArgs {
+pub(super) struct ConnArgs {
     /// API host (else SYNAPSE_HOST, else ~/.synapse/config.json).
     #[arg(long)]
     host: Option<String>,
@@ -21,7 +21,7 @@ pub struct ConnArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ListArgs {
+pub(super) struct ListArgs {
     /// One item by id; without it, the list (collections) or the default (storages).
     id: Option<u64>,
     #[command(flatten)]
@@ -29,7 +29,7 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct LoginArgs {
+pub(super) struct LoginArgs {
     /// API host (asked on a terminal when missing).
     #[arg(long)]
     host: Option<String>,
@@ -65,7 +65,7 @@ fn print_json(v: &Json) {
     ));
 }
 
-pub fn collections(args: ListArgs) -> i32 {
+pub(super) fn collections(args: ListArgs) -> i32 {
     let Some(s) = session(&args.conn) else {
         return exit::ERROR;
     };
@@ -152,7 +152,7 @@ fn redact_storage(mut s: Json) -> Json {
     s
 }
 
-pub fn storages(args: ListArgs) -> i32 {
+pub(super) fn storages(args: ListArgs) -> i32 {
     let Some(s) = session(&args.conn) else {
         return exit::ERROR;
     };
@@ -195,7 +195,7 @@ pub fn storages(args: ListArgs) -> i32 {
     exit::OK
 }
 
-pub fn login(args: LoginArgs) -> i32 {
+pub(super) fn login(args: LoginArgs) -> i32 {
     let on_terminal = {
         use std::io::IsTerminal;
         std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
@@ -256,12 +256,12 @@ pub fn login(args: LoginArgs) -> i32 {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DoctorArgs {
+pub(super) struct DoctorArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
 
-pub fn doctor(args: DoctorArgs) -> i32 {
+pub(super) fn doctor(args: DoctorArgs) -> i32 {
     use synup::target::synapse::doctor::{self, Status};
     let checks = doctor::checks();
     let failed = checks.iter().any(|c| c.status == Status::Error);

@@ -3,7 +3,7 @@ use super::exit;
 use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// A local folder, or s3://, gs://, azblob://, sftp:// URL.
     path: String,
     #[arg(long, value_enum, default_value = "text")]
@@ -17,7 +17,7 @@ pub struct Args {
     sample: u64,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let result = if args.path.contains("://") {
         let mut connection = std::collections::BTreeMap::new();
         for kv in &args.connection {

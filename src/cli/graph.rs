@@ -7,13 +7,13 @@ enum Format {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     recipe: Option<String>,
     #[arg(long, value_enum, default_value = "dot")]
     format: Format,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let Some(path) = super::require_recipe(args.recipe, "graph") else {
         return exit::ERROR;
     };

@@ -16,18 +16,18 @@ use clap::{Parser, Subcommand};
 
 /// `--format` for commands whose output is text for people or JSON for machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TextOrJson {
+pub(crate) enum TextOrJson {
     Text,
     Json,
 }
 
 /// Exit codes (SPEC 3).
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const ERROR: i32 = 1;
-    pub const CHANGES: i32 = 2;
-    pub const INVALID_UNITS: i32 = 3;
-    pub const UNITS_FAILED: i32 = 4;
+pub(crate) mod exit {
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const ERROR: i32 = 1;
+    pub(crate) const CHANGES: i32 = 2;
+    pub(crate) const INVALID_UNITS: i32 = 3;
+    pub(crate) const UNITS_FAILED: i32 = 4;
 }
 
 #[derive(Debug, Parser)]
@@ -69,7 +69,7 @@ enum Command {
     Storages(backend::ListArgs),
 }
 
-pub fn run() -> i32 {
+pub(crate) fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -100,7 +100,7 @@ pub fn run() -> i32 {
 }
 
 /// Loads and resolves a recipe, reporting every problem; `None` means exit 1.
-pub fn load_recipe(
+pub(crate) fn load_recipe(
     path: &str,
 ) -> Option<(synup::recipe::LoadedRecipe, synup::recipe::ResolvedRecipe)> {
     let loaded = match synup::recipe::load(path) {
@@ -120,7 +120,7 @@ pub fn load_recipe(
 }
 
 /// The recipe argument, or exit 1 naming it.
-pub fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
+pub(crate) fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
     if arg.is_none() && matches!(command, "plan" | "apply") && init::on_terminal() {
         return init::find_or_create_recipe(command);
     }
@@ -134,14 +134,14 @@ pub fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
 
 /// A recipe ready to plan: loaded, resolved against its target's collection,
 /// and, for a synapse target, the session that reached it.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub loaded: synup::recipe::LoadedRecipe,
     pub resolved: synup::recipe::ResolvedRecipe,
     pub session: Option<synup::target::synapse::Session>,
 }
 
 /// Opens a session to a recipe's synapse backend.
-pub fn connect(
+pub(crate) fn connect(
     target: &synup::recipe::model::TargetConfig,
     upload: &synup::recipe::model::UploadConfig,
 ) -> Option<synup::target::synapse::Session> {
@@ -168,7 +168,7 @@ pub fn connect(
 /// Loads a recipe and resolves it against its target: for a synapse target the
 /// collection comes from the backend (and must match the recipe's pin).
 /// Writes an end report (secrets masked) atomically; the error is for people.
-pub fn write_report(path: &str, json: &str) -> Result<(), String> {
+pub(crate) fn write_report(path: &str, json: &str) -> Result<(), String> {
     synup::fs_write::write(
         std::path::Path::new(path),
         synup::fs_write::Access::Shared,
@@ -177,7 +177,7 @@ pub fn write_report(path: &str, json: &str) -> Result<(), String> {
     .map_err(|e| format!("cannot write report: {e}"))
 }
 
-pub fn prepare_recipe(path: &str) -> Option<Prepared> {
+pub(crate) fn prepare_recipe(path: &str) -> Option<Prepared> {
     use synup::recipe::model::{Backend, CollectionRef};
     let mut loaded = match synup::recipe::load(path) {
         Ok(l) => l,
@@ -250,7 +250,7 @@ pub fn prepare_recipe(path: &str) -> Option<Prepared> {
 
 /// Plans a prepared recipe against its target's current state; `None` means exit 1.
 /// With `progress` (a terminal), remote listings show a spinner with the count so far.
-pub fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutcome> {
+pub(crate) fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutcome> {
     let (loaded, resolved) = (&p.loaded, &p.resolved);
     let mut options = synup::plan::PlanOptions::default();
     let listing = progress.then(crate::console::progress::ListingProgress::new);

@@ -6,7 +6,7 @@ use super::exit;
 use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The recipe (YAML or TOML).
     recipe: Option<String>,
     /// Also write the JSON plan to this file (always JSON, whatever --format says).
@@ -25,7 +25,7 @@ pub struct Args {
     stats: bool,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let Some(path) = super::require_recipe(args.recipe, "plan") else {
         return exit::ERROR;
     };
@@ -111,7 +111,7 @@ fn exit_code(
 }
 
 /// Writes the JSON plan atomically (see [`synup::fs_write`]).
-pub fn write_plan_file(
+pub(super) fn write_plan_file(
     path: &str,
     plan: &synup::plan::Plan,
 ) -> Result<(), synup::fs_write::WriteError> {

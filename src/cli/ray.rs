@@ -6,7 +6,7 @@ use synup::ray::{RayClient, RayError, RayEvent, Submission};
 use super::exit;
 
 /// Runs the plan's shards as Ray jobs and reports them as one apply.
-pub fn run_sharded(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> i32 {
+pub(super) fn run_sharded(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> i32 {
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(sub.shards as u64);
         b.set_style(
@@ -97,7 +97,7 @@ pub fn run_sharded(sub: &Submission<'_>, report_out: Option<&str>, progress: boo
 }
 
 #[derive(Debug, clap::Args)]
-pub struct JobsArgs {
+pub(super) struct JobsArgs {
     /// A job (submission id) to show; all synup jobs when left out.
     id: Option<String>,
     /// Print the job's logs.
@@ -112,7 +112,7 @@ pub struct JobsArgs {
 }
 
 /// `synup jobs [ID] [--logs] [--stop]`.
-pub fn jobs(args: JobsArgs) -> i32 {
+pub(super) fn jobs(args: JobsArgs) -> i32 {
     let Some(dashboard) = args.ray.clone().or_else(synup::ray::last_dashboard) else {
         crate::console::error(
             "no Ray dashboard known here: pass --ray http://HOST:8265 (or run `synup apply PLAN --ray …` first)",

@@ -1,6 +1,6 @@
 use super::exit;
 
-pub fn run() -> i32 {
+pub(super) fn run() -> i32 {
     let schema = synup::recipe::model::recipe_json_schema();
     crate::console::out(&format!(
         "{}\n",

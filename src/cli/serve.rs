@@ -5,7 +5,7 @@ use synup::serve::{Faults, ServeOptions};
 use super::exit;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Folder holding the catalog and the file store (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".synup/serve")]
     data: PathBuf,
@@ -70,7 +70,7 @@ pub struct Args {
     fault_lost_response: f64,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let generated = args.token.is_none();
     let token = match args.token {
         Some(t) => t,

@@ -5,13 +5,13 @@ use super::exit;
 use super::TextOrJson as Format;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     recipe: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let Some(path) = super::require_recipe(args.recipe, "status") else {
         return exit::ERROR;
     };

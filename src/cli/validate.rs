@@ -1,12 +1,12 @@
 use super::exit;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// The recipe (YAML or TOML).
     recipe: String,
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let Some((_, resolved)) = super::load_recipe(&args.recipe) else {
         return exit::ERROR;
     };

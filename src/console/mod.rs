@@ -1,11 +1,11 @@
 //! The only code that writes to the terminal: diagnostics, output, prompts, progress.
 
-pub mod progress;
+pub(crate) mod progress;
 
 use std::io::{IsTerminal, Write};
 
 /// miette's renderer: colours only on a terminal, stable width for snapshots.
-pub fn install_error_hook() {
+pub(crate) fn install_error_hook() {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
@@ -20,23 +20,23 @@ pub fn install_error_hook() {
 }
 
 /// Prints a diagnostic (with its source snippet) to stderr.
-pub fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
+pub(crate) fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
     let text = format!("{:?}", miette::Report::new(diagnostic));
     to_stderr(&format!("{}\n", for_terminal(&text, colored_stderr())));
 }
 
 /// A one-line error without a source snippet.
-pub fn error(message: &str) {
+pub(crate) fn error(message: &str) {
     to_stderr(&format!("error: {}\n", for_terminal(message, false)));
 }
 
 /// Progress output is for people: only on a terminal, never with `--quiet` or in CI.
-pub fn progress_wanted(quiet: bool) -> bool {
+pub(crate) fn progress_wanted(quiet: bool) -> bool {
     !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal()
 }
 
 /// Data for stdout.
-pub fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let text = for_terminal(text, false);
     out_with(|w| w.write_all(text.as_bytes()));
 }
@@ -44,7 +44,7 @@ pub fn out(text: &str) {
 /// Streams data to stdout through a buffer. A closed pipe (`synup plan |
 /// head`) ends the command quietly, as in other Unix tools; any other failure
 /// (`> /dev/full`) is an error: exit 1.
-pub fn out_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
+pub(crate) fn out_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
     let stdout = std::io::stdout().lock();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
     if let Err(e) = write(&mut w).and_then(|()| w.flush()) {
@@ -57,7 +57,7 @@ pub fn out_with(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
 }
 
 /// Progress and notes for stderr.
-pub fn note(text: &str) {
+pub(crate) fn note(text: &str) {
     to_stderr(&format!("{}\n", for_terminal(text, false)));
 }
 
@@ -75,7 +75,7 @@ fn colored_stderr() -> bool {
 /// named with terminal escape sequences cannot clear the screen, retitle the
 /// window or fake output. With `colors`, SGR sequences (`ESC [ … m`, what
 /// miette colours with) pass.
-pub fn for_terminal(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
+pub(crate) fn for_terminal(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
     let masked = synup::secrets::mask(text);
     let needs = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !masked.chars().any(needs) {
@@ -114,7 +114,7 @@ pub fn for_terminal(text: &str, colors: bool) -> std::borrow::Cow<'_, str> {
 }
 
 /// Asks a yes/no question on the terminal; anything but yes is no.
-pub fn confirm(question: &str) -> bool {
+pub(crate) fn confirm(question: &str) -> bool {
     to_stderr(&format!("{} [y/N] ", for_terminal(question, false)));
     let _ = std::io::stderr().flush();
     let mut answer = String::new();

@@ -4,7 +4,7 @@
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use synup::apply::{ApplyEvent, ApplyObserver};
 
-pub struct ApplyProgress {
+pub(crate) struct ApplyProgress {
     bars: Option<Bars>,
 }
 
@@ -15,7 +15,7 @@ struct Bars {
 }
 
 impl ApplyProgress {
-    pub fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         if !enabled {
             return Self { bars: None };
         }
@@ -41,7 +41,7 @@ impl ApplyProgress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.bars {
             b.bytes.finish_and_clear();
             b.units.finish_and_clear();
@@ -84,13 +84,13 @@ impl ApplyObserver for ApplyProgress {
 /// One spinner per remote root while it is listed ("listing s3://…: 120,000
 /// objects, 9,800/s"), drawn only on a terminal and cleared when planning ends.
 #[derive(Clone)]
-pub struct ListingProgress {
+pub(crate) struct ListingProgress {
     multi: MultiProgress,
     bars: std::sync::Arc<std::sync::Mutex<Vec<(String, ProgressBar)>>>,
 }
 
 impl ListingProgress {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
             bars: Default::default(),
@@ -98,7 +98,7 @@ impl ListingProgress {
     }
 
     /// `n` objects of `root` listed so far.
-    pub fn listed(&self, root: &str, n: u64) {
+    pub(crate) fn listed(&self, root: &str, n: u64) {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         let bar = match bars.iter().find(|(r, _)| r == root) {
             Some((_, bar)) => bar.clone(),
@@ -119,7 +119,7 @@ impl ListingProgress {
         bar.set_position(n);
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         for (_, bar) in self
             .bars
             .lock()

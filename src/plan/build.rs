@@ -118,7 +118,7 @@ pub(super) struct Context<'a> {
 impl Context<'_> {
     /// Whether root `r`'s files are identified by URL + size + ETag and hashed
     /// only during apply.
-    pub fn deferred(&self, r: usize) -> bool {
+    pub(super) fn deferred(&self, r: usize) -> bool {
         self.roots[r].is_remote() && self.roots[r].checksum == ChecksumMode::Apply
     }
 }
@@ -147,13 +147,13 @@ impl<T> Deref for Filled<'_, T> {
 }
 
 impl<T> Slot<T> {
-    pub fn put(&self, value: T) {
+    pub(super) fn put(&self, value: T) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(value);
     }
-    pub fn get(&self) -> Filled<'_, T> {
+    pub(super) fn get(&self) -> Filled<'_, T> {
         Filled(self.0.read().unwrap_or_else(|e| e.into_inner()))
     }
-    pub fn take(&self) -> T {
+    pub(super) fn take(&self) -> T {
         self.0
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -186,13 +186,13 @@ pub(super) struct Board {
 }
 
 impl Board {
-    pub fn warn(&self, more: impl IntoIterator<Item = Warning>) {
+    pub(super) fn warn(&self, more: impl IntoIterator<Item = Warning>) {
         self.warnings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(more);
     }
-    pub fn stats(&self) -> std::sync::MutexGuard<'_, PlanStats> {
+    pub(super) fn stats(&self) -> std::sync::MutexGuard<'_, PlanStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

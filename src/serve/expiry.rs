@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::AppState;
 
 /// Sweeps now and then every `ttl / 4` (between 1 s and 10 min), forever.
-pub async fn sweep_forever(state: Arc<AppState>, ttl: Duration) {
+pub(super) async fn sweep_forever(state: Arc<AppState>, ttl: Duration) {
     let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
     loop {
         let state2 = state.clone();
@@ -22,7 +22,7 @@ pub async fn sweep_forever(state: Arc<AppState>, ttl: Duration) {
 }
 
 /// Removes what was last written before `now - ttl`; returns how many entries.
-pub fn sweep(data: &Path, ttl: Duration, now: SystemTime) -> usize {
+pub(super) fn sweep(data: &Path, ttl: Duration, now: SystemTime) -> usize {
     let Some(cutoff) = now.checked_sub(ttl) else {
         return 0;
     };

@@ -37,7 +37,7 @@ impl Faults {
 
 /// How many faults were injected, by kind (tests check faults really happened).
 #[derive(Debug, Default)]
-pub struct Injected {
+pub(super) struct Injected {
     pub errors: std::sync::atomic::AtomicU64,
     pub rate_limited: std::sync::atomic::AtomicU64,
     pub dropped: std::sync::atomic::AtomicU64,
@@ -45,10 +45,10 @@ pub struct Injected {
 }
 
 impl Injected {
-    pub fn count(c: &std::sync::atomic::AtomicU64) {
+    pub(super) fn count(c: &std::sync::atomic::AtomicU64) {
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    pub fn snapshot(&self) -> serde_json::Value {
+    pub(super) fn snapshot(&self) -> serde_json::Value {
         let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         serde_json::json!({"errors": get(&self.errors), "rate_limited": get(&self.rate_limited),
                            "dropped": get(&self.dropped), "lost": get(&self.lost)})
@@ -56,16 +56,16 @@ impl Injected {
 }
 
 /// The payload of the panic that drops a connection; the panic hook stays quiet about it.
-pub const DROP_PANIC: &str = "synup serve: injected connection drop";
+pub(super) const DROP_PANIC: &str = "synup serve: injected connection drop";
 
 /// Drops the connection this request came on: the handler's task unwinds and
 /// the server closes the socket without answering.
-pub fn drop_connection() -> ! {
+pub(super) fn drop_connection() -> ! {
     std::panic::panic_any(DROP_PANIC)
 }
 
 /// Silences the injected drops and keeps every other panic loud.
-pub fn install_panic_hook() {
+pub(super) fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if info.payload().downcast_ref::<&str>() == Some(&DROP_PANIC) {
@@ -79,7 +79,7 @@ fn roll(p: f64) -> bool {
     p > 0.0 && fastrand::f64() < p
 }
 
-pub async fn inject(
+pub(super) async fn inject(
     State(state): State<std::sync::Arc<AppState>>,
     req: Request,
     next: Next,

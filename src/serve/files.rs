@@ -50,14 +50,14 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// A signed, expiring download URL for a stored file.
-pub fn file_url(state: &AppState, base: &str, checksum: &str) -> String {
+pub(super) fn file_url(state: &AppState, base: &str, checksum: &str) -> String {
     let expires = chrono::Utc::now().timestamp() + FILE_URL_TTL_S;
     let sig = sign(&state.signing_key, &format!("get:{checksum}"), expires);
     format!("{base}/_storage/files/{checksum}?expires={expires}&signature={sig}")
 }
 
 #[derive(Deserialize)]
-pub struct PresignRequest {
+pub(super) struct PresignRequest {
     files: Vec<PresignFile>,
     #[serde(default)]
     expiration: Option<i64>,
@@ -72,7 +72,7 @@ struct PresignFile {
     content_type: Option<String>,
 }
 
-pub async fn presigned_upload(
+pub(super) async fn presigned_upload(
     State(state): St,
     Base(base): Base,
     JsonBody(req): JsonBody<PresignRequest>,
@@ -149,7 +149,7 @@ fn upload_path(state: &AppState, id: &str, part: u64) -> PathBuf {
 }
 
 /// `PUT` to a presigned URL: the raw bytes of a file or of one part.
-pub async fn storage_put(
+pub(super) async fn storage_put(
     State(state): St,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -264,7 +264,7 @@ async fn receive(
 }
 
 #[derive(Deserialize)]
-pub struct ConfirmRequest {
+pub(super) struct ConfirmRequest {
     files: Vec<ConfirmFile>,
 }
 
@@ -290,7 +290,7 @@ struct ConfirmPart {
     etag: String,
 }
 
-pub async fn confirm_upload(
+pub(super) async fn confirm_upload(
     State(state): St,
     JsonBody(req): JsonBody<ConfirmRequest>,
 ) -> ApiResult<JsonBody<Json>> {
@@ -459,7 +459,7 @@ fn sha1_of(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-pub async fn verify_checksums(
+pub(super) async fn verify_checksums(
     State(state): St,
     JsonBody(body): JsonBody<Json>,
 ) -> ApiResult<JsonBody<Json>> {
@@ -501,7 +501,7 @@ fn data_file_json(state: &AppState, base: &str, id: i64, checksum: &str, size: u
 }
 
 /// `POST data_files/`: a multipart `file`, or `{"chunked_upload": id}`.
-pub async fn create_data_file(
+pub(super) async fn create_data_file(
     State(state): St,
     Base(base): Base,
     req: Request,
@@ -613,7 +613,7 @@ fn range_start(headers: &HeaderMap) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
-pub async fn chunk_put_new(
+pub(super) async fn chunk_put_new(
     state: St,
     base: Base,
     headers: HeaderMap,
@@ -623,7 +623,7 @@ pub async fn chunk_put_new(
     chunk_append(state, base, id, headers, mp, true).await
 }
 
-pub async fn chunk_put(
+pub(super) async fn chunk_put(
     state: St,
     base: Base,
     UrlPath(id): UrlPath<String>,
@@ -710,11 +710,11 @@ async fn chunk_append(
 }
 
 #[derive(Deserialize)]
-pub struct Finish {
+pub(super) struct Finish {
     md5: String,
 }
 
-pub async fn chunk_finish_empty(
+pub(super) async fn chunk_finish_empty(
     state: St,
     base: Base,
     body: JsonBody<Finish>,
@@ -729,7 +729,7 @@ pub async fn chunk_finish_empty(
     chunk_finish(state, base, UrlPath(id), body).await
 }
 
-pub async fn chunk_finish(
+pub(super) async fn chunk_finish(
     State(state): St,
     Base(base): Base,
     UrlPath(id): UrlPath<String>,
@@ -784,7 +784,7 @@ pub async fn chunk_finish(
     Ok(JsonBody(chunk_response(&base, &id, &st)))
 }
 
-pub async fn chunk_get(
+pub(super) async fn chunk_get(
     State(state): St,
     Base(base): Base,
     UrlPath(id): UrlPath<String>,
@@ -794,7 +794,7 @@ pub async fn chunk_get(
 }
 
 /// A signed download of a stored file.
-pub async fn storage_get(
+pub(super) async fn storage_get(
     State(state): St,
     UrlPath(checksum): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,

@@ -16,25 +16,25 @@ use super::AppState;
 
 /// An error answer: `{"detail": ...}` (a message, or FastAPI-style items).
 #[derive(Debug)]
-pub struct ApiError {
+pub(super) struct ApiError {
     pub status: StatusCode,
     pub detail: Json,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             detail: Json::String(message.into()),
         }
     }
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
-    pub fn not_found(what: impl std::fmt::Display) -> Self {
+    pub(super) fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
     }
-    pub fn internal(e: impl std::fmt::Display) -> Self {
+    pub(super) fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
@@ -51,7 +51,7 @@ impl From<crate::target::local::CatalogError> for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// The token a request presents: `Synapse-Access-Token: Token <t>` (or the bare
 /// value, as v2 sends it), or `Authorization: Token <t>` with a tenant.
@@ -66,7 +66,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
     None
 }
 
-pub async fn require_token(
+pub(super) async fn require_token(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
@@ -89,7 +89,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The base of the URLs we hand out: the configured public URL (SPEC 5).
 /// Never the request's `Host`, which any client may set: a reflected `Host`
 /// would let a client make the server sign URLs that point elsewhere.
-pub struct Base(pub String);
+pub(super) struct Base(pub String);
 
 impl FromRequestParts<Arc<AppState>> for Base {
     type Rejection = std::convert::Infallible;
@@ -103,13 +103,13 @@ impl FromRequestParts<Arc<AppState>> for Base {
 
 /// `?page=N&page_size=M` (default 100, at most 1000). A page that is not a
 /// positive number, or lies past the end, is DRF's 404 `Invalid page.`.
-pub struct Page {
+pub(super) struct Page {
     pub page: u64,
     pub size: u64,
 }
 
 impl Page {
-    pub fn from_query(q: &std::collections::HashMap<String, String>) -> ApiResult<Self> {
+    pub(super) fn from_query(q: &std::collections::HashMap<String, String>) -> ApiResult<Self> {
         let invalid = || ApiError::new(StatusCode::NOT_FOUND, "Invalid page.");
         let page = match q.get("page") {
             None => 1,
@@ -130,13 +130,13 @@ impl Page {
         }
         Ok(Self { page, size })
     }
-    pub fn offset(&self) -> u64 {
+    pub(super) fn offset(&self) -> u64 {
         (self.page - 1) * self.size
     }
 
     /// A DRF page whose `next`/`previous` keep every other query parameter;
     /// 404 for a page past the last (the first page always exists).
-    pub fn body(
+    pub(super) fn body(
         &self,
         base: &str,
         uri: &axum::http::Uri,
@@ -172,7 +172,7 @@ impl Page {
 }
 
 /// Signature of a storage URL: HMAC-SHA256 over what it grants, until when.
-pub fn sign(key: &[u8], what: &str, expires: i64) -> String {
+pub(super) fn sign(key: &[u8], what: &str, expires: i64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(format!("{what}\n{expires}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
@@ -180,7 +180,7 @@ pub fn sign(key: &[u8], what: &str, expires: i64) -> String {
 
 /// Why a storage URL was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
+pub(super) enum Denied {
     Signature,
     Expired,
 }
@@ -201,7 +201,7 @@ impl IntoResponse for Denied {
 }
 
 /// Checks a storage URL's signature and expiry; refusals answer in S3's XML shape.
-pub fn check_signature(
+pub(super) fn check_signature(
     key: &[u8],
     what: &str,
     q: &std::collections::HashMap<String, String>,
@@ -217,7 +217,7 @@ pub fn check_signature(
     Ok(())
 }
 
-pub fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(super) fn s3_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/xml")],

@@ -251,11 +251,11 @@ pub fn random_token() -> std::io::Result<String> {
 /// stream to disk and are bounded by `--max-file-size` as they arrive.
 mod body_limits {
     /// Most JSON requests: a page of presign or confirm items, a task batch.
-    pub const JSON: usize = 4 << 20;
+    pub(super) const JSON: usize = 4 << 20;
     /// `POST data_units/`: up to 1,000 units with their meta.
-    pub const UNITS: usize = 32 << 20;
+    pub(super) const UNITS: usize = 32 << 20;
     /// A chunked-upload chunk (the SDK sends 50 MiB) or a direct upload.
-    pub const CHUNK: usize = 64 << 20;
+    pub(super) const CHUNK: usize = 64 << 20;
 }
 
 fn router(state: Arc<AppState>) -> Router {

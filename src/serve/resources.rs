@@ -15,7 +15,7 @@ use super::{AppState, Faults};
 type St = State<Arc<AppState>>;
 type Q = Query<HashMap<String, String>>;
 
-pub async fn agents(
+pub(super) async fn agents(
     State(_): St,
     Base(base): Base,
     uri: Uri,
@@ -31,7 +31,7 @@ pub async fn agents(
     )?))
 }
 
-pub async fn collections(
+pub(super) async fn collections(
     State(state): St,
     Base(base): Base,
     uri: Uri,
@@ -49,7 +49,10 @@ pub async fn collections(
     Ok(JsonBody(page.body(&base, &uri, count, results)?))
 }
 
-pub async fn collection(State(state): St, UrlPath(id): UrlPath<i64>) -> ApiResult<JsonBody<Json>> {
+pub(super) async fn collection(
+    State(state): St,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<JsonBody<Json>> {
     state
         .catalog()
         .collection_json(id)?
@@ -57,7 +60,7 @@ pub async fn collection(State(state): St, UrlPath(id): UrlPath<i64>) -> ApiResul
         .ok_or_else(|| ApiError::not_found(format!("data collection {id}")))
 }
 
-pub async fn storages(
+pub(super) async fn storages(
     State(state): St,
     Base(base): Base,
     uri: Uri,
@@ -82,7 +85,7 @@ pub async fn storages(
     Ok(JsonBody(page.body(&base, &uri, count, results)?))
 }
 
-pub async fn storage(
+pub(super) async fn storage(
     State(state): St,
     UrlPath(id): UrlPath<i64>,
     Query(q): Q,
@@ -97,7 +100,7 @@ pub async fn storage(
     Ok(JsonBody(s))
 }
 
-pub async fn storage_session(
+pub(super) async fn storage_session(
     State(state): St,
     UrlPath(id): UrlPath<i64>,
 ) -> ApiResult<JsonBody<Json>> {
@@ -111,7 +114,10 @@ pub async fn storage_session(
     })))
 }
 
-pub async fn project(State(state): St, UrlPath(id): UrlPath<i64>) -> ApiResult<JsonBody<Json>> {
+pub(super) async fn project(
+    State(state): St,
+    UrlPath(id): UrlPath<i64>,
+) -> ApiResult<JsonBody<Json>> {
     let title = state
         .catalog()
         .project(id)?
@@ -120,7 +126,10 @@ pub async fn project(State(state): St, UrlPath(id): UrlPath<i64>) -> ApiResult<J
 }
 
 /// `POST tasks/ {project, data: [{data_unit: id}, ...]}`: one task per unit.
-pub async fn create_tasks(State(state): St, JsonBody(body): JsonBody<Json>) -> ApiResult<Response> {
+pub(super) async fn create_tasks(
+    State(state): St,
+    JsonBody(body): JsonBody<Json>,
+) -> ApiResult<Response> {
     let project = body
         .get("project")
         .and_then(Json::as_i64)
@@ -156,23 +165,26 @@ pub async fn create_tasks(State(state): St, JsonBody(body): JsonBody<Json>) -> A
     Ok((StatusCode::CREATED, JsonBody(Json::Array(out))).into_response())
 }
 
-pub async fn patch_job(UrlPath(id): UrlPath<String>) -> JsonBody<Json> {
+pub(super) async fn patch_job(UrlPath(id): UrlPath<String>) -> JsonBody<Json> {
     JsonBody(json!({"id": id}))
 }
 
-pub async fn post_logs() -> Response {
+pub(super) async fn post_logs() -> Response {
     (StatusCode::CREATED, JsonBody(json!({}))).into_response()
 }
 
 /// The faults in force, and how many of each were injected so far.
-pub async fn get_faults(State(state): St) -> JsonBody<Json> {
+pub(super) async fn get_faults(State(state): St) -> JsonBody<Json> {
     let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
     let mut out = serde_json::to_value(faults).unwrap_or_default();
     out["injected"] = state.injected.snapshot();
     JsonBody(out)
 }
 
-pub async fn put_faults(State(state): St, JsonBody(faults): JsonBody<Faults>) -> JsonBody<Faults> {
+pub(super) async fn put_faults(
+    State(state): St,
+    JsonBody(faults): JsonBody<Faults>,
+) -> JsonBody<Faults> {
     if let Ok(mut f) = state.faults.write() {
         *f = faults.clone();
     }

@@ -8,7 +8,7 @@ use serde_json::{Value as Json, json};
 use super::{AppState, ServeError};
 use crate::recipe::resolve::FileSpec;
 
-pub fn apply(state: &AppState, path: &Path) -> Result<(), ServeError> {
+pub(super) fn apply(state: &AppState, path: &Path) -> Result<(), ServeError> {
     let err = |message: String| ServeError::Seed {
         path: path.display().to_string(),
         message,
@@ -104,7 +104,7 @@ fn spec(s: &Json) -> Option<FileSpec> {
 
 /// Without a seeded storage, one default internal storage (provider `minio`,
 /// so SDK calls that pick a strategy by provider work).
-pub fn ensure_default_storage(state: &AppState) -> Result<(), ServeError> {
+pub(super) fn ensure_default_storage(state: &AppState) -> Result<(), ServeError> {
     let catalog = state.catalog();
     if catalog.storages(None)?.is_empty() {
         catalog.seed_storage(&json!({

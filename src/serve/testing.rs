@@ -17,7 +17,7 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     /// A server whose catalog is seeded with `seed` (the `--seed` format).
-    pub fn start(seed: serde_json::Value) -> Self {
+    pub(crate) fn start(seed: serde_json::Value) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let seed_path = data.path().join("seed.json");
         std::fs::write(&seed_path, seed.to_string()).expect("seed written");
@@ -69,7 +69,7 @@ impl TestServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }

@@ -19,7 +19,7 @@ use crate::recipe::resolve::FileSpec;
 use crate::target::local::api::{ApiNewUnit, ApiUnit};
 
 /// What a unit of a collection must satisfy.
-pub struct CollectionRules {
+pub(super) struct CollectionRules {
     specs: Vec<FileSpec>,
     meta_schema: Option<jsonschema::Validator>,
 }
@@ -59,7 +59,7 @@ fn rules(state: &AppState, id: i64) -> ApiResult<Option<Arc<CollectionRules>>> {
     Ok(Some(r))
 }
 
-pub fn unit_json(state: &AppState, base: &str, u: &ApiUnit) -> Json {
+pub(super) fn unit_json(state: &AppState, base: &str, u: &ApiUnit) -> Json {
     let files: serde_json::Map<String, Json> = u
         .files
         .iter()
@@ -75,7 +75,7 @@ pub fn unit_json(state: &AppState, base: &str, u: &ApiUnit) -> Json {
            "files": files, "groups": u.groups})
 }
 
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Base(base): Base,
     uri: Uri,
@@ -102,7 +102,7 @@ pub async fn list(
     Ok(JsonBody(page.body(&base, &uri, count, results)?))
 }
 
-pub async fn detail(
+pub(super) async fn detail(
     State(state): State<Arc<AppState>>,
     Base(base): Base,
     UrlPath(id): UrlPath<i64>,
@@ -119,7 +119,7 @@ fn problem(loc: Vec<Json>, msg: impl Into<String>) -> Json {
     json!({"loc": loc, "msg": msg.into(), "type": "value_error"})
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     Base(base): Base,
     JsonBody(body): JsonBody<Json>,

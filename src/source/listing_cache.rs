@@ -101,7 +101,7 @@ struct Fresh {
 }
 
 /// The cached listings of one source root, shared by the walk's workers.
-pub struct ListingCache {
+pub(super) struct ListingCache {
     path: PathBuf,
     bytes: Vec<u8>,
     /// Sorted by relative path.
@@ -115,7 +115,7 @@ pub struct ListingCache {
 
 impl ListingCache {
     /// Opens the cache at `path`; a missing or damaged file is an empty cache.
-    pub fn open(path: PathBuf) -> Self {
+    pub(super) fn open(path: PathBuf) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
@@ -195,7 +195,7 @@ impl ListingCache {
 
     /// Writes the listings used or read by this scan, if they differ from the
     /// file's. Failing to write only costs the next scan its reads.
-    pub fn save(self) -> std::io::Result<()> {
+    pub(super) fn save(self) -> std::io::Result<()> {
         let fresh = self.fresh.into_inner().unwrap_or_else(|e| e.into_inner());
         let used: Vec<&Record> = self
             .records

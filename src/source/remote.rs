@@ -572,7 +572,7 @@ pub fn storage_root(
 
 mod base64_engine {
     /// Standard base64 with padding (the GCS credential form).
-    pub fn encode(bytes: &[u8]) -> String {
+    pub(super) fn encode(bytes: &[u8]) -> String {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for c in bytes.chunks(3) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::Fixture;
 
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -22,7 +22,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-pub fn pipelines() -> (Fixture, Vec<String>) {
+pub(crate) fn pipelines() -> (Fixture, Vec<String>) {
     let f = Fixture::new();
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines");
     copy_dir(&src, &f.join("pipelines"));

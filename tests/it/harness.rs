@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub struct Output {
+pub(crate) struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -11,7 +11,7 @@ pub struct Output {
 
 impl Output {
     /// stdout then stderr, for snapshots.
-    pub fn both(&self) -> String {
+    pub(crate) fn both(&self) -> String {
         format!(
             "exit: {}\n--- stdout\n{}--- stderr\n{}",
             self.code, self.stdout, self.stderr
@@ -19,13 +19,13 @@ impl Output {
     }
 }
 
-pub fn synup() -> Command {
+pub(crate) fn synup() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_synup"));
     cmd.env("NO_COLOR", "1").env_remove("CI");
     cmd
 }
 
-pub fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("synup runs");
     Output {
         code: out.status.code().unwrap_or(-1),
@@ -35,40 +35,40 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// `synup ARGS` in `dir`.
-pub fn synup_in(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn synup_in(dir: &Path, args: &[&str]) -> Output {
     run(synup().current_dir(dir).args(args))
 }
 
 /// A temp folder with helpers to lay out fixtures.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
-    pub fn join(&self, rel: &str) -> PathBuf {
+    pub(crate) fn join(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
-    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
+    pub(crate) fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> &Self {
         let p = self.join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, content).expect("write");
         self
     }
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         synup_in(self.path(), args)
     }
 }
 
 /// A recipe header with a two-spec collection (image_1 png, label_1 json).
-pub const TWO_SPECS: &str = "version: 1
+pub(crate) const TWO_SPECS: &str = "version: 1
 name: t
 collection:
   file_specifications:
@@ -77,7 +77,7 @@ collection:
 ";
 
 /// Pattern-1 data: `n` unit folders with an image and a label.
-pub fn nested_units(f: &Fixture, root: &str, n: usize) {
+pub(crate) fn nested_units(f: &Fixture, root: &str, n: usize) {
     for i in 0..n {
         f.write(&format!("{root}/u{i:03}/img.png"), format!("png {i}"));
         f.write(
@@ -88,7 +88,7 @@ pub fn nested_units(f: &Fixture, root: &str, n: usize) {
 }
 
 /// Snapshot filters: temp paths and hashes that depend on them.
-pub fn settings(f: &Fixture) -> insta::Settings {
+pub(crate) fn settings(f: &Fixture) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     let tmp = f.path().to_string_lossy().into_owned();
     s.add_filter(&regex_escape(&tmp), "[TMP]");
@@ -111,7 +111,7 @@ fn regex_escape(s: &str) -> String {
 /// Whether a test that needs root may run. Not root: the test is skipped
 /// with `reason` on stderr, unless `SYNUP_REQUIRE_ROOT_TESTS` is set (`.ci/run`
 /// sets it when it runs as root), where a skip would hide a missing check.
-pub fn root_only(reason: &str) -> bool {
+pub(crate) fn root_only(reason: &str) -> bool {
     if is_root() {
         return true;
     }
@@ -123,7 +123,7 @@ pub fn root_only(reason: &str) -> bool {
     false
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -131,14 +131,14 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-pub fn chmod(p: &Path, mode: u32) {
+pub(crate) fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// Runs synup as `nobody`: root reads and writes everything, so permission
 /// tests drop privileges (the caller makes the fixture reachable for nobody).
-pub fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
+pub(crate) fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
     let mut cmd = Command::new("setpriv");
     cmd.args([
         "--reuid=65534",
@@ -154,7 +154,7 @@ pub fn as_nobody(f: &Fixture, args: &[&str]) -> Output {
 }
 
 /// A venv under target/py with `package` installed, made once (`.ci/run` makes it first).
-pub fn venv(name: &str, package: &str) -> PathBuf {
+pub(crate) fn venv(name: &str, package: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py");
     std::fs::create_dir_all(&root).unwrap();
     let lock = std::fs::File::create(root.join(format!(".{name}.lock"))).unwrap();
@@ -177,7 +177,7 @@ pub fn venv(name: &str, package: &str) -> PathBuf {
     venv
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -185,7 +185,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn wait_for_port(port: u16) {
+pub(crate) fn wait_for_port(port: u16) {
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;

@@ -9,13 +9,13 @@ use crate::harness::{Fixture, TWO_SPECS, free_port, run, venv, wait_for_port};
 use crate::server::{Serve, seed, synup_for, to_synapse};
 
 /// A moto S3 server; killed on drop.
-pub struct Moto {
+pub(crate) struct Moto {
     child: Child,
     pub endpoint: String,
 }
 
 impl Moto {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let venv = venv("moto", "moto[server]");
         let port = free_port();
         let child = Command::new(venv.join("bin/moto_server"))
@@ -32,7 +32,7 @@ impl Moto {
     }
 
     /// The recipe's `connection` block for this server.
-    pub fn connection(&self) -> String {
+    pub(crate) fn connection(&self) -> String {
         format!(
             "{{endpoint: \"{}\", region: us-east-1, access_key_id: \"${{AWS_ACCESS_KEY_ID}}\", secret_access_key: \"${{AWS_SECRET_ACCESS_KEY}}\"}}",
             self.endpoint
@@ -54,7 +54,7 @@ impl Moto {
             .op
     }
 
-    pub fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         let op = self.op(bucket);
         // moto makes a bucket on an anonymous PUT of its URL.
         let url = format!("{}/{bucket}", self.endpoint);
@@ -71,7 +71,7 @@ impl Moto {
         drop(op);
     }
 
-    pub fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+    pub(crate) fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
         let op = self.op(bucket);
         let body = body.into();
         synup::source::remote::RUNTIME
@@ -79,7 +79,7 @@ impl Moto {
             .unwrap();
     }
 
-    pub fn delete(&self, bucket: &str, key: &str) {
+    pub(crate) fn delete(&self, bucket: &str, key: &str) {
         let op = self.op(bucket);
         synup::source::remote::RUNTIME
             .block_on(op.delete(key))

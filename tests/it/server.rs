@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value as Json, json};
 
-pub const TOKEN: &str = "test-token-4f1d";
+pub(crate) const TOKEN: &str = "test-token-4f1d";
 
 /// A running `synup serve`; killed on drop.
-pub struct Serve {
+pub(crate) struct Serve {
     child: Option<Child>,
     pub url: String,
     pub port: u16,
@@ -21,7 +21,7 @@ pub struct Serve {
 
 impl Serve {
     /// Starts on a free port with `seed` (JSON) and extra flags.
-    pub fn start(dir: &Path, seed: &Json, extra: &[&str]) -> Self {
+    pub(crate) fn start(dir: &Path, seed: &Json, extra: &[&str]) -> Self {
         let data = dir.join("serve-data");
         let seed_path = dir.join("serve-seed.json");
         std::fs::create_dir_all(dir).expect("serve folder");
@@ -69,7 +69,7 @@ impl Serve {
     }
 
     /// `kill -9` the server.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -77,7 +77,7 @@ impl Serve {
     }
 
     /// Starts it again on the same port and data folder.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         let addr = format!("127.0.0.1:{}", self.port);
         for _ in 0..50 {
@@ -90,7 +90,7 @@ impl Serve {
     }
 
     /// A session of synup's own client against this server.
-    pub fn session(&self) -> synup::target::synapse::Session {
+    pub(crate) fn session(&self) -> synup::target::synapse::Session {
         let creds = synup::target::synapse::Credentials {
             host: self.url.clone(),
             host_origin: synup::target::synapse::config::Origin::Flag,
@@ -101,18 +101,18 @@ impl Serve {
     }
 
     /// Every unit of a collection, as the API lists them.
-    pub fn units(&self, collection: u64) -> Vec<Json> {
+    pub(crate) fn units(&self, collection: u64) -> Vec<Json> {
         let s = self.session();
         s.block_on(s.client.units(collection)).expect("list units")
     }
 
     /// How many faults of each kind the server injected.
-    pub fn injected(&self) -> Json {
+    pub(crate) fn injected(&self) -> Json {
         let s = self.session();
         s.block_on(s.client.get("_admin/faults")).expect("faults")["injected"].clone()
     }
 
-    pub fn set_faults(&self, faults: Json) {
+    pub(crate) fn set_faults(&self, faults: Json) {
         let s = self.session();
         s.block_on(s.client.call(
             reqwest::Method::PUT,
@@ -131,12 +131,12 @@ impl Drop for Serve {
 }
 
 /// A seed with the given collections (API shape) and project 7.
-pub fn seed(collections: Vec<Json>) -> Json {
+pub(crate) fn seed(collections: Vec<Json>) -> Json {
     json!({"data_collections": collections, "projects": [{"id": 7, "title": "Review"}]})
 }
 
 /// A collection in the API's shape from a recipe's own collection (inline or file).
-pub fn collection_of(recipe: &Path, id: u64) -> Json {
+pub(crate) fn collection_of(recipe: &Path, id: u64) -> Json {
     let loaded = synup::recipe::load(recipe.to_str().expect("utf-8 path")).expect("recipe loads");
     let resolved = synup::recipe::resolve::resolve(&loaded).expect("recipe resolves");
     let specs: Vec<Json> = resolved
@@ -160,7 +160,7 @@ pub fn collection_of(recipe: &Path, id: u64) -> Json {
 
 /// Points a recipe at a synapse collection: its `target` block is replaced and
 /// its `collection` block is kept as the pin the backend must match.
-pub fn to_synapse(recipe_text: &str, collection: u64, extra_target: &str) -> String {
+pub(crate) fn to_synapse(recipe_text: &str, collection: u64, extra_target: &str) -> String {
     let mut out = String::new();
     let mut skipping = false;
     for line in recipe_text.lines() {
@@ -188,7 +188,7 @@ pub fn to_synapse(recipe_text: &str, collection: u64, extra_target: &str) -> Str
 
 /// `synup` with the environment pointing at this server, and a HOME of its own
 /// (no config file from the machine).
-pub fn synup_for(serve: &Serve, dir: &Path) -> Command {
+pub(crate) fn synup_for(serve: &Serve, dir: &Path) -> Command {
     let mut cmd = super::harness::synup();
     cmd.current_dir(dir)
         .env("SYNAPSE_HOST", &serve.url)
@@ -199,7 +199,7 @@ pub fn synup_for(serve: &Serve, dir: &Path) -> Command {
 
 /// The Python of a venv holding `synapse-sdk==2026.2.17`, made on first use
 /// (`SYNUP_SDK_PYTHON` names an existing one).
-pub fn sdk_python() -> PathBuf {
+pub(crate) fn sdk_python() -> PathBuf {
     if let Some(p) = std::env::var_os("SYNUP_SDK_PYTHON") {
         return PathBuf::from(p);
     }

@@ -11,7 +11,10 @@ use crate::cli::exit;
 
 /// On a terminal, a synapse recipe without `target.data_collection` gets it
 /// asked for this run; `Err` is printed (an interrupt says nothing was changed).
-pub fn ask_data_collection(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64, ()> {
+pub(crate) fn ask_data_collection(
+    s: &synup::target::synapse::Session,
+    recipe: &str,
+) -> Result<u64, ()> {
     crate::console::note(&format!(
         "{recipe} names no `target.data_collection`; pick one for this run"
     ));
@@ -32,7 +35,7 @@ pub fn ask_data_collection(s: &synup::target::synapse::Session, recipe: &str) ->
 
 /// On a terminal, a recipe with storage-relative paths on a backend without a
 /// default storage gets one asked for this run.
-pub fn ask_storage(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64, ()> {
+pub(crate) fn ask_storage(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64, ()> {
     crate::console::note(&format!(
         "{recipe} reads storage-relative paths, names no `target.storage`, and the backend has no default storage"
     ));
@@ -65,7 +68,7 @@ pub fn ask_storage(s: &synup::target::synapse::Session, recipe: &str) -> Result<
 
 /// On a terminal, `plan`/`apply` without a recipe use `synup.yaml` (or
 /// `.yml`/`.toml`) in the current folder, or offer to write one with the wizard.
-pub fn find_or_create_recipe(command: &str) -> Option<String> {
+pub(crate) fn find_or_create_recipe(command: &str) -> Option<String> {
     for name in ["synup.yaml", "synup.yml", "synup.toml"] {
         if Path::new(name).is_file() {
             crate::console::note(&format!("using {name}"));

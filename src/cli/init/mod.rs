@@ -17,7 +17,7 @@ mod checks;
 mod gaps;
 mod preview;
 
-pub use gaps::{ask_data_collection, ask_storage, find_or_create_recipe};
+pub(super) use gaps::{ask_data_collection, ask_storage, find_or_create_recipe};
 
 use ask::Asker;
 use checks::*;
@@ -30,7 +30,7 @@ enum TargetKind {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(super) struct Args {
     /// Folder the recipe is written to (default: the current folder).
     dir: Option<PathBuf>,
     /// Where units go.
@@ -95,11 +95,11 @@ pub(super) fn fail<T>(message: &str) -> Step<T> {
     Err(Stop::Failed)
 }
 
-pub fn on_terminal() -> bool {
+pub(super) fn on_terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-pub fn run(args: Args) -> i32 {
+pub(super) fn run(args: Args) -> i32 {
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let interactive = on_terminal();
     if !interactive {
