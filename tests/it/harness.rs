@@ -194,3 +194,14 @@ pub(crate) fn wait_for_port(port: u16) {
     }
     panic!("nothing listens on {port}");
 }
+
+/// A server process a test started: killed (and reaped) when the guard is
+/// dropped, also when the test panics.
+pub(crate) struct Killed(pub(crate) std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

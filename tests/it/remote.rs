@@ -324,31 +324,33 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
     std::fs::create_dir_all(f.join("gcs-root")).unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(&binary)
-        .args([
-            "-scheme",
-            "http",
-            "-host",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
-            "-backend",
-            "filesystem",
-            "-filesystem-root",
-        ])
-        .arg(f.join("gcs-root"))
-        .arg("-data")
-        .arg(f.join("gcs-seed"))
-        .args([
-            "-external-url",
-            &url,
-            "-public-host",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _server = crate::harness::Killed(
+        Command::new(&binary)
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+            ])
+            .arg(f.join("gcs-root"))
+            .arg("-data")
+            .arg(f.join("gcs-seed"))
+            .args([
+                "-external-url",
+                &url,
+                "-public-host",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_port(port);
     applies_into_serve(
         &f,
@@ -356,8 +358,6 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
         &[],
         None,
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -395,20 +395,22 @@ fn an_azure_container_on_azurite_applies_into_synup_serve_and_a_wrong_key_is_nam
     let py = venv("azure", "azure-storage-blob");
     let f = Fixture::new();
     let port = free_port();
-    let mut child = Command::new(&azurite)
-        .args([
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            &port.to_string(),
-            "-l",
-        ])
-        .arg(f.join("azurite"))
-        .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _server = crate::harness::Killed(
+        Command::new(&azurite)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "-l",
+            ])
+            .arg(f.join("azurite"))
+            .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for_port(port);
     let endpoint = format!("http://127.0.0.1:{port}/devstoreaccount1");
     let seeded = Command::new(py.join("bin/python"))
@@ -443,8 +445,6 @@ fn an_azure_container_on_azurite_applies_into_synup_serve_and_a_wrong_key_is_nam
         out.stderr
     );
     assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// An OpenSSH server on a free port with its own host key and one user key;
