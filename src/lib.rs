@@ -26,6 +26,7 @@ pub mod cache_file;
 pub mod explore;
 pub mod fs_write;
 pub mod init;
+pub mod io_runtime;
 pub mod json;
 pub mod plan;
 pub mod ray;

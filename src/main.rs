@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     console::install_error_hook();
     let code = cli::run();
     // Close remote connections (sftp's ssh masters outlive us otherwise).
-    synup::source::remote::shutdown();
+    synup::io_runtime::shutdown();
     ExitCode::from(code as u8)
 }
 

@@ -49,13 +49,7 @@ fn session(conn: &ConnArgs) -> Option<Session> {
             return None;
         }
     };
-    match Session::new(creds, 4, 2) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            crate::console::error(&format!("cannot start the network runtime: {e}"));
-            None
-        }
-    }
+    Some(Session::new(creds, 4, 2))
 }
 
 fn print_json(v: &Json) {

@@ -156,13 +156,11 @@ pub(crate) fn connect(
             return None;
         }
     };
-    match synup::target::synapse::Session::new(creds, upload.workers as usize, upload.retries) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            crate::console::error(&format!("cannot start the network runtime: {e}"));
-            None
-        }
-    }
+    Some(synup::target::synapse::Session::new(
+        creds,
+        upload.workers as usize,
+        upload.retries,
+    ))
 }
 
 /// Loads a recipe and resolves it against its target: for a synapse target the

@@ -32,7 +32,6 @@ pub enum RayError {
 pub struct RayClient {
     base: String,
     http: reqwest::Client,
-    rt: tokio::runtime::Runtime,
 }
 
 impl RayClient {
@@ -41,14 +40,9 @@ impl RayClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| RayError::Setup(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| RayError::Setup(e.to_string()))?;
         Ok(Self {
             base: dashboard.trim_end_matches('/').to_owned(),
             http,
-            rt,
         })
     }
 
@@ -60,7 +54,7 @@ impl RayClient {
         timeout: Duration,
     ) -> Result<(u16, String), RayError> {
         let url = format!("{}{path}", self.base);
-        self.rt.block_on(async {
+        crate::io_runtime::block_on(async {
             let mut req = self.http.request(method.clone(), &url).timeout(timeout);
             if let Some(b) = body {
                 req = req.body(b);

@@ -16,48 +16,17 @@ use super::junk::{JunkFilter, is_junk_path};
 use super::local::{ScannedFile, SourceScan};
 use super::{SourceError, SourceErrorKind};
 
-/// The runtime remote I/O runs on (sync callers block on it). It is shut down
-/// by [`shutdown`] at the end of a command: that drops the connections it still
-/// holds, which for sftp is what closes the ssh master processes.
-static RUNTIME_CELL: std::sync::Mutex<Option<tokio::runtime::Runtime>> =
-    std::sync::Mutex::new(None);
-
-/// A handle on the remote I/O runtime, started on first use.
-pub fn runtime() -> tokio::runtime::Handle {
-    let mut rt = RUNTIME_CELL.lock().unwrap_or_else(|e| e.into_inner());
-    rt.get_or_insert_with(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("synup-remote")
-            .enable_all()
-            .build()
-            .expect("the remote I/O runtime starts")
-    })
-    .handle()
-    .clone()
-}
-
-/// Stops the remote I/O runtime, dropping every connection it holds.
-pub fn shutdown() {
-    let rt = RUNTIME_CELL
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some(rt) = rt {
-        rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    }
-}
-
-/// `RUNTIME.block_on(f)` for sync callers, and `RUNTIME.handle()`.
+/// `RUNTIME.block_on(f)` for sync callers, and `RUNTIME.handle()`: the
+/// shared I/O runtime ([`crate::io_runtime`]).
 pub struct Runtime;
 pub static RUNTIME: Runtime = Runtime;
 
 impl Runtime {
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        runtime().block_on(f)
+        crate::io_runtime::block_on(f)
     }
     pub fn handle(&self) -> tokio::runtime::Handle {
-        runtime()
+        crate::io_runtime::handle()
     }
 }
 
@@ -207,7 +176,7 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
                 .or_insert("false".into());
         }
     }
-    let handle = runtime();
+    let handle = crate::io_runtime::handle();
     let _guard = handle.enter();
     let op = Operator::via_iter(service, cfg).map_err(|e| short(&e))?;
     let url = url.trim_end_matches('/').to_owned();

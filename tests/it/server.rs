@@ -97,7 +97,7 @@ impl Serve {
             token: synup::target::synapse::Secret::new(TOKEN),
             token_origin: synup::target::synapse::config::Origin::Flag,
         };
-        synup::target::synapse::Session::new(creds, 4, 3).expect("session")
+        synup::target::synapse::Session::new(creds, 4, 3)
     }
 
     /// Every unit of a collection, as the API lists them.

@@ -71,10 +71,7 @@ impl Asker<'_> {
                 }
             }
         };
-        match synup::target::synapse::Session::new(creds, 4, 1) {
-            Ok(s) => Ok(s),
-            Err(e) => fail(&format!("cannot start the network runtime: {e}")),
-        }
+        Ok(synup::target::synapse::Session::new(creds, 4, 1))
     }
 
     pub(super) fn remote_collection(

@@ -104,63 +104,58 @@ pub fn checks() -> Vec<Check> {
         }
     };
     if let Some(creds) = creds {
-        let session = Session::new(creds, 2, 1);
-        match session {
-            Err(e) => checks.push(check("runtime", Status::Error, e.to_string())),
-            Ok(s) => {
-                match s.block_on(s.client.agents()) {
-                    Ok(_) => {
-                        checks.push(check(
-                            "host",
-                            Status::Ok,
-                            format!("{} answers", s.client.host()),
-                        ));
-                        checks.push(check("token", Status::Ok, "the token is accepted".into()));
-                    }
-                    Err(e) if e.is_auth() => {
-                        checks.push(check(
-                            "host",
-                            Status::Ok,
-                            format!("{} answers", s.client.host()),
-                        ));
-                        checks.push(check(
-                            "token",
-                            Status::Error,
-                            format!("the token is invalid or expired ({e})"),
-                        ));
-                    }
-                    Err(e) => checks.push(check(
-                        "host",
-                        Status::Error,
-                        format!("{} is not reachable: {e}", s.client.host()),
-                    )),
-                }
-                let token_ok = checks
-                    .iter()
-                    .any(|c| c.check == "token" && c.status == Status::Ok);
-                if token_ok {
-                    match s.block_on(s.client.default_storage()) {
-                        Ok(Some(st)) => checks.push(check(
-                            "storage",
-                            Status::Ok,
-                            format!(
-                                "default storage {} ({})",
-                                st.get("id").map(Json::to_string).unwrap_or_default(),
-                                st.get("provider").and_then(Json::as_str).unwrap_or("?")
-                            ),
-                        )),
-                        Ok(None) => checks.push(check(
-                            "storage",
-                            Status::Error,
-                            "the backend lists no internal storage".into(),
-                        )),
-                        Err(e) => checks.push(check(
-                            "storage",
-                            Status::Error,
-                            format!("storages are not reachable: {e}"),
-                        )),
-                    }
-                }
+        let s = Session::new(creds, 2, 1);
+        match s.block_on(s.client.agents()) {
+            Ok(_) => {
+                checks.push(check(
+                    "host",
+                    Status::Ok,
+                    format!("{} answers", s.client.host()),
+                ));
+                checks.push(check("token", Status::Ok, "the token is accepted".into()));
+            }
+            Err(e) if e.is_auth() => {
+                checks.push(check(
+                    "host",
+                    Status::Ok,
+                    format!("{} answers", s.client.host()),
+                ));
+                checks.push(check(
+                    "token",
+                    Status::Error,
+                    format!("the token is invalid or expired ({e})"),
+                ));
+            }
+            Err(e) => checks.push(check(
+                "host",
+                Status::Error,
+                format!("{} is not reachable: {e}", s.client.host()),
+            )),
+        }
+        let token_ok = checks
+            .iter()
+            .any(|c| c.check == "token" && c.status == Status::Ok);
+        if token_ok {
+            match s.block_on(s.client.default_storage()) {
+                Ok(Some(st)) => checks.push(check(
+                    "storage",
+                    Status::Ok,
+                    format!(
+                        "default storage {} ({})",
+                        st.get("id").map(Json::to_string).unwrap_or_default(),
+                        st.get("provider").and_then(Json::as_str).unwrap_or("?")
+                    ),
+                )),
+                Ok(None) => checks.push(check(
+                    "storage",
+                    Status::Error,
+                    "the backend lists no internal storage".into(),
+                )),
+                Err(e) => checks.push(check(
+                    "storage",
+                    Status::Error,
+                    format!("storages are not reachable: {e}"),
+                )),
             }
         }
     }

@@ -16,32 +16,24 @@ pub use config::{Credentials, Secret};
 
 use crate::target::{ExistingUnit, TargetError, TargetView};
 
-/// A client plus the runtime that drives it, for sync callers.
+/// A client and its credentials; sync callers block on the shared I/O
+/// runtime ([`crate::io_runtime`]).
 pub struct Session {
-    pub runtime: tokio::runtime::Runtime,
     pub client: Client,
     pub creds: Credentials,
 }
 
 impl Session {
-    pub fn new(creds: Credentials, workers: usize, retries: u32) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
+    pub fn new(creds: Credentials, workers: usize, retries: u32) -> Self {
         let client = {
-            let _guard = runtime.enter();
+            let _guard = crate::io_runtime::handle().enter();
             Client::new(&creds, workers, retries)
         };
-        Ok(Self {
-            runtime,
-            client,
-            creds,
-        })
+        Self { client, creds }
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime.block_on(f)
+        crate::io_runtime::block_on(f)
     }
 }
 
