@@ -88,6 +88,22 @@ pub struct ApplySettings {
     pub crash_at: Option<CrashPoint>,
 }
 
+impl ApplySettings {
+    /// The recipe's `upload` block and `target.project`; the crash point of
+    /// `SYNUP_CRASH_AT` (crash tests).
+    pub fn of(recipe: &crate::recipe::model::Recipe) -> Self {
+        Self {
+            workers: recipe.upload.workers as usize,
+            batch_size: recipe.upload.batch_size as usize,
+            retries: recipe.upload.retries,
+            project: recipe.target.project.map(|p| p as i64),
+            crash_at: std::env::var("SYNUP_CRASH_AT")
+                .ok()
+                .and_then(|s| CrashPoint::parse(&s)),
+        }
+    }
+}
+
 /// Everything the executor needs besides the plan.
 pub struct ApplyTarget<'a> {
     /// Folder the plan's roots are relative to (the recipe's folder).

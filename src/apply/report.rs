@@ -76,6 +76,17 @@ pub struct Failure {
 }
 
 impl ApplyReport {
+    /// The report of an apply that had nothing to create (a shard's, with `shard`).
+    pub fn nothing_to_apply(plan: &crate::plan::Plan, shard: Option<super::shard::Shard>) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            plan_hash: plan.plan_hash.clone(),
+            recipe: plan.recipe.path.clone(),
+            status: "succeeded".into(),
+            shard: shard.map(|s| s.to_string()),
+            ..Self::default()
+        }
+    }
     /// A report for a run of `plan`, with the plan's counts filled in.
     pub fn begin(plan: &crate::plan::Plan, target: ReportTarget, apply_id: String) -> Self {
         use crate::plan::Action;

@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use synup::apply::shard::Shard;
-use synup::apply::{self, ApplySettings, CrashPoint};
+use synup::apply::{self, ApplySettings};
 use synup::plan::{Action, render::render_text};
 use synup::recipe::model::InvalidUnits;
 
@@ -147,14 +147,7 @@ pub(super) fn run(args: Args) -> i32 {
     if to_create == 0 {
         crate::console::note("Nothing to apply: every unit is already in the target.");
         if let Some(path) = &args.report {
-            let empty = synup::apply::ApplyReport {
-                format_version: synup::apply::report::FORMAT_VERSION,
-                plan_hash: plan.plan_hash.clone(),
-                recipe: plan.recipe.path.clone(),
-                status: "succeeded".into(),
-                shard: shard.map(|s| s.to_string()),
-                ..Default::default()
-            };
+            let empty = synup::apply::ApplyReport::nothing_to_apply(&plan, shard);
             if let Err(e) = super::write_report(path, &empty.to_json()) {
                 crate::console::error(&e);
                 return exit::ERROR;
@@ -179,16 +172,7 @@ pub(super) fn run(args: Args) -> i32 {
         }
     }
 
-    let crash_at = std::env::var("SYNUP_CRASH_AT")
-        .ok()
-        .and_then(|s| CrashPoint::parse(&s));
-    let settings = ApplySettings {
-        workers: loaded.recipe.upload.workers as usize,
-        batch_size: loaded.recipe.upload.batch_size as usize,
-        retries: loaded.recipe.upload.retries,
-        project: loaded.recipe.target.project.map(|p| p as i64),
-        crash_at,
-    };
+    let settings = ApplySettings::of(&loaded.recipe);
     let journal = match shard {
         Some(s) => s.journal_path(&journal),
         None => journal,
