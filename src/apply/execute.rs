@@ -118,6 +118,15 @@ pub struct ApplyTarget<'a> {
     pub roots: crate::source::Roots,
 }
 
+impl ApplyTarget<'_> {
+    fn write_error(&self, e: std::io::Error) -> ApplyError {
+        ApplyError::TargetWrite {
+            path: self.target_dir.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
 pub fn execute(
     plan: &Plan,
     target: &ApplyTarget<'_>,
@@ -125,10 +134,7 @@ pub fn execute(
     observer: &dyn ApplyObserver,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
-    let write_err = |e: std::io::Error| ApplyError::TargetWrite {
-        path: target.target_dir.display().to_string(),
-        message: e.to_string(),
-    };
+    let write_err = |e| target.write_error(e);
 
     // One apply per target at a time; the OS drops the lock if we die.
     let _lock = match TargetLock::try_acquire(target.target_dir).map_err(write_err)? {
@@ -154,9 +160,9 @@ pub fn execute(
         &plan.plan_hash,
     )?;
     let super::Run {
-        mut journal,
+        journal,
         mut previous,
-        mut report,
+        report,
         creates,
         ..
     } = super::begin_run(
@@ -180,200 +186,34 @@ pub fn execute(
         stored_in_run: AtomicU64::new(0),
         crash_at: settings.crash_at,
     };
-    let primary_spec = target
-        .specs
-        .iter()
-        .find(|s| s.is_primary)
-        .map(|s| s.name.as_str());
-    let mut learned = Learned::new(std::mem::take(&mut previous.learned));
-    let outcome = (|| -> Result<(), ApplyError> {
-        for (batch_no, batch) in creates.chunks(settings.batch_size.max(1)).enumerate() {
-            let batch_no = batch_no as u64 + 1;
-            // Files planned with `checksum: apply` are stored first, which
-            // tells their SHA-1; then the batch goes on as if it had been planned.
-            let unknown: Vec<(String, &PlannedFile)> = learned.unknown(batch).into_iter().collect();
-            let learnt = copier.run(&unknown, |(_, f)| {
-                let shown = f.shown();
-                let local = target.recipe_dir.join(&*f.root).join(&f.path);
-                copier
-                    .open(&shown, &local)
-                    .and_then(|input| store.put_learning(input, &shown))
-            });
-            let mut deferred_failed: HashMap<String, String> = HashMap::new();
-            let mut learned_now: Vec<(String, u64, String)> = Vec::new();
-            let mut learned_records = Vec::new();
-            for ((id, f), result) in unknown.iter().zip(learnt) {
-                match result {
-                    Ok((sha, bytes)) => {
-                        report.count_stored(observer, bytes);
-                        learned_records.push(learned.insert(f, &sha));
-                        learned_records.push(Record::File { sha1: sha.clone() });
-                        let rel = FileStore::relative_path(&sha);
-                        learned_now.push((sha, f.size, rel));
-                    }
-                    Err(StoreError::Write { source, .. }) => return Err(write_err(source)),
-                    Err(e) => {
-                        let reason = e.to_string();
-                        report.fail_file(observer, &f.shown(), &reason);
-                        deferred_failed.insert(id.clone(), reason);
-                    }
-                }
-            }
-            if !learned_now.is_empty() {
-                store.sync().map_err(write_err)?;
-                catalog.add_files(&learned_now)?;
-                journal.append(&learned_records)?;
-            }
-            let learned_now: HashSet<String> =
-                learned_now.into_iter().map(|(sha, _, _)| sha).collect();
-            let filled = learned.fill(batch);
-            let batch: Vec<&PlannedUnit> = filled.iter().map(|u| u.as_ref()).collect();
-            // Units that appeared since the plan: skip or fail, never duplicate.
-            let keys: Vec<&str> = batch.iter().map(|u| u.key.as_str()).collect();
-            let existing = catalog.units_by_key(collection, &keys)?;
-            let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
-            let mut journal_units = Vec::new();
-            for u in batch {
-                match existing.get(&u.key).and_then(|v| v.first()) {
-                    None => todo.push(u),
-                    Some(have) => {
-                        let same =
-                            have.same_files(u.files.checksums()) && have.same_meta(u.meta.get());
-                        if same {
-                            report.units.unchanged += 1;
-                            journal_units.push(Record::Unit {
-                                key: u.key.clone(),
-                                id: have.id.clone(),
-                            });
-                            observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
-                        } else {
-                            let reason = format!(
-                                "conflict: the target already has unit {} with this key and other content",
-                                have.id
-                            );
-                            report.fail_unit(observer, &u.key, &reason);
-                        }
-                    }
-                }
-            }
-
-            // Files this batch needs that the catalog does not know yet.
-            let mut needed: BTreeMap<&str, (PathBuf, u64, String)> = BTreeMap::new();
-            for u in &todo {
-                for f in u.files.values() {
-                    if let Some(sha) = &f.sha1 {
-                        needed.entry(sha.as_str()).or_insert_with(|| {
-                            (
-                                target.recipe_dir.join(&*f.root).join(&f.path),
-                                f.size,
-                                f.shown(),
-                            )
-                        });
-                    }
-                }
-            }
-            // Those stored just now were counted when they were.
-            needed.retain(|sha, _| !learned_now.contains(*sha));
-            let wanted: Vec<&str> = needed.keys().copied().collect();
-            let known = catalog.known_checksums(&wanted)?;
-            let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed
-                .iter()
-                .filter(|(s, _)| !known.contains(**s))
-                .map(|(s, v)| (*s, v))
-                .collect();
-            report.files.already_present += (needed.len() - to_store.len()) as u64;
-            for _ in 0..(needed.len() - to_store.len()) {
-                observer.on(&ApplyEvent::FileStored { bytes: 0 });
-            }
-            let results = copier.run(&to_store, |(sha, (src, _, shown))| {
-                match target.roots.remote_of(shown) {
-                    Some(_) => copier
-                        .open(shown, src)
-                        .and_then(|input| store.put_from(input, shown, sha)),
-                    None => store.put(src, sha),
-                }
-            });
-            let mut stored: Vec<(String, u64, String)> = Vec::new();
-            let mut failed_files: HashMap<&str, String> = HashMap::new();
-            for ((sha, (_, size, shown)), result) in to_store.iter().zip(results) {
-                match result {
-                    Ok(bytes) => {
-                        report.count_stored(observer, bytes);
-                        stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
-                    }
-                    Err(StoreError::Write { source, .. }) => return Err(write_err(source)),
-                    Err(e) => {
-                        let reason = e.to_string();
-                        report.fail_file(observer, shown, &reason);
-                        failed_files.insert(sha, reason);
-                    }
-                }
-            }
-            if !stored.is_empty() {
-                store.sync().map_err(write_err)?;
-                catalog.add_files(&stored)?;
-                journal.append(
-                    &stored
-                        .iter()
-                        .map(|(sha, _, _)| Record::File { sha1: sha.clone() })
-                        .collect::<Vec<_>>(),
-                )?;
-            }
-
-            // Register the units whose files are all in place, in one transaction.
-            let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
-            for u in todo {
-                match super::failed_files_of(u, |id| {
-                    failed_files.get(id).or_else(|| deferred_failed.get(id))
-                }) {
-                    None => ready.push(u),
-                    Some(reason) => report.fail_unit(observer, &u.key, &reason),
-                }
-            }
-            let new_units: Vec<NewUnit<'_>> = ready
-                .iter()
-                .map(|u| NewUnit {
-                    key: &u.key,
-                    meta_json: u.meta.get(),
-                    files: u
-                        .files
-                        .iter()
-                        .map(|(spec, f)| {
-                            (
-                                spec,
-                                f.sha1.as_deref().unwrap_or_default(),
-                                f.path.as_str(),
-                                f.size,
-                                primary_spec == Some(spec),
-                            )
-                        })
-                        .collect(),
-                })
-                .collect();
-            if settings.crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {
-                crash_now();
-            }
-            let ids = if new_units.is_empty() {
-                Vec::new()
-            } else {
-                catalog.create_units(collection, &apply_id, settings.project, &new_units)?
-            };
-            if settings.crash_at == Some(CrashPoint::AfterCommit(batch_no)) {
-                crash_now();
-            }
-            for (u, id) in ready.iter().zip(&ids) {
-                report.units.created += 1;
-                journal_units.push(Record::Unit {
-                    key: u.key.clone(),
-                    id: id.to_string(),
-                });
-                observer.on(&ApplyEvent::UnitCreated { key: &u.key });
-            }
-            journal.append(&journal_units)?;
-            journal.sync()?;
-        }
-        Ok(())
-    })();
+    let mut run = LocalRun {
+        target,
+        settings,
+        observer,
+        catalog,
+        store,
+        collection,
+        apply_id: &apply_id,
+        journal,
+        report,
+        copier,
+        primary_spec: target
+            .specs
+            .iter()
+            .find(|s| s.is_primary)
+            .map(|s| s.name.as_str()),
+        learned: Learned::new(std::mem::take(&mut previous.learned)),
+    };
+    let outcome = creates
+        .chunks(settings.batch_size.max(1))
+        .enumerate()
+        .try_for_each(|(i, batch)| run.batch(i as u64 + 1, batch));
+    let LocalRun {
+        catalog,
+        mut journal,
+        mut report,
+        ..
+    } = run;
 
     report.close(started.elapsed(), outcome.is_err());
     let _ = catalog.finish_apply(
@@ -392,6 +232,264 @@ pub fn execute(
     let _ = journal.sync();
     observer.on(&ApplyEvent::Finished);
     outcome.map(|()| report)
+}
+
+/// One local apply in progress: what its batches share.
+struct LocalRun<'a> {
+    target: &'a ApplyTarget<'a>,
+    settings: &'a ApplySettings,
+    observer: &'a dyn ApplyObserver,
+    catalog: Catalog,
+    store: FileStore,
+    collection: i64,
+    apply_id: &'a str,
+    journal: super::journal::Journal,
+    report: ApplyReport,
+    copier: Copier<'a>,
+    primary_spec: Option<&'a str>,
+    /// SHA-1s of files planned with `checksum: apply`, as they are learned.
+    learned: Learned,
+}
+
+impl LocalRun<'_> {
+    /// One batch: learn deferred checksums, skip units that appeared since
+    /// the plan, store the files the catalog lacks, register the rest in one
+    /// transaction, journal it. A kill at any point leaves the whole batch or
+    /// none of it.
+    fn batch(&mut self, batch_no: u64, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
+        let (deferred_failed, learned_now) = self.learn_deferred(batch)?;
+        let filled = self.learned.fill(batch);
+        let batch: Vec<&PlannedUnit> = filled.iter().map(|u| u.as_ref()).collect();
+        let (todo, journal_units) = self.skip_existing(&batch)?;
+        let failed_files = self.store_files(&todo, &learned_now)?;
+        let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
+        for u in todo {
+            match super::failed_files_of(u, |id| {
+                failed_files.get(id).or_else(|| deferred_failed.get(id))
+            }) {
+                None => ready.push(u),
+                Some(reason) => self.report.fail_unit(self.observer, &u.key, &reason),
+            }
+        }
+        self.register(batch_no, &ready, journal_units)
+    }
+
+    /// Stores the batch's files planned with `checksum: apply`, which tells
+    /// their SHA-1; returns the files that failed (by identity) and the
+    /// SHA-1s stored now.
+    fn learn_deferred(
+        &mut self,
+        batch: &[&PlannedUnit],
+    ) -> Result<(HashMap<String, String>, HashSet<String>), ApplyError> {
+        let target = self.target;
+        let unknown: Vec<(String, &PlannedFile)> =
+            self.learned.unknown(batch).into_iter().collect();
+        let (copier, store) = (&self.copier, &self.store);
+        let learnt = copier.run(&unknown, |(_, f)| {
+            let shown = f.shown();
+            let local = target.recipe_dir.join(&*f.root).join(&f.path);
+            copier
+                .open(&shown, &local)
+                .and_then(|input| store.put_learning(input, &shown))
+        });
+        let mut failed: HashMap<String, String> = HashMap::new();
+        let mut learned_now: Vec<(String, u64, String)> = Vec::new();
+        let mut records = Vec::new();
+        for ((id, f), result) in unknown.iter().zip(learnt) {
+            match result {
+                Ok((sha, bytes)) => {
+                    self.report.count_stored(self.observer, bytes);
+                    records.push(self.learned.insert(f, &sha));
+                    records.push(Record::File { sha1: sha.clone() });
+                    let rel = FileStore::relative_path(&sha);
+                    learned_now.push((sha, f.size, rel));
+                }
+                Err(StoreError::Write { source, .. }) => return Err(target.write_error(source)),
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.report.fail_file(self.observer, &f.shown(), &reason);
+                    failed.insert(id.clone(), reason);
+                }
+            }
+        }
+        if !learned_now.is_empty() {
+            self.store.sync().map_err(|e| target.write_error(e))?;
+            self.catalog.add_files(&learned_now)?;
+            self.journal.append(&records)?;
+        }
+        Ok((
+            failed,
+            learned_now.into_iter().map(|(sha, _, _)| sha).collect(),
+        ))
+    }
+
+    /// Units that appeared in the target since the plan: the same content is
+    /// skipped (and journaled), other content fails as a conflict; never a
+    /// duplicate. Returns the units still to create and the journal records.
+    fn skip_existing<'u>(
+        &mut self,
+        batch: &[&'u PlannedUnit],
+    ) -> Result<(Vec<&'u PlannedUnit>, Vec<Record>), ApplyError> {
+        let keys: Vec<&str> = batch.iter().map(|u| u.key.as_str()).collect();
+        let existing = self.catalog.units_by_key(self.collection, &keys)?;
+        let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
+        let mut records = Vec::new();
+        for u in batch {
+            match existing.get(&u.key).and_then(|v| v.first()) {
+                None => todo.push(u),
+                Some(have) => {
+                    if have.same_files(u.files.checksums()) && have.same_meta(u.meta.get()) {
+                        self.report.units.unchanged += 1;
+                        records.push(Record::Unit {
+                            key: u.key.clone(),
+                            id: have.id.clone(),
+                        });
+                        self.observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
+                    } else {
+                        let reason = format!(
+                            "conflict: the target already has unit {} with this key and other content",
+                            have.id
+                        );
+                        self.report.fail_unit(self.observer, &u.key, &reason);
+                    }
+                }
+            }
+        }
+        Ok((todo, records))
+    }
+
+    /// Copies the files these units need that the catalog does not hold yet
+    /// (those in `learned_now` were just stored), syncs them, records them;
+    /// returns the files that failed (by SHA-1).
+    fn store_files(
+        &mut self,
+        todo: &[&PlannedUnit],
+        learned_now: &HashSet<String>,
+    ) -> Result<HashMap<String, String>, ApplyError> {
+        let target = self.target;
+        let mut needed: BTreeMap<&str, (PathBuf, u64, String)> = BTreeMap::new();
+        for u in todo {
+            for f in u.files.values() {
+                if let Some(sha) = &f.sha1 {
+                    needed.entry(sha.as_str()).or_insert_with(|| {
+                        (
+                            target.recipe_dir.join(&*f.root).join(&f.path),
+                            f.size,
+                            f.shown(),
+                        )
+                    });
+                }
+            }
+        }
+        // Those stored just now were counted when they were.
+        needed.retain(|sha, _| !learned_now.contains(*sha));
+        let wanted: Vec<&str> = needed.keys().copied().collect();
+        let known = self.catalog.known_checksums(&wanted)?;
+        let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed
+            .iter()
+            .filter(|(s, _)| !known.contains(**s))
+            .map(|(s, v)| (*s, v))
+            .collect();
+        self.report.files.already_present += (needed.len() - to_store.len()) as u64;
+        for _ in 0..(needed.len() - to_store.len()) {
+            self.observer.on(&ApplyEvent::FileStored { bytes: 0 });
+        }
+        let (copier, store) = (&self.copier, &self.store);
+        let results = copier.run(&to_store, |(sha, (src, _, shown))| {
+            match target.roots.remote_of(shown) {
+                Some(_) => copier
+                    .open(shown, src)
+                    .and_then(|input| store.put_from(input, shown, sha)),
+                None => store.put(src, sha),
+            }
+        });
+        let mut stored: Vec<(String, u64, String)> = Vec::new();
+        let mut failed: HashMap<String, String> = HashMap::new();
+        for ((sha, (_, size, shown)), result) in to_store.iter().zip(results) {
+            match result {
+                Ok(bytes) => {
+                    self.report.count_stored(self.observer, bytes);
+                    stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
+                }
+                Err(StoreError::Write { source, .. }) => return Err(target.write_error(source)),
+                Err(e) => {
+                    let reason = e.to_string();
+                    self.report.fail_file(self.observer, shown, &reason);
+                    failed.insert((*sha).to_owned(), reason);
+                }
+            }
+        }
+        if !stored.is_empty() {
+            self.store.sync().map_err(|e| target.write_error(e))?;
+            self.catalog.add_files(&stored)?;
+            self.journal.append(
+                &stored
+                    .iter()
+                    .map(|(sha, _, _)| Record::File { sha1: sha.clone() })
+                    .collect::<Vec<_>>(),
+            )?;
+        }
+        Ok(failed)
+    }
+
+    /// Registers `ready` (every file in place) in one transaction, then
+    /// journals the batch (`records` holds its skipped units already).
+    fn register(
+        &mut self,
+        batch_no: u64,
+        ready: &[&PlannedUnit],
+        mut records: Vec<Record>,
+    ) -> Result<(), ApplyError> {
+        let primary_spec = self.primary_spec;
+        let new_units: Vec<NewUnit<'_>> = ready
+            .iter()
+            .map(|u| NewUnit {
+                key: &u.key,
+                meta_json: u.meta.get(),
+                files: u
+                    .files
+                    .iter()
+                    .map(|(spec, f)| {
+                        (
+                            spec,
+                            f.sha1.as_deref().unwrap_or_default(),
+                            f.path.as_str(),
+                            f.size,
+                            primary_spec == Some(spec),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        let crash_at = self.settings.crash_at;
+        if crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {
+            crash_now();
+        }
+        let ids = if new_units.is_empty() {
+            Vec::new()
+        } else {
+            self.catalog.create_units(
+                self.collection,
+                self.apply_id,
+                self.settings.project,
+                &new_units,
+            )?
+        };
+        if crash_at == Some(CrashPoint::AfterCommit(batch_no)) {
+            crash_now();
+        }
+        for (u, id) in ready.iter().zip(&ids) {
+            self.report.units.created += 1;
+            records.push(Record::Unit {
+                key: u.key.clone(),
+                id: id.to_string(),
+            });
+            self.observer.on(&ApplyEvent::UnitCreated { key: &u.key });
+        }
+        self.journal.append(&records)?;
+        self.journal.sync()?;
+        Ok(())
+    }
 }
 
 /// Copies files into the store on the worker pool, counting the files stored
