@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::Duration;
 
 use super::engine::{self, StageRun};
 use super::errors::source_missing;
@@ -72,16 +71,6 @@ pub struct PlanStats {
     /// Every stage of the graph, in graph order: its time and the peak memory
     /// when it ended.
     pub stages: Vec<StageRun>,
-}
-
-impl PlanStats {
-    /// `(stage id, wall time)` of the stages that ran.
-    pub fn timings(&self) -> impl Iterator<Item = (&str, Duration)> {
-        self.stages
-            .iter()
-            .filter(|s| s.state != engine::StageState::Skipped)
-            .map(|s| (s.id.as_str(), s.elapsed))
-    }
 }
 
 #[derive(Debug)]
