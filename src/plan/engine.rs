@@ -1,10 +1,11 @@
 //! Runs a [`StageGraph`]: each stage starts once every stage it depends on has
-//! finished, on its own thread.
+//! finished.
 //!
 //! Two rules decide what overlaps. I/O stages (scans, sheet loads, hashing,
-//! target reads) start as soon as they are ready, because they mostly wait.
-//! CPU stages take turns: each one is already data-parallel on rayon's pool,
-//! so two at once only compete for the same cores and hold both working sets.
+//! target reads) start on their own threads as soon as they are ready,
+//! because they mostly wait. CPU stages take turns on one thread: each one is
+//! already data-parallel on rayon's pool, so two at once only compete for the
+//! same cores and hold both working sets.
 //! After a stage fails no new stage starts; those already running finish, so
 //! every independent error is reported together (a broken sheet and a missing
 //! folder in one run), and the order of errors follows the graph, not timing.
@@ -70,10 +71,9 @@ pub fn execute<E: Send>(
     thread::scope(|scope| {
         let (done_tx, done_rx) =
             mpsc::channel::<(usize, Duration, thread::Result<Result<(), E>>)>();
-        // CPU stages run one after another on one long-lived thread: besides
-        // taking turns, they then allocate from one malloc arena, so memory a
-        // stage frees is reused by the next instead of each new thread's arena
-        // growing its own (measured: 4-8 MiB more peak at 100k units).
+        // CPU stages run one after another on one long-lived thread: they
+        // take turns anyway, and one thread keeps their allocations in one
+        // malloc arena, where what a stage frees is there for the next.
         let (cpu_tx, cpu_rx) = mpsc::channel::<usize>();
         {
             let tx = done_tx.clone();
