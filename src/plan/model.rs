@@ -206,7 +206,7 @@ impl<V> SortedMap<V> {
             .ok()
             .map(|i| &self.0[i].1)
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> + Clone {
         self.0.iter().map(|(k, v)| (&**k, v))
     }
     pub fn keys(&self) -> impl Iterator<Item = &str> {

@@ -16,20 +16,6 @@ use super::junk::{JunkFilter, is_junk_path};
 use super::local::{ScannedFile, SourceScan};
 use super::{SourceError, SourceErrorKind};
 
-/// `RUNTIME.block_on(f)` for sync callers, and `RUNTIME.handle()`: the
-/// shared I/O runtime ([`crate::io_runtime`]).
-pub struct Runtime;
-pub static RUNTIME: Runtime = Runtime;
-
-impl Runtime {
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        crate::io_runtime::block_on(f)
-    }
-    pub fn handle(&self) -> tokio::runtime::Handle {
-        crate::io_runtime::handle()
-    }
-}
-
 /// A remote root: the operator (rooted at the prefix) and the URL as written.
 #[derive(Clone)]
 pub struct RemoteRoot {
@@ -304,7 +290,7 @@ fn list_under(
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
 ) -> Result<Listing, String> {
-    RUNTIME.block_on(async {
+    crate::io_runtime::block_on(async {
         let mut lister = root
             .op
             .lister_with(at)
@@ -367,7 +353,7 @@ fn list_under(
 /// Lists the first page under the root, within `timeout`: whether the source
 /// can be read at all (the wizard checks a path with it as it is typed).
 pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), String> {
-    RUNTIME.block_on(async {
+    crate::io_runtime::block_on(async {
         let first = async {
             let mut lister = root.op.lister_with("/").await.map_err(|e| short(&e))?;
             lister.try_next().await.map_err(|e| short(&e))?;
@@ -387,7 +373,7 @@ pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), Stri
 /// SHA-1 of a remote object, streamed.
 pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, SourceError> {
     let fail = |e: opendal::Error| source_error(&e, format!("{}/{rel}: {}", root.url, short(&e)));
-    RUNTIME.block_on(async {
+    crate::io_runtime::block_on(async {
         let reader = root.op.reader(rel).await.map_err(fail)?;
         let mut stream = reader.into_bytes_stream(..).await.map_err(fail)?;
         let mut h = Sha1::new();
@@ -407,17 +393,16 @@ pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, So
 pub fn open_read(root: &RemoteRoot, rel: &str) -> std::io::Result<impl std::io::Read + use<>> {
     let op = root.op.clone();
     let rel = rel.to_owned();
-    let stream = RUNTIME
-        .block_on(async move {
-            let reader = op.reader(&rel).await?;
-            reader.into_bytes_stream(..).await
-        })
-        .map_err(std::io::Error::other)?;
+    let stream = crate::io_runtime::block_on(async move {
+        let reader = op.reader(&rel).await?;
+        reader.into_bytes_stream(..).await
+    })
+    .map_err(std::io::Error::other)?;
     let stream = stream.map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
     Ok(tokio_util::io::SyncIoBridge::new_with_handle(
         reader,
-        RUNTIME.handle().clone(),
+        crate::io_runtime::handle().clone(),
     ))
 }
 
@@ -443,8 +428,7 @@ pub async fn byte_stream(
 
 /// Whether an object exists under the root.
 pub fn exists(root: &RemoteRoot, rel: &str) -> bool {
-    RUNTIME
-        .block_on(root.op.stat(rel.trim_start_matches("./")))
+    crate::io_runtime::block_on(root.op.stat(rel.trim_start_matches("./")))
         .is_ok_and(|m| m.is_file())
 }
 
@@ -569,13 +553,12 @@ impl super::Source for RemoteRoot {
         exists(self, rel)
     }
     fn read(&self, rel: &str) -> Result<Vec<u8>, SourceError> {
-        RUNTIME
-            .block_on(self.op.read(rel))
+        crate::io_runtime::block_on(self.op.read(rel))
             .map(|b| b.to_vec())
             .map_err(|e| source_error(&e, short(&e)))
     }
     fn read_if_exists(&self, rel: &str) -> Result<Option<Vec<u8>>, SourceError> {
-        match RUNTIME.block_on(self.op.read(rel)) {
+        match crate::io_runtime::block_on(self.op.read(rel)) {
             Ok(b) => Ok(Some(b.to_vec())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(source_error(&e, short(&e))),

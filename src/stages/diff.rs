@@ -18,25 +18,22 @@ pub enum Verdict {
 /// in hex (`None` when deferred to apply, for a remote source).
 pub type FileCheck<'a> = (&'a str, Option<&'a str>);
 
-/// Decides a valid unit's fate. `files` is sorted by spec; `meta_json` is the
-/// unit's merged meta.
-pub fn decide(
+/// Decides a valid unit's fate. `files` is sorted by spec (an iterator, so
+/// the planner's hot loop allocates nothing for it); `meta_json` is the unit's
+/// merged meta.
+pub fn decide<'a>(
     existing: Option<&[ExistingUnit]>,
-    files: &[FileCheck<'_>],
+    files: impl Iterator<Item = FileCheck<'a>> + Clone,
     meta_json: &str,
 ) -> Verdict {
     match existing {
         None | Some([]) => Verdict::Create,
         Some([one]) => {
             // A deferred file's SHA-1 is not known: its spec must match.
-            let same_files = if files.iter().any(|(_, sha)| sha.is_none()) {
-                one.same_specs(files.iter().map(|(spec, _)| *spec))
+            let same_files = if files.clone().any(|(_, sha)| sha.is_none()) {
+                one.same_specs(files.map(|(spec, _)| spec))
             } else {
-                one.same_files(
-                    files
-                        .iter()
-                        .map(|(spec, sha)| (*spec, sha.unwrap_or_default())),
-                )
+                one.same_files(files.map(|(spec, sha)| (spec, sha.unwrap_or_default())))
             };
             let same_meta = one.same_meta(meta_json);
             if same_files && same_meta {
@@ -84,11 +81,11 @@ mod tests {
     #[test]
     fn a_key_the_target_lacks_is_created() {
         assert_eq!(
-            decide(None, &[("image", Some("aa"))], "{}"),
+            decide(None, [("image", Some("aa"))].iter().copied(), "{}"),
             Verdict::Create
         );
         assert_eq!(
-            decide(Some(&[]), &[("image", Some("aa"))], "{}"),
+            decide(Some(&[]), [("image", Some("aa"))].iter().copied(), "{}"),
             Verdict::Create
         );
     }
@@ -102,7 +99,7 @@ mod tests {
         )];
         let mine = [("image", Some("aa")), ("label", Some("bb"))];
         assert_eq!(
-            decide(Some(&theirs), &mine, r#"{"b":2.0,"a":1}"#),
+            decide(Some(&theirs), mine.iter().copied(), r#"{"b":2.0,"a":1}"#),
             Verdict::Unchanged
         );
     }
@@ -111,18 +108,26 @@ mod tests {
     fn a_conflict_says_what_differs() {
         let theirs = [unit("7", &[("image", "aa")], r#"{"a":1}"#)];
         assert_eq!(
-            decide(Some(&theirs), &[("image", Some("ff"))], r#"{"a":1}"#),
+            decide(
+                Some(&theirs),
+                [("image", Some("ff"))].iter().copied(),
+                r#"{"a":1}"#
+            ),
             Verdict::Conflict("target unit 7 has the same key; files differ".into())
         );
         assert_eq!(
-            decide(Some(&theirs), &[("image", Some("ff"))], r#"{"a":2}"#),
+            decide(
+                Some(&theirs),
+                [("image", Some("ff"))].iter().copied(),
+                r#"{"a":2}"#
+            ),
             Verdict::Conflict("target unit 7 has the same key; files differ, meta differs".into())
         );
         // One spec more on our side is a difference too.
         assert!(matches!(
             decide(
                 Some(&theirs),
-                &[("image", Some("aa")), ("label", Some("bb"))],
+                [("image", Some("aa")), ("label", Some("bb"))].into_iter(),
                 r#"{"a":1}"#
             ),
             Verdict::Conflict(_)
@@ -133,11 +138,11 @@ mod tests {
     fn deferred_files_compare_by_spec_only() {
         let theirs = [unit("7", &[("image", "aa")], "{}")];
         assert_eq!(
-            decide(Some(&theirs), &[("image", None)], "{}"),
+            decide(Some(&theirs), [("image", None)].iter().copied(), "{}"),
             Verdict::Unchanged
         );
         assert!(matches!(
-            decide(Some(&theirs), &[("label", None)], "{}"),
+            decide(Some(&theirs), [("label", None)].iter().copied(), "{}"),
             Verdict::Conflict(_)
         ));
     }
@@ -146,7 +151,7 @@ mod tests {
     fn several_target_units_under_one_key_are_a_conflict() {
         let theirs = [unit("7", &[], "{}"), unit("9", &[], "{}")];
         assert_eq!(
-            decide(Some(&theirs), &[], "{}"),
+            decide(Some(&theirs), [].iter().copied(), "{}"),
             Verdict::Conflict("the target has 2 units with this key (7, 9)".into())
         );
     }

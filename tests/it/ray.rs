@@ -160,7 +160,7 @@ impl RayHead {
         let dashboard = format!("http://127.0.0.1:{dash}");
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let up = synup::source::remote::RUNTIME.block_on(async {
+            let up = synup::io_runtime::block_on(async {
                 reqwest::get(format!("{dashboard}/api/jobs/"))
                     .await
                     .is_ok_and(|r| r.status().is_success())

@@ -58,15 +58,14 @@ impl Moto {
         let op = self.op(bucket);
         // moto makes a bucket on an anonymous PUT of its URL.
         let url = format!("{}/{bucket}", self.endpoint);
-        let status = synup::source::remote::RUNTIME
-            .block_on(async {
-                reqwest::Client::new()
-                    .put(&url)
-                    .send()
-                    .await
-                    .map(|r| r.status())
-            })
-            .unwrap();
+        let status = synup::io_runtime::block_on(async {
+            reqwest::Client::new()
+                .put(&url)
+                .send()
+                .await
+                .map(|r| r.status())
+        })
+        .unwrap();
         assert!(status.is_success(), "create bucket: {status}");
         drop(op);
     }
@@ -74,16 +73,12 @@ impl Moto {
     pub(crate) fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
         let op = self.op(bucket);
         let body = body.into();
-        synup::source::remote::RUNTIME
-            .block_on(op.write(key, body))
-            .unwrap();
+        synup::io_runtime::block_on(op.write(key, body)).unwrap();
     }
 
     pub(crate) fn delete(&self, bucket: &str, key: &str) {
         let op = self.op(bucket);
-        synup::source::remote::RUNTIME
-            .block_on(op.delete(key))
-            .unwrap();
+        synup::io_runtime::block_on(op.delete(key)).unwrap();
     }
 }
 
@@ -169,9 +164,8 @@ fn an_s3_prefix_plans_and_applies_into_synup_serve_and_the_local_target() {
     assert_eq!(units.len(), 12);
     let u = units.iter().find(|u| u["meta"]["name"] == "p003").unwrap();
     let url = u["files"]["image_1"]["url"].as_str().unwrap().to_owned();
-    let body = synup::source::remote::RUNTIME
-        .block_on(async { reqwest::get(url).await?.text().await })
-        .unwrap();
+    let body =
+        synup::io_runtime::block_on(async { reqwest::get(url).await?.text().await }).unwrap();
     assert_eq!(body, "png 3");
 }
 
@@ -298,9 +292,8 @@ fn applies_into_serve(
         .find(|u| u["meta"]["name"] == "p002")
         .expect("p002");
     let url = u["files"]["label_1"]["url"].as_str().unwrap().to_owned();
-    let body = synup::source::remote::RUNTIME
-        .block_on(async { reqwest::get(url).await?.text().await })
-        .unwrap();
+    let body =
+        synup::io_runtime::block_on(async { reqwest::get(url).await?.text().await }).unwrap();
     assert_eq!(body, "{\"i\": 2}");
 }
 

@@ -69,13 +69,10 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                 let (action, conflict) = if !m.problems.is_empty() {
                     (Action::Invalid, None)
                 } else {
-                    let checks: Vec<stages::diff::FileCheck<'_>> = files
-                        .iter()
-                        .map(|(spec, f)| (spec, f.sha1.as_deref()))
-                        .collect();
+                    let checks = files.iter().map(|(spec, f)| (spec, f.sha1.as_deref()));
                     match stages::diff::decide(
                         existing.get(&u.key).map(Vec::as_slice),
-                        &checks,
+                        checks,
                         m.meta.get(),
                     ) {
                         Verdict::Create => (Action::Create, None),
