@@ -1,31 +1,32 @@
-//! The executor: runs the apply part of a plan against the local target.
+//! The executor: runs the apply part of a plan against any target.
 //!
-//! Work goes batch by batch (`upload.batch_size` units): the batch's files are
-//! copied into the store by `upload.workers` parallel workers, made durable with
-//! one `syncfs`, recorded in `files`; then the batch's units are registered in
-//! one transaction and journaled. A kill at any point leaves either a whole batch
-//! or none of it, and files that are stored but not yet referenced, which the
-//! next run reuses. Units that exist by the time their batch runs are skipped
-//! (same content) or failed as conflicts (other content), never duplicated.
+//! Work goes batch by batch (`upload.batch_size` units), [`Writer::pipeline`]
+//! batches at a time. For each batch: files planned with `checksum: apply`
+//! are stored first, which tells their SHA-1; units that exist by now are
+//! skipped (same content) or failed as conflicts (other content), never
+//! duplicated; the files the target lacks are stored (a file several batches
+//! share is stored once); then the units whose files all arrived are
+//! registered in one request or transaction and journaled. A kill at any
+//! point leaves the whole batch or none of it, plus stored files the next run
+//! reuses. What differs between targets (a SQLite catalog and a content store,
+//! or Synapse's presigned uploads) is behind [`Writer`]; everything the user
+//! sees (events, report, journal, crash points) is decided here, once.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use rayon::prelude::*;
-use serde_json::Value as Json;
+use futures_util::StreamExt;
 
 use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
-use super::journal::{JournalError, Record};
+use super::journal::{Journal, JournalError, Record};
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Plan, PlannedFile, PlannedUnit};
-use crate::recipe::resolve::FileSpec;
-use crate::target::local::{
-    Catalog, CatalogError, FileStore, LockWait, NewUnit, StoreError, TargetLock,
-};
+use crate::target::ExistingUnit;
+use crate::target::local::CatalogError;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
@@ -74,7 +75,7 @@ impl CrashPoint {
 }
 
 /// Dies the way `kill -9` kills: no destructors, no flushing.
-pub(crate) fn crash_now() -> ! {
+fn crash_now() -> ! {
     let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     std::process::abort()
 }
@@ -104,129 +105,152 @@ impl ApplySettings {
     }
 }
 
-/// Everything the executor needs besides the plan.
-pub struct ApplyTarget<'a> {
-    /// Folder the plan's roots are relative to (the recipe's folder).
-    pub recipe_dir: &'a Path,
-    /// The local target folder.
-    pub target_dir: &'a Path,
-    pub collection: &'a str,
-    pub specs: &'a [FileSpec],
-    pub meta_schema: Option<&'a Json>,
-    pub journal: PathBuf,
-    /// The recipe's roots: where planned files are read from.
-    pub roots: crate::source::Roots,
+/// A file to put into the target, and its SHA-1 unless the plan deferred it
+/// to apply (then the writer learns it while sending the bytes).
+pub(crate) struct Outgoing<'p> {
+    pub(crate) file: &'p PlannedFile,
+    pub(crate) sha1: Option<&'p str>,
 }
 
-impl ApplyTarget<'_> {
-    fn write_error(&self, e: std::io::Error) -> ApplyError {
-        ApplyError::TargetWrite {
-            path: self.target_dir.display().to_string(),
-            message: e.to_string(),
+/// A file now in the target.
+pub(crate) struct Stored {
+    pub(crate) sha1: String,
+    /// Bytes sent; `None` when the target turned out to hold the content.
+    pub(crate) written: Option<u64>,
+}
+
+/// What registering one unit came to.
+pub(crate) enum Registered {
+    Created(String),
+    /// The target already had it with the same content.
+    Unchanged(String),
+    Failed(String),
+}
+
+/// What a target does for the executor. Methods are async so a networked
+/// target keeps several batches in flight; the local one works synchronously
+/// inside them (its copies run on its own thread pool).
+pub(crate) trait Writer {
+    /// How the report names the target.
+    fn describe(&self) -> ReportTarget;
+    /// Batches in flight at once.
+    fn pipeline(&self) -> usize;
+    /// Reads what the run needs to know of the target before its first batch.
+    async fn prepare(&mut self) -> Result<(), ApplyError>;
+    /// Which of `sha1s` the target holds.
+    async fn holds(&self, sha1s: &[&str]) -> Result<HashSet<String>, ApplyError>;
+    /// The unit the target has under each of these units' keys, if any.
+    async fn existing(
+        &self,
+        units: &[&PlannedUnit],
+    ) -> Result<HashMap<String, ExistingUnit>, ApplyError>;
+    /// Puts `files` into the target, each durable once this returns, calling
+    /// `tally.file_stored()` as each arrives; a file that cannot be read or is
+    /// refused gets its reason. An error no other file would escape (the
+    /// target's disk is full) is returned instead.
+    async fn store(
+        &self,
+        files: &[Outgoing<'_>],
+        tally: &Tally,
+    ) -> Result<Vec<Result<Stored, String>>, ApplyError>;
+    /// Registers units whose files are all in place; one outcome per unit,
+    /// in order, and failures of follow-up work (tasks) that fail no unit.
+    async fn register(
+        &self,
+        units: &[&PlannedUnit],
+        project: Option<i64>,
+    ) -> Result<(Vec<Registered>, Vec<String>), ApplyError>;
+    /// Records how the run ended, best effort.
+    fn finish(&self, report: &ApplyReport);
+}
+
+/// Counts files stored in this run, for `SYNUP_CRASH_AT=files:N`.
+pub(crate) struct Tally {
+    stored: AtomicU64,
+    crash_at: Option<CrashPoint>,
+}
+
+impl Tally {
+    pub(crate) fn file_stored(&self) {
+        let n = self.stored.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.crash_at == Some(CrashPoint::AfterFiles(n)) {
+            crash_now();
         }
     }
 }
 
-pub fn execute(
+/// A file some batch is storing, or has: its SHA-1, or why not.
+type FileResult = Result<String, String>;
+
+/// State the batches of one run share (one task: no locks needed).
+struct Run<'a, W> {
+    writer: &'a W,
+    settings: &'a ApplySettings,
+    observer: &'a dyn ApplyObserver,
+    report: RefCell<ApplyReport>,
+    journal: RefCell<Journal>,
+    /// Files the target held before this run.
+    preexisting: HashSet<String>,
+    reported_present: RefCell<HashSet<String>>,
+    /// Files the target holds, or this run stored.
+    known: RefCell<HashSet<String>>,
+    /// Files some batch is storing; others wait for the outcome.
+    in_flight: RefCell<HashMap<String, Rc<tokio::sync::OnceCell<FileResult>>>>,
+    /// SHA-1s of files planned with `checksum: apply`, as they are learned.
+    learned: RefCell<Learned>,
+    tally: Tally,
+}
+
+/// Applies `plan` through `writer`: the one executor every target runs.
+pub(crate) async fn execute<W: Writer>(
     plan: &Plan,
-    target: &ApplyTarget<'_>,
+    mut writer: W,
+    apply_id: &str,
+    journal_path: &std::path::Path,
     settings: &ApplySettings,
     observer: &dyn ApplyObserver,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
-    let write_err = |e| target.write_error(e);
-
-    // One apply per target at a time; the OS drops the lock if we die.
-    let _lock = match TargetLock::try_acquire(target.target_dir).map_err(write_err)? {
-        LockWait::Acquired(lock) => lock,
-        LockWait::Busy(file) => {
-            observer.on(&ApplyEvent::WaitingForLock {
-                path: &target.target_dir.display().to_string(),
-            });
-            TargetLock::wait(file).map_err(write_err)?
-        }
-    };
-    let mut catalog = Catalog::open(target.target_dir)?;
-    let store = FileStore::open(target.target_dir).map_err(write_err)?;
-    store.clean_tmp();
-    let collection =
-        catalog.ensure_collection(target.collection, target.specs, target.meta_schema)?;
-    let apply_id = super::new_apply_id();
-    catalog.begin_apply(
-        &apply_id,
-        collection,
-        &plan.recipe.name,
-        &plan.recipe.path,
-        &plan.plan_hash,
-    )?;
-    let super::Run {
+    let super::Begun {
         journal,
         mut previous,
         report,
         creates,
-        ..
-    } = super::begin_run(
-        plan,
-        &apply_id,
-        &target.journal,
-        ReportTarget {
-            backend: "local".into(),
-            data_collection: target.collection.to_owned(),
-            path: plan.target.path.clone().unwrap_or_default(),
-        },
-        observer,
-    )?;
-
-    let copier = Copier {
-        roots: &target.roots,
-        pool: rayon::ThreadPoolBuilder::new()
-            .num_threads(settings.workers.max(1))
-            .build()
-            .ok(),
-        stored_in_run: AtomicU64::new(0),
-        crash_at: settings.crash_at,
+        distinct,
+    } = super::begin_run(plan, apply_id, journal_path, writer.describe(), observer)?;
+    let prepared = async {
+        writer.prepare().await?;
+        let wanted: Vec<&str> = distinct.keys().copied().collect();
+        writer.holds(&wanted).await
+    }
+    .await;
+    let (mut report, mut journal, outcome) = match prepared {
+        Err(e) => (report, journal, Err(e)),
+        Ok(known) => {
+            let run = Run {
+                writer: &writer,
+                settings,
+                observer,
+                report: RefCell::new(report),
+                journal: RefCell::new(journal),
+                preexisting: known.clone(),
+                reported_present: RefCell::new(HashSet::new()),
+                known: RefCell::new(known),
+                in_flight: RefCell::new(HashMap::new()),
+                learned: RefCell::new(Learned::new(std::mem::take(&mut previous.learned))),
+                tally: Tally {
+                    stored: AtomicU64::new(0),
+                    crash_at: settings.crash_at,
+                },
+            };
+            let outcome = run.all_batches(&creates).await;
+            (run.report.into_inner(), run.journal.into_inner(), outcome)
+        }
     };
-    let mut run = LocalRun {
-        target,
-        settings,
-        observer,
-        catalog,
-        store,
-        collection,
-        apply_id: &apply_id,
-        journal,
-        report,
-        copier,
-        primary_spec: target
-            .specs
-            .iter()
-            .find(|s| s.is_primary)
-            .map(|s| s.name.as_str()),
-        learned: Learned::new(std::mem::take(&mut previous.learned)),
-    };
-    let outcome = creates
-        .chunks(settings.batch_size.max(1))
-        .enumerate()
-        .try_for_each(|(i, batch)| run.batch(i as u64 + 1, batch));
-    let LocalRun {
-        catalog,
-        mut journal,
-        mut report,
-        ..
-    } = run;
-
     report.close(started.elapsed(), outcome.is_err());
-    let _ = catalog.finish_apply(
-        &apply_id,
-        &report.status,
-        report.units.created,
-        report.units.unchanged,
-        report.units.failed,
-        report.files.uploaded,
-        report.bytes_uploaded,
-    );
+    writer.finish(&report);
     let _ = journal.append(&[Record::End {
-        apply: apply_id,
+        apply: apply_id.to_owned(),
         status: report.status.clone(),
     }]);
     let _ = journal.sync();
@@ -234,307 +258,494 @@ pub fn execute(
     outcome.map(|()| report)
 }
 
-/// One local apply in progress: what its batches share.
-struct LocalRun<'a> {
-    target: &'a ApplyTarget<'a>,
-    settings: &'a ApplySettings,
-    observer: &'a dyn ApplyObserver,
-    catalog: Catalog,
-    store: FileStore,
-    collection: i64,
-    apply_id: &'a str,
-    journal: super::journal::Journal,
-    report: ApplyReport,
-    copier: Copier<'a>,
-    primary_spec: Option<&'a str>,
-    /// SHA-1s of files planned with `checksum: apply`, as they are learned.
-    learned: Learned,
-}
-
-impl LocalRun<'_> {
-    /// One batch: learn deferred checksums, skip units that appeared since
-    /// the plan, store the files the catalog lacks, register the rest in one
-    /// transaction, journal it. A kill at any point leaves the whole batch or
-    /// none of it.
-    fn batch(&mut self, batch_no: u64, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
-        let (deferred_failed, learned_now) = self.learn_deferred(batch)?;
-        let filled = self.learned.fill(batch);
-        let batch: Vec<&PlannedUnit> = filled.iter().map(|u| u.as_ref()).collect();
-        let (todo, journal_units) = self.skip_existing(&batch)?;
-        let failed_files = self.store_files(&todo, &learned_now)?;
-        let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
-        for u in todo {
-            match super::failed_files_of(u, |id| {
-                failed_files.get(id).or_else(|| deferred_failed.get(id))
-            }) {
-                None => ready.push(u),
-                Some(reason) => self.report.fail_unit(self.observer, &u.key, &reason),
-            }
+impl<W: Writer> Run<'_, W> {
+    /// The batches, `pipeline` at a time; the first error stops the run (the
+    /// batches in flight are dropped: what they stored is reused next time).
+    async fn all_batches(&self, creates: &[&PlannedUnit]) -> Result<(), ApplyError> {
+        let batches = creates.chunks(self.settings.batch_size.max(1)).enumerate();
+        let mut stream = futures_util::stream::iter(batches)
+            .map(|(i, batch)| self.batch(i as u64 + 1, batch))
+            .buffer_unordered(self.writer.pipeline().max(1));
+        while let Some(done) = stream.next().await {
+            done?;
         }
-        self.register(batch_no, &ready, journal_units)
+        Ok(())
     }
 
-    /// Stores the batch's files planned with `checksum: apply`, which tells
-    /// their SHA-1; returns the files that failed (by identity) and the
-    /// SHA-1s stored now.
-    fn learn_deferred(
-        &mut self,
-        batch: &[&PlannedUnit],
-    ) -> Result<(HashMap<String, String>, HashSet<String>), ApplyError> {
-        let target = self.target;
-        let unknown: Vec<(String, &PlannedFile)> =
-            self.learned.unknown(batch).into_iter().collect();
-        let (copier, store) = (&self.copier, &self.store);
-        let learnt = copier.run(&unknown, |(_, f)| {
-            let shown = f.shown();
-            let local = target.recipe_dir.join(&*f.root).join(&f.path);
-            copier
-                .open(&shown, &local)
-                .and_then(|input| store.put_learning(input, &shown))
-        });
-        let mut failed: HashMap<String, String> = HashMap::new();
-        let mut learned_now: Vec<(String, u64, String)> = Vec::new();
-        let mut records = Vec::new();
-        for ((id, f), result) in unknown.iter().zip(learnt) {
-            match result {
-                Ok((sha, bytes)) => {
-                    self.report.count_stored(self.observer, bytes);
-                    records.push(self.learned.insert(f, &sha));
-                    records.push(Record::File { sha1: sha.clone() });
-                    let rel = FileStore::relative_path(&sha);
-                    learned_now.push((sha, f.size, rel));
-                }
-                Err(StoreError::Write { source, .. }) => return Err(target.write_error(source)),
-                Err(e) => {
-                    let reason = e.to_string();
-                    self.report.fail_file(self.observer, &f.shown(), &reason);
-                    failed.insert(id.clone(), reason);
-                }
-            }
-        }
-        if !learned_now.is_empty() {
-            self.store.sync().map_err(|e| target.write_error(e))?;
-            self.catalog.add_files(&learned_now)?;
-            self.journal.append(&records)?;
-        }
-        Ok((
-            failed,
-            learned_now.into_iter().map(|(sha, _, _)| sha).collect(),
-        ))
-    }
+    async fn batch(&self, batch_no: u64, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
+        let observer = self.observer;
+        let mut file_errors: HashMap<String, String> = HashMap::new();
 
-    /// Units that appeared in the target since the plan: the same content is
-    /// skipped (and journaled), other content fails as a conflict; never a
-    /// duplicate. Returns the units still to create and the journal records.
-    fn skip_existing<'u>(
-        &mut self,
-        batch: &[&'u PlannedUnit],
-    ) -> Result<(Vec<&'u PlannedUnit>, Vec<Record>), ApplyError> {
-        let keys: Vec<&str> = batch.iter().map(|u| u.key.as_str()).collect();
-        let existing = self.catalog.units_by_key(self.collection, &keys)?;
-        let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
-        let mut records = Vec::new();
-        for u in batch {
-            match existing.get(&u.key).and_then(|v| v.first()) {
-                None => todo.push(u),
-                Some(have) => {
-                    if have.same_files(u.files.checksums()) && have.same_meta(u.meta.get()) {
-                        self.report.units.unchanged += 1;
-                        records.push(Record::Unit {
-                            key: u.key.clone(),
-                            id: have.id.clone(),
-                        });
-                        self.observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
-                    } else {
-                        let reason = format!(
-                            "conflict: the target already has unit {} with this key and other content",
-                            have.id
-                        );
-                        self.report.fail_unit(self.observer, &u.key, &reason);
-                    }
-                }
-            }
-        }
-        Ok((todo, records))
-    }
-
-    /// Copies the files these units need that the catalog does not hold yet
-    /// (those in `learned_now` were just stored), syncs them, records them;
-    /// returns the files that failed (by SHA-1).
-    fn store_files(
-        &mut self,
-        todo: &[&PlannedUnit],
-        learned_now: &HashSet<String>,
-    ) -> Result<HashMap<String, String>, ApplyError> {
-        let target = self.target;
-        let mut needed: BTreeMap<&str, (PathBuf, u64, String)> = BTreeMap::new();
-        for u in todo {
-            for f in u.files.values() {
-                if let Some(sha) = &f.sha1 {
-                    needed.entry(sha.as_str()).or_insert_with(|| {
-                        (
-                            target.recipe_dir.join(&*f.root).join(&f.path),
-                            f.size,
-                            f.shown(),
-                        )
-                    });
-                }
-            }
-        }
-        // Those stored just now were counted when they were.
-        needed.retain(|sha, _| !learned_now.contains(*sha));
-        let wanted: Vec<&str> = needed.keys().copied().collect();
-        let known = self.catalog.known_checksums(&wanted)?;
-        let to_store: Vec<(&str, &(PathBuf, u64, String))> = needed
+        // Files planned with `checksum: apply` are stored first, which tells
+        // their SHA-1; then the batch goes on as if it had been planned.
+        let unknown = self.learned.borrow().unknown(batch);
+        let deferred: BTreeMap<String, Outgoing<'_>> = unknown
             .iter()
-            .filter(|(s, _)| !known.contains(**s))
-            .map(|(s, v)| (*s, v))
-            .collect();
-        self.report.files.already_present += (needed.len() - to_store.len()) as u64;
-        for _ in 0..(needed.len() - to_store.len()) {
-            self.observer.on(&ApplyEvent::FileStored { bytes: 0 });
-        }
-        let (copier, store) = (&self.copier, &self.store);
-        let results = copier.run(&to_store, |(sha, (src, _, shown))| {
-            match target.roots.remote_of(shown) {
-                Some(_) => copier
-                    .open(shown, src)
-                    .and_then(|input| store.put_from(input, shown, sha)),
-                None => store.put(src, sha),
-            }
-        });
-        let mut stored: Vec<(String, u64, String)> = Vec::new();
-        let mut failed: HashMap<String, String> = HashMap::new();
-        for ((sha, (_, size, shown)), result) in to_store.iter().zip(results) {
-            match result {
-                Ok(bytes) => {
-                    self.report.count_stored(self.observer, bytes);
-                    stored.push(((*sha).to_owned(), *size, FileStore::relative_path(sha)));
-                }
-                Err(StoreError::Write { source, .. }) => return Err(target.write_error(source)),
-                Err(e) => {
-                    let reason = e.to_string();
-                    self.report.fail_file(self.observer, shown, &reason);
-                    failed.insert((*sha).to_owned(), reason);
-                }
-            }
-        }
-        if !stored.is_empty() {
-            self.store.sync().map_err(|e| target.write_error(e))?;
-            self.catalog.add_files(&stored)?;
-            self.journal.append(
-                &stored
-                    .iter()
-                    .map(|(sha, _, _)| Record::File { sha1: sha.clone() })
-                    .collect::<Vec<_>>(),
-            )?;
-        }
-        Ok(failed)
-    }
-
-    /// Registers `ready` (every file in place) in one transaction, then
-    /// journals the batch (`records` holds its skipped units already).
-    fn register(
-        &mut self,
-        batch_no: u64,
-        ready: &[&PlannedUnit],
-        mut records: Vec<Record>,
-    ) -> Result<(), ApplyError> {
-        let primary_spec = self.primary_spec;
-        let new_units: Vec<NewUnit<'_>> = ready
-            .iter()
-            .map(|u| NewUnit {
-                key: &u.key,
-                meta_json: u.meta.get(),
-                files: u
-                    .files
-                    .iter()
-                    .map(|(spec, f)| {
-                        (
-                            spec,
-                            f.sha1.as_deref().unwrap_or_default(),
-                            f.path.as_str(),
-                            f.size,
-                            primary_spec == Some(spec),
-                        )
-                    })
-                    .collect(),
+            .map(|(id, f)| {
+                (
+                    id.clone(),
+                    Outgoing {
+                        file: f,
+                        sha1: None,
+                    },
+                )
             })
             .collect();
+        let mut records = Vec::new();
+        for (id, result) in self.transfer(deferred).await? {
+            match result {
+                Ok(sha) => records.push(self.learned.borrow_mut().insert(unknown[&id], &sha)),
+                Err(e) => {
+                    file_errors.insert(id, e);
+                }
+            }
+        }
+        if !records.is_empty() {
+            self.journal.borrow_mut().append(&records)?;
+        }
+        let filled = self.learned.borrow().fill(batch);
+        let batch: Vec<&PlannedUnit> = filled.iter().map(|u| u.as_ref()).collect();
+
+        // Units that appeared since the plan: never a duplicate.
+        let existing = self.writer.existing(&batch).await?;
+        let mut records = Vec::new();
+        let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
+        for u in batch {
+            match existing.get(&u.key) {
+                None => todo.push(u),
+                Some(have)
+                    if have.same_files(u.files.checksums()) && have.same_meta(u.meta.get()) =>
+                {
+                    self.report.borrow_mut().units.unchanged += 1;
+                    records.push(Record::Unit {
+                        key: u.key.clone(),
+                        id: have.id.clone(),
+                    });
+                    observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
+                }
+                Some(have) => self.report.borrow_mut().fail_unit(
+                    observer,
+                    &u.key,
+                    &format!(
+                        "conflict: the target already has unit {} with this key and other content",
+                        have.id
+                    ),
+                ),
+            }
+        }
+
+        // The files these units need that the target lacks.
+        let mut wanted: BTreeMap<String, Outgoing<'_>> = BTreeMap::new();
+        for u in &todo {
+            for f in u.files.values() {
+                let Some(sha) = f.sha1.as_deref() else {
+                    continue;
+                };
+                if self.preexisting.contains(sha)
+                    && self.reported_present.borrow_mut().insert(sha.to_owned())
+                {
+                    self.report.borrow_mut().count_stored(observer, None);
+                }
+                wanted.entry(sha.to_owned()).or_insert(Outgoing {
+                    file: f,
+                    sha1: Some(sha),
+                });
+            }
+        }
+        for (sha, result) in self.transfer(wanted).await? {
+            if let Err(e) = result {
+                file_errors.insert(sha, e);
+            }
+        }
+
+        // Units whose files are all there are registered.
+        let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
+        for u in todo {
+            match super::failed_files_of(u, |id| file_errors.get(id)) {
+                None => ready.push(u),
+                Some(reason) => self
+                    .report
+                    .borrow_mut()
+                    .fail_unit(observer, &u.key, &reason),
+            }
+        }
         let crash_at = self.settings.crash_at;
         if crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {
             crash_now();
         }
-        let ids = if new_units.is_empty() {
-            Vec::new()
+        let (outcomes, task_failures) = if ready.is_empty() {
+            Default::default()
         } else {
-            self.catalog.create_units(
-                self.collection,
-                self.apply_id,
-                self.settings.project,
-                &new_units,
-            )?
+            self.writer.register(&ready, self.settings.project).await?
         };
         if crash_at == Some(CrashPoint::AfterCommit(batch_no)) {
             crash_now();
         }
-        for (u, id) in ready.iter().zip(&ids) {
-            self.report.units.created += 1;
+        let mut report = self.report.borrow_mut();
+        for (u, outcome) in ready.iter().zip(outcomes) {
+            let id = match outcome {
+                Registered::Created(id) => {
+                    report.units.created += 1;
+                    observer.on(&ApplyEvent::UnitCreated { key: &u.key });
+                    id
+                }
+                Registered::Unchanged(id) => {
+                    report.units.unchanged += 1;
+                    observer.on(&ApplyEvent::UnitUnchanged { key: &u.key });
+                    id
+                }
+                Registered::Failed(reason) => {
+                    report.fail_unit(observer, &u.key, &reason);
+                    continue;
+                }
+            };
             records.push(Record::Unit {
                 key: u.key.clone(),
-                id: id.to_string(),
+                id,
             });
-            self.observer.on(&ApplyEvent::UnitCreated { key: &u.key });
         }
-        self.journal.append(&records)?;
-        self.journal.sync()?;
+        for reason in task_failures {
+            report.failures.push(super::report::Failure {
+                kind: "task".into(),
+                key: None,
+                path: None,
+                reason,
+            });
+        }
+        drop(report);
+        let mut journal = self.journal.borrow_mut();
+        journal.append(&records)?;
+        journal.sync()?;
         Ok(())
     }
-}
 
-/// Copies files into the store on the worker pool, counting the files stored
-/// in this run (for `SYNUP_CRASH_AT=files:N`).
-struct Copier<'a> {
-    roots: &'a crate::source::Roots,
-    pool: Option<rayon::ThreadPool>,
-    stored_in_run: AtomicU64,
-    crash_at: Option<CrashPoint>,
-}
-
-impl Copier<'_> {
-    /// The bytes of the file shown as `root/path`: a remote object, or `local`.
-    fn open(&self, shown: &str, local: &Path) -> Result<Box<dyn Read + Send>, StoreError> {
-        let read_err = |source| StoreError::Read {
-            path: shown.to_owned(),
-            source,
+    /// Gets `files` (by SHA-1, or by identity when the SHA-1 is to be
+    /// learned) into the target: those it holds are skipped, those another
+    /// batch is storing are waited for, the rest are stored here and
+    /// journaled. Returns each file's outcome.
+    async fn transfer(
+        &self,
+        mut files: BTreeMap<String, Outgoing<'_>>,
+    ) -> Result<Vec<(String, FileResult)>, ApplyError> {
+        let mut results = Vec::with_capacity(files.len());
+        let mut waits: Vec<(String, Rc<tokio::sync::OnceCell<FileResult>>)> = Vec::new();
+        {
+            let known = self.known.borrow();
+            let mut in_flight = self.in_flight.borrow_mut();
+            files.retain(|id, _| {
+                if known.contains(id) {
+                    results.push((id.clone(), Ok(id.clone())));
+                    return false;
+                }
+                if let Some(cell) = in_flight.get(id) {
+                    waits.push((id.clone(), cell.clone()));
+                    return false;
+                }
+                in_flight.insert(id.clone(), Rc::new(tokio::sync::OnceCell::new()));
+                true
+            });
+        }
+        let (ids, outgoing): (Vec<String>, Vec<Outgoing<'_>>) = files.into_iter().unzip();
+        let stored = match self.writer.store(&outgoing, &self.tally).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Batches waiting on these files learn they failed.
+                for id in &ids {
+                    if let Some(cell) = self.in_flight.borrow().get(id) {
+                        let _ = cell.set(Err(e.to_string()));
+                    }
+                }
+                return Err(e);
+            }
         };
-        match self.roots.locate(shown) {
-            Some((source, rel)) => source.open(rel).map_err(read_err),
-            None => std::fs::File::open(local)
-                .map(|f| Box::new(f) as Box<dyn Read + Send>)
-                .map_err(read_err),
+        let mut records = Vec::new();
+        for ((id, out), result) in ids.into_iter().zip(&outgoing).zip(stored) {
+            let result = match result {
+                Ok(s) => {
+                    self.report
+                        .borrow_mut()
+                        .count_stored(self.observer, s.written);
+                    self.known.borrow_mut().insert(s.sha1.clone());
+                    records.push(Record::File {
+                        sha1: s.sha1.clone(),
+                    });
+                    Ok(s.sha1)
+                }
+                Err(reason) => {
+                    self.report
+                        .borrow_mut()
+                        .fail_file(self.observer, &out.file.shown(), &reason);
+                    Err(reason)
+                }
+            };
+            if let Some(cell) = self.in_flight.borrow().get(&id) {
+                let _ = cell.set(result.clone());
+            }
+            results.push((id, result));
+        }
+        if !records.is_empty() {
+            self.journal.borrow_mut().append(&records)?;
+        }
+        for (id, cell) in waits {
+            // Another batch owns it; its outcome is ours.
+            let result = loop {
+                if let Some(r) = cell.get() {
+                    break r.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            };
+            results.push((id, result));
+        }
+        Ok(results)
+    }
+}
+
+/// The executor against an in-memory target: what it does to any target,
+/// whatever that target's writer.
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::apply::Silent;
+    use crate::apply::journal;
+
+    /// A target that holds its files and units in memory. Each `store` yields
+    /// first, so batches in flight interleave as they do over a network.
+    #[derive(Default)]
+    struct Memory {
+        files: RefCell<BTreeSet<String>>,
+        /// How many times each SHA-1 was sent.
+        sent: RefCell<BTreeMap<String, u32>>,
+        units: RefCell<BTreeMap<String, ExistingUnit>>,
+        /// Files (by path) that cannot be read.
+        unreadable: Vec<&'static str>,
+        /// `store` fails the whole run (a full disk).
+        broken: bool,
+    }
+
+    impl Writer for &Memory {
+        fn describe(&self) -> ReportTarget {
+            ReportTarget {
+                backend: "memory".into(),
+                data_collection: "c".into(),
+                path: String::new(),
+            }
+        }
+        fn pipeline(&self) -> usize {
+            3
+        }
+        async fn prepare(&mut self) -> Result<(), ApplyError> {
+            Ok(())
+        }
+        async fn holds(&self, sha1s: &[&str]) -> Result<HashSet<String>, ApplyError> {
+            let files = self.files.borrow();
+            Ok(sha1s
+                .iter()
+                .filter(|s| files.contains(**s))
+                .map(|s| (*s).to_owned())
+                .collect())
+        }
+        async fn existing(
+            &self,
+            units: &[&PlannedUnit],
+        ) -> Result<HashMap<String, ExistingUnit>, ApplyError> {
+            let have = self.units.borrow();
+            Ok(units
+                .iter()
+                .filter_map(|u| Some((u.key.clone(), have.get(&u.key)?.clone())))
+                .collect())
+        }
+        async fn store(
+            &self,
+            files: &[Outgoing<'_>],
+            tally: &Tally,
+        ) -> Result<Vec<Result<Stored, String>>, ApplyError> {
+            tokio::task::yield_now().await;
+            if self.broken {
+                return Err(ApplyError::TargetWrite {
+                    path: "memory".into(),
+                    message: "no space left on device".into(),
+                });
+            }
+            Ok(files
+                .iter()
+                .map(|o| {
+                    if self.unreadable.contains(&o.file.path.as_str()) {
+                        return Err("cannot read it".to_owned());
+                    }
+                    let sha1 = o.sha1.map(str::to_owned).unwrap_or_default();
+                    *self.sent.borrow_mut().entry(sha1.clone()).or_default() += 1;
+                    self.files.borrow_mut().insert(sha1.clone());
+                    tally.file_stored();
+                    Ok(Stored {
+                        sha1,
+                        written: Some(o.file.size),
+                    })
+                })
+                .collect())
+        }
+        async fn register(
+            &self,
+            units: &[&PlannedUnit],
+            _project: Option<i64>,
+        ) -> Result<(Vec<Registered>, Vec<String>), ApplyError> {
+            let mut have = self.units.borrow_mut();
+            Ok((
+                units
+                    .iter()
+                    .map(|u| {
+                        let id = (have.len() + 1).to_string();
+                        let files = u
+                            .files
+                            .checksums()
+                            .map(|(s, h)| (s.to_owned(), h.to_owned()))
+                            .collect();
+                        have.insert(
+                            u.key.clone(),
+                            ExistingUnit {
+                                id: id.clone(),
+                                files,
+                                meta_json: u.meta.get().to_owned(),
+                            },
+                        );
+                        Registered::Created(id)
+                    })
+                    .collect(),
+                Vec::new(),
+            ))
+        }
+        fn finish(&self, _report: &ApplyReport) {}
+    }
+
+    /// A plan of `n` units, each an image of its own and a label every unit
+    /// shares, with its journal path.
+    fn plan_of(dir: &std::path::Path, n: usize) -> (Plan, std::path::PathBuf) {
+        for i in 0..n {
+            let u = dir.join(format!("data/u{i}"));
+            std::fs::create_dir_all(&u).unwrap();
+            std::fs::write(u.join("scan.png"), format!("image {i}")).unwrap();
+            std::fs::write(u.join("scan.json"), "{}").unwrap();
+        }
+        std::fs::write(
+            dir.join("collection.json"),
+            r#"{"name": "ct", "file_specifications": [
+                {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
+                {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": true}]}"#,
+        )
+        .unwrap();
+        let recipe = dir.join("recipe.yaml");
+        std::fs::write(
+            &recipe,
+            "version: 1\nname: t\ntarget: {backend: local}\ncollection: {file: collection.json}\nsource: {path: data}\n",
+        )
+        .unwrap();
+        let loaded = crate::recipe::load(recipe.to_str().unwrap()).unwrap();
+        let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+        let plan = crate::plan::build_plan(
+            &loaded,
+            &resolved,
+            &crate::target::EmptyTarget,
+            &Default::default(),
+        )
+        .unwrap()
+        .into_executable();
+        (plan, dir.join("journal.jsonl"))
+    }
+
+    fn settings(batch_size: usize) -> ApplySettings {
+        ApplySettings {
+            workers: 2,
+            batch_size,
+            retries: 0,
+            project: None,
+            crash_at: None,
         }
     }
 
-    /// `copy` over `items`, in parallel on the pool.
-    fn run<T: Sync, R: Send>(
-        &self,
-        items: &[T],
-        copy: impl Fn(&T) -> Result<R, StoreError> + Sync,
-    ) -> Vec<Result<R, StoreError>> {
-        let one = |item: &T| {
-            let r = copy(item);
-            if r.is_ok() {
-                let n = self.stored_in_run.fetch_add(1, Ordering::SeqCst) + 1;
-                if self.crash_at == Some(CrashPoint::AfterFiles(n)) {
-                    crash_now();
-                }
-            }
-            r
+    fn run(
+        plan: &Plan,
+        target: &Memory,
+        journal: &std::path::Path,
+        batch: usize,
+    ) -> Result<ApplyReport, ApplyError> {
+        crate::io_runtime::block_on(execute(
+            plan,
+            target,
+            "run-1",
+            journal,
+            &settings(batch),
+            &Silent,
+        ))
+    }
+
+    #[test]
+    fn a_file_shared_by_batches_in_flight_is_sent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, journal) = plan_of(dir.path(), 6);
+        let target = Memory::default();
+        let report = run(&plan, &target, &journal, 1).unwrap();
+        assert_eq!((report.units.created, report.units.failed), (6, 0));
+        // Six images and one label, each sent once although three
+        // one-unit batches wanted the label at the same time.
+        assert_eq!(report.files.uploaded, 7);
+        assert!(target.sent.borrow().values().all(|n| *n == 1));
+        assert_eq!(target.units.borrow().len(), 6);
+        let (state, _) = journal::read(&journal).unwrap();
+        assert_eq!(state.units.len(), 6);
+        assert_eq!(state.files.len(), 7);
+
+        // Again: every unit is there with the same content.
+        let again = run(&plan, &target, &journal, 4).unwrap();
+        assert_eq!((again.units.created, again.units.unchanged), (0, 6));
+        assert_eq!(again.files.uploaded, 0);
+    }
+
+    #[test]
+    fn an_unreadable_file_fails_its_unit_and_a_conflict_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, journal) = plan_of(dir.path(), 4);
+        let mut target = Memory {
+            unreadable: vec!["u1/scan.png"],
+            ..Memory::default()
         };
-        match &self.pool {
-            Some(pool) => pool.install(|| items.par_iter().map(one).collect()),
-            None => items.iter().map(one).collect(),
-        }
+        let taken = ExistingUnit {
+            id: "99".into(),
+            files: vec![("image".into(), "0".repeat(40))],
+            meta_json: "{}".into(),
+        };
+        target.units.get_mut().insert("u2".into(), taken.clone());
+        let report = run(&plan, &target, &journal, 2).unwrap();
+        assert_eq!(report.units.created, 2);
+        let failed: Vec<(&str, Option<&str>)> = report
+            .failures
+            .iter()
+            .map(|f| (f.kind.as_str(), f.key.as_deref().or(f.path.as_deref())))
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                ("file", Some("data/u1/scan.png")),
+                ("unit", Some("u1")),
+                ("unit", Some("u2")),
+            ]
+        );
+        assert_eq!(target.units.borrow()["u2"], taken);
+        assert_eq!(report.status, "failed");
+    }
+
+    #[test]
+    fn a_target_that_cannot_be_written_aborts_and_journals_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, journal) = plan_of(dir.path(), 3);
+        let target = Memory {
+            broken: true,
+            ..Memory::default()
+        };
+        let err = run(&plan, &target, &journal, 1).unwrap_err();
+        assert!(matches!(err, ApplyError::TargetWrite { .. }), "{err}");
+        assert!(target.units.borrow().is_empty());
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert!(text.lines().last().unwrap().contains("aborted"), "{text}");
     }
 }

@@ -1,23 +1,26 @@
 //! Apply: execute a plan against a target, journaled and resumable.
 //!
-//! `staleness` decides whether a saved plan still matches its inputs; `execute`
-//! does the work and emits [`events::ApplyEvent`]s; `journal` records progress
-//! under `.synup/`; `report` is the end report.
+//! `saved`, `integrity` and `staleness` decide whether a saved plan may run;
+//! `target` opens the recipe's target; `execute` is the one executor, which
+//! drives a target's writer (`local`, `synapse`), emits
+//! [`events::ApplyEvent`]s, records progress in `journal` under `.synup/`
+//! and ends with a `report`.
 
 pub mod deferred;
 pub mod events;
 pub mod execute;
 pub mod integrity;
 pub mod journal;
-pub mod remote;
+pub mod local;
 pub mod report;
 pub mod saved;
 pub mod shard;
 pub mod staleness;
+pub mod synapse;
 pub mod target;
 
 pub use events::{ApplyEvent, ApplyObserver, Silent};
-pub use execute::{ApplyError, ApplySettings, ApplyTarget, CrashPoint, execute};
+pub use execute::{ApplyError, ApplySettings, CrashPoint};
 pub use report::ApplyReport;
 
 /// The first `shown` of `lines`, indented, and a count of the rest: how a
@@ -75,7 +78,7 @@ pub(crate) fn new_apply_id() -> String {
 
 /// What every executor does first, whatever the target: journal the run's
 /// start, begin its report, and tell the observer what there is to create.
-pub(crate) struct Run<'p> {
+pub(crate) struct Begun<'p> {
     pub journal: journal::Journal,
     /// What earlier runs of this journal recorded.
     pub previous: journal::JournalState,
@@ -91,7 +94,7 @@ pub(crate) fn begin_run<'p>(
     journal_path: &std::path::Path,
     target: report::ReportTarget,
     observer: &dyn ApplyObserver,
-) -> Result<Run<'p>, journal::JournalError> {
+) -> Result<Begun<'p>, journal::JournalError> {
     let (mut journal, previous) = journal::Journal::open(journal_path)?;
     journal.append(&[journal::Record::Start {
         apply: apply_id.to_owned(),
@@ -104,7 +107,7 @@ pub(crate) fn begin_run<'p>(
         .filter(|u| u.action == crate::plan::Action::Create)
         .collect();
     let distinct = announce(observer, &creates);
-    Ok(Run {
+    Ok(Begun {
         journal,
         previous,
         report,

@@ -105,16 +105,19 @@ impl ApplyReport {
         report
     }
 
-    /// A file the executor put into the store: `bytes` written, or 0 when the
-    /// store already had its content.
-    pub fn count_stored(&mut self, observer: &dyn super::ApplyObserver, bytes: u64) {
-        if bytes > 0 {
-            self.files.uploaded += 1;
-            self.bytes_uploaded += bytes;
-        } else {
-            self.files.already_present += 1;
+    /// A file now in the target: `written` bytes, or `None` when the target
+    /// already had its content.
+    pub fn count_stored(&mut self, observer: &dyn super::ApplyObserver, written: Option<u64>) {
+        match written {
+            Some(bytes) => {
+                self.files.uploaded += 1;
+                self.bytes_uploaded += bytes;
+            }
+            None => self.files.already_present += 1,
         }
-        observer.on(&super::ApplyEvent::FileStored { bytes });
+        observer.on(&super::ApplyEvent::FileStored {
+            bytes: written.unwrap_or(0),
+        });
     }
 
     /// Duration, throughput, sorted failures and the status, at the end of a run.

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 
 use super::events::ApplyObserver;
-use super::execute::{ApplyError, ApplySettings, ApplyTarget};
-use super::remote::RemoteTarget;
+use super::execute::{ApplyError, ApplySettings};
+use super::local::LocalTarget;
 use super::report::ApplyReport;
+use super::synapse::SynapseTarget;
 use crate::plan::Plan;
 use crate::recipe::{LoadedRecipe, ResolvedRecipe};
 use crate::source::Roots;
@@ -61,7 +62,7 @@ pub fn open<'a>(
             .map(|r| (r.written.clone(), r.source.clone())),
     );
     Ok(match session {
-        Some(session) => Box::new(RemoteTarget {
+        Some(session) => Box::new(SynapseTarget {
             session,
             collection: resolved
                 .synapse_collection
@@ -73,28 +74,20 @@ pub fn open<'a>(
             roots,
         }),
         None => Box::new(LocalTarget {
-            apply: ApplyTarget {
-                recipe_dir: &loaded.dir,
-                target_dir: &resolved.target_path,
-                collection: &resolved.data_collection,
-                specs: &resolved.collection.specs,
-                meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
-                journal,
-                roots,
-            },
+            recipe_dir: &loaded.dir,
+            target_dir: &resolved.target_path,
+            collection: &resolved.data_collection,
+            specs: &resolved.collection.specs,
+            meta_schema: resolved.collection.meta_schema.as_ref().map(|m| &m.schema),
+            journal,
+            roots,
         }),
     })
 }
 
-/// The local catalog as a [`Target`].
-struct LocalTarget<'a> {
-    apply: ApplyTarget<'a>,
-}
-
 impl Target for LocalTarget<'_> {
     fn view(&self) -> Result<Box<dyn TargetView + '_>, ViewError> {
-        let a = &self.apply;
-        match LocalView::open(a.target_dir, a.collection, a.specs) {
+        match LocalView::open(self.target_dir, self.collection, self.specs) {
             Ok(v) => Ok(Box::new(v)),
             Err(e) => Err(ViewError::Local(e)),
         }
@@ -105,11 +98,11 @@ impl Target for LocalTarget<'_> {
         settings: &ApplySettings,
         observer: &dyn ApplyObserver,
     ) -> Result<ApplyReport, ApplyError> {
-        super::execute(plan, &self.apply, settings, observer)
+        LocalTarget::apply(self, plan, settings, observer)
     }
 }
 
-impl Target for RemoteTarget<'_> {
+impl Target for SynapseTarget<'_> {
     fn view(&self) -> Result<Box<dyn TargetView + '_>, ViewError> {
         match SynapseView::open(self.session, self.collection, self.key_field) {
             Ok(v) => Ok(Box::new(v)),
@@ -122,7 +115,7 @@ impl Target for RemoteTarget<'_> {
         settings: &ApplySettings,
         observer: &dyn ApplyObserver,
     ) -> Result<ApplyReport, ApplyError> {
-        super::remote::execute_remote(plan, self, settings, observer)
+        SynapseTarget::apply(self, plan, settings, observer)
     }
 }
 

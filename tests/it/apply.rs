@@ -434,7 +434,7 @@ fn file_gone_during_apply_fails_only_its_unit() {
     .unwrap()
     .plan;
     std::fs::remove_file(f.join("data/u002/img.png")).unwrap();
-    let target = synup::apply::ApplyTarget {
+    let target = synup::apply::local::LocalTarget {
         recipe_dir: &loaded.dir,
         target_dir: &resolved.target_path,
         collection: &resolved.data_collection,
@@ -450,7 +450,9 @@ fn file_gone_during_apply_fails_only_its_unit() {
         project: None,
         crash_at: None,
     };
-    let report = synup::apply::execute(&plan, &target, &settings, &synup::apply::Silent).unwrap();
+    let report = target
+        .apply(&plan, &settings, &synup::apply::Silent)
+        .unwrap();
     assert_eq!(report.units.created, 4);
     assert_eq!(report.units.failed, 1);
     assert_eq!(

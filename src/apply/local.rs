@@ -1,0 +1,271 @@
+//! The local target's side of apply: a SQLite catalog and a content-addressed
+//! file store under the target folder.
+//!
+//! Files are copied into the store by `upload.workers` threads and made
+//! durable with one `syncfs` per batch before the catalog records them; a
+//! batch's units are registered in one transaction. One apply runs per target
+//! at a time (an OS lock, dropped if we die).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde_json::Value as Json;
+
+use super::events::{ApplyEvent, ApplyObserver};
+use super::execute::{
+    ApplyError, ApplySettings, Outgoing, Registered, Stored, Tally, Writer, execute,
+};
+use super::report::{ApplyReport, ReportTarget};
+use crate::plan::model::{Plan, PlannedUnit};
+use crate::recipe::resolve::FileSpec;
+use crate::target::ExistingUnit;
+use crate::target::local::{Catalog, FileStore, LockWait, NewUnit, StoreError, TargetLock};
+
+/// A local target folder, as apply writes into it.
+pub struct LocalTarget<'a> {
+    /// Folder the plan's roots are relative to (the recipe's folder).
+    pub recipe_dir: &'a Path,
+    /// The local target folder.
+    pub target_dir: &'a Path,
+    pub collection: &'a str,
+    pub specs: &'a [FileSpec],
+    pub meta_schema: Option<&'a Json>,
+    pub journal: PathBuf,
+    /// The recipe's roots: where planned files are read from.
+    pub roots: crate::source::Roots,
+}
+
+impl LocalTarget<'_> {
+    fn write_error(&self, e: std::io::Error) -> ApplyError {
+        ApplyError::TargetWrite {
+            path: self.target_dir.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Applies `plan`: takes the target's lock (waiting for another apply
+    /// that holds it), records the run in the catalog, runs the executor.
+    pub fn apply(
+        &self,
+        plan: &Plan,
+        settings: &ApplySettings,
+        observer: &dyn ApplyObserver,
+    ) -> Result<ApplyReport, ApplyError> {
+        let write_err = |e| self.write_error(e);
+        let _lock = match TargetLock::try_acquire(self.target_dir).map_err(write_err)? {
+            LockWait::Acquired(lock) => lock,
+            LockWait::Busy(file) => {
+                observer.on(&ApplyEvent::WaitingForLock {
+                    path: &self.target_dir.display().to_string(),
+                });
+                TargetLock::wait(file).map_err(write_err)?
+            }
+        };
+        let catalog = Catalog::open(self.target_dir)?;
+        let store = FileStore::open(self.target_dir).map_err(write_err)?;
+        store.clean_tmp();
+        let mut catalog = catalog;
+        let collection =
+            catalog.ensure_collection(self.collection, self.specs, self.meta_schema)?;
+        let apply_id = super::new_apply_id();
+        catalog.begin_apply(
+            &apply_id,
+            collection,
+            &plan.recipe.name,
+            &plan.recipe.path,
+            &plan.plan_hash,
+        )?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.workers.max(1))
+            .build()
+            .map_err(|e| self.write_error(std::io::Error::other(e)))?;
+        let writer = LocalWriter {
+            target: self,
+            catalog: RefCell::new(catalog),
+            store,
+            collection,
+            apply_id: apply_id.clone(),
+            target_path: plan.target.path.clone().unwrap_or_default(),
+            pool,
+            primary_spec: self.specs.iter().find(|s| s.is_primary).map(|s| &*s.name),
+        };
+        crate::io_runtime::block_on(execute(
+            plan,
+            writer,
+            &apply_id,
+            &self.journal,
+            settings,
+            observer,
+        ))
+    }
+
+    /// The bytes of the file shown as `root/path`: a remote object, or the
+    /// local file `local`.
+    fn open(&self, shown: &str, local: &Path) -> Result<Box<dyn Read + Send>, StoreError> {
+        let read_err = |source| StoreError::Read {
+            path: shown.to_owned(),
+            source,
+        };
+        match self.roots.locate(shown) {
+            Some((source, rel)) => source.open(rel).map_err(read_err),
+            None => std::fs::File::open(local)
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)
+                .map_err(read_err),
+        }
+    }
+}
+
+/// One local apply in progress.
+struct LocalWriter<'a> {
+    target: &'a LocalTarget<'a>,
+    catalog: RefCell<Catalog>,
+    store: FileStore,
+    collection: i64,
+    apply_id: String,
+    target_path: String,
+    /// Copies run here, `upload.workers` at a time.
+    pool: rayon::ThreadPool,
+    primary_spec: Option<&'a str>,
+}
+
+impl Writer for LocalWriter<'_> {
+    fn describe(&self) -> ReportTarget {
+        ReportTarget {
+            backend: "local".into(),
+            data_collection: self.target.collection.to_owned(),
+            path: self.target_path.clone(),
+        }
+    }
+
+    fn pipeline(&self) -> usize {
+        // One catalog connection and one syncfs per batch: batches in a row.
+        1
+    }
+
+    async fn prepare(&mut self) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    async fn holds(&self, sha1s: &[&str]) -> Result<HashSet<String>, ApplyError> {
+        Ok(self.catalog.borrow().known_checksums(sha1s)?)
+    }
+
+    async fn existing(
+        &self,
+        units: &[&PlannedUnit],
+    ) -> Result<HashMap<String, ExistingUnit>, ApplyError> {
+        let keys: Vec<&str> = units.iter().map(|u| u.key.as_str()).collect();
+        let found = self.catalog.borrow().units_by_key(self.collection, &keys)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(k, mut v)| (!v.is_empty()).then(|| (k, v.swap_remove(0))))
+            .collect())
+    }
+
+    async fn store(
+        &self,
+        files: &[Outgoing<'_>],
+        tally: &Tally,
+    ) -> Result<Vec<Result<Stored, String>>, ApplyError> {
+        let target = self.target;
+        let store = &self.store;
+        let copy = |out: &Outgoing<'_>| -> Result<Stored, StoreError> {
+            let f = out.file;
+            let shown = f.shown();
+            let local = target.recipe_dir.join(&*f.root).join(&f.path);
+            let (sha1, bytes) = match out.sha1 {
+                None => target
+                    .open(&shown, &local)
+                    .and_then(|input| store.put_learning(input, &shown))?,
+                Some(sha) if target.roots.remote_of(&shown).is_some() => {
+                    let bytes = target
+                        .open(&shown, &local)
+                        .and_then(|input| store.put_from(input, &shown, sha))?;
+                    (sha.to_owned(), bytes)
+                }
+                Some(sha) => (sha.to_owned(), store.put(&local, sha)?),
+            };
+            tally.file_stored();
+            Ok(Stored {
+                sha1,
+                written: (bytes > 0).then_some(bytes),
+            })
+        };
+        let results: Vec<Result<Stored, StoreError>> =
+            self.pool.install(|| files.par_iter().map(copy).collect());
+        let mut out = Vec::with_capacity(results.len());
+        let mut stored: Vec<(String, u64, String)> = Vec::new();
+        for (file, result) in files.iter().zip(results) {
+            match result {
+                Ok(s) => {
+                    let rel = FileStore::relative_path(&s.sha1);
+                    stored.push((s.sha1.clone(), file.file.size, rel));
+                    out.push(Ok(s));
+                }
+                Err(StoreError::Write { source, .. }) => return Err(target.write_error(source)),
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+        if !stored.is_empty() {
+            // Durable before the catalog says they are there.
+            self.store.sync().map_err(|e| target.write_error(e))?;
+            self.catalog.borrow_mut().add_files(&stored)?;
+        }
+        Ok(out)
+    }
+
+    async fn register(
+        &self,
+        units: &[&PlannedUnit],
+        project: Option<i64>,
+    ) -> Result<(Vec<Registered>, Vec<String>), ApplyError> {
+        let primary_spec = self.primary_spec;
+        let new_units: Vec<NewUnit<'_>> = units
+            .iter()
+            .map(|u| NewUnit {
+                key: &u.key,
+                meta_json: u.meta.get(),
+                files: u
+                    .files
+                    .iter()
+                    .map(|(spec, f)| {
+                        (
+                            spec,
+                            f.sha1.as_deref().unwrap_or_default(),
+                            f.path.as_str(),
+                            f.size,
+                            primary_spec == Some(spec),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        let ids = self.catalog.borrow_mut().create_units(
+            self.collection,
+            &self.apply_id,
+            project,
+            &new_units,
+        )?;
+        Ok((
+            ids.into_iter()
+                .map(|id| Registered::Created(id.to_string()))
+                .collect(),
+            Vec::new(),
+        ))
+    }
+
+    fn finish(&self, report: &ApplyReport) {
+        let _ = self.catalog.borrow().finish_apply(
+            &self.apply_id,
+            &report.status,
+            report.units.created,
+            report.units.unchanged,
+            report.units.failed,
+            report.files.uploaded,
+            report.bytes_uploaded,
+        );
+    }
+}
