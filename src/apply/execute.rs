@@ -85,7 +85,7 @@ pub struct ApplySettings {
     pub batch_size: usize,
     /// Retries per request (remote targets).
     pub retries: u32,
-    pub project: Option<i64>,
+    pub project: Option<crate::target::ProjectId>,
     pub crash_at: Option<CrashPoint>,
 }
 
@@ -97,7 +97,7 @@ impl ApplySettings {
             workers: recipe.upload.workers as usize,
             batch_size: recipe.upload.batch_size as usize,
             retries: recipe.upload.retries,
-            project: recipe.target.project.map(|p| p as i64),
+            project: recipe.target.project.map(crate::target::ProjectId),
             crash_at: std::env::var("SYNUP_CRASH_AT")
                 .ok()
                 .and_then(|s| CrashPoint::parse(&s)),
@@ -158,7 +158,7 @@ pub(crate) trait Writer {
     async fn register(
         &self,
         units: &[&PlannedUnit],
-        project: Option<i64>,
+        project: Option<crate::target::ProjectId>,
     ) -> Result<(Vec<Registered>, Vec<String>), ApplyError>;
     /// Records how the run ended, best effort.
     fn finish(&self, report: &ApplyReport);
@@ -588,7 +588,7 @@ mod tests {
         async fn register(
             &self,
             units: &[&PlannedUnit],
-            _project: Option<i64>,
+            _project: Option<crate::target::ProjectId>,
         ) -> Result<(Vec<Registered>, Vec<String>), ApplyError> {
             let mut have = self.units.borrow_mut();
             Ok((

@@ -220,7 +220,7 @@ impl Writer for LocalWriter<'_> {
     async fn register(
         &self,
         units: &[&PlannedUnit],
-        project: Option<i64>,
+        project: Option<crate::target::ProjectId>,
     ) -> Result<(Vec<Registered>, Vec<String>), ApplyError> {
         let primary_spec = self.primary_spec;
         let new_units: Vec<NewUnit<'_>> = units
@@ -246,7 +246,7 @@ impl Writer for LocalWriter<'_> {
         let ids = self.catalog.borrow_mut().create_units(
             self.collection,
             &self.apply_id,
-            project,
+            project.map(|p| p.0 as i64),
             &new_units,
         )?;
         Ok((

@@ -21,9 +21,9 @@ use super::execute::{
 };
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Plan, PlannedUnit};
-use crate::target::ExistingUnit;
 use crate::target::synapse::client::{Origin, UploadRequest, content_type};
 use crate::target::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
+use crate::target::{ExistingUnit, ProjectId, UnitId};
 
 /// Batches in flight at once: uploads of the next overlap registration of this one.
 const PIPELINE: usize = 3;
@@ -33,7 +33,7 @@ const PRESIGN_BATCH: usize = 200;
 /// A Synapse data collection, as apply writes into it.
 pub struct SynapseTarget<'a> {
     pub session: &'a Session,
-    pub collection: u64,
+    pub collection: crate::target::CollectionId,
     pub key_field: Option<&'a str>,
     pub groups: &'a [String],
     /// Folder the plan's roots are relative to (the recipe's folder).
@@ -133,13 +133,13 @@ impl Writer for SynapseWriter<'_> {
     async fn register(
         &self,
         units: &[&PlannedUnit],
-        project: Option<i64>,
+        project: Option<ProjectId>,
     ) -> Result<(Vec<Registered>, Vec<String>), ApplyError> {
         let outcomes = self.register_units(units).await;
-        let created: Vec<i64> = outcomes
+        let created: Vec<UnitId> = outcomes
             .iter()
             .filter_map(|o| match o {
-                Registered::Created(id) => id.parse().ok(),
+                Registered::Created(id) => id.parse().ok().map(UnitId),
                 _ => None,
             })
             .collect();
@@ -149,7 +149,7 @@ impl Writer for SynapseWriter<'_> {
                 .target
                 .session
                 .client
-                .create_tasks(project as u64, &created)
+                .create_tasks(project, &created)
                 .await
         {
             task_failures.push(format!(

@@ -64,7 +64,9 @@ pub(super) fn collections(args: ListArgs) -> i32 {
         return exit::ERROR;
     };
     let result = match args.id {
-        Some(id) => s.block_on(s.client.collection(id)).map(|c| vec![c]),
+        Some(id) => s
+            .block_on(s.client.collection(synup::target::CollectionId(id)))
+            .map(|c| vec![c]),
         None => s.block_on(s.client.collections()),
     };
     let items = match result {
@@ -151,7 +153,9 @@ pub(super) fn storages(args: ListArgs) -> i32 {
         return exit::ERROR;
     };
     let result = match args.id {
-        Some(id) => s.block_on(s.client.storage(id)).map(Some),
+        Some(id) => s
+            .block_on(s.client.storage(synup::target::StorageId(id)))
+            .map(Some),
         None => s.block_on(s.client.default_storage()),
     };
     let storage = match result {

@@ -209,14 +209,16 @@ pub(crate) fn prepare_recipe(path: &str) -> Option<Prepared> {
             None => connect(&loaded.recipe.target, &loaded.recipe.upload)?,
         };
         use synup::target::synapse::collection::{self, CollectionError};
+        use synup::target::{CollectionId, StorageId};
         let wanted = collection::needs_storage(&loaded);
         let storage = loaded.recipe.target.storage;
+        let (id, storage) = (CollectionId(id), storage.map(StorageId));
         let remote = match collection::fetch(&session, id, storage, wanted) {
             Ok(remote) => remote,
             Err(CollectionError::NoDefaultStorage) if init::on_terminal() => {
                 // A gap that can be asked is asked, not failed on.
                 let asked = init::ask_storage(&session, path).ok()?;
-                match collection::fetch(&session, id, Some(asked), wanted) {
+                match collection::fetch(&session, id, Some(StorageId(asked)), wanted) {
                     Ok(remote) => remote,
                     Err(e) => {
                         crate::console::report(e);

@@ -81,8 +81,8 @@ pub fn explore_remote(
     connection: &std::collections::BTreeMap<String, String>,
     limit: u64,
 ) -> Result<Exploration, String> {
-    let root = crate::source::remote::open(url, connection)?;
-    let (scan, sampled) = sample::sample_remote(&root, limit)?;
+    let root = crate::source::remote::open(url, connection).map_err(|e| e.to_string())?;
+    let (scan, sampled) = sample::sample_remote(&root, limit).map_err(|e| e.message)?;
     Ok(explore_scan(scan, url, sampled, None))
 }
 

@@ -194,7 +194,7 @@ fn push_local(scan: &mut SourceScan, path: &Path, rel: String) {
 pub fn sample_remote(
     root: &RemoteRoot,
     limit: u64,
-) -> Result<(SourceScan, Option<Sample>), String> {
+) -> Result<(SourceScan, Option<Sample>), crate::source::SourceError> {
     use crate::source::remote::{scan_remote_limited, scan_remote_under};
     let exclude = globset::GlobSet::empty();
     let whole = scan_remote_limited(root, true, &exclude, &|_| {}, Some(limit + 1))?;

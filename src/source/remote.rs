@@ -34,6 +34,36 @@ impl std::fmt::Debug for RemoteRoot {
     }
 }
 
+/// Why a remote root cannot be opened: its URL or its storage's
+/// configuration, before any request is made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum RemoteError {
+    #[error("`{url}` is not a URL")]
+    #[diagnostic(code(synup::source::not_a_url))]
+    NotAUrl { url: String },
+    #[error("`{url}` names no bucket or host")]
+    #[diagnostic(code(synup::source::no_bucket))]
+    NoBucket { url: String },
+    #[error("`{scheme}://` is not a source synup reads (use s3://, gs://, azblob://, sftp://)")]
+    #[diagnostic(code(synup::source::scheme))]
+    Scheme { scheme: String },
+    /// The service refused the settings (opendal's `ConfigInvalid`).
+    #[error("{message}")]
+    #[diagnostic(code(synup::source::config))]
+    Config { url: String, message: String },
+    #[error("the storage's configuration has no `{key}`")]
+    #[diagnostic(code(synup::source::storage_config))]
+    StorageKey { key: &'static str },
+    #[error("storage provider `{provider}` cannot be read as a source")]
+    #[diagnostic(code(synup::source::storage_provider))]
+    Provider { provider: String },
+    #[error(
+        "sftp storages with a password are not supported (opendal's sftp uses keys); use a key, or a `sftp://` source with `connection.key`"
+    )]
+    #[diagnostic(code(synup::source::sftp_password))]
+    SftpPassword,
+}
+
 /// The schemes synup reads from.
 pub const SCHEMES: &[&str] = &["s3", "gs", "azblob", "sftp"];
 
@@ -47,13 +77,13 @@ fn env(k: &str) -> Option<String> {
 }
 
 /// Builds the operator for `url` (`scheme://bucket-or-host/prefix`).
-pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRoot, String> {
+pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRoot, RemoteError> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not a URL"))?;
+        .ok_or_else(|| RemoteError::NotAUrl { url: url.into() })?;
     let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.is_empty() {
-        return Err(format!("`{url}` names no bucket or host"));
+        return Err(RemoteError::NoBucket { url: url.into() });
     }
     let root = format!("/{}", prefix.trim_matches('/'));
     let mut cfg: BTreeMap<String, String> = BTreeMap::new();
@@ -122,14 +152,9 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
             ("sftp", vec![])
         }
         other => {
-            return Err(format!(
-                "`{other}://` is not a source synup reads (use {})",
-                SCHEMES
-                    .iter()
-                    .map(|s| format!("{s}://"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(RemoteError::Scheme {
+                scheme: other.into(),
+            });
         }
     };
     for (k, v) in defaults {
@@ -164,7 +189,10 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
     }
     let handle = crate::io_runtime::handle();
     let _guard = handle.enter();
-    let op = Operator::via_iter(service, cfg).map_err(|e| short(&e))?;
+    let op = Operator::via_iter(service, cfg).map_err(|e| RemoteError::Config {
+        url: url.into(),
+        message: short(&e),
+    })?;
     let url = url.trim_end_matches('/').to_owned();
     Ok(RemoteRoot {
         key_prefix: format!("{url}/"),
@@ -237,7 +265,7 @@ pub fn scan_remote(
     exclude: &GlobSet,
     junk: JunkFilter<'_>,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<SourceScan, String> {
+) -> Result<SourceScan, SourceError> {
     list_under(root, "/", recursive, exclude, junk, progress, None).map(|l| l.scan)
 }
 
@@ -248,7 +276,7 @@ pub fn scan_remote_limited(
     exclude: &GlobSet,
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
-) -> Result<SourceScan, String> {
+) -> Result<SourceScan, SourceError> {
     let junk = JunkFilter::default();
     list_under(root, "/", recursive, exclude, junk, progress, limit).map(|l| l.scan)
 }
@@ -267,7 +295,7 @@ pub fn scan_remote_under(
     prefix: &str,
     recursive: bool,
     limit: u64,
-) -> Result<Listing, String> {
+) -> Result<Listing, SourceError> {
     let at = if prefix.is_empty() { "/" } else { prefix };
     let junk = JunkFilter::default();
     list_under(
@@ -289,18 +317,20 @@ fn list_under(
     junk: JunkFilter<'_>,
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
-) -> Result<Listing, String> {
+) -> Result<Listing, SourceError> {
+    // The caller says which source; the message says why.
+    let fail = |e: opendal::Error| source_error(&e, short(&e));
     crate::io_runtime::block_on(async {
         let mut lister = root
             .op
             .lister_with(at)
             .recursive(recursive)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(fail)?;
         let mut scan = SourceScan::default();
         let mut dirs = Vec::new();
         let mut seen = 0u64;
-        while let Some(entry) = lister.try_next().await.map_err(|e| short(&e))? {
+        while let Some(entry) = lister.try_next().await.map_err(fail)? {
             let meta = entry.metadata();
             if !meta.is_file() {
                 let rel = entry.path().trim_start_matches('/');
@@ -352,19 +382,25 @@ fn list_under(
 
 /// Lists the first page under the root, within `timeout`: whether the source
 /// can be read at all (the wizard checks a path with it as it is typed).
-pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), String> {
+pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), SourceError> {
+    let fail = |e: opendal::Error| {
+        source_error(&e, format!("`{}` cannot be read: {}", root.url, short(&e)))
+    };
     crate::io_runtime::block_on(async {
         let first = async {
-            let mut lister = root.op.lister_with("/").await.map_err(|e| short(&e))?;
-            lister.try_next().await.map_err(|e| short(&e))?;
-            Ok::<(), String>(())
+            let mut lister = root.op.lister_with("/").await.map_err(fail)?;
+            lister.try_next().await.map_err(fail)?;
+            Ok(())
         };
         match tokio::time::timeout(timeout, first).await {
-            Ok(r) => r.map_err(|e| format!("`{}` cannot be read: {e}", root.url)),
-            Err(_) => Err(format!(
-                "`{}` did not answer within {} s",
-                root.url,
-                timeout.as_secs()
+            Ok(r) => r,
+            Err(_) => Err(SourceError::new(
+                SourceErrorKind::Unavailable,
+                format!(
+                    "`{}` did not answer within {} s",
+                    root.url,
+                    timeout.as_secs()
+                ),
             )),
         }
     })
@@ -412,17 +448,16 @@ pub async fn byte_stream(
     rel: &str,
     offset: u64,
     len: u64,
-) -> Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>, String>
-{
-    let reader = root
-        .op
-        .reader(rel)
-        .await
-        .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+) -> Result<
+    impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + use<>,
+    SourceError,
+> {
+    let fail = |e: opendal::Error| source_error(&e, format!("{}/{rel}: {}", root.url, short(&e)));
+    let reader = root.op.reader(rel).await.map_err(fail)?;
     let stream = reader
         .into_bytes_stream(offset..offset + len)
         .await
-        .map_err(|e| format!("{}/{rel}: {}", root.url, short(&e)))?;
+        .map_err(fail)?;
     Ok(stream.map_err(std::io::Error::other))
 }
 
@@ -445,7 +480,7 @@ pub fn storage_root(
     provider: &str,
     config: &serde_json::Value,
     path: &str,
-) -> Result<StorageRoot, String> {
+) -> Result<StorageRoot, RemoteError> {
     let get = |k: &str| {
         config
             .get(k)
@@ -456,7 +491,7 @@ pub fn storage_root(
             })
             .filter(|s| !s.is_empty())
     };
-    let need = |k: &str| get(k).ok_or_else(|| format!("the storage's configuration has no `{k}`"));
+    let need = |key: &'static str| get(key).ok_or(RemoteError::StorageKey { key });
     let path = path.trim_start_matches('/');
     let mut conn = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
@@ -491,12 +526,14 @@ pub fn storage_root(
             let container = get("container_name").or_else(|| get("container"));
             format!(
                 "azblob://{}/{path}",
-                container.ok_or("the storage's configuration has no `container_name`")?
+                container.ok_or(RemoteError::StorageKey {
+                    key: "container_name"
+                })?
             )
         }
         "sftp" => {
             if get("private_key").is_none() && get("password").is_some() {
-                return Err("sftp storages with a password are not supported (opendal's sftp uses keys); use a key, or a `sftp://` source with `connection.key`".into());
+                return Err(RemoteError::SftpPassword);
             }
             put("key", get("private_key"));
             let user = get("username").map(|u| format!("{u}@")).unwrap_or_default();
@@ -515,9 +552,9 @@ pub fn storage_root(
             ));
         }
         other => {
-            return Err(format!(
-                "storage provider `{other}` cannot be read as a source"
-            ));
+            return Err(RemoteError::Provider {
+                provider: other.into(),
+            });
         }
     };
     open(&url, &conn).map(StorageRoot::Remote)
@@ -547,7 +584,6 @@ mod base64_engine {
 impl super::Source for RemoteRoot {
     fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, SourceError> {
         scan_remote(self, opts.recursive, opts.exclude, opts.junk, opts.progress)
-            .map_err(|message| SourceError::new(SourceErrorKind::Unavailable, message))
     }
     fn exists(&self, rel: &str) -> bool {
         exists(self, rel)
@@ -613,7 +649,7 @@ mod tests {
         let e = storage_root("amazon_s3", &serde_json::json!({}), "x")
             .err()
             .unwrap();
-        assert!(e.contains("bucket_name"), "{e}");
+        assert_eq!(e, RemoteError::StorageKey { key: "bucket_name" });
         assert_eq!(base64_engine::encode(b"ab"), "YWI=");
         assert_eq!(base64_engine::encode(b"abc"), "YWJj");
     }

@@ -3,8 +3,11 @@
 //! The planner asks a [`TargetView`] for the units that carry given keys and for
 //! the checksums it already stores; it never changes anything through it.
 
+pub mod ids;
 pub mod local;
 pub mod synapse;
+
+pub use ids::{CollectionId, ProjectId, StorageId, UnitId};
 
 use std::collections::{HashMap, HashSet};
 

@@ -90,7 +90,7 @@ impl Asker<'_> {
             },
             None => pick_collection(s)?,
         };
-        s.block_on(s.client.collection(id))
+        s.block_on(s.client.collection(synup::target::CollectionId(id)))
             .map(|j| collection_info(&j))
             .or_else(|e| fail(&e.to_string()))
     }
@@ -134,7 +134,7 @@ impl Asker<'_> {
         flag: Option<&str>,
     ) -> Step<Option<u64>> {
         let check = |id: u64| {
-            s.block_on(s.client.storage(id))
+            s.block_on(s.client.storage(synup::target::StorageId(id)))
                 .map(|_| ())
                 .map_err(|e| format!("storage {id}: {e}"))
         };
@@ -556,7 +556,7 @@ impl Asker<'_> {
 /// at once); returns its id.
 pub(super) fn pick_collection(s: &synup::target::synapse::Session) -> Step<u64> {
     let fetch = |id: u64| -> Result<(), String> {
-        s.block_on(s.client.collection(id))
+        s.block_on(s.client.collection(synup::target::CollectionId(id)))
             .map(|_| ())
             .map_err(|e| e.to_string())
     };

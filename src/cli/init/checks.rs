@@ -90,8 +90,9 @@ pub(super) fn check_path(dir: &Path, p: &str) -> Result<(), String> {
     if p.contains("://") {
         // The wizard asks for no connection settings: the providers' usual
         // environment variables apply, as they do in a recipe without `connection`.
-        let root = synup::source::remote::open(p, &BTreeMap::new())?;
-        return synup::source::remote::probe(&root, std::time::Duration::from_secs(5));
+        let root = synup::source::remote::open(p, &BTreeMap::new()).map_err(|e| e.to_string())?;
+        return synup::source::remote::probe(&root, std::time::Duration::from_secs(5))
+            .map_err(|e| e.message);
     }
     let full = dir.join(shellexpand_home(p));
     match std::fs::metadata(&full) {

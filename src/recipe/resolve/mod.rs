@@ -305,7 +305,7 @@ pub struct ResolvedRecipe {
     pub data_collection: String,
     /// A synapse target's collection id (validated: a synapse recipe without
     /// a numeric `data_collection` does not resolve).
-    pub synapse_collection: Option<u64>,
+    pub synapse_collection: Option<crate::target::CollectionId>,
     pub collection: Collection,
     pub mode: SourceMode,
     pub exclude: GlobSet,
@@ -508,7 +508,9 @@ pub fn resolve_with(
         target_path,
         data_collection,
         synapse_collection: match (&r.target.backend, &r.target.data_collection) {
-            (Backend::Synapse, Some(super::model::CollectionRef::Id(id))) => Some(*id),
+            (Backend::Synapse, Some(super::model::CollectionRef::Id(id))) => {
+                Some(crate::target::CollectionId(*id))
+            }
             _ => None,
         },
         collection: collection.expect("no errors means a collection"),
@@ -581,7 +583,7 @@ pub struct RemoteCollection {
 /// A Synapse storage's provider and configuration (from its session).
 #[derive(Clone)]
 pub struct StorageInfo {
-    pub id: u64,
+    pub id: crate::target::StorageId,
     pub provider: String,
     pub configuration: Json,
 }

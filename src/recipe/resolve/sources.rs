@@ -22,9 +22,9 @@ impl Cx<'_> {
                     pointer,
                     source: std::sync::Arc::new(remote),
                 }),
-                Err(message) => {
+                Err(e) => {
                     self.err(
-                        RecipeError::new(Code::UnsupportedSource, message, self.span(&pointer))
+                        RecipeError::new(Code::UnsupportedSource, e.to_string(), self.span(&pointer))
                             .help("sources are local folders, s3://bucket/prefix, gs://bucket/prefix, azblob://container/prefix or sftp://[user@]host[:port]/path"),
                     );
                     None
@@ -55,11 +55,11 @@ impl Cx<'_> {
                     checksum,
                     pointer,
                 }),
-                Err(message) => {
+                Err(e) => {
                     self.err(
                         RecipeError::new(
                             Code::UnsupportedSource,
-                            format!("`{written}` is relative to storage {} ({}): {message}", storage.id, storage.provider),
+                            format!("`{written}` is relative to storage {} ({}): {e}", storage.id, storage.provider),
                             self.span(&pointer),
                         )
                         .help("use a local path (`./data`), a URL (`s3://…`), or another `target.storage`"),

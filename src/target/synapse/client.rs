@@ -7,6 +7,7 @@
 //! repeated once it may have reached the server: the caller gets
 //! [`SynapseError::MaybeProcessed`] and decides by looking at what exists.
 
+use crate::target::{CollectionId, ProjectId, StorageId, UnitId};
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -332,7 +333,7 @@ impl Client {
         Ok(out)
     }
 
-    pub async fn collection(&self, id: u64) -> Result<Json, SynapseError> {
+    pub async fn collection(&self, id: CollectionId) -> Result<Json, SynapseError> {
         self.get(&format!(
             "data_collections/{id}/?expand=file_specifications"
         ))
@@ -358,12 +359,12 @@ impl Client {
         self.list_all("storages/").await
     }
 
-    pub async fn storage(&self, id: u64) -> Result<Json, SynapseError> {
+    pub async fn storage(&self, id: StorageId) -> Result<Json, SynapseError> {
         self.get(&format!("storages/{id}/")).await
     }
 
     /// `POST storages/{id}/session/ {"purpose": "read"}`: provider and configuration.
-    pub async fn storage_session(&self, id: u64) -> Result<Json, SynapseError> {
+    pub async fn storage_session(&self, id: StorageId) -> Result<Json, SynapseError> {
         let r = self
             .call(
                 Method::POST,
@@ -386,7 +387,7 @@ impl Client {
     }
 
     /// Every unit of a collection.
-    pub async fn units(&self, collection: u64) -> Result<Vec<Json>, SynapseError> {
+    pub async fn units(&self, collection: CollectionId) -> Result<Vec<Json>, SynapseError> {
         self.list_all(&format!(
             "data_units/?data_collection={collection}&page_size=1000"
         ))
@@ -482,7 +483,11 @@ impl Client {
         }
     }
 
-    pub async fn create_tasks(&self, project: u64, units: &[i64]) -> Result<(), SynapseError> {
+    pub async fn create_tasks(
+        &self,
+        project: ProjectId,
+        units: &[UnitId],
+    ) -> Result<(), SynapseError> {
         let body = json!({"project": project, "data": units.iter().map(|u| json!({"data_unit": u})).collect::<Vec<_>>()});
         self.call(Method::POST, "tasks/", Some(&body), Repeat::Safe)
             .await
@@ -538,10 +543,10 @@ impl Client {
                 (None, Origin::Remote(root, rel)) => {
                     let stream = crate::source::remote::byte_stream(root, rel, offset, len)
                         .await
-                        .map_err(|message| SynapseError::Transport {
+                        .map_err(|e| SynapseError::Transport {
                             method: "GET".into(),
                             path: origin.shown(),
-                            message,
+                            message: e.message,
                         })?;
                     reqwest::Body::wrap_stream(stream.inspect_ok(tapped(tap.clone())))
                 }
@@ -738,11 +743,11 @@ mod tests {
         rt.block_on(async {
             let all = c.collections().await.unwrap();
             assert_eq!(all.len(), 1);
-            let one = c.collection(41).await.unwrap();
+            let one = c.collection(CollectionId(41)).await.unwrap();
             assert_eq!(one["file_specifications"][0]["name"], "image");
-            assert_eq!(c.collection(99).await.unwrap_err().status(), Some(404));
+            assert_eq!(c.collection(CollectionId(99)).await.unwrap_err().status(), Some(404));
             assert!(c.default_storage().await.unwrap().is_some());
-            assert!(c.units(41).await.unwrap().is_empty());
+            assert!(c.units(CollectionId(41)).await.unwrap().is_empty());
         });
         let wrong = rt.block_on(async { client(&server, "not-the-token") });
         let e = rt.block_on(wrong.collections()).unwrap_err();
@@ -782,7 +787,7 @@ mod tests {
             let unit = json!({"data_collection": 41, "files": {"image": {"checksum": sha, "path": "a.png"}}, "meta": {"k": "u1"}});
             let created = c.create_units(std::slice::from_ref(&unit)).await.unwrap();
             assert_eq!(created.len(), 1);
-            let listed = c.units(41).await.unwrap();
+            let listed = c.units(CollectionId(41)).await.unwrap();
             assert_eq!(listed.len(), 1);
             assert_eq!(listed[0]["meta"]["k"], "u1");
         });

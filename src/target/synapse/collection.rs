@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 use super::{Session, SynapseError};
 use crate::recipe::LoadedRecipe;
 use crate::recipe::resolve::{RemoteCollection, StorageInfo, looks_storage_relative};
+use crate::target::{CollectionId, StorageId};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CollectionError {
@@ -19,7 +20,7 @@ pub enum CollectionError {
         help("`synup storages` lists the storages this token can use")
     )]
     StorageUnusable {
-        id: u64,
+        id: StorageId,
         host: String,
         source: SynapseError,
     },
@@ -34,15 +35,15 @@ pub enum CollectionError {
     DefaultStorage(SynapseError),
     #[error("storage {id}: {source}")]
     #[diagnostic(code(synup::target::synapse::storage))]
-    Storage { id: u64, source: SynapseError },
+    Storage { id: StorageId, source: SynapseError },
 }
 
 /// Fetches collection `id` and, when `storage_wanted`, the storage (`storage`
 /// or the backend's default) with its configuration.
 pub fn fetch(
     session: &Session,
-    id: u64,
-    storage: Option<u64>,
+    id: CollectionId,
+    storage: Option<StorageId>,
     storage_wanted: bool,
 ) -> Result<RemoteCollection, CollectionError> {
     let client = &session.client;
@@ -83,12 +84,23 @@ pub fn needs_storage(loaded: &LoadedRecipe) -> bool {
 /// The storage `id` (else the default) with its configuration:
 /// `POST storages/{id}/session/`, falling back to
 /// `GET storages/{id}/?with_configuration=true` on 404/405, as the SDK does.
-pub fn storage_info(session: &Session, id: Option<u64>) -> Result<StorageInfo, CollectionError> {
+pub fn storage_info(
+    session: &Session,
+    id: Option<StorageId>,
+) -> Result<StorageInfo, CollectionError> {
     let client = &session.client;
     let id = match id {
         Some(id) => id,
         None => match session.block_on(client.default_storage()) {
-            Ok(Some(s)) => s.get("id").and_then(Json::as_u64).unwrap_or_default(),
+            Ok(Some(s)) => match s.get("id").and_then(Json::as_u64) {
+                Some(id) => StorageId(id),
+                None => {
+                    return Err(CollectionError::DefaultStorage(SynapseError::Protocol {
+                        path: "storages/".into(),
+                        message: "the default storage has no numeric `id`".into(),
+                    }));
+                }
+            },
             Ok(None) => return Err(CollectionError::NoDefaultStorage),
             Err(e) => return Err(CollectionError::DefaultStorage(e)),
         },

@@ -94,7 +94,7 @@ pub struct SynapseView<'a> {
 impl<'a> SynapseView<'a> {
     pub fn open(
         session: &'a Session,
-        collection: u64,
+        collection: crate::target::CollectionId,
         key_field: Option<&str>,
     ) -> Result<Self, SynapseError> {
         let units = session.block_on(session.client.units(collection))?;
