@@ -63,4 +63,6 @@ for name, table in (("fresh apply", fresh), ("nothing to do", noop)):
     o_t, n_t = med(table["old"], 0), med(table["new"], 0)
     o_m, n_m = med(table["old"], 1), med(table["new"], 1)
     print(f"  {name:14} old {o_t:6.2f} s {o_m:6.0f} MiB   new {n_t:6.2f} s {n_m:6.0f} MiB   time new/old {n_t / o_t:.2f}   rss new/old {n_m / o_m:.2f}")
+    for k in bins:
+        print(f"    {k} runs: " + ", ".join(f"{t:.2f} s" for t, _ in table[k]))
 print(f"  catalogs (units, files, unit files): old {summaries['old']}  new {summaries['new']}  {'same' if summaries['old'] == summaries['new'] else 'DIFFERENT'}")

@@ -25,6 +25,7 @@ use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Plan, PlannedFile, PlannedUnit};
+use crate::source::Sha1Digest;
 use crate::target::ExistingUnit;
 use crate::target::local::CatalogError;
 
@@ -182,6 +183,13 @@ impl Tally {
 /// A file some batch is storing, or has: its SHA-1, or why not.
 type FileResult = Result<String, String>;
 
+/// The binary SHA-1 of a hex one; `None` for anything else (a deferred
+/// file's identity).
+fn digest_of(hex_sha1: &str) -> Option<Sha1Digest> {
+    let mut d = [0u8; 20];
+    hex::decode_to_slice(hex_sha1, &mut d).ok().map(|()| d)
+}
+
 /// State the batches of one run share (one task: no locks needed).
 struct Run<'a, W> {
     writer: &'a W,
@@ -192,9 +200,11 @@ struct Run<'a, W> {
     /// Files the target held before this run.
     preexisting: HashSet<String>,
     reported_present: RefCell<HashSet<String>>,
-    /// Files the target holds, or this run stored.
-    known: RefCell<HashSet<String>>,
-    /// Files some batch is storing; others wait for the outcome.
+    /// Files the target holds, or this run stored, as binary SHA-1s (half
+    /// the memory of hex strings: this set grows with the run).
+    known: RefCell<HashSet<Sha1Digest>>,
+    /// Files some batch is storing, or failed to; others wait for (or take)
+    /// the outcome. A file leaves when it is stored (into `known`).
     in_flight: RefCell<HashMap<String, Rc<tokio::sync::OnceCell<FileResult>>>>,
     /// SHA-1s of files planned with `checksum: apply`, as they are learned.
     learned: RefCell<Learned>,
@@ -235,7 +245,7 @@ pub(crate) async fn execute<W: Writer>(
                 journal: RefCell::new(journal),
                 preexisting: known.clone(),
                 reported_present: RefCell::new(HashSet::new()),
-                known: RefCell::new(known),
+                known: RefCell::new(known.iter().filter_map(|s| digest_of(s)).collect()),
                 in_flight: RefCell::new(HashMap::new()),
                 learned: RefCell::new(Learned::new(std::mem::take(&mut previous.learned))),
                 tally: Tally {
@@ -433,7 +443,7 @@ impl<W: Writer> Run<'_, W> {
             let known = self.known.borrow();
             let mut in_flight = self.in_flight.borrow_mut();
             files.retain(|id, _| {
-                if known.contains(id) {
+                if digest_of(id).is_some_and(|d| known.contains(&d)) {
                     results.push((id.clone(), Ok(id.clone())));
                     return false;
                 }
@@ -451,7 +461,7 @@ impl<W: Writer> Run<'_, W> {
             Err(e) => {
                 // Batches waiting on these files learn they failed.
                 for id in &ids {
-                    if let Some(cell) = self.in_flight.borrow().get(id) {
+                    if let Some(cell) = self.in_flight.borrow_mut().remove(id) {
                         let _ = cell.set(Err(e.to_string()));
                     }
                 }
@@ -465,7 +475,7 @@ impl<W: Writer> Run<'_, W> {
                     self.report
                         .borrow_mut()
                         .count_stored(self.observer, s.written);
-                    self.known.borrow_mut().insert(s.sha1.clone());
+                    self.known.borrow_mut().extend(digest_of(&s.sha1));
                     records.push(Record::File {
                         sha1: s.sha1.clone(),
                     });
@@ -478,7 +488,16 @@ impl<W: Writer> Run<'_, W> {
                     Err(reason)
                 }
             };
-            if let Some(cell) = self.in_flight.borrow().get(&id) {
+            // Batches waiting on it hold the cell. A stored file leaves (later
+            // batches find it in `known`); a failed one stays, so the batches
+            // that share it fail with it instead of trying again.
+            let mut in_flight = self.in_flight.borrow_mut();
+            let cell = match result {
+                Ok(_) => in_flight.remove(&id),
+                Err(_) => in_flight.get(&id).cloned(),
+            };
+            drop(in_flight);
+            if let Some(cell) = cell {
                 let _ = cell.set(result.clone());
             }
             results.push((id, result));

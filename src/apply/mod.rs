@@ -10,6 +10,7 @@ pub mod deferred;
 pub mod events;
 pub mod execute;
 pub mod integrity;
+pub mod job;
 pub mod journal;
 pub mod local;
 pub mod report;

@@ -1,10 +1,9 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use synup::apply::job::Job;
 use synup::apply::shard::Shard;
 use synup::apply::{self, ApplySettings};
-use synup::plan::{Action, render::render_text};
-use synup::recipe::model::InvalidUnits;
 
 use super::exit;
 
@@ -93,61 +92,49 @@ pub(super) fn run(args: Args) -> i32 {
     else {
         return exit::ERROR;
     };
-    let plan = match saved {
-        Some(saved) => match apply::saved::verify(&arg, &saved, fresh) {
-            Ok(plan) => plan,
-            Err(e) => {
-                crate::console::error(&e.to_string());
-                return exit::ERROR;
-            }
-        },
-        None => {
-            crate::console::out(&render_text(&fresh.plan));
-            fresh.into_executable()
-        }
-    };
-    let plan = match shard {
-        Some(s) => s.slice(&plan),
-        None => plan,
-    };
-
-    if plan.summary.invalid > 0 && resolved.invalid_units == InvalidUnits::Fail {
-        crate::console::note(&format!(
-            "{} unit(s) are invalid and `validation.invalid_units` is `fail`: nothing was applied. Fix them, or set `invalid_units: skip`.",
-            plan.summary.invalid
-        ));
-        return exit::INVALID_UNITS;
-    }
     let journal = apply::journal::path_for(
         &loaded.state_dir(),
         &resolved.name,
         &resolved.data_collection,
     );
+    let job = match Job::new(&arg, saved, fresh, shard, journal) {
+        Ok(job) => job,
+        Err(e) => {
+            crate::console::error(&e.to_string());
+            return exit::ERROR;
+        }
+    };
+    if let Some(text) = &job.shown {
+        crate::console::out(text);
+    }
+    if let Some(invalid) = job.refused_for_invalid(resolved.invalid_units) {
+        crate::console::note(&format!(
+            "{invalid} unit(s) are invalid and `validation.invalid_units` is `fail`: nothing was applied. Fix them, or set `invalid_units: skip`."
+        ));
+        return exit::INVALID_UNITS;
+    }
+    let plan = &job.plan;
     if let (Some(url), Some(n)) = (&args.ray, args.shards) {
         return super::ray::run_sharded(
             &synup::ray::Submission {
                 dashboard: url,
                 shards: n,
                 plan_path: &arg,
-                plan: &plan,
+                plan,
                 binary: args.ray_binary.as_deref(),
                 recipe_vars: loaded.vars.keys().cloned().collect(),
                 state_dir: &loaded.state_dir(),
-                journal,
+                journal: job.journal.clone(),
             },
             args.report.as_deref(),
             crate::console::progress_wanted(args.quiet),
         );
     }
-    let to_create = plan
-        .units
-        .iter()
-        .filter(|u| u.action == Action::Create)
-        .count();
+    let to_create = job.creates();
     if to_create == 0 {
         crate::console::note("Nothing to apply: every unit is already in the target.");
         if let Some(path) = &args.report {
-            let empty = synup::apply::ApplyReport::nothing_to_apply(&plan, shard);
+            let empty = synup::apply::ApplyReport::nothing_to_apply(plan, shard);
             if let Err(e) = super::write_report(path, &empty.to_json()) {
                 crate::console::error(&e);
                 return exit::ERROR;
@@ -173,20 +160,17 @@ pub(super) fn run(args: Args) -> i32 {
     }
 
     let settings = ApplySettings::of(&loaded.recipe);
-    let journal = match shard {
-        Some(s) => s.journal_path(&journal),
-        None => journal,
-    };
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
-    let target = match apply::target::open(loaded, resolved, prepared.session.as_ref(), journal) {
+    let target = match apply::target::open(loaded, resolved, prepared.session.as_ref(), job.journal)
+    {
         Ok(t) => t,
         Err(e) => {
             crate::console::report(e);
             return exit::ERROR;
         }
     };
-    let result = target.apply(&plan, &settings, &observer);
+    let result = target.apply(plan, &settings, &observer);
     observer.finish();
     let report = match result {
         Ok(mut r) => {

@@ -103,7 +103,8 @@ impl Serve {
     /// Every unit of a collection, as the API lists them.
     pub(crate) fn units(&self, collection: u64) -> Vec<Json> {
         let s = self.session();
-        s.block_on(s.client.units(synup::target::CollectionId(collection))).expect("list units")
+        s.block_on(s.client.units(synup::target::CollectionId(collection)))
+            .expect("list units")
     }
 
     /// How many faults of each kind the server injected.

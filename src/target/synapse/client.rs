@@ -745,7 +745,10 @@ mod tests {
             assert_eq!(all.len(), 1);
             let one = c.collection(CollectionId(41)).await.unwrap();
             assert_eq!(one["file_specifications"][0]["name"], "image");
-            assert_eq!(c.collection(CollectionId(99)).await.unwrap_err().status(), Some(404));
+            assert_eq!(
+                c.collection(CollectionId(99)).await.unwrap_err().status(),
+                Some(404)
+            );
             assert!(c.default_storage().await.unwrap().is_some());
             assert!(c.units(CollectionId(41)).await.unwrap().is_empty());
         });

@@ -1,0 +1,69 @@
+//! What `synup apply` runs, decided before anything is written: a saved plan
+//! verified against a fresh one (or the fresh plan of a recipe), sliced to its
+//! shard, and whether the recipe's policy on invalid units lets it run.
+
+use std::path::PathBuf;
+
+use super::saved::{self, SavedPlanError};
+use super::shard::Shard;
+use crate::plan::{Action, Plan, PlanOutcome};
+use crate::recipe::model::InvalidUnits;
+
+/// A plan ready to run.
+pub struct Job {
+    /// What runs, with real values (only its shard's units to create).
+    pub plan: Plan,
+    /// The plan's text (secrets masked) to show first, when it was made from
+    /// the recipe just now; a saved plan was shown when it was made.
+    pub shown: Option<String>,
+    pub shard: Option<Shard>,
+    /// Where the run records its progress.
+    pub journal: PathBuf,
+}
+
+impl Job {
+    /// `arg` names a saved plan (`saved`) or the recipe `fresh` was planned
+    /// from; `journal` is the recipe's unsharded journal.
+    pub fn new(
+        arg: &str,
+        saved: Option<Plan>,
+        fresh: PlanOutcome,
+        shard: Option<Shard>,
+        journal: PathBuf,
+    ) -> Result<Self, SavedPlanError> {
+        let (plan, shown) = match saved {
+            Some(saved) => (saved::verify(arg, &saved, fresh)?, None),
+            None => {
+                let shown = crate::plan::render::render_text(&fresh.plan);
+                (fresh.into_executable(), Some(shown))
+            }
+        };
+        Ok(Self {
+            plan: match shard {
+                Some(s) => s.slice(&plan),
+                None => plan,
+            },
+            shown,
+            shard,
+            journal: match shard {
+                Some(s) => s.journal_path(&journal),
+                None => journal,
+            },
+        })
+    }
+
+    /// The units it creates.
+    pub fn creates(&self) -> usize {
+        self.plan
+            .units
+            .iter()
+            .filter(|u| u.action == Action::Create)
+            .count()
+    }
+
+    /// How many units are invalid when the recipe says that stops the run.
+    pub fn refused_for_invalid(&self, policy: InvalidUnits) -> Option<u64> {
+        (self.plan.summary.invalid > 0 && policy == InvalidUnits::Fail)
+            .then_some(self.plan.summary.invalid)
+    }
+}
