@@ -7,8 +7,9 @@ fresh apply into an empty local target (after `sync`), then an apply with
 nothing to do. Prints medians of time and peak RSS, their ratios, and
 checks that both binaries' catalogs end up with the same units and files.
 
-Old targets are moved aside (under target/bench-data/trash), not deleted:
-a mass delete slows file creation on ext4 for minutes after.
+Targets are moved aside (under target/bench-data/trash-*) between runs, not
+deleted: a mass delete slows file creation on ext4 for minutes after. The
+trash (about 10 KB per unit per run) is deleted once the numbers are in.
 
 usage: benches/apply_ab.py OLD_BINARY NEW_BINARY [RUNS] [UNITS]
 """
@@ -24,7 +25,7 @@ runs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 units = int(sys.argv[4]) if len(sys.argv) > 4 else 100_000
 data = ROOT / "target" / "bench-data"
 tree = pb.generate(data, "1", units, pb.venv_python(data))
-trash = data / "trash"
+trash = data / f"trash-{time.time_ns()}"
 trash.mkdir(exist_ok=True)
 subprocess.run(f"find {tree}/data -type f -print0 | xargs -0 cat > /dev/null", shell=True, check=True)
 
@@ -56,6 +57,8 @@ for i in range(runs):
         noop[k].append(pb.timed(apply_cmd(b), cwd=tree)[:2])
         summaries[k] = catalog_summary()
 move_aside()
+# Measurements are done: now the slow delete may run.
+subprocess.Popen(["rm", "-rf", str(trash)])
 
 med = lambda xs, j: statistics.median(x[j] for x in xs)
 print(f"apply A/B: {units} units (pattern 1), medians of {runs} interleaved rounds")

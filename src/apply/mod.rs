@@ -17,6 +17,7 @@ pub mod report;
 pub mod saved;
 pub mod shard;
 pub mod staleness;
+pub mod status;
 pub mod synapse;
 pub mod target;
 
