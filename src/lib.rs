@@ -29,6 +29,7 @@ pub mod init;
 pub mod io_runtime;
 pub mod json;
 pub mod plan;
+pub mod prepare;
 pub mod ray;
 pub mod recipe;
 pub mod secrets;

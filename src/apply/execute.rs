@@ -55,9 +55,11 @@ pub enum ApplyError {
 pub enum CrashPoint {
     /// After this many files were stored in this run.
     AfterFiles(u64),
-    /// Before committing this batch (1-based), its files stored and synced.
+    /// Before the run's Nth registration (1-based), its batch's files stored
+    /// and synced. Counted in the order batches register, which with batches
+    /// in flight need not be their order in the plan.
     BeforeCommit(u64),
-    /// After committing this batch, before journaling it.
+    /// After the run's Nth registration, before its batch is journaled.
     AfterCommit(u64),
 }
 
@@ -168,6 +170,9 @@ pub(crate) trait Writer {
 /// Counts files stored in this run, for `SYNUP_CRASH_AT=files:N`.
 pub(crate) struct Tally {
     stored: AtomicU64,
+    /// Registrations begun and done, for the commit crash points.
+    commits_begun: AtomicU64,
+    commits_done: AtomicU64,
     crash_at: Option<CrashPoint>,
 }
 
@@ -250,6 +255,8 @@ pub(crate) async fn execute<W: Writer>(
                 learned: RefCell::new(Learned::new(std::mem::take(&mut previous.learned))),
                 tally: Tally {
                     stored: AtomicU64::new(0),
+                    commits_begun: AtomicU64::new(0),
+                    commits_done: AtomicU64::new(0),
                     crash_at: settings.crash_at,
                 },
             };
@@ -272,9 +279,9 @@ impl<W: Writer> Run<'_, W> {
     /// The batches, `pipeline` at a time; the first error stops the run (the
     /// batches in flight are dropped: what they stored is reused next time).
     async fn all_batches(&self, creates: &[&PlannedUnit]) -> Result<(), ApplyError> {
-        let batches = creates.chunks(self.settings.batch_size.max(1)).enumerate();
+        let batches = creates.chunks(self.settings.batch_size.max(1));
         let mut stream = futures_util::stream::iter(batches)
-            .map(|(i, batch)| self.batch(i as u64 + 1, batch))
+            .map(|batch| self.batch(batch))
             .buffer_unordered(self.writer.pipeline().max(1));
         while let Some(done) = stream.next().await {
             done?;
@@ -282,7 +289,7 @@ impl<W: Writer> Run<'_, W> {
         Ok(())
     }
 
-    async fn batch(&self, batch_no: u64, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
+    async fn batch(&self, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
         let observer = self.observer;
         let mut file_errors: HashMap<String, String> = HashMap::new();
 
@@ -380,7 +387,8 @@ impl<W: Writer> Run<'_, W> {
             }
         }
         let crash_at = self.settings.crash_at;
-        if crash_at == Some(CrashPoint::BeforeCommit(batch_no)) {
+        let begun = self.tally.commits_begun.fetch_add(1, Ordering::SeqCst) + 1;
+        if crash_at == Some(CrashPoint::BeforeCommit(begun)) {
             crash_now();
         }
         let (outcomes, task_failures) = if ready.is_empty() {
@@ -388,7 +396,8 @@ impl<W: Writer> Run<'_, W> {
         } else {
             self.writer.register(&ready, self.settings.project).await?
         };
-        if crash_at == Some(CrashPoint::AfterCommit(batch_no)) {
+        let done = self.tally.commits_done.fetch_add(1, Ordering::SeqCst) + 1;
+        if crash_at == Some(CrashPoint::AfterCommit(done)) {
             crash_now();
         }
         let mut report = self.report.borrow_mut();
@@ -425,7 +434,7 @@ impl<W: Writer> Run<'_, W> {
         drop(report);
         let mut journal = self.journal.borrow_mut();
         journal.append(&records)?;
-        journal.sync()?;
+        journal.sync_due()?;
         Ok(())
     }
 

@@ -82,9 +82,13 @@ pub struct JournalState {
     pub records: usize,
 }
 
+/// How often a run's journal is synced at most (and at its end).
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Journal {
     path: PathBuf,
     file: std::fs::File,
+    last_sync: std::time::Instant,
 }
 
 impl Journal {
@@ -118,6 +122,7 @@ impl Journal {
             Self {
                 path: path.to_path_buf(),
                 file,
+                last_sync: std::time::Instant::now(),
             },
             state.0,
         ))
@@ -150,10 +155,23 @@ impl Journal {
 
     /// Makes appended records durable.
     pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.last_sync = std::time::Instant::now();
         self.file.sync_data().map_err(|source| JournalError::Io {
             path: self.path.display().to_string(),
             source,
         })
+    }
+
+    /// [`sync`](Self::sync) when the last one is [`SYNC_EVERY`] old. A killed
+    /// process loses nothing it appended (the kernel has it); only a power
+    /// loss can take back the records of that last moment, which a rerun
+    /// redoes. A sync per batch cost more than the batch's work.
+    pub fn sync_due(&mut self) -> Result<(), JournalError> {
+        if self.last_sync.elapsed() >= SYNC_EVERY {
+            self.sync()
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde_json::Value as Json;
 
 use super::events::{ApplyEvent, ApplyObserver};
@@ -78,10 +77,6 @@ impl LocalTarget<'_> {
             &plan.recipe.path,
             &plan.plan_hash,
         )?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(settings.workers.max(1))
-            .build()
-            .map_err(|e| self.write_error(std::io::Error::other(e)))?;
         let writer = LocalWriter {
             target: self,
             catalog: RefCell::new(catalog),
@@ -89,7 +84,8 @@ impl LocalTarget<'_> {
             collection,
             apply_id: apply_id.clone(),
             target_path: plan.target.path.clone().unwrap_or_default(),
-            pool,
+            workers: settings.workers.max(1),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
             primary_spec: self.specs.iter().find(|s| s.is_primary).map(|s| &*s.name),
         };
         crate::io_runtime::block_on(execute(
@@ -126,8 +122,10 @@ struct LocalWriter<'a> {
     collection: i64,
     apply_id: String,
     target_path: String,
-    /// Copies run here, `upload.workers` at a time.
-    pool: rayon::ThreadPool,
+    /// `upload.workers`: copies at once from a remote source.
+    workers: usize,
+    /// Copies at once from local files.
+    cores: usize,
     primary_spec: Option<&'a str>,
 }
 
@@ -141,8 +139,9 @@ impl Writer for LocalWriter<'_> {
     }
 
     fn pipeline(&self) -> usize {
-        // One catalog connection and one syncfs per batch: batches in a row.
-        1
+        // While one batch waits for its files to be durable, the next one
+        // copies. The catalog is one connection, used between awaits only.
+        2
     }
 
     async fn prepare(&mut self) -> Result<(), ApplyError> {
@@ -194,8 +193,17 @@ impl Writer for LocalWriter<'_> {
                 written: (bytes > 0).then_some(bytes),
             })
         };
-        let results: Vec<Result<Stored, StoreError>> =
-            self.pool.install(|| files.par_iter().map(copy).collect());
+        // Local files are copied by as many threads as there are cores (more
+        // only contend); objects of a remote source by `upload.workers`,
+        // since they wait on the network.
+        let remote = files
+            .iter()
+            .any(|o| target.roots.remote_of(&o.file.shown()).is_some());
+        let threads = match remote {
+            true => self.workers,
+            false => self.cores.min(self.workers),
+        };
+        let results: Vec<Result<Stored, StoreError>> = in_parallel(files, threads, copy);
         let mut out = Vec::with_capacity(results.len());
         let mut stored: Vec<(String, u64, String)> = Vec::new();
         for (file, result) in files.iter().zip(results) {
@@ -210,8 +218,13 @@ impl Writer for LocalWriter<'_> {
             }
         }
         if !stored.is_empty() {
-            // Durable before the catalog says they are there.
-            self.store.sync().map_err(|e| target.write_error(e))?;
+            // Durable before the catalog says they are there. The sync runs
+            // on the blocking pool, so the next batch copies meanwhile.
+            let sync = self.store.sync_later().map_err(|e| target.write_error(e))?;
+            tokio::task::spawn_blocking(sync)
+                .await
+                .map_err(|e| target.write_error(std::io::Error::other(e)))?
+                .map_err(|e| target.write_error(e))?;
             self.catalog.borrow_mut().add_files(&stored)?;
         }
         Ok(out)
@@ -267,5 +280,52 @@ impl Writer for LocalWriter<'_> {
             report.files.uploaded,
             report.bytes_uploaded,
         );
+    }
+}
+
+/// `f` over `items` on up to `threads` threads, each taking the next item as
+/// it finishes one; results in the order of `items`. Threads live for one
+/// call: a pool's idle workers spun through a `sched_yield` storm between
+/// batches of small files.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut all: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    all.sort_unstable_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn in_parallel_keeps_the_order_of_its_items() {
+        let items: Vec<u32> = (0..1000).collect();
+        for threads in [1, 2, 7, 64] {
+            let out = super::in_parallel(&items, threads, |i| i * 2);
+            assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        }
     }
 }

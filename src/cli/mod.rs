@@ -132,39 +132,18 @@ pub(crate) fn require_recipe(arg: Option<String>, command: &str) -> Option<Strin
     arg
 }
 
-/// A recipe ready to plan: loaded, resolved against its target's collection,
-/// and, for a synapse target, the session that reached it.
-pub(crate) struct Prepared {
-    pub loaded: synup::recipe::LoadedRecipe,
-    pub resolved: synup::recipe::ResolvedRecipe,
-    pub session: Option<synup::target::synapse::Session>,
-}
+pub(crate) use synup::prepare::Prepared;
 
-/// Opens a session to a recipe's synapse backend.
+/// Opens a session to a recipe's synapse backend; `None` means exit 1.
 pub(crate) fn connect(
     target: &synup::recipe::model::TargetConfig,
     upload: &synup::recipe::model::UploadConfig,
 ) -> Option<synup::target::synapse::Session> {
-    use synup::target::synapse::config::{self, Origin};
-    let creds = match config::resolve(
-        target.host.as_deref().map(|h| (h, Origin::Recipe)),
-        target.token.as_deref().map(|t| (t, Origin::Recipe)),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            crate::console::report(e);
-            return None;
-        }
-    };
-    Some(synup::target::synapse::Session::new(
-        creds,
-        upload.workers as usize,
-        upload.retries,
-    ))
+    synup::prepare::connect(target, upload)
+        .map_err(crate::console::report)
+        .ok()
 }
 
-/// Loads a recipe and resolves it against its target: for a synapse target the
-/// collection comes from the backend (and must match the recipe's pin).
 /// Writes an end report (secrets masked) atomically; the error is for people.
 pub(crate) fn write_report(path: &str, json: &str) -> Result<(), String> {
     synup::fs_write::write(
@@ -175,74 +154,17 @@ pub(crate) fn write_report(path: &str, json: &str) -> Result<(), String> {
     .map_err(|e| format!("cannot write report: {e}"))
 }
 
+/// Loads a recipe and resolves it against its target (see
+/// [`synup::prepare`]); on a terminal, what the recipe leaves open is asked.
+/// `None` means exit 1, the reason shown.
 pub(crate) fn prepare_recipe(path: &str) -> Option<Prepared> {
-    use synup::recipe::model::{Backend, CollectionRef};
-    let mut loaded = match synup::recipe::load(path) {
-        Ok(l) => l,
+    let asker = init::TerminalGaps;
+    let gaps: Option<&dyn synup::prepare::Gaps> = init::on_terminal().then_some(&asker as _);
+    match synup::prepare::prepare(path, gaps) {
+        Ok(p) => Some(p),
+        Err(synup::prepare::PrepareError::Stopped) => None,
         Err(e) => {
             crate::console::report(e);
-            return None;
-        }
-    };
-    let mut early_session = None;
-    if loaded.recipe.target.backend == Backend::Synapse
-        && loaded.recipe.target.data_collection.is_none()
-        && init::on_terminal()
-    {
-        // A gap that can be asked is asked, not failed on.
-        let session = connect(&loaded.recipe.target, &loaded.recipe.upload)?;
-        let id = init::ask_data_collection(&session, path).ok()?;
-        loaded.recipe.target.data_collection = Some(CollectionRef::Id(id));
-        early_session = Some(session);
-    }
-    let (session, remote) = if loaded.recipe.target.backend == Backend::Synapse {
-        // Report recipe mistakes before going to the network.
-        if let Err(errors) = synup::recipe::resolve::resolve(&loaded) {
-            crate::console::report(loaded.errors(errors));
-            return None;
-        }
-        let Some(CollectionRef::Id(id)) = loaded.recipe.target.data_collection.clone() else {
-            return None;
-        };
-        let session = match early_session {
-            Some(s) => s,
-            None => connect(&loaded.recipe.target, &loaded.recipe.upload)?,
-        };
-        use synup::target::synapse::collection::{self, CollectionError};
-        use synup::target::{CollectionId, StorageId};
-        let wanted = collection::needs_storage(&loaded);
-        let storage = loaded.recipe.target.storage;
-        let (id, storage) = (CollectionId(id), storage.map(StorageId));
-        let remote = match collection::fetch(&session, id, storage, wanted) {
-            Ok(remote) => remote,
-            Err(CollectionError::NoDefaultStorage) if init::on_terminal() => {
-                // A gap that can be asked is asked, not failed on.
-                let asked = init::ask_storage(&session, path).ok()?;
-                match collection::fetch(&session, id, Some(StorageId(asked)), wanted) {
-                    Ok(remote) => remote,
-                    Err(e) => {
-                        crate::console::report(e);
-                        return None;
-                    }
-                }
-            }
-            Err(e) => {
-                crate::console::report(e);
-                return None;
-            }
-        };
-        (Some(session), Some(remote))
-    } else {
-        (None, None)
-    };
-    match synup::recipe::resolve::resolve_with(&loaded, remote.as_ref()) {
-        Ok(resolved) => Some(Prepared {
-            loaded,
-            resolved,
-            session,
-        }),
-        Err(errors) => {
-            crate::console::report(loaded.errors(errors));
             None
         }
     }

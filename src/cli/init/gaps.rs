@@ -11,10 +11,7 @@ use crate::cli::exit;
 
 /// On a terminal, a synapse recipe without `target.data_collection` gets it
 /// asked for this run; `Err` is printed (an interrupt says nothing was changed).
-pub(crate) fn ask_data_collection(
-    s: &synup::target::synapse::Session,
-    recipe: &str,
-) -> Result<u64, ()> {
+fn ask_data_collection(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64, ()> {
     crate::console::note(&format!(
         "{recipe} names no `target.data_collection`; pick one for this run"
     ));
@@ -33,9 +30,33 @@ pub(crate) fn ask_data_collection(
     }
 }
 
+/// A terminal's answers for what a recipe leaves open.
+pub(crate) struct TerminalGaps;
+
+impl synup::prepare::Gaps for TerminalGaps {
+    fn data_collection(
+        &self,
+        session: &synup::target::synapse::Session,
+        recipe: &str,
+    ) -> Option<synup::target::CollectionId> {
+        ask_data_collection(session, recipe)
+            .ok()
+            .map(synup::target::CollectionId)
+    }
+    fn storage(
+        &self,
+        session: &synup::target::synapse::Session,
+        recipe: &str,
+    ) -> Option<synup::target::StorageId> {
+        ask_storage(session, recipe)
+            .ok()
+            .map(synup::target::StorageId)
+    }
+}
+
 /// On a terminal, a recipe with storage-relative paths on a backend without a
 /// default storage gets one asked for this run.
-pub(crate) fn ask_storage(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64, ()> {
+fn ask_storage(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64, ()> {
     crate::console::note(&format!(
         "{recipe} reads storage-relative paths, names no `target.storage`, and the backend has no default storage"
     ));
