@@ -4,8 +4,10 @@
 On the pattern-1 tree that benches/plan_bench.py generates (under
 target/bench-data, UNITS units), RUNS interleaved rounds per binary of: a
 fresh apply into an empty local target (after `sync`), then an apply with
-nothing to do. Prints medians of time and peak RSS, their ratios, and
-checks that both binaries' catalogs end up with the same units and files.
+nothing to do; and the baseline, `cp -r` of the same tree followed by
+`sync` (as apply makes its copies durable). Prints medians of time and peak
+RSS, their ratios, and checks that both binaries' catalogs end up with the
+same units and files.
 
 Targets are moved aside (under target/bench-data/trash-*) between runs, not
 deleted: a mass delete slows file creation on ext4 for minutes after. The
@@ -45,6 +47,7 @@ def catalog_summary():
 
 apply_cmd = lambda b: [b, "apply", "recipe.yaml", "--yes", "--quiet"]
 fresh = {k: [] for k in bins}
+copies = []
 noop = {k: [] for k in bins}
 summaries = {}
 # A warm plan first so both binaries find the checksum cache warm.
@@ -56,6 +59,8 @@ for i in range(runs):
         fresh[k].append(pb.timed(apply_cmd(b), cwd=tree)[:2])
         noop[k].append(pb.timed(apply_cmd(b), cwd=tree)[:2])
         summaries[k] = catalog_summary()
+    subprocess.run(["sync"])
+    copies.append(pb.timed(f"cp -r {tree}/data {trash}/cp-{i} && sync", shell=True)[:2])
 move_aside()
 # Measurements are done: now the slow delete may run.
 subprocess.Popen(["rm", "-rf", str(trash)])
@@ -68,4 +73,7 @@ for name, table in (("fresh apply", fresh), ("nothing to do", noop)):
     print(f"  {name:14} old {o_t:6.2f} s {o_m:6.0f} MiB   new {n_t:6.2f} s {n_m:6.0f} MiB   time new/old {n_t / o_t:.2f}   rss new/old {n_m / o_m:.2f}")
     for k in bins:
         print(f"    {k} runs: " + ", ".join(f"{t:.2f} s" for t, _ in table[k]))
+cp_t = med(copies, 0)
+print(f"  cp -r + sync   {cp_t:6.2f} s   runs: " + ", ".join(f"{t:.2f} s" for t, _ in copies))
+print(f"  fresh apply / cp -r: old {med(fresh['old'], 0) / cp_t:.2f}   new {med(fresh['new'], 0) / cp_t:.2f}")
 print(f"  catalogs (units, files, unit files): old {summaries['old']}  new {summaries['new']}  {'same' if summaries['old'] == summaries['new'] else 'DIFFERENT'}")
