@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::path::Path;
 
 use synup::apply::job::Job;
@@ -142,7 +141,7 @@ pub(super) fn run(args: Args) -> i32 {
         }
         return exit::OK;
     }
-    let on_terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let on_terminal = super::init::on_terminal();
     if !args.yes {
         if !on_terminal {
             crate::console::error(

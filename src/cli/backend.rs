@@ -1,9 +1,8 @@
-//! Commands that talk to a Synapse backend directly: `doctor`, `login`,
-//! `collections`, `storages`.
+//! `synup collections` and `synup storages`: what a Synapse backend offers.
 
 use serde_json::{Value as Json, json};
+use synup::target::synapse::Session;
 use synup::target::synapse::config::{self, Origin};
-use synup::target::synapse::{Secret, Session};
 
 use super::TextOrJson as Format;
 use super::exit;
@@ -28,16 +27,6 @@ pub(super) struct ListArgs {
     conn: ConnArgs,
 }
 
-#[derive(Debug, clap::Args)]
-pub(super) struct LoginArgs {
-    /// API host (asked on a terminal when missing).
-    #[arg(long)]
-    host: Option<String>,
-    /// Access token (asked on a terminal when missing; never printed).
-    #[arg(long)]
-    token: Option<String>,
-}
-
 fn session(conn: &ConnArgs) -> Option<Session> {
     let creds = match config::resolve(
         conn.host.as_deref().map(|h| (h, Origin::Flag)),
@@ -52,7 +41,7 @@ fn session(conn: &ConnArgs) -> Option<Session> {
     Some(Session::new(creds, 4, 2))
 }
 
-fn print_json(v: &Json) {
+pub(super) fn print_json(v: &Json) {
     crate::console::out(&format!(
         "{}\n",
         serde_json::to_string_pretty(v).unwrap_or_default()
@@ -191,92 +180,4 @@ pub(super) fn storages(args: ListArgs) -> i32 {
         )),
     }
     exit::OK
-}
-
-pub(super) fn login(args: LoginArgs) -> i32 {
-    let on_terminal = {
-        use std::io::IsTerminal;
-        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
-    };
-    let ask = |what: &str, default: Option<&str>| -> Option<String> {
-        use std::io::Write;
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "{what}{}: ",
-            default.map(|d| format!(" [{d}]")).unwrap_or_default()
-        );
-        let _ = err.flush();
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).ok()?;
-        let line = line.trim().to_owned();
-        match (line.is_empty(), default) {
-            (true, Some(d)) => Some(d.to_owned()),
-            (true, None) => None,
-            (false, _) => Some(line),
-        }
-    };
-    let host = match args.host {
-        Some(h) => h,
-        None if on_terminal => ask("Synapse host", Some(config::DEFAULT_HOST)).unwrap_or_default(),
-        None => {
-            crate::console::error("missing --host: there is no terminal to ask on");
-            return exit::ERROR;
-        }
-    };
-    let token = match args.token {
-        Some(t) => t,
-        None if on_terminal => match ask("Access token", None) {
-            Some(t) => t,
-            None => {
-                crate::console::error("no token given");
-                return exit::ERROR;
-            }
-        },
-        None => {
-            crate::console::error("missing --token: there is no terminal to ask on");
-            return exit::ERROR;
-        }
-    };
-    match config::write_login(host.trim_end_matches('/'), &Secret::new(token)) {
-        Ok(path) => {
-            crate::console::note(&format!(
-                "Saved host {host} and the access token to {} (mode 0600). `synup doctor` checks them.",
-                path.display()
-            ));
-            exit::OK
-        }
-        Err(e) => {
-            crate::console::report(e);
-            exit::ERROR
-        }
-    }
-}
-
-#[derive(Debug, clap::Args)]
-pub(super) struct DoctorArgs {
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
-}
-
-pub(super) fn doctor(args: DoctorArgs) -> i32 {
-    use synup::target::synapse::doctor::{self, Status};
-    let checks = doctor::checks();
-    let failed = checks.iter().any(|c| c.status == Status::Error);
-    match args.format {
-        Format::Json => print_json(&json!({"format_version": 1, "ok": !failed, "checks": checks})),
-        Format::Text => {
-            let mut out = String::new();
-            for c in &checks {
-                let mark = match c.status {
-                    Status::Ok => "ok  ",
-                    Status::Warning => "warn",
-                    Status::Error => "FAIL",
-                };
-                out.push_str(&format!("[{mark}] {}: {}\n", c.check, c.message));
-            }
-            crate::console::out(&out);
-        }
-    }
-    if failed { exit::ERROR } else { exit::OK }
 }

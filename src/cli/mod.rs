@@ -2,9 +2,11 @@
 
 mod apply;
 mod backend;
+mod doctor;
 mod explore;
 mod graph;
 mod init;
+mod login;
 mod plan;
 mod ray;
 mod schema;
@@ -60,9 +62,9 @@ enum Command {
     /// A Synapse-compatible API over a local catalog, for rehearsals and tests.
     Serve(serve::Args),
     /// Check the Synapse config file, host, token and storage.
-    Doctor(backend::DoctorArgs),
+    Doctor(doctor::DoctorArgs),
     /// Save a host and access token to ~/.synapse/config.json (mode 0600).
-    Login(backend::LoginArgs),
+    Login(login::LoginArgs),
     /// List a Synapse backend's data collections, or show one.
     Collections(backend::ListArgs),
     /// Show the default internal storage, or one by id.
@@ -92,8 +94,8 @@ pub(crate) fn run() -> i32 {
         Command::Schema => schema::run(),
         Command::Explore(a) => explore::run(a),
         Command::Serve(a) => serve::run(a),
-        Command::Doctor(a) => backend::doctor(a),
-        Command::Login(a) => backend::login(a),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Login(a) => login::run(a),
         Command::Collections(a) => backend::collections(a),
         Command::Storages(a) => backend::storages(a),
     }

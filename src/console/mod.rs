@@ -124,6 +124,32 @@ pub(crate) fn confirm(question: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// Asks for a line on the terminal; an empty answer takes `default`.
+/// `None`: no answer (and no default), or input closed.
+pub(crate) fn ask(question: &str, default: Option<&str>) -> Option<String> {
+    let shown = default.map(|d| format!(" [{d}]")).unwrap_or_default();
+    to_stderr(&format!("{}{shown}: ", for_terminal(question, false)));
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    match (line.trim(), default) {
+        ("", Some(d)) => Some(d.to_owned()),
+        ("", None) => None,
+        (answer, _) => Some(answer.to_owned()),
+    }
+}
+
+/// Asks for a secret on the terminal without echoing it.
+pub(crate) fn ask_secret(question: &str) -> Option<String> {
+    inquire::Password::new(question)
+        .without_confirmation()
+        .with_display_mode(inquire::PasswordDisplayMode::Hidden)
+        .prompt()
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::for_terminal;
