@@ -646,30 +646,10 @@ mod tests {
         fn finish(&self, _report: &ApplyReport) {}
     }
 
-    /// A plan of `n` units, each an image of its own and a label every unit
-    /// shares, with its journal path.
+    /// A plan of `n` units (see [`crate::apply::test_recipe`]), with its
+    /// journal path.
     fn plan_of(dir: &std::path::Path, n: usize) -> (Plan, std::path::PathBuf) {
-        for i in 0..n {
-            let u = dir.join(format!("data/u{i}"));
-            std::fs::create_dir_all(&u).unwrap();
-            std::fs::write(u.join("scan.png"), format!("image {i}")).unwrap();
-            std::fs::write(u.join("scan.json"), "{}").unwrap();
-        }
-        std::fs::write(
-            dir.join("collection.json"),
-            r#"{"name": "ct", "file_specifications": [
-                {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
-                {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": true}]}"#,
-        )
-        .unwrap();
-        let recipe = dir.join("recipe.yaml");
-        std::fs::write(
-            &recipe,
-            "version: 1\nname: t\ntarget: {backend: local}\ncollection: {file: collection.json}\nsource: {path: data}\n",
-        )
-        .unwrap();
-        let loaded = crate::recipe::load(recipe.to_str().unwrap()).unwrap();
-        let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+        let (loaded, resolved) = crate::apply::test_recipe(dir, n);
         let plan = crate::plan::build_plan(
             &loaded,
             &resolved,

@@ -117,3 +117,34 @@ pub(crate) fn begin_run<'p>(
         distinct,
     })
 }
+
+/// A recipe for apply's tests: `n` units under `dir/data`, each an image of
+/// its own and a label every unit shares, on a local target.
+#[cfg(test)]
+pub(crate) fn test_recipe(
+    dir: &std::path::Path,
+    n: usize,
+) -> (crate::recipe::LoadedRecipe, crate::recipe::ResolvedRecipe) {
+    for i in 0..n {
+        let u = dir.join(format!("data/u{i}"));
+        std::fs::create_dir_all(&u).unwrap();
+        std::fs::write(u.join("scan.png"), format!("image {i}")).unwrap();
+        std::fs::write(u.join("scan.json"), "{}").unwrap();
+    }
+    std::fs::write(
+        dir.join("collection.json"),
+        r#"{"name": "ct", "file_specifications": [
+            {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
+            {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": true}]}"#,
+    )
+    .unwrap();
+    let recipe = dir.join("recipe.yaml");
+    std::fs::write(
+        &recipe,
+        "version: 1\nname: t\ntarget: {backend: local}\ncollection: {file: collection.json}\nsource: {path: data}\n",
+    )
+    .unwrap();
+    let loaded = crate::recipe::load(recipe.to_str().unwrap()).unwrap();
+    let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+    (loaded, resolved)
+}

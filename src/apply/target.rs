@@ -129,27 +129,8 @@ mod tests {
     #[test]
     fn a_second_apply_of_the_same_recipe_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        for u in ["u1", "u2"] {
-            std::fs::create_dir_all(dir.path().join("data").join(u)).unwrap();
-            std::fs::write(dir.path().join(format!("data/{u}/scan.png")), u).unwrap();
-            // Both units share one label file's content.
-            std::fs::write(dir.path().join(format!("data/{u}/scan.json")), "{}").unwrap();
-        }
-        std::fs::write(
-            dir.path().join("collection.json"),
-            r#"{"name": "ct", "file_specifications": [
-                {"name": "image", "file_type": "image", "extensions": [".png"], "is_required": true, "is_primary": true},
-                {"name": "label", "file_type": "document", "extensions": [".json"], "is_required": true}]}"#,
-        )
-        .unwrap();
-        let recipe = dir.path().join("recipe.yaml");
-        std::fs::write(
-            &recipe,
-            "version: 1\nname: t\ntarget: {backend: local}\ncollection: {file: collection.json}\nsource: {path: data}\n",
-        )
-        .unwrap();
-        let loaded = crate::recipe::load(recipe.to_str().unwrap()).unwrap();
-        let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+        // Two units; both share one label file's content.
+        let (loaded, resolved) = crate::apply::test_recipe(dir.path(), 2);
         let journal = loaded.state_dir().join("journal.jsonl");
         let target = open(&loaded, &resolved, None, journal).unwrap();
         let settings = ApplySettings {
