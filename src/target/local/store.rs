@@ -1,8 +1,10 @@
 //! The content-addressed file store: `objects/<2 hex>/<38 hex>`, named by SHA-1.
 //!
-//! A file is copied to `objects/tmp/` while its SHA-1 is computed, checked against
-//! the checksum the plan promised, and only then renamed to its final name, so a
-//! name in the store always holds exactly the bytes it is named after.
+//! A file is copied into an unnamed file in `objects/tmp/` (O_TMPFILE; a named
+//! one where the system lacks it) while its SHA-1 is computed, checked against
+//! the checksum the plan promised, and only then linked (or renamed) in under
+//! its final name, so a name in the store always holds exactly the bytes it is
+//! named after.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,8 @@ pub struct FileStore {
     counter: AtomicU64,
     /// Names temporary files (a `getpid` per file showed in profiles).
     pid: u32,
+    /// `/proc/self/fd` is there, so unnamed files can be linked in.
+    proc_fd: bool,
 }
 
 impl FileStore {
@@ -51,6 +55,7 @@ impl FileStore {
             root: root.to_path_buf(),
             counter: AtomicU64::new(0),
             pid: std::process::id(),
+            proc_fd: Path::new("/proc/self/fd").is_dir(),
         })
     }
 
@@ -117,8 +122,25 @@ impl FileStore {
             self.pid,
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
+        // An unnamed file (O_TMPFILE) needs no name in `tmp/` and no rename:
+        // it is linked in once complete, and vanishes if we die first.
+        let anonymous = self.proc_fd.then(|| {
+            use rustix::fs::{CWD, Mode, OFlags, openat};
+            openat(
+                CWD,
+                tmp.parent().unwrap_or(&self.root),
+                OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .ok()
+            .map(std::fs::File::from)
+        });
+        let named = anonymous.as_ref().is_none_or(Option::is_none);
         let result = (|| {
-            let mut out = std::fs::File::create(&tmp).map_err(write_err)?;
+            let mut out = match anonymous {
+                Some(Some(f)) => f,
+                _ => std::fs::File::create(&tmp).map_err(write_err)?,
+            };
             let mut hasher = Sha1::new();
             let mut size = 0u64;
             COPY_BUFFER.with_borrow_mut(|buf| {
@@ -142,9 +164,12 @@ impl FileStore {
                 });
             }
             out.flush().map_err(write_err)?;
-            drop(out);
             let dest = self.path_of(&actual);
-            match place(&tmp, &dest) {
+            let placed = match named {
+                true => place(&tmp, &dest),
+                false => link_in(&out, &dest),
+            };
+            match placed {
                 Ok(true) => Ok((actual, size)),
                 Ok(false) => {
                     // The store had this content already.
@@ -154,7 +179,7 @@ impl FileStore {
                 Err(e) => Err(write_err(e)),
             }
         })();
-        if result.is_err() {
+        if result.is_err() && named {
             let _ = std::fs::remove_file(&tmp);
         }
         result
@@ -217,14 +242,45 @@ fn place(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
     Err(std::io::Error::from(Errno::NOENT))
 }
 
+/// Links the unnamed file `out` in as `dest` unless `dest` exists (then
+/// `false`), making `dest`'s folder on first use.
+fn link_in(out: &std::fs::File, dest: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{AtFlags, CWD, linkat};
+    use rustix::io::Errno;
+    use std::os::fd::AsRawFd;
+    let name = format!("/proc/self/fd/{}", out.as_raw_fd());
+    for attempt in 0..2 {
+        match linkat(CWD, name.as_str(), CWD, dest, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => return Ok(true),
+            Err(Errno::EXIST) => return Ok(false),
+            Err(Errno::NOENT) if attempt == 0 => {
+                if let Some(dir) = dest.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::from(Errno::NOENT))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn put_checks_the_checksum_and_dedupes() {
+        // Unnamed temporary files where the system has them, and the named
+        // ones a system without O_TMPFILE or /proc gets.
+        for proc_fd in [true, false] {
+            puts_check_and_dedupe(proc_fd);
+        }
+    }
+
+    fn puts_check_and_dedupe(proc_fd: bool) {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(&dir.path().join("t")).unwrap();
+        let mut store = FileStore::open(&dir.path().join("t")).unwrap();
+        store.proc_fd &= proc_fd;
         let src = dir.path().join("f");
         std::fs::write(&src, b"abc").unwrap();
         let sha = "a9993e364706816aba3e25717850c26c9cd0d89d";
@@ -238,6 +294,9 @@ mod tests {
             Err(StoreError::Changed { .. })
         ));
         assert!(!store.contains(other));
+        let (learned, bytes) = store.put_learning(&b"xyz"[..], "x").unwrap();
+        assert_eq!((store.path_of(&learned).is_file(), bytes), (true, 3));
+        assert_eq!(store.put_learning(&b"xyz"[..], "x").unwrap().1, 0);
         assert_eq!(
             std::fs::read_dir(dir.path().join("t/objects/tmp"))
                 .unwrap()
