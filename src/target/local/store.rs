@@ -219,7 +219,7 @@ fn place(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
     for attempt in 0..2 {
         match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
             Ok(()) => return Ok(true),
-            Err(Errno::EXIST) => return Ok(false),
+            Err(Errno::EXIST) => return exists_as_file(dest),
             Err(Errno::NOENT) if attempt == 0 => {
                 if let Some(dir) = dest.parent() {
                     std::fs::create_dir_all(dir)?;
@@ -242,6 +242,19 @@ fn place(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
     Err(std::io::Error::from(Errno::NOENT))
 }
 
+/// `false` (the store has it) when `dest` is a regular file; an error when
+/// something else squats its name, which must not pass for stored content.
+fn exists_as_file(dest: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_file() => Ok(false),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} is not a regular file", dest.display()),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Links the unnamed file `out` in as `dest` unless `dest` exists (then
 /// `false`), making `dest`'s folder on first use.
 fn link_in(out: &std::fs::File, dest: &Path) -> std::io::Result<bool> {
@@ -252,7 +265,7 @@ fn link_in(out: &std::fs::File, dest: &Path) -> std::io::Result<bool> {
     for attempt in 0..2 {
         match linkat(CWD, name.as_str(), CWD, dest, AtFlags::SYMLINK_FOLLOW) {
             Ok(()) => return Ok(true),
-            Err(Errno::EXIST) => return Ok(false),
+            Err(Errno::EXIST) => return exists_as_file(dest),
             Err(Errno::NOENT) if attempt == 0 => {
                 if let Some(dir) = dest.parent() {
                     std::fs::create_dir_all(dir)?;
@@ -297,6 +310,14 @@ mod tests {
         let (learned, bytes) = store.put_learning(&b"xyz"[..], "x").unwrap();
         assert_eq!((store.path_of(&learned).is_file(), bytes), (true, 3));
         assert_eq!(store.put_learning(&b"xyz"[..], "x").unwrap().1, 0);
+        // A folder squatting a content's name is an error, never "stored".
+        let sha_q = "22ea1c649c82946aa6e479e1ffd321e4a318b1b0";
+        std::fs::create_dir_all(store.path_of(sha_q)).unwrap();
+        std::fs::write(&src, b"q").unwrap();
+        assert!(matches!(
+            store.put(&src, sha_q),
+            Err(StoreError::Write { .. })
+        ));
         assert_eq!(
             std::fs::read_dir(dir.path().join("t/objects/tmp"))
                 .unwrap()
