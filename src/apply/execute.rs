@@ -132,7 +132,7 @@ pub(crate) enum Registered {
 
 /// What a target does for the executor. Methods are async so a networked
 /// target keeps several batches in flight; the local one works synchronously
-/// inside them (its copies run on its own thread pool).
+/// inside them (its copies run on threads of their own).
 pub(crate) trait Writer {
     /// How the report names the target.
     fn describe(&self) -> ReportTarget;
