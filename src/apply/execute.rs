@@ -248,9 +248,9 @@ pub(crate) async fn execute<W: Writer>(
                 observer,
                 report: RefCell::new(report),
                 journal: RefCell::new(journal),
-                preexisting: known.clone(),
-                reported_present: RefCell::new(HashSet::new()),
                 known: RefCell::new(known.iter().filter_map(|s| digest_of(s)).collect()),
+                preexisting: known,
+                reported_present: RefCell::new(HashSet::new()),
                 in_flight: RefCell::new(HashMap::new()),
                 learned: RefCell::new(Learned::new(std::mem::take(&mut previous.learned))),
                 tally: Tally {

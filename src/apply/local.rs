@@ -63,10 +63,9 @@ impl LocalTarget<'_> {
                 TargetLock::wait(file).map_err(write_err)?
             }
         };
-        let catalog = Catalog::open(self.target_dir)?;
+        let mut catalog = Catalog::open(self.target_dir)?;
         let store = FileStore::open(self.target_dir).map_err(write_err)?;
         store.clean_tmp();
-        let mut catalog = catalog;
         let collection =
             catalog.ensure_collection(self.collection, self.specs, self.meta_schema)?;
         let apply_id = super::new_apply_id();

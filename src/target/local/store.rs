@@ -188,8 +188,7 @@ impl FileStore {
     /// Makes everything written so far durable with one `syncfs`, instead of an
     /// fsync per file; called before a batch that references the files commits.
     pub fn sync(&self) -> std::io::Result<()> {
-        let dir = std::fs::File::open(&self.root)?;
-        rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
+        self.sync_later()?()
     }
 
     /// [`sync`](Self::sync) as a job for another thread.
@@ -210,14 +209,14 @@ impl FileStore {
     }
 }
 
-/// Renames `tmp` to `dest` unless `dest` exists (then `false`), making
-/// `dest`'s folder on first use. One rename and no `stat`: looking first cost
-/// a directory lookup per file.
-fn place(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
+/// Puts a file at `dest` with `put`, a rename or link that refuses to
+/// replace: `true` when it did, `false` when `dest` already held a file.
+/// `dest`'s folder is made on first use. No `stat` first: that cost a
+/// directory lookup per file.
+fn put_at(dest: &Path, put: impl Fn() -> rustix::io::Result<()>) -> std::io::Result<bool> {
     use rustix::io::Errno;
     for attempt in 0..2 {
-        match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
+        match put() {
             Ok(()) => return Ok(true),
             Err(Errno::EXIST) => return exists_as_file(dest),
             Err(Errno::NOENT) if attempt == 0 => {
@@ -225,21 +224,34 @@ fn place(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
                     std::fs::create_dir_all(dir)?;
                 }
             }
-            // A filesystem without RENAME_NOREPLACE: look, then rename.
-            Err(Errno::INVAL | Errno::NOSYS) => {
-                if dest.is_file() {
-                    return Ok(false);
-                }
-                if let Some(dir) = dest.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                std::fs::rename(tmp, dest)?;
-                return Ok(true);
-            }
             Err(e) => return Err(e.into()),
         }
     }
     Err(std::io::Error::from(Errno::NOENT))
+}
+
+/// Renames the named temporary file `tmp` to `dest` (see [`put_at`]).
+fn place(tmp: &Path, dest: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    let placed = put_at(dest, || {
+        renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE)
+    });
+    let unsupported = [Errno::INVAL, Errno::NOSYS].map(|e| Some(e.raw_os_error()));
+    match placed {
+        // A filesystem without RENAME_NOREPLACE: look, then rename.
+        Err(e) if unsupported.contains(&e.raw_os_error()) => {
+            if dest.is_file() {
+                return Ok(false);
+            }
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::rename(tmp, dest)?;
+            Ok(true)
+        }
+        other => other,
+    }
 }
 
 /// `false` (the store has it) when `dest` is a regular file; an error when
@@ -255,26 +267,14 @@ fn exists_as_file(dest: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// Links the unnamed file `out` in as `dest` unless `dest` exists (then
-/// `false`), making `dest`'s folder on first use.
+/// Links the unnamed file `out` in as `dest` (see [`put_at`]).
 fn link_in(out: &std::fs::File, dest: &Path) -> std::io::Result<bool> {
     use rustix::fs::{AtFlags, CWD, linkat};
-    use rustix::io::Errno;
     use std::os::fd::AsRawFd;
     let name = format!("/proc/self/fd/{}", out.as_raw_fd());
-    for attempt in 0..2 {
-        match linkat(CWD, name.as_str(), CWD, dest, AtFlags::SYMLINK_FOLLOW) {
-            Ok(()) => return Ok(true),
-            Err(Errno::EXIST) => return exists_as_file(dest),
-            Err(Errno::NOENT) if attempt == 0 => {
-                if let Some(dir) = dest.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(std::io::Error::from(Errno::NOENT))
+    put_at(dest, || {
+        linkat(CWD, name.as_str(), CWD, dest, AtFlags::SYMLINK_FOLLOW)
+    })
 }
 
 #[cfg(test)]
