@@ -35,5 +35,6 @@ pub mod recipe;
 pub mod secrets;
 pub mod serve;
 pub mod source;
+pub mod spill;
 pub mod stages;
 pub mod target;

@@ -12,13 +12,15 @@ use super::synapse::SynapseTarget;
 use crate::plan::Plan;
 use crate::recipe::{LoadedRecipe, ResolvedRecipe};
 use crate::source::Roots;
+use crate::spill::SpillArea;
 use crate::target::synapse::{Session, SynapseView};
 use crate::target::{TargetView, local::LocalView};
 
 /// A target a plan is made against and applied to.
 pub trait Target {
-    /// Its current state, for the planner.
-    fn view(&self) -> Result<Box<dyn TargetView + '_>, ViewError>;
+    /// Its current state, for the planner; what does not fit in the budget
+    /// is sorted on disk in `spill`.
+    fn view(&self, spill: &SpillArea) -> Result<Box<dyn TargetView + '_>, ViewError>;
     /// Executes the plan's creates, journaled and resumable; events go to `observer`.
     fn apply(
         &self,
@@ -86,7 +88,8 @@ pub fn open<'a>(
 }
 
 impl Target for LocalTarget<'_> {
-    fn view(&self) -> Result<Box<dyn TargetView + '_>, ViewError> {
+    fn view(&self, _spill: &SpillArea) -> Result<Box<dyn TargetView + '_>, ViewError> {
+        // The catalog answers lookups through its index: nothing to spill.
         match LocalView::open(self.target_dir, self.collection, self.specs) {
             Ok(v) => Ok(Box::new(v)),
             Err(e) => Err(ViewError::Local(e)),
@@ -103,8 +106,8 @@ impl Target for LocalTarget<'_> {
 }
 
 impl Target for SynapseTarget<'_> {
-    fn view(&self) -> Result<Box<dyn TargetView + '_>, ViewError> {
-        match SynapseView::open(self.session, self.collection, self.key_field) {
+    fn view(&self, spill: &SpillArea) -> Result<Box<dyn TargetView + '_>, ViewError> {
+        match SynapseView::open(self.session, self.collection, self.key_field, spill) {
             Ok(v) => Ok(Box::new(v)),
             Err(e) => Err(ViewError::Synapse(e)),
         }
@@ -141,7 +144,8 @@ mod tests {
             crash_at: None,
         };
         let plan_now = || {
-            let view = target.view().unwrap();
+            let spill = SpillArea::under(&loaded.state_dir(), Default::default());
+            let view = target.view(&spill).unwrap();
             build_plan(&loaded, &resolved, view.as_ref(), &PlanOptions::default())
                 .unwrap()
                 .into_executable()

@@ -19,6 +19,8 @@ pub(super) struct Args {
     /// No progress bars.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    memory: super::MemoryArg,
     /// Apply only shard K of N of a saved plan (1-based): its units to create,
     /// cut into N contiguous, balanced slices. Each shard journals on its own.
     #[arg(long, value_name = "K/N")]
@@ -87,8 +89,11 @@ pub(super) fn run(args: Args) -> i32 {
         return exit::ERROR;
     };
     let (loaded, resolved) = (&prepared.loaded, &prepared.resolved);
-    let Some(fresh) = super::plan_recipe(&prepared, crate::console::progress_wanted(args.quiet))
-    else {
+    let Some(fresh) = super::plan_recipe(
+        &prepared,
+        crate::console::progress_wanted(args.quiet),
+        args.memory.budget,
+    ) else {
         return exit::ERROR;
     };
     let journal = apply::journal::path_for(

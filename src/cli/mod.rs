@@ -15,6 +15,7 @@ mod status;
 mod validate;
 
 use clap::{Parser, Subcommand};
+use synup::spill::{MemoryBudget, SpillArea};
 
 /// `--format` for commands whose output is text for people or JSON for machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -172,11 +173,27 @@ pub(crate) fn prepare_recipe(path: &str) -> Option<Prepared> {
     }
 }
 
+/// `--memory`: what planning may hold before it sorts on disk.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MemoryArg {
+    /// Memory for what grows with the dataset (units, listings, joins); past
+    /// it, sorts spill to `.synup/spill/`. The plan does not depend on it.
+    #[arg(long = "memory", value_name = "SIZE", default_value = "512MiB", value_parser = MemoryBudget::parse)]
+    pub budget: MemoryBudget,
+}
+
 /// Plans a prepared recipe against its target's current state; `None` means exit 1.
 /// With `progress` (a terminal), remote listings show a spinner with the count so far.
-pub(crate) fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::PlanOutcome> {
+pub(crate) fn plan_recipe(
+    p: &Prepared,
+    progress: bool,
+    memory: MemoryBudget,
+) -> Option<synup::plan::PlanOutcome> {
     let (loaded, resolved) = (&p.loaded, &p.resolved);
-    let mut options = synup::plan::PlanOptions::default();
+    let mut options = synup::plan::PlanOptions {
+        memory,
+        ..Default::default()
+    };
     let listing = progress.then(crate::console::progress::ListingProgress::new);
     if let Some(l) = &listing {
         let l = l.clone();
@@ -196,7 +213,7 @@ pub(crate) fn plan_recipe(p: &Prepared, progress: bool) -> Option<synup::plan::P
             return None;
         }
     };
-    let view = match target.view() {
+    let view = match target.view(&SpillArea::under(&loaded.state_dir(), memory)) {
         Ok(v) => v,
         Err(e) => {
             crate::console::report(e);

@@ -23,6 +23,8 @@ pub(super) struct Args {
     /// Print stage timings and read counts to stderr.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    memory: super::MemoryArg,
 }
 
 pub(super) fn run(args: Args) -> i32 {
@@ -42,8 +44,11 @@ pub(super) fn run(args: Args) -> i32 {
     if crate::console::progress_wanted(args.quiet) {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
-    let Some(outcome) = super::plan_recipe(&prepared, crate::console::progress_wanted(args.quiet))
-    else {
+    let Some(outcome) = super::plan_recipe(
+        &prepared,
+        crate::console::progress_wanted(args.quiet),
+        args.memory.budget,
+    ) else {
         return exit::ERROR;
     };
     let plan = &outcome.plan;

@@ -36,6 +36,8 @@ pub struct PlanOptions {
     pub scan_threads: usize,
     /// Told `(root, objects listed so far)` during long remote listings.
     pub listing_progress: Option<ListingProgress>,
+    /// What the stages that sort may hold before they spill under `.synup/`.
+    pub memory: crate::spill::MemoryBudget,
 }
 
 impl std::fmt::Debug for PlanOptions {
@@ -43,6 +45,7 @@ impl std::fmt::Debug for PlanOptions {
         f.debug_struct("PlanOptions")
             .field("readers", &self.readers)
             .field("scan_threads", &self.scan_threads)
+            .field("memory", &self.memory)
             .finish()
     }
 }
@@ -53,6 +56,7 @@ impl Default for PlanOptions {
             readers: 16,
             scan_threads: 8,
             listing_progress: None,
+            memory: crate::spill::MemoryBudget::DEFAULT,
         }
     }
 }
@@ -166,7 +170,6 @@ pub(super) struct Board {
     pub screened: Slot<steps::ScreenVerdicts>,
     pub merged: Slot<Vec<steps::MergedUnit>>,
     pub orphan_rows: Slot<Vec<OrphanRow>>,
-    pub existing: Slot<HashMap<String, Vec<crate::target::ExistingUnit>>>,
     pub diffed: Slot<steps::Diffed>,
     pub plan: Slot<(Plan, Option<Plan>)>,
     /// Warnings from every stage; sorted when the plan is assembled.
@@ -236,7 +239,6 @@ fn run_stage(kind: StageKind, cx: &Context<'_>, board: &Board) -> Result<(), Vec
         StageKind::Checksum => steps::checksum(cx, board),
         StageKind::Screen => steps::screen(cx, board),
         StageKind::MergeValidate => steps::merge_validate(cx, board),
-        StageKind::ReadTarget => steps::read_target(cx, board),
         StageKind::Diff => steps::diff(cx, board),
         StageKind::Assemble => steps::assemble(cx, board),
     }

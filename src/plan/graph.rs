@@ -1,6 +1,6 @@
 //! The stage graph a recipe compiles to: one scan per root, one load per
 //! metadata sheet, then classify → group → (checksum → screen ∥ merge and
-//! validate) → read target → diff → assemble. `synup graph` prints this graph
+//! validate) → diff against the target → assemble. `synup graph` prints this graph
 //! and [`super::engine`] runs it: the planner has no other schedule.
 
 use std::fmt::Write;
@@ -21,7 +21,7 @@ pub enum StageKind {
     /// Merge each unit's metadata and validate it, one unit per task: a unit's
     /// provenance lives only while its problems are found.
     MergeValidate,
-    ReadTarget,
+    /// Each unit's action against the target, read a window of keys at a time.
     Diff,
     /// Unmatched files, fingerprints, the plan's hash and masking.
     Assemble,
@@ -121,21 +121,15 @@ impl StageGraph {
             StageKind::MergeValidate,
             merge_deps,
         );
-        let target = add(
-            "read_target".into(),
+        let diff = add(
+            "diff".into(),
             format!(
-                "read target {} ({}): units with valid keys",
+                "diff against target {} ({}), read by key",
                 recipe.data_collection,
                 recipe.backend.as_str()
             ),
-            StageKind::ReadTarget,
-            vec![merge],
-        );
-        let diff = add(
-            "diff".into(),
-            "diff against target".into(),
             StageKind::Diff,
-            vec![merge, checksum, target],
+            vec![merge, checksum],
         );
         let mut assemble_deps = vec![diff];
         assemble_deps.extend(scans);

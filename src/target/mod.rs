@@ -13,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value as Json;
 
+use crate::spill::{Record, SortedRun, codec};
+
 /// A unit the target already has.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExistingUnit {
@@ -68,8 +70,13 @@ pub enum TargetError {
 }
 
 /// Read-only view of a target's current state.
+///
+/// The planner asks for units a window of keys at a time, windows in
+/// ascending key order: a target too large for memory answers from a sorted
+/// stream read forward once ([`SortedUnits`]).
 pub trait TargetView: Send + Sync {
-    /// Existing units by unit key, for the keys asked (keys scoped to the collection).
+    /// Existing units by unit key, for the keys asked (keys scoped to the
+    /// collection). Any order is answered; ascending order is fastest.
     fn units_by_key(
         &self,
         keys: &[&str],
@@ -94,3 +101,198 @@ impl TargetView for EmptyTarget {
 }
 
 pub use crate::json::json_equal;
+
+/// A target's unit under its key, as a spill file holds it; ordered by key
+/// only (a stable sort keeps units that share a key in listing order).
+#[derive(Debug)]
+pub struct KeyedUnit {
+    pub key: String,
+    pub unit: ExistingUnit,
+}
+
+impl PartialEq for KeyedUnit {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for KeyedUnit {}
+impl PartialOrd for KeyedUnit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for KeyedUnit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl Record for KeyedUnit {
+    fn weight(&self) -> usize {
+        let u = &self.unit;
+        self.key.len()
+            + u.id.len()
+            + u.meta_json.len()
+            + u.files
+                .iter()
+                .map(|(s, h)| s.len() + h.len() + 48)
+                .sum::<usize>()
+            + 96
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        codec::put_str(out, &self.key);
+        codec::put_str(out, &self.unit.id);
+        codec::put_str(out, &self.unit.meta_json);
+        codec::put_u64(out, self.unit.files.len() as u64);
+        for (spec, sha) in &self.unit.files {
+            codec::put_str(out, spec);
+            codec::put_str(out, sha);
+        }
+    }
+    fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
+        let key = codec::get_str(input)?;
+        let id = codec::get_str(input)?;
+        let meta_json = codec::get_str(input)?;
+        let n = codec::get_u64(input)?;
+        let mut files = Vec::new();
+        for _ in 0..n {
+            files.push((codec::get_str(input)?, codec::get_str(input)?));
+        }
+        Ok(Self {
+            key,
+            unit: ExistingUnit {
+                id,
+                files,
+                meta_json,
+            },
+        })
+    }
+}
+
+/// A target's units sorted by key, held in memory or spilled to one run file,
+/// answering lookups by reading forward; a key before the last one asked
+/// rewinds it.
+pub struct SortedUnits {
+    run: SortedRun<KeyedUnit>,
+    /// The run file's next record, read but not yet past the keys asked.
+    peeked: Option<KeyedUnit>,
+    last: Option<String>,
+}
+
+impl SortedUnits {
+    pub fn new(run: SortedRun<KeyedUnit>) -> Self {
+        Self {
+            run,
+            peeked: None,
+            last: None,
+        }
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.run.spilled()
+    }
+
+    pub fn lookup(&mut self, keys: &[&str]) -> std::io::Result<HashMap<String, Vec<ExistingUnit>>> {
+        let mut out: HashMap<String, Vec<ExistingUnit>> = HashMap::new();
+        for &key in keys {
+            let found = match &mut self.run {
+                SortedRun::Memory(units) => {
+                    let from = units.partition_point(|u| u.key.as_str() < key);
+                    units[from..]
+                        .iter()
+                        .take_while(|u| u.key == key)
+                        .map(|u| u.unit.clone())
+                        .collect()
+                }
+                SortedRun::File(_) => self.read_forward_to(key)?,
+            };
+            if !found.is_empty() {
+                out.insert(key.to_owned(), found);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_forward_to(&mut self, key: &str) -> std::io::Result<Vec<ExistingUnit>> {
+        if self.last.as_deref().is_some_and(|last| key <= last) {
+            self.run.rewind()?;
+            self.peeked = None;
+        }
+        self.last = Some(key.to_owned());
+        let SortedRun::File(reader) = &mut self.run else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        loop {
+            let next = match self.peeked.take() {
+                Some(u) => u,
+                None => match reader.next() {
+                    Some(u) => u?,
+                    None => return Ok(found),
+                },
+            };
+            match next.key.as_str().cmp(key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => found.push(next.unit),
+                std::cmp::Ordering::Greater => {
+                    self.peeked = Some(next);
+                    return Ok(found);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spill::Sorter;
+
+    fn unit(key: &str, id: usize) -> KeyedUnit {
+        KeyedUnit {
+            key: key.to_owned(),
+            unit: ExistingUnit {
+                id: id.to_string(),
+                files: vec![("image".into(), format!("{id:040x}"))],
+                meta_json: format!("{{\"n\":{id}}}"),
+            },
+        }
+    }
+
+    /// 600 units under 300 keys (every third key twice, in listing order),
+    /// pushed in a scrambled order.
+    fn sorted(budget: usize, dir: &std::path::Path) -> SortedUnits {
+        let mut sorter = Sorter::new(dir, budget);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut ids: Vec<usize> = (0..400).collect();
+        rng.shuffle(&mut ids);
+        for id in ids {
+            let key = format!("k{:03}", if id >= 300 { (id - 300) * 3 } else { id });
+            sorter.push(unit(&key, id)).unwrap();
+        }
+        SortedUnits::new(sorter.finish_to_run().unwrap())
+    }
+
+    #[test]
+    fn spilled_units_answer_every_lookup_as_held_ones_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut held = sorted(usize::MAX, dir.path());
+        let mut spilled = sorted(2000, dir.path());
+        assert!(!held.spilled() && spilled.spilled());
+        let keys: Vec<String> = (0..320).map(|i| format!("k{i:03}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // Windows in key order, a window repeated, then keys out of order.
+        let mut asks: Vec<Vec<&str>> = keys.chunks(64).map(<[_]>::to_vec).collect();
+        asks.push(keys[100..130].to_vec());
+        asks.push(vec!["k250", "k003", "k319", "k000"]);
+        for ask in &asks {
+            let a = held.lookup(ask).unwrap();
+            let b = spilled.lookup(ask).unwrap();
+            assert_eq!(a, b, "{ask:?}");
+        }
+        let both = held.lookup(&["k003", "k004", "k999"]).unwrap();
+        assert_eq!(both["k003"].len(), 2, "two units under one key");
+        assert_eq!(both["k004"].len(), 1);
+        assert!(!both.contains_key("k999"));
+    }
+}

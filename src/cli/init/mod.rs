@@ -330,7 +330,7 @@ fn wizard(args: &Args, dir: &Path, recipe_path: &Path, interactive: bool) -> Ste
     let Some(prepared) = super::prepare_recipe(&shown) else {
         return Ok(exit::ERROR);
     };
-    let Some(outcome) = super::plan_recipe(&prepared, false) else {
+    let Some(outcome) = super::plan_recipe(&prepared, false, Default::default()) else {
         return Ok(exit::ERROR);
     };
     let s = &outcome.plan.summary;

@@ -44,7 +44,7 @@ impl Draft {
         }
         std::fs::write(self.file.path(), &text).ok()?;
         let prepared = crate::cli::prepare_recipe(&self.file.path().display().to_string())?;
-        let plan = Rc::new(crate::cli::plan_recipe(&prepared, false)?.plan);
+        let plan = Rc::new(crate::cli::plan_recipe(&prepared, false, Default::default())?.plan);
         *self.last.borrow_mut() = Some((text, plan.clone()));
         Some(plan)
     }

@@ -4,13 +4,24 @@ use super::*;
 
 /// Diff: each unit's action against the target, consuming the drafts and
 /// merged meta a window at a time (each window in parallel), so they are
-/// freed as the plan's units grow; then which files the target lacks.
+/// freed as the plan's units grow. Each window asks the target for its valid
+/// keys only (windows come in key order), so the target's units are never
+/// held all at once. Then which files the target lacks, from a sort of the
+/// created units' files that spills past its share of the budget.
 pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let recipe = cx.recipe;
     let specs = &recipe.collection.specs;
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
     let hashed = board.hashed.get();
-    let existing = board.existing.take();
+    let target_error = |e: &dyn std::fmt::Display| {
+        vec![RecipeError::new(
+            Code::Target,
+            e.to_string(),
+            cx.loaded.spans.key("/target"),
+        )]
+    };
+    let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
+    let mut uploads = spill.sorter::<Upload>(4);
     let spec_names: Vec<Arc<str>> = specs.iter().map(|s| Arc::from(s.name.as_str())).collect();
     let root_names: Vec<Arc<str>> = cx
         .roots
@@ -28,6 +39,16 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         if window.is_empty() {
             break;
         }
+        let valid: Vec<&str> = window
+            .iter()
+            .filter(|(_, m)| m.problems.is_empty())
+            .map(|(u, _)| u.key.as_str())
+            .collect();
+        let existing = cx
+            .target
+            .units_by_key(&valid)
+            .map_err(|e| target_error(&e))?;
+        drop(valid);
         let built: Vec<(PlannedUnit, Option<String>)> = window
             .into_par_iter()
             .map(|(u, m)| {
@@ -99,10 +120,19 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                 Action::Invalid => summary.invalid += 1,
             }
             overridden.extend(o);
+            if unit.action == Action::Create {
+                for f in unit.files.values() {
+                    uploads
+                        .push(Upload {
+                            identity: f.identity(),
+                            size: f.size,
+                        })
+                        .map_err(|e| target_error(&spill_failed(&spill, &e)))?;
+                }
+            }
             units.push(unit);
         }
     }
-    drop(existing);
     summary.units = units.len() as u64;
     if summary.conflict > 0 {
         board.warn([Warning::new(WarningCode::Conflict, format!("{} unit(s) have a key the target already uses with other content; they will not be overwritten", summary.conflict))]);
@@ -114,26 +144,81 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         )]);
     }
 
-    // Files to upload: distinct checksums of units to create that the target lacks.
-    let upload = distinct_files(units.iter().filter(|u| u.action == Action::Create));
-    let wanted: Vec<&str> = upload.keys().copied().collect();
-    let known = cx
-        .target
-        .known_checksums(&wanted)
-        .map_err(|e| vec![RecipeError::new(Code::Target, e.to_string(), None)])?;
-    for (sha, size) in &upload {
-        if !known.contains(*sha) {
+    // Files to upload: distinct checksums of units to create that the target
+    // lacks, asked a window at a time. Deferred files count as to upload:
+    // whether the target has them is learned from their SHA-1, during apply.
+    let distinct = uploads
+        .finish()
+        .map_err(|e| target_error(&spill_failed(&spill, &e)))?;
+    let count_unknown = |window: &mut Vec<(String, u64)>, summary: &mut Summary| -> StageResult {
+        let asked: Vec<&str> = window.iter().map(|(sha, _)| sha.as_str()).collect();
+        let known = cx
+            .target
+            .known_checksums(&asked)
+            .map_err(|e| vec![RecipeError::new(Code::Target, e.to_string(), None)])?;
+        drop(asked);
+        for (sha, size) in window.drain(..) {
+            if !known.contains(&sha) {
+                summary.files_to_upload += 1;
+                summary.bytes_to_upload += size;
+            }
+        }
+        Ok(())
+    };
+    let mut previous = String::new();
+    let mut window: Vec<(String, u64)> = Vec::new();
+    for upload in distinct {
+        let Upload { identity, size } =
+            upload.map_err(|e| target_error(&spill_failed(&spill, &e)))?;
+        if identity == previous {
+            continue;
+        }
+        previous.clone_from(&identity);
+        if PlannedFile::is_deferred_identity(&identity) {
             summary.files_to_upload += 1;
             summary.bytes_to_upload += size;
+            continue;
+        }
+        window.push((identity, size));
+        if window.len() == 8192 {
+            count_unknown(&mut window, &mut summary)?;
         }
     }
-    // Deferred files count as to upload: whether the target has them is
-    // learned from their SHA-1, during apply.
-    for size in deferred_files(units.iter().filter(|u| u.action == Action::Create)).values() {
-        summary.files_to_upload += 1;
-        summary.bytes_to_upload += size;
+    if !window.is_empty() {
+        count_unknown(&mut window, &mut summary)?;
     }
-    drop(upload);
     board.diffed.put(Diffed { units, summary });
     Ok(())
+}
+
+/// A file of a unit to create, by what identifies its content; sorted by
+/// identity, then size (the smallest size of one SHA-1 is counted, as a
+/// sorted, deduplicated list always did).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Upload {
+    identity: String,
+    size: u64,
+}
+
+impl crate::spill::Record for Upload {
+    fn weight(&self) -> usize {
+        self.identity.len()
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        crate::spill::codec::put_str(out, &self.identity);
+        crate::spill::codec::put_u64(out, self.size);
+    }
+    fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
+        Ok(Self {
+            identity: crate::spill::codec::get_str(input)?,
+            size: crate::spill::codec::get_u64(input)?,
+        })
+    }
+}
+
+fn spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> String {
+    format!(
+        "cannot sort the files to upload in {}: {e}; free disk space there or raise --memory",
+        spill.dir.display()
+    )
 }

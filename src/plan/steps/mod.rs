@@ -12,7 +12,6 @@ mod load;
 mod merge;
 mod scan;
 mod screen;
-mod target;
 
 pub(super) use self::checksum::checksum;
 pub(super) use self::classify::classify;
@@ -23,7 +22,6 @@ pub(super) use assemble::assemble;
 pub(super) use load::load_sheet;
 pub(super) use merge::merge_validate;
 pub(super) use scan::scan;
-pub(super) use target::read_target;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -16,6 +16,16 @@ use serde_json::Value as Json;
 use crate::recipe::resolve::FileSpec;
 use crate::target::ExistingUnit;
 
+/// Strings as the value of an `rarray(?)` parameter.
+fn text_array(items: &[&str]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
+    std::rc::Rc::new(
+        items
+            .iter()
+            .map(|s| rusqlite::types::Value::Text((*s).to_owned()))
+            .collect(),
+    )
+}
+
 pub const CATALOG_FILE: &str = "catalog.sqlite";
 
 const SCHEMA: &str = "
@@ -198,6 +208,7 @@ impl Catalog {
             other => sqlite(other),
         })?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        rusqlite::vtab::array::load_module(&conn).map_err(sqlite)?;
         Ok(Self { conn, path })
     }
 
@@ -215,6 +226,7 @@ impl Catalog {
         .map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(sqlite)?;
+        rusqlite::vtab::array::load_module(&conn).map_err(sqlite)?;
         let c = Self { conn, path };
         c.check_integrity()?;
         Ok(Some(c))
@@ -362,117 +374,72 @@ impl Catalog {
         Ok(id)
     }
 
-    /// Units with these keys. Many keys are answered by one scan of the
-    /// collection instead of a query per key.
+    /// Units with these keys, found through the `(collection, key)` index in
+    /// one query, however many keys are asked and however many units the
+    /// collection holds. Callers ask a window of keys at a time, so the answer
+    /// stays small.
     pub fn units_by_key(
         &self,
         collection: i64,
         keys: &[&str],
     ) -> Result<HashMap<String, Vec<ExistingUnit>>, CatalogError> {
         let mut out: HashMap<String, Vec<ExistingUnit>> = HashMap::new();
-        if keys.len() > 256 {
-            let wanted: HashSet<&str> = keys.iter().copied().collect();
-            let mut stmt = self
-                .conn
-                .prepare("SELECT d.id, d.key, d.meta, f.spec, f.checksum FROM data_units d LEFT JOIN unit_files f ON f.data_unit_id = d.id WHERE d.data_collection_id = ?1 ORDER BY d.id, f.spec")
-                .map_err(|e| self.err(e))?;
-            let mut rows = stmt.query([collection]).map_err(|e| self.err(e))?;
-            let mut current: Option<(String, ExistingUnit)> = None;
-            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-                let id: i64 = row.get(0).map_err(|e| self.err(e))?;
-                let key: String = row.get(1).map_err(|e| self.err(e))?;
-                if !wanted.contains(key.as_str()) {
-                    continue;
-                }
-                if current.as_ref().is_none_or(|(_, u)| u.id != id.to_string()) {
-                    if let Some((k, u)) = current.take() {
-                        out.entry(k).or_default().push(u);
-                    }
-                    let meta_json: String = row.get(2).map_err(|e| self.err(e))?;
-                    current = Some((
-                        key,
-                        ExistingUnit {
-                            id: id.to_string(),
-                            files: Vec::new(),
-                            meta_json,
-                        },
-                    ));
-                }
-                let spec: Option<String> = row.get(3).map_err(|e| self.err(e))?;
-                let sha: Option<String> = row.get(4).map_err(|e| self.err(e))?;
-                if let (Some(spec), Some(sha), Some((_, u))) = (spec, sha, current.as_mut()) {
-                    u.files.push((spec, sha));
-                }
-            }
-            if let Some((k, u)) = current.take() {
-                out.entry(k).or_default().push(u);
-            }
-            return Ok(out);
-        }
-        let mut unit_stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, meta FROM data_units WHERE data_collection_id = ?1 AND key = ?2",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut file_stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT spec, checksum FROM unit_files WHERE data_unit_id = ?1 ORDER BY spec",
-            )
-            .map_err(|e| self.err(e))?;
-        for key in keys {
-            let found: Option<(i64, String)> = unit_stmt
-                .query_row(params![collection, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(|e| self.err(e))?;
-            if let Some((id, meta_json)) = found {
-                let files: Vec<(String, String)> = file_stmt
-                    .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(|e| self.err(e))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| self.err(e))?;
-                out.insert(
-                    (*key).to_owned(),
-                    vec![ExistingUnit {
-                        id: id.to_string(),
-                        files,
-                        meta_json,
-                    }],
-                );
-            }
-        }
-        Ok(out)
-    }
-
-    /// Which of these checksums the catalog has.
-    pub fn known_checksums(&self, sha1s: &[&str]) -> Result<HashSet<String>, CatalogError> {
-        let mut out = HashSet::new();
-        if sha1s.len() > 1024 {
-            let wanted: HashSet<&str> = sha1s.iter().copied().collect();
-            let mut stmt = self
-                .conn
-                .prepare("SELECT checksum FROM files")
-                .map_err(|e| self.err(e))?;
-            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-                let sha: String = row.get(0).map_err(|e| self.err(e))?;
-                if wanted.contains(sha.as_str()) {
-                    out.insert(sha);
-                }
-            }
+        if keys.is_empty() {
             return Ok(out);
         }
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM files WHERE checksum = ?1")
+            .prepare_cached(
+                "SELECT d.id, d.key, d.meta, f.spec, f.checksum FROM data_units d \
+                 LEFT JOIN unit_files f ON f.data_unit_id = d.id \
+                 WHERE d.data_collection_id = ?1 AND d.key IN rarray(?2) ORDER BY d.id, f.spec",
+            )
             .map_err(|e| self.err(e))?;
-        for s in sha1s {
-            if stmt.exists([s]).map_err(|e| self.err(e))? {
-                out.insert((*s).to_owned());
+        let mut rows = stmt
+            .query(params![collection, text_array(keys)])
+            .map_err(|e| self.err(e))?;
+        let mut current: Option<(String, ExistingUnit)> = None;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.err(e))?;
+            if current.as_ref().is_none_or(|(_, u)| u.id != id.to_string()) {
+                if let Some((k, u)) = current.take() {
+                    out.entry(k).or_default().push(u);
+                }
+                current = Some((
+                    row.get(1).map_err(|e| self.err(e))?,
+                    ExistingUnit {
+                        id: id.to_string(),
+                        files: Vec::new(),
+                        meta_json: row.get(2).map_err(|e| self.err(e))?,
+                    },
+                ));
+            }
+            let spec: Option<String> = row.get(3).map_err(|e| self.err(e))?;
+            let sha: Option<String> = row.get(4).map_err(|e| self.err(e))?;
+            if let (Some(spec), Some(sha), Some((_, u))) = (spec, sha, current.as_mut()) {
+                u.files.push((spec, sha));
             }
         }
+        if let Some((k, u)) = current.take() {
+            out.entry(k).or_default().push(u);
+        }
         Ok(out)
+    }
+
+    /// Which of these checksums the catalog has: one query through the
+    /// primary key, never a scan of every file.
+    pub fn known_checksums(&self, sha1s: &[&str]) -> Result<HashSet<String>, CatalogError> {
+        if sha1s.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT checksum FROM files WHERE checksum IN rarray(?1)")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([text_array(sha1s)], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     /// Records files already in the store, in one transaction.

@@ -54,6 +54,18 @@ pub enum SynapseError {
     #[error("{path}: unexpected response: {message}")]
     #[diagnostic(code(synup::target::synapse::protocol))]
     Protocol { path: String, message: String },
+    #[error("cannot spill a listing to {dir}: {source}")]
+    #[diagnostic(
+        code(synup::target::synapse::spill),
+        help(
+            "the listing is sorted on disk under `.synup/spill/` past the memory budget; free disk space there or raise `--memory`"
+        )
+    )]
+    Spill {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl SynapseError {
@@ -311,14 +323,29 @@ impl Client {
     /// Every item of a DRF-paginated list, following `next`.
     pub async fn list_all(&self, path: &str) -> Result<Vec<Json>, SynapseError> {
         let mut out = Vec::new();
+        self.each_page(path, |items| {
+            out.extend(items);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Follows a listing's `next` links, handing each page's items to `take`
+    /// as it arrives: a listing of millions is never held whole.
+    pub async fn each_page(
+        &self,
+        path: &str,
+        mut take: impl FnMut(Vec<Json>) -> Result<(), SynapseError>,
+    ) -> Result<(), SynapseError> {
         let mut next = Some(path.to_owned());
         while let Some(p) = next.take() {
             let page = self.get(&p).await?;
             match page {
-                Json::Array(items) => out.extend(items),
+                Json::Array(items) => take(items)?,
                 Json::Object(mut m) => {
                     if let Some(Json::Array(items)) = m.remove("results") {
-                        out.extend(items);
+                        take(items)?;
                     }
                     next = m.get("next").and_then(Json::as_str).map(str::to_owned);
                 }
@@ -330,7 +357,7 @@ impl Client {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     pub async fn collection(&self, id: CollectionId) -> Result<Json, SynapseError> {

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 pub use client::{Client, SynapseError};
 pub use config::{Credentials, Secret};
 
-use crate::target::{ExistingUnit, TargetError, TargetView};
+use crate::target::{ExistingUnit, KeyedUnit, SortedUnits, TargetError, TargetView};
 
 /// A client and its credentials; sync callers block on the shared I/O
 /// runtime ([`crate::io_runtime`]).
@@ -84,11 +84,12 @@ pub fn index_units(units: &[Json], key_field: Option<&str>) -> HashMap<String, V
     by_key
 }
 
-/// What the planner sees of a synapse collection: its units (listed once) and
+/// What the planner sees of a synapse collection: its units (listed once,
+/// page by page, into a sort that spills under `.synup/` past its budget) and
 /// the files the backend holds (`verify_checksums`).
 pub struct SynapseView<'a> {
     session: &'a Session,
-    by_key: HashMap<String, Vec<ExistingUnit>>,
+    units: std::sync::Mutex<SortedUnits>,
 }
 
 impl<'a> SynapseView<'a> {
@@ -96,11 +97,33 @@ impl<'a> SynapseView<'a> {
         session: &'a Session,
         collection: crate::target::CollectionId,
         key_field: Option<&str>,
+        spill: &crate::spill::SpillArea,
     ) -> Result<Self, SynapseError> {
-        let units = session.block_on(session.client.units(collection))?;
+        let mut sorter = spill.sorter::<KeyedUnit>(1);
+        let spill_error = |source: std::io::Error| SynapseError::Spill {
+            dir: spill.dir.display().to_string(),
+            source,
+        };
+        if let Some(field) = key_field {
+            let path = format!("data_units/?data_collection={collection}&page_size=1000");
+            session.block_on(session.client.each_page(&path, |page| {
+                for u in &page {
+                    if let Some(key) = unit_key(u, field) {
+                        sorter
+                            .push(KeyedUnit {
+                                key,
+                                unit: existing_unit(u),
+                            })
+                            .map_err(spill_error)?;
+                    }
+                }
+                Ok(())
+            }))?;
+        }
+        let run = sorter.finish_to_run().map_err(spill_error)?;
         Ok(Self {
             session,
-            by_key: index_units(&units, key_field),
+            units: std::sync::Mutex::new(SortedUnits::new(run)),
         })
     }
 }
@@ -117,10 +140,14 @@ impl TargetView for SynapseView<'_> {
         &self,
         keys: &[&str],
     ) -> Result<HashMap<String, Vec<ExistingUnit>>, TargetError> {
-        Ok(keys
-            .iter()
-            .filter_map(|k| self.by_key.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-            .collect())
+        self.units
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(keys)
+            .map_err(|e| TargetError::Unreadable {
+                path: self.session.client.host().to_owned(),
+                message: format!("cannot read the spilled units back: {e}"),
+            })
     }
     fn known_checksums(&self, sha1s: &[&str]) -> Result<HashSet<String>, TargetError> {
         self.session

@@ -1,0 +1,515 @@
+//! Sorting more than fits in memory: records pile up until their share of the
+//! memory budget is used, are then sorted and written to a temporary file (a
+//! run), and reading merges the runs. With little data nothing touches the
+//! disk and the sort is an in-memory one.
+//!
+//! Run files are unnamed (`O_TMPFILE` where the OS has it) in a folder under
+//! `.synup/`: a killed process leaves nothing behind. The sort is stable:
+//! records that compare equal come out in the order they were pushed, so what
+//! is built from a sorted stream does not depend on where the runs were cut.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::path::PathBuf;
+
+/// The memory synup may use for what grows with the dataset (`--memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub bytes: usize,
+}
+
+impl MemoryBudget {
+    pub const DEFAULT: Self = Self { bytes: 512 << 20 };
+
+    /// `512MiB`, `2GiB`, `1.5G`, `300M`, `1000000` (bytes); binary units either way.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write e.g. 512MiB or 2GiB"))?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{text}`; use KiB, MiB or GiB"
+                ));
+            }
+        };
+        let bytes = number * scale as f64;
+        if bytes < (16 << 20) as f64 {
+            return Err(format!(
+                "`{text}` is too little memory to plan in; give at least 16MiB"
+            ));
+        }
+        Ok(Self {
+            bytes: bytes.min(usize::MAX as f64) as usize,
+        })
+    }
+
+    /// `1/parts` of the budget, for one of several sorts that run together.
+    pub fn share(self, parts: usize) -> usize {
+        self.bytes / parts.max(1)
+    }
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Where sorts spill (a folder under the recipe's `.synup/`) and the budget
+/// they share.
+#[derive(Debug, Clone)]
+pub struct SpillArea {
+    pub dir: PathBuf,
+    pub budget: MemoryBudget,
+}
+
+impl SpillArea {
+    /// The spill folder of a recipe's state folder (`.synup/`).
+    pub fn under(state_dir: &std::path::Path, budget: MemoryBudget) -> Self {
+        Self {
+            dir: state_dir.join("spill"),
+            budget,
+        }
+    }
+
+    /// A sorter given `1/parts` of the budget, for one of several sorts that
+    /// hold memory at the same time.
+    pub fn sorter<T: Record>(&self, parts: usize) -> Sorter<T> {
+        Sorter::new(&self.dir, self.budget.share(parts))
+    }
+}
+
+/// A value a [`Sorter`] can hold and write to a run.
+pub trait Record: Ord + Sized {
+    /// About how many bytes it occupies in memory, heap included.
+    fn weight(&self) -> usize;
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(input: &mut &[u8]) -> io::Result<Self>;
+}
+
+/// An external merge sort with a memory budget.
+pub struct Sorter<T: Record> {
+    dir: PathBuf,
+    budget: usize,
+    held: Vec<T>,
+    weight: usize,
+    runs: Vec<File>,
+}
+
+impl<T: Record> Sorter<T> {
+    /// Spills to unnamed files in `dir` (created when first needed) once the
+    /// records held weigh more than `budget` bytes.
+    pub fn new(dir: impl Into<PathBuf>, budget: usize) -> Self {
+        Self {
+            dir: dir.into(),
+            budget,
+            held: Vec::new(),
+            weight: 0,
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, record: T) -> io::Result<()> {
+        self.weight += record.weight() + std::mem::size_of::<T>();
+        self.held.push(record);
+        if self.weight > self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// How many runs went to disk so far.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        self.held.sort();
+        std::fs::create_dir_all(&self.dir)?;
+        let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&self.dir)?);
+        write_run(&mut file, self.held.drain(..))?;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        self.runs.push(file);
+        self.weight = 0;
+        Ok(())
+    }
+
+    /// Every record pushed, in order.
+    pub fn finish(mut self) -> io::Result<Sorted<T>> {
+        if self.runs.is_empty() {
+            self.held.sort();
+            return Ok(Sorted(Merging::Memory(self.held.into_iter())));
+        }
+        if !self.held.is_empty() {
+            self.spill()?;
+        }
+        // Each run gets an even share of the budget for its read buffer.
+        let buffer = (self.budget / self.runs.len()).clamp(4 << 10, 1 << 20);
+        let mut readers: Vec<RunReader<T>> = self
+            .runs
+            .into_iter()
+            .map(|f| RunReader::new(f, buffer))
+            .collect();
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (run, reader) in readers.iter_mut().enumerate() {
+            if let Some(record) = reader.next().transpose()? {
+                heap.push(Head { record, run });
+            }
+        }
+        Ok(Sorted(Merging::Merge { readers, heap }))
+    }
+
+    /// Every record pushed, in order, in one run file that can be read again
+    /// from the start ([`SortedRun::rewind`]); held in memory if it fits.
+    pub fn finish_to_run(self) -> io::Result<SortedRun<T>> {
+        if self.runs.is_empty() {
+            let mut held = self.held;
+            held.sort();
+            return Ok(SortedRun::Memory(held));
+        }
+        let dir = self.dir.clone();
+        let budget = self.budget;
+        let sorted = self.finish()?;
+        let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&dir)?);
+        let mut out = Vec::new();
+        for record in sorted {
+            write_frame(&mut file, &mut out, &record?)?;
+        }
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        Ok(SortedRun::File(RunReader::new(
+            file,
+            budget.clamp(4 << 10, 1 << 20),
+        )))
+    }
+}
+
+fn write_run<T: Record>(w: &mut impl Write, records: impl Iterator<Item = T>) -> io::Result<()> {
+    let mut out = Vec::new();
+    for record in records {
+        write_frame(w, &mut out, &record)?;
+    }
+    w.flush()
+}
+
+/// One record as its length (u32, little-endian) and its bytes.
+fn write_frame<T: Record>(w: &mut impl Write, out: &mut Vec<u8>, record: &T) -> io::Result<()> {
+    out.clear();
+    record.encode(out);
+    let len = u32::try_from(out.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a record over 4 GiB"))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(out)
+}
+
+/// Reads a run's records back, in the order they were written.
+pub struct RunReader<T> {
+    file: BufReader<File>,
+    frame: Vec<u8>,
+    _records: std::marker::PhantomData<T>,
+}
+
+impl<T: Record> RunReader<T> {
+    fn new(file: File, buffer: usize) -> Self {
+        Self {
+            file: BufReader::with_capacity(buffer, file),
+            frame: Vec::new(),
+            _records: std::marker::PhantomData,
+        }
+    }
+
+    fn rewind(&mut self) -> io::Result<()> {
+        self.file.rewind()
+    }
+}
+
+impl<T: Record> Iterator for RunReader<T> {
+    type Item = io::Result<T>;
+    fn next(&mut self) -> Option<io::Result<T>> {
+        let mut len = [0u8; 4];
+        match self.file.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => return Some(Err(e)),
+        }
+        self.frame.resize(u32::from_le_bytes(len) as usize, 0);
+        if let Err(e) = self.file.read_exact(&mut self.frame) {
+            return Some(Err(e));
+        }
+        let mut input = self.frame.as_slice();
+        Some(T::decode(&mut input))
+    }
+}
+
+/// The next record of run `run`; the heap's top is the smallest, and among
+/// equals the earliest run, which keeps the merge stable.
+struct Head<T> {
+    record: T,
+    run: usize,
+}
+
+impl<T: Ord> Ord for Head<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .record
+            .cmp(&self.record)
+            .then_with(|| other.run.cmp(&self.run))
+    }
+}
+impl<T: Ord> PartialOrd for Head<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T: Ord> PartialEq for Head<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl<T: Ord> Eq for Head<T> {}
+
+/// A sorter's records in order.
+pub struct Sorted<T: Record>(Merging<T>);
+
+enum Merging<T: Record> {
+    Memory(std::vec::IntoIter<T>),
+    Merge {
+        readers: Vec<RunReader<T>>,
+        heap: BinaryHeap<Head<T>>,
+    },
+}
+
+impl<T: Record> Iterator for Sorted<T> {
+    type Item = io::Result<T>;
+    fn next(&mut self) -> Option<io::Result<T>> {
+        match &mut self.0 {
+            Merging::Memory(records) => records.next().map(Ok),
+            Merging::Merge { readers, heap } => {
+                let Head { record, run } = heap.pop()?;
+                match readers[run].next() {
+                    Some(Ok(next)) => heap.push(Head { record: next, run }),
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => {}
+                }
+                Some(Ok(record))
+            }
+        }
+    }
+}
+
+/// Sorted records that can be read from the start again.
+pub enum SortedRun<T> {
+    Memory(Vec<T>),
+    File(RunReader<T>),
+}
+
+impl<T: Record> SortedRun<T> {
+    pub fn spilled(&self) -> bool {
+        matches!(self, SortedRun::File(_))
+    }
+}
+
+impl<T: Record> SortedRun<T> {
+    /// Reads from the start again (a file run; a held one is read by index).
+    pub fn rewind(&mut self) -> io::Result<()> {
+        match self {
+            SortedRun::Memory(_) => Ok(()),
+            SortedRun::File(reader) => reader.rewind(),
+        }
+    }
+}
+
+/// Little helpers for [`Record::encode`]/[`Record::decode`]: integers as LEB128
+/// varints, strings as their length and bytes.
+pub mod codec {
+    use std::io;
+
+    pub fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    pub fn put_str(out: &mut Vec<u8>, s: &str) {
+        put_u64(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(b);
+    }
+
+    fn damaged() -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, "a damaged spill file")
+    }
+
+    pub fn get_u64(input: &mut &[u8]) -> io::Result<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = input.split_first().ok_or_else(damaged)?;
+            *input = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(damaged())
+    }
+
+    pub fn get_str(input: &mut &[u8]) -> io::Result<String> {
+        let len = usize::try_from(get_u64(input)?).map_err(|_| damaged())?;
+        if input.len() < len {
+            return Err(damaged());
+        }
+        let (s, rest) = input.split_at(len);
+        *input = rest;
+        String::from_utf8(s.to_vec()).map_err(|_| damaged())
+    }
+
+    pub fn get_array<const N: usize>(input: &mut &[u8]) -> io::Result<[u8; N]> {
+        if input.len() < N {
+            return Err(damaged());
+        }
+        let (a, rest) = input.split_at(N);
+        *input = rest;
+        Ok(a.try_into().expect("split at N"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::codec::*;
+    use super::*;
+
+    /// A key and the order it was pushed in; compared by key only, so the
+    /// order among equal keys shows whether the sort is stable.
+    #[derive(Debug)]
+    struct Keyed(String, u64);
+    impl PartialEq for Keyed {
+        fn eq(&self, o: &Self) -> bool {
+            self.0 == o.0
+        }
+    }
+    impl Eq for Keyed {}
+    impl PartialOrd for Keyed {
+        fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+            Some(self.cmp(o))
+        }
+    }
+    impl Ord for Keyed {
+        fn cmp(&self, o: &Self) -> Ordering {
+            self.0.cmp(&o.0)
+        }
+    }
+    impl Record for Keyed {
+        fn weight(&self) -> usize {
+            self.0.len()
+        }
+        fn encode(&self, out: &mut Vec<u8>) {
+            put_str(out, &self.0);
+            put_u64(out, self.1);
+        }
+        fn decode(input: &mut &[u8]) -> io::Result<Self> {
+            Ok(Keyed(get_str(input)?, get_u64(input)?))
+        }
+    }
+
+    fn records(n: u64) -> Vec<Keyed> {
+        let mut rng = fastrand::Rng::with_seed(7);
+        (0..n)
+            .map(|i| Keyed(format!("k{:03}", rng.u32(0..500)), i))
+            .collect()
+    }
+
+    fn sorted_by(budget: usize, n: u64) -> (Vec<(String, u64)>, usize, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        let mut sorter = Sorter::new(&spill, budget);
+        for r in records(n) {
+            sorter.push(r).unwrap();
+        }
+        let runs = sorter.runs();
+        let out: Vec<_> = sorter
+            .finish()
+            .unwrap()
+            .map(|r| r.map(|k| (k.0, k.1)).unwrap())
+            .collect();
+        // Run files are unnamed: nothing is left in the folder.
+        let left = std::fs::read_dir(&spill).map_or(0, |d| d.count());
+        (out, runs, left)
+    }
+
+    #[test]
+    fn spilled_sort_is_the_stable_in_memory_sort() {
+        let mut expected: Vec<(String, u64)> =
+            records(5000).into_iter().map(|k| (k.0, k.1)).collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0)); // stable
+        let (in_memory, runs, _) = sorted_by(usize::MAX, 5000);
+        assert_eq!(runs, 0);
+        assert_eq!(in_memory, expected);
+        let (spilled, runs, left) = sorted_by(2000, 5000);
+        assert!(runs > 10, "{runs} runs");
+        assert_eq!(spilled, expected);
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_run_reads_again_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sorter = Sorter::new(dir.path(), 1000);
+        for r in records(300) {
+            sorter.push(r).unwrap();
+        }
+        let mut run = sorter.finish_to_run().unwrap();
+        assert!(run.spilled());
+        let SortedRun::File(reader) = &mut run else {
+            unreachable!()
+        };
+        let first: Vec<String> = reader.by_ref().map(|r| r.unwrap().0).collect();
+        assert_eq!(first.len(), 300);
+        assert!(first.is_sorted());
+        run.rewind().unwrap();
+        let SortedRun::File(reader) = &mut run else {
+            unreachable!()
+        };
+        assert_eq!(reader.map(|r| r.unwrap().0).collect::<Vec<_>>(), first);
+    }
+
+    #[test]
+    fn a_damaged_frame_is_an_error_not_a_panic() {
+        let mut bad: &[u8] = &[0xff, 0xff];
+        assert!(get_u64(&mut bad).is_err());
+        let mut short: &[u8] = &[5, b'a'];
+        assert!(get_str(&mut short).is_err());
+    }
+
+    #[test]
+    fn budgets_parse_with_units() {
+        assert_eq!(MemoryBudget::parse("512MiB").unwrap().bytes, 512 << 20);
+        assert_eq!(MemoryBudget::parse("2G").unwrap().bytes, 2 << 30);
+        assert_eq!(MemoryBudget::parse("1.5gib").unwrap().bytes, 3 << 29);
+        assert!(MemoryBudget::parse("lots").is_err());
+        assert!(
+            MemoryBudget::parse("10MB")
+                .unwrap_err()
+                .contains("at least")
+        );
+        assert!(MemoryBudget::parse("5 parsecs").is_err());
+    }
+}
