@@ -90,6 +90,8 @@ pub struct ApplySettings {
     pub retries: u32,
     pub project: Option<crate::target::ProjectId>,
     pub crash_at: Option<CrashPoint>,
+    /// What listings of the target may hold before they spill (`--memory`).
+    pub memory: crate::spill::MemoryBudget,
 }
 
 impl ApplySettings {
@@ -104,6 +106,7 @@ impl ApplySettings {
             crash_at: std::env::var("SYNUP_CRASH_AT")
                 .ok()
                 .and_then(|s| CrashPoint::parse(&s)),
+            memory: crate::spill::MemoryBudget::DEFAULT,
         }
     }
 }
@@ -668,6 +671,7 @@ mod tests {
             retries: 0,
             project: None,
             crash_at: None,
+            memory: Default::default(),
         }
     }
 

@@ -21,8 +21,9 @@ use super::execute::{
 };
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::model::{Plan, PlannedUnit};
+use crate::target::SortedUnits;
 use crate::target::synapse::client::{Origin, UploadRequest, content_type};
-use crate::target::synapse::{Session, SynapseError, existing_unit, index_units, unit_key};
+use crate::target::synapse::{Session, SynapseError, existing_unit, sorted_units, unit_key};
 use crate::target::{ExistingUnit, ProjectId, UnitId};
 
 /// Batches in flight at once: uploads of the next overlap registration of this one.
@@ -54,7 +55,8 @@ impl SynapseTarget<'_> {
         let writer = SynapseWriter {
             target: self,
             retries: settings.retries,
-            existing: HashMap::new(),
+            spill: crate::spill::SpillArea::under(&self.recipe_dir.join(".synup"), settings.memory),
+            existing: None,
         };
         self.session.block_on(execute(
             plan,
@@ -71,8 +73,10 @@ impl SynapseTarget<'_> {
 struct SynapseWriter<'a> {
     target: &'a SynapseTarget<'a>,
     retries: u32,
-    /// The collection's units by key, listed when the run starts.
-    existing: HashMap<String, Vec<ExistingUnit>>,
+    spill: crate::spill::SpillArea,
+    /// The collection's units by key, listed when the run starts (sorted,
+    /// spilled past the budget).
+    existing: Option<std::sync::Mutex<SortedUnits>>,
 }
 
 impl Writer for SynapseWriter<'_> {
@@ -91,13 +95,9 @@ impl Writer for SynapseWriter<'_> {
     async fn prepare(&mut self) -> Result<(), ApplyError> {
         // What exists now: units made since the plan (or by a killed run) are
         // skipped, never duplicated.
-        let listed = self
-            .target
-            .session
-            .client
-            .units(self.target.collection)
-            .await?;
-        self.existing = index_units(&listed, self.target.key_field);
+        let t = self.target;
+        let units = sorted_units(&t.session.client, t.collection, t.key_field, &self.spill).await?;
+        self.existing = Some(std::sync::Mutex::new(units));
         Ok(())
     }
 
@@ -109,12 +109,21 @@ impl Writer for SynapseWriter<'_> {
         &self,
         units: &[&PlannedUnit],
     ) -> Result<HashMap<String, ExistingUnit>, ApplyError> {
-        Ok(units
-            .iter()
-            .filter_map(|u| {
-                let have = self.existing.get(&u.key)?.first()?;
-                Some((u.key.clone(), have.clone()))
-            })
+        let Some(existing) = &self.existing else {
+            return Ok(HashMap::new());
+        };
+        let keys: Vec<&str> = units.iter().map(|u| u.key.as_str()).collect();
+        let found = existing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(&keys)
+            .map_err(|source| SynapseError::Spill {
+                dir: self.spill.dir.display().to_string(),
+                source,
+            })?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(k, mut v)| (!v.is_empty()).then(|| (k, v.swap_remove(0))))
             .collect())
     }
 

@@ -142,6 +142,7 @@ mod tests {
             retries: 0,
             project: None,
             crash_at: None,
+            memory: Default::default(),
         };
         let plan_now = || {
             let spill = SpillArea::under(&loaded.state_dir(), Default::default());

@@ -163,7 +163,10 @@ pub(super) fn run(args: Args) -> i32 {
         }
     }
 
-    let settings = ApplySettings::of(&loaded.recipe);
+    let settings = ApplySettings {
+        memory: args.memory.budget,
+        ..ApplySettings::of(&loaded.recipe)
+    };
     let observer =
         crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
     let target = match apply::target::open(loaded, resolved, prepared.session.as_ref(), job.journal)

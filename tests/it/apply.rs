@@ -449,6 +449,7 @@ fn file_gone_during_apply_fails_only_its_unit() {
         retries: 0,
         project: None,
         crash_at: None,
+        memory: Default::default(),
     };
     let report = target
         .apply(&plan, &settings, &synup::apply::Silent)

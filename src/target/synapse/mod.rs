@@ -71,19 +71,6 @@ pub fn unit_key(u: &Json, key_field: &str) -> Option<String> {
     }
 }
 
-/// Indexes a collection's units by key.
-pub fn index_units(units: &[Json], key_field: Option<&str>) -> HashMap<String, Vec<ExistingUnit>> {
-    let mut by_key: HashMap<String, Vec<ExistingUnit>> = HashMap::new();
-    if let Some(field) = key_field {
-        for u in units {
-            if let Some(k) = unit_key(u, field) {
-                by_key.entry(k).or_default().push(existing_unit(u));
-            }
-        }
-    }
-    by_key
-}
-
 /// What the planner sees of a synapse collection: its units (listed once,
 /// page by page, into a sort that spills under `.synup/` past its budget) and
 /// the files the backend holds (`verify_checksums`).
@@ -99,14 +86,33 @@ impl<'a> SynapseView<'a> {
         key_field: Option<&str>,
         spill: &crate::spill::SpillArea,
     ) -> Result<Self, SynapseError> {
-        let mut sorter = spill.sorter::<KeyedUnit>(1);
-        let spill_error = |source: std::io::Error| SynapseError::Spill {
-            dir: spill.dir.display().to_string(),
-            source,
-        };
-        if let Some(field) = key_field {
-            let path = format!("data_units/?data_collection={collection}&page_size=1000");
-            session.block_on(session.client.each_page(&path, |page| {
+        let units =
+            session.block_on(sorted_units(&session.client, collection, key_field, spill))?;
+        Ok(Self {
+            session,
+            units: std::sync::Mutex::new(units),
+        })
+    }
+}
+
+/// A collection's units with a key (`meta[key_field]`), listed page by page
+/// into a sort that spills under `.synup/` past half the budget: a collection
+/// of millions is never held whole. Without a key field nothing is listed.
+pub async fn sorted_units(
+    client: &Client,
+    collection: crate::target::CollectionId,
+    key_field: Option<&str>,
+    spill: &crate::spill::SpillArea,
+) -> Result<SortedUnits, SynapseError> {
+    let mut sorter = spill.sorter::<KeyedUnit>(2);
+    let spill_error = |source: std::io::Error| SynapseError::Spill {
+        dir: spill.dir.display().to_string(),
+        source,
+    };
+    if let Some(field) = key_field {
+        let path = format!("data_units/?data_collection={collection}&page_size=1000");
+        client
+            .each_page(&path, |page| {
                 for u in &page {
                     if let Some(key) = unit_key(u, field) {
                         sorter
@@ -118,14 +124,12 @@ impl<'a> SynapseView<'a> {
                     }
                 }
                 Ok(())
-            }))?;
-        }
-        let run = sorter.finish_to_run().map_err(spill_error)?;
-        Ok(Self {
-            session,
-            units: std::sync::Mutex::new(SortedUnits::new(run)),
-        })
+            })
+            .await?;
     }
+    Ok(SortedUnits::new(
+        sorter.finish_to_run().map_err(spill_error)?,
+    ))
 }
 
 fn target_error(host: &str, e: SynapseError) -> TargetError {
