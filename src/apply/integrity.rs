@@ -78,6 +78,26 @@ pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
     out
 }
 
+/// A shard's check: its `slice` of the `saved` plan against a fresh plan of
+/// only the slice's units. The file must still hash to its `plan_hash`, and
+/// the slice's units must be what the recipe gives; plan-wide fields (counts,
+/// unmatched files, orphan rows) are left to a whole-plan check.
+pub fn slice_differences(saved: &Plan, slice: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let recomputed = saved.compute_hash();
+    if recomputed != saved.plan_hash {
+        out.push(format!(
+            "plan_hash is {:?} in the plan file, but the file's content hashes to {recomputed:?}",
+            saved.plan_hash
+        ));
+    }
+    field(&mut out, "recipe", &saved.recipe, &fresh.recipe);
+    field(&mut out, "target", &saved.target, &fresh.target);
+    field(&mut out, "layout", &saved.layout, &fresh.layout);
+    out.extend(unit_differences(slice, fresh));
+    out
+}
+
 /// The first [`SHOWN`] differences and a count of the rest, one per line.
 pub fn describe(differences: &[String]) -> String {
     super::first_lines(differences, SHOWN)

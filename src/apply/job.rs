@@ -2,7 +2,9 @@
 //! verified against a fresh one (or the fresh plan of a recipe), sliced to its
 //! shard, and whether the recipe's policy on invalid units lets it run.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::saved::{self, SavedPlanError};
 use super::shard::Shard;
@@ -31,17 +33,22 @@ impl Job {
         shard: Option<Shard>,
         journal: PathBuf,
     ) -> Result<Self, SavedPlanError> {
-        let (plan, shown) = match saved {
-            Some(saved) => (saved::verify(arg, &saved, fresh)?, None),
-            None => {
+        let sliced = Self::units_to_verify(saved.as_ref(), shard).is_some();
+        let (plan, shown) = match (saved, shard) {
+            (Some(saved), Some(s)) if sliced => (
+                saved::verify_slice(arg, &saved, s.slice(&saved), fresh)?,
+                None,
+            ),
+            (Some(saved), _) => (saved::verify(arg, &saved, fresh)?, None),
+            (None, _) => {
                 let shown = crate::plan::render::render_text(&fresh.plan);
                 (fresh.into_executable(), Some(shown))
             }
         };
         Ok(Self {
             plan: match shard {
-                Some(s) => s.slice(&plan),
-                None => plan,
+                Some(s) if !sliced => s.slice(&plan),
+                _ => plan,
             },
             shown,
             shard,
@@ -50,6 +57,28 @@ impl Job {
                 None => journal,
             },
         })
+    }
+
+    /// The keys a shard of a saved plan re-plans to verify its slice: its
+    /// own units to create, not the whole dataset. `None` (plan everything)
+    /// without a shard, and when the saved plan masks a secret (a masked key
+    /// is matched by position, which needs the whole plan).
+    pub fn units_to_verify(
+        saved: Option<&Plan>,
+        shard: Option<Shard>,
+    ) -> Option<Arc<HashSet<String>>> {
+        let (saved, shard) = (saved?, shard?);
+        if !saved.sensitive.is_empty() {
+            return None;
+        }
+        Some(Arc::new(
+            shard
+                .slice(saved)
+                .units
+                .into_iter()
+                .map(|u| u.key)
+                .collect(),
+        ))
     }
 
     /// The units it creates.

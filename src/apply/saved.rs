@@ -96,3 +96,31 @@ pub fn verify(path: &str, saved: &Plan, fresh: PlanOutcome) -> Result<Plan, Save
     }
     Ok(integrity::executable(saved, fresh.into_executable()))
 }
+
+/// A shard's check of its slice of `saved`, given a fresh plan of only the
+/// slice's units: the slice's inputs unchanged (recipe, environment,
+/// collection, metadata, and each of its files), its units what the recipe
+/// gives, and the file still hashing to its `plan_hash`. The rest of the plan
+/// is the other shards' to verify.
+pub fn verify_slice(
+    path: &str,
+    saved: &Plan,
+    slice: Plan,
+    fresh: PlanOutcome,
+) -> Result<Plan, SavedPlanError> {
+    let changes = staleness::changed_inputs_of_slice(&slice, &fresh.plan);
+    if !changes.is_empty() {
+        return Err(SavedPlanError::Stale {
+            path: path.to_owned(),
+            changes,
+        });
+    }
+    let differences = integrity::slice_differences(saved, &slice, &fresh.plan);
+    if !differences.is_empty() {
+        return Err(SavedPlanError::Edited {
+            path: path.to_owned(),
+            differences,
+        });
+    }
+    Ok(integrity::executable(&slice, fresh.into_executable()))
+}

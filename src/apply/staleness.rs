@@ -11,6 +11,39 @@ pub const SHOWN: usize = 50;
 
 /// Every input that differs, described for people; empty when the plan is fresh.
 pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = changed_settings(saved, fresh);
+    // The listings' fingerprints decide whether files changed; the plan's
+    // units and `unmatched` only name which (an edited plan that moves a file
+    // between them has the same listing, and is integrity's to refuse).
+    if saved.inputs.listings != fresh.inputs.listings {
+        let mut file_changes = changed_files(&files_of(saved, true), &files_of(fresh, true));
+        if file_changes.is_empty() {
+            // Files that are in neither units nor `unmatched` (e.g. an ambiguous spec's).
+            for (la, lb) in saved.inputs.listings.iter().zip(&fresh.inputs.listings) {
+                if la != lb {
+                    file_changes.push(format!("changed: the file listing of {}", la.root));
+                }
+            }
+        }
+        out.extend(file_changes);
+    }
+    out
+}
+
+/// A shard's slice of a saved plan against a fresh plan of only its units:
+/// the same settings and metadata, and each of the slice's files unchanged
+/// (the listings' fingerprints cover every file, so they are not compared).
+pub fn changed_inputs_of_slice(slice: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = changed_settings(slice, fresh);
+    out.extend(changed_files(
+        &files_of(slice, false),
+        &files_of(fresh, false),
+    ));
+    out
+}
+
+/// The recipe, its environment, the collection and the metadata sources.
+fn changed_settings(saved: &Plan, fresh: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     let (a, b) = (&saved.inputs, &fresh.inputs);
     if a.recipe_sha256 != b.recipe_sha256 {
@@ -52,41 +85,33 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
         }
     }
 
-    // The listings' fingerprints decide whether files changed; the plan's
-    // units and `unmatched` only name which (an edited plan that moves a file
-    // between them has the same listing, and is integrity's to refuse).
-    let mut file_changes = Vec::new();
-    if a.listings != b.listings {
-        let files_a = files_of(saved);
-        let files_b = files_of(fresh);
-        for (path, old) in &files_a {
-            match files_b.get(path) {
-                None => file_changes.push(format!("removed: {path}")),
-                Some(new) if new == old => {}
-                Some(new) if new.0 != old.0 => {
-                    file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0))
-                }
-                Some(_) => file_changes.push(format!("changed: {path} (content)")),
-            }
-        }
-        for path in files_b.keys().filter(|p| !files_a.contains_key(*p)) {
-            file_changes.push(format!("added: {path}"));
-        }
-        if file_changes.is_empty() {
-            // Files that are in neither units nor `unmatched` (e.g. an ambiguous spec's).
-            for (la, lb) in a.listings.iter().zip(&b.listings) {
-                if la != lb {
-                    file_changes.push(format!("changed: the file listing of {}", la.root));
-                }
-            }
-        }
-    }
-    out.extend(file_changes);
     out
 }
 
-/// `root/path` → (size, SHA-1 or, when deferred, version tag) for every file a plan names.
-fn files_of(plan: &Plan) -> BTreeMap<String, (u64, Option<String>)> {
+fn changed_files(
+    files_a: &BTreeMap<String, (u64, Option<String>)>,
+    files_b: &BTreeMap<String, (u64, Option<String>)>,
+) -> Vec<String> {
+    let mut file_changes = Vec::new();
+    for (path, old) in files_a {
+        match files_b.get(path) {
+            None => file_changes.push(format!("removed: {path}")),
+            Some(new) if new == old => {}
+            Some(new) if new.0 != old.0 => {
+                file_changes.push(format!("changed: {path} (size {} → {})", old.0, new.0))
+            }
+            Some(_) => file_changes.push(format!("changed: {path} (content)")),
+        }
+    }
+    for path in files_b.keys().filter(|p| !files_a.contains_key(*p)) {
+        file_changes.push(format!("added: {path}"));
+    }
+    file_changes
+}
+
+/// `root/path` → (size, SHA-1 or, when deferred, version tag) for every file
+/// a plan's units name, and its unmatched files when `unmatched`.
+fn files_of(plan: &Plan, unmatched: bool) -> BTreeMap<String, (u64, Option<String>)> {
     let mut out = BTreeMap::new();
     let join = |root: &str, path: &str| format!("{}/{path}", root.trim_end_matches('/'));
     for u in &plan.units {
@@ -95,7 +120,7 @@ fn files_of(plan: &Plan) -> BTreeMap<String, (u64, Option<String>)> {
             out.insert(f.shown(), (f.size, content));
         }
     }
-    for f in &plan.unmatched {
+    for f in plan.unmatched.iter().filter(|_| unmatched) {
         out.insert(join(&f.root, &f.path), (0, None));
     }
     out

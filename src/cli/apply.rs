@@ -89,10 +89,15 @@ pub(super) fn run(args: Args) -> i32 {
         return exit::ERROR;
     };
     let (loaded, resolved) = (&prepared.loaded, &prepared.resolved);
+    // A shard of a saved plan re-plans only its own slice's units.
+    let options = synup::plan::PlanOptions {
+        only_units: Job::units_to_verify(saved.as_ref(), shard),
+        ..args.memory.options()
+    };
     let Some(fresh) = super::plan_recipe(
         &prepared,
         crate::console::progress_wanted(args.quiet),
-        args.memory.budget,
+        options,
     ) else {
         return exit::ERROR;
     };

@@ -17,6 +17,16 @@ mod validate;
 use clap::{Parser, Subcommand};
 use synup::spill::{MemoryBudget, SpillArea};
 
+impl MemoryArg {
+    /// Plan options with this budget.
+    pub(crate) fn options(&self) -> synup::plan::PlanOptions {
+        synup::plan::PlanOptions {
+            memory: self.budget,
+            ..Default::default()
+        }
+    }
+}
+
 /// `--format` for commands whose output is text for people or JSON for machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum TextOrJson {
@@ -187,13 +197,9 @@ pub(crate) struct MemoryArg {
 pub(crate) fn plan_recipe(
     p: &Prepared,
     progress: bool,
-    memory: MemoryBudget,
+    mut options: synup::plan::PlanOptions,
 ) -> Option<synup::plan::PlanOutcome> {
     let (loaded, resolved) = (&p.loaded, &p.resolved);
-    let mut options = synup::plan::PlanOptions {
-        memory,
-        ..Default::default()
-    };
     let listing = progress.then(crate::console::progress::ListingProgress::new);
     if let Some(l) = &listing {
         let l = l.clone();
@@ -213,7 +219,7 @@ pub(crate) fn plan_recipe(
             return None;
         }
     };
-    let view = match target.view(&SpillArea::under(&loaded.state_dir(), memory)) {
+    let view = match target.view(&SpillArea::under(&loaded.state_dir(), options.memory)) {
         Ok(v) => v,
         Err(e) => {
             crate::console::report(e);

@@ -47,7 +47,7 @@ pub(super) fn run(args: Args) -> i32 {
     let Some(outcome) = super::plan_recipe(
         &prepared,
         crate::console::progress_wanted(args.quiet),
-        args.memory.budget,
+        args.memory.options(),
     ) else {
         return exit::ERROR;
     };

@@ -38,6 +38,10 @@ pub struct PlanOptions {
     pub listing_progress: Option<ListingProgress>,
     /// What the stages that sort may hold before they spill under `.synup/`.
     pub memory: crate::spill::MemoryBudget,
+    /// Plan only the units with these keys (a shard verifying its slice of a
+    /// saved plan): the other units' files are listed but never read. Such a
+    /// plan is partial: only its units are meant to be compared.
+    pub only_units: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for PlanOptions {
@@ -46,6 +50,7 @@ impl std::fmt::Debug for PlanOptions {
             .field("readers", &self.readers)
             .field("scan_threads", &self.scan_threads)
             .field("memory", &self.memory)
+            .field("only_units", &self.only_units.as_ref().map(|u| u.len()))
             .finish()
     }
 }
@@ -57,6 +62,7 @@ impl Default for PlanOptions {
             scan_threads: 8,
             listing_progress: None,
             memory: crate::spill::MemoryBudget::DEFAULT,
+            only_units: None,
         }
     }
 }

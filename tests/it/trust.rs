@@ -174,19 +174,50 @@ fn an_edited_plan_is_refused_whether_or_not_its_hash_is_recomputed() {
 }
 
 #[test]
-fn a_shard_verifies_the_plan_it_slices() {
+fn a_shard_verifies_its_own_slice_and_only_that() {
+    // Three units to create: shard 1/2 holds u000 and u001, shard 2/2 u002.
     let f = planned();
-    let mut plan = saved(&f);
+    let original = saved(&f);
+    let mut plan = original.clone();
     plan.units[2].meta =
         serde_json::value::RawValue::from_string(r#"{"site":"X"}"#.into()).unwrap();
     save(&f, &plan, true);
-    let out = f.run(&["apply", "p.json", "--yes", "--shard", "1/2"]);
+    let out = f.run(&["apply", "p.json", "--yes", "--shard", "2/2"]);
     assert_eq!(out.code, 1, "{}", out.both());
     assert!(
         out.stderr.contains("unit u002: meta.site"),
         "{}",
         out.stderr
     );
+    // An edit in its own slice is refused too, even with the hash recomputed.
+    let mut plan = original.clone();
+    plan.units[0].meta =
+        serde_json::value::RawValue::from_string(r#"{"site":"X"}"#.into()).unwrap();
+    save(&f, &plan, true);
+    let out = f.run(&["apply", "p.json", "--yes", "--shard", "1/2"]);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr.contains("unit u000: meta.site"),
+        "{}",
+        out.stderr
+    );
+
+    // A file of shard 2's slice changes: shard 1 neither reads nor minds it
+    // and applies; shard 2 finds its input stale.
+    save(&f, &original, false);
+    f.write("data/u002/img.png", "changed since the plan");
+    let out = f.run(&["apply", "p.json", "--yes", "--shard", "1/2"]);
+    assert_eq!(out.code, 0, "{}", out.both());
+    let out = f.run(&["apply", "p.json", "--yes", "--shard", "2/2"]);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr.contains("is stale") && out.stderr.contains("changed: data/u002/img.png"),
+        "{}",
+        out.stderr
+    );
+    // The whole plan, applied at once, is stale too.
+    let out = f.run(&["apply", "p.json", "--yes"]);
+    assert_eq!(out.code, 1, "{}", out.both());
 }
 
 const SECRET: &str = "s3cr3t-Value-42";

@@ -42,6 +42,10 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
         }),
         no_group_key: grouped.no_group_key,
     });
-    board.drafts.put(grouped.units);
+    let mut units = grouped.units;
+    if let Some(only) = &cx.opts.only_units {
+        units.retain(|u| only.contains(&u.key));
+    }
+    board.drafts.put(units);
     Ok(())
 }
