@@ -15,6 +15,7 @@
 //!   journaled, resumable, reported through events; [`ray`] runs it sharded;
 //! - [`explore`] summarises a folder and suggests a recipe for it;
 //! - [`serve`] is a Synapse-compatible API over a local catalog;
+//! - [`spill`] sorts more than fits in the memory budget, through runs on disk;
 //! - [`secrets`] remembers secret values so every output can mask them;
 //! - [`fs_write`] writes files atomically, durably and never over what is not
 //!   a regular file.

@@ -511,4 +511,36 @@ mod tests {
         // Graph order, whichever ended first.
         assert_eq!(found, [at(8), at(9)]);
     }
+
+    #[test]
+    fn the_plan_does_not_depend_on_the_memory_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = tree(dir.path(), "");
+        let known = FakeTarget {
+            checksums: [sha1_hex(b"{}")].into_iter().collect(),
+            ..FakeTarget::default()
+        };
+        let loaded = crate::recipe::load(&recipe).unwrap();
+        let resolved = crate::recipe::resolve::resolve(&loaded).unwrap();
+        let with = |bytes: usize| {
+            let opts = PlanOptions {
+                memory: crate::spill::MemoryBudget { bytes },
+                ..PlanOptions::default()
+            };
+            build_plan(&loaded, &resolved, &known, &opts).unwrap().plan
+        };
+        let roomy = with(512 << 20);
+        // A budget of a few bytes: every file to upload goes through a run on disk.
+        let tight = with(4);
+        assert_eq!(tight.plan_hash, roomy.plan_hash);
+        assert_eq!(tight.summary, roomy.summary);
+        assert_eq!(
+            (roomy.summary.files_to_upload, roomy.summary.create),
+            (2, 2)
+        );
+        // Runs are unnamed files: the spill folder is left empty.
+        let spill = dir.path().join(".synup/spill");
+        assert!(spill.is_dir(), "the tight plan spilled");
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
+    }
 }
