@@ -12,12 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha1::{Digest, Sha1};
 
-thread_local! {
-    /// One copy buffer per worker thread: a fresh 256 KiB buffer per file
-    /// cost a zeroing (or an mmap and page faults) for every small file.
-    static COPY_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 256 * 1024]);
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot read {path}: {source}")]
@@ -143,7 +137,7 @@ impl FileStore {
             };
             let mut hasher = Sha1::new();
             let mut size = 0u64;
-            COPY_BUFFER.with_borrow_mut(|buf| {
+            crate::source::digest::with_read_buffer(|buf| {
                 loop {
                     let n = input.read(buf).map_err(read_err)?;
                     if n == 0 {
