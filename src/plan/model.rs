@@ -315,11 +315,6 @@ impl PlannedFile {
         }
     }
 
-    /// Whether an identity is a deferred file's (not a SHA-1).
-    pub fn is_deferred_identity(identity: &str) -> bool {
-        identity.contains('\0')
-    }
-
     /// A deferred file's identity (never a valid SHA-1: it holds NULs).
     pub fn identity_of(shown: &str, size: u64, etag: Option<&str>) -> String {
         format!("{shown}\0{size}\0{}", etag.unwrap_or_default())

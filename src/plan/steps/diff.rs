@@ -21,7 +21,10 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         )]
     };
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
-    let mut uploads = spill.sorter::<Upload>(4);
+    // What the created units reference: SHA-1s (binary, 28 bytes a file) and
+    // the rare deferred files' identities, each sorted to be counted once.
+    let mut uploads = spill.sorter::<Upload<[u8; 20]>>(4);
+    let mut deferred = spill.sorter::<Upload<String>>(8);
     let spec_names: Vec<Arc<str>> = specs.iter().map(|s| Arc::from(s.name.as_str())).collect();
     let root_names: Vec<Arc<str>> = cx
         .roots
@@ -122,12 +125,14 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
             overridden.extend(o);
             if unit.action == Action::Create {
                 for f in unit.files.values() {
-                    uploads
-                        .push(Upload {
-                            identity: f.identity(),
-                            size: f.size,
-                        })
-                        .map_err(|e| target_error(&spill_failed(&spill, &e)))?;
+                    let mut sha1 = [0u8; 20];
+                    let pushed = match f.sha1.as_deref() {
+                        Some(hex) if hex::decode_to_slice(hex, &mut sha1).is_ok() => {
+                            uploads.push(Upload::new(sha1, f.size))
+                        }
+                        _ => deferred.push(Upload::new(f.identity(), f.size)),
+                    };
+                    pushed.map_err(|e| target_error(&spill_failed(&spill, &e)))?;
                 }
             }
             units.push(unit);
@@ -147,10 +152,13 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     // Files to upload: distinct checksums of units to create that the target
     // lacks, asked a window at a time. Deferred files count as to upload:
     // whether the target has them is learned from their SHA-1, during apply.
-    let distinct = uploads
-        .finish()
-        .map_err(|e| target_error(&spill_failed(&spill, &e)))?;
-    let count_unknown = |window: &mut Vec<(String, u64)>, summary: &mut Summary| -> StageResult {
+    let failed = |e: std::io::Error| target_error(&spill_failed(&spill, &e));
+    for file in distinct(deferred.finish().map_err(failed)?) {
+        summary.files_to_upload += 1;
+        summary.bytes_to_upload += file.map_err(failed)?.1;
+    }
+    let mut window: Vec<(String, u64)> = Vec::new();
+    let mut count_unknown = |window: &mut Vec<(String, u64)>| -> StageResult {
         let asked: Vec<&str> = window.iter().map(|(sha, _)| sha.as_str()).collect();
         let known = cx
             .target
@@ -165,42 +173,68 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         }
         Ok(())
     };
-    let mut previous = String::new();
-    let mut window: Vec<(String, u64)> = Vec::new();
-    for upload in distinct {
-        let Upload { identity, size } =
-            upload.map_err(|e| target_error(&spill_failed(&spill, &e)))?;
-        if identity == previous {
-            continue;
-        }
-        previous.clone_from(&identity);
-        if PlannedFile::is_deferred_identity(&identity) {
-            summary.files_to_upload += 1;
-            summary.bytes_to_upload += size;
-            continue;
-        }
-        window.push((identity, size));
+    for file in distinct(uploads.finish().map_err(failed)?) {
+        let (sha1, size) = file.map_err(failed)?;
+        window.push((hex::encode(sha1), size));
         if window.len() == 8192 {
-            count_unknown(&mut window, &mut summary)?;
+            count_unknown(&mut window)?;
         }
     }
     if !window.is_empty() {
-        count_unknown(&mut window, &mut summary)?;
+        count_unknown(&mut window)?;
     }
     board.diffed.put(Diffed { units, summary });
     Ok(())
 }
 
-/// A file of a unit to create, by what identifies its content; sorted by
-/// identity, then size (the smallest size of one SHA-1 is counted, as a
-/// sorted, deduplicated list always did).
+/// A file of a unit to create, by what identifies its content (a binary
+/// SHA-1, or a deferred file's identity); sorted by identity, then size, so
+/// the smallest size of one SHA-1 is counted, as a sorted, deduplicated list
+/// always did.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Upload {
-    identity: String,
+struct Upload<I> {
+    identity: I,
     size: u64,
 }
 
-impl crate::spill::Record for Upload {
+impl<I> Upload<I> {
+    fn new(identity: I, size: u64) -> Self {
+        Self { identity, size }
+    }
+}
+
+/// Each identity once, with its size.
+fn distinct<I: Ord + Clone>(
+    sorted: impl Iterator<Item = std::io::Result<Upload<I>>>,
+) -> impl Iterator<Item = std::io::Result<(I, u64)>> {
+    let mut previous: Option<I> = None;
+    sorted.filter_map(move |u| match u {
+        Err(e) => Some(Err(e)),
+        Ok(u) if previous.as_ref() == Some(&u.identity) => None,
+        Ok(u) => {
+            previous = Some(u.identity.clone());
+            Some(Ok((u.identity, u.size)))
+        }
+    })
+}
+
+impl crate::spill::Record for Upload<[u8; 20]> {
+    fn weight(&self) -> usize {
+        0
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        crate::spill::codec::put_bytes(out, &self.identity);
+        crate::spill::codec::put_u64(out, self.size);
+    }
+    fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
+        Ok(Self::new(
+            crate::spill::codec::get_array(input)?,
+            crate::spill::codec::get_u64(input)?,
+        ))
+    }
+}
+
+impl crate::spill::Record for Upload<String> {
     fn weight(&self) -> usize {
         self.identity.len()
     }
@@ -209,10 +243,10 @@ impl crate::spill::Record for Upload {
         crate::spill::codec::put_u64(out, self.size);
     }
     fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
-        Ok(Self {
-            identity: crate::spill::codec::get_str(input)?,
-            size: crate::spill::codec::get_u64(input)?,
-        })
+        Ok(Self::new(
+            crate::spill::codec::get_str(input)?,
+            crate::spill::codec::get_u64(input)?,
+        ))
     }
 }
 
