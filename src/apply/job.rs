@@ -11,6 +11,12 @@ use super::shard::Shard;
 use crate::plan::{Action, Plan, PlanOutcome};
 use crate::recipe::model::InvalidUnits;
 
+/// Whether a shard of `saved` can verify its slice alone: not when the plan
+/// masks a secret (a masked key is matched by position, in the whole plan).
+fn verifies_slice(saved: &Plan) -> bool {
+    saved.sensitive.is_empty()
+}
+
 /// A plan ready to run.
 pub struct Job {
     /// What runs, with real values (only its shard's units to create).
@@ -33,7 +39,7 @@ impl Job {
         shard: Option<Shard>,
         journal: PathBuf,
     ) -> Result<Self, SavedPlanError> {
-        let sliced = Self::units_to_verify(saved.as_ref(), shard).is_some();
+        let sliced = shard.is_some() && saved.as_ref().is_some_and(verifies_slice);
         let (plan, shown) = match (saved, shard) {
             (Some(saved), Some(s)) if sliced => (
                 saved::verify_slice(arg, &saved, s.slice(&saved), fresh)?,
@@ -68,17 +74,8 @@ impl Job {
         shard: Option<Shard>,
     ) -> Option<Arc<HashSet<String>>> {
         let (saved, shard) = (saved?, shard?);
-        if !saved.sensitive.is_empty() {
-            return None;
-        }
-        Some(Arc::new(
-            shard
-                .slice(saved)
-                .units
-                .into_iter()
-                .map(|u| u.key)
-                .collect(),
-        ))
+        verifies_slice(saved)
+            .then(|| Arc::new(shard.slice_units(saved).map(|u| u.key.clone()).collect()))
     }
 
     /// The units it creates.

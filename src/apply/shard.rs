@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, PlannedUnit};
 
 /// Shard K of N, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,20 +48,26 @@ impl Shard {
         start..start + len
     }
 
-    /// The plan with only this shard's units to create (the plan hash kept,
-    /// so reports and journals still name the plan they came from).
-    pub fn slice(&self, plan: &Plan) -> Plan {
-        let creates: Vec<usize> = plan
+    /// This shard's units: its slice of the plan's units to create.
+    pub fn slice_units<'p>(&self, plan: &'p Plan) -> impl Iterator<Item = &'p PlannedUnit> {
+        let creates = plan
             .units
             .iter()
-            .enumerate()
-            .filter(|(_, u)| u.action == Action::Create)
-            .map(|(i, _)| i)
-            .collect();
-        let mine = &creates[self.range(creates.len())];
-        let mut out = plan.clone();
-        out.units = mine.iter().map(|&i| plan.units[i].clone()).collect();
-        out
+            .filter(|u| u.action == Action::Create)
+            .count();
+        let mine = self.range(creates);
+        plan.units
+            .iter()
+            .filter(|u| u.action == Action::Create)
+            .skip(mine.start)
+            .take(mine.len())
+    }
+
+    /// The plan with only this shard's units to create (the plan hash kept,
+    /// so reports and journals still name the plan they came from). Only
+    /// those units are copied.
+    pub fn slice(&self, plan: &Plan) -> Plan {
+        plan.with_units(self.slice_units(plan).cloned().collect())
     }
 
     /// The suffix of this shard's journal and report files.

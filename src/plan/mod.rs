@@ -13,4 +13,4 @@ mod steps;
 
 pub use build::{PlanOptions, PlanOutcome, PlanStats, build_plan};
 pub use graph::StageGraph;
-pub use model::{Action, Plan};
+pub use model::{Action, Plan, PlannedUnit};

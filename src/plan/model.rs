@@ -397,6 +397,43 @@ impl Plan {
         self.compute_hash_seeing(&mut |_| {})
     }
 
+    /// This plan with other units: every other field copied, the plan's own
+    /// units never (a shard's slice of a million-unit plan copies its slice).
+    pub fn with_units(&self, units: Vec<PlannedUnit>) -> Plan {
+        let Plan {
+            format_version,
+            plan_hash,
+            recipe,
+            target,
+            layout,
+            summary,
+            diagnosis,
+            units: _,
+            unmatched,
+            unmatched_summary,
+            orphan_rows,
+            warnings,
+            sensitive,
+            inputs,
+        } = self;
+        Plan {
+            format_version: *format_version,
+            plan_hash: plan_hash.clone(),
+            recipe: recipe.clone(),
+            target: target.clone(),
+            layout: layout.clone(),
+            summary: summary.clone(),
+            diagnosis: diagnosis.clone(),
+            units,
+            unmatched: unmatched.clone(),
+            unmatched_summary: unmatched_summary.clone(),
+            orphan_rows: orphan_rows.clone(),
+            warnings: warnings.clone(),
+            sensitive: sensitive.clone(),
+            inputs: inputs.clone(),
+        }
+    }
+
     /// [`Self::compute_hash`], showing the hashed text to `see` piece by
     /// piece on the way (the planner looks for secrets in the same pass).
     pub fn compute_hash_seeing(&self, see: &mut dyn FnMut(&[u8])) -> String {

@@ -236,15 +236,17 @@ impl Catalog {
         &self.path
     }
 
-    /// `PRAGMA integrity_check`, as an error naming the file.
+    /// `PRAGMA quick_check`, as an error naming the file: every page readable
+    /// and every record well formed, which is what a truncated, overwritten
+    /// or half-copied file breaks. `integrity_check` would also compare each
+    /// index with its table, which only a bug can break, and took 11.7 s of a
+    /// 33 s plan against a catalog of a million units (`quick_check`: 1.7 s).
     pub fn check_integrity(&self) -> Result<(), CatalogError> {
         let corrupt = |detail: String| CatalogError::Corrupt {
             path: self.path.display().to_string(),
             detail,
         };
-        let result: Result<String, _> = self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0));
+        let result: Result<String, _> = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
         match result {
             Ok(s) if s == "ok" => Ok(()),
             Ok(s) => Err(corrupt(s)),
