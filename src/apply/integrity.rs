@@ -32,17 +32,7 @@ fn volatile_warning(code: &str) -> bool {
 /// described for people; empty when the saved plan may be applied.
 /// `fresh` must be masked the way a written plan is (see [`crate::secrets`]).
 pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
-    let mut out = Vec::new();
-    let recomputed = saved.compute_hash();
-    if recomputed != saved.plan_hash {
-        out.push(format!(
-            "plan_hash is {:?} in the plan file, but the file's content hashes to {recomputed:?}",
-            saved.plan_hash
-        ));
-    }
-    field(&mut out, "recipe", &saved.recipe, &fresh.recipe);
-    field(&mut out, "target", &saved.target, &fresh.target);
-    field(&mut out, "layout", &saved.layout, &fresh.layout);
+    let mut out = header_differences(saved, fresh);
     field(&mut out, "diagnosis", &saved.diagnosis, &fresh.diagnosis);
     for ((name, a), (_, b)) in stable_summary(saved).into_iter().zip(stable_summary(fresh)) {
         field(&mut out, &format!("summary.{name}"), &a, &b);
@@ -83,6 +73,14 @@ pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
 /// the slice's units must be what the recipe gives; plan-wide fields (counts,
 /// unmatched files, orphan rows) are left to a whole-plan check.
 pub fn slice_differences(saved: &Plan, slice: &Plan, fresh: &Plan) -> Vec<String> {
+    let mut out = header_differences(saved, fresh);
+    out.extend(unit_differences(slice, fresh));
+    out
+}
+
+/// What every check compares: the file still hashes to its `plan_hash`, and
+/// its recipe, target and layout are the recipe's.
+fn header_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     let recomputed = saved.compute_hash();
     if recomputed != saved.plan_hash {
@@ -94,7 +92,6 @@ pub fn slice_differences(saved: &Plan, slice: &Plan, fresh: &Plan) -> Vec<String
     field(&mut out, "recipe", &saved.recipe, &fresh.recipe);
     field(&mut out, "target", &saved.target, &fresh.target);
     field(&mut out, "layout", &saved.layout, &fresh.layout);
-    out.extend(unit_differences(slice, fresh));
     out
 }
 
