@@ -158,7 +158,7 @@ impl<T: Record> Sorter<T> {
             self.spill()?;
         }
         // Each run gets an even share of the budget for its read buffer.
-        let buffer = (self.budget / self.runs.len()).clamp(4 << 10, 1 << 20);
+        let buffer = read_buffer(self.budget / self.runs.len());
         let mut readers: Vec<RunReader<T>> = self
             .runs
             .into_iter()
@@ -191,11 +191,13 @@ impl<T: Record> Sorter<T> {
         }
         let mut file = file.into_inner().map_err(|e| e.into_error())?;
         file.rewind()?;
-        Ok(SortedRun::File(RunReader::new(
-            file,
-            budget.clamp(4 << 10, 1 << 20),
-        )))
+        Ok(SortedRun::File(RunReader::new(file, read_buffer(budget))))
     }
+}
+
+/// A run reader's buffer: its share of the budget, within 4 KiB..1 MiB.
+fn read_buffer(share: usize) -> usize {
+    share.clamp(4 << 10, 1 << 20)
 }
 
 fn write_run<T: Record>(w: &mut impl Write, records: impl Iterator<Item = T>) -> io::Result<()> {
@@ -321,9 +323,7 @@ impl<T: Record> SortedRun<T> {
     pub fn spilled(&self) -> bool {
         matches!(self, SortedRun::File(_))
     }
-}
 
-impl<T: Record> SortedRun<T> {
     /// Reads from the start again (a file run; a held one is read by index).
     pub fn rewind(&mut self) -> io::Result<()> {
         match self {

@@ -133,6 +133,17 @@ pub(crate) enum Registered {
     Failed(String),
 }
 
+/// The first unit under each key of a target's lookup, as
+/// [`Writer::existing`] answers.
+pub(super) fn first_per_key(
+    found: HashMap<String, Vec<ExistingUnit>>,
+) -> HashMap<String, ExistingUnit> {
+    found
+        .into_iter()
+        .filter_map(|(k, mut v)| (!v.is_empty()).then(|| (k, v.swap_remove(0))))
+        .collect()
+}
+
 /// What a target does for the executor. Methods are async so a networked
 /// target keeps several batches in flight; the local one works synchronously
 /// inside them (its copies run on threads of their own).
@@ -145,7 +156,8 @@ pub(crate) trait Writer {
     async fn prepare(&mut self) -> Result<(), ApplyError>;
     /// Which of `sha1s` the target holds.
     async fn holds(&self, sha1s: &[&str]) -> Result<HashSet<String>, ApplyError>;
-    /// The unit the target has under each of these units' keys, if any.
+    /// The unit the target has under each of these units' keys, if any
+    /// ([`first_per_key`] of a target's lookup).
     async fn existing(
         &self,
         units: &[&PlannedUnit],

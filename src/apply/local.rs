@@ -157,10 +157,7 @@ impl Writer for LocalWriter<'_> {
     ) -> Result<HashMap<String, ExistingUnit>, ApplyError> {
         let keys: Vec<&str> = units.iter().map(|u| u.key.as_str()).collect();
         let found = self.catalog.borrow().units_by_key(self.collection, &keys)?;
-        Ok(found
-            .into_iter()
-            .filter_map(|(k, mut v)| (!v.is_empty()).then(|| (k, v.swap_remove(0))))
-            .collect())
+        Ok(super::execute::first_per_key(found))
     }
 
     async fn store(

@@ -121,10 +121,7 @@ impl Writer for SynapseWriter<'_> {
                 dir: self.spill.dir.display().to_string(),
                 source,
             })?;
-        Ok(found
-            .into_iter()
-            .filter_map(|(k, mut v)| (!v.is_empty()).then(|| (k, v.swap_remove(0))))
-            .collect())
+        Ok(super::execute::first_per_key(found))
     }
 
     async fn store(
