@@ -48,6 +48,14 @@ pub enum ApplyError {
         )
     )]
     TargetWrite { path: String, message: String },
+    #[error("cannot read the plan's units back from their spill file: {0}")]
+    #[diagnostic(
+        code(synup::apply::units_unreadable),
+        help(
+            "the spill folder is `.synup/spill/` (or the temporary folder for a saved plan); check the disk, or raise --memory"
+        )
+    )]
+    Units(std::io::Error),
 }
 
 /// Where the executor may deliberately die, for crash tests (`SYNUP_CRASH_AT`).
@@ -241,13 +249,21 @@ pub(crate) async fn execute<W: Writer>(
     observer: &dyn ApplyObserver,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
+    let creates = plan.units_to_create().map_err(ApplyError::Units)?;
+    let creates: Vec<&PlannedUnit> = creates.iter().collect();
     let super::Begun {
         journal,
         mut previous,
         report,
-        creates,
         distinct,
-    } = super::begin_run(plan, apply_id, journal_path, writer.describe(), observer)?;
+    } = super::begin_run(
+        plan,
+        &creates,
+        apply_id,
+        journal_path,
+        writer.describe(),
+        observer,
+    )?;
     let prepared = async {
         writer.prepare().await?;
         let wanted: Vec<&str> = distinct.keys().copied().collect();

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
+use crate::plan::UnitListBuilder;
 use crate::plan::model::{Action, Plan, PlannedUnit};
 
 /// How many differences are named before the rest are counted.
@@ -103,17 +104,21 @@ pub fn describe(differences: &[String]) -> String {
 /// The plan to execute: the saved plan's decisions (actions, hash, counts)
 /// over the freshly planned units, which hold the real values where the saved
 /// file holds `***`. Only call it when [`differences`] found none.
-pub fn executable(saved: &Plan, mut fresh: Plan) -> Plan {
+pub fn executable(saved: &Plan, mut fresh: Plan) -> std::io::Result<Plan> {
     // Verified: the same units in the same order (keys holding a secret are
     // `***` in the saved plan, so units are matched by position).
-    for (unit, decided) in fresh.units.iter_mut().zip(&saved.units) {
+    let mut units = UnitListBuilder::detached();
+    for (unit, decided) in fresh.units.iter().zip(saved.units.iter()) {
+        let (mut unit, decided) = (unit?, decided?);
         unit.action = decided.action;
-        unit.conflict = decided.conflict.clone();
+        unit.conflict = decided.conflict;
+        units.push(&unit)?;
     }
+    fresh.units = units.finish()?;
     fresh.summary = saved.summary.clone();
     fresh.plan_hash = saved.plan_hash.clone();
     fresh.warnings = saved.warnings.clone();
-    fresh
+    Ok(fresh)
 }
 
 /// The summary's counts that do not depend on the target's state.
@@ -134,16 +139,44 @@ fn stable_summary(plan: &Plan) -> [(&'static str, u64); 5] {
 }
 
 fn unit_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
+    let unreadable = |e: std::io::Error| vec![format!("the plan's units cannot be read back: {e}")];
+    // The usual case, a unit at a time: the same keys in the same order (the
+    // fresh plan's keys are distinct, so the saved ones are too).
+    if saved.units.len() == fresh.units.len() {
+        let mut out = Vec::new();
+        let mut aligned = true;
+        for pair in saved.units.iter().zip(fresh.units.iter()) {
+            match pair {
+                (Ok(s), Ok(f)) if s.key == f.key => unit_difference(&s, &f, &mut out),
+                (Err(e), _) | (_, Err(e)) => return unreadable(e),
+                _ => {
+                    aligned = false;
+                    break;
+                }
+            }
+        }
+        if aligned {
+            return out;
+        }
+    }
+    match (saved.units.to_vec(), fresh.units.to_vec()) {
+        (Ok(s), Ok(f)) => unit_differences_by_key(&s, &f),
+        (Err(e), _) | (_, Err(e)) => unreadable(e),
+    }
+}
+
+/// Units matched by key: what was injected, dropped, repeated or reordered.
+fn unit_differences_by_key(saved: &[PlannedUnit], fresh: &[PlannedUnit]) -> Vec<String> {
     let mut out = Vec::new();
     let mut seen = BTreeMap::new();
-    for u in &saved.units {
+    for u in saved {
         if seen.insert(u.key.as_str(), ()).is_some() {
             out.push(format!("unit {}: appears twice in the plan file", u.key));
         }
     }
     let fresh_units: BTreeMap<&str, &PlannedUnit> =
-        fresh.units.iter().map(|u| (u.key.as_str(), u)).collect();
-    for u in &saved.units {
+        fresh.iter().map(|u| (u.key.as_str(), u)).collect();
+    for u in saved {
         match fresh_units.get(u.key.as_str()) {
             None => out.push(format!(
                 "unit {}: is in the plan file, but the recipe gives no such unit",
@@ -152,7 +185,7 @@ fn unit_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
             Some(f) => unit_difference(u, f, &mut out),
         }
     }
-    for u in &fresh.units {
+    for u in fresh {
         if !seen.contains_key(u.key.as_str()) {
             out.push(format!(
                 "unit {}: the recipe gives it, but it is missing from the plan file",
@@ -162,10 +195,9 @@ fn unit_differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
     }
     if out.is_empty()
         && !saved
-            .units
             .iter()
             .map(|u| &u.key)
-            .eq(fresh.units.iter().map(|u| &u.key))
+            .eq(fresh.iter().map(|u| &u.key))
     {
         out.push("units are not in the order the recipe's plan gives".to_owned());
     }

@@ -17,6 +17,10 @@ fn verifies_slice(saved: &Plan) -> bool {
     saved.sensitive.is_empty()
 }
 
+fn units_error(source: std::io::Error) -> SavedPlanError {
+    SavedPlanError::Units { source }
+}
+
 /// A plan ready to run.
 pub struct Job {
     /// What runs, with real values (only its shard's units to create).
@@ -42,7 +46,7 @@ impl Job {
         let sliced = shard.is_some() && saved.as_ref().is_some_and(verifies_slice);
         let (plan, shown) = match (saved, shard) {
             (Some(saved), Some(s)) if sliced => (
-                saved::verify_slice(arg, &saved, s.slice(&saved), fresh)?,
+                saved::verify_slice(arg, &saved, s.slice(&saved).map_err(units_error)?, fresh)?,
                 None,
             ),
             (Some(saved), _) => (saved::verify(arg, &saved, fresh)?, None),
@@ -53,7 +57,7 @@ impl Job {
         };
         Ok(Self {
             plan: match shard {
-                Some(s) if !sliced => s.slice(&plan),
+                Some(s) if !sliced => s.slice(&plan).map_err(units_error)?,
                 _ => plan,
             },
             shown,
@@ -72,19 +76,24 @@ impl Job {
     pub fn units_to_verify(
         saved: Option<&Plan>,
         shard: Option<Shard>,
-    ) -> Option<Arc<HashSet<String>>> {
-        let (saved, shard) = (saved?, shard?);
-        verifies_slice(saved)
-            .then(|| Arc::new(shard.slice_units(saved).map(|u| u.key.clone()).collect()))
+    ) -> Result<Option<Arc<HashSet<String>>>, SavedPlanError> {
+        let (Some(saved), Some(shard)) = (saved, shard) else {
+            return Ok(None);
+        };
+        if !verifies_slice(saved) {
+            return Ok(None);
+        }
+        let keys = shard
+            .slice_units(saved)
+            .map(|u| u.map(|u| u.key))
+            .collect::<std::io::Result<_>>()
+            .map_err(units_error)?;
+        Ok(Some(Arc::new(keys)))
     }
 
     /// The units it creates.
     pub fn creates(&self) -> usize {
-        self.plan
-            .units
-            .iter()
-            .filter(|u| u.action == Action::Create)
-            .count()
+        self.plan.units.count(Action::Create)
     }
 
     /// How many units are invalid when the recipe says that stops the run.

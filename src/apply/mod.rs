@@ -85,13 +85,13 @@ pub(crate) struct Begun<'p> {
     /// What earlier runs of this journal recorded.
     pub previous: journal::JournalState,
     pub report: ApplyReport,
-    pub creates: Vec<&'p crate::plan::model::PlannedUnit>,
     /// The creates' files with a known SHA-1 (SHA-1 → size).
     pub distinct: std::collections::BTreeMap<&'p str, u64>,
 }
 
 pub(crate) fn begin_run<'p>(
-    plan: &'p crate::plan::Plan,
+    plan: &crate::plan::Plan,
+    creates: &[&'p crate::plan::model::PlannedUnit],
     apply_id: &str,
     journal_path: &std::path::Path,
     target: report::ReportTarget,
@@ -103,17 +103,11 @@ pub(crate) fn begin_run<'p>(
         plan_hash: plan.plan_hash.clone(),
     }])?;
     let report = ApplyReport::begin(plan, target, apply_id.to_owned());
-    let creates: Vec<&crate::plan::model::PlannedUnit> = plan
-        .units
-        .iter()
-        .filter(|u| u.action == crate::plan::Action::Create)
-        .collect();
-    let distinct = announce(observer, &creates);
+    let distinct = announce(observer, creates);
     Ok(Begun {
         journal,
         previous,
         report,
-        creates,
         distinct,
     })
 }

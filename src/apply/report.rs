@@ -90,7 +90,7 @@ impl ApplyReport {
     /// A report for a run of `plan`, with the plan's counts filled in.
     pub fn begin(plan: &crate::plan::Plan, target: ReportTarget, apply_id: String) -> Self {
         use crate::plan::Action;
-        let count = |a: Action| plan.units.iter().filter(|u| u.action == a).count() as u64;
+        let count = |a: Action| plan.units.count(a) as u64;
         let mut report = Self {
             format_version: FORMAT_VERSION,
             apply_id,

@@ -45,6 +45,15 @@ pub enum SavedPlanError {
         path: String,
         differences: Vec<String>,
     },
+    /// The plan's units went to a spill file (`--memory`) that cannot be read back.
+    #[error("cannot read the plan's units back from their spill file: {source}")]
+    #[diagnostic(
+        code(synup::apply::units_unreadable),
+        help(
+            "the spill folder is `.synup/spill/` (or the temporary folder for a saved plan); check the disk, or raise --memory"
+        )
+    )]
+    Units { source: std::io::Error },
 }
 
 /// The plan saved at `path`, or `None` when the file is not a plan (a recipe:
@@ -94,7 +103,8 @@ pub fn verify(path: &str, saved: &Plan, fresh: PlanOutcome) -> Result<Plan, Save
             differences,
         });
     }
-    Ok(integrity::executable(saved, fresh.into_executable()))
+    integrity::executable(saved, fresh.into_executable())
+        .map_err(|source| SavedPlanError::Units { source })
 }
 
 /// A shard's check of its slice of `saved`, given a fresh plan of only the
@@ -122,5 +132,6 @@ pub fn verify_slice(
             differences,
         });
     }
-    Ok(integrity::executable(&slice, fresh.into_executable()))
+    integrity::executable(&slice, fresh.into_executable())
+        .map_err(|source| SavedPlanError::Units { source })
 }

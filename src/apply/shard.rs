@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use crate::plan::{Action, Plan, PlannedUnit};
+use crate::plan::{Action, Plan, PlannedUnit, UnitList};
 
 /// Shard K of N, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +49,14 @@ impl Shard {
     }
 
     /// This shard's units: its slice of the plan's units to create.
-    pub fn slice_units<'p>(&self, plan: &'p Plan) -> impl Iterator<Item = &'p PlannedUnit> {
-        let creates = plan
-            .units
-            .iter()
-            .filter(|u| u.action == Action::Create)
-            .count();
-        let mine = self.range(creates);
+    pub fn slice_units<'p>(
+        &self,
+        plan: &'p Plan,
+    ) -> impl Iterator<Item = std::io::Result<PlannedUnit>> + 'p {
+        let mine = self.range(plan.units.count(Action::Create));
         plan.units
             .iter()
-            .filter(|u| u.action == Action::Create)
+            .filter(|u| u.as_ref().map_or(true, |u| u.action == Action::Create))
             .skip(mine.start)
             .take(mine.len())
     }
@@ -66,8 +64,8 @@ impl Shard {
     /// The plan with only this shard's units to create (the plan hash kept,
     /// so reports and journals still name the plan they came from). Only
     /// those units are copied.
-    pub fn slice(&self, plan: &Plan) -> Plan {
-        plan.with_units(self.slice_units(plan).cloned().collect())
+    pub fn slice(&self, plan: &Plan) -> std::io::Result<Plan> {
+        Ok(plan.with_units(UnitList::try_collect(self.slice_units(plan))?))
     }
 
     /// The suffix of this shard's journal and report files.

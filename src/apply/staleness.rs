@@ -16,7 +16,7 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
     // units and `unmatched` only name which (an edited plan that moves a file
     // between them has the same listing, and is integrity's to refuse).
     if saved.inputs.listings != fresh.inputs.listings {
-        let mut file_changes = changed_files(&files_of(saved, true), &files_of(fresh, true));
+        let mut file_changes = files_changed(saved, fresh, true);
         if file_changes.is_empty() {
             // Files that are in neither units nor `unmatched` (e.g. an ambiguous spec's).
             for (la, lb) in saved.inputs.listings.iter().zip(&fresh.inputs.listings) {
@@ -35,11 +35,17 @@ pub fn changed_inputs(saved: &Plan, fresh: &Plan) -> Vec<String> {
 /// (the listings' fingerprints cover every file, so they are not compared).
 pub fn changed_inputs_of_slice(slice: &Plan, fresh: &Plan) -> Vec<String> {
     let mut out = changed_settings(slice, fresh);
-    out.extend(changed_files(
-        &files_of(slice, false),
-        &files_of(fresh, false),
-    ));
+    out.extend(files_changed(slice, fresh, false));
     out
+}
+
+/// The files of `a`'s units (and unmatched files, when `unmatched`) that
+/// `b`'s differ in.
+fn files_changed(a: &Plan, b: &Plan, unmatched: bool) -> Vec<String> {
+    match (files_of(a, unmatched), files_of(b, unmatched)) {
+        (Ok(files_a), Ok(files_b)) => changed_files(&files_a, &files_b),
+        (Err(e), _) | (_, Err(e)) => vec![format!("the plan's units cannot be read back: {e}")],
+    }
 }
 
 /// The recipe, its environment, the collection and the metadata sources.
@@ -111,11 +117,14 @@ fn changed_files(
 
 /// `root/path` → (size, SHA-1 or, when deferred, version tag) for every file
 /// a plan's units name, and its unmatched files when `unmatched`.
-fn files_of(plan: &Plan, unmatched: bool) -> BTreeMap<String, (u64, Option<String>)> {
+fn files_of(
+    plan: &Plan,
+    unmatched: bool,
+) -> std::io::Result<BTreeMap<String, (u64, Option<String>)>> {
     let mut out = BTreeMap::new();
     let join = |root: &str, path: &str| format!("{}/{path}", root.trim_end_matches('/'));
-    for u in &plan.units {
-        for f in u.files.values() {
+    for u in plan.units.iter() {
+        for f in u?.files.values() {
             let content = f.sha1.clone().or_else(|| f.etag.clone());
             out.insert(f.shown(), (f.size, content));
         }
@@ -123,7 +132,7 @@ fn files_of(plan: &Plan, unmatched: bool) -> BTreeMap<String, (u64, Option<Strin
     for f in plan.unmatched.iter().filter(|_| unmatched) {
         out.insert(join(&f.root, &f.path), (0, None));
     }
-    out
+    Ok(out)
 }
 
 /// The first [`SHOWN`] changes and a count of the rest, one per line.

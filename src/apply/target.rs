@@ -162,7 +162,7 @@ mod tests {
         assert_eq!(report.files.uploaded, 3);
 
         let second = plan_now();
-        assert!(second.units.iter().all(|u| u.action == Action::Unchanged));
+        assert_eq!(second.units.count(Action::Unchanged), second.units.len());
         assert_eq!(second.summary.files_to_upload, 0);
         let again = target
             .apply(&second, &settings, &super::super::Silent)

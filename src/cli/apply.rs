@@ -90,8 +90,15 @@ pub(super) fn run(args: Args) -> i32 {
     };
     let (loaded, resolved) = (&prepared.loaded, &prepared.resolved);
     // A shard of a saved plan re-plans only its own slice's units.
+    let only_units = match Job::units_to_verify(saved.as_ref(), shard) {
+        Ok(keys) => keys,
+        Err(e) => {
+            crate::console::error(&e.to_string());
+            return exit::ERROR;
+        }
+    };
     let options = synup::plan::PlanOptions {
-        only_units: Job::units_to_verify(saved.as_ref(), shard),
+        only_units,
         ..args.memory.options()
     };
     let Some(fresh) = super::plan_recipe(

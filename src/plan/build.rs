@@ -413,7 +413,7 @@ mod tests {
         let same = ExistingUnit {
             id: "7".into(),
             files: vec![("image".into(), png1), ("label".into(), json.clone())],
-            meta_json: fresh.units[0].meta.get().to_owned(),
+            meta_json: fresh.units.to_vec().unwrap()[0].meta.get().to_owned(),
         };
         let other = ExistingUnit {
             files: vec![
@@ -431,12 +431,9 @@ mod tests {
             ..FakeTarget::default()
         };
         let outcome = plan_with(&recipe, &target).unwrap();
-        let actions: Vec<(&str, Action)> = outcome
-            .plan
-            .units
-            .iter()
-            .map(|u| (u.key.as_str(), u.action))
-            .collect();
+        let units = outcome.plan.units.to_vec().unwrap();
+        let actions: Vec<(&str, Action)> =
+            units.iter().map(|u| (u.key.as_str(), u.action)).collect();
         assert_eq!(
             actions,
             [

@@ -144,14 +144,39 @@ fn dotted<'s>(exts: impl Iterator<Item = &'s str>) -> String {
     format!("{}{more}", shown.join(", "))
 }
 
+/// What [`diagnose`] needs of a plan's units, counted as they are made.
+#[derive(Debug, Default)]
+pub struct UnitTally {
+    pub units: usize,
+    pub valid: usize,
+    /// Per problem reason, the invalid units that have it.
+    pub reasons: BTreeMap<&'static str, usize>,
+}
+
+impl UnitTally {
+    pub fn add(&mut self, unit: &PlannedUnit) {
+        self.units += 1;
+        if unit.action != Action::Invalid {
+            self.valid += 1;
+            return;
+        }
+        let mut seen: Vec<&'static str> = unit.problems.iter().map(|p| p.reason.as_str()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for r in seen {
+            *self.reasons.entry(r).or_default() += 1;
+        }
+    }
+}
+
 /// One line for a plan without a single valid unit, else `None`.
 pub fn diagnose(
-    units: &[PlannedUnit],
+    units: &UnitTally,
     groups: &[UnmatchedGroup],
     files_seen: u64,
     excluded: u64,
 ) -> Option<String> {
-    if units.iter().any(|u| u.action != Action::Invalid) {
+    if units.valid > 0 {
         return None;
     }
     if files_seen == 0 {
@@ -164,22 +189,14 @@ pub fn diagnose(
             "no file to plan: the source is empty".to_owned()
         });
     }
-    if units.is_empty() {
+    if units.units == 0 {
         let top = groups.first()?;
         return Some(format!(
             "no file became part of a unit; most ({} of {files_seen}) are {}: {}",
             top.count, top.reason, top.hint
         ));
     }
-    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
-    for u in units {
-        let mut seen: Vec<&str> = u.problems.iter().map(|p| p.reason.as_str()).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        for r in seen {
-            *reasons.entry(r).or_default() += 1;
-        }
-    }
+    let reasons = &units.reasons;
     let (reason, n) = reasons
         .iter()
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
@@ -200,8 +217,7 @@ pub fn diagnose(
     };
     Some(format!(
         "every unit is invalid; most often {reason} ({} of {}){hint}",
-        n,
-        units.len()
+        n, units.units
     ))
 }
 
@@ -238,7 +254,7 @@ mod tests {
             groups[0].hint,
             "spec flair lists .nii; these end in .nii.gz: add the extension to the spec, or fix the rule that sends them there"
         );
-        let d = diagnose(&[], &groups, 4, 0).unwrap();
+        let d = diagnose(&UnitTally::default(), &groups, 4, 0).unwrap();
         assert!(d.starts_with("no file became part of a unit; most (3 of 4) are extension_not_allowed: spec flair lists .nii"), "{d}");
     }
 }

@@ -10,7 +10,9 @@ pub mod model;
 pub mod render;
 pub mod sensitive;
 mod steps;
+pub mod units;
 
 pub use build::{PlanOptions, PlanOutcome, PlanStats, build_plan};
 pub use graph::StageGraph;
 pub use model::{Action, Plan, PlannedUnit};
+pub use units::{UnitList, UnitListBuilder};

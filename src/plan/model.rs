@@ -23,7 +23,7 @@ pub struct Plan {
     /// A plan with no valid unit: what most likely went wrong, in one line.
     #[serde(default)]
     pub diagnosis: Option<String>,
-    pub units: Vec<PlannedUnit>,
+    pub units: super::units::UnitList,
     pub unmatched: Vec<UnmatchedFile>,
     /// The unmatched files by reason, largest group first, with a hint each.
     #[serde(default)]
@@ -397,9 +397,17 @@ impl Plan {
         self.compute_hash_seeing(&mut |_| {})
     }
 
+    /// The units it creates, decoded, in plan order.
+    pub fn units_to_create(&self) -> std::io::Result<Vec<PlannedUnit>> {
+        self.units
+            .iter()
+            .filter(|u| u.as_ref().map_or(true, |u| u.action == Action::Create))
+            .collect()
+    }
+
     /// This plan with other units: every other field copied, the plan's own
     /// units never (a shard's slice of a million-unit plan copies its slice).
-    pub fn with_units(&self, units: Vec<PlannedUnit>) -> Plan {
+    pub fn with_units(&self, units: super::units::UnitList) -> Plan {
         let Plan {
             format_version,
             plan_hash,
@@ -512,7 +520,8 @@ impl Plan {
         value!(layout);
         value!(summary);
         value!(diagnosis);
-        rows!(units);
+        field(w, "units")?;
+        write_unit_rows(w, &self.units, pretty)?;
         rows!(unmatched);
         value!(unmatched_summary);
         rows!(orphan_rows);
@@ -559,6 +568,31 @@ fn write_value<T: Serialize + ?Sized>(
         w.write_all(line)?;
     }
     Ok(())
+}
+
+/// The units' array: their lines as held (pretty: one per line).
+fn write_unit_rows(
+    w: &mut (impl std::io::Write + ?Sized),
+    units: &super::units::UnitList,
+    pretty: bool,
+) -> std::io::Result<()> {
+    if units.is_empty() {
+        return w.write_all(b"[]");
+    }
+    w.write_all(b"[")?;
+    let mut lines = units.lines();
+    let mut first = true;
+    while let Some(line) = lines.next_line() {
+        if !first {
+            w.write_all(b",")?;
+        }
+        first = false;
+        if pretty {
+            w.write_all(b"\n    ")?;
+        }
+        w.write_all(line?)?;
+    }
+    w.write_all(if pretty { &b"\n  ]"[..] } else { &b"]"[..] })
 }
 
 /// An array of records, each compact (pretty: one per line), rendered in

@@ -41,19 +41,21 @@ pub fn render_text(plan: &Plan) -> String {
         let _ = writeln!(out, "  runner-up: {runner_up}");
     }
 
-    let width = plan
-        .units
-        .iter()
-        .map(|u| u.key.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(40);
+    // One pass: the widest key, and the units shown (the first of each
+    // common action, every rare one).
+    let mut width = 0;
+    let mut listed = Vec::new();
     let mut shown = [0usize; 2];
     let mut hidden = [0usize; 2];
-    if !plan.units.is_empty() {
-        out.push('\n');
-    }
-    for u in &plan.units {
+    for u in plan.units.iter() {
+        let u = match u {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = writeln!(out, "\n(the plan's units cannot be read back: {e})");
+                break;
+            }
+        };
+        width = width.max(u.key.chars().count().min(40));
         let slot = match u.action {
             Action::Create => Some(0),
             Action::Unchanged => Some(1),
@@ -66,6 +68,12 @@ pub fn render_text(plan: &Plan) -> String {
             }
             shown[i] += 1;
         }
+        listed.push(u);
+    }
+    if !plan.units.is_empty() {
+        out.push('\n');
+    }
+    for u in &listed {
         let (mark, what) = match u.action {
             Action::Create => {
                 let bytes = u.files.values().fold(0u64, |n, f| n.saturating_add(f.size));

@@ -359,12 +359,7 @@ pub fn drive(sub: &Submission<'_>, observer: &dyn Fn(RayEvent<'_>)) -> Result<Sh
             }
         }
     }
-    total.units.planned = sub
-        .plan
-        .units
-        .iter()
-        .filter(|u| u.action == crate::plan::Action::Create)
-        .count() as u64;
+    total.units.planned = sub.plan.units.count(crate::plan::Action::Create) as u64;
     // Throughput over the whole run, submission included.
     total.close(started.elapsed(), !failed_shards.is_empty());
     Ok(Sharded {

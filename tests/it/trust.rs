@@ -68,47 +68,63 @@ fn an_edited_plan_is_refused_whether_or_not_its_hash_is_recomputed() {
         (
             "meta",
             |p| {
-                p.units[0].meta = serde_json::value::RawValue::from_string(
-                    r#"{"site":"Busan","name":"u000"}"#.into(),
-                )
-                .unwrap();
+                p.units
+                    .edit(|u| {
+                        u[0].meta = serde_json::value::RawValue::from_string(
+                            r#"{"site":"Busan","name":"u000"}"#.into(),
+                        )
+                        .unwrap();
+                    })
+                    .unwrap();
             },
             r#"unit u000: meta.site is "Busan" in the plan file, "Seoul" from the recipe"#,
         ),
         (
             "injected meta field",
             |p| {
-                p.units[1].meta = serde_json::value::RawValue::from_string(
-                    r#"{"site":"Seoul","injected":true}"#.into(),
-                )
-                .unwrap();
+                p.units
+                    .edit(|u| {
+                        u[1].meta = serde_json::value::RawValue::from_string(
+                            r#"{"site":"Seoul","injected":true}"#.into(),
+                        )
+                        .unwrap();
+                    })
+                    .unwrap();
             },
             "unit u001: meta.injected is true in the plan file, but the recipe gives no such field",
         ),
         (
             "swapped files",
             |p| {
-                let a = p.units[0].files.get("image_1").unwrap().clone();
-                let b = p.units[1].files.get("image_1").unwrap().clone();
-                for f in p.units[0].files.values_mut() {
-                    if f.path == a.path {
-                        *f = b.clone();
-                    }
-                }
-                for f in p.units[1].files.values_mut() {
-                    if f.path == b.path {
-                        *f = a.clone();
-                    }
-                }
+                p.units
+                    .edit(|u| {
+                        let a = u[0].files.get("image_1").unwrap().clone();
+                        let b = u[1].files.get("image_1").unwrap().clone();
+                        for f in u[0].files.values_mut() {
+                            if f.path == a.path {
+                                *f = b.clone();
+                            }
+                        }
+                        for f in u[1].files.values_mut() {
+                            if f.path == b.path {
+                                *f = a.clone();
+                            }
+                        }
+                    })
+                    .unwrap();
             },
             "unit u000: files.image_1 is data/u001/img.png",
         ),
         (
             "injected unit",
             |p| {
-                let mut u = p.units[2].clone();
-                u.key = "u999".into();
-                p.units.push(u);
+                p.units
+                    .edit(|u| {
+                        let mut injected = u[2].clone();
+                        injected.key = "u999".into();
+                        u.push(injected);
+                    })
+                    .unwrap();
                 p.summary.units += 1;
                 p.summary.create += 1;
             },
@@ -117,20 +133,28 @@ fn an_edited_plan_is_refused_whether_or_not_its_hash_is_recomputed() {
         (
             "unmatched file attached",
             |p| {
-                let mut f = p.units[2].files.get("label_1").unwrap().clone();
-                f.path = "u002/notes.txt".into();
-                for v in p.units[2].files.values_mut() {
-                    if v.path.ends_with(".json") {
-                        *v = f.clone();
-                    }
-                }
+                p.units
+                    .edit(|u| {
+                        let mut f = u[2].files.get("label_1").unwrap().clone();
+                        f.path = "u002/notes.txt".into();
+                        for v in u[2].files.values_mut() {
+                            if v.path.ends_with(".json") {
+                                *v = f.clone();
+                            }
+                        }
+                    })
+                    .unwrap();
             },
             "unit u002: files.label_1 is data/u002/notes.txt",
         ),
         (
             "invalid flipped",
             |p| {
-                p.units[0].action = synup::plan::Action::Invalid;
+                p.units
+                    .edit(|u| {
+                        u[0].action = synup::plan::Action::Invalid;
+                    })
+                    .unwrap();
                 p.summary.invalid = 1;
                 p.summary.create -= 1;
             },
@@ -179,8 +203,11 @@ fn a_shard_verifies_its_own_slice_and_only_that() {
     let f = planned();
     let original = saved(&f);
     let mut plan = original.clone();
-    plan.units[2].meta =
-        serde_json::value::RawValue::from_string(r#"{"site":"X"}"#.into()).unwrap();
+    plan.units
+        .edit(|u| {
+            u[2].meta = serde_json::value::RawValue::from_string(r#"{"site":"X"}"#.into()).unwrap()
+        })
+        .unwrap();
     save(&f, &plan, true);
     let out = f.run(&["apply", "p.json", "--yes", "--shard", "2/2"]);
     assert_eq!(out.code, 1, "{}", out.both());
@@ -191,8 +218,11 @@ fn a_shard_verifies_its_own_slice_and_only_that() {
     );
     // An edit in its own slice is refused too, even with the hash recomputed.
     let mut plan = original.clone();
-    plan.units[0].meta =
-        serde_json::value::RawValue::from_string(r#"{"site":"X"}"#.into()).unwrap();
+    plan.units
+        .edit(|u| {
+            u[0].meta = serde_json::value::RawValue::from_string(r#"{"site":"X"}"#.into()).unwrap()
+        })
+        .unwrap();
     save(&f, &plan, true);
     let out = f.run(&["apply", "p.json", "--yes", "--shard", "1/2"]);
     assert_eq!(out.code, 1, "{}", out.both());

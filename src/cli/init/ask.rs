@@ -518,7 +518,7 @@ impl Asker<'_> {
                 p.units
                     .iter()
                     .take(3)
-                    .filter_map(|u| u.files.values().next().map(|f| f.path.clone()))
+                    .filter_map(|u| u.ok()?.files.values().next().map(|f| f.path.clone()))
                     .collect()
             })
             .unwrap_or_default();

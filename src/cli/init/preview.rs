@@ -76,7 +76,7 @@ pub(super) fn show_preview(plan: &synup::plan::model::Plan, detected: Option<u8>
         "{} units ({} invalid), {} unmatched files; for example:",
         s.units, s.invalid, s.unmatched_files
     ));
-    for u in plan.units.iter().take(3) {
+    for u in plan.units.iter().take(3).flatten() {
         let files: Vec<String> = u
             .files
             .iter()

@@ -8,7 +8,11 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
     let (loaded, recipe) = (cx.loaded, cx.recipe);
     let specs = &recipe.collection.specs;
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
-    let Diffed { units, mut summary } = board.diffed.take();
+    let Diffed {
+        units,
+        tally,
+        mut summary,
+    } = board.diffed.take();
     let classified = board.classified.get();
     let grouping = board.grouping.take();
     let hashed = board.hashed.get();
@@ -61,7 +65,7 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
         .map(|s| (s.files.len() + s.non_utf8.len()) as u64)
         .sum();
     let diagnosis = explain::diagnose(
-        &units,
+        &tally,
         &unmatched_summary,
         files_seen,
         summary.excluded_files,

@@ -34,7 +34,10 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let drafts = board.drafts.take();
     let merged = board.merged.take();
     let mut summary = Summary::default();
-    let mut units = Vec::with_capacity(drafts.len());
+    // The plan's units, as the text they are written as, spilling past
+    // their share of the budget.
+    let mut units = crate::plan::UnitListBuilder::new(&spill, 4);
+    let mut tally = explain::UnitTally::default();
     let mut overridden: Vec<String> = Vec::new();
     let mut pending = drafts.into_iter().zip(merged);
     loop {
@@ -52,7 +55,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
             .units_by_key(&valid)
             .map_err(|e| target_error(&e))?;
         drop(valid);
-        let built: Vec<(PlannedUnit, Option<String>)> = window
+        let built: Vec<(PlannedUnit, Vec<u8>, Option<String>)> = window
             .into_par_iter()
             .map(|(u, m)| {
                 // A draft's files are sorted by spec; a spec with more than
@@ -112,10 +115,11 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                     problems: m.problems,
                     conflict,
                 };
-                (unit, overridden)
+                let line = serde_json::to_vec(&unit).unwrap_or_default();
+                (unit, line, overridden)
             })
             .collect();
-        for (unit, o) in built {
+        for (unit, line, o) in built {
             match unit.action {
                 Action::Create => summary.create += 1,
                 Action::Unchanged => summary.unchanged += 1,
@@ -135,9 +139,15 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                     pushed.map_err(|e| target_error(&spill_failed(&spill, &e)))?;
                 }
             }
-            units.push(unit);
+            tally.add(&unit);
+            units
+                .push_line(&line, unit.action)
+                .map_err(|e| target_error(&units_spill_failed(&spill, &e)))?;
         }
     }
+    let units = units
+        .finish()
+        .map_err(|e| target_error(&units_spill_failed(&spill, &e)))?;
     summary.units = units.len() as u64;
     if summary.conflict > 0 {
         board.warn([Warning::new(WarningCode::Conflict, format!("{} unit(s) have a key the target already uses with other content; they will not be overwritten", summary.conflict))]);
@@ -183,7 +193,11 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     if !window.is_empty() {
         count_unknown(&mut window)?;
     }
-    board.diffed.put(Diffed { units, summary });
+    board.diffed.put(Diffed {
+        units,
+        tally,
+        summary,
+    });
     Ok(())
 }
 
@@ -253,6 +267,13 @@ impl crate::spill::Record for Upload<String> {
 fn spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> String {
     format!(
         "cannot sort the files to upload in {}: {e}; free disk space there or raise --memory",
+        spill.dir.display()
+    )
+}
+
+fn units_spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> String {
+    format!(
+        "cannot keep the plan's units in {}: {e}; free disk space there or raise --memory",
         spill.dir.display()
     )
 }

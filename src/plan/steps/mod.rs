@@ -101,7 +101,8 @@ pub(super) struct MergedUnit {
 
 /// Diff's output: the plan's units and their tally.
 pub(super) struct Diffed {
-    pub units: Vec<PlannedUnit>,
+    pub units: crate::plan::UnitList,
+    pub tally: explain::UnitTally,
     pub summary: Summary,
 }
 
