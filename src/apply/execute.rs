@@ -24,7 +24,8 @@ use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
 use super::report::{ApplyReport, ReportTarget};
-use crate::plan::model::{Plan, PlannedFile, PlannedUnit};
+use crate::plan::UnitList;
+use crate::plan::model::{Action, Plan, PlannedFile, PlannedUnit};
 use crate::source::Sha1Digest;
 use crate::target::ExistingUnit;
 use crate::target::local::CatalogError;
@@ -249,24 +250,15 @@ pub(crate) async fn execute<W: Writer>(
     observer: &dyn ApplyObserver,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
-    let creates = plan.units_to_create().map_err(ApplyError::Units)?;
-    let creates: Vec<&PlannedUnit> = creates.iter().collect();
     let super::Begun {
         journal,
         mut previous,
         report,
         distinct,
-    } = super::begin_run(
-        plan,
-        &creates,
-        apply_id,
-        journal_path,
-        writer.describe(),
-        observer,
-    )?;
+    } = super::begin_run(plan, apply_id, journal_path, writer.describe(), observer)?;
     let prepared = async {
         writer.prepare().await?;
-        let wanted: Vec<&str> = distinct.keys().copied().collect();
+        let wanted: Vec<&str> = distinct.keys().map(String::as_str).collect();
         writer.holds(&wanted).await
     }
     .await;
@@ -291,7 +283,7 @@ pub(crate) async fn execute<W: Writer>(
                     crash_at: settings.crash_at,
                 },
             };
-            let outcome = run.all_batches(&creates).await;
+            let outcome = run.all_batches(&plan.units).await;
             (run.report.into_inner(), run.journal.into_inner(), outcome)
         }
     };
@@ -309,10 +301,29 @@ pub(crate) async fn execute<W: Writer>(
 impl<W: Writer> Run<'_, W> {
     /// The batches, `pipeline` at a time; the first error stops the run (the
     /// batches in flight are dropped: what they stored is reused next time).
-    async fn all_batches(&self, creates: &[&PlannedUnit]) -> Result<(), ApplyError> {
-        let batches = creates.chunks(self.settings.batch_size.max(1));
+    /// Batches are read from the plan as they are started, so only the
+    /// batches in flight are held decoded.
+    async fn all_batches(&self, units: &UnitList) -> Result<(), ApplyError> {
+        let size = self.settings.batch_size.max(1);
+        let mut creates = units
+            .iter()
+            .filter(|u| u.as_ref().map_or(true, |u| u.action == Action::Create));
+        let batches = std::iter::from_fn(move || {
+            match creates
+                .by_ref()
+                .take(size)
+                .collect::<std::io::Result<Vec<_>>>()
+            {
+                Ok(batch) if batch.is_empty() => None,
+                read => Some(read.map_err(ApplyError::Units)),
+            }
+        });
         let mut stream = futures_util::stream::iter(batches)
-            .map(|batch| self.batch(batch))
+            .map(|batch| async move {
+                let batch = batch?;
+                let units: Vec<&PlannedUnit> = batch.iter().collect();
+                self.batch(&units).await
+            })
             .buffer_unordered(self.writer.pipeline().max(1));
         while let Some(done) = stream.next().await {
             done?;

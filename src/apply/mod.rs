@@ -52,21 +52,38 @@ pub(crate) fn failed_files_of<'a>(
     (!broken.is_empty()).then(|| format!("file failed: {}", broken.join("; ")))
 }
 
-/// Tells the observer what the units to create hold; returns their files with
-/// a known SHA-1 (SHA-1 → size).
-pub(crate) fn announce<'a>(
+/// Tells the observer what the plan's units to create hold, read a unit at
+/// a time; returns their files with a known SHA-1 (SHA-1 → size).
+pub(crate) fn announce(
     observer: &dyn ApplyObserver,
-    creates: &[&'a crate::plan::model::PlannedUnit],
-) -> std::collections::BTreeMap<&'a str, u64> {
-    use crate::plan::model::{deferred_files, distinct_files};
-    let distinct = distinct_files(creates.iter().copied());
-    let deferred = deferred_files(creates.iter().copied());
+    plan: &crate::plan::Plan,
+) -> std::io::Result<std::collections::BTreeMap<String, u64>> {
+    use std::collections::BTreeMap;
+    let mut distinct: BTreeMap<String, u64> = BTreeMap::new();
+    let mut deferred: BTreeMap<String, u64> = BTreeMap::new();
+    for unit in plan.units.iter() {
+        let unit = unit?;
+        if unit.action != crate::plan::Action::Create {
+            continue;
+        }
+        for f in unit.files.values() {
+            match &f.sha1 {
+                Some(sha) => {
+                    let size = distinct.entry(sha.clone()).or_insert(f.size);
+                    *size = (*size).min(f.size);
+                }
+                None => {
+                    deferred.insert(f.identity(), f.size);
+                }
+            }
+        }
+    }
     observer.on(&ApplyEvent::Started {
-        units: creates.len() as u64,
+        units: plan.units.count(crate::plan::Action::Create) as u64,
         files: (distinct.len() + deferred.len()) as u64,
         bytes: distinct.values().chain(deferred.values()).sum(),
     });
-    distinct
+    Ok(distinct)
 }
 
 /// A name for one apply run: its start time and process id.
@@ -80,30 +97,29 @@ pub(crate) fn new_apply_id() -> String {
 
 /// What every executor does first, whatever the target: journal the run's
 /// start, begin its report, and tell the observer what there is to create.
-pub(crate) struct Begun<'p> {
+pub(crate) struct Begun {
     pub journal: journal::Journal,
     /// What earlier runs of this journal recorded.
     pub previous: journal::JournalState,
     pub report: ApplyReport,
     /// The creates' files with a known SHA-1 (SHA-1 → size).
-    pub distinct: std::collections::BTreeMap<&'p str, u64>,
+    pub distinct: std::collections::BTreeMap<String, u64>,
 }
 
-pub(crate) fn begin_run<'p>(
+pub(crate) fn begin_run(
     plan: &crate::plan::Plan,
-    creates: &[&'p crate::plan::model::PlannedUnit],
     apply_id: &str,
     journal_path: &std::path::Path,
     target: report::ReportTarget,
     observer: &dyn ApplyObserver,
-) -> Result<Begun<'p>, journal::JournalError> {
+) -> Result<Begun, execute::ApplyError> {
     let (mut journal, previous) = journal::Journal::open(journal_path)?;
     journal.append(&[journal::Record::Start {
         apply: apply_id.to_owned(),
         plan_hash: plan.plan_hash.clone(),
     }])?;
     let report = ApplyReport::begin(plan, target, apply_id.to_owned());
-    let distinct = announce(observer, creates);
+    let distinct = announce(observer, plan).map_err(execute::ApplyError::Units)?;
     Ok(Begun {
         journal,
         previous,

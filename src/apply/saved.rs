@@ -58,15 +58,20 @@ pub enum SavedPlanError {
 
 /// The plan saved at `path`, or `None` when the file is not a plan (a recipe:
 /// JSON with `format_version` and `plan_hash` is a plan, SPEC 3).
+/// Read as a stream, never held whole: a plan's units go to a list that spills.
 pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SavedPlanError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    if !Plan::looks_like_plan(&text) {
+    let open = || {
+        std::fs::File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(1 << 16, f))
+            .map_err(|source| SavedPlanError::Read {
+                path: path.to_owned(),
+                source,
+            })
+    };
+    if !Plan::looks_like_plan(open()?) {
         return Ok(None);
     }
-    match serde_json::from_str::<Plan>(&text) {
+    match serde_json::from_reader::<_, Plan>(open()?) {
         Ok(p) if p.format_version == FORMAT_VERSION => {
             if !Path::new(&p.recipe.path).is_file() {
                 return Err(SavedPlanError::RecipeMissing {

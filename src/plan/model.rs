@@ -397,14 +397,6 @@ impl Plan {
         self.compute_hash_seeing(&mut |_| {})
     }
 
-    /// The units it creates, decoded, in plan order.
-    pub fn units_to_create(&self) -> std::io::Result<Vec<PlannedUnit>> {
-        self.units
-            .iter()
-            .filter(|u| u.as_ref().map_or(true, |u| u.action == Action::Create))
-            .collect()
-    }
-
     /// This plan with other units: every other field copied, the plan's own
     /// units never (a shard's slice of a million-unit plan copies its slice).
     pub fn with_units(&self, units: super::units::UnitList) -> Plan {
@@ -534,7 +526,7 @@ impl Plan {
     }
 
     /// Whether `text` looks like a saved plan (for `apply ARG`).
-    pub fn looks_like_plan(text: &str) -> bool {
+    pub fn looks_like_plan(text: impl std::io::Read) -> bool {
         // Only the two markers are read; the rest (possibly hundreds of MB of
         // units) is skipped without building a JSON tree.
         #[derive(Deserialize)]
@@ -542,7 +534,7 @@ impl Plan {
             format_version: Option<serde::de::IgnoredAny>,
             plan_hash: Option<serde::de::IgnoredAny>,
         }
-        serde_json::from_str::<Markers>(text)
+        serde_json::from_reader::<_, Markers>(text)
             .is_ok_and(|m| m.format_version.is_some() && m.plan_hash.is_some())
     }
 }

@@ -144,7 +144,7 @@ fn decode_plan(bytes: &[u8]) {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return;
     };
-    if !synup::plan::Plan::looks_like_plan(text) {
+    if !synup::plan::Plan::looks_like_plan(text.as_bytes()) {
         return;
     }
     if let Ok(plan) = serde_json::from_str::<synup::plan::Plan>(text) {
