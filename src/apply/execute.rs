@@ -753,6 +753,25 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_whose_units_spilled_applies_batch_by_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (loaded, resolved) = crate::apply::test_recipe(dir.path(), 9);
+        let tight = crate::plan::PlanOptions {
+            memory: crate::spill::MemoryBudget { bytes: 4 },
+            ..Default::default()
+        };
+        let plan = crate::plan::build_plan(&loaded, &resolved, &crate::target::EmptyTarget, &tight)
+            .unwrap()
+            .into_executable();
+        assert!(plan.units.spilled());
+        let target = Memory::default();
+        let journal = dir.path().join("journal.jsonl");
+        let report = run(&plan, &target, &journal, 2).unwrap();
+        assert_eq!((report.units.planned, report.units.created), (9, 9));
+        assert_eq!(target.units.borrow().len(), 9);
+    }
+
+    #[test]
     fn an_unreadable_file_fails_its_unit_and_a_conflict_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let (plan, journal) = plan_of(dir.path(), 4);

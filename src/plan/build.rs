@@ -527,10 +527,19 @@ mod tests {
             build_plan(&loaded, &resolved, &known, &opts).unwrap().plan
         };
         let roomy = with(512 << 20);
-        // A budget of a few bytes: every file to upload goes through a run on disk.
+        // A budget of a few bytes: every file to upload goes through a run on
+        // disk, and every unit through the plan's spill file.
         let tight = with(4);
+        assert!(tight.units.spilled() && !roomy.units.spilled());
         assert_eq!(tight.plan_hash, roomy.plan_hash);
         assert_eq!(tight.summary, roomy.summary);
+        let written = |p: &Plan| {
+            let mut out = Vec::new();
+            p.write_json(&mut out).unwrap();
+            out
+        };
+        assert_eq!(written(&tight), written(&roomy));
+        assert_eq!(tight.units.to_vec().unwrap(), roomy.units.to_vec().unwrap());
         assert_eq!(
             (roomy.summary.files_to_upload, roomy.summary.create),
             (2, 2)
