@@ -154,6 +154,15 @@ pub struct UnitTally {
 }
 
 impl UnitTally {
+    /// Another tally's counts added to this one.
+    pub fn merge(&mut self, other: UnitTally) {
+        self.units += other.units;
+        self.valid += other.valid;
+        for (reason, n) in other.reasons {
+            *self.reasons.entry(reason).or_default() += n;
+        }
+    }
+
     pub fn add(&mut self, unit: &PlannedUnit) {
         self.units += 1;
         if unit.action != Action::Invalid {

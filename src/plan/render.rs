@@ -41,38 +41,43 @@ pub fn render_text(plan: &Plan) -> String {
         let _ = writeln!(out, "  runner-up: {runner_up}");
     }
 
-    // One pass: the widest key, and the units shown (the first of each
-    // common action, every rare one).
+    // One pass over keys and actions: the widest key, and which units are
+    // shown (the first of each common action, every rare one); only those
+    // are decoded whole.
     let mut width = 0;
-    let mut listed = Vec::new();
+    let mut positions = Vec::new();
     let mut shown = [0usize; 2];
     let mut hidden = [0usize; 2];
-    for u in plan.units.iter() {
-        let u = match u {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = writeln!(out, "\n(the plan's units cannot be read back: {e})");
-                break;
+    let listed = plan
+        .units
+        .heads()
+        .enumerate()
+        .try_for_each(|(i, head)| {
+            let head = head?;
+            width = width.max(head.key.chars().count().min(40));
+            let slot = match head.action {
+                Action::Create => Some(0),
+                Action::Unchanged => Some(1),
+                _ => None,
+            };
+            if let Some(s) = slot {
+                if shown[s] >= SHOWN_PER_ACTION {
+                    hidden[s] += 1;
+                    return Ok(());
+                }
+                shown[s] += 1;
             }
-        };
-        width = width.max(u.key.chars().count().min(40));
-        let slot = match u.action {
-            Action::Create => Some(0),
-            Action::Unchanged => Some(1),
-            _ => None,
-        };
-        if let Some(i) = slot {
-            if shown[i] >= SHOWN_PER_ACTION {
-                hidden[i] += 1;
-                continue;
-            }
-            shown[i] += 1;
-        }
-        listed.push(u);
-    }
+            positions.push(i);
+            Ok(())
+        })
+        .and_then(|()| plan.units.at(&positions));
     if !plan.units.is_empty() {
         out.push('\n');
     }
+    let listed = listed.unwrap_or_else(|e: std::io::Error| {
+        let _ = writeln!(out, "  (the plan's units cannot be read back: {e})");
+        Vec::new()
+    });
     for u in &listed {
         let (mark, what) = match u.action {
             Action::Create => {

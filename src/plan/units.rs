@@ -37,6 +37,13 @@ struct Stored {
     memory: Vec<u8>,
 }
 
+/// What a listing needs of a unit.
+#[derive(Debug, Deserialize)]
+pub struct UnitHead {
+    pub key: String,
+    pub action: Action,
+}
+
 /// Builds a [`UnitList`] a unit at a time.
 pub struct UnitListBuilder {
     dir: PathBuf,
@@ -184,6 +191,39 @@ impl UnitList {
         })
     }
 
+    /// Each unit's key and action, in order: a unit's other fields are
+    /// skipped unparsed (listing a million units decodes only what is shown).
+    pub fn heads(&self) -> impl Iterator<Item = io::Result<UnitHead>> + '_ {
+        let mut lines = self.lines();
+        std::iter::from_fn(move || {
+            let line = match lines.next_line()? {
+                Ok(line) => line,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(serde_json::from_slice(line).map_err(io::Error::from))
+        })
+    }
+
+    /// The units at these positions (ascending), decoded.
+    pub fn at(&self, positions: &[usize]) -> io::Result<Vec<PlannedUnit>> {
+        let mut out = Vec::with_capacity(positions.len());
+        let mut lines = self.lines();
+        let mut index = 0;
+        for &wanted in positions {
+            loop {
+                let line = lines.next_line().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "no unit at that position")
+                })??;
+                index += 1;
+                if index - 1 == wanted {
+                    out.push(serde_json::from_slice(line)?);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Changes the units in place, decoded whole (for plans known to be
     /// small, and tests).
     pub fn edit(&mut self, f: impl FnOnce(&mut Vec<PlannedUnit>)) -> io::Result<()> {
@@ -270,11 +310,7 @@ impl Lines<'_> {
         if self.memory.is_empty() {
             return None;
         }
-        let end = self
-            .memory
-            .iter()
-            .position(|&b| b == b'\n')
-            .unwrap_or(self.memory.len());
+        let end = memchr::memchr(b'\n', self.memory).unwrap_or(self.memory.len());
         let (line, rest) = self.memory.split_at(end);
         self.memory = rest.get(1..).unwrap_or_default();
         Some(Ok(line))
@@ -358,6 +394,21 @@ mod tests {
         assert!(!held.spilled());
         assert_eq!(spilled.len(), 3000);
         assert_eq!(spilled.to_vec().unwrap(), units);
+        let heads: Vec<(String, Action)> = spilled
+            .heads()
+            .map(|h| h.map(|h| (h.key, h.action)).unwrap())
+            .collect();
+        assert_eq!(
+            heads,
+            units
+                .iter()
+                .map(|u| (u.key.clone(), u.action))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            spilled.at(&[0, 7, 2999]).unwrap(),
+            [units[0].clone(), units[7].clone(), units[2999].clone()]
+        );
         assert_eq!(held.to_vec().unwrap(), units);
         // Two readers at once share the file.
         assert!(

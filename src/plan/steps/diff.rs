@@ -55,7 +55,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
             .units_by_key(&valid)
             .map_err(|e| target_error(&e))?;
         drop(valid);
-        let built: Vec<(PlannedUnit, Vec<u8>, Option<String>)> = window
+        let built: Vec<Built> = window
             .into_par_iter()
             .map(|(u, m)| {
                 // A draft's files are sorted by spec; a spec with more than
@@ -115,33 +115,49 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                     problems: m.problems,
                     conflict,
                 };
-                let line = serde_json::to_vec(&unit).unwrap_or_default();
-                (unit, line, overridden)
+                // What the rest of the stage needs of the unit, taken here
+                // so the unit is serialised and freed in parallel.
+                let mut files = Vec::new();
+                if unit.action == Action::Create {
+                    for f in unit.files.values() {
+                        let mut sha1 = [0u8; 20];
+                        files.push(match f.sha1.as_deref() {
+                            Some(hex) if hex::decode_to_slice(hex, &mut sha1).is_ok() => {
+                                Ok(Upload::new(sha1, f.size))
+                            }
+                            _ => Err(Upload::new(f.identity(), f.size)),
+                        });
+                    }
+                }
+                let mut head = explain::UnitTally::default();
+                head.add(&unit);
+                Built {
+                    line: serde_json::to_vec(&unit).unwrap_or_default(),
+                    action: unit.action,
+                    tally: head,
+                    files,
+                    overridden,
+                }
             })
             .collect();
-        for (unit, line, o) in built {
+        for unit in built {
             match unit.action {
                 Action::Create => summary.create += 1,
                 Action::Unchanged => summary.unchanged += 1,
                 Action::Conflict => summary.conflict += 1,
                 Action::Invalid => summary.invalid += 1,
             }
-            overridden.extend(o);
-            if unit.action == Action::Create {
-                for f in unit.files.values() {
-                    let mut sha1 = [0u8; 20];
-                    let pushed = match f.sha1.as_deref() {
-                        Some(hex) if hex::decode_to_slice(hex, &mut sha1).is_ok() => {
-                            uploads.push(Upload::new(sha1, f.size))
-                        }
-                        _ => deferred.push(Upload::new(f.identity(), f.size)),
-                    };
-                    pushed.map_err(|e| target_error(&spill_failed(&spill, &e)))?;
+            overridden.extend(unit.overridden);
+            for file in unit.files {
+                match file {
+                    Ok(sha1) => uploads.push(sha1),
+                    Err(identity) => deferred.push(identity),
                 }
+                .map_err(|e| target_error(&spill_failed(&spill, &e)))?;
             }
-            tally.add(&unit);
+            tally.merge(unit.tally);
             units
-                .push_line(&line, unit.action)
+                .push_line(&unit.line, unit.action)
                 .map_err(|e| target_error(&units_spill_failed(&spill, &e)))?;
         }
     }
@@ -199,6 +215,16 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         summary,
     });
     Ok(())
+}
+
+/// A unit as the diff made it: its plan line and what the stage counts.
+struct Built {
+    line: Vec<u8>,
+    action: Action,
+    tally: explain::UnitTally,
+    /// A unit to create's files: a known SHA-1, or a deferred identity.
+    files: Vec<Result<Upload<[u8; 20]>, Upload<String>>>,
+    overridden: Option<String>,
 }
 
 /// A file of a unit to create, by what identifies its content (a binary
