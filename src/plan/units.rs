@@ -181,26 +181,23 @@ impl UnitList {
 
     /// Each unit, decoded, in order.
     pub fn iter(&self) -> impl Iterator<Item = io::Result<PlannedUnit>> + '_ {
-        let mut lines = self.lines();
-        std::iter::from_fn(move || {
-            let line = match lines.next_line()? {
-                Ok(line) => line,
-                Err(e) => return Some(Err(e)),
-            };
-            Some(serde_json::from_slice(line).map_err(io::Error::from))
-        })
+        self.decoded()
     }
 
     /// Each unit's key and action, in order: a unit's other fields are
     /// skipped unparsed (listing a million units decodes only what is shown).
     pub fn heads(&self) -> impl Iterator<Item = io::Result<UnitHead>> + '_ {
+        self.decoded()
+    }
+
+    /// Each line decoded as `T` (the whole unit, or the part of it `T` names).
+    fn decoded<T: serde::de::DeserializeOwned>(&self) -> impl Iterator<Item = io::Result<T>> + '_ {
         let mut lines = self.lines();
         std::iter::from_fn(move || {
-            let line = match lines.next_line()? {
-                Ok(line) => line,
-                Err(e) => return Some(Err(e)),
-            };
-            Some(serde_json::from_slice(line).map_err(io::Error::from))
+            Some(match lines.next_line()? {
+                Ok(line) => serde_json::from_slice(line).map_err(io::Error::from),
+                Err(e) => Err(e),
+            })
         })
     }
 
