@@ -305,9 +305,7 @@ impl<W: Writer> Run<'_, W> {
     /// batches in flight are held decoded.
     async fn all_batches(&self, units: &UnitList) -> Result<(), ApplyError> {
         let size = self.settings.batch_size.max(1);
-        let mut creates = units
-            .iter()
-            .filter(|u| u.as_ref().map_or(true, |u| u.action == Action::Create));
+        let mut creates = units.with_action(Action::Create);
         let batches = std::iter::from_fn(move || {
             match creates
                 .by_ref()

@@ -18,6 +18,7 @@ use serde_json::Value as Json;
 
 use crate::plan::UnitListBuilder;
 use crate::plan::model::{Action, Plan, PlannedUnit};
+use crate::plan::units::UnitHead;
 
 /// How many differences are named before the rest are counted.
 pub const SHOWN: usize = 10;
@@ -108,8 +109,16 @@ pub fn executable(saved: &Plan, mut fresh: Plan) -> std::io::Result<Plan> {
     // Verified: the same units in the same order (keys holding a secret are
     // `***` in the saved plan, so units are matched by position).
     let mut units = UnitListBuilder::detached();
-    for (unit, decided) in fresh.units.iter().zip(saved.units.iter()) {
-        let (mut unit, decided) = (unit?, decided?);
+    let (mut lines, mut decided) = (fresh.units.lines(), saved.units.heads());
+    while let (Some(line), Some(decided)) = (lines.next_line(), decided.next()) {
+        let (line, decided) = (line?, decided?);
+        let head: UnitHead = serde_json::from_slice(line)?;
+        if (head.action, &head.conflict) == (decided.action, &decided.conflict) {
+            // Decided alike (most units): the fresh line as it is.
+            units.push_line(line, head.action)?;
+            continue;
+        }
+        let mut unit: PlannedUnit = serde_json::from_slice(line)?;
         unit.action = decided.action;
         unit.conflict = decided.conflict;
         units.push(&unit)?;

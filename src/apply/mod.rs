@@ -61,11 +61,8 @@ pub(crate) fn announce(
     use std::collections::BTreeMap;
     let mut distinct: BTreeMap<String, u64> = BTreeMap::new();
     let mut deferred: BTreeMap<String, u64> = BTreeMap::new();
-    for unit in plan.units.iter() {
+    for unit in plan.units.with_action(crate::plan::Action::Create) {
         let unit = unit?;
-        if unit.action != crate::plan::Action::Create {
-            continue;
-        }
         for f in unit.files.values() {
             match &f.sha1 {
                 Some(sha) => {

@@ -55,8 +55,7 @@ impl Shard {
     ) -> impl Iterator<Item = std::io::Result<PlannedUnit>> + 'p {
         let mine = self.range(plan.units.count(Action::Create));
         plan.units
-            .iter()
-            .filter(|u| u.as_ref().map_or(true, |u| u.action == Action::Create))
+            .with_action(Action::Create)
             .skip(mine.start)
             .take(mine.len())
     }

@@ -229,31 +229,6 @@ impl SortedMap<PlannedFile> {
     }
 }
 
-/// Distinct SHA-1 → size of the files these units reference.
-pub fn distinct_files<'a>(units: impl Iterator<Item = &'a PlannedUnit>) -> BTreeMap<&'a str, u64> {
-    use rayon::slice::ParallelSliceMut;
-    // Sorted in parallel, then bulk-loaded (`from_iter` of sorted input is
-    // linear): inserting a hundred thousand keys one by one costs several times more.
-    let mut files: Vec<(&str, u64)> = units
-        .flat_map(|u| u.files.values())
-        .filter_map(|f| f.sha1.as_deref().map(|sha| (sha, f.size)))
-        .collect();
-    files.par_sort_unstable();
-    files.dedup_by_key(|(sha, _)| *sha);
-    files.into_iter().collect()
-}
-
-/// Files these units reference whose SHA-1 is deferred to apply: identity → size.
-pub fn deferred_files<'a>(units: impl Iterator<Item = &'a PlannedUnit>) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for u in units {
-        for f in u.files.values().filter(|f| f.sha1.is_none()) {
-            out.insert(f.identity(), f.size);
-        }
-    }
-    out
-}
-
 impl<V: Serialize> Serialize for SortedMap<V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;

@@ -42,6 +42,8 @@ struct Stored {
 pub struct UnitHead {
     pub key: String,
     pub action: Action,
+    #[serde(default)]
+    pub conflict: Option<String>,
 }
 
 /// Builds a [`UnitList`] a unit at a time.
@@ -188,6 +190,28 @@ impl UnitList {
     /// skipped unparsed (listing a million units decodes only what is shown).
     pub fn heads(&self) -> impl Iterator<Item = io::Result<UnitHead>> + '_ {
         self.decoded()
+    }
+
+    /// The units with this action, in order; the others are not decoded
+    /// whole.
+    pub fn with_action(
+        &self,
+        action: Action,
+    ) -> impl Iterator<Item = io::Result<PlannedUnit>> + '_ {
+        let mut lines = self.lines();
+        std::iter::from_fn(move || {
+            loop {
+                let line = match lines.next_line()? {
+                    Ok(line) => line,
+                    Err(e) => return Some(Err(e)),
+                };
+                match serde_json::from_slice::<UnitHead>(line) {
+                    Ok(head) if head.action != action => continue,
+                    Ok(_) => return Some(serde_json::from_slice(line).map_err(io::Error::from)),
+                    Err(e) => return Some(Err(e.into())),
+                }
+            }
+        })
     }
 
     /// Each line decoded as `T` (the whole unit, or the part of it `T` names).
