@@ -141,30 +141,29 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
             })
             .collect();
         for unit in built {
-            match unit.action {
-                Action::Create => summary.create += 1,
-                Action::Unchanged => summary.unchanged += 1,
-                Action::Conflict => summary.conflict += 1,
-                Action::Invalid => summary.invalid += 1,
-            }
             overridden.extend(unit.overridden);
             for file in unit.files {
                 match file {
                     Ok(sha1) => uploads.push(sha1),
                     Err(identity) => deferred.push(identity),
                 }
-                .map_err(|e| target_error(&spill_failed(&spill, &e)))?;
+                .map_err(|e| target_error(&spill_failed(&spill, UPLOADS, &e)))?;
             }
             tally.merge(unit.tally);
             units
                 .push_line(&unit.line, unit.action)
-                .map_err(|e| target_error(&units_spill_failed(&spill, &e)))?;
+                .map_err(|e| target_error(&spill_failed(&spill, UNITS, &e)))?;
         }
     }
     let units = units
         .finish()
-        .map_err(|e| target_error(&units_spill_failed(&spill, &e)))?;
+        .map_err(|e| target_error(&spill_failed(&spill, UNITS, &e)))?;
     summary.units = units.len() as u64;
+    let count = |a: Action| units.count(a) as u64;
+    summary.create = count(Action::Create);
+    summary.unchanged = count(Action::Unchanged);
+    summary.conflict = count(Action::Conflict);
+    summary.invalid = count(Action::Invalid);
     if summary.conflict > 0 {
         board.warn([Warning::new(WarningCode::Conflict, format!("{} unit(s) have a key the target already uses with other content; they will not be overwritten", summary.conflict))]);
     }
@@ -178,7 +177,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     // Files to upload: distinct checksums of units to create that the target
     // lacks, asked a window at a time. Deferred files count as to upload:
     // whether the target has them is learned from their SHA-1, during apply.
-    let failed = |e: std::io::Error| target_error(&spill_failed(&spill, &e));
+    let failed = |e: std::io::Error| target_error(&spill_failed(&spill, UPLOADS, &e));
     for file in distinct(deferred.finish().map_err(failed)?) {
         summary.files_to_upload += 1;
         summary.bytes_to_upload += file.map_err(failed)?.1;
@@ -216,6 +215,9 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     });
     Ok(())
 }
+
+const UPLOADS: &str = "sort the files to upload";
+const UNITS: &str = "keep the plan's units";
 
 /// A unit as the diff made it: its plan line and what the stage counts.
 struct Built {
@@ -290,16 +292,11 @@ impl crate::spill::Record for Upload<String> {
     }
 }
 
-fn spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> String {
+/// A spill that failed doing `what` (sorting the files to upload, keeping
+/// the plan's units).
+fn spill_failed(spill: &crate::spill::SpillArea, what: &str, e: &std::io::Error) -> String {
     format!(
-        "cannot sort the files to upload in {}: {e}; free disk space there or raise --memory",
-        spill.dir.display()
-    )
-}
-
-fn units_spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> String {
-    format!(
-        "cannot keep the plan's units in {}: {e}; free disk space there or raise --memory",
+        "cannot {what} in {}: {e}; free disk space there or raise --memory",
         spill.dir.display()
     )
 }
