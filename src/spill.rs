@@ -145,6 +145,27 @@ impl<T: Record> Sorter<T> {
         file.rewind()?;
         self.runs.push(file);
         self.weight = 0;
+        if self.runs.len() >= MAX_RUNS {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Merges every run into one, so a small budget over a large input never
+    /// holds more than [`MAX_RUNS`] files open (runs keep their order, so
+    /// the merge stays stable).
+    fn compact(&mut self) -> io::Result<()> {
+        let runs = std::mem::take(&mut self.runs);
+        let merged = merge::<T>(runs, self.budget)?;
+        let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&self.dir)?);
+        let mut out = Vec::new();
+        for record in merged {
+            write_frame(&mut file, &mut out, &record?)?;
+        }
+        file.flush()?;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        self.runs.push(file);
         Ok(())
     }
 
@@ -157,20 +178,7 @@ impl<T: Record> Sorter<T> {
         if !self.held.is_empty() {
             self.spill()?;
         }
-        // Each run gets an even share of the budget for its read buffer.
-        let buffer = read_buffer(self.budget / self.runs.len());
-        let mut readers: Vec<RunReader<T>> = self
-            .runs
-            .into_iter()
-            .map(|f| RunReader::new(f, buffer))
-            .collect();
-        let mut heap = BinaryHeap::with_capacity(readers.len());
-        for (run, reader) in readers.iter_mut().enumerate() {
-            if let Some(record) = reader.next().transpose()? {
-                heap.push(Head { record, run });
-            }
-        }
-        Ok(Sorted(Merging::Merge { readers, heap }))
+        merge(self.runs, self.budget)
     }
 
     /// Every record pushed, in order, in one run file that can be read again
@@ -193,6 +201,26 @@ impl<T: Record> Sorter<T> {
         file.rewind()?;
         Ok(SortedRun::File(RunReader::new(file, read_buffer(budget))))
     }
+}
+
+/// Run files a sort keeps open at most; past it they are merged into one.
+const MAX_RUNS: usize = 64;
+
+/// The records of `runs`, merged; each run reads through an even share of
+/// `budget`.
+fn merge<T: Record>(runs: Vec<File>, budget: usize) -> io::Result<Sorted<T>> {
+    let buffer = read_buffer(budget / runs.len().max(1));
+    let mut readers: Vec<RunReader<T>> = runs
+        .into_iter()
+        .map(|f| RunReader::new(f, buffer))
+        .collect();
+    let mut heap = BinaryHeap::with_capacity(readers.len());
+    for (run, reader) in readers.iter_mut().enumerate() {
+        if let Some(record) = reader.next().transpose()? {
+            heap.push(Head { record, run });
+        }
+    }
+    Ok(Sorted(Merging::Merge { readers, heap }))
 }
 
 /// A run reader's buffer: its share of the budget, within 4 KiB..1 MiB.
@@ -333,6 +361,91 @@ impl<T: Record> SortedRun<T> {
     }
 }
 
+/// A record looked up by the text it is sorted by.
+pub trait Keyed: Record + Clone {
+    /// The text records are ordered by; `Ord` must order by it alone.
+    fn sort_key(&self) -> std::borrow::Cow<'_, str>;
+}
+
+/// Sorted records, held or in one run file, answering lookups by key. A held
+/// run is searched; a file is read forward, and a key before the last one
+/// asked rewinds it, so asking in ascending order reads the file once.
+pub struct KeyedRun<T> {
+    run: SortedRun<T>,
+    /// The file's next record, read but not yet past the keys asked.
+    peeked: Option<T>,
+    last: Option<String>,
+}
+
+impl<T: Keyed> KeyedRun<T> {
+    pub fn new(run: SortedRun<T>) -> Self {
+        Self {
+            run,
+            peeked: None,
+            last: None,
+        }
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.run.spilled()
+    }
+
+    /// Every record under `key`, in the order they were pushed.
+    pub fn find(&mut self, key: &str) -> io::Result<Vec<T>> {
+        let reader = match &mut self.run {
+            SortedRun::Memory(held) => {
+                let from = held.partition_point(|r| r.sort_key().as_ref() < key);
+                return Ok(held[from..]
+                    .iter()
+                    .take_while(|r| r.sort_key() == key)
+                    .cloned()
+                    .collect());
+            }
+            SortedRun::File(reader) => reader,
+        };
+        if self.last.as_deref().is_some_and(|last| key <= last) {
+            reader.rewind()?;
+            self.peeked = None;
+        }
+        self.last = Some(key.to_owned());
+        let mut found = Vec::new();
+        loop {
+            let next = match self.peeked.take() {
+                Some(r) => r,
+                None => match reader.next() {
+                    Some(r) => r?,
+                    None => return Ok(found),
+                },
+            };
+            match next.sort_key().as_ref().cmp(key) {
+                Ordering::Less => {}
+                Ordering::Equal => found.push(next),
+                Ordering::Greater => {
+                    self.peeked = Some(next);
+                    return Ok(found);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with every record, in order; the next lookup starts afresh.
+    pub fn for_each(&mut self, mut f: impl FnMut(&T)) -> io::Result<()> {
+        self.last = None;
+        self.peeked = None;
+        match &mut self.run {
+            SortedRun::Memory(held) => held.iter().for_each(f),
+            SortedRun::File(reader) => {
+                reader.rewind()?;
+                for record in reader.by_ref() {
+                    f(&record?);
+                }
+                reader.rewind()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Little helpers for [`Record::encode`]/[`Record::decode`]: integers as LEB128
 /// varints, strings as their length and bytes.
 pub mod codec {
@@ -466,6 +579,12 @@ mod tests {
         let (spilled, runs, left) = sorted_by(2000, 5000);
         assert!(runs > 10, "{runs} runs");
         assert_eq!(spilled, expected);
+        assert_eq!(left, 0);
+        // A run per record: runs are merged as they pile up, so no more
+        // than MAX_RUNS files are ever open, and the order is the same.
+        let (one_each, runs, left) = sorted_by(1, 5000);
+        assert!(runs < MAX_RUNS, "{runs} runs");
+        assert_eq!(one_each, expected);
         assert_eq!(left, 0);
     }
 

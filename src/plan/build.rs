@@ -512,7 +512,17 @@ mod tests {
     #[test]
     fn the_plan_does_not_depend_on_the_memory_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let recipe = tree(dir.path(), "");
+        // A sheet with a row for two of the units, a row no unit has, and
+        // keys out of order: its rows spill and are joined from the run file.
+        std::fs::write(
+            dir.path().join("meta.csv"),
+            "id,site,age\nu9,Busan,40\nu2,Seoul,31\n u1 ,Seoul,30\nu0,Daegu,20\n",
+        )
+        .unwrap();
+        let recipe = tree(
+            dir.path(),
+            "metadata: [{csv: meta.csv, key_column: id, columns: {age: integer}}]\n",
+        );
         let known = FakeTarget {
             checksums: [sha1_hex(b"{}")].into_iter().collect(),
             ..FakeTarget::default()
@@ -526,10 +536,33 @@ mod tests {
             };
             build_plan(&loaded, &resolved, &known, &opts).unwrap().plan
         };
-        let roomy = with(512 << 20);
         // A budget of a few bytes: every file to upload goes through a run on
-        // disk, and every unit through the plan's spill file.
+        // disk, every unit through the plan's spill file and every sheet row
+        // through a run (parsed first, then from the sheet cache).
         let tight = with(4);
+        let roomy = with(512 << 20);
+        let cached = with(4);
+        assert_eq!(cached.plan_hash, tight.plan_hash);
+        assert_eq!(
+            roomy
+                .orphan_rows
+                .iter()
+                .map(|r| (r.row, r.key.as_str()))
+                .collect::<Vec<_>>(),
+            [(2, "u9"), (5, "u0")]
+        );
+        let meta = |p: &Plan| {
+            p.units
+                .iter()
+                .map(|u| u.unwrap().meta.get().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(meta(&tight), meta(&roomy));
+        assert!(
+            meta(&roomy)[0].contains(r#""site":"Seoul""#),
+            "{:?}",
+            meta(&roomy)
+        );
         assert!(tight.units.spilled() && !roomy.units.spilled());
         assert_eq!(tight.plan_hash, roomy.plan_hash);
         assert_eq!(tight.summary, roomy.summary);

@@ -102,6 +102,9 @@ pub(super) fn sheet_help(e: &sheet::SheetError) -> String {
         sheet::SheetError::DuplicateKeys { .. } => {
             "each unit key may appear in one row only; remove or merge the duplicates".to_owned()
         }
+        sheet::SheetError::Spill(_) => {
+            "free disk space under the recipe's .synup/ folder, or raise --memory".to_owned()
+        }
         sheet::SheetError::Unreadable(_) => {
             "check that the file is a spreadsheet and is not password-protected".to_owned()
         }

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value as Json;
 
-use crate::spill::{Record, SortedRun, codec};
+use crate::spill::{Keyed, KeyedRun, Record, SortedRun, codec};
 
 /// A unit the target already has.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +104,7 @@ pub use crate::json::json_equal;
 
 /// A target's unit under its key, as a spill file holds it; ordered by key
 /// only (a stable sort keeps units that share a key in listing order).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyedUnit {
     pub key: String,
     pub unit: ExistingUnit,
@@ -124,6 +124,12 @@ impl PartialOrd for KeyedUnit {
 impl Ord for KeyedUnit {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.key.cmp(&other.key)
+    }
+}
+
+impl Keyed for KeyedUnit {
+    fn sort_key(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.key)
     }
 }
 
@@ -169,77 +175,28 @@ impl Record for KeyedUnit {
     }
 }
 
-/// A target's units sorted by key, held in memory or spilled to one run file,
-/// answering lookups by reading forward; a key before the last one asked
-/// rewinds it.
-pub struct SortedUnits {
-    run: SortedRun<KeyedUnit>,
-    /// The run file's next record, read but not yet past the keys asked.
-    peeked: Option<KeyedUnit>,
-    last: Option<String>,
-}
+/// A target's units sorted by key, held in memory or spilled to one run file
+/// ([`KeyedRun`]): asked a window of keys at a time, in ascending order.
+pub struct SortedUnits(KeyedRun<KeyedUnit>);
 
 impl SortedUnits {
     pub fn new(run: SortedRun<KeyedUnit>) -> Self {
-        Self {
-            run,
-            peeked: None,
-            last: None,
-        }
+        Self(KeyedRun::new(run))
     }
 
     pub fn spilled(&self) -> bool {
-        self.run.spilled()
+        self.0.spilled()
     }
 
     pub fn lookup(&mut self, keys: &[&str]) -> std::io::Result<HashMap<String, Vec<ExistingUnit>>> {
         let mut out: HashMap<String, Vec<ExistingUnit>> = HashMap::new();
         for &key in keys {
-            let found = match &mut self.run {
-                SortedRun::Memory(units) => {
-                    let from = units.partition_point(|u| u.key.as_str() < key);
-                    units[from..]
-                        .iter()
-                        .take_while(|u| u.key == key)
-                        .map(|u| u.unit.clone())
-                        .collect()
-                }
-                SortedRun::File(_) => self.read_forward_to(key)?,
-            };
+            let found = self.0.find(key)?;
             if !found.is_empty() {
-                out.insert(key.to_owned(), found);
+                out.insert(key.to_owned(), found.into_iter().map(|u| u.unit).collect());
             }
         }
         Ok(out)
-    }
-
-    fn read_forward_to(&mut self, key: &str) -> std::io::Result<Vec<ExistingUnit>> {
-        if self.last.as_deref().is_some_and(|last| key <= last) {
-            self.run.rewind()?;
-            self.peeked = None;
-        }
-        self.last = Some(key.to_owned());
-        let SortedRun::File(reader) = &mut self.run else {
-            return Ok(Vec::new());
-        };
-        let mut found = Vec::new();
-        loop {
-            let next = match self.peeked.take() {
-                Some(u) => u,
-                None => match reader.next() {
-                    Some(u) => u?,
-                    None => return Ok(found),
-                },
-            };
-            match next.key.as_str().cmp(key) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => found.push(next.unit),
-                std::cmp::Ordering::Greater => {
-                    self.peeked = Some(next);
-                    return Ok(found);
-                }
-            }
-        }
     }
 }
 

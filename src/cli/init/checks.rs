@@ -138,6 +138,7 @@ pub(super) fn load_sheet(
         columns: &columns,
         delimiter: None,
         encoding: None,
+        spill: None,
     };
     let table = if file.to_ascii_lowercase().ends_with(".csv") {
         sheet::load_csv(&path, &bytes, &o)

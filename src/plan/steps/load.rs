@@ -14,7 +14,8 @@ pub(in crate::plan) fn load_sheet(cx: &Context<'_>, board: &Board, index: usize)
     let cache_file = cx
         .cache_dir
         .join(format!("{}.meta{index}.sheet", cx.recipe.name));
-    let (table, sha256) = stages::metadata::load::load(&spec.kind, found, cache_file);
+    let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
+    let (table, sha256) = stages::metadata::load::load(&spec.kind, found, cache_file, Some(&spill));
     board
         .metadata_inputs
         .lock()

@@ -33,9 +33,22 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     // (then this stage runs after the screen).
     let screened = (recipe.content_check == ContentCheck::Fail)
         .then(|| (board.screened.get(), board.hashed.get()));
-    let merged: Vec<MergedUnit> = drafts
-        .par_iter()
-        .map(|u| {
+    // Sheets are joined a window of units at a time: the window's keys are
+    // asked in ascending order, so a spilled sheet is read forward once.
+    let mut merged: Vec<MergedUnit> = Vec::with_capacity(drafts.len());
+    for window in drafts.chunks(JOIN_WINDOW) {
+        let keys: Vec<&str> = window.iter().map(|u| u.key.as_str()).collect();
+        let joined = prepared
+            .iter()
+            .map(|p| p.table.as_ref().map(|t| t.rows.join(&keys)).transpose())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| rows_unreadable(cx, &e))?;
+        merged.par_extend(window.par_iter().map(|u| {
+            let key = normalize_key(&u.key);
+            let rows: Vec<Option<&stages::metadata::sheet::Row>> = joined
+                .iter()
+                .map(|j| j.as_ref().and_then(|rows| rows.get(key.as_ref())))
+                .collect();
             let files: Vec<UnitFile<'_>> = u
                 .files
                 .iter()
@@ -54,6 +67,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                     primary_order: &primary_order,
                     specs,
                     key_field: recipe.key_field.as_deref(),
+                    rows: &rows,
                 },
             );
             let checked: Vec<CheckedFile<'_>> = u
@@ -105,25 +119,39 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                 problems,
                 key_field_overridden: m.key_field_overridden,
             }
-        })
-        .collect();
+        }));
+    }
     drop(screened);
-    let unit_keys: HashSet<std::borrow::Cow<'_, str>> =
-        drafts.iter().map(|u| normalize_key(&u.key)).collect();
     let mut orphan_rows: Vec<OrphanRow> = Vec::new();
     for t in prepared.iter().filter_map(|p| p.table.as_ref()) {
-        for row in &t.rows {
-            if !unit_keys.contains(normalize_key(&row.key).as_ref()) {
-                orphan_rows.push(OrphanRow {
-                    source: t.source.clone(),
-                    sheet: t.sheet.clone(),
-                    row: row.row,
-                    key: row.key.clone(),
-                });
-            }
-        }
+        let unmatched = t.rows.unmatched().map_err(|e| rows_unreadable(cx, &e))?;
+        orphan_rows.extend(unmatched.into_iter().map(|row| OrphanRow {
+            source: t.source.clone(),
+            sheet: t.sheet.clone(),
+            row: row.row,
+            key: row.key,
+        }));
     }
     board.merged.put(merged);
     board.orphan_rows.put(orphan_rows);
     Ok(())
+}
+
+/// Units whose sheet rows are joined at once.
+const JOIN_WINDOW: usize = 8192;
+
+/// A spilled sheet's rows that could not be read back.
+fn rows_unreadable(cx: &Context<'_>, e: &std::io::Error) -> Vec<RecipeError> {
+    let dir = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory).dir;
+    vec![
+        RecipeError::new(
+            Code::MetadataSheet,
+            format!(
+                "cannot read back sheet rows spilled to {}: {e}",
+                dir.display()
+            ),
+            cx.loaded.spans.key("/metadata"),
+        )
+        .help("free disk space under the recipe's .synup/ folder, or raise --memory"),
+    ]
 }

@@ -23,7 +23,6 @@ pub(super) use load::load_sheet;
 pub(super) use merge::merge_validate;
 pub(super) use scan::scan;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use rayon::prelude::*;

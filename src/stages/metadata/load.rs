@@ -54,8 +54,14 @@ impl SheetFile {
 /// A parsed sheet, and the SHA-256 (hex) of the file's bytes ("" when unread).
 pub type LoadedSheet = (Result<SheetTable, SheetError>, String);
 
-/// Reads and parses the sheet `kind` describes, through the cache at `cache_file`.
-pub fn load(kind: &MetadataKind, file: &SheetFile, cache_file: PathBuf) -> LoadedSheet {
+/// Reads and parses the sheet `kind` describes, through the cache at
+/// `cache_file`; its rows spill under `spill` past their share of its budget.
+pub fn load(
+    kind: &MetadataKind,
+    file: &SheetFile,
+    cache_file: PathBuf,
+    spill: Option<&crate::spill::SpillArea>,
+) -> LoadedSheet {
     let MetadataKind::Sheet {
         file: written,
         sheet,
@@ -80,6 +86,7 @@ pub fn load(kind: &MetadataKind, file: &SheetFile, cache_file: PathBuf) -> Loade
         columns,
         delimiter: *delimiter,
         encoding: *encoding,
+        spill,
     };
     // Read once: the same bytes are parsed and fingerprinted.
     let bytes = match file.read() {

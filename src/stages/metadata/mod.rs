@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod load;
+pub mod rows;
 pub mod sheet;
 pub mod sheet_cache;
 
@@ -94,6 +95,9 @@ pub struct MergeInput<'a> {
     /// The collection's specs: a sidecar's `{stem}` drops the primary spec's extension.
     pub specs: &'a [crate::recipe::resolve::FileSpec],
     pub key_field: Option<&'a str>,
+    /// The row each sheet source joined to this unit, by the source's
+    /// position in `sources` (`None`: no row, or not a sheet).
+    pub rows: &'a [Option<&'a sheet::Row>],
 }
 
 /// Merges every source into one unit's meta.
@@ -103,14 +107,14 @@ pub fn merge<'a>(sources: &'a [PreparedSource<'a>], unit: &MergeInput<'a>) -> Me
         .primary_order
         .iter()
         .find_map(|&s| unit.files.iter().find(|f| f.spec as usize == s));
-    for source in sources {
+    for (i, source) in sources.iter().enumerate() {
         let found = match &source.spec.kind {
             MetadataKind::Sheet { .. } => {
                 let table = source
                     .table
                     .as_ref()
                     .expect("sheets are loaded before merging");
-                match table.lookup(unit.key) {
+                match unit.rows.get(i).copied().flatten() {
                     Some(row) => {
                         for (h, cell) in &row.cells {
                             let origin = Origin::Cell {

@@ -9,6 +9,7 @@ use calamine::{Data, DataRef, Reader, Sheets};
 use unicode_normalization::UnicodeNormalization;
 
 use super::convert::{Cell, column_letter};
+use super::rows::{RowsError, SheetRows, SheetRowsBuilder};
 use crate::recipe::model::ColumnType;
 use crate::stages::Warning;
 
@@ -21,7 +22,7 @@ pub struct Row {
 }
 
 /// A loaded sheet, ready to be joined to units by key.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SheetTable {
     /// The file as written in the recipe.
     pub source: String,
@@ -32,18 +33,16 @@ pub struct SheetTable {
     /// 0-based sheet column of each header index (for provenance).
     pub columns: Vec<u32>,
     pub types: Vec<Option<ColumnType>>,
-    /// Rows in sheet order.
-    pub rows: Vec<Row>,
-    /// Normalised key → index into `rows`.
-    pub by_key: HashMap<String, usize>,
+    /// Rows by normalised key, held or spilled.
+    pub rows: SheetRows,
     pub warnings: Vec<Warning>,
 }
 
 impl SheetTable {
-    pub fn lookup(&self, key: &str) -> Option<&Row> {
-        self.by_key
-            .get(normalize_key(key).as_ref())
-            .map(|&i| &self.rows[i])
+    /// The row for unit key `key`, if any (one key; a join asks
+    /// [`SheetRows::join`] for a window).
+    pub fn lookup(&self, key: &str) -> std::io::Result<Option<Row>> {
+        self.rows.lookup(key)
     }
     /// `meta.xlsx!Sheet1!C14`, or `extra.csv!C14`.
     pub fn provenance(&self, header: u32, row: u32) -> String {
@@ -94,12 +93,14 @@ pub enum SheetError {
     DuplicateKeys {
         keys: Vec<(String, Vec<u32>)>,
     },
+    /// The rows could not be spilled or read back.
+    Spill(String),
 }
 
 impl std::fmt::Display for SheetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SheetError::Unreadable(m) => f.write_str(m),
+            SheetError::Unreadable(m) | SheetError::Spill(m) => f.write_str(m),
             SheetError::NotUtf8 { file, line, byte } => write!(
                 f,
                 "{file} is not UTF-8: line {line} holds the byte 0x{byte:02X}"
@@ -155,6 +156,30 @@ pub struct SheetOptions<'a> {
     pub delimiter: Option<u8>,
     /// csv: the text encoding; `None`: UTF-8 (a BOM is allowed).
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Where rows spill past their share of `--memory`; `None` holds them.
+    pub spill: Option<&'a crate::spill::SpillArea>,
+}
+
+impl SheetOptions<'_> {
+    /// A failure to spill or read back this sheet's rows.
+    pub fn spill_error(&self, e: &std::io::Error) -> SheetError {
+        SheetError::Spill(match self.spill {
+            Some(area) => format!(
+                "cannot keep the rows of {} in {}: {e}",
+                self.source,
+                area.dir.display()
+            ),
+            None => format!("cannot keep the rows of {}: {e}", self.source),
+        })
+    }
+
+    /// The rows built, or why not.
+    pub fn finish_rows(&self, rows: SheetRowsBuilder) -> Result<SheetRows, SheetError> {
+        rows.finish().map_err(|e| match e {
+            RowsError::Duplicates(keys) => SheetError::DuplicateKeys { keys },
+            RowsError::Io(e) => self.spill_error(&e),
+        })
+    }
 }
 
 impl SheetOptions<'_> {
@@ -522,16 +547,6 @@ fn build(
     };
     let types = opts.declared_types(&headers);
 
-    let mut table = SheetTable {
-        source: opts.source.to_owned(),
-        sheet,
-        headers,
-        columns: columns.clone(),
-        types,
-        rows: Vec::new(),
-        by_key: HashMap::new(),
-        warnings: Vec::new(),
-    };
     // Header columns are contiguous: a sheet column's header index is its offset.
     let first_header_col = columns[0];
     let header_count = columns.len() as u32;
@@ -539,7 +554,7 @@ fn build(
         c.checked_sub(first_header_col)
             .filter(|i| *i < header_count)
     };
-    let mut duplicates: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut table_rows = SheetRowsBuilder::new(opts.spill);
     let mut skipped = Vec::new();
     for (r, cells) in rows {
         let cells: Vec<(u32, Cell)> = cells
@@ -557,26 +572,23 @@ fn build(
             skipped.push(r);
             continue;
         };
-        let norm = normalize_key(&key);
-        if let Some(&first) = table.by_key.get(norm.as_ref()) {
-            duplicates
-                .entry(key.trim().to_owned())
-                .or_insert_with(|| vec![table.rows[first].row])
-                .push(r);
-            continue;
-        }
-        table.by_key.insert(norm.into_owned(), table.rows.len());
-        table.rows.push(Row {
-            row: r,
-            key: key.trim().to_owned(),
-            cells,
-        });
+        table_rows
+            .push(Row {
+                row: r,
+                key: key.trim().to_owned(),
+                cells,
+            })
+            .map_err(|e| opts.spill_error(&e))?;
     }
-    if !duplicates.is_empty() {
-        return Err(SheetError::DuplicateKeys {
-            keys: duplicates.into_iter().collect(),
-        });
-    }
+    let mut table = SheetTable {
+        source: opts.source.to_owned(),
+        sheet,
+        headers,
+        columns,
+        types,
+        rows: opts.finish_rows(table_rows)?,
+        warnings: Vec::new(),
+    };
     if !skipped.is_empty() {
         let shown: Vec<String> = skipped.iter().take(10).map(u32::to_string).collect();
         table.warnings.push(Warning::new(
@@ -686,6 +698,7 @@ mod tests {
             columns: cols,
             delimiter: None,
             encoding: None,
+            spill: None,
         }
     }
 
@@ -697,8 +710,8 @@ mod tests {
         let cols = BTreeMap::new();
         let t = load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap();
         assert_eq!(t.headers, ["id", "age", "column_C", "site"]);
-        assert_eq!(t.lookup("P1").unwrap().row, 2);
-        assert_eq!(t.lookup("P2").unwrap().cells.len(), 2);
+        assert_eq!(t.lookup("P1").unwrap().unwrap().row, 2);
+        assert_eq!(t.lookup("P2").unwrap().unwrap().cells.len(), 2);
         assert_eq!(t.warnings[0].code.as_str(), "metadata_row_without_key");
         assert_eq!(t.provenance(1, 2), "meta.csv!B2");
     }
@@ -730,7 +743,7 @@ mod tests {
         std::fs::write(&p, "id,a\nJose\u{301},1\n").unwrap();
         let cols = BTreeMap::new();
         let t = load_csv(&p, &std::fs::read(&p).unwrap(), &opts(&cols)).unwrap();
-        assert!(t.lookup("Jos\u{e9}").is_some());
+        assert!(t.lookup("Jos\u{e9}").unwrap().is_some());
     }
 
     #[test]

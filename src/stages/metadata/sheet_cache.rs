@@ -15,20 +15,16 @@
 //! length; anything that does not decode exactly (a torn write, another
 //! version) is a miss, never an error.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDateTime};
 use sha2::{Digest, Sha256};
 
-use super::convert::Cell;
-use super::sheet::{
-    Row, SheetError, SheetOptions, SheetTable, load_csv, load_excel, normalize_key,
-};
+use super::rows::{SheetRowsBuilder, get_row, put_row};
+use super::sheet::{SheetError, SheetOptions, SheetTable, load_csv, load_excel};
 use crate::cache_file::{self, In, Out, unseal};
 use crate::stages::{Warning, WarningCode};
 
-const MAGIC: &[u8; 16] = b"synup-sheet-v1\n\0";
+const MAGIC: &[u8; 16] = b"synup-sheet-v2\n\0";
 
 /// Where one sheet's parsed table is kept, and the key it must carry.
 pub struct SheetCache {
@@ -61,17 +57,25 @@ impl SheetCache {
         }
     }
 
-    /// The cached table, if there is one for this key. `Err` for a file
-    /// that is there but does not decode (damaged, or another version's).
-    pub fn load(&self, opts: &SheetOptions<'_>) -> Result<Option<SheetTable>, String> {
+    /// The cached table, if there is one for this key. `Err(Ok)` for a
+    /// file that is there but does not decode (damaged, or another
+    /// version's); `Err(Err)` when its rows could not be spilled.
+    pub fn load(
+        &self,
+        opts: &SheetOptions<'_>,
+    ) -> Result<Option<SheetTable>, Result<String, SheetError>> {
         let Ok(bytes) = std::fs::read(&self.path) else {
             return Ok(None);
         };
-        let mut r = unseal(&bytes, MAGIC).ok_or_else(|| self.damaged())?;
-        if r.take(32).ok_or_else(|| self.damaged())? != self.key {
+        let mut r = unseal(&bytes, MAGIC).ok_or_else(|| Ok(self.damaged()))?;
+        if r.take(32).ok_or_else(|| Ok(self.damaged()))? != self.key {
             return Ok(None); // another workbook or options: the slot is reused
         }
-        decode(r, opts).map(Some).ok_or_else(|| self.damaged())
+        match decode(r, opts) {
+            Some(Ok(table)) => Ok(Some(table)),
+            Some(Err(e)) => Err(Err(e)),
+            None => Err(Ok(self.damaged())),
+        }
     }
 
     fn damaged(&self) -> String {
@@ -83,7 +87,7 @@ impl SheetCache {
 
     /// Replaces the slot's entry.
     pub fn store(&self, table: &SheetTable) -> std::io::Result<()> {
-        cache_file::store(&self.path, &encode(table, &self.key))
+        cache_file::store(&self.path, &encode(table, &self.key)?)
     }
 }
 
@@ -111,7 +115,8 @@ pub fn load_or_parse(
     let damage = match cache.load(opts) {
         Ok(Some(table)) => return (Ok(table), digest),
         Ok(None) => None,
-        Err(why) => Some(why),
+        Err(Ok(why)) => Some(why),
+        Err(Err(e)) => return (Err(e), digest),
     };
     let mut table = if is_csv {
         load_csv(path, bytes, opts)
@@ -130,7 +135,8 @@ pub fn load_or_parse(
     (table, digest)
 }
 
-fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
+/// The table's rows are written in key order, as they are held.
+fn encode(t: &SheetTable, key: &[u8; 32]) -> std::io::Result<Vec<u8>> {
     let mut out = Out::new(MAGIC, 64 + t.rows.len() * 48);
     out.0.extend_from_slice(key);
     out.str(&t.source);
@@ -152,20 +158,13 @@ fn encode(t: &SheetTable, key: &[u8; 32]) -> Vec<u8> {
         out.str(&w.message);
     }
     out.u64(t.rows.len() as u64);
-    for r in &t.rows {
-        out.u32(r.row);
-        out.str(&r.key);
-        out.u32(r.cells.len() as u32);
-        for (h, c) in &r.cells {
-            out.u32(*h);
-            put_cell(&mut out, c);
-        }
-    }
-    out.seal()
+    t.rows.for_each(|r| put_row(&mut out, r))?;
+    Ok(out.seal())
 }
 
-/// A table from what follows the key.
-fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<SheetTable> {
+/// A table from what follows the key: `None` if it does not decode (two
+/// rows under one key included), `Some(Err)` if its rows cannot be spilled.
+fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<Result<SheetTable, SheetError>> {
     let source = r.string()?;
     let sheet = match r.u8()? {
         0 => None,
@@ -193,100 +192,31 @@ fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<SheetTable> {
     }
     let n = r.u64()?;
     let n = r.fits(n, 12)?;
-    let mut rows = Vec::with_capacity(n);
-    let mut by_key = HashMap::with_capacity(n);
-    for i in 0..n {
-        let row = r.u32()?;
-        let key = r.string()?;
-        let cells_n = r.u32()?;
-        let cells_n = r.fits(cells_n.into(), 5)?;
-        let mut cells = Vec::with_capacity(cells_n);
-        for _ in 0..cells_n {
-            let h = r.u32()?;
-            if h as usize >= headers.len() {
-                return None;
-            }
-            cells.push((h, get_cell(&mut r)?));
+    let mut rows = SheetRowsBuilder::new(opts.spill);
+    for _ in 0..n {
+        let row = get_row(&mut r, headers.len() as u32)?;
+        if let Err(e) = rows.push(row) {
+            return Some(Err(opts.spill_error(&e)));
         }
-        by_key.insert(normalize_key(&key).into_owned(), i);
-        rows.push(Row { row, key, cells });
     }
-    if !r.is_empty() || by_key.len() != rows.len() {
+    if !r.is_empty() {
         return None;
     }
+    let rows = match opts.finish_rows(rows) {
+        Ok(rows) => rows,
+        Err(SheetError::DuplicateKeys { .. }) => return None,
+        Err(e) => return Some(Err(e)),
+    };
     let types = opts.declared_types(&headers);
-    Some(SheetTable {
+    Some(Ok(SheetTable {
         source,
         sheet,
         headers,
         columns,
         types,
         rows,
-        by_key,
         warnings,
-    })
-}
-
-fn put_cell(out: &mut Out, c: &Cell) {
-    match c {
-        Cell::Text(s) => {
-            out.u8(0);
-            out.str(s);
-        }
-        Cell::Int(i) => {
-            out.u8(1);
-            out.u64(*i as u64);
-        }
-        Cell::Float(f) => {
-            out.u8(2);
-            out.u64(f.to_bits());
-        }
-        Cell::Bool(b) => {
-            out.u8(3);
-            out.u8(u8::from(*b));
-        }
-        Cell::DateTime(dt) => {
-            let utc = dt.and_utc();
-            out.u8(4);
-            out.u64(utc.timestamp() as u64);
-            out.u32(utc.timestamp_subsec_nanos());
-        }
-        Cell::Duration(s) => {
-            out.u8(5);
-            out.str(s);
-        }
-        Cell::Error(s) => {
-            out.u8(6);
-            out.str(s);
-        }
-        Cell::Uncomputed(s) => {
-            out.u8(7);
-            out.str(s);
-        }
-    }
-}
-
-fn get_cell(r: &mut In<'_>) -> Option<Cell> {
-    Some(match r.u8()? {
-        0 => Cell::Text(r.string()?),
-        1 => Cell::Int(r.u64()? as i64),
-        2 => Cell::Float(f64::from_bits(r.u64()?)),
-        3 => Cell::Bool(match r.u8()? {
-            0 => false,
-            1 => true,
-            _ => return None,
-        }),
-        4 => {
-            let secs = r.u64()? as i64;
-            let nanos = r.u32()?;
-            let dt: NaiveDateTime = DateTime::from_timestamp(secs, nanos)?.naive_utc();
-            Cell::DateTime(dt)
-        }
-        5 => Cell::Duration(r.string()?),
-        6 => Cell::Error(r.string()?),
-        7 => Cell::Uncomputed(r.string()?),
-        _ => return None,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -295,6 +225,8 @@ mod tests {
 
     use super::*;
     use crate::recipe::model::ColumnType;
+    use crate::stages::metadata::convert::Cell;
+    use crate::stages::metadata::sheet::Row;
 
     fn opts<'a>(columns: &'a BTreeMap<String, ColumnType>) -> SheetOptions<'a> {
         SheetOptions {
@@ -305,7 +237,14 @@ mod tests {
             columns,
             delimiter: None,
             encoding: None,
+            spill: None,
         }
+    }
+
+    fn rows_of(t: &SheetTable) -> Vec<Row> {
+        let mut rows = Vec::new();
+        t.rows.for_each(|r| rows.push(r.clone())).unwrap();
+        rows
     }
 
     fn table(columns: &BTreeMap<String, ColumnType>) -> SheetTable {
@@ -323,7 +262,7 @@ mod tests {
     fn read(bytes: &[u8], key: &[u8; 32], o: &SheetOptions<'_>) -> Option<SheetTable> {
         let mut r = unseal(bytes, MAGIC)?;
         (r.take(32)? == key).then_some(())?;
-        decode(r, o)
+        decode(r, o).map(Result::unwrap)
     }
 
     fn assert_same(a: &SheetTable, b: &SheetTable) {
@@ -331,8 +270,7 @@ mod tests {
             (&a.source, &a.sheet, &a.headers, &a.columns, &a.types),
             (&b.source, &b.sheet, &b.headers, &b.columns, &b.types)
         );
-        assert_eq!(a.rows, b.rows);
-        assert_eq!(a.by_key, b.by_key);
+        assert_eq!(rows_of(a), rows_of(b));
         assert_eq!(a.warnings, b.warnings);
     }
 
@@ -344,7 +282,8 @@ mod tests {
             .unwrap()
             .and_hms_nano_opt(23, 59, 58, 123_456_789)
             .unwrap();
-        t.rows[0].cells.extend([
+        let mut rows = rows_of(&t);
+        rows[0].cells.extend([
             (1, Cell::DateTime(dt)),
             (2, Cell::Int(-42)),
             (3, Cell::Float(-0.1)),
@@ -353,12 +292,17 @@ mod tests {
             (6, Cell::Error("#DIV/0!".into())),
             (7, Cell::Uncomputed("A1*2".into())),
         ]);
+        let mut held = SheetRowsBuilder::new(None);
+        for r in rows {
+            held.push(r).unwrap();
+        }
+        t.rows = held.finish().unwrap();
         t.sheet = Some("Données".into());
         let key = [7; 32];
-        let back = read(&encode(&t, &key), &key, &opts(&columns)).unwrap();
+        let back = read(&encode(&t, &key).unwrap(), &key, &opts(&columns)).unwrap();
         assert_same(&t, &back);
         assert_eq!(back.types[2], Some(ColumnType::Integer));
-        assert!(back.lookup("ä1").is_none() && back.lookup(" Ä1").is_some());
+        assert!(back.lookup("ä1").unwrap().is_none() && back.lookup(" Ä1").unwrap().is_some());
         assert_eq!(back.warnings.len(), 1, "the keyless row's warning is kept");
     }
 
@@ -368,7 +312,7 @@ mod tests {
         let t = table(&none);
         let key = [1; 32];
         let typed = BTreeMap::from([("x".to_owned(), ColumnType::Number)]);
-        let back = read(&encode(&t, &key), &key, &opts(&typed)).unwrap();
+        let back = read(&encode(&t, &key).unwrap(), &key, &opts(&typed)).unwrap();
         assert_eq!(back.types[3], Some(ColumnType::Number));
     }
 
@@ -377,7 +321,7 @@ mod tests {
         let columns = BTreeMap::new();
         let t = table(&columns);
         let o = opts(&columns);
-        let bytes = encode(&t, &[1; 32]);
+        let bytes = encode(&t, &[1; 32]).unwrap();
         assert!(read(&bytes, &[2; 32], &o).is_none());
         for cut in [0, 1, 20, bytes.len() / 2, bytes.len() - 1] {
             assert!(read(&bytes[..cut], &[1; 32], &o).is_none(), "cut at {cut}");
@@ -446,6 +390,12 @@ mod tests {
             1
         );
         std::fs::write(&path, b"not a cache").unwrap();
-        assert!(second.load(&o).unwrap_err().contains("rebuilding it"));
+        assert!(
+            second
+                .load(&o)
+                .unwrap_err()
+                .unwrap()
+                .contains("rebuilding it")
+        );
     }
 }
