@@ -87,13 +87,18 @@ impl SpillArea {
 
     /// A sorter given `1/parts` of the budget, for one of several sorts that
     /// hold memory at the same time.
-    pub fn sorter<T: Record>(&self, parts: usize) -> Sorter<T> {
+    pub fn sorter<T: Record + Ord>(&self, parts: usize) -> Sorter<T> {
         Sorter::new(&self.dir, self.budget.share(parts))
+    }
+
+    /// A spool given `1/parts` of the budget.
+    pub fn spool<T: Record>(&self, parts: usize) -> Spool<T> {
+        Spool::new(&self.dir, self.budget.share(parts))
     }
 }
 
-/// A value a [`Sorter`] can hold and write to a run.
-pub trait Record: Ord + Sized {
+/// A value a [`Sorter`] or [`Spool`] can hold and write to a file.
+pub trait Record: Sized {
     /// About how many bytes it occupies in memory, heap included.
     fn weight(&self) -> usize;
     fn encode(&self, out: &mut Vec<u8>);
@@ -101,7 +106,7 @@ pub trait Record: Ord + Sized {
 }
 
 /// An external merge sort with a memory budget.
-pub struct Sorter<T: Record> {
+pub struct Sorter<T: Record + Ord> {
     dir: PathBuf,
     budget: usize,
     held: Vec<T>,
@@ -109,7 +114,7 @@ pub struct Sorter<T: Record> {
     runs: Vec<File>,
 }
 
-impl<T: Record> Sorter<T> {
+impl<T: Record + Ord> Sorter<T> {
     /// Spills to unnamed files in `dir` (created when first needed) once the
     /// records held weigh more than `budget` bytes.
     pub fn new(dir: impl Into<PathBuf>, budget: usize) -> Self {
@@ -184,9 +189,16 @@ impl<T: Record> Sorter<T> {
     /// Every record pushed, in order, in one run file that can be read again
     /// from the start ([`SortedRun::rewind`]); held in memory if it fits.
     pub fn finish_to_run(self) -> io::Result<SortedRun<T>> {
+        self.finish_to_run_seeing(|_| {})
+    }
+
+    /// [`Self::finish_to_run`], showing `see` every record in order on the
+    /// way (a check that needs the sorted order costs no second read).
+    pub fn finish_to_run_seeing(self, mut see: impl FnMut(&T)) -> io::Result<SortedRun<T>> {
         if self.runs.is_empty() {
             let mut held = self.held;
             held.sort();
+            held.iter().for_each(see);
             return Ok(SortedRun::Memory(held));
         }
         let dir = self.dir.clone();
@@ -195,7 +207,9 @@ impl<T: Record> Sorter<T> {
         let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&dir)?);
         let mut out = Vec::new();
         for record in sorted {
-            write_frame(&mut file, &mut out, &record?)?;
+            let record = record?;
+            see(&record);
+            write_frame(&mut file, &mut out, &record)?;
         }
         let mut file = file.into_inner().map_err(|e| e.into_error())?;
         file.rewind()?;
@@ -208,7 +222,7 @@ const MAX_RUNS: usize = 64;
 
 /// The records of `runs`, merged; each run reads through an even share of
 /// `budget`.
-fn merge<T: Record>(runs: Vec<File>, budget: usize) -> io::Result<Sorted<T>> {
+fn merge<T: Record + Ord>(runs: Vec<File>, budget: usize) -> io::Result<Sorted<T>> {
     let buffer = read_buffer(budget / runs.len().max(1));
     let mut readers: Vec<RunReader<T>> = runs
         .into_iter()
@@ -313,9 +327,9 @@ impl<T: Ord> PartialEq for Head<T> {
 impl<T: Ord> Eq for Head<T> {}
 
 /// A sorter's records in order.
-pub struct Sorted<T: Record>(Merging<T>);
+pub struct Sorted<T: Record + Ord>(Merging<T>);
 
-enum Merging<T: Record> {
+enum Merging<T: Record + Ord> {
     Memory(std::vec::IntoIter<T>),
     Merge {
         readers: Vec<RunReader<T>>,
@@ -323,7 +337,7 @@ enum Merging<T: Record> {
     },
 }
 
-impl<T: Record> Iterator for Sorted<T> {
+impl<T: Record + Ord> Iterator for Sorted<T> {
     type Item = io::Result<T>;
     fn next(&mut self) -> Option<io::Result<T>> {
         match &mut self.0 {
@@ -347,7 +361,7 @@ pub enum SortedRun<T> {
     File(RunReader<T>),
 }
 
-impl<T: Record> SortedRun<T> {
+impl<T: Record + Ord> SortedRun<T> {
     pub fn spilled(&self) -> bool {
         matches!(self, SortedRun::File(_))
     }
@@ -361,8 +375,98 @@ impl<T: Record> SortedRun<T> {
     }
 }
 
+/// Records kept in the order they were pushed: held up to a budget, and
+/// past it all written to one unnamed file; read back once, in order. What
+/// one stage hands the next when it may not fit in memory.
+pub struct Spool<T> {
+    dir: PathBuf,
+    budget: usize,
+    held: Vec<T>,
+    weight: usize,
+    file: Option<BufWriter<File>>,
+    frame: Vec<u8>,
+    len: usize,
+}
+
+impl<T: Record> Spool<T> {
+    /// Spills to an unnamed file in `dir` (created when first needed) once
+    /// the records held weigh more than `budget` bytes.
+    pub fn new(dir: impl Into<PathBuf>, budget: usize) -> Self {
+        Self {
+            dir: dir.into(),
+            budget,
+            held: Vec::new(),
+            weight: 0,
+            file: None,
+            frame: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: T) -> io::Result<()> {
+        self.len += 1;
+        if let Some(file) = &mut self.file {
+            return write_frame(file, &mut self.frame, &record);
+        }
+        self.weight += record.weight() + std::mem::size_of::<T>();
+        self.held.push(record);
+        if self.weight > self.budget {
+            std::fs::create_dir_all(&self.dir)?;
+            let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&self.dir)?);
+            for record in self.held.drain(..) {
+                write_frame(&mut file, &mut self.frame, &record)?;
+            }
+            self.held = Vec::new();
+            self.file = Some(file);
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Every record, in the order pushed.
+    pub fn finish(self) -> io::Result<SpoolReader<T>> {
+        Ok(SpoolReader(match self.file {
+            None => Spooled::Held(self.held.into_iter()),
+            Some(file) => {
+                let mut file = file.into_inner().map_err(|e| e.into_error())?;
+                file.rewind()?;
+                Spooled::Run(RunReader::new(file, read_buffer(self.budget)))
+            }
+        }))
+    }
+}
+
+/// A [`Spool`]'s records, in order.
+pub struct SpoolReader<T>(Spooled<T>);
+
+enum Spooled<T> {
+    Held(std::vec::IntoIter<T>),
+    Run(RunReader<T>),
+}
+
+impl<T: Record> Iterator for SpoolReader<T> {
+    type Item = io::Result<T>;
+    fn next(&mut self) -> Option<io::Result<T>> {
+        match &mut self.0 {
+            Spooled::Held(records) => records.next().map(Ok),
+            Spooled::Run(reader) => reader.next(),
+        }
+    }
+}
+
 /// A record looked up by the text it is sorted by.
-pub trait Keyed: Record + Clone {
+pub trait Keyed: Record + Ord + Clone {
     /// The text records are ordered by; `Ord` must order by it alone.
     fn sort_key(&self) -> std::borrow::Cow<'_, str>;
 }
@@ -586,6 +690,27 @@ mod tests {
         assert!(runs < MAX_RUNS, "{runs} runs");
         assert_eq!(one_each, expected);
         assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn a_spool_reads_back_in_the_order_pushed_held_or_spilled() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        for budget in [usize::MAX, 500] {
+            let mut spool = Spool::new(&spill, budget);
+            for r in records(300) {
+                spool.push(r).unwrap();
+            }
+            assert_eq!((spool.len(), spool.spilled()), (300, budget == 500));
+            let back: Vec<(String, u64)> = spool
+                .finish()
+                .unwrap()
+                .map(|r| r.map(|k| (k.0, k.1)).unwrap())
+                .collect();
+            let pushed: Vec<(String, u64)> = records(300).into_iter().map(|k| (k.0, k.1)).collect();
+            assert_eq!(back, pushed);
+        }
+        assert_eq!(std::fs::read_dir(&spill).unwrap().count(), 0);
     }
 
     #[test]

@@ -174,7 +174,7 @@ pub(super) struct Board {
     pub screen_input: Slot<steps::ScreenInput>,
     pub seen_heads: Slot<steps::SeenVerdicts>,
     pub screened: Slot<steps::ScreenVerdicts>,
-    pub merged: Slot<Vec<steps::MergedUnit>>,
+    pub merged: Slot<crate::spill::Spool<steps::MergedUnit>>,
     pub orphan_rows: Slot<Vec<OrphanRow>>,
     pub diffed: Slot<steps::Diffed>,
     pub plan: Slot<(Plan, Option<Plan>)>,

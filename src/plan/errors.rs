@@ -81,6 +81,10 @@ pub(super) fn group_error(loaded: &LoadedRecipe, e: &GroupError, multi: bool) ->
     }
 }
 
+/// What to do about a spill that failed.
+pub(super) const SPILL_HINT: &str =
+    "free disk space under the recipe's .synup/ folder, or raise --memory";
+
 pub(super) fn sheet_help(e: &sheet::SheetError) -> String {
     match e {
         sheet::SheetError::NoSuchSheet { .. } => "set `sheet` to one of the sheet names".to_owned(),
@@ -102,9 +106,7 @@ pub(super) fn sheet_help(e: &sheet::SheetError) -> String {
         sheet::SheetError::DuplicateKeys { .. } => {
             "each unit key may appear in one row only; remove or merge the duplicates".to_owned()
         }
-        sheet::SheetError::Spill(_) => {
-            "free disk space under the recipe's .synup/ folder, or raise --memory".to_owned()
-        }
+        sheet::SheetError::Spill(_) => SPILL_HINT.to_owned(),
         sheet::SheetError::Unreadable(_) => {
             "check that the file is a spreadsheet and is not password-protected".to_owned()
         }

@@ -90,8 +90,10 @@ impl CacheEntry {
 #[derive(Debug)]
 pub struct ChecksumCache {
     path: PathBuf,
-    /// In file order.
-    entries: Vec<CacheEntry>,
+    /// The file's records as they are on disk ([`RECORD`] bytes each, in
+    /// file order), decoded only when looked at: a million of them are
+    /// read in one piece instead of being copied into structs.
+    records: Vec<u8>,
     /// Positions in `entries` sorted by key (keys unique), built on first need.
     by_key: std::sync::OnceLock<Vec<u32>>,
     changed: bool,
@@ -103,7 +105,7 @@ impl ChecksumCache {
     pub fn open(path: PathBuf) -> Self {
         let mut cache = Self {
             path,
-            entries: Vec::new(),
+            records: Vec::new(),
             by_key: std::sync::OnceLock::new(),
             changed: false,
             warning: None,
@@ -112,9 +114,9 @@ impl ChecksumCache {
             Ok(b) => b,
             Err(_) => return cache,
         };
-        match parse(&bytes) {
-            Ok((entries, current)) => {
-                cache.entries = entries;
+        match parse(bytes) {
+            Ok((records, current)) => {
+                cache.records = records;
                 cache.changed = !current;
             }
             Err(why) => {
@@ -131,20 +133,37 @@ impl ChecksumCache {
         cache
     }
 
+    /// How many entries the file held.
+    fn len(&self) -> usize {
+        self.records.len() / RECORD
+    }
+
+    fn entry(&self, i: usize) -> Option<CacheEntry> {
+        self.records
+            .get(i * RECORD..(i + 1) * RECORD)
+            .map(CacheEntry::decode)
+    }
+
+    fn key_at(&self, i: usize) -> PathKey {
+        self.records[i * RECORD..i * RECORD + 16]
+            .try_into()
+            .expect("16 bytes")
+    }
+
     /// The entry for `key`, looked for first at position `hint`.
     fn lookup(&self, hint: usize, key: PathKey, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
-        let e = match self.entries.get(hint) {
+        let e = match self.entry(hint) {
             Some(e) if e.key == key => e,
             _ => {
                 let sorted = self.by_key.get_or_init(|| {
-                    let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
-                    order.par_sort_unstable_by_key(|&i| self.entries[i as usize].key);
+                    let mut order: Vec<u32> = (0..self.len() as u32).collect();
+                    order.par_sort_unstable_by_key(|&i| self.key_at(i as usize));
                     order
                 });
                 let i = sorted
-                    .binary_search_by(|&i| self.entries[i as usize].key.cmp(&key))
+                    .binary_search_by(|&i| self.key_at(i as usize).cmp(&key))
                     .ok()?;
-                &self.entries[sorted[i] as usize]
+                self.entry(sorted[i] as usize)?
             }
         };
         (e.size == size && e.mtime_ns == mtime_ns).then_some(e.sha1)
@@ -158,7 +177,7 @@ impl ChecksumCache {
         results: &[HashResult],
     ) -> Option<Warning> {
         let hashed = results.iter().filter(|r| r.is_ok()).count();
-        if !self.changed && hashed == self.entries.len() {
+        if !self.changed && hashed == self.len() {
             return None;
         }
         let records: Vec<CacheEntry> = requests
@@ -195,21 +214,24 @@ impl ChecksumCache {
     }
 }
 
-/// The entries of a cache file, in file order, and whether the file is in the
-/// current format.
-fn parse(bytes: &[u8]) -> Result<(Vec<CacheEntry>, bool), String> {
-    if let Some(records) = bytes.strip_prefix(HEADER) {
-        // A torn last record (a crash mid-write) is dropped by `chunks_exact`.
-        let entries = records
-            .par_chunks_exact(RECORD)
-            .map(CacheEntry::decode)
-            .collect();
-        return Ok((entries, true));
+/// The records of a cache file, in file order, and whether the file is in
+/// the current format.
+fn parse(mut bytes: Vec<u8>) -> Result<(Vec<u8>, bool), String> {
+    if bytes.starts_with(HEADER) {
+        bytes.drain(..HEADER.len());
+        // A torn last record (a crash mid-write) is dropped.
+        bytes.truncate(bytes.len() / RECORD * RECORD);
+        return Ok((bytes, true));
     }
     if bytes.starts_with(HEADER_V1.as_bytes()) {
-        return Ok((parse_v1(bytes)?, false));
+        let entries = parse_v1(bytes.as_slice())?;
+        let mut records = Vec::with_capacity(entries.len() * RECORD);
+        for e in &entries {
+            e.encode(&mut records);
+        }
+        return Ok((records, false));
     }
-    if HEADER.starts_with(bytes) {
+    if HEADER.starts_with(&bytes) {
         // Cut within the header by a crash: nothing was cached yet.
         return Ok((Vec::new(), false));
     }
@@ -444,12 +466,12 @@ mod tests {
         std::fs::write(&cache_path, &bytes[..bytes.len() - 10]).unwrap();
         let cache = ChecksumCache::open(cache_path.clone());
         assert!(cache.warning.is_none());
-        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(cache.len(), 1);
         // Cut inside the header: an empty cache, no warning.
         std::fs::write(&cache_path, &HEADER[..5]).unwrap();
         let cache = ChecksumCache::open(cache_path);
         assert!(cache.warning.is_none());
-        assert!(cache.entries.is_empty());
+        assert!((cache.len() == 0));
     }
 
     #[test]
@@ -470,7 +492,7 @@ mod tests {
         let rels: Vec<String> = (0..500).map(|i| format!("u{i}/f.png")).collect();
         let refs: Vec<&str> = rels.iter().map(String::as_str).collect();
         let cache = ChecksumCache::open(saved_cache(dir.path(), &refs));
-        assert_eq!(cache.entries.len(), 500);
+        assert_eq!(cache.len(), 500);
         let key = |rel: &str| path_key(&dir.path().join(rel).to_string_lossy());
         assert_eq!(cache.lookup(0, key("u7/f.png"), 3, 7), Some([1u8; 20]));
         assert_eq!(
@@ -494,7 +516,7 @@ mod tests {
         std::fs::write(&cache_path, v1).unwrap();
         let mut cache = ChecksumCache::open(cache_path.clone());
         assert!(cache.warning.is_none());
-        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(cache.len(), 1);
         let sha = cache.lookup(0, path_key("/x"), 3, 7).unwrap();
         assert_eq!(hex::encode(sha), "a9993e364706816aba3e25717850c26c9cd0d89d");
         // Saving rewrites it in the current format even when nothing was hashed.
@@ -519,6 +541,6 @@ mod tests {
             cache.warning.as_ref().unwrap().code,
             crate::stages::WarningCode::ChecksumCacheRebuilt
         );
-        assert!(cache.entries.is_empty());
+        assert!((cache.len() == 0));
     }
 }

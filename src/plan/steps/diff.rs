@@ -32,7 +32,11 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         .map(|r| Arc::from(r.written.as_str()))
         .collect();
     let drafts = board.drafts.take();
-    let merged = board.merged.take();
+    let merged = board
+        .merged
+        .take()
+        .finish()
+        .map_err(|e| target_error(&spill_failed(&spill, MERGED, &e)))?;
     let mut summary = Summary::default();
     // The plan's units, as the text they are written as, spilling past
     // their share of the budget.
@@ -41,7 +45,12 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let mut overridden: Vec<String> = Vec::new();
     let mut pending = drafts.into_iter().zip(merged);
     loop {
-        let window: Vec<(UnitDraft, MergedUnit)> = pending.by_ref().take(8192).collect();
+        let window: Vec<(UnitDraft, MergedUnit)> = pending
+            .by_ref()
+            .take(8192)
+            .map(|(u, m)| m.map(|m| (u, m)))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| target_error(&spill_failed(&spill, MERGED, &e)))?;
         if window.is_empty() {
             break;
         }
@@ -218,6 +227,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
 
 const UPLOADS: &str = "sort the files to upload";
 const UNITS: &str = "keep the plan's units";
+const MERGED: &str = "read back the merged units";
 
 /// A unit as the diff made it: its plan line and what the stage counts.
 struct Built {

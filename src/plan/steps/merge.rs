@@ -1,6 +1,7 @@
 //! Merge and validate: each unit's metadata and problems.
 
 use super::*;
+use crate::plan::errors::SPILL_HINT;
 
 /// Merge and validate: each unit's metadata from every source, then its
 /// problems, in one task per unit (its provenance map lives only that long).
@@ -35,7 +36,10 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
         .then(|| (board.screened.get(), board.hashed.get()));
     // Sheets are joined a window of units at a time: the window's keys are
     // asked in ascending order, so a spilled sheet is read forward once.
-    let mut merged: Vec<MergedUnit> = Vec::with_capacity(drafts.len());
+    // Merged units wait for the diff in a spool, spilling past an eighth of
+    // the budget.
+    let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
+    let mut merged = spill.spool::<MergedUnit>(8);
     for window in drafts.chunks(JOIN_WINDOW) {
         let keys: Vec<&str> = window.iter().map(|u| u.key.as_str()).collect();
         let joined = prepared
@@ -43,83 +47,91 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
             .map(|p| p.table.as_ref().map(|t| t.rows.join(&keys)).transpose())
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| rows_unreadable(cx, &e))?;
-        merged.par_extend(window.par_iter().map(|u| {
-            let key = normalize_key(&u.key);
-            let rows: Vec<Option<&stages::metadata::sheet::Row>> = joined
-                .iter()
-                .map(|j| j.as_ref().and_then(|rows| rows.get(key.as_ref())))
-                .collect();
-            let files: Vec<UnitFile<'_>> = u
-                .files
-                .iter()
-                .map(|(spec, f)| UnitFile {
-                    spec: *spec,
-                    rel: &scans[f.root as usize].files[f.index as usize].rel,
-                    source: &*cx.roots[f.root as usize].source,
-                })
-                .collect();
-            let m = stages::metadata::merge(
-                &prepared,
-                &MergeInput {
-                    key: &u.key,
-                    group_key: &u.group_key,
-                    files: &files,
-                    primary_order: &primary_order,
-                    specs,
-                    key_field: recipe.key_field.as_deref(),
-                    rows: &rows,
-                },
-            );
-            let checked: Vec<CheckedFile<'_>> = u
-                .files
-                .iter()
-                .map(|(spec, f)| {
-                    let s = &scans[f.root as usize].files[f.index as usize];
-                    CheckedFile {
+        let window_merged: Vec<MergedUnit> = window
+            .par_iter()
+            .map(|u| {
+                let key = normalize_key(&u.key);
+                let rows: Vec<Option<&stages::metadata::sheet::Row>> = joined
+                    .iter()
+                    .map(|j| j.as_ref().and_then(|rows| rows.get(key.as_ref())))
+                    .collect();
+                let files: Vec<UnitFile<'_>> = u
+                    .files
+                    .iter()
+                    .map(|(spec, f)| UnitFile {
                         spec: *spec,
-                        rel: &s.rel,
-                        size: s.size,
-                    }
-                })
-                .collect();
-            // Moved, not cloned: the schema validates the same value that is written.
-            let meta = serde_json::Value::Object(m.meta);
-            let mut found = m.problems;
-            if let Some((verdicts, hashed)) = &screened {
-                for (spec, f) in &u.files {
-                    let i = hashed.request_of[f.root as usize][f.index as usize];
-                    let verdict = verdicts
-                        .finding_of
-                        .get(i as usize)
-                        .copied()
-                        .unwrap_or(stages::screen::CLEAN);
-                    if let Some(finding) = verdicts.findings.get(verdict as usize) {
-                        let rel = &scans[f.root as usize].files[f.index as usize].rel;
-                        let mut p = stages::validate::Problem::new(
-                            finding.rule.into(),
-                            format!("{rel}: {}", finding.detail),
-                        )
-                        .spec(&specs[*spec as usize].name);
-                        p.path = Some(rel.to_owned());
-                        found.push(p);
+                        rel: &scans[f.root as usize].files[f.index as usize].rel,
+                        source: &*cx.roots[f.root as usize].source,
+                    })
+                    .collect();
+                let m = stages::metadata::merge(
+                    &prepared,
+                    &MergeInput {
+                        key: &u.key,
+                        group_key: &u.group_key,
+                        files: &files,
+                        primary_order: &primary_order,
+                        specs,
+                        key_field: recipe.key_field.as_deref(),
+                        rows: &rows,
+                    },
+                );
+                let checked: Vec<CheckedFile<'_>> = u
+                    .files
+                    .iter()
+                    .map(|(spec, f)| {
+                        let s = &scans[f.root as usize].files[f.index as usize];
+                        CheckedFile {
+                            spec: *spec,
+                            rel: &s.rel,
+                            size: s.size,
+                        }
+                    })
+                    .collect();
+                // Moved, not cloned: the schema validates the same value that is written.
+                let meta = serde_json::Value::Object(m.meta);
+                let mut found = m.problems;
+                if let Some((verdicts, hashed)) = &screened {
+                    for (spec, f) in &u.files {
+                        let i = hashed.request_of[f.root as usize][f.index as usize];
+                        let verdict = verdicts
+                            .finding_of
+                            .get(i as usize)
+                            .copied()
+                            .unwrap_or(stages::screen::CLEAN);
+                        if let Some(finding) = verdicts.findings.get(verdict as usize) {
+                            let rel = &scans[f.root as usize].files[f.index as usize].rel;
+                            let mut p = stages::validate::Problem::new(
+                                finding.rule.into(),
+                                format!("{rel}: {}", finding.detail),
+                            )
+                            .spec(&specs[*spec as usize].name);
+                            p.path = Some(rel.to_owned());
+                            found.push(p);
+                        }
                     }
                 }
-            }
-            let problems = stages::validate::validate_unit(
-                specs,
-                &checked,
-                recipe.max_file_size,
-                &meta,
-                |field| m.provenance.get(field),
-                recipe.collection.meta_schema.as_ref(),
-                found,
-            );
-            MergedUnit {
-                meta: meta_raw(&meta),
-                problems,
-                key_field_overridden: m.key_field_overridden,
-            }
-        }));
+                let problems = stages::validate::validate_unit(
+                    specs,
+                    &checked,
+                    recipe.max_file_size,
+                    &meta,
+                    |field| m.provenance.get(field),
+                    recipe.collection.meta_schema.as_ref(),
+                    found,
+                );
+                MergedUnit {
+                    meta: meta_raw(&meta),
+                    problems,
+                    key_field_overridden: m.key_field_overridden,
+                }
+            })
+            .collect();
+        for m in window_merged {
+            merged
+                .push(m)
+                .map_err(|e| merged_spill_failed(&spill, &e))?;
+        }
     }
     drop(screened);
     let mut orphan_rows: Vec<OrphanRow> = Vec::new();
@@ -140,6 +152,18 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
 /// Units whose sheet rows are joined at once.
 const JOIN_WINDOW: usize = 8192;
 
+/// Merged units that could not be spilled.
+fn merged_spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> Vec<RecipeError> {
+    vec![
+        RecipeError::new(
+            Code::Target,
+            format!("cannot keep merged units in {}: {e}", spill.dir.display()),
+            None,
+        )
+        .help(SPILL_HINT),
+    ]
+}
+
 /// A spilled sheet's rows that could not be read back.
 fn rows_unreadable(cx: &Context<'_>, e: &std::io::Error) -> Vec<RecipeError> {
     let dir = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory).dir;
@@ -152,6 +176,6 @@ fn rows_unreadable(cx: &Context<'_>, e: &std::io::Error) -> Vec<RecipeError> {
             ),
             cx.loaded.spans.key("/metadata"),
         )
-        .help("free disk space under the recipe's .synup/ folder, or raise --memory"),
+        .help(SPILL_HINT),
     ]
 }

@@ -98,6 +98,59 @@ pub(super) struct MergedUnit {
     pub key_field_overridden: Option<String>,
 }
 
+/// Merged units wait for the diff in a [`crate::spill::Spool`]: the meta as
+/// its text, problems (rare) as JSON, the override note or nothing.
+impl crate::spill::Record for MergedUnit {
+    fn weight(&self) -> usize {
+        let problems: usize = self.problems.iter().map(|p| p.message.len() + 160).sum();
+        self.meta.get().len()
+            + 16
+            + problems
+            + self
+                .key_field_overridden
+                .as_ref()
+                .map_or(0, |o| o.len() + 16)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        use crate::spill::codec::{put_str, put_u64};
+        put_str(out, self.meta.get());
+        if self.problems.is_empty() {
+            put_str(out, "");
+        } else {
+            put_str(
+                out,
+                &serde_json::to_string(&self.problems).unwrap_or_default(),
+            );
+        }
+        match &self.key_field_overridden {
+            Some(o) => {
+                put_u64(out, 1);
+                put_str(out, o);
+            }
+            None => put_u64(out, 0),
+        }
+    }
+    fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
+        use crate::spill::codec::{get_str, get_u64};
+        let damaged =
+            |e: serde_json::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let meta = serde_json::value::RawValue::from_string(get_str(input)?).map_err(damaged)?;
+        let problems = match get_str(input)? {
+            p if p.is_empty() => Vec::new(),
+            p => serde_json::from_str(&p).map_err(damaged)?,
+        };
+        let key_field_overridden = match get_u64(input)? {
+            0 => None,
+            _ => Some(get_str(input)?),
+        };
+        Ok(Self {
+            meta,
+            problems,
+            key_field_overridden,
+        })
+    }
+}
+
 /// Diff's output: the plan's units and their tally.
 pub(super) struct Diffed {
     pub units: crate::plan::UnitList,

@@ -86,16 +86,24 @@ impl SheetRowsBuilder {
 
     /// The rows, sorted; refused when two rows share a normalised key.
     pub fn finish(self) -> Result<SheetRows, RowsError> {
-        let mut run = KeyedRun::new(self.sorter.finish_to_run()?);
         let mut duplicates: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        let mut first: Option<Row> = None;
-        run.for_each(|Sorted(row)| match &first {
-            Some(f) if normalize_key(&f.key) == normalize_key(&row.key) => duplicates
-                .entry(row.key.clone())
-                .or_insert_with(|| vec![f.row])
-                .push(row.row),
-            _ => first = Some(row.clone()),
+        // The first row of the current key: its normalised key and row.
+        let (mut first_key, mut first_row) = (String::new(), None);
+        let run = self.sorter.finish_to_run_seeing(|Sorted(row)| {
+            let key = normalize_key(&row.key);
+            match first_row {
+                Some(first) if first_key == key => duplicates
+                    .entry(row.key.clone())
+                    .or_insert_with(|| vec![first])
+                    .push(row.row),
+                _ => {
+                    first_key.clear();
+                    first_key.push_str(&key);
+                    first_row = Some(row.row);
+                }
+            }
         })?;
+        let run = KeyedRun::new(run);
         if !duplicates.is_empty() {
             return Err(RowsError::Duplicates(duplicates.into_iter().collect()));
         }
