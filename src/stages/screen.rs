@@ -634,6 +634,9 @@ pub fn screen_requests(
     }
 }
 
+/// Files screened between two folds of their outcomes.
+const SCREEN_CHUNK: usize = 1 << 16;
+
 /// Screens every file (local ones; remote objects are not read again), from
 /// the cache where it knows the file. Returns, per request, an index into
 /// `cache.findings` or [`CLEAN`], and how many files were read.
@@ -646,59 +649,68 @@ pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (V
         /// Not screened (a remote object, a file unreadable now).
         Skipped,
     }
-    let found: Vec<(Outcome, Key)> = requests
-        .par_iter()
-        .enumerate()
-        .with_max_len(64)
-        .map(|(at, r)| {
-            let name = super::file_name(r.file.rel);
-            let k = key(r.sha1, name, r.video);
-            if let Some(v) = cached.lookup(at, &k) {
-                return (Outcome::Cached(v), k);
-            }
-            // Only files on this machine are screened: an object is not read again.
-            let Some(dir) = r.file.source.local_path() else {
-                return (Outcome::Skipped, k);
-            };
-            let ext = last_suffix(name);
-            let path = dir.join(r.file.rel);
-            let mut verdict = match &r.seen {
-                Some(seen) => seen.clone(),
-                None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
-                    Ok(head) => inspect(name, &head).map(Box::new),
-                    Err(_) => return (Outcome::Skipped, k),
-                },
-            };
-            if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
-                verdict = variable_frame_rate(&path).map(Box::new);
-            }
-            (Outcome::Fresh(verdict), k)
-        })
-        .collect();
     let mut out = Vec::with_capacity(requests.len());
     let mut this_run = Vec::with_capacity(requests.len());
     let mut read = 0;
-    for (outcome, k) in found {
-        let v = match outcome {
-            Outcome::Cached(v) => v,
-            Outcome::Skipped => {
-                out.push(CLEAN);
-                continue;
-            }
-            Outcome::Fresh(verdict) => {
-                read += 1;
-                match verdict {
-                    None => CLEAN,
-                    Some(f) => {
-                        cache.findings.push(*f);
-                        (cache.findings.len() - 1) as u32
+    let (known_findings, mut new_findings) = (cached.findings.len(), Vec::new());
+    // A chunk at a time, so the outcomes waiting to be folded in stay few.
+    for (first, chunk) in (0..)
+        .step_by(SCREEN_CHUNK)
+        .zip(requests.chunks(SCREEN_CHUNK))
+    {
+        let found: Vec<(Outcome, Key)> = chunk
+            .par_iter()
+            .enumerate()
+            .with_max_len(64)
+            .map(|(at, r)| {
+                let at = first + at;
+                let name = super::file_name(r.file.rel);
+                let k = key(r.sha1, name, r.video);
+                if let Some(v) = cached.lookup(at, &k) {
+                    return (Outcome::Cached(v), k);
+                }
+                // Only files on this machine are screened: an object is not read again.
+                let Some(dir) = r.file.source.local_path() else {
+                    return (Outcome::Skipped, k);
+                };
+                let ext = last_suffix(name);
+                let path = dir.join(r.file.rel);
+                let mut verdict = match &r.seen {
+                    Some(seen) => seen.clone(),
+                    None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
+                        Ok(head) => inspect(name, &head).map(Box::new),
+                        Err(_) => return (Outcome::Skipped, k),
+                    },
+                };
+                if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
+                    verdict = variable_frame_rate(&path).map(Box::new);
+                }
+                (Outcome::Fresh(verdict), k)
+            })
+            .collect();
+        for (outcome, k) in found {
+            let v = match outcome {
+                Outcome::Cached(v) => v,
+                Outcome::Skipped => {
+                    out.push(CLEAN);
+                    continue;
+                }
+                Outcome::Fresh(verdict) => {
+                    read += 1;
+                    match verdict {
+                        None => CLEAN,
+                        Some(f) => {
+                            new_findings.push(*f);
+                            (known_findings + new_findings.len() - 1) as u32
+                        }
                     }
                 }
-            }
-        };
-        this_run.push((k, v));
-        out.push(v);
+            };
+            this_run.push((k, v));
+            out.push(v);
+        }
     }
+    cache.findings.extend(new_findings);
     cache.changed |= read > 0 || this_run != cache.verdicts;
     cache.this_run = this_run;
     (out, read)
