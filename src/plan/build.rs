@@ -510,6 +510,19 @@ mod tests {
     }
 
     #[test]
+    fn a_second_plan_screens_every_file_from_the_cache() {
+        // Screening goes a chunk of two files at a time in unit tests: the
+        // cache's positions must carry across chunks.
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = tree(dir.path(), "");
+        let first = plan_with(&recipe, &FakeTarget::default()).unwrap();
+        assert_eq!((first.stats.screened_read, first.stats.screened_cached), (5, 0));
+        let second = plan_with(&recipe, &FakeTarget::default()).unwrap();
+        assert_eq!((second.stats.screened_read, second.stats.screened_cached), (0, 5));
+        assert_eq!(second.plan.plan_hash, first.plan.plan_hash);
+    }
+
+    #[test]
     fn the_plan_does_not_depend_on_the_memory_budget() {
         let dir = tempfile::tempdir().unwrap();
         // A sheet with a row for two of the units, a row no unit has, and

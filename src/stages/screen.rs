@@ -508,6 +508,12 @@ impl ScreenCache {
             .map(|i| self.verdicts[sorted[i] as usize].1)
     }
 
+    /// Ends a run that read `read` files: it is saved if that changed
+    /// what the cache holds.
+    fn end_run(&mut self, read: u64) {
+        self.changed |= read > 0 || self.this_run != self.verdicts;
+    }
+
     /// Writes this run's verdicts if they differ from what was loaded; a
     /// failure is a warning.
     pub fn save(&mut self) -> Option<Warning> {
@@ -584,37 +590,40 @@ pub fn screen_requests(
     shown: impl Fn(&HashRequest<'_>) -> String,
 ) -> Screened {
     let mut cache = ScreenCache::open(cache_path);
-    let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = requests
-        .iter()
-        .zip(hashes)
-        .zip(video)
-        .enumerate()
-        // Empty files are `empty_file` problems already.
-        .filter(|(_, ((file, _), _))| file.size > 0)
-        .filter_map(|(i, ((file, h), video))| {
-            let sha1 = h.as_ref().ok()?;
-            let seen = seen.get_mut(i).and_then(Option::take);
-            Some((
-                i,
-                ScreenRequest {
-                    file,
-                    sha1,
-                    video: *video,
-                    seen,
-                },
-            ))
-        })
-        .unzip();
+    let mut finding_of = vec![CLEAN; requests.len()];
+    let (mut screened_before, mut read) = (0, 0);
+    // A chunk of requests at a time: what waits to be screened stays few.
+    for first in (0..requests.len()).step_by(SCREEN_CHUNK) {
+        let end = (first + SCREEN_CHUNK).min(requests.len());
+        let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = (first..end)
+            // Empty files are `empty_file` problems already.
+            .filter(|&i| requests[i].size > 0)
+            .filter_map(|i| {
+                let sha1 = hashes[i].as_ref().ok()?;
+                let seen = seen.get_mut(i).and_then(Option::take);
+                Some((
+                    i,
+                    ScreenRequest {
+                        file: &requests[i],
+                        sha1,
+                        video: video[i],
+                        seen,
+                    },
+                ))
+            })
+            .unzip();
+        let (verdicts, chunk_read) = screen_some(&screened, screened_before, &mut cache);
+        screened_before += screened.len();
+        read += chunk_read;
+        for (i, v) in index.into_iter().zip(verdicts) {
+            finding_of[i] = v;
+        }
+    }
     drop(seen);
-    let (verdicts, read) = screen_all(&screened, &mut cache);
-    let cached = screened.len() as u64 - read;
-    drop(screened);
+    cache.end_run(read);
+    let cached = screened_before as u64 - read;
     let mut warnings: Vec<Warning> = cache.warning.take().into_iter().collect();
     warnings.extend(cache.save());
-    let mut finding_of = vec![CLEAN; requests.len()];
-    for (i, v) in index.into_iter().zip(verdicts) {
-        finding_of[i] = v;
-    }
     if warn {
         for (r, &f) in requests.iter().zip(&finding_of) {
             if let Some(f) = cache.findings.get(f as usize) {
@@ -634,14 +643,29 @@ pub fn screen_requests(
     }
 }
 
-/// Files screened between two folds of their outcomes.
-const SCREEN_CHUNK: usize = 1 << 16;
+/// Files screened together: the requests and outcomes of one chunk are all
+/// that is held besides the verdicts.
+/// (Two in unit tests, so every planner test crosses chunks.)
+const SCREEN_CHUNK: usize = if cfg!(test) { 2 } else { 1 << 16 };
 
 /// Screens every file (local ones; remote objects are not read again), from
 /// the cache where it knows the file. Returns, per request, an index into
 /// `cache.findings` or [`CLEAN`], and how many files were read.
 pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (Vec<u32>, u64) {
-    let cached = &*cache;
+    cache.this_run.clear();
+    let (out, read) = screen_some(requests, 0, cache);
+    cache.end_run(read);
+    (out, read)
+}
+
+/// Screens `requests`, which follow the first `before` files this run
+/// screened, adding their verdicts to the run's. Returns what
+/// [`screen_all`] does, for these requests.
+fn screen_some(
+    requests: &[ScreenRequest<'_>],
+    before: usize,
+    cache: &mut ScreenCache,
+) -> (Vec<u32>, u64) {
     enum Outcome {
         Cached(u32),
         /// Read now: cached from here on.
@@ -649,70 +673,59 @@ pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (V
         /// Not screened (a remote object, a file unreadable now).
         Skipped,
     }
+    let cached = &*cache;
+    let found: Vec<(Outcome, Key)> = requests
+        .par_iter()
+        .enumerate()
+        .with_max_len(64)
+        .map(|(at, r)| {
+            let name = super::file_name(r.file.rel);
+            let k = key(r.sha1, name, r.video);
+            if let Some(v) = cached.lookup(before + at, &k) {
+                return (Outcome::Cached(v), k);
+            }
+            // Only files on this machine are screened: an object is not read again.
+            let Some(dir) = r.file.source.local_path() else {
+                return (Outcome::Skipped, k);
+            };
+            let ext = last_suffix(name);
+            let path = dir.join(r.file.rel);
+            let mut verdict = match &r.seen {
+                Some(seen) => seen.clone(),
+                None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
+                    Ok(head) => inspect(name, &head).map(Box::new),
+                    Err(_) => return (Outcome::Skipped, k),
+                },
+            };
+            if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
+                verdict = variable_frame_rate(&path).map(Box::new);
+            }
+            (Outcome::Fresh(verdict), k)
+        })
+        .collect();
     let mut out = Vec::with_capacity(requests.len());
-    let mut this_run = Vec::with_capacity(requests.len());
     let mut read = 0;
-    let (known_findings, mut new_findings) = (cached.findings.len(), Vec::new());
-    // A chunk at a time, so the outcomes waiting to be folded in stay few.
-    for (first, chunk) in (0..)
-        .step_by(SCREEN_CHUNK)
-        .zip(requests.chunks(SCREEN_CHUNK))
-    {
-        let found: Vec<(Outcome, Key)> = chunk
-            .par_iter()
-            .enumerate()
-            .with_max_len(64)
-            .map(|(at, r)| {
-                let at = first + at;
-                let name = super::file_name(r.file.rel);
-                let k = key(r.sha1, name, r.video);
-                if let Some(v) = cached.lookup(at, &k) {
-                    return (Outcome::Cached(v), k);
-                }
-                // Only files on this machine are screened: an object is not read again.
-                let Some(dir) = r.file.source.local_path() else {
-                    return (Outcome::Skipped, k);
-                };
-                let ext = last_suffix(name);
-                let path = dir.join(r.file.rel);
-                let mut verdict = match &r.seen {
-                    Some(seen) => seen.clone(),
-                    None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
-                        Ok(head) => inspect(name, &head).map(Box::new),
-                        Err(_) => return (Outcome::Skipped, k),
-                    },
-                };
-                if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
-                    verdict = variable_frame_rate(&path).map(Box::new);
-                }
-                (Outcome::Fresh(verdict), k)
-            })
-            .collect();
-        for (outcome, k) in found {
-            let v = match outcome {
-                Outcome::Cached(v) => v,
-                Outcome::Skipped => {
-                    out.push(CLEAN);
-                    continue;
-                }
-                Outcome::Fresh(verdict) => {
-                    read += 1;
-                    match verdict {
-                        None => CLEAN,
-                        Some(f) => {
-                            new_findings.push(*f);
-                            (known_findings + new_findings.len() - 1) as u32
-                        }
+    for (outcome, k) in found {
+        let v = match outcome {
+            Outcome::Cached(v) => v,
+            Outcome::Skipped => {
+                out.push(CLEAN);
+                continue;
+            }
+            Outcome::Fresh(verdict) => {
+                read += 1;
+                match verdict {
+                    None => CLEAN,
+                    Some(f) => {
+                        cache.findings.push(*f);
+                        (cache.findings.len() - 1) as u32
                     }
                 }
-            };
-            this_run.push((k, v));
-            out.push(v);
-        }
+            }
+        };
+        cache.this_run.push((k, v));
+        out.push(v);
     }
-    cache.findings.extend(new_findings);
-    cache.changed |= read > 0 || this_run != cache.verdicts;
-    cache.this_run = this_run;
     (out, read)
 }
 
