@@ -190,7 +190,10 @@ fn unit_differences_by_key(saved: &[PlannedUnit], fresh: &[PlannedUnit]) -> Vec<
     let mut seen = BTreeMap::new();
     for u in saved {
         if seen.insert(u.key.as_str(), ()).is_some() {
-            out.push(format!("unit {}: appears twice in the plan file", u.key));
+            out.push(format!(
+                "unit {}: appears twice in the plan file",
+                one_line(&u.key)
+            ));
         }
     }
     let fresh_units: BTreeMap<&str, &PlannedUnit> =
@@ -199,7 +202,7 @@ fn unit_differences_by_key(saved: &[PlannedUnit], fresh: &[PlannedUnit]) -> Vec<
         match fresh_units.get(u.key.as_str()) {
             None => out.push(format!(
                 "unit {}: is in the plan file, but the recipe gives no such unit",
-                u.key
+                one_line(&u.key)
             )),
             Some(f) => unit_difference(u, f, &mut out),
         }
@@ -208,7 +211,7 @@ fn unit_differences_by_key(saved: &[PlannedUnit], fresh: &[PlannedUnit]) -> Vec<
         if !seen.contains_key(u.key.as_str()) {
             out.push(format!(
                 "unit {}: the recipe gives it, but it is missing from the plan file",
-                u.key
+                one_line(&u.key)
             ));
         }
     }
@@ -223,8 +226,27 @@ fn unit_differences_by_key(saved: &[PlannedUnit], fresh: &[PlannedUnit]) -> Vec<
     out
 }
 
+/// A unit key as one line of a message: an edited plan may hold keys with
+/// line breaks, which would otherwise split (or forge) lines of the refusal.
+fn one_line(key: &str) -> std::borrow::Cow<'_, str> {
+    let breaks = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !key.contains(breaks) {
+        return key.into();
+    }
+    key.chars()
+        .map(|c| {
+            if breaks(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 fn unit_difference(saved: &PlannedUnit, fresh: &PlannedUnit, out: &mut Vec<String>) {
-    let key = &saved.key;
+    let key = one_line(&saved.key);
     let invalid = |a: Action| a == Action::Invalid;
     if invalid(saved.action) != invalid(fresh.action) {
         out.push(format!(
@@ -396,6 +418,27 @@ mod tests {
             ]
         );
         assert!(diff(json!({"n": [1, 2]}), json!({"n": [1, 2]})).is_empty());
+    }
+
+    #[test]
+    fn an_injected_key_stays_on_one_line_of_the_refusal() {
+        let unit = |key: &str| PlannedUnit {
+            key: key.into(),
+            action: Action::Create,
+            files: crate::plan::model::SortedMap::from_sorted(Vec::new()),
+            meta: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            problems: Vec::new(),
+            conflict: None,
+        };
+        let saved = [unit("a"), unit("b\nunit c: forged\u{2028}x")];
+        let out = unit_differences_by_key(&saved, &[unit("a")]);
+        assert_eq!(
+            out,
+            [
+                r"unit b\nunit c: forged\u{2028}x: is in the plan file, but the recipe gives no such unit"
+            ]
+        );
+        assert_eq!(one_line("plain ü key"), "plain ü key");
     }
 
     #[test]

@@ -516,9 +516,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let recipe = tree(dir.path(), "");
         let first = plan_with(&recipe, &FakeTarget::default()).unwrap();
-        assert_eq!((first.stats.screened_read, first.stats.screened_cached), (5, 0));
+        assert_eq!(
+            (first.stats.screened_read, first.stats.screened_cached),
+            (5, 0)
+        );
         let second = plan_with(&recipe, &FakeTarget::default()).unwrap();
-        assert_eq!((second.stats.screened_read, second.stats.screened_cached), (0, 5));
+        assert_eq!(
+            (second.stats.screened_read, second.stats.screened_cached),
+            (0, 5)
+        );
         assert_eq!(second.plan.plan_hash, first.plan.plan_hash);
     }
 

@@ -34,8 +34,8 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     // (then this stage runs after the screen).
     let screened = (recipe.content_check == ContentCheck::Fail)
         .then(|| (board.screened.get(), board.hashed.get()));
-    // Sheets are joined a window of units at a time: the window's keys are
-    // asked in ascending order, so a spilled sheet is read forward once.
+    // Sheets are joined a window of units at a time: a spilled sheet is read
+    // forward to the window's keys, once; a held one is looked up by each unit.
     // Merged units wait for the diff in a spool, spilling past an eighth of
     // the budget.
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
@@ -44,7 +44,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
         let keys: Vec<&str> = window.iter().map(|u| u.key.as_str()).collect();
         let joined = prepared
             .iter()
-            .map(|p| p.table.as_ref().map(|t| t.rows.join(&keys)).transpose())
+            .map(|p| p.table.as_ref().map(|t| t.rows.window(&keys)).transpose())
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(|e| rows_unreadable(cx, &e))?;
         let window_merged: Vec<MergedUnit> = window
@@ -53,7 +53,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                 let key = normalize_key(&u.key);
                 let rows: Vec<Option<&stages::metadata::sheet::Row>> = joined
                     .iter()
-                    .map(|j| j.as_ref().and_then(|rows| rows.get(key.as_ref())))
+                    .map(|j| j.as_ref().and_then(|rows| rows.row(&key)))
                     .collect();
                 let files: Vec<UnitFile<'_>> = u
                     .files

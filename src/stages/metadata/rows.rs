@@ -10,33 +10,67 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDateTime};
 
 use super::convert::Cell;
 use super::sheet::{Row, normalize_key};
 use crate::cache_file::{In, Out};
-use crate::spill::{Keyed, KeyedRun, Record, Sorter, SpillArea};
+use crate::spill::{Keyed, KeyedRun, Record, SortedRun, Sorter, SpillArea};
 
 /// The rows of one sheet, sorted by normalised key (rows that share a key
 /// stay in sheet order; a finished table has none).
 pub struct SheetRows {
-    cursor: Mutex<Cursor>,
+    store: Store,
+    /// Bit `n` is set once some unit matched sheet row `n`.
+    matched: Vec<AtomicU64>,
     len: usize,
-    spilled: bool,
 }
 
-struct Cursor {
-    run: KeyedRun<Sorted>,
-    /// Bit `n` is set once some unit matched sheet row `n`.
-    matched: Vec<u64>,
+enum Store {
+    /// Looked up in place, from any thread.
+    Held(Vec<Row>),
+    /// A run file, read forward a window of keys at a time.
+    Spilled(Mutex<KeyedRun<Sorted>>),
+}
+
+/// The held row under normalised `key`, by binary search.
+fn find_held<'a>(held: &'a [Row], key: &str) -> Option<&'a Row> {
+    let at = held.partition_point(|r| normalize_key(&r.key).as_ref() < key);
+    held.get(at).filter(|r| normalize_key(&r.key) == key)
+}
+
+/// How the units of one window find their rows in one sheet.
+pub enum Window<'a> {
+    /// Each unit looks its row up itself.
+    Held(&'a SheetRows),
+    /// The window's rows, read from the run file, by normalised key.
+    Joined(HashMap<String, Row>),
+}
+
+impl Window<'_> {
+    /// The row for a unit's normalised key, which counts as matched.
+    pub fn row(&self, key: &str) -> Option<&Row> {
+        match self {
+            Window::Held(rows) => {
+                let Store::Held(held) = &rows.store else {
+                    unreachable!("a held window is made of held rows")
+                };
+                let row = find_held(held, key)?;
+                rows.mark(row.row);
+                Some(row)
+            }
+            Window::Joined(rows) => rows.get(key),
+        }
+    }
 }
 
 impl std::fmt::Debug for SheetRows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SheetRows")
             .field("len", &self.len)
-            .field("spilled", &self.spilled)
+            .field("spilled", &self.spilled())
             .finish()
     }
 }
@@ -103,16 +137,18 @@ impl SheetRowsBuilder {
                 }
             }
         })?;
-        let run = KeyedRun::new(run);
         if !duplicates.is_empty() {
             return Err(RowsError::Duplicates(duplicates.into_iter().collect()));
         }
+        let store = match run {
+            SortedRun::Memory(held) => Store::Held(held.into_iter().map(|Sorted(r)| r).collect()),
+            file => Store::Spilled(Mutex::new(KeyedRun::new(file))),
+        };
         Ok(SheetRows {
-            spilled: run.spilled(),
-            cursor: Mutex::new(Cursor {
-                run,
-                matched: vec![0; self.max_row as usize / 64 + 1],
-            }),
+            store,
+            matched: (0..self.max_row as usize / 64 + 1)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             len: self.len,
         })
     }
@@ -129,53 +165,72 @@ impl SheetRows {
 
     /// Whether the rows went to a run file.
     pub fn spilled(&self) -> bool {
-        self.spilled
+        matches!(self.store, Store::Spilled(_))
     }
 
-    fn cursor(&self) -> std::sync::MutexGuard<'_, Cursor> {
-        self.cursor.lock().unwrap_or_else(|e| e.into_inner())
+    fn run(&self) -> Option<std::sync::MutexGuard<'_, KeyedRun<Sorted>>> {
+        match &self.store {
+            Store::Held(_) => None,
+            Store::Spilled(run) => Some(run.lock().unwrap_or_else(|e| e.into_inner())),
+        }
     }
 
-    /// The row of each unit key that has one, by normalised key; the rows
-    /// found count as matched. Keys are asked in ascending order, so a window
-    /// of keys after the last reads a spilled sheet forward.
-    pub fn join(&self, unit_keys: &[&str]) -> io::Result<HashMap<String, Row>> {
+    fn mark(&self, row: u32) {
+        let n = row as usize;
+        if let Some(word) = self.matched.get(n / 64) {
+            word.fetch_or(1 << (n % 64), Ordering::Relaxed);
+        }
+    }
+
+    /// How a window of units (keys in ascending order) finds its rows: held
+    /// rows are looked up by each unit; a spilled sheet is read forward to
+    /// the window's keys, once, and the rows found count as matched.
+    pub fn window(&self, unit_keys: &[&str]) -> io::Result<Window<'_>> {
+        let Some(mut run) = self.run() else {
+            return Ok(Window::Held(self));
+        };
         let mut keys: Vec<Cow<'_, str>> = unit_keys.iter().map(|k| normalize_key(k)).collect();
         keys.sort_unstable();
         keys.dedup();
-        let mut cursor = self.cursor();
         let mut found = HashMap::new();
         for key in keys {
-            if let Some(Sorted(row)) = cursor.run.find(&key)?.into_iter().next() {
-                let n = row.row as usize;
-                if let Some(word) = cursor.matched.get_mut(n / 64) {
-                    *word |= 1 << (n % 64);
-                }
+            if let Some(Sorted(row)) = run.find(&key)?.into_iter().next() {
+                self.mark(row.row);
                 found.insert(key.into_owned(), row);
             }
         }
-        Ok(found)
+        Ok(Window::Joined(found))
     }
 
     /// The one row for `key`, if any (not counted as matched).
     pub fn lookup(&self, key: &str) -> io::Result<Option<Row>> {
-        let found = self.cursor().run.find(&normalize_key(key))?;
-        Ok(found.into_iter().next().map(|Sorted(row)| row))
+        let key = normalize_key(key);
+        match &self.store {
+            Store::Held(held) => Ok(find_held(held, &key).cloned()),
+            Store::Spilled(_) => {
+                let found = self.run().expect("spilled").find(&key)?;
+                Ok(found.into_iter().next().map(|Sorted(row)| row))
+            }
+        }
     }
 
     /// Calls `f` with every row, in key order.
     pub fn for_each(&self, mut f: impl FnMut(&Row)) -> io::Result<()> {
-        self.cursor().run.for_each(|Sorted(row)| f(row))
+        match &self.store {
+            Store::Held(held) => {
+                held.iter().for_each(f);
+                Ok(())
+            }
+            Store::Spilled(_) => self.run().expect("spilled").for_each(|Sorted(row)| f(row)),
+        }
     }
 
-    /// The rows no [`Self::join`] matched, in sheet order.
+    /// The rows no unit matched, in sheet order.
     pub fn unmatched(&self) -> io::Result<Vec<Row>> {
-        let mut cursor = self.cursor();
-        let Cursor { run, matched } = &mut *cursor;
         let mut out = Vec::new();
-        run.for_each(|Sorted(row)| {
+        self.for_each(|row| {
             let n = row.row as usize;
-            if matched[n / 64] & (1 << (n % 64)) == 0 {
+            if self.matched[n / 64].load(Ordering::Relaxed) & (1 << (n % 64)) == 0 {
                 out.push(row.clone());
             }
         })?;
@@ -387,9 +442,12 @@ mod tests {
         asks.push(vec!["nope".into(), "p00003".into()]);
         for ask in &asks {
             let ask: Vec<&str> = ask.iter().map(String::as_str).collect();
-            let (a, b) = (held.join(&ask).unwrap(), spilled.join(&ask).unwrap());
-            assert_eq!(a, b);
-            assert!(a.len() <= ask.len());
+            let (a, b) = (held.window(&ask).unwrap(), spilled.window(&ask).unwrap());
+            assert!(matches!(a, Window::Held(_)) && matches!(b, Window::Joined(_)));
+            for key in &ask {
+                let key = normalize_key(key);
+                assert_eq!(a.row(&key), b.row(&key), "{key}");
+            }
         }
         let (a, b) = (held.unmatched().unwrap(), spilled.unmatched().unwrap());
         assert_eq!(a, b);
