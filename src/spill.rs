@@ -143,11 +143,9 @@ impl<T: Record + Ord> Sorter<T> {
 
     fn spill(&mut self) -> io::Result<()> {
         self.held.sort();
-        std::fs::create_dir_all(&self.dir)?;
-        let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&self.dir)?);
+        let mut file = new_run(&self.dir)?;
         write_run(&mut file, self.held.drain(..))?;
-        let mut file = file.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
+        let file = written_run(file)?;
         self.runs.push(file);
         self.weight = 0;
         if self.runs.len() >= MAX_RUNS {
@@ -162,14 +160,12 @@ impl<T: Record + Ord> Sorter<T> {
     fn compact(&mut self) -> io::Result<()> {
         let runs = std::mem::take(&mut self.runs);
         let merged = merge::<T>(runs, self.budget)?;
-        let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&self.dir)?);
+        let mut file = new_run(&self.dir)?;
         let mut out = Vec::new();
         for record in merged {
             write_frame(&mut file, &mut out, &record?)?;
         }
-        file.flush()?;
-        let mut file = file.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
+        let file = written_run(file)?;
         self.runs.push(file);
         Ok(())
     }
@@ -204,17 +200,32 @@ impl<T: Record + Ord> Sorter<T> {
         let dir = self.dir.clone();
         let budget = self.budget;
         let sorted = self.finish()?;
-        let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&dir)?);
+        let mut file = new_run(&dir)?;
         let mut out = Vec::new();
         for record in sorted {
             let record = record?;
             see(&record);
             write_frame(&mut file, &mut out, &record)?;
         }
-        let mut file = file.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
+        let file = written_run(file)?;
         Ok(SortedRun::File(RunReader::new(file, read_buffer(budget))))
     }
+}
+
+/// A new unnamed file in `dir` (created if missing), buffered for writing.
+fn new_run(dir: &std::path::Path) -> io::Result<BufWriter<File>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(BufWriter::with_capacity(
+        1 << 16,
+        tempfile::tempfile_in(dir)?,
+    ))
+}
+
+/// A written run, flushed and ready to read from its start.
+fn written_run(file: BufWriter<File>) -> io::Result<File> {
+    let mut file = file.into_inner().map_err(|e| e.into_error())?;
+    file.rewind()?;
+    Ok(file)
 }
 
 /// Run files a sort keeps open at most; past it they are merged into one.
@@ -412,7 +423,7 @@ impl<T: Record> Spool<T> {
         self.held.push(record);
         if self.weight > self.budget {
             std::fs::create_dir_all(&self.dir)?;
-            let mut file = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(&self.dir)?);
+            let mut file = new_run(&self.dir)?;
             for record in self.held.drain(..) {
                 write_frame(&mut file, &mut self.frame, &record)?;
             }
@@ -439,8 +450,7 @@ impl<T: Record> Spool<T> {
         Ok(SpoolReader(match self.file {
             None => Spooled::Held(self.held.into_iter()),
             Some(file) => {
-                let mut file = file.into_inner().map_err(|e| e.into_error())?;
-                file.rewind()?;
+                let file = written_run(file)?;
                 Spooled::Run(RunReader::new(file, read_buffer(self.budget)))
             }
         }))
