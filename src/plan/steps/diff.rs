@@ -301,12 +301,3 @@ impl crate::spill::Record for Upload<String> {
         ))
     }
 }
-
-/// A spill that failed doing `what` (sorting the files to upload, keeping
-/// the plan's units).
-fn spill_failed(spill: &crate::spill::SpillArea, what: &str, e: &std::io::Error) -> String {
-    format!(
-        "cannot {what} in {}: {e}; free disk space there or raise --memory",
-        spill.dir.display()
-    )
-}

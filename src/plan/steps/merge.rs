@@ -1,7 +1,6 @@
 //! Merge and validate: each unit's metadata and problems.
 
 use super::*;
-use crate::plan::errors::SPILL_HINT;
 
 /// Merge and validate: each unit's metadata from every source, then its
 /// problems, in one task per unit (its provenance map lives only that long).
@@ -46,7 +45,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
             .iter()
             .map(|p| p.table.as_ref().map(|t| t.rows.window(&keys)).transpose())
             .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| rows_unreadable(cx, &e))?;
+            .map_err(|e| rows_unreadable(cx, &spill, &e))?;
         let window_merged: Vec<MergedUnit> = window
             .par_iter()
             .map(|u| {
@@ -136,7 +135,10 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     drop(screened);
     let mut orphan_rows: Vec<OrphanRow> = Vec::new();
     for t in prepared.iter().filter_map(|p| p.table.as_ref()) {
-        let unmatched = t.rows.unmatched().map_err(|e| rows_unreadable(cx, &e))?;
+        let unmatched = t
+            .rows
+            .unmatched()
+            .map_err(|e| rows_unreadable(cx, &spill, &e))?;
         orphan_rows.extend(unmatched.into_iter().map(|row| OrphanRow {
             source: t.source.clone(),
             sheet: t.sheet.clone(),
@@ -154,28 +156,22 @@ const JOIN_WINDOW: usize = 8192;
 
 /// Merged units that could not be spilled.
 fn merged_spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> Vec<RecipeError> {
-    vec![
-        RecipeError::new(
-            Code::Target,
-            format!("cannot keep merged units in {}: {e}", spill.dir.display()),
-            None,
-        )
-        .help(SPILL_HINT),
-    ]
+    vec![RecipeError::new(
+        Code::Target,
+        spill_failed(spill, "keep the merged units", e),
+        None,
+    )]
 }
 
 /// A spilled sheet's rows that could not be read back.
-fn rows_unreadable(cx: &Context<'_>, e: &std::io::Error) -> Vec<RecipeError> {
-    let dir = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory).dir;
-    vec![
-        RecipeError::new(
-            Code::MetadataSheet,
-            format!(
-                "cannot read back sheet rows spilled to {}: {e}",
-                dir.display()
-            ),
-            cx.loaded.spans.key("/metadata"),
-        )
-        .help(SPILL_HINT),
-    ]
+fn rows_unreadable(
+    cx: &Context<'_>,
+    spill: &crate::spill::SpillArea,
+    e: &std::io::Error,
+) -> Vec<RecipeError> {
+    vec![RecipeError::new(
+        Code::MetadataSheet,
+        spill_failed(spill, "read back the sheet rows spilled", e),
+        cx.loaded.spans.key("/metadata"),
+    )]
 }

@@ -151,6 +151,15 @@ impl crate::spill::Record for MergedUnit {
     }
 }
 
+/// A spill that failed doing `what` (sorting the files to upload, keeping
+/// the plan's units, reading back sheet rows), as one message with its remedy.
+fn spill_failed(spill: &crate::spill::SpillArea, what: &str, e: &std::io::Error) -> String {
+    format!(
+        "cannot {what} in {}: {e}; free disk space there or raise --memory",
+        spill.dir.display()
+    )
+}
+
 /// Diff's output: the plan's units and their tally.
 pub(super) struct Diffed {
     pub units: crate::plan::UnitList,

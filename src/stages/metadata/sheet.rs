@@ -39,8 +39,8 @@ pub struct SheetTable {
 }
 
 impl SheetTable {
-    /// The row for unit key `key`, if any (one key; a join asks
-    /// [`SheetRows::join`] for a window).
+    /// The row for unit key `key`, if any (one key; the merge asks
+    /// [`SheetRows::window`] for a window of keys).
     pub fn lookup(&self, key: &str) -> std::io::Result<Option<Row>> {
         self.rows.lookup(key)
     }
