@@ -16,6 +16,7 @@
 //! - [`explore`] summarises a folder and suggests a recipe for it;
 //! - [`serve`] is a Synapse-compatible API over a local catalog;
 //! - [`spill`] sorts more than fits in the memory budget, through runs on disk;
+//!   [`packed`] holds millions of short strings (paths, keys) in one allocation;
 //! - [`secrets`] remembers secret values so every output can mask them;
 //! - [`fs_write`] writes files atomically, durably and never over what is not
 //!   a regular file.
@@ -29,6 +30,7 @@ pub mod fs_write;
 pub mod init;
 pub mod io_runtime;
 pub mod json;
+pub mod packed;
 pub mod plan;
 pub mod prepare;
 pub mod ray;

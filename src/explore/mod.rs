@@ -96,15 +96,15 @@ fn explore_scan(
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
     let mut first_level: std::collections::BTreeSet<&str> = Default::default();
     let mut bytes = 0;
-    for f in &scan.files {
-        *extensions.entry(extension(&f.rel)).or_default() += 1;
+    for f in scan.files.iter() {
+        *extensions.entry(extension(f.rel)).or_default() += 1;
         *depths.entry(f.rel.matches('/').count() + 1).or_default() += 1;
         if let Some((first, _)) = f.rel.split_once('/') {
             first_level.insert(first);
         }
         bytes += f.size;
     }
-    let rels: Vec<&str> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+    let rels: Vec<&str> = scan.files.iter().map(|f| f.rel).collect();
     let mut warnings: Vec<String> = scan
         .issues
         .iter()

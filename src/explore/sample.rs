@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::source::remote::RemoteRoot;
-use crate::source::{ScannedFile, SourceScan, is_junk_path};
+use crate::source::{SourceScan, is_junk_path};
 
 /// First-level folders a sample looks into first.
 pub const FOLDERS: usize = 8;
@@ -94,7 +94,7 @@ fn sampled(
     picked: usize,
     seen: usize,
 ) -> (SourceScan, Option<Sample>) {
-    scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    scan.files.sort();
     let sample = Sample {
         limit,
         folders_sampled: picked as u64,
@@ -181,12 +181,7 @@ fn walk_local(root: &Path, rel_dir: &str, cap: u64, taken: &mut u64, scan: &mut 
 
 fn push_local(scan: &mut SourceScan, path: &Path, rel: String) {
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
-    scan.files.push(ScannedFile {
-        rel,
-        size,
-        mtime_ns: 0,
-        tag: None,
-    });
+    scan.files.push(&rel, size, 0, None);
 }
 
 /// A remote prefix: the whole listing when it holds at most `limit` objects,
@@ -208,12 +203,12 @@ pub fn sample_remote(
     let picks = spread(dirs.len(), FOLDERS.min(limit as usize));
     let cap = share(limit, picks.len(), !top.scan.files.is_empty());
     let mut scan = SourceScan::default();
-    scan.files
-        .extend(top.scan.files.into_iter().take(cap as usize));
+    scan.files = top.scan.files.iter().take(cap as usize).collect();
     for &i in &picks {
         let part = scan_remote_under(root, &dirs[i], true, cap)?;
-        scan.files.extend(part.scan.files);
-        scan.excluded += part.scan.excluded;
+        let mut part = part.scan;
+        scan.files.append(&mut part.files);
+        scan.excluded += part.excluded;
     }
     Ok(sampled(scan, limit, picks.len(), dirs.len()))
 }

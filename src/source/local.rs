@@ -7,24 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use globset::GlobSet;
-use rayon::slice::ParallelSliceMut;
 use rustix::fs::{self, AtFlags, FileType, OFlags};
 
+use super::files::FileList;
 use super::junk::{JunkFilter, is_junk_dir, is_junk_file};
 use super::listing_cache::{ListingCache, Stamp, entries, push_entry, time_ns};
-
-/// One discovered file. Paths are relative to the root, `/`-separated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedFile {
-    pub rel: String,
-    pub size: u64,
-    /// Nanoseconds since the Unix epoch; used only for cache keys, never printed.
-    /// For a remote object, a number derived from its version tag.
-    pub mtime_ns: i64,
-    /// A remote object's version tag (its ETag, or else its last-modified time):
-    /// with `checksum: apply` it stands in for the SHA-1 in the plan.
-    pub tag: Option<Box<str>>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanIssue {
@@ -40,8 +27,8 @@ pub enum ScanIssue {
 
 #[derive(Debug, Default)]
 pub struct SourceScan {
-    /// Sorted by `rel`.
-    pub files: Vec<ScannedFile>,
+    /// Sorted by path.
+    pub files: FileList,
     /// Lossy renderings of names that are not UTF-8, sorted.
     pub non_utf8: Vec<String>,
     pub excluded: u64,
@@ -146,10 +133,9 @@ fn walk(
         Err(_) => rayon::scope(|scope| walker.visit(scope, start)),
     }
     let mut scan = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-    scan.files.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
-    // Appends from many folders left up to twice the room needed; the list
-    // lives until the plan is done.
-    scan.files.shrink_to_fit();
+    // Into lists of exactly the room needed (appends from many folders left
+    // up to twice that): the listing lives until the plan is done.
+    scan.files.sort();
     scan.non_utf8.sort();
     scan.issues
         .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
@@ -417,7 +403,7 @@ impl<'a> Walker<'a> {
                 continue;
             }
             match stat {
-                Some(st) => out.files.push(scanned(rel, &st)),
+                Some(st) => push_stat(&mut out.files, &rel, &st),
                 None => {
                     to_stat.push(rel);
                     if to_stat.len() == STAT_BATCH {
@@ -447,7 +433,7 @@ impl<'a> Walker<'a> {
     fn stat_files(fd: BorrowedFd<'_>, name_at: usize, rels: Vec<String>, out: &mut SourceScan) {
         for rel in rels {
             match fs::statat(fd, &rel[name_at..], AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => out.files.push(scanned(rel, &st)),
+                Ok(st) => push_stat(&mut out.files, &rel, &st),
                 Err(err) => Self::unreadable(out, &rel, err),
             }
         }
@@ -457,13 +443,8 @@ impl<'a> Walker<'a> {
 /// Files per stat task in a big folder.
 const STAT_BATCH: usize = 2048;
 
-fn scanned(rel: String, st: &fs::Stat) -> ScannedFile {
-    ScannedFile {
-        rel,
-        size: st.st_size as u64,
-        mtime_ns: mtime_ns(st),
-        tag: None,
-    }
+fn push_stat(files: &mut FileList, rel: &str, st: &fs::Stat) {
+    files.push(rel, st.st_size as u64, mtime_ns(st), None);
 }
 
 fn merge(shared: &Mutex<SourceScan>, local: &mut SourceScan) {
@@ -478,15 +459,12 @@ fn merge(shared: &Mutex<SourceScan>, local: &mut SourceScan) {
 
 /// One-byte files at these relative paths, for other modules' unit tests.
 #[cfg(test)]
-pub(crate) fn scanned_files(rels: &[&str]) -> Vec<ScannedFile> {
-    rels.iter()
-        .map(|r| ScannedFile {
-            rel: (*r).to_owned(),
-            size: 1,
-            mtime_ns: 0,
-            tag: None,
-        })
-        .collect()
+pub(crate) fn scanned_files(rels: &[&str]) -> FileList {
+    let mut files = FileList::default();
+    for r in rels {
+        files.push(r, 1, 0, None);
+    }
+    files
 }
 
 #[cfg(test)]
@@ -531,7 +509,7 @@ mod tests {
         std::fs::write(root.join(".DS_Store"), b"x").unwrap();
         let empty = GlobSet::empty();
         let scan = scan_local(root, &opts(&empty)).unwrap();
-        let rels: Vec<_> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+        let rels: Vec<_> = scan.files.iter().map(|f| f.rel).collect();
         assert_eq!(rels, ["a/.gitignore", "a/.hidden.png"]);
         assert_eq!(scan.excluded, 3);
     }
@@ -547,7 +525,7 @@ mod tests {
         std::fs::write(root.join(".Trashes/501/old.png"), b"x").unwrap();
         let empty = GlobSet::empty();
         let scan = scan_local(root, &opts(&empty)).unwrap();
-        let rels: Vec<_> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+        let rels: Vec<_> = scan.files.iter().map(|f| f.rel).collect();
         assert_eq!(rels, ["imagesTr/BRATS_001.nii.gz"]);
         assert_eq!(scan.excluded, 2);
         let keep = ScanOptions {
@@ -643,15 +621,15 @@ mod tests {
         let empty = GlobSet::empty();
         let scan = scan_local(dir.path(), &opts(&empty)).unwrap();
         assert_eq!(scan.files.len(), n + 1);
-        assert!(scan.files.is_sorted_by(|a, b| a.rel < b.rel));
-        for (i, f) in scan.files[..n].iter().enumerate() {
+        assert!(scan.files.iter().is_sorted_by(|a, b| a.rel < b.rel));
+        for (i, f) in scan.files.iter().take(n).enumerate() {
             assert_eq!(
-                (f.rel.as_str(), f.size),
+                (f.rel, f.size),
                 (format!("f{i:05}.png").as_str(), (i % 13) as u64)
             );
         }
         assert_eq!(
-            (scan.files[n].rel.as_str(), scan.files[n].size),
+            (scan.files.get(n).rel, scan.files.get(n).size),
             ("sub/g.png", 2)
         );
     }

@@ -7,6 +7,7 @@
 //! This layer knows nothing of recipes: it lists, reads and hashes.
 
 pub mod digest;
+mod files;
 pub mod junk;
 mod listing_cache;
 pub mod local;
@@ -18,8 +19,9 @@ use std::path::{Path, PathBuf};
 use globset::GlobSet;
 
 pub use digest::Sha1Digest;
+pub use files::{FileList, ListedFile};
 pub use junk::{JunkFilter, is_junk_path};
-pub use local::{LocalSource, ScanIssue, ScanOptions, ScannedFile, SourceScan, scan_local};
+pub use local::{LocalSource, ScanIssue, ScanOptions, SourceScan, scan_local};
 pub use remote::RemoteRoot;
 
 /// What went wrong reading a source; the message says where and why, the

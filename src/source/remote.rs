@@ -13,7 +13,7 @@ use opendal::Operator;
 use sha1::{Digest, Sha1};
 
 use super::junk::{JunkFilter, is_junk_path};
-use super::local::{ScannedFile, SourceScan};
+use super::local::SourceScan;
 use super::{SourceError, SourceErrorKind};
 
 /// A remote root: the operator (rooted at the prefix) and the URL as written.
@@ -245,9 +245,8 @@ pub fn short(e: &opendal::Error) -> String {
 }
 
 /// An object's version tag: its ETag, or else its last-modified time.
-fn version_tag(etag: Option<String>, modified: Option<String>) -> Option<Box<str>> {
+fn version_tag(etag: Option<String>, modified: Option<String>) -> Option<String> {
     etag.or_else(|| modified.map(|m| format!("modified:{m}")))
-        .map(String::into_boxed_str)
 }
 
 /// A stable number from an object's version tag, standing in for mtime in the
@@ -368,14 +367,10 @@ fn list_under(
                 }
             }
             let tag = version_tag(etag, modified);
-            scan.files.push(ScannedFile {
-                rel,
-                size,
-                mtime_ns: fingerprint(tag.as_deref()),
-                tag,
-            });
+            scan.files
+                .push(&rel, size, fingerprint(tag.as_deref()), tag.as_deref());
         }
-        scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
+        scan.files.sort();
         Ok(Listing { scan, dirs })
     })
 }

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{UnmatchedReason, ends_with_extension, file_name};
 use crate::recipe::resolve::{Asset, FileRuleCompiled, FileSpec};
-use crate::source::ScannedFile;
+use crate::source::FileList;
 
 /// A file's outcome before grouping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct ExtensionConflict {
 /// Single-path mode: rules first; without rules, a first-level folder named like a
 /// spec, then the spec that claims the extension.
 pub fn classify_single(
-    files: &[ScannedFile],
+    files: &FileList,
     specs: &[FileSpec],
     rules: &[FileRuleCompiled],
 ) -> (Vec<Classified>, Vec<ExtensionConflict>) {
@@ -61,7 +61,7 @@ pub fn classify_single(
         .par_iter()
         .map(|f| {
             let spec = if !rules.is_empty() {
-                match rules.iter().find(|r| r.matcher.is_match(&f.rel)) {
+                match rules.iter().find(|r| r.matcher.is_match(f.rel)) {
                     Some(rule) => rule.spec,
                     None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
                 }
@@ -72,17 +72,17 @@ pub fn classify_single(
             {
                 i
             } else {
-                let name = file_name(&f.rel);
+                let name = file_name(f.rel);
                 match longest_first
                     .iter()
                     .find(|(e, _)| ends_with_extension(name, e).is_some())
                 {
                     Some((_, [one])) => *one,
-                    Some((ext, _)) => return Err((ext.to_string(), f.rel.clone())),
+                    Some((ext, _)) => return Err((ext.to_string(), f.rel.to_owned())),
                     None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
                 }
             };
-            Ok(check_extension(&f.rel, spec, specs))
+            Ok(check_extension(f.rel, spec, specs))
         })
         .collect();
     let mut conflicts: BTreeMap<String, ExtensionConflict> = BTreeMap::new();
@@ -110,14 +110,14 @@ pub fn classify_single(
 
 /// Multi-path mode: every file under an asset's root is a candidate for its spec,
 /// narrowed by the asset's `include` globs.
-pub fn classify_asset(files: &[ScannedFile], asset: &Asset, specs: &[FileSpec]) -> Vec<Classified> {
+pub fn classify_asset(files: &FileList, asset: &Asset, specs: &[FileSpec]) -> Vec<Classified> {
     files
         .par_iter()
         .map(|f| match &asset.include {
-            Some(include) if !include.is_match(&f.rel) => {
+            Some(include) if !include.is_match(f.rel) => {
                 Classified::Unmatched(UnmatchedReason::NoRule)
             }
-            _ => check_extension(&f.rel, asset.spec, specs),
+            _ => check_extension(f.rel, asset.spec, specs),
         })
         .collect()
 }

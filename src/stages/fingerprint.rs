@@ -22,7 +22,7 @@ pub fn listing_sha256(
         h.update(sha1_of(i).unwrap_or_default());
         if by_tag {
             // Identity is URL + size + ETag: a new version changes the listing.
-            h.update(f.tag.as_deref().unwrap_or_default().as_bytes());
+            h.update(f.tag.unwrap_or_default().as_bytes());
         }
         h.update(b"\n");
     }
@@ -67,8 +67,8 @@ mod tests {
     #[test]
     fn a_new_object_version_changes_it_only_when_identified_by_tag() {
         let (mut a, mut b) = (scan(&["x.png"]), scan(&["x.png"]));
-        a.files[0].tag = Some("\"e1\"".into());
-        b.files[0].tag = Some("\"e2\"".into());
+        a.files.set_tag(0, Some("\"e1\""));
+        b.files.set_tag(0, Some("\"e2\""));
         assert_ne!(
             listing_sha256(&a, |_| None, true),
             listing_sha256(&b, |_| None, true)

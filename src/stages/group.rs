@@ -1,14 +1,18 @@
 //! Group: turn classified files into units by their group key (SPEC 2.2), detecting
 //! the directory layout when the recipe gives no `group_key_regex`.
 
+use std::borrow::Cow;
+
+use rayon::iter::Either;
 use rayon::prelude::*;
 use regex::Regex;
 use serde::Serialize;
 
 use super::FileRef;
 use super::classify::Classified;
+pub use super::drafts::{Draft, Drafts};
 use crate::recipe::resolve::KeyTemplate;
-use crate::source::ScannedFile;
+use crate::source::FileList;
 
 use super::layout::{self as infer, KeyCut, Member, SpecShape};
 pub use super::layout::{FIRST_FOLDER_REGEX, STEM_REGEX};
@@ -84,18 +88,13 @@ impl Layout {
     }
 }
 
+/// A member on its way into a unit: (unit key, group key, spec, file).
+type Entry<'a> = (Cow<'a, str>, &'a str, u32, FileRef);
+
 /// How the group key is cut: by an inferred candidate, or the recipe's regex.
 enum KeyCutter {
     Cut(KeyCut),
     Regex(Regex),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnitDraft {
-    pub key: String,
-    pub group_key: String,
-    /// (spec, file), sorted by spec then path.
-    pub files: Vec<(u32, FileRef)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,14 +116,14 @@ pub enum GroupError {
 pub struct Grouped {
     pub layout: Option<Layout>,
     /// Sorted by key (byte order).
-    pub units: Vec<UnitDraft>,
+    pub units: Drafts,
     pub no_group_key: Vec<FileRef>,
     pub errors: Vec<GroupError>,
 }
 
 /// Groups the members of every root into units.
-pub fn group(
-    roots: &[&[ScannedFile]],
+pub fn group<'a>(
+    roots: &[&'a FileList],
     classified: &[Vec<Classified>],
     explicit: Option<&(Regex, String)>,
     template: &KeyTemplate,
@@ -141,7 +140,7 @@ pub fn group(
             if let Classified::Spec(spec) = c {
                 members.push(Member {
                     spec: *spec,
-                    rel: roots[r][i].rel.as_str(),
+                    rel: roots[r].rel(i),
                 });
                 refs.push(FileRef {
                     root: r as u32,
@@ -191,78 +190,72 @@ pub fn group(
         .map(|r| r.capture_names().flatten().collect())
         .unwrap_or_default();
     let builtin = regex.and_then(|r| BuiltinKey::of(r.as_str()));
-    // The group key is a slice of the path; the unit key is allocated only when
-    // the template makes it differ from the group key.
     let plain = template.text == "{group_key}";
-    let keyed: Vec<Option<(&str, Option<String>)>> = members
-        .par_iter()
-        .map(|&Member { rel, .. }| {
-            // The built-in regexes capture only `group_key`: cut it directly.
-            if let Some(b) = builtin {
-                let group_key = b.group_key(rel)?;
+    // Cuts one path's group key, and its unit key when the template makes it
+    // differ (the group key is a slice of the path, allocated only then).
+    let cut_key = |rel: &'a str| -> Option<(&'a str, Option<String>)> {
+        // The built-in regexes capture only `group_key`: cut it directly.
+        if let Some(b) = builtin {
+            let group_key = b.group_key(rel)?;
+            let key = (!plain).then(|| {
+                template.render(|field| (field == "group_key").then(|| group_key.to_owned()))
+            });
+            return Some((group_key, key));
+        }
+        let regex = match &cutter {
+            KeyCutter::Cut(cut) => {
+                let group_key = cut.key(rel)?;
                 let key = (!plain).then(|| {
                     template.render(|field| (field == "group_key").then(|| group_key.to_owned()))
                 });
                 return Some((group_key, key));
             }
-            let regex = match &cutter {
-                KeyCutter::Cut(cut) => {
-                    let group_key = cut.key(rel)?;
-                    let key = (!plain).then(|| {
-                        template
-                            .render(|field| (field == "group_key").then(|| group_key.to_owned()))
-                    });
-                    return Some((group_key, key));
-                }
-                KeyCutter::Regex(re) => re,
-            };
-            let caps = regex.captures(rel)?;
-            let group_key = caps
-                .name("group_key")
-                .or_else(|| caps.get(1))
-                .or_else(|| caps.get(0))?
-                .as_str();
-            if plain {
-                return Some((group_key, None));
-            }
-            let key = template.render(|field| {
-                if field == "group_key" {
-                    Some(group_key.to_owned())
-                } else if names.contains(&field) {
-                    caps.name(field).map(|m| m.as_str().to_owned())
-                } else {
-                    None
-                }
-            });
-            Some((group_key, Some(key)))
-        })
-        .collect();
-
-    // Sort the members by (unit key, spec, path) and cut runs of one key into
-    // units: no map of 100,000 small entries is ever built.
-    let mut entries: Vec<(std::borrow::Cow<'_, str>, &str, u32, &str, FileRef)> =
-        Vec::with_capacity(members.len());
-    for ((m, file), k) in members.iter().zip(&refs).zip(keyed) {
-        match k {
-            Some((group_key, key)) => {
-                let key = match key {
-                    Some(owned) => std::borrow::Cow::Owned(owned),
-                    None => std::borrow::Cow::Borrowed(group_key),
-                };
-                entries.push((key, group_key, m.spec, m.rel, *file));
-            }
-            None => out.no_group_key.push(*file),
+            KeyCutter::Regex(re) => re,
+        };
+        let caps = regex.captures(rel)?;
+        let group_key = caps
+            .name("group_key")
+            .or_else(|| caps.get(1))
+            .or_else(|| caps.get(0))?
+            .as_str();
+        if plain {
+            return Some((group_key, None));
         }
-    }
+        let key = template.render(|field| {
+            if field == "group_key" {
+                Some(group_key.to_owned())
+            } else if names.contains(&field) {
+                caps.name(field).map(|m| m.as_str().to_owned())
+            } else {
+                None
+            }
+        });
+        Some((group_key, Some(key)))
+    };
+    // Sort the members by (unit key, spec, path) and cut runs of one key into
+    // units: no map of a million small entries is ever built. An entry is
+    // (unit key, group key, spec, file); the path is looked up to compare.
+    let (mut entries, no_group_key): (Vec<Entry<'_>>, Vec<FileRef>) = members
+        .par_iter()
+        .zip(refs.par_iter())
+        .partition_map(|(m, &file)| match cut_key(m.rel) {
+            Some((group_key, key)) => {
+                let key = key.map_or(Cow::Borrowed(group_key), Cow::Owned);
+                Either::Left((key, group_key, m.spec, file))
+            }
+            None => Either::Right(file),
+        });
+    out.no_group_key = no_group_key;
     drop(members);
     drop(refs);
+    let rel = |f: &FileRef| roots[f.root as usize].rel(f.index as usize);
     entries.par_sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then(a.2.cmp(&b.2))
-            .then(a.3.cmp(b.3))
-            .then(a.4.cmp(&b.4))
+            .then_with(|| rel(&a.3).cmp(rel(&b.3)))
+            .then(a.3.cmp(&b.3))
     });
-    let mut units = Vec::new();
+    let mut units = Drafts::default();
     for run in entries.chunk_by(|a, b| a.0 == b.0) {
         let (key, group_key) = (&run[0].0, run[0].1);
         if run.iter().any(|e| e.1 != group_key) {
@@ -274,12 +267,9 @@ pub fn group(
             });
             continue;
         }
-        units.push(UnitDraft {
-            key: key.to_string(),
-            group_key: group_key.to_owned(),
-            files: run.iter().map(|e| (e.2, e.4)).collect(),
-        });
+        units.push(key, group_key, run.iter().map(|e| (e.2, e.3)));
     }
+    units.shrink_to_fit();
     out.units = units;
     out
 }
@@ -313,7 +303,7 @@ mod tests {
         KeyTemplate::parse("{group_key}").unwrap()
     }
     /// Classified by extension: png → spec 0, json → spec 1.
-    fn by_ext(f: &[ScannedFile]) -> Vec<Classified> {
+    fn by_ext(f: &FileList) -> Vec<Classified> {
         f.iter()
             .map(|f| Classified::Spec(u32::from(f.rel.ends_with(".json"))))
             .collect()
@@ -360,7 +350,7 @@ mod tests {
             Some("first folder: 3 complete units")
         );
         assert_eq!(
-            g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
+            g.units.iter().map(|u| u.key).collect::<Vec<_>>(),
             ["p1", "p2", "p3"]
         );
     }
@@ -372,8 +362,8 @@ mod tests {
             false,
         );
         assert_eq!(g.layout.unwrap().pattern, Some(2));
-        assert_eq!(g.units[0].key, "001");
-        assert_eq!(g.units[0].files.len(), 2);
+        assert_eq!(g.units.get(0).key, "001");
+        assert_eq!(g.units.get(0).files.len(), 2);
     }
 
     #[test]
@@ -451,7 +441,7 @@ mod tests {
             false,
         );
         assert_eq!(
-            g.units.iter().map(|u| u.key.as_str()).collect::<Vec<_>>(),
+            g.units.iter().map(|u| u.key).collect::<Vec<_>>(),
             ["s1-p1", "s2-p1"]
         );
         let re2 = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
@@ -482,7 +472,7 @@ mod tests {
             None,
             false,
         );
-        assert_eq!(g.units[0].key, "1");
+        assert_eq!(g.units.get(0).key, "1");
         assert_eq!(g.no_group_key, [FileRef { root: 0, index: 1 }]);
     }
 }

@@ -5,6 +5,7 @@
 pub mod checksum;
 pub mod classify;
 pub mod diff;
+pub mod drafts;
 pub mod fingerprint;
 pub mod group;
 pub mod layout;

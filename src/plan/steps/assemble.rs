@@ -44,14 +44,14 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
                     Classified::WrongExtension(s) => Some(*s),
                     _ => None,
                 };
-                add_unmatched(root, &f.rel, reason, spec);
+                add_unmatched(root, f.rel, reason, spec);
             }
         }
     }
     for f in &grouping.no_group_key {
         add_unmatched(
             &cx.roots[f.root as usize].written,
-            &scans[f.root as usize].files[f.index as usize].rel,
+            scans[f.root as usize].files.rel(f.index as usize),
             UnmatchedReason::NoGroupKey,
             None,
         );

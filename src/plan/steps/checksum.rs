@@ -14,7 +14,7 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
         .collect();
     let (mut files, mut video) = (Vec::new(), Vec::new());
     for unit in board.drafts.get().iter() {
-        for (spec, f) in &unit.files {
+        for (spec, f) in unit.files {
             let slot = &mut request_of[f.root as usize][f.index as usize];
             if *slot == u32::MAX && !cx.deferred(f.root as usize) {
                 video.push(specs[*spec as usize].file_type == "video");
@@ -58,7 +58,7 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
             .filter_map(|(f, h)| {
                 h.as_ref()
                     .err()
-                    .map(|e| format!("{}: {e}", scans[r].files[f.index as usize].rel))
+                    .map(|e| format!("{}: {e}", scans[r].files.rel(f.index as usize)))
             })
             .collect();
         if !unreadable.is_empty() {

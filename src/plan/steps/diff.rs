@@ -43,9 +43,9 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let mut units = crate::plan::UnitListBuilder::new(&spill, 4);
     let mut tally = explain::UnitTally::default();
     let mut overridden: Vec<String> = Vec::new();
-    let mut pending = drafts.into_iter().zip(merged);
+    let mut pending = drafts.iter().zip(merged);
     loop {
-        let window: Vec<(UnitDraft, MergedUnit)> = pending
+        let window: Vec<(Draft<'_>, MergedUnit)> = pending
             .by_ref()
             .take(8192)
             .map(|(u, m)| m.map(|m| (u, m)))
@@ -57,7 +57,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         let valid: Vec<&str> = window
             .iter()
             .filter(|(_, m)| m.problems.is_empty())
-            .map(|(u, _)| u.key.as_str())
+            .map(|(u, _)| u.key)
             .collect();
         let existing = cx
             .target
@@ -78,18 +78,18 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                     })
                     .map(|(spec, f)| {
                         let (r, i) = (f.root as usize, f.index as usize);
-                        let s = &scans[r].files[i];
+                        let s = scans[r].files.get(i);
                         let sha1 = hashed
                             .digest(r, i)
                             .map(|h| h.as_ref().map(stages::checksum::hex).unwrap_or_default());
                         let etag = if cx.deferred(r) {
-                            s.tag.as_deref().map(str::to_owned)
+                            s.tag.map(str::to_owned)
                         } else {
                             None
                         };
                         let file = PlannedFile {
                             root: root_names[r].clone(),
-                            path: s.rel.clone(),
+                            path: s.rel.to_owned(),
                             size: s.size,
                             sha1,
                             etag,
@@ -107,7 +107,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                 } else {
                     let checks = files.iter().map(|(spec, f)| (spec, f.sha1.as_deref()));
                     match stages::diff::decide(
-                        existing.get(&u.key).map(Vec::as_slice),
+                        existing.get(u.key).map(Vec::as_slice),
                         checks,
                         m.meta.get(),
                     ) {
@@ -117,7 +117,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                     }
                 };
                 let unit = PlannedUnit {
-                    key: u.key,
+                    key: u.key.to_owned(),
                     action,
                     files,
                     meta: m.meta,

@@ -7,8 +7,7 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
     let recipe = cx.recipe;
     let specs = &recipe.collection.specs;
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
-    let files: Vec<&[crate::source::ScannedFile]> =
-        scans.iter().map(|s| s.files.as_slice()).collect();
+    let files: Vec<&crate::source::FileList> = scans.iter().map(|s| &s.files).collect();
     let multi = matches!(recipe.mode, SourceMode::Multi { .. });
     let shapes: Vec<SpecShape> = specs
         .iter()
@@ -44,7 +43,7 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
     });
     let mut units = grouped.units;
     if let Some(only) = &cx.opts.only_units {
-        units.retain(|u| only.contains(&u.key));
+        units.retain(|u| only.contains(u.key));
     }
     board.drafts.put(units);
     Ok(())

@@ -39,8 +39,8 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     // the budget.
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
     let mut merged = spill.spool::<MergedUnit>(8);
-    for window in drafts.chunks(JOIN_WINDOW) {
-        let keys: Vec<&str> = window.iter().map(|u| u.key.as_str()).collect();
+    for window in drafts.windows(JOIN_WINDOW) {
+        let keys: Vec<&str> = window.iter().map(|u| u.key).collect();
         let joined = prepared
             .iter()
             .map(|p| p.table.as_ref().map(|t| t.rows.window(&keys)).transpose())
@@ -49,7 +49,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
         let window_merged: Vec<MergedUnit> = window
             .par_iter()
             .map(|u| {
-                let key = normalize_key(&u.key);
+                let key = normalize_key(u.key);
                 let rows: Vec<Option<&stages::metadata::sheet::Row>> = joined
                     .iter()
                     .map(|j| j.as_ref().and_then(|rows| rows.row(&key)))
@@ -59,15 +59,15 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                     .iter()
                     .map(|(spec, f)| UnitFile {
                         spec: *spec,
-                        rel: &scans[f.root as usize].files[f.index as usize].rel,
+                        rel: scans[f.root as usize].files.rel(f.index as usize),
                         source: &*cx.roots[f.root as usize].source,
                     })
                     .collect();
                 let m = stages::metadata::merge(
                     &prepared,
                     &MergeInput {
-                        key: &u.key,
-                        group_key: &u.group_key,
+                        key: u.key,
+                        group_key: u.group_key,
                         files: &files,
                         primary_order: &primary_order,
                         specs,
@@ -79,10 +79,10 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                     .files
                     .iter()
                     .map(|(spec, f)| {
-                        let s = &scans[f.root as usize].files[f.index as usize];
+                        let s = scans[f.root as usize].files.get(f.index as usize);
                         CheckedFile {
                             spec: *spec,
-                            rel: &s.rel,
+                            rel: s.rel,
                             size: s.size,
                         }
                     })
@@ -91,7 +91,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                 let meta = serde_json::Value::Object(m.meta);
                 let mut found = m.problems;
                 if let Some((verdicts, hashed)) = &screened {
-                    for (spec, f) in &u.files {
+                    for (spec, f) in u.files {
                         let i = hashed.request_of[f.root as usize][f.index as usize];
                         let verdict = verdicts
                             .finding_of
@@ -99,7 +99,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                             .copied()
                             .unwrap_or(stages::screen::CLEAN);
                         if let Some(finding) = verdicts.findings.get(verdict as usize) {
-                            let rel = &scans[f.root as usize].files[f.index as usize].rel;
+                            let rel = scans[f.root as usize].files.rel(f.index as usize);
                             let mut p = stages::validate::Problem::new(
                                 finding.rule.into(),
                                 format!("{rel}: {}", finding.detail),

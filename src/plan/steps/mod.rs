@@ -41,7 +41,7 @@ use crate::stages;
 use crate::stages::checksum::{ChecksumCache, HashRequest};
 use crate::stages::classify::Classified;
 use crate::stages::diff::Verdict;
-use crate::stages::group::{Layout, UnitDraft};
+use crate::stages::group::{Draft, Layout};
 use crate::stages::layout::SpecShape;
 use crate::stages::metadata::sheet::normalize_key;
 use crate::stages::metadata::{MergeInput, PreparedSource, UnitFile};
@@ -176,10 +176,10 @@ fn requests<'a>(
     files
         .iter()
         .map(|f| {
-            let scanned = &scans[f.root as usize].files[f.index as usize];
+            let scanned = scans[f.root as usize].files.get(f.index as usize);
             HashRequest {
                 source: &*cx.roots[f.root as usize].source,
-                rel: &scanned.rel,
+                rel: scanned.rel,
                 size: scanned.size,
                 mtime_ns: scanned.mtime_ns,
             }
