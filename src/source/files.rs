@@ -110,7 +110,8 @@ impl FileList {
     }
 
     /// Sorts by path (byte order; equal paths keep their order), into lists
-    /// of exactly the size needed.
+    /// of exactly the size needed. Columns are rebuilt one at a time, so a
+    /// sort never holds two whole listings.
     pub fn sort(&mut self) {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.par_sort_by(|&a, &b| self.rel(a).cmp(self.rel(b)));
@@ -118,16 +119,12 @@ impl FileList {
             self.shrink_to_fit();
             return;
         }
-        let mut sorted = FileList {
-            paths: self.paths.permuted(&order),
-            sizes: order.iter().map(|&i| self.sizes[i]).collect(),
-            mtimes: order.iter().map(|&i| self.mtimes[i]).collect(),
-            tags: None,
-        };
+        self.sizes = order.iter().map(|&i| self.sizes[i]).collect();
+        self.mtimes = order.iter().map(|&i| self.mtimes[i]).collect();
         if let Some(tags) = &mut self.tags {
-            sorted.tags = Some(order.iter().map(|&i| tags[i].take()).collect());
+            *tags = order.iter().map(|&i| tags[i].take()).collect();
         }
-        *self = sorted;
+        self.paths = self.paths.permuted(&order);
     }
 
     fn shrink_to_fit(&mut self) {

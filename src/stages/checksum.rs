@@ -173,18 +173,19 @@ impl ChecksumCache {
     /// returned as a warning: a cache that cannot be written costs only time.
     pub fn save(
         &mut self,
-        requests: &[HashRequest<'_>],
+        requests: &(impl RequestList + ?Sized),
         results: &[HashResult],
     ) -> Option<Warning> {
         let hashed = results.iter().filter(|r| r.is_ok()).count();
         if !self.changed && hashed == self.len() {
             return None;
         }
-        let records: Vec<CacheEntry> = requests
+        let records: Vec<CacheEntry> = results
             .par_iter()
-            .zip(results)
-            .filter_map(|(req, result)| {
+            .enumerate()
+            .filter_map(|(i, result)| {
                 let sha1 = *result.as_ref().ok()?;
+                let req = requests.get(i);
                 Some(CacheEntry {
                     key: req.key(),
                     size: req.size,
@@ -279,7 +280,7 @@ fn parse_v1(mut reader: impl BufRead) -> Result<Vec<CacheEntry>, String> {
 }
 
 /// A file to hash.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct HashRequest<'a> {
     /// Its root; the path under it is joined only while hashing, so a million
     /// requests do not hold a million absolute paths.
@@ -309,6 +310,27 @@ impl HashRequest<'_> {
     }
 }
 
+/// The files a pass hashes, by position. A planner builds each request when
+/// it is looked at: a million requests held at once cost about 110 MB.
+pub trait RequestList: Sync {
+    fn len(&self) -> usize;
+    fn get(&self, i: usize) -> HashRequest<'_>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl RequestList for [HashRequest<'_>] {
+    fn len(&self) -> usize {
+        <[_]>::len(self)
+    }
+
+    fn get(&self, i: usize) -> HashRequest<'_> {
+        self[i]
+    }
+}
+
 /// Sees the first chunk of each local file a hash pass reads: `(request
 /// index, bytes)`, from the reader threads.
 pub type HeadObserver<'a> = &'a (dyn Fn(usize, &[u8]) + Sync);
@@ -324,7 +346,7 @@ pub struct HashStats {
 /// Hashes every request: cache lookups first (on the global pool), then the
 /// misses with `readers` concurrent readers. A warm run starts no extra threads.
 pub fn hash_all(
-    requests: &[HashRequest<'_>],
+    requests: &(impl RequestList + ?Sized),
     cache: &mut ChecksumCache,
     readers: usize,
     heads: Option<HeadObserver<'_>>,
@@ -332,10 +354,10 @@ pub fn hash_all(
     let cache_ref = &*cache;
     // One result vector: cache hits are final, misses hold a placeholder error
     // until they are read.
-    let mut results: Vec<HashResult> = requests
-        .par_iter()
-        .enumerate()
-        .map(|(i, r)| {
+    let mut results: Vec<HashResult> = (0..requests.len())
+        .into_par_iter()
+        .map(|i| {
+            let r = requests.get(i);
             cache_ref
                 .lookup(i, r.key(), r.size, r.mtime_ns)
                 .ok_or_else(|| Box::new(SourceError::new(SourceErrorKind::Other, "")))
@@ -356,8 +378,8 @@ pub fn hash_all(
             misses
                 .par_iter()
                 .map(|&i| match heads {
-                    Some(see) => requests[i].sha1_seeing_head(&mut |b| see(i, b)),
-                    None => requests[i].sha1(),
+                    Some(see) => requests.get(i).sha1_seeing_head(&mut |b| see(i, b)),
+                    None => requests.get(i).sha1(),
                 })
                 .collect::<Vec<_>>()
         };
@@ -371,7 +393,7 @@ pub fn hash_all(
         for (i, result) in misses.into_iter().zip(hashed) {
             if result.is_ok() {
                 stats.hashed += 1;
-                stats.bytes_read += requests[i].size;
+                stats.bytes_read += requests.get(i).size;
             }
             results[i] = result;
         }
@@ -418,11 +440,11 @@ mod tests {
             mtime_ns: 7,
         }];
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req, &mut cache, 2, None);
+        let (r, stats) = hash_all(&req[..], &mut cache, 2, None);
         assert_eq!(stats.hashed, 1);
-        assert!(cache.save(&req, &r).is_none());
+        assert!(cache.save(&req[..], &r).is_none());
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req, &mut cache, 2, None);
+        let (r, stats) = hash_all(&req[..], &mut cache, 2, None);
         assert_eq!((stats.cached, stats.hashed), (1, 0));
         assert_eq!(
             hex::encode(r[0].as_ref().unwrap()),
@@ -435,7 +457,7 @@ mod tests {
             size: 3,
             mtime_ns: 8,
         }];
-        let (_, stats) = hash_all(&req2, &mut cache, 2, None);
+        let (_, stats) = hash_all(&req2[..], &mut cache, 2, None);
         assert_eq!(stats.hashed, 1);
     }
 
@@ -453,7 +475,7 @@ mod tests {
             .collect();
         let results = vec![Ok([1u8; 20]); reqs.len()];
         let mut cache = ChecksumCache::open(cache_path.clone());
-        assert!(cache.save(&reqs, &results).is_none());
+        assert!(cache.save(&reqs[..], &results).is_none());
         cache_path
     }
 
@@ -527,7 +549,7 @@ mod tests {
             size: 3,
             mtime_ns: 7,
         }];
-        assert!(cache.save(&req, &[Ok(sha)]).is_none());
+        assert!(cache.save(&req[..], &[Ok(sha)]).is_none());
         assert!(std::fs::read(&cache_path).unwrap().starts_with(HEADER));
     }
 

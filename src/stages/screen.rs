@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::Warning;
-use super::checksum::HashRequest;
+use super::checksum::{HashRequest, RequestList};
 use crate::cache_file;
 
 /// Bytes read from a binary file: enough for every signature below.
@@ -556,7 +556,7 @@ fn key(sha1: &[u8; 20], name: &str, video: bool) -> Key {
 
 /// One file to screen.
 pub struct ScreenRequest<'a> {
-    pub file: &'a HashRequest<'a>,
+    pub file: HashRequest<'a>,
     pub sha1: &'a [u8; 20],
     /// Its spec's `file_type` is `video`.
     pub video: bool,
@@ -581,7 +581,7 @@ pub struct Screened {
 /// Screens the plan's hashed files through the cache at `cache_path`.
 /// `seen`: verdicts the checksum pass made (see [`SeenHeads`]).
 pub fn screen_requests(
-    requests: &[HashRequest<'_>],
+    requests: &(impl RequestList + ?Sized),
     hashes: &[super::checksum::HashResult],
     video: &[bool],
     mut seen: Vec<Option<Option<Box<Finding>>>>,
@@ -597,14 +597,14 @@ pub fn screen_requests(
         let end = (first + SCREEN_CHUNK).min(requests.len());
         let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = (first..end)
             // Empty files are `empty_file` problems already.
-            .filter(|&i| requests[i].size > 0)
+            .filter(|&i| requests.get(i).size > 0)
             .filter_map(|i| {
                 let sha1 = hashes[i].as_ref().ok()?;
                 let seen = seen.get_mut(i).and_then(Option::take);
                 Some((
                     i,
                     ScreenRequest {
-                        file: &requests[i],
+                        file: requests.get(i),
                         sha1,
                         video: video[i],
                         seen,
@@ -625,11 +625,11 @@ pub fn screen_requests(
     let mut warnings: Vec<Warning> = cache.warning.take().into_iter().collect();
     warnings.extend(cache.save());
     if warn {
-        for (r, &f) in requests.iter().zip(&finding_of) {
+        for (i, &f) in finding_of.iter().enumerate() {
             if let Some(f) = cache.findings.get(f as usize) {
                 warnings.push(Warning::new(
                     crate::stages::WarningCode::Content(f.rule),
-                    format!("{}: {}", shown(r), f.detail),
+                    format!("{}: {}", shown(&requests.get(i)), f.detail),
                 ));
             }
         }
@@ -800,13 +800,13 @@ mod tests {
         let (sa, sb) = ([7u8; 20], [8u8; 20]);
         let requests = [
             ScreenRequest {
-                file: &a,
+                file: a,
                 sha1: &sa,
                 video: false,
                 seen: None,
             },
             ScreenRequest {
-                file: &b,
+                file: b,
                 sha1: &sb,
                 video: false,
                 seen: None,
@@ -831,7 +831,7 @@ mod tests {
         std::fs::write(dir.path().join("c.png"), b"not a png").unwrap();
         let c = req("c.png");
         let renamed = [ScreenRequest {
-            file: &c,
+            file: c,
             sha1: &sa,
             video: false,
             seen: None,

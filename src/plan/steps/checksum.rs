@@ -23,13 +23,17 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
             }
         }
     }
-    let requests = requests(cx, &scans, &files);
+    let requests = Requests {
+        cx,
+        scans: &scans,
+        files: &files,
+    };
     let mut cache = ChecksumCache::open(cx.cache_dir.join(format!("{}.checksums", recipe.name)));
     let heads = (recipe.content_check != ContentCheck::Off)
         .then(|| stages::screen::SeenHeads::new(requests.len()));
     let see = |i: usize, bytes: &[u8]| {
         if let Some(h) = &heads {
-            h.see(i, crate::stages::file_name(requests[i].rel), bytes);
+            h.see(i, crate::stages::file_name(requests.get(i).rel), bytes);
         }
     };
     let (hashes, hash_stats) = stages::checksum::hash_all(
@@ -65,7 +69,6 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
             errors.push(unreadable_error(cx.loaded, root, &unreadable));
         }
     }
-    drop(requests);
     if recipe.content_check != ContentCheck::Off {
         board.screen_input.put(ScreenInput { files, video });
     }

@@ -38,7 +38,7 @@ use crate::recipe::resolve::{MetadataKind, SourceMode};
 use crate::recipe::{Code, RecipeError};
 use crate::source::{ListOptions, ScanIssue};
 use crate::stages;
-use crate::stages::checksum::{ChecksumCache, HashRequest};
+use crate::stages::checksum::{ChecksumCache, HashRequest, RequestList};
 use crate::stages::classify::Classified;
 use crate::stages::diff::Verdict;
 use crate::stages::group::{Draft, Layout};
@@ -167,22 +167,27 @@ pub(super) struct Diffed {
     pub summary: Summary,
 }
 
-/// The hash requests for `files`, built when needed (they borrow the scans).
-fn requests<'a>(
-    cx: &'a Context<'_>,
+/// The hash requests for `files`, each built when it is looked at (from
+/// the scans it borrows).
+struct Requests<'a> {
+    cx: &'a Context<'a>,
     scans: &'a [super::build::Filled<'a, crate::source::SourceScan>],
-    files: &[FileRef],
-) -> Vec<HashRequest<'a>> {
-    files
-        .iter()
-        .map(|f| {
-            let scanned = scans[f.root as usize].files.get(f.index as usize);
-            HashRequest {
-                source: &*cx.roots[f.root as usize].source,
-                rel: scanned.rel,
-                size: scanned.size,
-                mtime_ns: scanned.mtime_ns,
-            }
-        })
-        .collect()
+    files: &'a [FileRef],
+}
+
+impl RequestList for Requests<'_> {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn get(&self, i: usize) -> HashRequest<'_> {
+        let f = self.files[i];
+        let scanned = self.scans[f.root as usize].files.get(f.index as usize);
+        HashRequest {
+            source: &*self.cx.roots[f.root as usize].source,
+            rel: scanned.rel,
+            size: scanned.size,
+            mtime_ns: scanned.mtime_ns,
+        }
+    }
 }

@@ -9,7 +9,11 @@ pub(in crate::plan) fn screen(cx: &Context<'_>, board: &Board) -> StageResult {
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
     let hashed = board.hashed.get();
     let input = board.screen_input.take();
-    let requests = requests(cx, &scans, &input.files);
+    let requests = Requests {
+        cx,
+        scans: &scans,
+        files: &input.files,
+    };
     let screened = stages::screen::screen_requests(
         &requests,
         &hashed.hashes,
