@@ -113,8 +113,11 @@ impl FileList {
     /// of exactly the size needed. Columns are rebuilt one at a time, so a
     /// sort never holds two whole listings.
     pub fn sort(&mut self) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.par_sort_by(|&a, &b| self.rel(a).cmp(self.rel(b)));
+        // Sorted as slices, so a comparison reads the two paths and nothing
+        // else (looking each one up by position was most of a warm scan).
+        let mut by_path: Vec<(&str, usize)> = self.paths.iter().zip(0..).collect();
+        by_path.par_sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
+        let order: Vec<usize> = by_path.into_iter().map(|(_, i)| i).collect();
         if order.iter().enumerate().all(|(at, &i)| at == i) {
             self.shrink_to_fit();
             return;
