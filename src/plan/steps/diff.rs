@@ -23,7 +23,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
     // What the created units reference: SHA-1s (binary, 28 bytes a file) and
     // the rare deferred files' identities, each sorted to be counted once.
-    let mut uploads = spill.sorter::<Upload<[u8; 20]>>(4);
+    let mut uploads = spill.sorter::<Upload<[u8; 20]>>(8);
     let mut deferred = spill.sorter::<Upload<String>>(8);
     let spec_names: Vec<Arc<str>> = specs.iter().map(|s| Arc::from(s.name.as_str())).collect();
     let root_names: Vec<Arc<str>> = cx
@@ -40,7 +40,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let mut summary = Summary::default();
     // The plan's units, as the text they are written as, spilling past
     // their share of the budget.
-    let mut units = crate::plan::UnitListBuilder::new(&spill, 4);
+    let mut units = crate::plan::UnitListBuilder::new(&spill, 16);
     let mut tally = explain::UnitTally::default();
     let mut overridden: Vec<String> = Vec::new();
     let mut pending = drafts.iter().zip(merged);
