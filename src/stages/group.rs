@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use rayon::iter::Either;
 use rayon::prelude::*;
 use regex::Regex;
 use serde::Serialize;
@@ -235,19 +234,24 @@ pub fn group<'a>(
     // Sort the members by (unit key, spec, path) and cut runs of one key into
     // units: no map of a million small entries is ever built. An entry is
     // (unit key, group key, spec, file); the path is looked up to compare.
-    let (mut entries, no_group_key): (Vec<Entry<'_>>, Vec<FileRef>) = members
+    // Collected in place (an indexed collect writes straight into one
+    // vector; a partition would hold its output twice).
+    let mut cut: Vec<Result<Entry<'_>, FileRef>> = Vec::new();
+    members
         .par_iter()
         .zip(refs.par_iter())
-        .partition_map(|(m, &file)| match cut_key(m.rel) {
+        .map(|(m, &file)| match cut_key(m.rel) {
             Some((group_key, key)) => {
                 let key = key.map_or(Cow::Borrowed(group_key), Cow::Owned);
-                Either::Left((key, group_key, m.spec, file))
+                Ok((key, group_key, m.spec, file))
             }
-            None => Either::Right(file),
-        });
-    out.no_group_key = no_group_key;
+            None => Err(file),
+        })
+        .collect_into_vec(&mut cut);
     drop(members);
     drop(refs);
+    out.no_group_key = cut.iter().filter_map(|c| c.as_ref().err().copied()).collect();
+    let mut entries: Vec<Entry<'_>> = cut.into_iter().filter_map(Result::ok).collect();
     let rel = |f: &FileRef| roots[f.root as usize].rel(f.index as usize);
     entries.par_sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
