@@ -99,6 +99,104 @@ impl<'a> In<'a> {
     }
 }
 
+/// A sealed file's body read forward a window at a time, for caches whose
+/// bodies are too large to hold whole (a million-row sheet's is 100 MB):
+/// each item is decoded from the window, which is refilled when an item
+/// runs past its end. The seal is checked before anything is decoded.
+pub struct SealedReader {
+    file: std::fs::File,
+    window: Vec<u8>,
+    /// Where the next item starts in `window`.
+    at: usize,
+    /// Body bytes not yet read into the window.
+    unread: u64,
+}
+
+/// Bytes read per refill (a window grows past it only for a larger item).
+const WINDOW: usize = 1 << 20;
+
+impl SealedReader {
+    /// `None` when the file is missing, or is not a whole sealed file
+    /// starting with `magic`.
+    pub fn open(path: &Path, magic: &[u8]) -> Option<Self> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let seal = (END.len() + 8) as u64;
+        let body = len.checked_sub(magic.len() as u64 + seal)?;
+        let mut head = vec![0u8; magic.len()];
+        file.read_exact_at(&mut head, 0).ok()?;
+        let mut tail = [0u8; 12];
+        file.read_exact_at(&mut tail, len - seal).ok()?;
+        let (end, stated) = tail.split_at(END.len());
+        let stated = u64::from_le_bytes(stated.try_into().ok()?);
+        if head != magic || end != END || stated != len {
+            return None;
+        }
+        let mut reader = Self {
+            file,
+            window: Vec::new(),
+            at: 0,
+            unread: body,
+        };
+        use std::io::{Seek, SeekFrom};
+        reader.file.seek(SeekFrom::Start(magic.len() as u64)).ok()?;
+        Some(reader)
+    }
+
+    /// The next item, or `None` when it does not decode from the rest of the
+    /// body (damage, or the body's end).
+    pub fn next<T>(&mut self, decode: impl Fn(&mut In<'_>) -> Option<T>) -> Option<T> {
+        loop {
+            let mut r = In(&self.window[self.at..]);
+            if let Some(item) = decode(&mut r) {
+                self.at = self.window.len() - r.0.len();
+                return Some(item);
+            }
+            if !self.refill() {
+                return None;
+            }
+        }
+    }
+
+    /// Moves what is left of the window to its front and reads more of the
+    /// body after it; `false` at the body's end or on a read error.
+    fn refill(&mut self) -> bool {
+        use std::io::Read;
+        if self.unread == 0 {
+            return false;
+        }
+        self.window.drain(..self.at);
+        self.at = 0;
+        let want =
+            (WINDOW.max(self.window.len())).min(usize::try_from(self.unread).unwrap_or(usize::MAX));
+        let had = self.window.len();
+        self.window.resize(had + want, 0);
+        if self.file.read_exact(&mut self.window[had..]).is_err() {
+            return false;
+        }
+        self.unread -= want as u64;
+        true
+    }
+
+    /// Body bytes not yet decoded: a count read from the file is checked
+    /// against it as [`In::fits`] does.
+    pub fn left(&self) -> u64 {
+        self.unread + (self.window.len() - self.at) as u64
+    }
+
+    /// As [`In::fits`], against what is left of the body.
+    pub fn fits(&self, n: u64, min: usize) -> Option<usize> {
+        let n = usize::try_from(n).ok()?;
+        (n.checked_mul(min)? as u64 <= self.left()).then_some(n)
+    }
+
+    /// Whether every byte of the body was decoded.
+    pub fn is_done(&self) -> bool {
+        self.left() == 0
+    }
+}
+
 /// Writes `bytes` to `path` as [`store_with`] does. No `fsync`: a cache lost
 /// in a crash is rebuilt.
 pub fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -121,6 +219,34 @@ pub fn store_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_file_reads_forward_across_windows_and_a_cut_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let mut out = Out::new(b"magic\n", 0);
+        // Items larger than a window, and many small ones after.
+        let big = "x".repeat(WINDOW + 17);
+        out.str(&big);
+        for i in 0..100_000u32 {
+            out.u32(i);
+        }
+        let bytes = out.seal();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut r = SealedReader::open(&path, b"magic\n").unwrap();
+        assert_eq!(r.next(|r| r.string()).as_deref(), Some(big.as_str()));
+        assert_eq!(r.fits(100_000, 4), Some(100_000));
+        assert_eq!(r.fits(100_001, 4), None);
+        for i in 0..100_000u32 {
+            assert_eq!(r.next(|r| r.u32()), Some(i));
+        }
+        assert!(r.is_done());
+        assert_eq!(r.next(|r| r.u8()), None);
+        assert!(SealedReader::open(&path, b"other\n").is_none());
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(SealedReader::open(&path, b"magic\n").is_none());
+        assert!(SealedReader::open(&dir.path().join("missing"), b"magic\n").is_none());
+    }
 
     #[test]
     fn a_sealed_body_reads_back_and_any_cut_is_refused() {

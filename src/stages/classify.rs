@@ -57,7 +57,9 @@ pub fn classify_single(
     let mut longest_first: Vec<(&str, &[usize])> =
         by_ext.iter().map(|(e, s)| (*e, s.as_slice())).collect();
     longest_first.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
-    let outcomes: Vec<Result<Classified, (String, String)>> = files
+    // A file whose extension several specs claim is `Err(its place in
+    // longest_first)`: small, so a million outcomes stay small.
+    let outcomes: Vec<Result<Classified, usize>> = files
         .par_iter()
         .map(|f| {
             let spec = if !rules.is_empty() {
@@ -75,10 +77,12 @@ pub fn classify_single(
                 let name = file_name(f.rel);
                 match longest_first
                     .iter()
-                    .find(|(e, _)| ends_with_extension(name, e).is_some())
+                    .position(|(e, _)| ends_with_extension(name, e).is_some())
                 {
-                    Some((_, [one])) => *one,
-                    Some((ext, _)) => return Err((ext.to_string(), f.rel.to_owned())),
+                    Some(at) => match longest_first[at].1 {
+                        [one] => *one,
+                        _ => return Err(at),
+                    },
                     None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
                 }
             };
@@ -88,18 +92,17 @@ pub fn classify_single(
     let mut conflicts: BTreeMap<String, ExtensionConflict> = BTreeMap::new();
     let classified = outcomes
         .into_iter()
-        .map(|o| match o {
+        .enumerate()
+        .map(|(i, o)| match o {
             Ok(c) => c,
-            Err((ext, rel)) => {
+            Err(at) => {
+                let (ext, claimed) = longest_first[at];
                 conflicts
-                    .entry(ext.clone())
+                    .entry(ext.to_owned())
                     .or_insert_with(|| ExtensionConflict {
-                        specs: by_ext[ext.as_str()]
-                            .iter()
-                            .map(|&i| specs[i].name.clone())
-                            .collect(),
-                        extension: ext,
-                        example: rel,
+                        specs: claimed.iter().map(|&s| specs[s].name.clone()).collect(),
+                        extension: ext.to_owned(),
+                        example: files.rel(i).to_owned(),
                     });
                 Classified::Unmatched(UnmatchedReason::NoRule)
             }

@@ -250,7 +250,10 @@ pub fn group<'a>(
         .collect_into_vec(&mut cut);
     drop(members);
     drop(refs);
-    out.no_group_key = cut.iter().filter_map(|c| c.as_ref().err().copied()).collect();
+    out.no_group_key = cut
+        .iter()
+        .filter_map(|c| c.as_ref().err().copied())
+        .collect();
     let mut entries: Vec<Entry<'_>> = cut.into_iter().filter_map(Result::ok).collect();
     let rel = |f: &FileRef| roots[f.root as usize].rel(f.index as usize);
     entries.par_sort_unstable_by(|a, b| {

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::rows::{SheetRowsBuilder, get_row, put_row};
 use super::sheet::{SheetError, SheetOptions, SheetTable, load_csv, load_excel};
-use crate::cache_file::{self, In, Out, unseal};
+use crate::cache_file::{self, In, Out, SealedReader};
 use crate::stages::{Warning, WarningCode};
 
 const MAGIC: &[u8; 16] = b"synup-sheet-v2\n\0";
@@ -64,14 +64,18 @@ impl SheetCache {
         &self,
         opts: &SheetOptions<'_>,
     ) -> Result<Option<SheetTable>, Result<String, SheetError>> {
-        let Ok(bytes) = std::fs::read(&self.path) else {
+        if std::fs::symlink_metadata(&self.path).is_err() {
             return Ok(None);
-        };
-        let mut r = unseal(&bytes, MAGIC).ok_or_else(|| Ok(self.damaged()))?;
-        if r.take(32).ok_or_else(|| Ok(self.damaged()))? != self.key {
+        }
+        // Read forward a window at a time: a million rows' cache is 100 MB.
+        let mut r = SealedReader::open(&self.path, MAGIC).ok_or_else(|| Ok(self.damaged()))?;
+        let key = r
+            .next(|r| r.take(32).map(<[u8]>::to_vec))
+            .ok_or_else(|| Ok(self.damaged()))?;
+        if key != self.key {
             return Ok(None); // another workbook or options: the slot is reused
         }
-        match decode(r, opts) {
+        match decode(&mut r, opts) {
             Some(Ok(table)) => Ok(Some(table)),
             Some(Err(e)) => Err(Err(e)),
             None => Err(Ok(self.damaged())),
@@ -162,9 +166,16 @@ fn encode(t: &SheetTable, key: &[u8; 32]) -> std::io::Result<Vec<u8>> {
     Ok(out.seal())
 }
 
-/// A table from what follows the key: `None` if it does not decode (two
-/// rows under one key included), `Some(Err)` if its rows cannot be spilled.
-fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<Result<SheetTable, SheetError>> {
+/// What a table's cache holds before its rows.
+struct Head {
+    source: String,
+    sheet: Option<String>,
+    headers: Vec<String>,
+    columns: Vec<u32>,
+    warnings: Vec<Warning>,
+}
+
+fn decode_head(r: &mut In<'_>) -> Option<Head> {
     let source = r.string()?;
     let sheet = match r.u8()? {
         0 => None,
@@ -190,16 +201,38 @@ fn decode(mut r: In<'_>, opts: &SheetOptions<'_>) -> Option<Result<SheetTable, S
         }
         warnings.push(Warning::new(WarningCode::MetadataRowWithoutKey, message));
     }
-    let n = r.u64()?;
+    Some(Head {
+        source,
+        sheet,
+        headers,
+        columns,
+        warnings,
+    })
+}
+
+/// A table from what follows the key: `None` if it does not decode (two
+/// rows under one key included), `Some(Err)` if its rows cannot be spilled.
+/// (A damaged item is looked for in ever larger windows, up to the rest of
+/// the file: damage costs one read of it, never a wrong table.)
+fn decode(r: &mut SealedReader, opts: &SheetOptions<'_>) -> Option<Result<SheetTable, SheetError>> {
+    let Head {
+        source,
+        sheet,
+        headers,
+        columns,
+        warnings,
+    } = r.next(decode_head)?;
+    let n = r.next(|r| r.u64())?;
     let n = r.fits(n, 12)?;
+    let width = headers.len() as u32;
     let mut rows = SheetRowsBuilder::new(opts.spill);
     for _ in 0..n {
-        let row = get_row(&mut r, headers.len() as u32)?;
+        let row = r.next(|r| get_row(r, width))?;
         if let Err(e) = rows.push(row) {
             return Some(Err(opts.spill_error(&e)));
         }
     }
-    if !r.is_empty() {
+    if !r.is_done() {
         return None;
     }
     let rows = match opts.finish_rows(rows) {
@@ -260,9 +293,10 @@ mod tests {
 
     /// A whole file's table, if it carries `key`.
     fn read(bytes: &[u8], key: &[u8; 32], o: &SheetOptions<'_>) -> Option<SheetTable> {
-        let mut r = unseal(bytes, MAGIC)?;
-        (r.take(32)? == key).then_some(())?;
-        decode(r, o).map(Result::unwrap)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.meta0.sheet");
+        std::fs::write(&path, bytes).unwrap();
+        SheetCache { path, key: *key }.load(o).ok().flatten()
     }
 
     fn assert_same(a: &SheetTable, b: &SheetTable) {
