@@ -417,8 +417,12 @@ pub struct ScreenCache {
     verdicts: Vec<(Key, u32)>,
     /// Record indices sorted by key, built on the first out-of-place lookup.
     sorted: std::sync::OnceLock<Vec<u32>>,
-    /// This run's verdicts in request order: what is saved.
-    this_run: Vec<(Key, u32)>,
+    /// This run's verdicts in request order (what is saved), kept apart only
+    /// once they stop matching the loaded ones: a warm run holds one copy.
+    this_run: Option<Vec<(Key, u32)>>,
+    /// How many of this run's verdicts matched the loaded ones, in place,
+    /// while `this_run` is `None`.
+    matched: usize,
     changed: bool,
     pub findings: Vec<Finding>,
     pub warning: Option<Warning>,
@@ -433,15 +437,16 @@ impl ScreenCache {
             path,
             verdicts: Vec::new(),
             sorted: std::sync::OnceLock::new(),
-            this_run: Vec::new(),
+            this_run: None,
+            matched: 0,
             changed: false,
             findings: Vec::new(),
             warning: None,
         };
-        let Ok(bytes) = std::fs::read(&cache.path) else {
+        if std::fs::symlink_metadata(&cache.path).is_err() {
             return cache;
-        };
-        match Self::decode(&bytes) {
+        }
+        match Self::decode(&cache.path) {
             Some((verdicts, findings)) => {
                 cache.verdicts = verdicts;
                 cache.findings = findings;
@@ -459,31 +464,33 @@ impl ScreenCache {
         cache
     }
 
+    /// Read forward, so the file's bytes and its decoded records are never
+    /// held together (at a million files each is tens of MB).
     #[allow(clippy::type_complexity)]
-    fn decode(bytes: &[u8]) -> Option<(Vec<(Key, u32)>, Vec<Finding>)> {
-        let mut input = cache_file::unseal(bytes, MAGIC)?;
-        let count = input.u64()?;
+    fn decode(path: &Path) -> Option<(Vec<(Key, u32)>, Vec<Finding>)> {
+        let mut input = cache_file::SealedReader::open(path, MAGIC)?;
+        let count = input.next(|r| r.u64())?;
         let n = input.fits(count, 5)?;
         let mut findings = Vec::with_capacity(n);
         for _ in 0..n {
-            let rule = Rule::from_code(input.u8()?)?;
-            findings.push(Finding {
-                rule,
-                detail: input.string()?,
-            });
+            findings.push(input.next(|r| {
+                Some(Finding {
+                    rule: Rule::from_code(r.u8()?)?,
+                    detail: r.string()?,
+                })
+            })?);
         }
-        let count = input.u64()?;
+        let count = input.next(|r| r.u64())?;
         let n = input.fits(count, 24)?;
         let mut verdicts = Vec::with_capacity(n);
         for _ in 0..n {
-            let key: Key = input.take(20)?.try_into().ok()?;
-            let v = input.u32()?;
+            let (key, v) = input.next(|r| Some((<Key>::try_from(r.take(20)?).ok()?, r.u32()?)))?;
             if v != CLEAN && v as usize >= findings.len() {
                 return None;
             }
             verdicts.push((key, v));
         }
-        input.is_empty().then_some((verdicts, findings))
+        input.is_done().then_some((verdicts, findings))
     }
 
     /// The verdict for the `at`-th request, if cached.
@@ -508,10 +515,29 @@ impl ScreenCache {
             .map(|i| self.verdicts[sorted[i] as usize].1)
     }
 
+    /// Forgets this run's verdicts.
+    fn start_run(&mut self) {
+        self.this_run = None;
+        self.matched = 0;
+    }
+
+    /// Adds a verdict to this run's.
+    fn record(&mut self, k: Key, v: u32) {
+        match &mut self.this_run {
+            None if self.verdicts.get(self.matched) == Some(&(k, v)) => self.matched += 1,
+            None => {
+                let mut run = self.verdicts[..self.matched].to_vec();
+                run.push((k, v));
+                self.this_run = Some(run);
+            }
+            Some(run) => run.push((k, v)),
+        }
+    }
+
     /// Ends a run that read `read` files: it is saved if that changed
     /// what the cache holds.
     fn end_run(&mut self, read: u64) {
-        self.changed |= read > 0 || self.this_run != self.verdicts;
+        self.changed |= read > 0 || self.this_run.is_some() || self.matched != self.verdicts.len();
     }
 
     /// Writes this run's verdicts if they differ from what was loaded; a
@@ -520,7 +546,15 @@ impl ScreenCache {
         if !self.changed {
             return None;
         }
-        self.verdicts = std::mem::take(&mut self.this_run);
+        self.verdicts = match self.this_run.take() {
+            Some(run) => run,
+            None => {
+                let mut run = std::mem::take(&mut self.verdicts);
+                run.truncate(self.matched);
+                run
+            }
+        };
+        self.matched = self.verdicts.len();
         let mut out = cache_file::Out::new(MAGIC, 16 + self.verdicts.len() * 24);
         out.u64(self.findings.len() as u64);
         for f in &self.findings {
@@ -652,7 +686,7 @@ const SCREEN_CHUNK: usize = if cfg!(test) { 2 } else { 1 << 16 };
 /// the cache where it knows the file. Returns, per request, an index into
 /// `cache.findings` or [`CLEAN`], and how many files were read.
 pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (Vec<u32>, u64) {
-    cache.this_run.clear();
+    cache.start_run();
     let (out, read) = screen_some(requests, 0, cache);
     cache.end_run(read);
     (out, read)
@@ -723,7 +757,7 @@ fn screen_some(
                 }
             }
         };
-        cache.this_run.push((k, v));
+        cache.record(k, v);
         out.push(v);
     }
     (out, read)
@@ -781,6 +815,33 @@ mod tests {
             Some("script_injection")
         );
         assert_eq!(rule("a.json", br#"{"online": true, "onset": 3}"#), None);
+    }
+
+    #[test]
+    fn a_run_that_repeats_the_cache_holds_no_copy_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("screen");
+        let (a, b, c) = ([1u8; 20], [2u8; 20], [3u8; 20]);
+        let run = |verdicts: &[(Key, u32)]| {
+            let mut cache = ScreenCache::open(path.clone());
+            cache.start_run();
+            for &(k, v) in verdicts {
+                cache.record(k, v);
+            }
+            cache.end_run(0);
+            let copied = cache.this_run.is_some();
+            let wrote = cache.changed;
+            assert!(cache.save().is_none());
+            (copied, wrote, ScreenCache::open(path.clone()).verdicts)
+        };
+        let first = [(a, CLEAN), (b, CLEAN), (c, CLEAN)];
+        assert_eq!(run(&first), (true, true, first.to_vec()));
+        assert_eq!(run(&first), (false, false, first.to_vec()));
+        // A file fewer: the matching prefix is what is saved.
+        assert_eq!(run(&first[..2]), (false, true, first[..2].to_vec()));
+        // A verdict that differs in place: the run is copied from there.
+        let swapped = [(b, CLEAN), (a, CLEAN)];
+        assert_eq!(run(&swapped), (true, true, swapped.to_vec()));
     }
 
     #[test]
