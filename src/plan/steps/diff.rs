@@ -23,6 +23,8 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
     // What the created units reference: SHA-1s (binary, 28 bytes a file) and
     // the rare deferred files' identities, each sorted to be counted once.
+    // Small shares: the diff runs while the listing, units and hashes are
+    // still held, and a spilled run costs little (it is read back once).
     let mut uploads = spill.sorter::<Upload<[u8; 20]>>(8);
     let mut deferred = spill.sorter::<Upload<String>>(8);
     let spec_names: Vec<Arc<str>> = specs.iter().map(|s| Arc::from(s.name.as_str())).collect();
@@ -39,7 +41,8 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
         .map_err(|e| target_error(&spill_failed(&spill, MERGED, &e)))?;
     let mut summary = Summary::default();
     // The plan's units, as the text they are written as, spilling past
-    // their share of the budget.
+    // their share of the budget (lines spilled are read back once, from the
+    // page cache, to write and hash the plan).
     let mut units = crate::plan::UnitListBuilder::new(&spill, 16);
     let mut tally = explain::UnitTally::default();
     let mut overridden: Vec<String> = Vec::new();
