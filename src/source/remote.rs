@@ -6,6 +6,7 @@
 //! fingerprint of ETag + last-modified, which keys the checksum cache.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::TryStreamExt;
 use globset::GlobSet;
@@ -317,9 +318,100 @@ fn list_under(
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
 ) -> Result<Listing, SourceError> {
-    // The caller says which source; the message says why.
-    let fail = |e: opendal::Error| source_error(&e, short(&e));
+    let pass = Pass {
+        root,
+        exclude,
+        junk,
+        progress,
+        limit,
+        seen: AtomicU64::new(0),
+    };
     crate::io_runtime::block_on(async {
+        let mut listing = if recursive && limit.is_none() {
+            pass.fanned_out(at).await?
+        } else {
+            pass.list(at, recursive).await?
+        };
+        listing.scan.files.sort();
+        Ok(listing)
+    })
+}
+
+/// Prefixes listed at once when a listing fans out.
+const FAN_OUT: usize = 16;
+/// The most entries (objects and folders) right below a prefix for which
+/// its folders are listed one by one: about one page of a store's listing.
+/// Past it (a folder per unit, say) one flat listing takes fewer requests.
+const FAN_OUT_MAX: usize = 1000;
+/// How many single wrapper "folders" a fan-out looks through for more.
+const WRAPPERS: usize = 4;
+
+/// One listing of a root: what it filters by, and how many objects it has
+/// seen across its concurrent requests.
+struct Pass<'a> {
+    root: &'a RemoteRoot,
+    exclude: &'a GlobSet,
+    junk: JunkFilter<'a>,
+    progress: &'a (dyn Fn(u64) + Sync),
+    limit: Option<u64>,
+    seen: AtomicU64,
+}
+
+impl Pass<'_> {
+    /// Everything under `at`. When the objects right below it and its
+    /// "folders" fit in about a page (one delimited request, looking through
+    /// up to [`WRAPPERS`] lone wrapper folders), each folder is then listed
+    /// flat, [`FAN_OUT`] at once; otherwise `at` is listed flat, page by
+    /// page, at the cost of that one request.
+    async fn fanned_out(&self, at: &str) -> Result<Listing, SourceError> {
+        use futures_util::StreamExt;
+        let (mut here, mut excluded) = (at.to_owned(), 0);
+        let mut wrappers = 0;
+        let mut top = loop {
+            let Some(mut top) = self.list_some(&here, false, Some(FAN_OUT_MAX)).await? else {
+                let mut flat = self.list(&here, true).await?;
+                flat.scan.excluded += excluded;
+                return Ok(flat);
+            };
+            top.scan.excluded += excluded;
+            let wrapper = top.dirs.len() == 1 && top.scan.files.is_empty();
+            if !wrapper || wrappers == WRAPPERS {
+                break top;
+            }
+            wrappers += 1;
+            excluded = top.scan.excluded;
+            here = top.dirs.pop().expect("one folder");
+        };
+        let dirs = std::mem::take(&mut top.dirs);
+        let mut parts = futures_util::stream::iter(dirs.iter())
+            .map(|d| self.list(d, true))
+            .buffer_unordered(FAN_OUT);
+        while let Some(part) = parts.next().await {
+            let mut part = part?.scan;
+            top.scan.files.append(&mut part.files);
+            top.scan.excluded += part.excluded;
+        }
+        Ok(top)
+    }
+
+    /// The objects under `at` (all of them, or those right below it with its
+    /// "folders"), in the store's order.
+    async fn list(&self, at: &str, recursive: bool) -> Result<Listing, SourceError> {
+        let listing = self.list_some(at, recursive, None).await?;
+        Ok(listing.expect("no cap"))
+    }
+
+    /// [`Self::list`], or `None` as soon as more than `cap` entries are seen
+    /// (they are then not counted as seen).
+    async fn list_some(
+        &self,
+        at: &str,
+        recursive: bool,
+        cap: Option<usize>,
+    ) -> Result<Option<Listing>, SourceError> {
+        // The caller says which source; the message says why.
+        let fail = |e: opendal::Error| source_error(&e, short(&e));
+        let root = self.root;
         let mut lister = root
             .op
             .lister_with(at)
@@ -328,8 +420,12 @@ fn list_under(
             .map_err(fail)?;
         let mut scan = SourceScan::default();
         let mut dirs = Vec::new();
-        let mut seen = 0u64;
+        let mut counted = 0;
         while let Some(entry) = lister.try_next().await.map_err(fail)? {
+            if cap.is_some_and(|cap| dirs.len() + counted as usize > cap) {
+                self.seen.fetch_sub(counted, Ordering::Relaxed);
+                return Ok(None);
+            }
             let meta = entry.metadata();
             if !meta.is_file() {
                 let rel = entry.path().trim_start_matches('/');
@@ -342,14 +438,15 @@ fn list_under(
             if rel.is_empty() || rel.ends_with('/') {
                 continue;
             }
-            seen += 1;
+            counted += 1;
+            let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
             if seen.is_multiple_of(1000) {
-                progress(seen);
+                (self.progress)(seen);
             }
-            if limit.is_some_and(|l| seen > l) {
+            if self.limit.is_some_and(|l| seen > l) {
                 break;
             }
-            if junk.drops(&rel, is_junk_path(&rel)) || exclude.is_match(&rel) {
+            if self.junk.drops(&rel, is_junk_path(&rel)) || self.exclude.is_match(&rel) {
                 scan.excluded += 1;
                 continue;
             }
@@ -370,9 +467,8 @@ fn list_under(
             scan.files
                 .push(&rel, size, fingerprint(tag.as_deref()), tag.as_deref());
         }
-        scan.files.sort();
-        Ok(Listing { scan, dirs })
-    })
+        Ok(Some(Listing { scan, dirs }))
+    }
 }
 
 /// Lists the first page under the root, within `timeout`: whether the source

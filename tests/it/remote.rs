@@ -76,6 +76,23 @@ impl Moto {
         synup::io_runtime::block_on(op.write(key, body)).unwrap();
     }
 
+    /// Many objects, written 32 at a time.
+    pub(crate) fn put_many(&self, bucket: &str, objects: Vec<(String, String)>) {
+        use futures_util::StreamExt;
+        let op = self.op(bucket);
+        synup::io_runtime::block_on(async {
+            let mut writes = futures_util::stream::iter(objects)
+                .map(|(key, body)| {
+                    let op = op.clone();
+                    async move { op.write(&key, body).await }
+                })
+                .buffer_unordered(32);
+            while let Some(written) = writes.next().await {
+                written.unwrap();
+            }
+        });
+    }
+
     pub(crate) fn delete(&self, bucket: &str, key: &str) {
         let op = self.op(bucket);
         synup::io_runtime::block_on(op.delete(key)).unwrap();
@@ -167,6 +184,82 @@ fn an_s3_prefix_plans_and_applies_into_synup_serve_and_the_local_target() {
     let body =
         synup::io_runtime::block_on(async { reqwest::get(url).await?.text().await }).unwrap();
     assert_eq!(body, "png 3");
+}
+
+/// A prefix whose objects sit in many "folders" is listed a folder at a
+/// time, concurrently, after one delimited request (looking through a lone
+/// wrapper folder): nothing may be lost or counted twice on the way.
+#[test]
+fn a_wrapped_s3_prefix_is_listed_folder_by_folder_without_losing_an_object() {
+    let m = Moto::start();
+    m.create_bucket("wrapped");
+    seed_units(&m, "wrapped", "w/inner", 40);
+    m.put(
+        "wrapped",
+        "w/inner/README.txt",
+        "top-level file beside the folders",
+    );
+    m.put("wrapped", "w/inner/p003/deep/more/extra.txt", "deep");
+    m.put("wrapped", "w/inner/p007/.DS_Store", "junk");
+    m.put("wrapped", "w-sibling/p999/img.png", "outside the prefix");
+    let f = Fixture::new();
+    f.write(
+        "r.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://wrapped/w\n  connection: {}\n",
+            m.connection()
+        ),
+    );
+    let plan = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "r.yaml", "--format", "json"]));
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(p["summary"]["create"], 40, "{}", plan.stdout);
+    assert_eq!(p["summary"]["excluded_files"], 1);
+    let unmatched: Vec<&str> = p["unmatched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unmatched,
+        ["inner/README.txt", "inner/p003/deep/more/extra.txt"]
+    );
+    let files: usize = p["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["files"].as_object().unwrap().len())
+        .sum();
+    assert_eq!(files, 80);
+
+    // More folders than a page: listed flat instead, and just as whole
+    // (identified by ETag, so the objects are listed but not read).
+    let many: Vec<(String, String)> = (0..1100)
+        .flat_map(|i| {
+            [
+                (format!("many/u{i:04}/img.png"), format!("png {i}")),
+                (format!("many/u{i:04}/lab.json"), "{}".to_owned()),
+            ]
+        })
+        .collect();
+    m.put_many("wrapped", many);
+    f.write(
+        "many.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://wrapped/many\n  checksum: apply\n  connection: {}\n",
+            m.connection()
+        ),
+    );
+    let plan = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["plan", "many.yaml", "--format", "json"]));
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(p["summary"]["create"], 1100);
+    assert_eq!(p["summary"]["unmatched_files"], 0);
 }
 
 #[test]
