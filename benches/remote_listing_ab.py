@@ -17,7 +17,6 @@ import concurrent.futures as cf
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,16 +25,8 @@ import time
 
 import boto3
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MOTO = os.path.join(ROOT, "target", "py", "moto", "bin")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from remote_bench import MOTO, free_port  # noqa: E402
 
 
 def main():
