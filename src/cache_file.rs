@@ -4,7 +4,8 @@
 //! recognised and treated as a miss. Caches are never fatal: anything that
 //! does not decode exactly is simply rebuilt.
 
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 const END: &[u8; 4] = b"end\n";
@@ -91,8 +92,7 @@ impl<'a> In<'a> {
     /// item: a damaged count never reserves more memory than the file could
     /// describe.
     pub fn fits(&self, n: u64, min: usize) -> Option<usize> {
-        let n = usize::try_from(n).ok()?;
-        (n.checked_mul(min)? <= self.0.len()).then_some(n)
+        fits(n, min, self.0.len() as u64)
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -119,7 +119,6 @@ impl SealedReader {
     /// `None` when the file is missing, or is not a whole sealed file
     /// starting with `magic`.
     pub fn open(path: &Path, magic: &[u8]) -> Option<Self> {
-        use std::os::unix::fs::FileExt;
         let file = std::fs::File::open(path).ok()?;
         let len = file.metadata().ok()?.len();
         let seal = (END.len() + 8) as u64;
@@ -133,15 +132,14 @@ impl SealedReader {
         if head != magic || end != END || stated != len {
             return None;
         }
-        let mut reader = Self {
+        let mut file = file;
+        file.seek(SeekFrom::Start(magic.len() as u64)).ok()?;
+        Some(Self {
             file,
             window: Vec::new(),
             at: 0,
             unread: body,
-        };
-        use std::io::{Seek, SeekFrom};
-        reader.file.seek(SeekFrom::Start(magic.len() as u64)).ok()?;
-        Some(reader)
+        })
     }
 
     /// The next item, or `None` when it does not decode from the rest of the
@@ -162,7 +160,6 @@ impl SealedReader {
     /// Moves what is left of the window to its front and reads more of the
     /// body after it; `false` at the body's end or on a read error.
     fn refill(&mut self) -> bool {
-        use std::io::Read;
         if self.unread == 0 {
             return false;
         }
@@ -179,22 +176,26 @@ impl SealedReader {
         true
     }
 
-    /// Body bytes not yet decoded: a count read from the file is checked
-    /// against it as [`In::fits`] does.
-    pub fn left(&self) -> u64 {
+    /// Body bytes not yet decoded.
+    fn left(&self) -> u64 {
         self.unread + (self.window.len() - self.at) as u64
     }
 
     /// As [`In::fits`], against what is left of the body.
     pub fn fits(&self, n: u64, min: usize) -> Option<usize> {
-        let n = usize::try_from(n).ok()?;
-        (n.checked_mul(min)? as u64 <= self.left()).then_some(n)
+        fits(n, min, self.left())
     }
 
     /// Whether every byte of the body was decoded.
     pub fn is_done(&self) -> bool {
         self.left() == 0
     }
+}
+
+/// A list's length `n`, if `left` bytes can hold it at `min` bytes an item.
+fn fits(n: u64, min: usize, left: u64) -> Option<usize> {
+    let n = usize::try_from(n).ok()?;
+    (n.checked_mul(min)? as u64 <= left).then_some(n)
 }
 
 /// Writes `bytes` to `path` as [`store_with`] does. No `fsync`: a cache lost

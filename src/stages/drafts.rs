@@ -71,8 +71,8 @@ impl Drafts {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// The units `n` at a time (the last window may be shorter).
-    pub fn windows(&self, n: usize) -> impl Iterator<Item = Vec<Draft<'_>>> + '_ {
+    /// The units `n` at a time, as `slice::chunks` (the last may be shorter).
+    pub fn chunks(&self, n: usize) -> impl Iterator<Item = Vec<Draft<'_>>> + '_ {
         (0..self.len()).step_by(n.max(1)).map(move |start| {
             (start..(start + n).min(self.len()))
                 .map(|i| self.get(i))
@@ -124,17 +124,17 @@ mod tests {
     }
 
     #[test]
-    fn windows_and_retain_keep_order() {
+    fn chunks_and_retain_keep_order() {
         let mut d = Drafts::default();
         for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
             d.push(k, k, [file(i as u32)]);
         }
-        let sizes: Vec<usize> = d.windows(2).map(|w| w.len()).collect();
+        let sizes: Vec<usize> = d.chunks(2).map(|w| w.len()).collect();
         assert_eq!(sizes, [2, 2, 1]);
         d.retain(|u| u.key != "b" && u.key != "e");
         let keys: Vec<_> = d.iter().map(|u| u.key).collect();
         assert_eq!(keys, ["a", "c", "d"]);
         assert_eq!(d.get(1).files, [file(2)]);
-        assert_eq!(Drafts::default().windows(8).count(), 0);
+        assert_eq!(Drafts::default().chunks(8).count(), 0);
     }
 }

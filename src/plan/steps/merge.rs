@@ -39,7 +39,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     // the budget.
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
     let mut merged = spill.spool::<MergedUnit>(8);
-    for window in drafts.windows(JOIN_WINDOW) {
+    for window in drafts.chunks(JOIN_WINDOW) {
         let keys: Vec<&str> = window.iter().map(|u| u.key).collect();
         let joined = prepared
             .iter()
