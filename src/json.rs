@@ -22,6 +22,26 @@ pub fn json_equal(a: &Json, b: &Json) -> bool {
     }
 }
 
+/// A command's JSON document, pretty-printed with `format_version` first
+/// (serde_json's maps sort their keys; every other key keeps that order, so
+/// all commands print one key order).
+pub fn to_pretty_versioned(doc: &Json) -> String {
+    let Json::Object(map) = doc else {
+        return serde_json::to_string_pretty(doc).unwrap_or_default() + "\n";
+    };
+    let Some(version) = map.get("format_version") else {
+        return serde_json::to_string_pretty(doc).unwrap_or_default() + "\n";
+    };
+    let mut rest = map.clone();
+    rest.remove("format_version");
+    let body = serde_json::to_string_pretty(&Json::Object(rest)).unwrap_or_default();
+    let first = format!("{{\n  \"format_version\": {version}");
+    match body.strip_prefix("{\n") {
+        Some(fields) => format!("{first},\n{fields}\n"),
+        None => format!("{first}\n}}\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +55,20 @@ mod tests {
         ));
         assert!(!json_equal(&json!({"a": 1}), &json!({"a": "1"})));
         assert!(!json_equal(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+    }
+
+    #[test]
+    fn format_version_comes_first_and_the_rest_stays_sorted() {
+        let doc = json!({"b": [1], "format_version": 1, "a": {"z": 1, "y": 2}});
+        let text = to_pretty_versioned(&doc);
+        assert!(
+            text.starts_with("{\n  \"format_version\": 1,\n  \"a\""),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Json>(&text).unwrap(), doc);
+        assert_eq!(
+            to_pretty_versioned(&json!({"format_version": 1})),
+            "{\n  \"format_version\": 1\n}\n"
+        );
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod apply;
 pub mod cache_file;
+pub mod error_chain;
 pub mod explore;
 pub mod fs_write;
 pub mod init;

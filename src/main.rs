@@ -34,7 +34,6 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    console::install_error_hook();
     let code = cli::run();
     // Close remote connections (sftp's ssh masters outlive us otherwise).
     synup::io_runtime::shutdown();

@@ -323,6 +323,11 @@ impl<W: Writer> Run<'_, W> {
                 self.batch(&units).await
             })
             .buffer_unordered(self.writer.pipeline().max(1));
+        tracing::debug!(
+            batch_size = size,
+            in_flight = self.writer.pipeline().max(1),
+            "applying batches"
+        );
         while let Some(done) = stream.next().await {
             done?;
         }
@@ -331,6 +336,11 @@ impl<W: Writer> Run<'_, W> {
 
     async fn batch(&self, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
         let observer = self.observer;
+        tracing::debug!(
+            units = batch.len(),
+            first = batch.first().map_or("", |u| u.key.as_str()),
+            "batch started"
+        );
         let mut file_errors: HashMap<String, String> = HashMap::new();
 
         // Files planned with `checksum: apply` are stored first, which tells

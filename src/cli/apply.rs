@@ -16,9 +16,6 @@ pub(super) struct Args {
     /// Write the JSON end report to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<String>,
-    /// No progress bars.
-    #[arg(short, long)]
-    quiet: bool,
     #[command(flatten)]
     memory: super::MemoryArg,
     /// Apply only shard K of N of a saved plan (1-based): its units to create,
@@ -26,7 +23,7 @@ pub(super) struct Args {
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
     /// Run the plan as `--shards` Ray jobs through the Ray Jobs API at this
-    /// dashboard URL (e.g. http://HOST:8265).
+    /// dashboard URL (e.g. http://HOST:8265; default with `--shards`: `RAY_ADDRESS`).
     #[arg(
         long,
         value_name = "URL",
@@ -35,18 +32,67 @@ pub(super) struct Args {
     )]
     ray: Option<String>,
     /// How many shards (Ray jobs) to split the plan into.
-    #[arg(long, value_name = "N", requires = "ray")]
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
     shards: Option<u32>,
     /// A synup binary installed on the Ray workers (default: this binary,
     /// shipped in the job's working_dir).
-    #[arg(long, value_name = "PATH", requires = "ray")]
+    #[arg(long, value_name = "PATH", requires = "shards")]
     ray_binary: Option<String>,
+    /// `json`: the end report on stdout (what `--report` writes), errors as JSON.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(super) format: super::TextOrJson,
+}
+
+/// Why there is nothing to apply, without claiming that every unit is in
+/// the target when some are conflicts or invalid.
+fn nothing_to_apply(s: &synup::plan::model::Summary) -> String {
+    if s.conflict == 0 && s.invalid == 0 {
+        return "Nothing to apply: every unit is already in the target.".to_owned();
+    }
+    let mut why = vec![format!("{} unit(s) already in the target", s.unchanged)];
+    if s.conflict > 0 {
+        why.push(format!(
+            "{} conflict(s) (a unit with that key differs; never overwritten)",
+            s.conflict
+        ));
+    }
+    if s.invalid > 0 {
+        why.push(format!("{} invalid", s.invalid));
+    }
+    format!("Nothing to apply: {}.", why.join(", "))
+}
+
+/// `--ray`, or with `--shards` alone the dashboard `RAY_ADDRESS` names (as
+/// Ray's own CLI reads it); `Err` when `--shards` has no dashboard.
+fn ray_dashboard(args: &Args) -> Result<Option<String>, String> {
+    match (&args.ray, args.shards) {
+        (Some(url), _) => Ok(Some(url.clone())),
+        (None, None) => Ok(None),
+        (None, Some(_)) => match std::env::var("RAY_ADDRESS") {
+            Ok(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(Some(url)),
+            Ok(url) if !url.trim().is_empty() => Err(format!(
+                "RAY_ADDRESS={url} is not a dashboard URL: `--shards` submits through the Ray Jobs API, e.g. http://HOST:8265"
+            )),
+            _ => Err(
+                "--shards needs a Ray dashboard: pass --ray http://HOST:8265 or set RAY_ADDRESS"
+                    .to_owned(),
+            ),
+        },
+    }
 }
 
 pub(super) fn run(args: Args) -> i32 {
     let Some(arg) = super::require_recipe(args.target.clone(), "apply") else {
         return exit::ERROR;
     };
+    let ray = match ray_dashboard(&args) {
+        Ok(ray) => ray,
+        Err(e) => {
+            crate::console::error(&e);
+            return exit::ERROR;
+        }
+    };
+    let json = args.format == super::TextOrJson::Json;
     let shard = match args.shard.as_deref().map(str::parse::<Shard>) {
         None => None,
         Some(Ok(s)) => Some(s),
@@ -70,7 +116,7 @@ pub(super) fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
-    if saved.is_none() && (shard.is_some() || args.ray.is_some()) {
+    if saved.is_none() && (shard.is_some() || ray.is_some()) {
         crate::console::error(&format!(
             "{arg} is a recipe; shards come from a saved plan: `synup plan {arg} -o PLAN`, then `synup apply PLAN {}`",
             if shard.is_some() {
@@ -101,11 +147,8 @@ pub(super) fn run(args: Args) -> i32 {
         only_units,
         ..args.memory.options()
     };
-    let Some(fresh) = super::plan_recipe(
-        &prepared,
-        crate::console::progress_wanted(args.quiet),
-        options,
-    ) else {
+    let Some(fresh) = super::plan_recipe(&prepared, crate::console::progress_wanted(), options)
+    else {
         return exit::ERROR;
     };
     let journal = apply::journal::path_for(
@@ -121,7 +164,12 @@ pub(super) fn run(args: Args) -> i32 {
         }
     };
     if let Some(text) = &job.shown {
-        crate::console::out(text);
+        // Under `--format json` stdout is the report alone.
+        if json {
+            crate::console::note(text.trim_end());
+        } else {
+            crate::console::out(text);
+        }
     }
     if let Some(invalid) = job.refused_for_invalid(resolved.invalid_units) {
         crate::console::note(&format!(
@@ -130,7 +178,7 @@ pub(super) fn run(args: Args) -> i32 {
         return exit::INVALID_UNITS;
     }
     let plan = &job.plan;
-    if let (Some(url), Some(n)) = (&args.ray, args.shards) {
+    if let (Some(url), Some(n)) = (&ray, args.shards) {
         return super::ray::run_sharded(
             &synup::ray::Submission {
                 dashboard: url,
@@ -143,18 +191,22 @@ pub(super) fn run(args: Args) -> i32 {
                 journal: job.journal.clone(),
             },
             args.report.as_deref(),
-            crate::console::progress_wanted(args.quiet),
+            crate::console::progress_wanted(),
+            json,
         );
     }
     let to_create = job.creates();
     if to_create == 0 {
-        crate::console::note("Nothing to apply: every unit is already in the target.");
-        if let Some(path) = &args.report {
-            let empty = synup::apply::ApplyReport::nothing_to_apply(plan, shard);
-            if let Err(e) = super::write_report(path, &empty.to_json()) {
-                crate::console::error(&e);
-                return exit::ERROR;
-            }
+        crate::console::note(&nothing_to_apply(&plan.summary));
+        let empty = synup::apply::ApplyReport::nothing_to_apply(plan, shard);
+        if json {
+            crate::console::out(&empty.to_json());
+        }
+        if let Some(path) = &args.report
+            && let Err(e) = super::write_report(path, &empty.to_json())
+        {
+            crate::console::error(&e);
+            return exit::ERROR;
         }
         return exit::OK;
     }
@@ -179,8 +231,7 @@ pub(super) fn run(args: Args) -> i32 {
         memory: args.memory.budget,
         ..ApplySettings::of(&loaded.recipe)
     };
-    let observer =
-        crate::console::progress::ApplyProgress::new(crate::console::progress_wanted(args.quiet));
+    let observer = crate::console::progress::ApplyProgress::new(crate::console::progress_wanted());
     let target = match apply::target::open(loaded, resolved, prepared.session.as_ref(), job.journal)
     {
         Ok(t) => t,
@@ -201,7 +252,11 @@ pub(super) fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
-    crate::console::out(&report.render_text());
+    crate::console::out(&if json {
+        report.to_json()
+    } else {
+        report.render_text()
+    });
     if let Some(path) = &args.report
         && let Err(e) = super::write_report(path, &report.to_json())
     {

@@ -16,7 +16,7 @@ pub(super) struct ConnArgs {
     #[arg(long, hide_env_values = true)]
     token: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    pub(super) format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub(super) struct ListArgs {
     /// One item by id; without it, the list (collections) or the default (storages).
     id: Option<u64>,
     #[command(flatten)]
-    conn: ConnArgs,
+    pub(super) conn: ConnArgs,
 }
 
 fn session(conn: &ConnArgs) -> Option<Session> {
@@ -41,11 +41,9 @@ fn session(conn: &ConnArgs) -> Option<Session> {
     Some(Session::new(creds, 4, 2))
 }
 
+/// A command's JSON document on stdout, `format_version` first.
 pub(super) fn print_json(v: &Json) {
-    crate::console::out(&format!(
-        "{}\n",
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    ));
+    crate::console::out(&synup::json::to_pretty_versioned(v));
 }
 
 pub(super) fn collections(args: ListArgs) -> i32 {

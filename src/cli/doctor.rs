@@ -8,7 +8,7 @@ use super::exit;
 #[derive(Debug, clap::Args)]
 pub(super) struct DoctorArgs {
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    pub(super) format: Format,
 }
 
 pub(super) fn run(args: DoctorArgs) -> i32 {

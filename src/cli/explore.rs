@@ -7,7 +7,7 @@ pub(super) struct Args {
     /// A local folder, or s3://, gs://, azblob://, sftp:// URL.
     path: String,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    pub(super) format: Format,
     /// Remote only: a connection setting (opendal's key for that service), repeatable.
     #[arg(long = "connection", value_name = "KEY=VALUE")]
     connection: Vec<String>,

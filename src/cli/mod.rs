@@ -11,6 +11,7 @@ mod plan;
 mod ray;
 mod schema;
 mod serve;
+mod shell;
 mod status;
 mod validate;
 
@@ -45,9 +46,35 @@ pub(crate) mod exit {
 
 #[derive(Debug, Parser)]
 #[command(name = "synup", version, about = "Declarative, resumable uploads into Synapse data collections", long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+/// Flags every command takes, before or after its name (SPEC 3).
+#[derive(Debug, clap::Args)]
+struct GlobalArgs {
+    /// More logs on stderr: -v debug, -vv trace (`SYNUP_LOG` takes a filter instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// No progress bars or notes; errors and warnings only (`serve`: no request log).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Colour: `auto` on a terminal unless `NO_COLOR` is set (`CLICOLOR_FORCE` forces it).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true
+    )]
+    color: crate::console::settings::ColorWhen,
+    /// Append logs to this file instead of stderr (at debug level unless -v or
+    /// `SYNUP_LOG` say otherwise).
+    #[arg(long, value_name = "FILE", global = true)]
+    log_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +107,34 @@ enum Command {
     Collections(backend::ListArgs),
     /// Show the default internal storage, or one by id.
     Storages(backend::ListArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(shell::CompletionsArgs),
+    /// Write man pages generated from these commands into a folder.
+    Man(shell::ManArgs),
+}
+
+impl Command {
+    /// `--format json`: then errors are JSON too (SPEC 3).
+    fn wants_json(&self) -> bool {
+        let json = TextOrJson::Json;
+        match self {
+            Command::Plan(a) => a.format == plan::Format::Json,
+            Command::Apply(a) => a.format == json,
+            Command::Validate(a) => a.format == json,
+            Command::Status(a) => a.format == json,
+            Command::Jobs(a) => a.format == json,
+            Command::Explore(a) => a.format == json,
+            Command::Doctor(a) => a.format == json,
+            Command::Collections(a) | Command::Storages(a) => a.conn.format == json,
+            Command::Init(_)
+            | Command::Graph(_)
+            | Command::Schema
+            | Command::Serve(_)
+            | Command::Login(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
+        }
+    }
 }
 
 pub(crate) fn run() -> i32 {
@@ -94,6 +149,16 @@ pub(crate) fn run() -> i32 {
             };
         }
     };
+    let g = &cli.global;
+    crate::console::settings::init(g.color, g.quiet);
+    crate::console::install_error_hook();
+    if let Err(e) = crate::console::log::init(g.verbose, g.log_file.as_deref()) {
+        crate::console::error(&e);
+        return exit::ERROR;
+    }
+    if cli.command.wants_json() {
+        crate::console::settings::set_json_errors();
+    }
     match cli.command {
         Command::Init(a) => init::run(a),
         Command::Validate(a) => validate::run(a),
@@ -109,6 +174,8 @@ pub(crate) fn run() -> i32 {
         Command::Login(a) => login::run(a),
         Command::Collections(a) => backend::collections(a),
         Command::Storages(a) => backend::storages(a),
+        Command::Completions(a) => shell::completions(a),
+        Command::Man(a) => shell::man(a),
     }
 }
 
@@ -132,18 +199,33 @@ pub(crate) fn load_recipe(
     }
 }
 
-/// The recipe argument, or exit 1 naming it.
+/// The recipe argument; without one, `./synup.yaml` (or `.yml`, `.toml`)
+/// when it exists, with or without a terminal (SPEC 3); else on a terminal
+/// `plan` and `apply` offer the wizard. `None`: exit 1, the reason shown.
 pub(crate) fn require_recipe(arg: Option<String>, command: &str) -> Option<String> {
-    if arg.is_none() && matches!(command, "plan" | "apply") && init::on_terminal() {
-        return init::find_or_create_recipe(command);
+    if arg.is_some() {
+        return arg;
     }
-    if arg.is_none() {
-        crate::console::error(&format!(
-            "missing argument RECIPE: `synup {command}` needs a recipe file, e.g. `synup {command} pipelines/01-nested-folders.yaml`"
-        ));
+    if let Some(name) = DEFAULT_RECIPES
+        .into_iter()
+        .find(|n| std::path::Path::new(n).is_file())
+    {
+        if crate::console::progress_wanted() {
+            crate::console::note(&format!("using {name}"));
+        }
+        return Some(name.to_owned());
     }
-    arg
+    if matches!(command, "plan" | "apply") && init::on_terminal() {
+        return init::create_recipe(command);
+    }
+    crate::console::error(&format!(
+        "missing argument RECIPE: `synup {command}` needs a recipe file and there is no ./synup.yaml here, e.g. `synup {command} pipelines/01-nested-folders.yaml`"
+    ));
+    None
 }
+
+/// What `plan`, `apply`, `status`, `graph` and `validate` read without a RECIPE.
+const DEFAULT_RECIPES: [&str; 3] = ["synup.yaml", "synup.yml", "synup.toml"];
 
 pub(crate) use synup::prepare::Prepared;
 

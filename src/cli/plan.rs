@@ -1,25 +1,28 @@
-use synup::plan::render::render_text;
+use synup::plan::render::{render_text, render_text_in};
 use synup::recipe::model::InvalidUnits;
 
 use super::exit;
 
-use super::TextOrJson as Format;
+/// `plan --format`: for people, for machines, for a pull request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Format {
+    Text,
+    Json,
+    Markdown,
+}
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
-    /// The recipe (YAML or TOML).
+    /// The recipe (YAML or TOML); default `./synup.yaml`.
     recipe: Option<String>,
     /// Also write the JSON plan to this file (always JSON, whatever --format says).
     #[arg(short = 'o', long = "out", value_name = "PLAN")]
     out: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    pub(super) format: Format,
     /// Exit 2 when the plan creates units (like terraform's flag).
     #[arg(long)]
     detailed_exitcode: bool,
-    /// No progress output on stderr.
-    #[arg(short, long)]
-    quiet: bool,
     /// Print stage timings and read counts to stderr.
     #[arg(long)]
     stats: bool,
@@ -41,12 +44,12 @@ pub(super) fn run(args: Args) -> i32 {
         return exit::ERROR;
     };
     let resolved = &prepared.resolved;
-    if crate::console::progress_wanted(args.quiet) {
+    if crate::console::progress_wanted() {
         crate::console::note(&format!("planning {} …", resolved.name));
     }
     let Some(outcome) = super::plan_recipe(
         &prepared,
-        crate::console::progress_wanted(args.quiet),
+        crate::console::progress_wanted(),
         args.memory.options(),
     ) else {
         return exit::ERROR;
@@ -60,7 +63,11 @@ pub(super) fn run(args: Args) -> i32 {
     }
     match args.format {
         Format::Json => crate::console::out_with(|w| plan.write_json(w)),
+        Format::Text if crate::console::stdout_colored() => {
+            crate::console::out_colored(&render_text_in(plan, true))
+        }
         Format::Text => crate::console::out(&render_text(plan)),
+        Format::Markdown => crate::console::out(&synup::plan::markdown::render_markdown(plan)),
     }
     if args.stats {
         let s = &outcome.stats;

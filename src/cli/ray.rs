@@ -6,7 +6,12 @@ use synup::ray::{RayClient, RayError, RayEvent, Submission};
 use super::exit;
 
 /// Runs the plan's shards as Ray jobs and reports them as one apply.
-pub(super) fn run_sharded(sub: &Submission<'_>, report_out: Option<&str>, progress: bool) -> i32 {
+pub(super) fn run_sharded(
+    sub: &Submission<'_>,
+    report_out: Option<&str>,
+    progress: bool,
+    json: bool,
+) -> i32 {
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(sub.shards as u64);
         b.set_style(
@@ -70,7 +75,11 @@ pub(super) fn run_sharded(sub: &Submission<'_>, report_out: Option<&str>, progre
         }
     };
     let total = &sharded.report;
-    crate::console::out(&total.render_text());
+    crate::console::out(&if json {
+        total.to_json()
+    } else {
+        total.render_text()
+    });
     if let Some(path) = report_out
         && let Err(e) = super::write_report(path, &total.to_json())
     {
@@ -106,9 +115,12 @@ pub(super) struct JobsArgs {
     /// Stop the job.
     #[arg(long, requires = "id")]
     stop: bool,
-    /// The Ray dashboard (default: the one the last `apply --ray` here used).
-    #[arg(long, value_name = "URL")]
+    /// The Ray dashboard (default: `RAY_ADDRESS`, else the one the last
+    /// `apply --ray` here used).
+    #[arg(long, value_name = "URL", env = "RAY_ADDRESS")]
     ray: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(super) format: super::TextOrJson,
 }
 
 /// `synup jobs [ID] [--logs] [--stop]`.
@@ -119,9 +131,43 @@ pub(super) fn jobs(args: JobsArgs) -> i32 {
         );
         return exit::ERROR;
     };
+    let json = args.format == super::TextOrJson::Json;
     let shown = (|| -> Result<String, RayError> {
         let ray = RayClient::new(&dashboard)?;
         Ok(match &args.id {
+            Some(id) if args.stop && json => synup::json::to_pretty_versioned(&serde_json::json!({
+                "format_version": 1,
+                "id": id,
+                "stop_requested": ray.stop(id)?,
+            })),
+            Some(id) if args.logs && json => synup::json::to_pretty_versioned(&serde_json::json!({
+                "format_version": 1,
+                "id": id,
+                "logs": ray.logs(id)?,
+            })),
+            Some(id) if json => synup::json::to_pretty_versioned(&serde_json::json!({
+                "format_version": 1,
+                "job": synup::ray::client::redact(ray.job(id)?),
+            })),
+            None if json => {
+                let jobs: Vec<_> = ray
+                    .synup_jobs()?
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "plan_file": r.plan_file,
+                            "shard": r.shard,
+                            "status": r.status,
+                            "id": r.id,
+                        })
+                    })
+                    .collect();
+                synup::json::to_pretty_versioned(&serde_json::json!({
+                    "format_version": 1,
+                    "dashboard": dashboard,
+                    "jobs": jobs,
+                }))
+            }
             Some(id) if args.stop => format!(
                 "{id}: {}\n",
                 if ray.stop(id)? {

@@ -35,9 +35,6 @@ pub(super) struct Args {
     /// is deleted.
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
     upload_ttl: u64,
-    /// No request log on stderr.
-    #[arg(short, long)]
-    quiet: bool,
     /// The only access token accepted (default: a random one, printed once).
     #[arg(long, env = "SYNUP_SERVE_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -92,11 +89,12 @@ pub(super) fn run(args: Args) -> i32 {
         ));
         return exit::ERROR;
     }
-    let request_log: Option<synup::serve::listen::RequestLog> = (!args.quiet).then(|| {
-        std::sync::Arc::new(|r: &synup::serve::listen::RequestRecord| {
-            crate::console::note(&r.to_string())
-        }) as synup::serve::listen::RequestLog
-    });
+    let request_log: Option<synup::serve::listen::RequestLog> =
+        (!crate::console::settings::quiet()).then(|| {
+            std::sync::Arc::new(|r: &synup::serve::listen::RequestRecord| {
+                crate::console::note(&r.to_string())
+            }) as synup::serve::listen::RequestLog
+        });
     let opts = ServeOptions {
         data: args.data,
         addr: args.addr,

@@ -9,7 +9,7 @@ use super::exit;
 pub(super) struct Args {
     recipe: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    pub(super) format: Format,
 }
 
 pub(super) fn run(args: Args) -> i32 {
@@ -36,10 +36,7 @@ pub(super) fn run(args: Args) -> i32 {
         }
     };
     match args.format {
-        Format::Json => crate::console::out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&status.to_json()).unwrap_or_default()
-        )),
+        Format::Json => super::backend::print_json(&status.to_json()),
         Format::Text => crate::console::out(&match &status {
             Status::Local(s) => render_local(s),
             Status::Synapse(s) => render_synapse(s),

@@ -1,12 +1,17 @@
 //! The only code that writes to the terminal: diagnostics, output, prompts, progress.
 
+pub(crate) mod log;
 pub(crate) mod progress;
+pub(crate) mod settings;
 
 use std::io::{IsTerminal, Write};
 
-/// miette's renderer: colours only on a terminal, stable width for snapshots.
+use settings::Stream;
+
+/// miette's renderer: colours by `--color`, stable width for snapshots.
+/// Installed after the global flags are read.
 pub(crate) fn install_error_hook() {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = settings::color(Stream::Stderr);
     let _ = miette::set_hook(Box::new(move |_| {
         Box::new(
             miette::MietteHandlerOpts::new()
@@ -19,26 +24,64 @@ pub(crate) fn install_error_hook() {
     }));
 }
 
-/// Prints a diagnostic (with its source snippet) to stderr.
+/// Prints a diagnostic (with its source snippet) to stderr, or as JSON on
+/// stdout under `--format json`.
 pub(crate) fn report(diagnostic: impl miette::Diagnostic + Send + Sync + 'static) {
+    if settings::json_errors() {
+        let mut json = String::new();
+        let rendered = miette::JSONReportHandler::new().render_report(&mut json, &diagnostic);
+        let error = rendered
+            .ok()
+            .and_then(|()| serde_json::from_str(&json).ok())
+            .unwrap_or_else(|| serde_json::json!({"message": diagnostic.to_string()}));
+        return json_error(error);
+    }
     let text = format!("{:?}", miette::Report::new(diagnostic));
-    to_stderr(&format!("{}\n", for_terminal(&text, colored_stderr())));
+    to_stderr(&format!(
+        "{}\n",
+        for_terminal(&text, settings::color(Stream::Stderr))
+    ));
 }
 
 /// A one-line error without a source snippet.
 pub(crate) fn error(message: &str) {
+    if settings::json_errors() {
+        return json_error(serde_json::json!({"message": message}));
+    }
     to_stderr(&format!("error: {}\n", for_terminal(message, false)));
 }
 
-/// Progress output is for people: only on a terminal, never with `--quiet` or in CI.
-pub(crate) fn progress_wanted(quiet: bool) -> bool {
-    !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal()
+/// An error as one JSON line on stdout, where `--format json` output goes:
+/// `{"format_version":1,"error":{"message":…,"code":…,"labels":[…],…}}`
+/// (the fields are miette's JSON report). Masked, like everything else.
+fn json_error(error: serde_json::Value) {
+    // Written by hand so `format_version` comes first (serde_json's maps sort).
+    let doc = format!("{{\"format_version\":1,\"error\":{error}}}\n");
+    let line = synup::secrets::mask(&doc);
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+}
+
+/// Progress output is for people: only on a terminal, never with `-q` or in CI.
+pub(crate) fn progress_wanted() -> bool {
+    !settings::quiet() && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal()
 }
 
 /// Data for stdout.
 pub(crate) fn out(text: &str) {
     let text = for_terminal(text, false);
     out_with(|w| w.write_all(text.as_bytes()));
+}
+
+/// Data for stdout that may hold colour (SGR) sequences: they pass when
+/// `--color` and the terminal allow colour on stdout.
+pub(crate) fn out_colored(text: &str) {
+    let text = for_terminal(text, true);
+    out_with(|w| w.write_all(text.as_bytes()));
+}
+
+/// Whether stdout may be coloured.
+pub(crate) fn stdout_colored() -> bool {
+    settings::color(Stream::Stdout)
 }
 
 /// Streams data to stdout through a buffer. A closed pipe (`synup plan |
@@ -64,10 +107,6 @@ pub(crate) fn note(text: &str) {
 /// Writes to stderr without panicking when it is closed (`eprintln!` would).
 fn to_stderr(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
-}
-
-fn colored_stderr() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Text as people may see it: secrets masked (SPEC 2), and control

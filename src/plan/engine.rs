@@ -104,6 +104,7 @@ pub fn execute<E: Send>(
                     ready.remove(i);
                     cpu_busy |= cpu;
                     running += 1;
+                    tracing::debug!(stage = %graph.stages[stage].id, cpu, "stage started");
                     if cpu {
                         // Taken by the one CPU thread (see `cpu_tx`).
                         let _ = cpu_tx.send(stage);
@@ -130,6 +131,13 @@ pub fn execute<E: Send>(
             }
             runs[stage].elapsed = elapsed;
             runs[stage].peak_rss_mib = peak_rss_mib();
+            tracing::debug!(
+                stage = %graph.stages[stage].id,
+                seconds = elapsed.as_secs_f64(),
+                peak_rss_mib = runs[stage].peak_rss_mib,
+                ok = matches!(result, Ok(Ok(()))),
+                "stage finished"
+            );
             let result = match result {
                 Ok(r) => r,
                 Err(payload) => {

@@ -6,6 +6,7 @@ pub mod engine;
 mod errors;
 pub mod explain;
 pub mod graph;
+pub mod markdown;
 pub mod model;
 pub mod render;
 pub mod sensitive;

@@ -13,6 +13,27 @@ const WARNINGS_PER_CODE: usize = 10;
 const UNMATCHED_LISTED: usize = 10;
 
 pub fn render_text(plan: &Plan) -> String {
+    render_text_in(plan, false)
+}
+
+/// An action's marker, coloured as terraform colours its own (SGR codes)
+/// when `colors`.
+fn marker(mark: &str, colors: bool) -> std::borrow::Cow<'_, str> {
+    let sgr = match mark {
+        "+" => "32",
+        "~" => "33",
+        "!" => "31",
+        _ => "2",
+    };
+    if colors {
+        format!("\x1b[{sgr}m{mark}\x1b[0m").into()
+    } else {
+        mark.into()
+    }
+}
+
+/// [`render_text`], with coloured markers when `colors`.
+pub fn render_text_in(plan: &Plan, colors: bool) -> String {
     let mut out = String::new();
     let t = &plan.target;
     let _ = writeln!(
@@ -103,7 +124,7 @@ pub fn render_text(plan: &Plan) -> String {
             ),
             Action::Invalid => ("!", "invalid".to_owned()),
         };
-        let _ = writeln!(out, "  {mark} {:<width$}  {what}", u.key);
+        let _ = writeln!(out, "  {} {:<width$}  {what}", marker(mark, colors), u.key);
         for p in &u.problems {
             let source = p
                 .source

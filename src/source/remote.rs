@@ -369,6 +369,7 @@ impl Pass<'_> {
         let mut wrappers = 0;
         let mut top = loop {
             let Some(mut top) = self.list_some(&here, false, Some(FAN_OUT_MAX)).await? else {
+                tracing::debug!(prefix = %here, "more than {FAN_OUT_MAX} first-level entries: listing flat");
                 let mut flat = self.list(&here, true).await?;
                 flat.scan.excluded += excluded;
                 return Ok(flat);
@@ -383,6 +384,12 @@ impl Pass<'_> {
             here = top.dirs.pop().expect("one folder");
         };
         let dirs = std::mem::take(&mut top.dirs);
+        tracing::debug!(
+            prefix = %here,
+            folders = dirs.len(),
+            concurrency = FAN_OUT,
+            "listing folder by folder"
+        );
         let mut parts = futures_util::stream::iter(dirs.iter())
             .map(|d| self.list(d, true))
             .buffer_unordered(FAN_OUT);

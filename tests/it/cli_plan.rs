@@ -3,7 +3,7 @@
 use crate::harness::{Fixture, TWO_SPECS, nested_units};
 
 /// A tree where every unit problem and every unmatched reason occurs once.
-fn troubled() -> Fixture {
+pub(crate) fn troubled() -> Fixture {
     let f = Fixture::new();
     f.write(
         "r.yaml",

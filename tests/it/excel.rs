@@ -8,10 +8,13 @@ fn recipe(f: &Fixture, options: &str) {
     f.write("r.yaml", format!("{TWO_SPECS}source: {{path: data}}\nvalidation: {{invalid_units: skip}}\nmetadata:\n  - excel: meta.xlsx\n{options}"));
 }
 
+/// The JSON plan, and what went wrong: stderr, and under `--format json`
+/// the error document (its messages, codes and labels) from stdout.
 fn plan(f: &Fixture) -> (i32, serde_json::Value, String) {
     let out = f.run(&["plan", "r.yaml", "--format", "json"]);
-    let v = serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.code, v, out.stderr)
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+    let error = v.get("error").map(|e| e.to_string()).unwrap_or_default();
+    (out.code, v, format!("{}{error}", out.stderr))
 }
 
 #[test]

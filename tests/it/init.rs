@@ -232,12 +232,15 @@ fn plan_on_a_terminal_asks_for_what_the_recipe_leaves_out() {
         "synup.yaml",
         "version: 1\nname: gaps\ntarget: {backend: synapse}\nsource: {path: data}\nmetadata: [{static: {age: 3}}]\n",
     );
-    // Without a terminal, the gap is an error naming the recipe key, and a
-    // missing recipe names the argument.
-    let out = run(synup_for(&serve, f.path()).args(["plan", "synup.yaml"]));
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("data_collection"), "{}", out.stderr);
-    let out = run(synup_for(&serve, f.path()).arg("plan"));
+    // Without a terminal, the gap is an error naming the recipe key, with
+    // ./synup.yaml read by default; a missing recipe names the argument.
+    for args in [&["plan", "synup.yaml"][..], &["plan"]] {
+        let out = run(synup_for(&serve, f.path()).args(args));
+        assert_eq!(out.code, 1);
+        assert!(out.stderr.contains("data_collection"), "{}", out.stderr);
+    }
+    let empty = Fixture::new();
+    let out = run(synup_for(&serve, empty.path()).arg("plan"));
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("missing argument RECIPE"),

@@ -5,6 +5,7 @@
 
 mod apply;
 mod cli_plan;
+mod cli_surface;
 mod datasets;
 mod determinism;
 mod examples;

@@ -1,8 +1,6 @@
 //! What `plan` and `apply` ask on a terminal instead of failing: a recipe
 //! when none is given, a data collection or a storage the recipe leaves out.
 
-use std::path::Path;
-
 use inquire::{Confirm, Select};
 
 use super::ask::{leading_id, pick_collection, storage_label};
@@ -89,13 +87,7 @@ fn ask_storage(s: &synup::target::synapse::Session, recipe: &str) -> Result<u64,
 
 /// On a terminal, `plan`/`apply` without a recipe use `synup.yaml` (or
 /// `.yml`/`.toml`) in the current folder, or offer to write one with the wizard.
-pub(crate) fn find_or_create_recipe(command: &str) -> Option<String> {
-    for name in ["synup.yaml", "synup.yml", "synup.toml"] {
-        if Path::new(name).is_file() {
-            crate::console::note(&format!("using {name}"));
-            return Some(name.to_owned());
-        }
-    }
+pub(crate) fn create_recipe(command: &str) -> Option<String> {
     let create = Confirm::new(&format!(
         "`synup {command}` needs a recipe and there is none here. Write one now?"
     ))

@@ -17,7 +17,7 @@ mod checks;
 mod gaps;
 mod preview;
 
-pub(super) use gaps::{TerminalGaps, find_or_create_recipe};
+pub(super) use gaps::{TerminalGaps, create_recipe};
 
 use ask::Asker;
 use checks::*;

@@ -236,13 +236,24 @@ impl Client {
                     let headers = resp.headers().clone();
                     match resp.bytes().await {
                         Ok(bytes) => Ok((status, headers, bytes)),
-                        Err(e) => Err((false, e.without_url().to_string())),
+                        Err(e) => Err((false, crate::error_chain::describe(&e.without_url()))),
                     }
                 }
-                Err(e) => Err((e.is_connect(), e.without_url().to_string())),
+                Err(e) => Err((
+                    e.is_connect(),
+                    crate::error_chain::describe(&e.without_url()),
+                )),
             };
             drop(permit);
             let exhausted = attempt >= self.retries;
+            match &outcome {
+                Ok((status, _, _)) => {
+                    tracing::trace!(method = %m, path = %p, status = status.as_u16(), attempt, "api response")
+                }
+                Err((_, message)) => {
+                    tracing::debug!(method = %m, path = %p, attempt, error = %message, "api request failed")
+                }
+            }
             match outcome {
                 Ok((status, _, bytes)) if status.is_success() => {
                     self.api.succeeded();
@@ -265,10 +276,9 @@ impl Client {
                     // registration may have happened after the work.
                     let retry = retryable_status(code) && (repeat == Repeat::Safe || code == 429);
                     if retry && !exhausted {
-                        tokio::time::sleep(
-                            retry_after(&headers).unwrap_or_else(|| backoff(attempt)),
-                        )
-                        .await;
+                        let delay = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
+                        tracing::debug!(method = %m, path = %p, status = code, attempt, delay_ms = delay.as_millis() as u64, "retrying after a retryable status");
+                        tokio::time::sleep(delay).await;
                         attempt += 1;
                         continue;
                     }
@@ -288,7 +298,9 @@ impl Client {
                 }
                 Err((connect, message)) => {
                     if (connect || repeat == Repeat::Safe) && !exhausted {
-                        tokio::time::sleep(backoff(attempt)).await;
+                        let delay = backoff(attempt);
+                        tracing::debug!(method = %m, path = %p, attempt, delay_ms = delay.as_millis() as u64, error = %message, "retrying after a transport error");
+                        tokio::time::sleep(delay).await;
                         attempt += 1;
                         continue;
                     }
@@ -605,7 +617,7 @@ impl Client {
                     let bytes = resp.bytes().await.unwrap_or_default();
                     Ok((status, headers, bytes))
                 }
-                Err(e) => Err(e.without_url().to_string()),
+                Err(e) => Err(crate::error_chain::describe(&e.without_url())),
             };
             drop(permit);
             let exhausted = attempt >= self.retries;
@@ -650,10 +662,9 @@ impl Client {
                             .throttled(retry_after(&headers).unwrap_or_else(|| backoff(attempt)));
                     }
                     if !storage_refusal && !exhausted {
-                        tokio::time::sleep(
-                            retry_after(&headers).unwrap_or_else(|| backoff(attempt)),
-                        )
-                        .await;
+                        let delay = retry_after(&headers).unwrap_or_else(|| backoff(attempt));
+                        tracing::debug!(path = %p, status = code, attempt, delay_ms = delay.as_millis() as u64, "retrying an upload after its status");
+                        tokio::time::sleep(delay).await;
                         attempt += 1;
                         continue;
                     }
@@ -666,7 +677,9 @@ impl Client {
                 }
                 Err(message) => {
                     if !exhausted {
-                        tokio::time::sleep(backoff(attempt)).await;
+                        let delay = backoff(attempt);
+                        tracing::debug!(path = %p, attempt, delay_ms = delay.as_millis() as u64, error = %message, "retrying an upload after a transport error");
+                        tokio::time::sleep(delay).await;
                         attempt += 1;
                         continue;
                     }

@@ -110,7 +110,14 @@ impl Gate {
     /// The endpoint said "slow down": halve the limit and pause it.
     pub fn throttled(&self, pause: Duration) {
         let mut s = self.lock();
+        let before = s.limit;
         s.limit = (s.limit / 2).max(1);
+        tracing::debug!(
+            from = before,
+            to = s.limit,
+            pause_ms = pause.as_millis() as u64,
+            "throttled: fewer requests in flight"
+        );
         s.successes = 0;
         let until = Instant::now() + pause;
         if s.paused_until.is_none_or(|t| t < until) {
@@ -126,6 +133,7 @@ impl Gate {
             if s.successes >= s.limit {
                 s.successes = 0;
                 s.limit += 1;
+                tracing::trace!(to = s.limit, "one more request in flight");
                 drop(s);
                 self.notify.notify_waiters();
             }
