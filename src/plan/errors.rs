@@ -13,7 +13,7 @@ pub(super) fn source_missing(loaded: &LoadedRecipe, root: &Root, reason: &str) -
         loaded.spans.value(&root.pointer),
     );
     if root.is_remote() {
-        e.help("check the bucket or host, the `connection` settings and the credentials (the providers' usual environment variables work too)")
+        e.help("check the bucket or host, the `connection` settings and the credentials (the providers' usual environment variables, profiles and logins work too)")
     } else {
         e.label(format!("resolved to {}", root.path.display()))
             .help("relative paths are relative to the recipe's folder, not the working directory")

@@ -6,6 +6,7 @@
 //! problems (symlink loops, unreadable folders) are reported beside them.
 //! This layer knows nothing of recipes: it lists, reads and hashes.
 
+mod credentials;
 pub mod digest;
 mod files;
 pub mod junk;

@@ -73,10 +73,6 @@ pub fn is_public_key(k: &str) -> bool {
     matches!(k, "endpoint" | "region" | "root")
 }
 
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
-
 /// Builds the operator for `url` (`scheme://bucket-or-host/prefix`).
 pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRoot, RemoteError> {
     let (scheme, rest) = url
@@ -88,57 +84,18 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
     }
     let root = format!("/{}", prefix.trim_matches('/'));
     let mut cfg: BTreeMap<String, String> = BTreeMap::new();
-    let (service, defaults): (&str, Vec<(&str, Option<String>)>) = match scheme {
+    let service = match scheme {
         "s3" => {
             cfg.insert("bucket".into(), authority.into());
-            (
-                "s3",
-                vec![
-                    (
-                        "region",
-                        env("AWS_REGION")
-                            .or_else(|| env("AWS_DEFAULT_REGION"))
-                            .or(Some("us-east-1".into())),
-                    ),
-                    (
-                        "endpoint",
-                        env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL")),
-                    ),
-                    ("access_key_id", env("AWS_ACCESS_KEY_ID")),
-                    ("secret_access_key", env("AWS_SECRET_ACCESS_KEY")),
-                    ("session_token", env("AWS_SESSION_TOKEN")),
-                ],
-            )
+            "s3"
         }
         "gs" | "gcs" => {
             cfg.insert("bucket".into(), authority.into());
-            (
-                "gcs",
-                vec![
-                    (
-                        "endpoint",
-                        env("STORAGE_EMULATOR_HOST").map(|h| {
-                            if h.contains("://") {
-                                h
-                            } else {
-                                format!("http://{h}")
-                            }
-                        }),
-                    ),
-                    ("credential_path", env("GOOGLE_APPLICATION_CREDENTIALS")),
-                ],
-            )
+            "gcs"
         }
         "azblob" => {
             cfg.insert("container".into(), authority.into());
-            (
-                "azblob",
-                vec![
-                    ("account_name", env("AZURE_STORAGE_ACCOUNT")),
-                    ("account_key", env("AZURE_STORAGE_KEY")),
-                    ("endpoint", env("AZURE_STORAGE_ENDPOINT")),
-                ],
-            )
+            "azblob"
         }
         "sftp" => {
             let (user, hostport) = match authority.rsplit_once('@') {
@@ -150,7 +107,7 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
             if let Some(u) = user {
                 cfg.insert("user".into(), u);
             }
-            ("sftp", vec![])
+            "sftp"
         }
         other => {
             return Err(RemoteError::Scheme {
@@ -158,36 +115,17 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
             });
         }
     };
-    for (k, v) in defaults {
-        if let Some(v) = v {
-            cfg.entry(k.into()).or_insert(v);
-        }
-    }
     for (k, v) in connection {
         cfg.insert(k.clone(), v.clone());
     }
     cfg.insert("root".into(), root);
-    if service == "gcs" && !cfg.contains_key("credential_path") && !cfg.contains_key("credential") {
-        // An emulator or a public bucket: no credentials to look for.
-        cfg.entry("allow_anonymous".into()).or_insert("true".into());
-        cfg.entry("disable_vm_metadata".into())
-            .or_insert("true".into());
-        cfg.entry("disable_config_load".into())
-            .or_insert("true".into());
-    }
-    if service == "s3" {
-        cfg.entry("disable_config_load".into())
-            .or_insert("true".into());
-        cfg.entry("disable_ec2_metadata".into())
-            .or_insert("true".into());
-        if cfg
-            .get("endpoint")
-            .is_some_and(|e| e.starts_with("http://"))
-        {
-            cfg.entry("enable_virtual_host_style".into())
-                .or_insert("false".into());
-        }
-    }
+    super::credentials::fill(service, &mut cfg, &super::credentials::process_env);
+    tracing::debug!(
+        url,
+        service,
+        settings = ?cfg.keys().collect::<Vec<_>>(),
+        "opening a remote root"
+    );
     let handle = crate::io_runtime::handle();
     let _guard = handle.enter();
     let op = Operator::via_iter(service, cfg).map_err(|e| RemoteError::Config {
@@ -234,8 +172,9 @@ pub fn short(e: &opendal::Error) -> String {
     }
     if msg.contains("signing") && e.kind() == opendal::ErrorKind::ConfigInvalid
         || msg == "signing http request"
+        || msg.contains("failed to load signing credential")
     {
-        msg.push_str(" (no credentials found: set them in `connection` or the provider's environment variables)");
+        msg.push_str(" (no credentials found: set them in `connection`, the provider's environment variables, or its CLI's login and profile files; `-vv` logs which sources were tried)");
     }
     let msg: String = msg.chars().take(400).collect();
     if kind.is_empty() {

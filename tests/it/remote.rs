@@ -324,6 +324,99 @@ fn s3_problems_name_the_source_and_never_the_secret() {
     assert!(!all.contains(SECRET), "the secret leaked:\n{all}");
 }
 
+/// `synup` with none of the AWS settings this machine may have, and `home`
+/// as the home folder (where `~/.aws` is looked for).
+fn without_aws(home: &Path) -> Command {
+    let mut cmd = crate::harness::synup();
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", home);
+    cmd
+}
+
+/// Credentials from a named profile in `~/.aws/credentials`, as the aws
+/// CLI finds them; the recipe names only the endpoint. moto accepts any
+/// key, so what proves the profile was read is that the same run without
+/// it is refused for lack of credentials.
+#[test]
+fn s3_credentials_come_from_a_shared_profile_as_the_aws_cli_finds_them() {
+    let m = Moto::start();
+    m.create_bucket("profiled");
+    seed_units(&m, "profiled", "b", 2);
+    let f = Fixture::new();
+    f.write(
+        "r.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://profiled/b\n  connection: {{endpoint: \"{}\"}}\n",
+            m.endpoint
+        ),
+    );
+    let home = f.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = run(without_aws(&home)
+        .current_dir(f.path())
+        .args(["plan", "r.yaml"]));
+    assert_eq!(out.code, 1, "no credentials anywhere: {}", out.stdout);
+    assert!(
+        out.stderr.contains("no credentials found"),
+        "{}",
+        out.stderr
+    );
+
+    f.write(
+        "home/.aws/credentials",
+        format!("[default]\naws_access_key_id = wrong\n\n[synup-ci]\naws_access_key_id = profile-key\naws_secret_access_key = {SECRET}\n"),
+    );
+    f.write(
+        "home/.aws/config",
+        "[profile synup-ci]\nregion = eu-central-1\n",
+    );
+    let out = run(without_aws(&home)
+        .current_dir(f.path())
+        .env("AWS_PROFILE", "synup-ci")
+        .args(["plan", "r.yaml", "--format", "json", "-vv"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(p["summary"]["create"], 2);
+    assert!(
+        !out.stderr.contains(SECRET),
+        "the secret leaked: {}",
+        out.stderr
+    );
+    // The profile's region signs the requests.
+    assert!(out.stderr.contains("eu-central-1"), "{}", out.stderr);
+    // The same profile named in the recipe, from files named by variables.
+    let elsewhere = f.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::rename(home.join(".aws/credentials"), elsewhere.join("creds")).unwrap();
+    f.write(
+        "named.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://profiled/b\n  connection: {{endpoint: \"{}\", profile: synup-ci}}\n",
+            m.endpoint
+        ),
+    );
+    let out = run(without_aws(&home)
+        .current_dir(f.path())
+        .env("AWS_SHARED_CREDENTIALS_FILE", elsewhere.join("creds"))
+        .args(["plan", "named.yaml"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
 #[test]
 fn a_multi_path_recipe_mixes_a_local_folder_and_an_s3_prefix() {
     let m = Moto::start();
@@ -512,6 +605,25 @@ fn an_azure_container_on_azurite_applies_into_synup_serve_and_a_wrong_key_is_nam
         "source:\n  path: azblob://scans/site3\n  connection: {{endpoint: \"{endpoint}\", account_name: devstoreaccount1, account_key: \"${{AZURE_STORAGE_KEY}}\"}}\n"
     );
     applies_into_serve(&f, &block, &[("AZURE_STORAGE_KEY", AZURITE_KEY)], None);
+    // Only a connection string in the environment, as Azure's tools take it:
+    // the recipe names just the container.
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+    );
+    f.write(
+        "cs.yaml",
+        format!("{TWO_SPECS}source:\n  path: azblob://scans/site3\n"),
+    );
+    let out = run(crate::harness::synup()
+        .current_dir(f.path())
+        .env_remove("AZURE_STORAGE_KEY")
+        .env_remove("AZURE_STORAGE_ACCOUNT")
+        .env("AZURE_STORAGE_CONNECTION_STRING", &conn)
+        .args(["plan", "cs.yaml", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(p["summary"]["units"], 3);
+    assert!(!out.stdout.contains(AZURITE_KEY) && !out.stderr.contains(AZURITE_KEY));
     // A wrong key: a clear refusal naming the source, and no key in the output.
     let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
     f.write("bad.yaml", format!("{TWO_SPECS}{block}"));
