@@ -28,90 +28,6 @@ fn text_array(items: &[&str]) -> std::rc::Rc<Vec<rusqlite::types::Value>> {
 
 pub const CATALOG_FILE: &str = "catalog.sqlite";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS data_collections (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    meta TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS file_specifications (
-    id INTEGER PRIMARY KEY,
-    data_collection_id INTEGER NOT NULL REFERENCES data_collections(id),
-    position INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    file_type TEXT NOT NULL,
-    extensions TEXT NOT NULL,
-    is_required INTEGER NOT NULL,
-    is_primary INTEGER NOT NULL,
-    UNIQUE (data_collection_id, name)
-);
-CREATE TABLE IF NOT EXISTS files (
-    checksum TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    store_path TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS data_units (
-    id INTEGER PRIMARY KEY,
-    data_collection_id INTEGER NOT NULL REFERENCES data_collections(id),
-    key TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    apply_id TEXT,
-    UNIQUE (data_collection_id, key)
-);
-CREATE TABLE IF NOT EXISTS unit_files (
-    data_unit_id INTEGER NOT NULL REFERENCES data_units(id),
-    spec TEXT NOT NULL,
-    checksum TEXT NOT NULL REFERENCES files(checksum),
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    is_primary INTEGER NOT NULL,
-    PRIMARY KEY (data_unit_id, spec)
-);
-CREATE TABLE IF NOT EXISTS projects (
-    id INTEGER PRIMARY KEY,
-    title TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY,
-    project_id INTEGER NOT NULL REFERENCES projects(id),
-    data_unit_id INTEGER NOT NULL REFERENCES data_units(id),
-    created_at TEXT NOT NULL,
-    UNIQUE (project_id, data_unit_id)
-);
-CREATE TABLE IF NOT EXISTS storages (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    category TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    configuration TEXT NOT NULL,
-    is_default INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS unit_groups (
-    data_unit_id INTEGER NOT NULL REFERENCES data_units(id),
-    position INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    PRIMARY KEY (data_unit_id, position)
-);
-CREATE TABLE IF NOT EXISTS applies (
-    id TEXT PRIMARY KEY,
-    data_collection_id INTEGER NOT NULL,
-    recipe_name TEXT NOT NULL,
-    recipe_path TEXT NOT NULL,
-    plan_hash TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL,
-    created_units INTEGER NOT NULL DEFAULT 0,
-    skipped_units INTEGER NOT NULL DEFAULT 0,
-    failed_units INTEGER NOT NULL DEFAULT 0,
-    uploaded_files INTEGER NOT NULL DEFAULT 0,
-    uploaded_bytes INTEGER NOT NULL DEFAULT 0
-);
-";
-
 /// A catalog failure, always naming the catalog file.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CatalogError {
@@ -127,6 +43,18 @@ pub enum CatalogError {
         help("restore the catalog from a backup, or move it aside and apply again")
     )]
     Corrupt { path: String, detail: String },
+    #[error(
+        "catalog {path} has schema version {found}, newer than this synup's {known}: it was written by a newer synup"
+    )]
+    #[diagnostic(
+        code(synup::target::catalog_too_new),
+        help("upgrade synup; an older synup never changes a newer catalog")
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
     #[error("collection `{name}` in {path} has other file specifications than the recipe:\n{diff}")]
     #[diagnostic(
         code(synup::target::spec_mismatch),
@@ -207,7 +135,7 @@ impl Catalog {
             }
             other => sqlite(other),
         })?;
-        conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        super::schema::upgrade(&conn, &path)?;
         rusqlite::vtab::array::load_module(&conn).map_err(sqlite)?;
         Ok(Self { conn, path })
     }
@@ -229,6 +157,7 @@ impl Catalog {
         rusqlite::vtab::array::load_module(&conn).map_err(sqlite)?;
         let c = Self { conn, path };
         c.check_integrity()?;
+        super::schema::check_readable(&c.conn, &c.path)?;
         Ok(Some(c))
     }
 

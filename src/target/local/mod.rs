@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod catalog;
+mod schema;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
