@@ -1,4 +1,4 @@
-use synup::plan::render::{render_text, render_text_in};
+use synup::plan::render::{TextOptions, render_text_in};
 use synup::recipe::model::InvalidUnits;
 
 use super::exit;
@@ -23,6 +23,9 @@ pub(super) struct Args {
     /// Exit 2 when the plan creates units (like terraform's flag).
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Text: list every unit with its files (path, size, SHA-1) and meta.
+    #[arg(long)]
+    detail: bool,
     /// Print stage timings and read counts to stderr.
     #[arg(long)]
     stats: bool,
@@ -63,10 +66,18 @@ pub(super) fn run(args: Args) -> i32 {
     }
     match args.format {
         Format::Json => crate::console::out_with(|w| plan.write_json(w)),
-        Format::Text if crate::console::stdout_colored() => {
-            crate::console::out_colored(&render_text_in(plan, true))
+        Format::Text => {
+            let opts = TextOptions {
+                colors: crate::console::stdout_colored(),
+                detail: args.detail,
+            };
+            let text = render_text_in(plan, opts);
+            if opts.colors {
+                crate::console::out_colored(&text);
+            } else {
+                crate::console::out(&text);
+            }
         }
-        Format::Text => crate::console::out(&render_text(plan)),
         Format::Markdown => crate::console::out(&synup::plan::markdown::render_markdown(plan)),
     }
     if args.stats {

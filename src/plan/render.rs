@@ -13,7 +13,16 @@ const WARNINGS_PER_CODE: usize = 10;
 const UNMATCHED_LISTED: usize = 10;
 
 pub fn render_text(plan: &Plan) -> String {
-    render_text_in(plan, false)
+    render_text_in(plan, TextOptions::default())
+}
+
+/// How [`render_text_in`] renders.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// Colour the action markers (SGR).
+    pub colors: bool,
+    /// Every unit, each with its files (path, size, SHA-1) and meta.
+    pub detail: bool,
 }
 
 /// An action's marker, coloured as terraform colours its own (SGR codes)
@@ -32,8 +41,14 @@ fn marker(mark: &str, colors: bool) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// [`render_text`], with coloured markers when `colors`.
-pub fn render_text_in(plan: &Plan, colors: bool) -> String {
+/// [`render_text`], with colour and detail as `opts` says.
+pub fn render_text_in(plan: &Plan, opts: TextOptions) -> String {
+    let colors = opts.colors;
+    let shown_per_action = if opts.detail {
+        usize::MAX
+    } else {
+        SHOWN_PER_ACTION
+    };
     let mut out = String::new();
     let t = &plan.target;
     let _ = writeln!(
@@ -82,7 +97,7 @@ pub fn render_text_in(plan: &Plan, colors: bool) -> String {
                 _ => None,
             };
             if let Some(s) = slot {
-                if shown[s] >= SHOWN_PER_ACTION {
+                if shown[s] >= shown_per_action {
                     hidden[s] += 1;
                     return Ok(());
                 }
@@ -125,6 +140,22 @@ pub fn render_text_in(plan: &Plan, colors: bool) -> String {
             Action::Invalid => ("!", "invalid".to_owned()),
         };
         let _ = writeln!(out, "  {} {:<width$}  {what}", marker(mark, colors), u.key);
+        if opts.detail {
+            for (spec, f) in u.files.iter() {
+                let id = match (&f.sha1, &f.etag) {
+                    (Some(sha), _) => format!("sha1 {}", sha.get(..12).unwrap_or(sha)),
+                    (None, Some(etag)) => format!("etag {etag}, sha1 at apply"),
+                    (None, None) => "sha1 at apply".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "      {spec}: {} ({}, {id})",
+                    f.shown(),
+                    human_bytes(f.size)
+                );
+            }
+            let _ = writeln!(out, "      meta: {}", u.meta.get());
+        }
         for p in &u.problems {
             let source = p
                 .source
@@ -143,7 +174,7 @@ pub fn render_text_in(plan: &Plan, colors: bool) -> String {
         if hidden[i] > 0 {
             let _ = writeln!(
                 out,
-                "  … and {} more {word} (all units are in `--format json`)",
+                "  … and {} more {word} (`--detail` lists every unit)",
                 hidden[i]
             );
         }

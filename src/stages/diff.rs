@@ -31,9 +31,13 @@ pub fn decide<'a>(
         Some([one]) => {
             // A deferred file's SHA-1 is not known: its spec must match.
             let same_files = if files.clone().any(|(_, sha)| sha.is_none()) {
-                one.same_specs(files.map(|(spec, _)| spec))
+                one.same_specs(files.clone().map(|(spec, _)| spec))
             } else {
-                one.same_files(files.map(|(spec, sha)| (spec, sha.unwrap_or_default())))
+                one.same_files(
+                    files
+                        .clone()
+                        .map(|(spec, sha)| (spec, sha.unwrap_or_default())),
+                )
             };
             let same_meta = one.same_meta(meta_json);
             if same_files && same_meta {
@@ -41,15 +45,15 @@ pub fn decide<'a>(
             }
             let mut what = Vec::new();
             if !same_files {
-                what.push("files differ");
+                what.push(format!("files differ: {}", files_diff(one, files)));
             }
             if !same_meta {
-                what.push("meta differs");
+                what.push(format!("meta differs: {}", meta_diff(one, meta_json)));
             }
             Verdict::Conflict(format!(
                 "target unit {} has the same key; {}",
                 one.id,
-                what.join(", ")
+                what.join("; ")
             ))
         }
         Some(many) => Verdict::Conflict(format!(
@@ -61,6 +65,72 @@ pub fn decide<'a>(
                 .join(", ")
         )),
     }
+}
+
+/// Which specs differ and how: `image_1 (a1b2c3d here, 9f8e7d6 in the
+/// target), label_1 only here`. SHA-1s are shortened as git shortens them.
+fn files_diff<'a>(theirs: &ExistingUnit, mine: impl Iterator<Item = FileCheck<'a>>) -> String {
+    let short = |sha: &str| sha.chars().take(7).collect::<String>();
+    let mine: std::collections::BTreeMap<&str, Option<&str>> = mine.collect();
+    let theirs: std::collections::BTreeMap<&str, &str> = theirs
+        .files
+        .iter()
+        .map(|(spec, sha)| (spec.as_str(), sha.as_str()))
+        .collect();
+    let mut specs: Vec<&str> = mine.keys().chain(theirs.keys()).copied().collect();
+    specs.sort_unstable();
+    specs.dedup();
+    let parts: Vec<String> = specs
+        .into_iter()
+        .filter_map(|spec| match (mine.get(spec), theirs.get(spec)) {
+            (Some(_), None) => Some(format!("{spec} only here")),
+            (None, Some(_)) => Some(format!("{spec} only in the target")),
+            (Some(Some(m)), Some(t)) if m != t => Some(format!(
+                "{spec} ({} here, {} in the target)",
+                short(m),
+                short(t)
+            )),
+            _ => None,
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// Which meta keys differ: `age (40 here, 41 in the target), site only
+/// here`. Values are shown short; the plan and the target hold them whole.
+fn meta_diff(theirs: &ExistingUnit, mine: &str) -> String {
+    use serde_json::Value as Json;
+    let parse = |text: &str| match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(map)) => Some(map),
+        _ => None,
+    };
+    let (Some(mine), Some(theirs)) = (parse(mine), parse(&theirs.meta_json)) else {
+        return "not both objects".to_owned();
+    };
+    let shown = |v: &Json| {
+        let text = v.to_string();
+        match text.char_indices().nth(40) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    };
+    let mut keys: Vec<&String> = mine.keys().chain(theirs.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let parts: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| match (mine.get(k), theirs.get(k)) {
+            (Some(_), None) => Some(format!("{k} only here")),
+            (None, Some(_)) => Some(format!("{k} only in the target")),
+            (Some(m), Some(t)) if !crate::json::json_equal(m, t) => Some(format!(
+                "{k} ({} here, {} in the target)",
+                shown(m),
+                shown(t)
+            )),
+            _ => None,
+        })
+        .collect();
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -113,15 +183,35 @@ mod tests {
                 [("image", Some("ff"))].iter().copied(),
                 r#"{"a":1}"#
             ),
-            Verdict::Conflict("target unit 7 has the same key; files differ".into())
+            Verdict::Conflict(
+                "target unit 7 has the same key; files differ: image (ff here, aa in the target)"
+                    .into()
+            )
         );
         assert_eq!(
             decide(
                 Some(&theirs),
                 [("image", Some("ff"))].iter().copied(),
-                r#"{"a":2}"#
+                r#"{"a":2,"b":"new"}"#
             ),
-            Verdict::Conflict("target unit 7 has the same key; files differ, meta differs".into())
+            Verdict::Conflict(
+                "target unit 7 has the same key; files differ: image (ff here, aa in the target); \
+                 meta differs: a (2 here, 1 in the target), b only here"
+                    .into()
+            )
+        );
+        let long = format!(r#"{{"a":1,"note":"{}"}}"#, "x".repeat(100));
+        let Verdict::Conflict(why) = decide(
+            Some(&[unit("7", &[("image", "aa"), ("mask", "cc")], &long)]),
+            [("image", Some("aa"))].iter().copied(),
+            r#"{"a":1.0}"#,
+        ) else {
+            panic!("a conflict")
+        };
+        assert_eq!(
+            why,
+            "target unit 7 has the same key; files differ: mask only in the target; \
+             meta differs: note only in the target"
         );
         // One spec more on our side is a difference too.
         assert!(matches!(

@@ -261,3 +261,44 @@ fn shards_without_a_dashboard_ask_for_ray_address() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("not a dashboard URL"), "{}", out.stderr);
 }
+
+#[test]
+fn detail_shows_each_units_files_and_meta_and_a_conflict_says_what_differs() {
+    let f = two_units();
+    let out = f.run(&["plan", "--detail"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("image_1: data/u000/img.png"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("meta: {"), "{}", out.stdout);
+    assert_eq!(f.run(&["apply", "--yes"]).code, 0);
+    // The same key with other content: which spec's checksum, which meta key.
+    f.write("data/u001/img.png", "changed");
+    f.write(
+        "synup.yaml",
+        format!("{TWO_SPECS}source: {{path: data}}\nmetadata: [{{static: {{site: Seoul}}}}]\n"),
+    );
+    let out = f.run(&["plan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("u001") && l.contains("conflict"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(line.contains("files differ: image_1 ("), "{line}");
+    assert!(
+        line.contains("here,") && line.contains("in the target)"),
+        "{line}"
+    );
+    assert!(line.contains("meta differs: site only here"), "{line}");
+    // Nothing to apply, and the note does not claim every unit is there.
+    let out = f.run(&["apply", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("2 conflict(s)") && !out.stderr.contains("every unit"),
+        "{}",
+        out.stderr
+    );
+}
