@@ -152,15 +152,13 @@ pub(crate) fn for_terminal(text: &str, colors: bool) -> std::borrow::Cow<'_, str
     std::borrow::Cow::Owned(out)
 }
 
-/// Asks a yes/no question on the terminal; anything but yes is no.
+/// Asks a yes/no question on the terminal (inquire's prompt: `y`/`n`,
+/// Enter for the default no); an interrupted prompt is no.
 pub(crate) fn confirm(question: &str) -> bool {
-    to_stderr(&format!("{} [y/N] ", for_terminal(question, false)));
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    if std::io::stdin().read_line(&mut answer).is_err() {
-        return false;
-    }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    inquire::Confirm::new(&for_terminal(question, false))
+        .with_default(false)
+        .prompt()
+        .unwrap_or(false)
 }
 
 /// Asks for a line on the terminal; an empty answer takes `default`.

@@ -281,19 +281,9 @@ fn describe(pattern: u8) -> &'static str {
     .describe()
 }
 
-/// `1536` → `1.5 KiB`.
+/// `1536` → `1.50 KiB` (indicatif's binary units, as the progress bars show them).
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", UNITS[i])
+    indicatif::HumanBytes(bytes).to_string()
 }
 
 #[cfg(test)]
@@ -301,7 +291,7 @@ mod tests {
     #[test]
     fn human_bytes() {
         assert_eq!(super::human_bytes(0), "0 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(super::human_bytes(1536), "1.50 KiB");
+        assert_eq!(super::human_bytes(3 * 1024 * 1024), "3.00 MiB");
     }
 }

@@ -279,7 +279,7 @@ fn strip_cached_values(path: &std::path::Path) {
     let re = regex::Regex::new(r"</f><v>[^<]*</v>").unwrap();
     for i in 0..zin.len() {
         let mut entry = zin.by_index(i).unwrap();
-        let name = entry.name().to_owned();
+        let name = entry.name().unwrap().into_owned();
         let mut data = Vec::new();
         entry.read_to_end(&mut data).unwrap();
         if name.starts_with("xl/worksheets/") {

@@ -258,3 +258,28 @@ fn plan_on_a_terminal_asks_for_what_the_recipe_leaves_out() {
     step(&mut p, "2 to create", "");
     assert_eq!(exit_code(&mut p), 0);
 }
+
+/// `apply` on a terminal asks before changing anything: no (the default)
+/// applies nothing, yes applies.
+#[test]
+fn apply_on_a_terminal_asks_and_the_default_is_no() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 2);
+    f.write(
+        "r.yaml",
+        format!("{}source: {{path: data}}\n", crate::harness::TWO_SPECS),
+    );
+    let apply = || {
+        let mut cmd = crate::harness::synup();
+        cmd.current_dir(f.path()).args(["apply", "r.yaml"]);
+        wizard(cmd)
+    };
+    let mut p = apply();
+    step(&mut p, "Apply 2 unit(s) to local collection", "\r");
+    assert_eq!(exit_code(&mut p), 0);
+    assert_eq!(f.run(&["plan", "r.yaml"]).stdout.matches("  + ").count(), 2);
+    let mut p = apply();
+    step(&mut p, "Apply 2 unit(s) to local collection", "y\r");
+    assert_eq!(exit_code(&mut p), 0);
+    assert!(f.run(&["plan", "r.yaml"]).stdout.contains("2 unchanged"));
+}

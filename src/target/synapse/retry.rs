@@ -15,16 +15,22 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs_f64(capped * (0.5 + fastrand::f64() * 0.5))
 }
 
-/// `Retry-After` in seconds (HTTP dates are rare from APIs; treated as absent), capped at 60 s.
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 allows both;
+/// proxies and CDNs send dates), capped at 60 s. A date in the past is no wait.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
+    let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)))
+        .trim();
+    let wait = match value.parse::<f64>() {
+        Ok(seconds) => Duration::from_secs_f64(seconds.clamp(0.0, 60.0)),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(Duration::from_secs(60)))
 }
 
 /// Statuses worth another try.
@@ -144,6 +150,25 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let with = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("2"), Some(Duration::from_secs(2)));
+        assert_eq!(with("3600"), Some(Duration::from_secs(60)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        let wait = with(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(with("soon"), None);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
