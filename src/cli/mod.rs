@@ -283,6 +283,11 @@ pub(crate) fn plan_recipe(
 ) -> Option<synup::plan::PlanOutcome> {
     let (loaded, resolved) = (&p.loaded, &p.resolved);
     let listing = progress.then(crate::console::progress::ListingProgress::new);
+    let hashing =
+        progress.then(|| std::sync::Arc::new(crate::console::progress::HashingBar::new()));
+    if let Some(h) = &hashing {
+        options.hashing_progress = Some(h.clone());
+    }
     if let Some(l) = &listing {
         let l = l.clone();
         options.listing_progress = Some(std::sync::Arc::new(move |root: &str, n: u64| {
@@ -311,6 +316,9 @@ pub(crate) fn plan_recipe(
     let result = synup::plan::build_plan(loaded, resolved, view.as_ref(), &options);
     if let Some(l) = &listing {
         l.finish();
+    }
+    if let Some(h) = &hashing {
+        h.finish();
     }
     match result {
         Ok(o) => Some(o),

@@ -1,8 +1,21 @@
 //! Progress bars for apply (files, bytes, units with rate and ETA), drawn only
 //! on a terminal; otherwise the observer does nothing.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use synup::apply::{ApplyEvent, ApplyObserver};
+
+/// A bar or spinner style from `template`, where `{rate}` is a whole count
+/// per second (indicatif's `{per_sec}` prints every decimal: `505.4132/s`).
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        )
+}
 
 pub(crate) struct ApplyProgress {
     bars: Option<Bars>,
@@ -21,17 +34,13 @@ impl ApplyProgress {
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
         let bytes = multi.add(ProgressBar::new(0));
-        bytes.set_style(
-            ProgressStyle::with_template(
-                "files {prefix:>7} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        bytes.set_style(style(
+            "files {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ));
         let units = multi.add(ProgressBar::new(0));
-        units.set_style(
-            ProgressStyle::with_template("units {wide_bar} {pos}/{len} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        units.set_style(style(
+            "units {wide_bar} {human_pos}/{human_len} {rate} eta {eta}",
+        ));
         Self {
             bars: Some(Bars {
                 _multi: multi,
@@ -104,12 +113,9 @@ impl ListingProgress {
             Some((_, bar)) => bar.clone(),
             None => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} listing {prefix}: {human_pos} objects, {per_sec} {elapsed}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
+                bar.set_style(style(
+                    "{spinner} listing {prefix}: {human_pos} objects, {rate} {elapsed}",
+                ));
                 bar.set_prefix(root.to_owned());
                 bar.enable_steady_tick(std::time::Duration::from_millis(200));
                 bars.push((root.to_owned(), bar.clone()));
@@ -128,5 +134,40 @@ impl ListingProgress {
         {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The plan's hash pass as a bar of bytes read (files that are not in the
+/// checksum cache), drawn once the pass knows how much it will read.
+pub(crate) struct HashingBar {
+    bar: ProgressBar,
+}
+
+impl HashingBar {
+    pub(crate) fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
+        bar.set_style(style(
+            "hashing {msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ));
+        Self { bar }
+    }
+
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl synup::stages::checksum::HashProgress for HashingBar {
+    fn start(&self, files: u64, bytes: u64) {
+        self.bar.set_length(bytes);
+        self.bar
+            .set_message(format!("{} files", indicatif::HumanCount(files)));
+        self.bar.reset();
+        self.bar
+            .set_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+    }
+
+    fn read(&self, bytes: u64) {
+        self.bar.inc(bytes);
     }
 }

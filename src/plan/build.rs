@@ -28,6 +28,9 @@ use crate::target::TargetView;
 /// A callback told `(root, objects listed so far)`.
 pub type ListingProgress = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
 
+/// What draws the hash pass's progress.
+pub type HashingProgress = std::sync::Arc<dyn crate::stages::checksum::HashProgress + Send>;
+
 /// Knobs that change speed, never the plan.
 #[derive(Clone)]
 pub struct PlanOptions {
@@ -36,6 +39,8 @@ pub struct PlanOptions {
     pub scan_threads: usize,
     /// Told `(root, objects listed so far)` during long remote listings.
     pub listing_progress: Option<ListingProgress>,
+    /// Told what the hash pass reads, as it reads it.
+    pub hashing_progress: Option<HashingProgress>,
     /// What the stages that sort may hold before they spill under `.synup/`.
     pub memory: crate::spill::MemoryBudget,
     /// Plan only the units with these keys (a shard verifying its slice of a
@@ -61,6 +66,7 @@ impl Default for PlanOptions {
             readers: 16,
             scan_threads: 8,
             listing_progress: None,
+            hashing_progress: None,
             memory: crate::spill::MemoryBudget::DEFAULT,
             only_units: None,
         }

@@ -345,11 +345,19 @@ pub struct HashStats {
 
 /// Hashes every request: cache lookups first (on the global pool), then the
 /// misses with `readers` concurrent readers. A warm run starts no extra threads.
+/// Told what the hash pass will read, then each file as it is read (from
+/// the readers' threads), for a progress bar.
+pub trait HashProgress: Sync {
+    fn start(&self, files: u64, bytes: u64);
+    fn read(&self, bytes: u64);
+}
+
 pub fn hash_all(
     requests: &(impl RequestList + ?Sized),
     cache: &mut ChecksumCache,
     readers: usize,
     heads: Option<HeadObserver<'_>>,
+    progress: Option<&dyn HashProgress>,
 ) -> (Vec<HashResult>, HashStats) {
     let cache_ref = &*cache;
     // One result vector: cache hits are final, misses hold a placeholder error
@@ -374,12 +382,22 @@ pub fn hash_all(
         ..HashStats::default()
     };
     if !misses.is_empty() {
+        if let Some(p) = progress {
+            let bytes = misses.iter().map(|&i| requests.get(i).size).sum();
+            p.start(misses.len() as u64, bytes);
+        }
         let work = || {
             misses
                 .par_iter()
-                .map(|&i| match heads {
-                    Some(see) => requests.get(i).sha1_seeing_head(&mut |b| see(i, b)),
-                    None => requests.get(i).sha1(),
+                .map(|&i| {
+                    let result = match heads {
+                        Some(see) => requests.get(i).sha1_seeing_head(&mut |b| see(i, b)),
+                        None => requests.get(i).sha1(),
+                    };
+                    if let Some(p) = progress {
+                        p.read(requests.get(i).size);
+                    }
+                    result
                 })
                 .collect::<Vec<_>>()
         };
@@ -426,6 +444,43 @@ mod tests {
         );
     }
 
+    /// What a progress bar hears: one start with what will be read, then
+    /// each file read; nothing when everything is cached.
+    #[test]
+    fn progress_hears_what_is_read_and_nothing_from_the_cache() {
+        use std::sync::Mutex;
+        #[derive(Default)]
+        struct Heard(Mutex<(Vec<(u64, u64)>, u64)>);
+        impl HashProgress for Heard {
+            fn start(&self, files: u64, bytes: u64) {
+                self.0.lock().unwrap().0.push((files, bytes));
+            }
+            fn read(&self, bytes: u64) {
+                self.0.lock().unwrap().1 += bytes;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"abc").unwrap();
+        std::fs::write(dir.path().join("b"), b"hello").unwrap();
+        let src = LocalSource::new(dir.path().to_path_buf());
+        let req = [("a", 3), ("b", 5)].map(|(rel, size)| HashRequest {
+            source: &src,
+            rel,
+            size,
+            mtime_ns: 1,
+        });
+        let cache_path = dir.path().join("cache");
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        let heard = Heard::default();
+        let (r, _) = hash_all(&req[..], &mut cache, 2, None, Some(&heard));
+        assert_eq!(*heard.0.lock().unwrap(), (vec![(2, 8)], 8));
+        assert!(cache.save(&req[..], &r).is_none());
+        let mut cache = ChecksumCache::open(cache_path);
+        let again = Heard::default();
+        hash_all(&req[..], &mut cache, 2, None, Some(&again));
+        assert_eq!(*again.0.lock().unwrap(), (vec![], 0));
+    }
+
     #[test]
     fn cache_round_trip_skips_unchanged_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -440,11 +495,11 @@ mod tests {
             mtime_ns: 7,
         }];
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req[..], &mut cache, 2, None);
+        let (r, stats) = hash_all(&req[..], &mut cache, 2, None, None);
         assert_eq!(stats.hashed, 1);
         assert!(cache.save(&req[..], &r).is_none());
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req[..], &mut cache, 2, None);
+        let (r, stats) = hash_all(&req[..], &mut cache, 2, None, None);
         assert_eq!((stats.cached, stats.hashed), (1, 0));
         assert_eq!(
             hex::encode(r[0].as_ref().unwrap()),
@@ -457,7 +512,7 @@ mod tests {
             size: 3,
             mtime_ns: 8,
         }];
-        let (_, stats) = hash_all(&req2[..], &mut cache, 2, None);
+        let (_, stats) = hash_all(&req2[..], &mut cache, 2, None, None);
         assert_eq!(stats.hashed, 1);
     }
 

@@ -43,6 +43,7 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
         heads
             .is_some()
             .then_some(&see as stages::checksum::HeadObserver<'_>),
+        cx.opts.hashing_progress.as_deref().map(|p| p as _),
     );
     board.stats().hash = hash_stats;
     board.warn(cache.warning.take());
