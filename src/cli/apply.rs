@@ -13,9 +13,9 @@ pub(super) struct Args {
     /// Apply without asking (required when not on a terminal).
     #[arg(short, long)]
     yes: bool,
-    /// Write the JSON end report to this file.
+    /// Write the JSON end report to this file (`-`: stdout, instead of the text report).
     #[arg(long, value_name = "FILE")]
-    report: Option<String>,
+    pub(super) report: Option<String>,
     #[command(flatten)]
     memory: super::MemoryArg,
     /// Apply only shard K of N of a saved plan (1-based): its units to create,
@@ -92,7 +92,8 @@ pub(super) fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
-    let json = args.format == super::TextOrJson::Json;
+    let json =
+        args.format == super::TextOrJson::Json || super::report_to_stdout(args.report.as_deref());
     let shard = match args.shard.as_deref().map(str::parse::<Shard>) {
         None => None,
         Some(Ok(s)) => Some(s),
@@ -101,7 +102,7 @@ pub(super) fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
-    if let Some(path) = &args.report
+    if let Some(path) = args.report.as_deref().filter(|p| *p != "-")
         && let Err(e) = synup::fs_write::check_writable(Path::new(path))
     {
         crate::console::error(&format!(
@@ -252,11 +253,14 @@ pub(super) fn run(args: Args) -> i32 {
             return exit::ERROR;
         }
     };
-    crate::console::out(&if json {
-        report.to_json()
+    if json {
+        crate::console::out(&report.to_json());
+        if !crate::console::settings::quiet() {
+            crate::console::note(report.render_text().trim_end());
+        }
     } else {
-        report.render_text()
-    });
+        crate::console::out(&report.render_text());
+    }
     if let Some(path) = &args.report
         && let Err(e) = super::write_report(path, &report.to_json())
     {

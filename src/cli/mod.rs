@@ -119,7 +119,7 @@ impl Command {
         let json = TextOrJson::Json;
         match self {
             Command::Plan(a) => a.format == plan::Format::Json,
-            Command::Apply(a) => a.format == json,
+            Command::Apply(a) => a.format == json || report_to_stdout(a.report.as_deref()),
             Command::Validate(a) => a.format == json,
             Command::Status(a) => a.format == json,
             Command::Jobs(a) => a.format == json,
@@ -239,14 +239,24 @@ pub(crate) fn connect(
         .ok()
 }
 
-/// Writes an end report (secrets masked) atomically; the error is for people.
+/// Writes an end report (secrets masked) atomically; the error is for
+/// people. `-` is stdout, where the command has already put it (see
+/// [`report_to_stdout`]).
 pub(crate) fn write_report(path: &str, json: &str) -> Result<(), String> {
+    if path == "-" {
+        return Ok(());
+    }
     synup::fs_write::write(
         std::path::Path::new(path),
         synup::fs_write::Access::Shared,
         synup::secrets::mask(json).as_bytes(),
     )
     .map_err(|e| format!("cannot write report: {e}"))
+}
+
+/// `--report -`: the JSON report is stdout, as with `--format json`.
+pub(crate) fn report_to_stdout(report: Option<&str>) -> bool {
+    report == Some("-")
 }
 
 /// Loads a recipe and resolves it against its target (see

@@ -61,7 +61,7 @@ impl RayClient {
             }
             let resp = req.send().await.map_err(|e| RayError::Unreachable {
                 request: format!("{method} {url}"),
-                message: e.without_url().to_string(),
+                message: crate::error_chain::describe(&e.without_url()),
             })?;
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();

@@ -95,11 +95,21 @@ fn validate_and_apply_report_as_json() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let report = versioned(&out.stdout);
     assert_eq!(report["units"]["created"], 2, "{report}");
+    assert!(
+        out.stderr.contains("Apply succeeded"),
+        "the text report for people: {}",
+        out.stderr
+    );
     // Nothing left to do: still one JSON report, and a note that says why.
     let out = f.run(&["apply", "--yes", "--format", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(versioned(&out.stdout)["units"]["created"], 0);
     assert!(out.stderr.contains("Nothing to apply"), "{}", out.stderr);
+    // `--report -` is stdout, not a file named `-`.
+    let out = f.run(&["apply", "--yes", "--report", "-"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(versioned(&out.stdout)["units"]["created"], 0);
+    assert!(!f.join("-").exists());
 }
 
 #[test]
