@@ -537,6 +537,91 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
         &[],
         None,
     );
+
+    // An application-default credentials file named by
+    // GOOGLE_APPLICATION_CREDENTIALS is used, not skipped for the emulator.
+    // It is a workload-identity (`external_account`) file, the kind GKE and
+    // CI runners get: its subject token is read from a file and exchanged at
+    // the file's `token_url`. That endpoint is Google's STS, which no local
+    // server provides, so a one-route stand-in answers here; fake-gcs-server
+    // then receives the bearer token.
+    let sts = TokenEndpoint::start();
+    f.write("subject-token", "oidc-subject-token-7f3a");
+    f.write(
+        "adc.json",
+        serde_json::json!({
+            "type": "external_account",
+            "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/ci/providers/gh",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": format!("http://127.0.0.1:{}/v1/token", sts.port),
+            "credential_source": {"file": f.join("subject-token"), "format": {"type": "text"}},
+        })
+        .to_string(),
+    );
+    f.write(
+        "adc.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: gs://imgs/batch\n  connection: {{endpoint: \"{url}\"}}\n"
+        ),
+    );
+    let out = run(crate::harness::synup()
+        .current_dir(f.path())
+        .env("GOOGLE_APPLICATION_CREDENTIALS", f.join("adc.json"))
+        .args(["plan", "adc.yaml", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}{}", out.stderr, out.stdout);
+    let exchanged = sts.requests();
+    assert!(
+        exchanged
+            .iter()
+            .any(|r| r.contains("oidc-subject-token-7f3a")),
+        "the subject token was exchanged: {exchanged:?}"
+    );
+}
+
+/// A stand-in for Google's security token service (see its use): every
+/// POST gets an access token; the request bodies are kept.
+struct TokenEndpoint {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TokenEndpoint {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = BufReader::new(conn);
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+                let answer = r#"{"access_token":"ya29.local-token","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}"#;
+                let _ = write!(
+                    reader.get_mut(),
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        Self { port, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
 }
 
 fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
