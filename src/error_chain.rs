@@ -4,14 +4,18 @@
 
 use std::error::Error;
 
-/// `e` and every source below it, joined by `: `; a cause whose text the
-/// line already ends with (some errors repeat their source) is left out.
+/// `e` and every source below it, joined by `: `.
 pub fn describe(e: &(dyn Error + 'static)) -> String {
-    let mut line = e.to_string();
-    let mut cause = e.source();
+    with_causes(e.to_string(), e.source())
+}
+
+/// `head` followed by `cause` and every source below it, joined by `: `; a
+/// cause whose text the line already holds (some errors repeat their
+/// source) is left out.
+pub fn with_causes(mut line: String, mut cause: Option<&(dyn Error + 'static)>) -> String {
     while let Some(c) = cause {
         let text = c.to_string();
-        if !text.is_empty() && !line.ends_with(&text) {
+        if !text.is_empty() && !line.contains(&text) {
             line.push_str(": ");
             line.push_str(&text);
         }

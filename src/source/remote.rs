@@ -159,17 +159,9 @@ pub fn short(e: &opendal::Error) -> String {
         opendal::ErrorKind::RateLimited => "rate limited",
         _ => "",
     };
-    let mut msg = e.message().to_owned();
     // The cause says what really went wrong ("connection refused", "NoSuchBucket").
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !text.is_empty() && !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = cause.source();
-    }
+    let mut msg =
+        crate::error_chain::with_causes(e.message().to_owned(), std::error::Error::source(e));
     if msg.contains("signing") && e.kind() == opendal::ErrorKind::ConfigInvalid
         || msg == "signing http request"
         || msg.contains("failed to load signing credential")

@@ -1,6 +1,8 @@
 //! Diff: what to do with one valid unit, given what the target holds under
 //! its key.
 
+use std::collections::BTreeMap;
+
 use crate::target::ExistingUnit;
 
 /// The decision for a valid unit.
@@ -68,32 +70,19 @@ pub fn decide<'a>(
 }
 
 /// Which specs differ and how: `image_1 (a1b2c3d here, 9f8e7d6 in the
-/// target), label_1 only here`. SHA-1s are shortened as git shortens them.
+/// target), label_1 only here`. SHA-1s are shortened as git shortens them; a
+/// deferred SHA-1 (not known yet) differs only by its spec.
 fn files_diff<'a>(theirs: &ExistingUnit, mine: impl Iterator<Item = FileCheck<'a>>) -> String {
     let short = |sha: &str| sha.chars().take(7).collect::<String>();
-    let mine: std::collections::BTreeMap<&str, Option<&str>> = mine.collect();
-    let theirs: std::collections::BTreeMap<&str, &str> = theirs
+    let theirs = theirs
         .files
         .iter()
-        .map(|(spec, sha)| (spec.as_str(), sha.as_str()))
+        .map(|(spec, sha)| (spec.as_str(), Some(sha.as_str())))
         .collect();
-    let mut specs: Vec<&str> = mine.keys().chain(theirs.keys()).copied().collect();
-    specs.sort_unstable();
-    specs.dedup();
-    let parts: Vec<String> = specs
-        .into_iter()
-        .filter_map(|spec| match (mine.get(spec), theirs.get(spec)) {
-            (Some(_), None) => Some(format!("{spec} only here")),
-            (None, Some(_)) => Some(format!("{spec} only in the target")),
-            (Some(Some(m)), Some(t)) if m != t => Some(format!(
-                "{spec} ({} here, {} in the target)",
-                short(m),
-                short(t)
-            )),
-            _ => None,
-        })
-        .collect();
-    parts.join(", ")
+    differences(&mine.collect(), &theirs, |m, t| match (m, t) {
+        (Some(m), Some(t)) if m != t => Some((short(m), short(t))),
+        _ => None,
+    })
 }
 
 /// Which meta keys differ: `age (40 here, 41 in the target), site only
@@ -114,20 +103,34 @@ fn meta_diff(theirs: &ExistingUnit, mine: &str) -> String {
             None => text,
         }
     };
-    let mut keys: Vec<&String> = mine.keys().chain(theirs.keys()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let parts: Vec<String> = keys
+    fn by_name(m: &serde_json::Map<String, Json>) -> BTreeMap<&str, &Json> {
+        m.iter().map(|(k, v)| (k.as_str(), v)).collect()
+    }
+    differences(&by_name(&mine), &by_name(&theirs), |m, t| {
+        (!crate::json::json_equal(m, t)).then(|| (shown(m), shown(t)))
+    })
+}
+
+/// Every name whose values differ, in name order: `name (a here, b in the
+/// target)` when `differ` shows the two values, or `name only here` / `name
+/// only in the target`.
+fn differences<V>(
+    mine: &BTreeMap<&str, V>,
+    theirs: &BTreeMap<&str, V>,
+    differ: impl Fn(&V, &V) -> Option<(String, String)>,
+) -> String {
+    let mut names: Vec<&str> = mine.keys().chain(theirs.keys()).copied().collect();
+    names.sort_unstable();
+    names.dedup();
+    let parts: Vec<String> = names
         .into_iter()
-        .filter_map(|k| match (mine.get(k), theirs.get(k)) {
-            (Some(_), None) => Some(format!("{k} only here")),
-            (None, Some(_)) => Some(format!("{k} only in the target")),
-            (Some(m), Some(t)) if !crate::json::json_equal(m, t) => Some(format!(
-                "{k} ({} here, {} in the target)",
-                shown(m),
-                shown(t)
-            )),
-            _ => None,
+        .filter_map(|name| match (mine.get(name), theirs.get(name)) {
+            (Some(_), None) => Some(format!("{name} only here")),
+            (None, Some(_)) => Some(format!("{name} only in the target")),
+            (Some(m), Some(t)) => {
+                differ(m, t).map(|(m, t)| format!("{name} ({m} here, {t} in the target)"))
+            }
+            (None, None) => None,
         })
         .collect();
     parts.join(", ")
