@@ -75,6 +75,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--units", type=int, default=5000)
+    ap.add_argument("--checksum", choices=["plan", "apply"], default="plan",
+                    help="the source's checksum mode: plan (the default) hashes at plan, apply while uploading")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="synup-remote-bench-")
     port = free_port()
@@ -94,6 +96,7 @@ target: {{backend: synapse, data_collection: 42}}
 source:
   path: s3://bench/data
   connection: {{endpoint: "{endpoint}", region: us-east-1}}
+  checksum: {args.checksum}
 upload: {{workers: 32}}
 """)
         seed_file = os.path.join(work, "seed.json")

@@ -176,9 +176,31 @@ impl Writer for LocalWriter<'_> {
                     .open(&shown, &local)
                     .and_then(|input| store.put_learning(input, &shown))?,
                 Some(sha) if target.roots.remote_of(&shown).is_some() => {
-                    let bytes = target
-                        .open(&shown, &local)
-                        .and_then(|input| store.put_from(input, &shown, sha))?;
+                    let from_copy = target.roots.copy_of(sha, f.size).map(|copy| {
+                        std::fs::File::open(&copy)
+                            .map_err(|source| StoreError::Read {
+                                path: copy.display().to_string(),
+                                source,
+                            })
+                            .and_then(|input| store.put_from(input, &shown, sha))
+                    });
+                    let bytes = match from_copy {
+                        Some(Ok(bytes)) => {
+                            tracing::debug!(file = %shown, "sent from the plan's copy");
+                            bytes
+                        }
+                        Some(Err(e @ StoreError::Write { .. })) => return Err(e),
+                        // No copy, or a damaged one: the object itself.
+                        other => {
+                            if let Some(Err(e)) = other {
+                                tracing::debug!(file = %shown, error = %e, "object copy damaged, reading the object");
+                            }
+                            target
+                                .open(&shown, &local)
+                                .and_then(|input| store.put_from(input, &shown, sha))?
+                        }
+                    };
+                    target.roots.forget_copy(sha);
                     (sha.to_owned(), bytes)
                 }
                 Some(sha) => (sha.to_owned(), store.put(&local, sha)?),

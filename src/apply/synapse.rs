@@ -221,16 +221,36 @@ impl SynapseWriter<'_> {
                     None => Origin::Local(path),
                 };
                 let size = o.file.size;
+                let ct = content_type(name);
+                // An object the plan kept a copy of is sent from the copy,
+                // hashed on the way: a damaged copy is dropped and the
+                // object itself sent again to the same URL.
+                let copy = match (origin, o.sha1) {
+                    (Origin::Remote(..), Some(sha)) => roots.copy_of(sha, size),
+                    _ => None,
+                };
+                if let (Some(copy), Some(sha)) = (&copy, o.sha1) {
+                    let mut check = Sha1::new();
+                    let r = put_one(
+                        client,
+                        entry,
+                        Origin::Local(copy),
+                        size,
+                        ct,
+                        Some(&mut check),
+                    )
+                    .await;
+                    // A failed PUT is the target's problem, not the copy's:
+                    // the copy stays for the next run.
+                    if r.is_err() || hex::encode(check.finalize()) == sha {
+                        tracing::debug!(file = %shown, "sent from the plan's copy");
+                        return (sha.to_owned(), entry.get("file_key").cloned(), r);
+                    }
+                    tracing::debug!(file = %shown, "object copy damaged, sending the object");
+                    roots.forget_copy(sha);
+                }
                 let mut hasher = o.sha1.is_none().then(Sha1::new);
-                let r = put_one(
-                    client,
-                    entry,
-                    origin,
-                    size,
-                    content_type(name),
-                    hasher.as_mut(),
-                )
-                .await;
+                let r = put_one(client, entry, origin, size, ct, hasher.as_mut()).await;
                 let sha = o
                     .sha1
                     .map(str::to_owned)
@@ -277,6 +297,7 @@ impl SynapseWriter<'_> {
                     results[i] = match by_key.get(&sha) {
                         Some(r) if r.get("success").and_then(Json::as_bool) == Some(true) => {
                             tally.file_stored();
+                            roots.forget_copy(&sha);
                             Ok(Stored {
                                 sha1: sha,
                                 written: Some(chunk[i].file.size),

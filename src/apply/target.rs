@@ -62,7 +62,8 @@ pub fn open<'a>(
             .roots()
             .into_iter()
             .map(|r| (r.written.clone(), r.source.clone())),
-    );
+    )
+    .with_copies(&loaded.state_dir());
     Ok(match session {
         Some(session) => Box::new(SynapseTarget {
             session,

@@ -13,6 +13,7 @@ pub mod junk;
 mod listing_cache;
 pub mod local;
 pub mod names;
+pub mod object_copies;
 pub mod remote;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use digest::Sha1Digest;
 pub use files::{FileList, ListedFile};
 pub use junk::{JunkFilter, is_junk_path};
 pub use local::{LocalSource, ScanIssue, ScanOptions, SourceScan, scan_local};
+pub use object_copies::ObjectCopies;
 pub use remote::RemoteRoot;
 
 /// What went wrong reading a source; the message says where and why, the
@@ -97,6 +99,17 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// SHA-1 of a file's bytes, streamed; `head` sees the first chunk (up to
     /// 256 KiB) of files read locally, so content screening needs no second read.
     fn sha1(&self, rel: &str, head: &mut dyn FnMut(&[u8])) -> Result<Sha1Digest, SourceError>;
+    /// [`Source::sha1`] of a file of `size` bytes, keeping a copy in `copies`
+    /// where it fits, for apply to send without reading it again. Only a
+    /// remote source keeps copies: a local file is as near as a copy.
+    fn sha1_keeping(
+        &self,
+        rel: &str,
+        _size: u64,
+        _copies: &ObjectCopies,
+    ) -> Result<Sha1Digest, SourceError> {
+        self.sha1(rel, &mut |_| {})
+    }
     /// A blocking reader over a file.
     fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>>;
     /// How messages name a file under the root: its absolute path, or URL.
@@ -116,18 +129,47 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 }
 
 /// The recipe's roots under the names plans give them (`root` of a planned
-/// file), to find where a planned file is read from.
+/// file), to find where a planned file is read from, and the copies of
+/// remote objects a plan kept.
 #[derive(Debug, Default, Clone)]
-pub struct Roots(Vec<(String, std::sync::Arc<dyn Source>)>);
+pub struct Roots {
+    roots: Vec<(String, std::sync::Arc<dyn Source>)>,
+    copies: Option<std::sync::Arc<ObjectCopies>>,
+}
 
 impl Roots {
     pub fn new(roots: impl IntoIterator<Item = (String, std::sync::Arc<dyn Source>)>) -> Self {
-        Self(roots.into_iter().collect())
+        Self {
+            roots: roots.into_iter().collect(),
+            copies: None,
+        }
+    }
+
+    /// These roots, reading remote objects from the copies under `state_dir`
+    /// where a plan kept them.
+    pub fn with_copies(mut self, state_dir: &Path) -> Self {
+        self.copies = Some(std::sync::Arc::new(ObjectCopies::for_apply(
+            ObjectCopies::dir_under(state_dir),
+        )));
+        self
+    }
+
+    /// The kept copy of a remote object with this SHA-1 and size.
+    pub fn copy_of(&self, sha1: &str, size: u64) -> Option<PathBuf> {
+        self.copies.as_ref()?.copy_of(sha1, size)
+    }
+
+    /// Drops the copy with this SHA-1: the target holds the content, or the
+    /// copy was damaged.
+    pub fn forget_copy(&self, sha1: &str) {
+        if let Some(c) = &self.copies {
+            c.remove(sha1);
+        }
     }
 
     /// The root and relative path of a file shown as `root/path`.
     pub fn locate<'s>(&self, shown: &'s str) -> Option<(&dyn Source, &'s str)> {
-        self.0.iter().find_map(|(written, source)| {
+        self.roots.iter().find_map(|(written, source)| {
             shown
                 .strip_prefix(written.trim_end_matches('/'))
                 .and_then(|rest| rest.strip_prefix('/'))

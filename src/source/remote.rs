@@ -435,13 +435,18 @@ pub fn probe(root: &RemoteRoot, timeout: std::time::Duration) -> Result<(), Sour
     })
 }
 
-/// SHA-1 of a remote object, streamed.
-pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, SourceError> {
+/// SHA-1 of a remote object, streamed; `keeper` copies the bytes as they go.
+pub fn sha1_remote(
+    root: &RemoteRoot,
+    rel: &str,
+    mut keeper: Option<super::object_copies::Keeper<'_>>,
+) -> Result<super::Sha1Digest, SourceError> {
     let fail = |e: opendal::Error| source_error(&e, format!("{}/{rel}: {}", root.url, short(&e)));
     crate::io_runtime::block_on(async {
         let reader = root.op.reader(rel).await.map_err(fail)?;
         let mut stream = reader.into_bytes_stream(..).await.map_err(fail)?;
         let mut h = Sha1::new();
+        let mut read = 0u64;
         while let Some(chunk) = stream.try_next().await.map_err(|e| {
             SourceError::new(
                 SourceErrorKind::Unavailable,
@@ -449,8 +454,16 @@ pub fn sha1_remote(root: &RemoteRoot, rel: &str) -> Result<super::Sha1Digest, So
             )
         })? {
             h.update(&chunk);
+            if let Some(k) = &mut keeper {
+                k.write(&chunk);
+            }
+            read += chunk.len() as u64;
         }
-        Ok(h.finalize().into())
+        let digest: super::Sha1Digest = h.finalize().into();
+        if let Some(k) = keeper {
+            k.keep(&hex::encode(digest), read);
+        }
+        Ok(digest)
     })
 }
 
@@ -635,7 +648,15 @@ impl super::Source for RemoteRoot {
         _head: &mut dyn FnMut(&[u8]),
     ) -> Result<super::Sha1Digest, SourceError> {
         // Remote objects are not screened: only the digest is wanted.
-        sha1_remote(self, rel)
+        sha1_remote(self, rel, None)
+    }
+    fn sha1_keeping(
+        &self,
+        rel: &str,
+        size: u64,
+        copies: &super::ObjectCopies,
+    ) -> Result<super::Sha1Digest, SourceError> {
+        sha1_remote(self, rel, copies.keeper(size))
     }
     fn open(&self, rel: &str) -> std::io::Result<Box<dyn std::io::Read + Send>> {
         Ok(Box::new(open_read(self, rel)?))

@@ -20,7 +20,7 @@ use sha1::{Digest, Sha1};
 use super::Warning;
 
 pub use crate::source::Sha1Digest;
-use crate::source::{Source, SourceError, SourceErrorKind};
+use crate::source::{ObjectCopies, Source, SourceError, SourceErrorKind};
 
 /// A file's digest, or why it could not be read (boxed: a plan holds one
 /// per file, and failures are rare).
@@ -308,6 +308,12 @@ impl HashRequest<'_> {
     fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> HashResult {
         self.source.sha1(self.rel, head).map_err(Box::new)
     }
+
+    fn sha1_keeping(&self, copies: &ObjectCopies) -> HashResult {
+        self.source
+            .sha1_keeping(self.rel, self.size, copies)
+            .map_err(Box::new)
+    }
 }
 
 /// The files a pass hashes, by position. A planner builds each request when
@@ -352,13 +358,26 @@ pub trait HashProgress: Sync {
     fn read(&self, bytes: u64);
 }
 
+/// What a hash pass does besides hashing: who sees each local file's first
+/// chunk, where remote objects are copied for apply, who hears progress.
+#[derive(Default, Clone, Copy)]
+pub struct HashSideEffects<'a> {
+    pub heads: Option<HeadObserver<'a>>,
+    pub copies: Option<&'a ObjectCopies>,
+    pub progress: Option<&'a dyn HashProgress>,
+}
+
 pub fn hash_all(
     requests: &(impl RequestList + ?Sized),
     cache: &mut ChecksumCache,
     readers: usize,
-    heads: Option<HeadObserver<'_>>,
-    progress: Option<&dyn HashProgress>,
+    side: HashSideEffects<'_>,
 ) -> (Vec<HashResult>, HashStats) {
+    let HashSideEffects {
+        heads,
+        copies,
+        progress,
+    } = side;
     let cache_ref = &*cache;
     // One result vector: cache hits are final, misses hold a placeholder error
     // until they are read.
@@ -390,9 +409,11 @@ pub fn hash_all(
             misses
                 .par_iter()
                 .map(|&i| {
-                    let result = match heads {
-                        Some(see) => requests.get(i).sha1_seeing_head(&mut |b| see(i, b)),
-                        None => requests.get(i).sha1(),
+                    let r = requests.get(i);
+                    let result = match (copies, heads) {
+                        (Some(copies), _) if r.source.is_remote() => r.sha1_keeping(copies),
+                        (_, Some(see)) => r.sha1_seeing_head(&mut |b| see(i, b)),
+                        _ => r.sha1(),
                     };
                     if let Some(p) = progress {
                         p.read(requests.get(i).size);
@@ -472,12 +493,28 @@ mod tests {
         let cache_path = dir.path().join("cache");
         let mut cache = ChecksumCache::open(cache_path.clone());
         let heard = Heard::default();
-        let (r, _) = hash_all(&req[..], &mut cache, 2, None, Some(&heard));
+        let (r, _) = hash_all(
+            &req[..],
+            &mut cache,
+            2,
+            HashSideEffects {
+                progress: Some(&heard),
+                ..Default::default()
+            },
+        );
         assert_eq!(*heard.0.lock().unwrap(), (vec![(2, 8)], 8));
         assert!(cache.save(&req[..], &r).is_none());
         let mut cache = ChecksumCache::open(cache_path);
         let again = Heard::default();
-        hash_all(&req[..], &mut cache, 2, None, Some(&again));
+        hash_all(
+            &req[..],
+            &mut cache,
+            2,
+            HashSideEffects {
+                progress: Some(&again),
+                ..Default::default()
+            },
+        );
         assert_eq!(*again.0.lock().unwrap(), (vec![], 0));
     }
 
@@ -495,11 +532,11 @@ mod tests {
             mtime_ns: 7,
         }];
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req[..], &mut cache, 2, None, None);
+        let (r, stats) = hash_all(&req[..], &mut cache, 2, HashSideEffects::default());
         assert_eq!(stats.hashed, 1);
         assert!(cache.save(&req[..], &r).is_none());
         let mut cache = ChecksumCache::open(cache_path.clone());
-        let (r, stats) = hash_all(&req[..], &mut cache, 2, None, None);
+        let (r, stats) = hash_all(&req[..], &mut cache, 2, HashSideEffects::default());
         assert_eq!((stats.cached, stats.hashed), (1, 0));
         assert_eq!(
             hex::encode(r[0].as_ref().unwrap()),
@@ -512,7 +549,7 @@ mod tests {
             size: 3,
             mtime_ns: 8,
         }];
-        let (_, stats) = hash_all(&req2[..], &mut cache, 2, None, None);
+        let (_, stats) = hash_all(&req2[..], &mut cache, 2, HashSideEffects::default());
         assert_eq!(stats.hashed, 1);
     }
 

@@ -1130,3 +1130,102 @@ fn checksum_apply_defers_hashing_to_apply_into_synup_serve_and_the_local_target(
     assert_eq!(r["files"]["uploaded"], 0, "{r}");
     assert_eq!(serve.units(42).len(), 7);
 }
+
+/// The copies a plan kept of the objects it hashed, as SHA-1 names.
+fn object_copies(dir: &Path) -> std::collections::BTreeSet<String> {
+    match std::fs::read_dir(dir.join(".synup/cache/objects")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Default::default(),
+    }
+}
+
+/// Under `checksum: plan` the plan keeps a copy of each object it hashes and
+/// apply sends the copy: every object is read once per plan + apply. A copy
+/// damaged in between is caught by its SHA-1 and the object read instead,
+/// so the target never holds the damaged bytes.
+#[test]
+fn apply_sends_the_copies_a_plan_kept_and_never_a_damaged_one() {
+    use sha1::{Digest, Sha1};
+    let m = Moto::start();
+    m.create_bucket("ml-data");
+    seed_units(&m, "ml-data", "once", 4);
+    let sha = |s: &str| hex::encode(Sha1::digest(s.as_bytes()));
+    let all: std::collections::BTreeSet<String> = (0..4)
+        .flat_map(|i| [sha(&format!("png {i}")), sha(&format!("{{\"i\": {i}}}"))])
+        .collect();
+    let damage = |dir: &Path| {
+        let copy = dir.join(".synup/cache/objects").join(sha("png 1"));
+        std::fs::write(copy, "PNG 1").unwrap();
+    };
+    let copies_used = |stderr: &str| {
+        (
+            stderr.matches("sent from the plan's copy").count(),
+            stderr.matches("object copy damaged").count(),
+        )
+    };
+
+    for target in ["local", "synapse"] {
+        let f = Fixture::new();
+        let recipe = format!(
+            "{TWO_SPECS}source:\n  path: s3://ml-data/once\n  connection: {}\n",
+            m.connection()
+        );
+        let serve = (target == "synapse")
+            .then(|| Serve::start(f.path(), &seed(vec![two_spec_collection()]), &[]));
+        let cmd = || match &serve {
+            Some(serve) => with_aws(synup_for(serve, f.path())),
+            None => {
+                let mut c = with_aws(crate::harness::synup());
+                c.current_dir(f.path());
+                c
+            }
+        };
+        match &serve {
+            Some(_) => f.write("r.yaml", to_synapse(&recipe, 42, "")),
+            None => f.write("r.yaml", &recipe),
+        };
+        let plan = run(cmd().args(["plan", "r.yaml", "-o", "r.plan.json"]));
+        assert_eq!(plan.code, 0, "{}", plan.stderr);
+        assert_eq!(
+            object_copies(f.path()),
+            all,
+            "{target}: one copy per object"
+        );
+        damage(f.path());
+
+        let applied =
+            run(cmd()
+                .env("SYNUP_LOG", "synup=debug")
+                .args(["apply", "r.plan.json", "--yes"]));
+        assert_eq!(applied.code, 0, "{target}: {}", applied.stderr);
+        assert_eq!(
+            copies_used(&applied.stderr),
+            (7, 1),
+            "{target}: {}",
+            applied.stderr
+        );
+        assert_eq!(
+            object_copies(f.path()),
+            Default::default(),
+            "{target}: copies go once the target holds them"
+        );
+        let body = match &serve {
+            Some(serve) => {
+                let units = serve.units(42);
+                assert_eq!(units.len(), 4);
+                let u = units.iter().find(|u| u["meta"]["name"] == "p001").unwrap();
+                assert_eq!(u["files"]["image_1"]["checksum"], sha("png 1"));
+                let url = u["files"]["image_1"]["url"].as_str().unwrap().to_owned();
+                synup::io_runtime::block_on(async { reqwest::get(url).await?.text().await })
+                    .unwrap()
+            }
+            None => {
+                let stored = walk_find(f.path(), &sha("png 1")[2..]).expect("stored by SHA-1");
+                std::fs::read_to_string(stored).unwrap()
+            }
+        };
+        assert_eq!(body, "png 1", "{target}: the object, not the damaged copy");
+    }
+}

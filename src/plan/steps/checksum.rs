@@ -36,14 +36,23 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
             h.see(i, crate::stages::file_name(requests.get(i).rel), bytes);
         }
     };
+    // Objects of a remote root are copied as they are hashed, so the apply
+    // after this plan sends them without reading them again.
+    let copies = files
+        .iter()
+        .any(|f| cx.roots[f.root as usize].is_remote())
+        .then(|| ObjectCopies::for_plan(ObjectCopies::dir_under(&cx.state_dir)));
     let (hashes, hash_stats) = stages::checksum::hash_all(
         &requests,
         &mut cache,
         cx.opts.readers,
-        heads
-            .is_some()
-            .then_some(&see as stages::checksum::HeadObserver<'_>),
-        cx.opts.hashing_progress.as_deref().map(|p| p as _),
+        stages::checksum::HashSideEffects {
+            heads: heads
+                .is_some()
+                .then_some(&see as stages::checksum::HeadObserver<'_>),
+            copies: copies.as_ref(),
+            progress: cx.opts.hashing_progress.as_deref().map(|p| p as _),
+        },
     );
     board.stats().hash = hash_stats;
     board.warn(cache.warning.take());

@@ -36,7 +36,7 @@ use crate::recipe::load::describe_path;
 use crate::recipe::model::ContentCheck;
 use crate::recipe::resolve::{MetadataKind, SourceMode};
 use crate::recipe::{Code, RecipeError};
-use crate::source::{ListOptions, ScanIssue};
+use crate::source::{ListOptions, ObjectCopies, ScanIssue};
 use crate::stages;
 use crate::stages::checksum::{ChecksumCache, HashRequest, RequestList};
 use crate::stages::classify::Classified;
