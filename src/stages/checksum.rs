@@ -2,14 +2,15 @@
 //! cache keyed by (path, size, mtime) so an unchanged tree is not read again.
 //!
 //! The cache is a file of fixed-size binary records in the order the files
-//! were hashed, rewritten atomically (`cache_file::store_with`). A warm plan of
-//! a million files loads it with one read, and since an unchanged tree asks for
-//! its files in the same order, the n-th request is checked against the n-th
-//! record first (a sorted index for everything else is built only when that
-//! misses). A record cut short by a crash at the end is dropped silently; an
-//! unknown header makes the cache start empty, with a warning. A cache in the
-//! older text format (`v1`) is read and rewritten in the new one the next time
-//! anything is hashed.
+//! were hashed, rewritten atomically (`cache_file::store_with`). It is never
+//! held whole (52 bytes a file is 120 MB at a million units): since an
+//! unchanged tree asks for its files in the same order, the n-th request is
+//! checked against the n-th record, reading the file a window at a time, and
+//! the few requests found elsewhere are matched in one more pass over the
+//! records against their sorted keys. A record cut short by a crash at the
+//! end is dropped silently; an unknown header makes the cache start empty,
+//! with a warning. A cache in the older text format (`v1`) is read and
+//! rewritten in the new one the next time anything is hashed.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -87,86 +88,184 @@ impl CacheEntry {
     }
 }
 
+/// How many records a lookup or a save holds at once (3.4 MB of them): the
+/// cache of a million files is streamed through, never held whole.
+const WINDOW: usize = 1 << 16;
+
 #[derive(Debug)]
 pub struct ChecksumCache {
     path: PathBuf,
-    /// The file's records as they are on disk ([`RECORD`] bytes each, in
-    /// file order), decoded only when looked at: a million of them are
-    /// read in one piece instead of being copied into structs.
-    records: Vec<u8>,
-    /// Positions in `entries` sorted by key (keys unique), built on first need.
-    by_key: std::sync::OnceLock<Vec<u32>>,
+    records: Records,
     changed: bool,
     pub warning: Option<Warning>,
+}
+
+/// Where a cache's records are read from, window by window.
+#[derive(Debug)]
+enum Records {
+    /// The file, in the current format: `count` records after the header.
+    File { file: std::fs::File, count: usize },
+    /// Converted from the older text format (small, and read once).
+    Memory(Vec<u8>),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::File { count, .. } => *count,
+            Records::Memory(bytes) => bytes.len() / RECORD,
+        }
+    }
+
+    /// Records `start..end` (clipped to what there is) into `buf`. A read
+    /// that fails leaves `buf` empty: the cache only saves time.
+    fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let end = end.min(self.len());
+        buf.clear();
+        if start >= end {
+            return;
+        }
+        match self {
+            Records::File { file, .. } => {
+                buf.resize((end - start) * RECORD, 0);
+                let at = (HEADER.len() + start * RECORD) as u64;
+                if file.read_exact_at(buf, at).is_err() {
+                    buf.clear();
+                }
+            }
+            Records::Memory(bytes) => buf.extend_from_slice(&bytes[start * RECORD..end * RECORD]),
+        }
+    }
+}
+
+/// What one request finds at its own position in the cache.
+enum AtHint {
+    Fresh(Sha1Digest),
+    /// Its record, for an earlier size or mtime: the file is read again.
+    Stale,
+    /// Another file's record: its own may be anywhere.
+    Elsewhere(PathKey),
+}
+
+/// The placeholder for a file the cache does not answer for.
+fn not_cached() -> HashResult {
+    Err(Box::new(SourceError::new(SourceErrorKind::Other, "")))
 }
 
 impl ChecksumCache {
     /// Opens the cache at `path`; a missing file is an empty cache.
     pub fn open(path: PathBuf) -> Self {
-        let mut cache = Self {
-            path,
-            records: Vec::new(),
-            by_key: std::sync::OnceLock::new(),
-            changed: false,
-            warning: None,
-        };
-        let bytes = match std::fs::read(&cache.path) {
-            Ok(b) => b,
-            Err(_) => return cache,
-        };
-        match parse(bytes) {
-            Ok((records, current)) => {
-                cache.records = records;
-                cache.changed = !current;
-            }
-            Err(why) => {
-                cache.changed = true;
-                cache.warning = Some(Warning::new(
+        let (records, changed, warning) = match open_records(&path) {
+            Ok((records, current)) => (records, !current, None),
+            Err(why) => (
+                Records::Memory(Vec::new()),
+                true,
+                Some(Warning::new(
                     crate::stages::WarningCode::ChecksumCacheRebuilt,
                     format!(
                         "checksum cache {} is unreadable ({why}); rebuilding it",
-                        cache.path.display()
+                        path.display()
                     ),
-                ));
-            }
+                )),
+            ),
+        };
+        Self {
+            path,
+            records,
+            changed,
+            warning,
         }
-        cache
     }
 
     /// How many entries the file held.
     fn len(&self) -> usize {
-        self.records.len() / RECORD
+        self.records.len()
     }
 
-    fn entry(&self, i: usize) -> Option<CacheEntry> {
-        self.records
-            .get(i * RECORD..(i + 1) * RECORD)
-            .map(CacheEntry::decode)
-    }
-
-    fn key_at(&self, i: usize) -> PathKey {
-        self.records[i * RECORD..i * RECORD + 16]
-            .try_into()
-            .expect("16 bytes")
-    }
-
-    /// The entry for `key`, looked for first at position `hint`.
-    fn lookup(&self, hint: usize, key: PathKey, size: u64, mtime_ns: i64) -> Option<Sha1Digest> {
-        let e = match self.entry(hint) {
-            Some(e) if e.key == key => e,
-            _ => {
-                let sorted = self.by_key.get_or_init(|| {
-                    let mut order: Vec<u32> = (0..self.len() as u32).collect();
-                    order.par_sort_unstable_by_key(|&i| self.key_at(i as usize));
-                    order
+    /// The cached digest of each of `n` files (`probe(i)` is file i's key,
+    /// size and mtime), or a placeholder error where the file must be read.
+    ///
+    /// An unchanged tree asks for its files in the order they were saved, so
+    /// file i is looked for at record i, a window at a time. Files found
+    /// elsewhere (a file added or removed shifts every later position) are
+    /// matched in one more pass over the records, against their keys sorted:
+    /// memory grows with the misses, not with the cache.
+    fn find_all(
+        &self,
+        n: usize,
+        probe: impl Fn(usize) -> (PathKey, u64, i64) + Sync,
+    ) -> Vec<HashResult> {
+        if self.len() == 0 {
+            return (0..n).map(|_| not_cached()).collect();
+        }
+        let mut results = Vec::with_capacity(n);
+        let mut elsewhere: Vec<(PathKey, u32)> = Vec::new();
+        let mut window = Vec::new();
+        for start in (0..n).step_by(WINDOW) {
+            let end = (start + WINDOW).min(n);
+            self.records.read(start, end, &mut window);
+            let found: Vec<AtHint> = (start..end)
+                .into_par_iter()
+                .map(|i| {
+                    let (key, size, mtime_ns) = probe(i);
+                    let at = (i - start) * RECORD;
+                    match window.get(at..at + RECORD).map(CacheEntry::decode) {
+                        Some(e) if e.key == key && e.size == size && e.mtime_ns == mtime_ns => {
+                            AtHint::Fresh(e.sha1)
+                        }
+                        Some(e) if e.key == key => AtHint::Stale,
+                        _ => AtHint::Elsewhere(key),
+                    }
+                })
+                .collect();
+            for (i, at) in (start..).zip(found) {
+                results.push(match at {
+                    AtHint::Fresh(sha1) => Ok(sha1),
+                    AtHint::Stale => not_cached(),
+                    AtHint::Elsewhere(key) => {
+                        elsewhere.push((key, i as u32));
+                        not_cached()
+                    }
                 });
-                let i = sorted
-                    .binary_search_by(|&i| self.key_at(i as usize).cmp(&key))
-                    .ok()?;
-                self.entry(sorted[i] as usize)?
             }
-        };
-        (e.size == size && e.mtime_ns == mtime_ns).then_some(e.sha1)
+        }
+        if !elsewhere.is_empty() {
+            self.find_elsewhere(elsewhere, &probe, &mut results);
+        }
+        results
+    }
+
+    /// One pass over every record for the files not at their position.
+    fn find_elsewhere(
+        &self,
+        mut wanted: Vec<(PathKey, u32)>,
+        probe: &(impl Fn(usize) -> (PathKey, u64, i64) + Sync),
+        results: &mut [HashResult],
+    ) {
+        wanted.par_sort_unstable();
+        let mut window = Vec::new();
+        for start in (0..self.len()).step_by(WINDOW) {
+            self.records.read(start, start + WINDOW, &mut window);
+            let hits: Vec<(u32, Sha1Digest)> = window
+                .par_chunks_exact(RECORD)
+                .flat_map_iter(|r| {
+                    let e = CacheEntry::decode(r);
+                    let from = wanted.partition_point(|(k, _)| *k < e.key);
+                    wanted[from..]
+                        .iter()
+                        .take_while(move |(k, _)| *k == e.key)
+                        .filter(move |(_, i)| {
+                            let (_, size, mtime_ns) = probe(*i as usize);
+                            size == e.size && mtime_ns == e.mtime_ns
+                        })
+                        .map(move |(_, i)| (*i, e.sha1))
+                })
+                .collect();
+            for (i, sha1) in hits {
+                results[i as usize] = Ok(sha1);
+            }
+        }
     }
 
     /// Rewrites the cache with this run's files, if anything changed. Errors are
@@ -180,26 +279,27 @@ impl ChecksumCache {
         if !self.changed && hashed == self.len() {
             return None;
         }
-        let records: Vec<CacheEntry> = results
-            .par_iter()
-            .enumerate()
-            .filter_map(|(i, result)| {
-                let sha1 = *result.as_ref().ok()?;
-                let req = requests.get(i);
-                Some(CacheEntry {
-                    key: req.key(),
-                    size: req.size,
-                    mtime_ns: req.mtime_ns,
-                    sha1,
-                })
-            })
-            .collect();
         let result = crate::cache_file::store_with(&self.path, true, |file| {
             file.write_all(HEADER)?;
-            let mut buf = Vec::with_capacity(RECORD * 4096);
-            for chunk in records.chunks(4096) {
+            let mut buf = Vec::with_capacity(RECORD * WINDOW);
+            for start in (0..results.len()).step_by(WINDOW) {
+                let end = (start + WINDOW).min(results.len());
+                // Keys are SHA-1s of paths: computed in parallel, a window at a time.
+                let window: Vec<Option<CacheEntry>> = (start..end)
+                    .into_par_iter()
+                    .map(|i| {
+                        let sha1 = *results[i].as_ref().ok()?;
+                        let req = requests.get(i);
+                        Some(CacheEntry {
+                            key: req.key(),
+                            size: req.size,
+                            mtime_ns: req.mtime_ns,
+                            sha1,
+                        })
+                    })
+                    .collect();
                 buf.clear();
-                for r in chunk {
+                for r in window.iter().flatten() {
                     r.encode(&mut buf);
                 }
                 file.write_all(&buf)?;
@@ -215,26 +315,44 @@ impl ChecksumCache {
     }
 }
 
-/// The records of a cache file, in file order, and whether the file is in
-/// the current format.
-fn parse(mut bytes: Vec<u8>) -> Result<(Vec<u8>, bool), String> {
-    if bytes.starts_with(HEADER) {
-        bytes.drain(..HEADER.len());
-        // A torn last record (a crash mid-write) is dropped.
-        bytes.truncate(bytes.len() / RECORD * RECORD);
-        return Ok((bytes, true));
+/// The records of the cache file at `path` and whether it is in the current
+/// format; a missing file has none.
+fn open_records(path: &std::path::Path) -> Result<(Records, bool), String> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(_) => return Ok((Records::Memory(Vec::new()), true)),
+    };
+    let len = file.metadata().map_err(|e| e.to_string())?.len() as usize;
+    let mut head = Vec::with_capacity(HEADER.len());
+    (&mut file)
+        .take(HEADER.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    if head == HEADER {
+        // A torn last record (a crash mid-write) is not counted.
+        let count = (len - HEADER.len()) / RECORD;
+        return Ok((Records::File { file, count }, true));
     }
+    let mut bytes = head;
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    parse_older(bytes).map(|records| (Records::Memory(records), false))
+}
+
+/// The records of a cache file not in the current format: the older text
+/// format, converted, or nothing when a crash cut the file inside its header.
+fn parse_older(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     if bytes.starts_with(HEADER_V1.as_bytes()) {
         let entries = parse_v1(bytes.as_slice())?;
         let mut records = Vec::with_capacity(entries.len() * RECORD);
         for e in &entries {
             e.encode(&mut records);
         }
-        return Ok((records, false));
+        return Ok(records);
     }
     if HEADER.starts_with(&bytes) {
         // Cut within the header by a crash: nothing was cached yet.
-        return Ok((Vec::new(), false));
+        return Ok(Vec::new());
     }
     Err("unknown header".to_owned())
 }
@@ -378,18 +496,10 @@ pub fn hash_all(
         copies,
         progress,
     } = side;
-    let cache_ref = &*cache;
-    // One result vector: cache hits are final, misses hold a placeholder error
-    // until they are read.
-    let mut results: Vec<HashResult> = (0..requests.len())
-        .into_par_iter()
-        .map(|i| {
-            let r = requests.get(i);
-            cache_ref
-                .lookup(i, r.key(), r.size, r.mtime_ns)
-                .ok_or_else(|| Box::new(SourceError::new(SourceErrorKind::Other, "")))
-        })
-        .collect();
+    let mut results = cache.find_all(requests.len(), |i| {
+        let r = requests.get(i);
+        (r.key(), r.size, r.mtime_ns)
+    });
     let misses: Vec<usize> = results
         .iter()
         .enumerate()
@@ -600,6 +710,15 @@ mod tests {
         assert_eq!(req.key(), path_key("/data/root/u1/a.png"));
     }
 
+    /// What `find_all` answers for each probe, as `Some(digest)` or `None`.
+    fn found(cache: &ChecksumCache, probes: &[(PathKey, u64, i64)]) -> Vec<Option<Sha1Digest>> {
+        cache
+            .find_all(probes.len(), |i| probes[i])
+            .into_iter()
+            .map(|r| r.ok())
+            .collect()
+    }
+
     #[test]
     fn entries_are_found_by_path_size_and_mtime() {
         let dir = tempfile::tempdir().unwrap();
@@ -608,15 +727,42 @@ mod tests {
         let cache = ChecksumCache::open(saved_cache(dir.path(), &refs));
         assert_eq!(cache.len(), 500);
         let key = |rel: &str| path_key(&dir.path().join(rel).to_string_lossy());
-        assert_eq!(cache.lookup(0, key("u7/f.png"), 3, 7), Some([1u8; 20]));
+        let hit = Some([1u8; 20]);
+        // In saved order, every file is at its position.
+        let all: Vec<_> = refs.iter().map(|r| (key(r), 3, 7)).collect();
+        assert!(found(&cache, &all).iter().all(|f| *f == hit));
+        // Out of order, a changed size or mtime, and a file never saved.
+        let probes = [
+            (key("u7/f.png"), 3, 7),
+            (key("u1/f.png"), 3, 7),
+            (key("u9/f.png"), 4, 7),
+            (key("u3/f.png"), 3, 8),
+            (key("u500/f.png"), 3, 7),
+            (key("u499/f.png"), 3, 7),
+        ];
         assert_eq!(
-            cache.lookup(7, key("u7/f.png"), 3, 7),
-            Some([1u8; 20]),
-            "at its hint"
+            found(&cache, &probes),
+            [hit, hit, None, None, None, hit],
+            "elsewhere, at its position, stale size, stale mtime, unknown, elsewhere"
         );
-        assert_eq!(cache.lookup(0, key("u7/f.png"), 4, 7), None);
-        assert_eq!(cache.lookup(0, key("u7/f.png"), 3, 8), None);
-        assert_eq!(cache.lookup(0, key("u500/f.png"), 3, 7), None);
+    }
+
+    /// A file added at the front shifts every later position by one: each is
+    /// still found, across windows, by the pass over all records.
+    #[test]
+    fn files_shifted_from_their_position_are_found_across_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = WINDOW + 10;
+        let rels: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+        let refs: Vec<&str> = rels.iter().map(String::as_str).collect();
+        let cache = ChecksumCache::open(saved_cache(dir.path(), &refs));
+        assert_eq!(cache.len(), n);
+        let key = |rel: &str| path_key(&dir.path().join(rel).to_string_lossy());
+        let mut probes = vec![(key("new"), 3, 7)];
+        probes.extend(refs.iter().map(|r| (key(r), 3, 7)));
+        let f = found(&cache, &probes);
+        assert_eq!(f[0], None);
+        assert!(f[1..].iter().all(|x| *x == Some([1u8; 20])));
     }
 
     #[test]
@@ -631,7 +777,7 @@ mod tests {
         let mut cache = ChecksumCache::open(cache_path.clone());
         assert!(cache.warning.is_none());
         assert_eq!(cache.len(), 1);
-        let sha = cache.lookup(0, path_key("/x"), 3, 7).unwrap();
+        let sha = found(&cache, &[(path_key("/x"), 3, 7)])[0].unwrap();
         assert_eq!(hex::encode(sha), "a9993e364706816aba3e25717850c26c9cd0d89d");
         // Saving rewrites it in the current format even when nothing was hashed.
         let src = LocalSource::new(PathBuf::from("/"));
