@@ -183,8 +183,9 @@ impl ChecksumCache {
         self.records.len()
     }
 
-    /// The cached digest of each of `n` files (`probe(i)` is file i's key,
-    /// size and mtime), or a placeholder error where the file must be read.
+    /// The cached digest of each of `n` files (`key(i)` is file i's key,
+    /// `stamp(i)` its size and mtime: apart, so a key, a SHA-1 of the path,
+    /// is computed once), or a placeholder error where the file must be read.
     ///
     /// An unchanged tree asks for its files in the order they were saved, so
     /// file i is looked for at record i, a window at a time. Files found
@@ -194,7 +195,8 @@ impl ChecksumCache {
     fn find_all(
         &self,
         n: usize,
-        probe: impl Fn(usize) -> (PathKey, u64, i64) + Sync,
+        key: impl Fn(usize) -> PathKey + Sync,
+        stamp: impl Fn(usize) -> (u64, i64) + Sync,
     ) -> Vec<HashResult> {
         if self.len() == 0 {
             return (0..n).map(|_| not_cached()).collect();
@@ -208,10 +210,10 @@ impl ChecksumCache {
             let found: Vec<AtHint> = (start..end)
                 .into_par_iter()
                 .map(|i| {
-                    let (key, size, mtime_ns) = probe(i);
+                    let key = key(i);
                     let at = (i - start) * RECORD;
                     match window.get(at..at + RECORD).map(CacheEntry::decode) {
-                        Some(e) if e.key == key && e.size == size && e.mtime_ns == mtime_ns => {
+                        Some(e) if e.key == key && stamp(i) == (e.size, e.mtime_ns) => {
                             AtHint::Fresh(e.sha1)
                         }
                         Some(e) if e.key == key => AtHint::Stale,
@@ -231,7 +233,7 @@ impl ChecksumCache {
             }
         }
         if !elsewhere.is_empty() {
-            self.find_elsewhere(elsewhere, &probe, &mut results);
+            self.find_elsewhere(elsewhere, &stamp, &mut results);
         }
         results
     }
@@ -240,7 +242,7 @@ impl ChecksumCache {
     fn find_elsewhere(
         &self,
         mut wanted: Vec<(PathKey, u32)>,
-        probe: &(impl Fn(usize) -> (PathKey, u64, i64) + Sync),
+        stamp: &(impl Fn(usize) -> (u64, i64) + Sync),
         results: &mut [HashResult],
     ) {
         wanted.par_sort_unstable();
@@ -255,10 +257,7 @@ impl ChecksumCache {
                     wanted[from..]
                         .iter()
                         .take_while(move |(k, _)| *k == e.key)
-                        .filter(move |(_, i)| {
-                            let (_, size, mtime_ns) = probe(*i as usize);
-                            size == e.size && mtime_ns == e.mtime_ns
-                        })
+                        .filter(move |(_, i)| stamp(*i as usize) == (e.size, e.mtime_ns))
                         .map(move |(_, i)| (*i, e.sha1))
                 })
                 .collect();
@@ -334,26 +333,20 @@ fn open_records(path: &std::path::Path) -> Result<(Records, bool), String> {
         let count = (len - HEADER.len()) / RECORD;
         return Ok((Records::File { file, count }, true));
     }
-    let mut bytes = head;
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    parse_older(bytes).map(|records| (Records::Memory(records), false))
-}
-
-/// The records of a cache file not in the current format: the older text
-/// format, converted, or nothing when a crash cut the file inside its header.
-fn parse_older(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
-    if bytes.starts_with(HEADER_V1.as_bytes()) {
-        let entries = parse_v1(bytes.as_slice())?;
+    if head.starts_with(HEADER_V1.as_bytes()) {
+        // The older text format, read line by line and converted.
+        let entries = parse_v1(std::io::BufReader::new(head.as_slice().chain(file)))?;
         let mut records = Vec::with_capacity(entries.len() * RECORD);
         for e in &entries {
             e.encode(&mut records);
         }
-        return Ok(records);
+        return Ok((Records::Memory(records), false));
     }
-    if HEADER.starts_with(&bytes) {
+    if HEADER.starts_with(&head) {
         // Cut within the header by a crash: nothing was cached yet.
-        return Ok(Vec::new());
+        return Ok((Records::Memory(Vec::new()), false));
     }
+    // Anything else is not read further: it may be large and is not ours.
     Err("unknown header".to_owned())
 }
 
@@ -496,10 +489,14 @@ pub fn hash_all(
         copies,
         progress,
     } = side;
-    let mut results = cache.find_all(requests.len(), |i| {
-        let r = requests.get(i);
-        (r.key(), r.size, r.mtime_ns)
-    });
+    let mut results = cache.find_all(
+        requests.len(),
+        |i| requests.get(i).key(),
+        |i| {
+            let r = requests.get(i);
+            (r.size, r.mtime_ns)
+        },
+    );
     let misses: Vec<usize> = results
         .iter()
         .enumerate()
@@ -713,7 +710,11 @@ mod tests {
     /// What `find_all` answers for each probe, as `Some(digest)` or `None`.
     fn found(cache: &ChecksumCache, probes: &[(PathKey, u64, i64)]) -> Vec<Option<Sha1Digest>> {
         cache
-            .find_all(probes.len(), |i| probes[i])
+            .find_all(
+                probes.len(),
+                |i| probes[i].0,
+                |i| (probes[i].1, probes[i].2),
+            )
             .into_iter()
             .map(|r| r.ok())
             .collect()
