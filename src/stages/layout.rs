@@ -474,11 +474,21 @@ pub fn score(cut: &KeyCut, members: &[Member<'_>], required: &[bool]) -> Score {
     // integers, cut into units. Only which files share a key matters here,
     // never the keys' order; two keys sharing a 64-bit hash would at worst
     // blur one count.
-    let mut keyed: Vec<(u64, u32, u32)> = members
+    //
+    // Collected at its exact length and then filtered in place: a parallel
+    // `filter_map` collect holds every thread's pieces and the joined vector
+    // at once (at 2.3 million files, 108 MiB where this holds 37).
+    const NO_KEY: u32 = u32::MAX;
+    let mut keyed: Vec<(u64, u32, u32)> = Vec::new();
+    members
         .par_iter()
         .enumerate()
-        .filter_map(|(i, m)| cut.key(m.rel).map(|k| (key_hash(k), m.spec, i as u32)))
-        .collect();
+        .map(|(i, m)| match cut.key(m.rel) {
+            Some(k) => (key_hash(k), m.spec, i as u32),
+            None => (0, NO_KEY, i as u32),
+        })
+        .collect_into_vec(&mut keyed);
+    keyed.retain(|k| k.1 != NO_KEY);
     let mut s = Score {
         no_key: members.len() - keyed.len(),
         ..Score::default()
