@@ -47,6 +47,15 @@ impl Out {
     }
 }
 
+/// The seal to write after `written` bytes (magic and body) of a file
+/// written piece by piece; what [`Out::seal`] appends.
+pub fn seal_after(written: u64) -> [u8; 12] {
+    let mut seal = [0u8; 12];
+    seal[..4].copy_from_slice(END);
+    seal[4..].copy_from_slice(&(written + 12).to_le_bytes());
+    seal
+}
+
 /// The body between `magic` and the seal, if `bytes` is a whole file of this kind.
 pub fn unseal<'a>(bytes: &'a [u8], magic: &[u8]) -> Option<In<'a>> {
     let (body, len) = bytes.split_last_chunk::<8>()?;
@@ -110,6 +119,8 @@ pub struct SealedReader {
     at: usize,
     /// Body bytes not yet read into the window.
     unread: u64,
+    /// Where the body ends in the file (the seal follows).
+    body_end: u64,
 }
 
 /// Bytes read per refill (a window grows past it only for a larger item).
@@ -139,6 +150,19 @@ impl SealedReader {
             window: Vec::new(),
             at: 0,
             unread: body,
+            body_end: magic.len() as u64 + body,
+        })
+    }
+
+    /// The rest of the body as `count` records of `record` bytes each, to be
+    /// read by position; `None` unless they fill it exactly.
+    pub fn into_records(self, record: usize, count: usize) -> Option<RecordFile> {
+        let left = self.left();
+        (count.checked_mul(record)? as u64 == left).then(|| RecordFile {
+            at: self.body_end - left,
+            file: self.file,
+            record,
+            count,
         })
     }
 
@@ -189,6 +213,52 @@ impl SealedReader {
     /// Whether every byte of the body was decoded.
     pub fn is_done(&self) -> bool {
         self.left() == 0
+    }
+}
+
+/// Fixed-size records at a known place in a cache file, read a window at a
+/// time by position: a cache of millions of files is never held whole.
+#[derive(Debug)]
+pub struct RecordFile {
+    file: std::fs::File,
+    /// Where record 0 starts.
+    at: u64,
+    /// Bytes per record.
+    record: usize,
+    count: usize,
+}
+
+impl RecordFile {
+    pub fn new(file: std::fs::File, at: u64, record: usize, count: usize) -> Self {
+        Self {
+            file,
+            at,
+            record,
+            count,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Records `start..end` (clipped to what there is) into `buf`. A read
+    /// that fails leaves `buf` empty: a cache only saves time.
+    pub fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
+        let end = end.min(self.count);
+        buf.clear();
+        if start >= end {
+            return;
+        }
+        buf.resize((end - start) * self.record, 0);
+        let at = self.at + (start * self.record) as u64;
+        if self.file.read_exact_at(buf, at).is_err() {
+            buf.clear();
+        }
     }
 }
 

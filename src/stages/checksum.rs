@@ -103,8 +103,8 @@ pub struct ChecksumCache {
 /// Where a cache's records are read from, window by window.
 #[derive(Debug)]
 enum Records {
-    /// The file, in the current format: `count` records after the header.
-    File { file: std::fs::File, count: usize },
+    /// The file, in the current format: records after the header.
+    File(crate::cache_file::RecordFile),
     /// Converted from the older text format (small, and read once).
     Memory(Vec<u8>),
 }
@@ -112,7 +112,7 @@ enum Records {
 impl Records {
     fn len(&self) -> usize {
         match self {
-            Records::File { count, .. } => *count,
+            Records::File(file) => file.len(),
             Records::Memory(bytes) => bytes.len() / RECORD,
         }
     }
@@ -120,21 +120,15 @@ impl Records {
     /// Records `start..end` (clipped to what there is) into `buf`. A read
     /// that fails leaves `buf` empty: the cache only saves time.
     fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
-        use std::os::unix::fs::FileExt;
-        let end = end.min(self.len());
-        buf.clear();
-        if start >= end {
-            return;
-        }
         match self {
-            Records::File { file, .. } => {
-                buf.resize((end - start) * RECORD, 0);
-                let at = (HEADER.len() + start * RECORD) as u64;
-                if file.read_exact_at(buf, at).is_err() {
-                    buf.clear();
+            Records::File(file) => file.read(start, end, buf),
+            Records::Memory(bytes) => {
+                buf.clear();
+                let end = end.min(self.len());
+                if start < end {
+                    buf.extend_from_slice(&bytes[start * RECORD..end * RECORD]);
                 }
             }
-            Records::Memory(bytes) => buf.extend_from_slice(&bytes[start * RECORD..end * RECORD]),
         }
     }
 }
@@ -331,7 +325,8 @@ fn open_records(path: &std::path::Path) -> Result<(Records, bool), String> {
     if head == HEADER {
         // A torn last record (a crash mid-write) is not counted.
         let count = (len - HEADER.len()) / RECORD;
-        return Ok((Records::File { file, count }, true));
+        let records = crate::cache_file::RecordFile::new(file, HEADER.len() as u64, RECORD, count);
+        return Ok((Records::File(records), true));
     }
     if head.starts_with(HEADER_V1.as_bytes()) {
         // The older text format, read line by line and converted.

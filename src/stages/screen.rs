@@ -405,25 +405,30 @@ const VFR_EXTENSIONS: &[&str] = &["mp4", "avi", "mov", "mkv", "webm", "flv", "wm
 /// hash of the name and of whether the video check applies.
 type Key = [u8; 20];
 
+/// Bytes of one saved verdict: its key, then an index into the findings or
+/// [`CLEAN`].
+const RECORD: usize = 24;
+
+/// Saved verdicts read (and written) this many at a time (three in unit
+/// tests, so lookups cross windows).
+const WINDOW: usize = if cfg!(test) { 3 } else { 1 << 16 };
+
 /// No finding.
 pub const CLEAN: u32 = u32::MAX;
+/// Not known yet: in neither place in the cache, and not read.
+const MISS: u32 = u32::MAX - 1;
+/// Not screened (a remote object, a file unreadable now): reported clean and
+/// not saved.
+const SKIPPED: u32 = u32::MAX - 2;
 
-/// Cached verdicts, in the order the last plan asked for them (so the n-th
-/// request is checked against the n-th record first, as the checksum cache
-/// does); each is an index into `findings` or [`CLEAN`]. A few bytes a file:
-/// a warm plan of a million files builds no map.
+/// The cache of verdicts: the findings (few, held) and one record per file in
+/// the order the last plan screened them, so that the n-th file is checked
+/// against the n-th record first, as the checksum cache does. Records are
+/// read a window at a time: a warm plan of a million files holds none of
+/// them.
 pub struct ScreenCache {
     path: PathBuf,
-    verdicts: Vec<(Key, u32)>,
-    /// Record indices sorted by key, built on the first out-of-place lookup.
-    sorted: std::sync::OnceLock<Vec<u32>>,
-    /// This run's verdicts in request order (what is saved), kept apart only
-    /// once they stop matching the loaded ones: a warm run holds one copy.
-    this_run: Option<Vec<(Key, u32)>>,
-    /// How many of this run's verdicts matched the loaded ones, in place,
-    /// while `this_run` is `None`.
-    matched: usize,
-    changed: bool,
+    records: Option<cache_file::RecordFile>,
     pub findings: Vec<Finding>,
     pub warning: Option<Warning>,
 }
@@ -431,15 +436,11 @@ pub struct ScreenCache {
 const MAGIC: &[u8] = b"synup screen cache v2\n";
 
 impl ScreenCache {
-    /// Loads `path`; a damaged cache is rebuilt with a warning.
+    /// Opens `path`; a damaged cache is rebuilt with a warning.
     pub fn open(path: PathBuf) -> Self {
         let mut cache = Self {
             path,
-            verdicts: Vec::new(),
-            sorted: std::sync::OnceLock::new(),
-            this_run: None,
-            matched: 0,
-            changed: false,
+            records: None,
             findings: Vec::new(),
             warning: None,
         };
@@ -447,9 +448,9 @@ impl ScreenCache {
             return cache;
         }
         match Self::decode(&cache.path) {
-            Some((verdicts, findings)) => {
-                cache.verdicts = verdicts;
+            Some((findings, records)) => {
                 cache.findings = findings;
+                cache.records = Some(records);
             }
             None => {
                 cache.warning = Some(Warning::new(
@@ -464,10 +465,9 @@ impl ScreenCache {
         cache
     }
 
-    /// Read forward, so the file's bytes and its decoded records are never
-    /// held together (at a million files each is tens of MB).
-    #[allow(clippy::type_complexity)]
-    fn decode(path: &Path) -> Option<(Vec<(Key, u32)>, Vec<Finding>)> {
+    /// The findings, and where the records lie: checked to fill the body
+    /// exactly, read later.
+    fn decode(path: &Path) -> Option<(Vec<Finding>, cache_file::RecordFile)> {
         let mut input = cache_file::SealedReader::open(path, MAGIC)?;
         let count = input.next(|r| r.u64())?;
         let n = input.fits(count, 5)?;
@@ -481,92 +481,122 @@ impl ScreenCache {
             })?);
         }
         let count = input.next(|r| r.u64())?;
-        let n = input.fits(count, 24)?;
-        let mut verdicts = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (key, v) = input.next(|r| Some((<Key>::try_from(r.take(20)?).ok()?, r.u32()?)))?;
-            if v != CLEAN && v as usize >= findings.len() {
-                return None;
-            }
-            verdicts.push((key, v));
-        }
-        input.is_done().then_some((verdicts, findings))
+        let n = input.fits(count, RECORD)?;
+        Some((findings, input.into_records(RECORD, n)?))
     }
 
-    /// The verdict for the `at`-th request, if cached.
-    fn lookup(&self, at: usize, key: &Key) -> Option<u32> {
-        if let Some((k, v)) = self.verdicts.get(at)
-            && k == key
-        {
-            return Some(*v);
+    fn len(&self) -> usize {
+        self.records.as_ref().map_or(0, cache_file::RecordFile::len)
+    }
+
+    fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
+        match &self.records {
+            Some(records) => records.read(start, end, buf),
+            None => buf.clear(),
         }
-        let sorted = self.sorted.get_or_init(|| {
-            let mut index: Vec<u32> = (0..self.verdicts.len() as u32).collect();
-            index.sort_unstable_by(|&a, &b| {
-                self.verdicts[a as usize]
-                    .0
-                    .cmp(&self.verdicts[b as usize].0)
-            });
-            index
+    }
+
+    /// A record's key and verdict; a verdict naming no finding (damage) is
+    /// not an answer.
+    fn decode_record(&self, r: &[u8]) -> (Key, Option<u32>) {
+        let key: Key = r[..20].try_into().expect("a record starts with its key");
+        let v = u32::from_le_bytes(r[20..RECORD].try_into().expect("a record ends with a u32"));
+        let known = v == CLEAN || (v as usize) < self.findings.len();
+        (key, known.then_some(v))
+    }
+
+    /// The cached verdict of each of `n` files (`key(p)` is file p's), or
+    /// [`MISS`]; and how many were found at their own position.
+    ///
+    /// File p is looked for at record p, a window at a time; files found
+    /// elsewhere (one added early shifts every later position) are matched in
+    /// one more pass over the records against their keys sorted: memory grows
+    /// with the misses, not with the cache.
+    fn find_all(&self, n: usize, key: &(impl Fn(usize) -> Key + Sync)) -> (Vec<u32>, usize) {
+        let mut verdicts = vec![MISS; n];
+        if self.len() == 0 {
+            return (verdicts, 0);
+        }
+        let mut elsewhere: Vec<(Key, u32)> = Vec::new();
+        let mut window = Vec::new();
+        for start in (0..n).step_by(WINDOW) {
+            let end = (start + WINDOW).min(n);
+            self.read(start, end, &mut window);
+            let found: Vec<Result<u32, Key>> = (start..end)
+                .into_par_iter()
+                .map(|p| {
+                    let k = key(p);
+                    let at = (p - start) * RECORD;
+                    match window.get(at..at + RECORD).map(|r| self.decode_record(r)) {
+                        Some((saved, Some(v))) if saved == k => Ok(v),
+                        _ => Err(k),
+                    }
+                })
+                .collect();
+            for (p, f) in (start..).zip(found) {
+                match f {
+                    Ok(v) => verdicts[p] = v,
+                    Err(k) => elsewhere.push((k, p as u32)),
+                }
+            }
+        }
+        let in_place = n - elsewhere.len();
+        if elsewhere.is_empty() {
+            return (verdicts, in_place);
+        }
+        elsewhere.par_sort_unstable();
+        for start in (0..self.len()).step_by(WINDOW) {
+            self.read(start, start + WINDOW, &mut window);
+            let hits: Vec<(u32, u32)> = window
+                .par_chunks_exact(RECORD)
+                .flat_map_iter(|r| {
+                    let (saved, v) = self.decode_record(r);
+                    let from = elsewhere.partition_point(|(k, _)| *k < saved);
+                    elsewhere[from..]
+                        .iter()
+                        .take_while(move |(k, _)| *k == saved)
+                        .filter_map(move |&(_, p)| Some((p, v?)))
+                })
+                .collect();
+            for (p, v) in hits {
+                verdicts[p as usize] = v;
+            }
+        }
+        (verdicts, in_place)
+    }
+
+    /// Writes `verdicts` (per file, [`SKIPPED`] ones left out) as the cache,
+    /// a window at a time; a failure is a warning.
+    fn save(&self, verdicts: &[u32], key: &(impl Fn(usize) -> Key + Sync)) -> Option<Warning> {
+        let saved = verdicts.iter().filter(|&&v| v != SKIPPED).count();
+        let result = cache_file::store_with(&self.path, false, |w| {
+            let mut head = cache_file::Out::new(MAGIC, 64);
+            head.u64(self.findings.len() as u64);
+            for f in &self.findings {
+                head.u8(f.rule.code());
+                head.str(&f.detail);
+            }
+            head.u64(saved as u64);
+            w.write_all(&head.0)?;
+            let mut written = head.0.len() as u64;
+            let mut buf = Vec::with_capacity(WINDOW * RECORD);
+            for start in (0..verdicts.len()).step_by(WINDOW) {
+                let end = (start + WINDOW).min(verdicts.len());
+                let records: Vec<Option<(Key, u32)>> = (start..end)
+                    .into_par_iter()
+                    .map(|p| (verdicts[p] != SKIPPED).then(|| (key(p), verdicts[p])))
+                    .collect();
+                buf.clear();
+                for (k, v) in records.into_iter().flatten() {
+                    buf.extend_from_slice(&k);
+                    buf.extend_from_slice(&v.to_le_bytes());
+                }
+                w.write_all(&buf)?;
+                written += buf.len() as u64;
+            }
+            w.write_all(&cache_file::seal_after(written))
         });
-        sorted
-            .binary_search_by(|&i| self.verdicts[i as usize].0.cmp(key))
-            .ok()
-            .map(|i| self.verdicts[sorted[i] as usize].1)
-    }
-
-    /// Forgets this run's verdicts.
-    fn start_run(&mut self) {
-        self.this_run = None;
-        self.matched = 0;
-    }
-
-    /// Adds a verdict to this run's.
-    fn record(&mut self, k: Key, v: u32) {
-        match &mut self.this_run {
-            None if self.verdicts.get(self.matched) == Some(&(k, v)) => self.matched += 1,
-            None => {
-                let mut run = self.verdicts[..self.matched].to_vec();
-                run.push((k, v));
-                self.this_run = Some(run);
-            }
-            Some(run) => run.push((k, v)),
-        }
-    }
-
-    /// Ends a run that read `read` files: it is saved if that changed
-    /// what the cache holds.
-    fn end_run(&mut self, read: u64) {
-        self.changed |= read > 0 || self.this_run.is_some() || self.matched != self.verdicts.len();
-    }
-
-    /// Writes this run's verdicts if they differ from what was loaded; a
-    /// failure is a warning.
-    pub fn save(&mut self) -> Option<Warning> {
-        if !self.changed {
-            return None;
-        }
-        self.verdicts = match self.this_run.take() {
-            Some(run) => run,
-            None => {
-                let mut run = std::mem::take(&mut self.verdicts);
-                run.truncate(self.matched);
-                run
-            }
-        };
-        self.matched = self.verdicts.len();
-        let mut out = cache_file::Out::new(MAGIC, 16 + self.verdicts.len() * 24);
-        out.u64(self.findings.len() as u64);
-        for f in &self.findings {
-            out.u8(f.rule.code());
-            out.str(&f.detail);
-        }
-        out.u64(self.verdicts.len() as u64);
-        for (k, v) in &self.verdicts {
-            out.0.extend_from_slice(k);
-            out.u32(*v);
-        }
-        cache_file::store(&self.path, &out.seal()).err().map(|e| {
+        result.err().map(|e| {
             Warning::new(
                 crate::stages::WarningCode::ScreenCacheUnwritable,
                 format!("{}: {e}", self.path.display()),
@@ -588,16 +618,6 @@ fn key(sha1: &[u8; 20], name: &str, video: bool) -> Key {
     k
 }
 
-/// One file to screen.
-pub struct ScreenRequest<'a> {
-    pub file: HashRequest<'a>,
-    pub sha1: &'a [u8; 20],
-    /// Its spec's `file_type` is `video`.
-    pub video: bool,
-    /// The verdict on its head, if the checksum pass just read it.
-    pub seen: Option<Option<Box<Finding>>>,
-}
-
 /// What screening a plan's files gave.
 #[derive(Default)]
 pub struct Screened {
@@ -612,52 +632,75 @@ pub struct Screened {
     pub cached: u64,
 }
 
-/// Screens the plan's hashed files through the cache at `cache_path`.
-/// `seen`: verdicts the checksum pass made (see [`SeenHeads`]).
+/// Screens the plan's hashed files through the cache at `cache_path`:
+/// `video[i]` says request i's spec is a video one; `seen`, verdicts the
+/// checksum pass made (see [`SeenHeads`]).
 pub fn screen_requests(
     requests: &(impl RequestList + ?Sized),
     hashes: &[super::checksum::HashResult],
     video: &[bool],
-    mut seen: Vec<Option<Option<Box<Finding>>>>,
+    seen: Vec<Option<Option<Box<Finding>>>>,
     cache_path: PathBuf,
     warn: bool,
     shown: impl Fn(&HashRequest<'_>) -> String,
 ) -> Screened {
     let mut cache = ScreenCache::open(cache_path);
-    let mut finding_of = vec![CLEAN; requests.len()];
-    let (mut screened_before, mut read) = (0, 0);
-    // A chunk of requests at a time: what waits to be screened stays few.
-    for first in (0..requests.len()).step_by(SCREEN_CHUNK) {
-        let end = (first + SCREEN_CHUNK).min(requests.len());
-        let (index, screened): (Vec<usize>, Vec<ScreenRequest<'_>>) = (first..end)
-            // Empty files are `empty_file` problems already.
-            .filter(|&i| requests.get(i).size > 0)
-            .filter_map(|i| {
-                let sha1 = hashes[i].as_ref().ok()?;
-                let seen = seen.get_mut(i).and_then(Option::take);
-                Some((
-                    i,
-                    ScreenRequest {
-                        file: requests.get(i),
-                        sha1,
-                        video: video[i],
-                        seen,
-                    },
-                ))
+    // The files screened, by request index: empty files are `empty_file`
+    // problems already, and a file that could not be hashed has no key.
+    let screened: Vec<u32> = (0..requests.len())
+        .filter(|&i| requests.get(i).size > 0 && hashes[i].is_ok())
+        .map(|i| i as u32)
+        .collect();
+    let key_of = |p: usize| {
+        let i = screened[p] as usize;
+        let sha1 = hashes[i].as_ref().expect("screened files are hashed");
+        key(sha1, super::file_name(requests.get(i).rel), video[i])
+    };
+    let (mut verdicts, in_place) = cache.find_all(screened.len(), &key_of);
+    // What the cache does not know is read, a chunk at a time: what waits
+    // to be screened stays few.
+    let mut read = 0;
+    for first in (0..screened.len()).step_by(SCREEN_CHUNK) {
+        let end = (first + SCREEN_CHUNK).min(screened.len());
+        let missing: Vec<usize> = (first..end).filter(|&p| verdicts[p] == MISS).collect();
+        let outcomes: Vec<Option<Option<Finding>>> = missing
+            .par_iter()
+            .with_max_len(64)
+            .map(|&p| {
+                let i = screened[p] as usize;
+                let seen = seen
+                    .get(i)
+                    .and_then(|s| s.as_ref().map(|v| v.as_deref().cloned()));
+                screen_file(&requests.get(i), video[i], seen)
             })
-            .unzip();
-        let (verdicts, chunk_read) = screen_some(&screened, screened_before, &mut cache);
-        screened_before += screened.len();
-        read += chunk_read;
-        for (i, v) in index.into_iter().zip(verdicts) {
-            finding_of[i] = v;
+            .collect();
+        for (p, outcome) in missing.into_iter().zip(outcomes) {
+            verdicts[p] = match outcome {
+                None => SKIPPED,
+                Some(None) => CLEAN,
+                Some(Some(f)) => {
+                    cache.findings.push(f);
+                    (cache.findings.len() - 1) as u32
+                }
+            };
+            read += u64::from(verdicts[p] != SKIPPED);
         }
     }
     drop(seen);
-    cache.end_run(read);
-    let cached = screened_before as u64 - read;
+    let saved = verdicts.iter().filter(|&&v| v != SKIPPED).count();
+    let changed = read > 0 || in_place != cache.len() || saved != cache.len();
     let mut warnings: Vec<Warning> = cache.warning.take().into_iter().collect();
-    warnings.extend(cache.save());
+    if changed {
+        warnings.extend(cache.save(&verdicts, &key_of));
+    }
+    let cached = screened.len() as u64 - read;
+    let mut finding_of = vec![CLEAN; requests.len()];
+    for (&i, &v) in screened.iter().zip(&verdicts) {
+        if v != SKIPPED {
+            finding_of[i as usize] = v;
+        }
+    }
+    drop(verdicts);
     if warn {
         for (i, &f) in finding_of.iter().enumerate() {
             if let Some(f) = cache.findings.get(f as usize) {
@@ -677,90 +720,33 @@ pub fn screen_requests(
     }
 }
 
-/// Files screened together: the requests and outcomes of one chunk are all
-/// that is held besides the verdicts.
+/// Files screened together.
 /// (Two in unit tests, so every planner test crosses chunks.)
 const SCREEN_CHUNK: usize = if cfg!(test) { 2 } else { 1 << 16 };
 
-/// Screens every file (local ones; remote objects are not read again), from
-/// the cache where it knows the file. Returns, per request, an index into
-/// `cache.findings` or [`CLEAN`], and how many files were read.
-pub fn screen_all(requests: &[ScreenRequest<'_>], cache: &mut ScreenCache) -> (Vec<u32>, u64) {
-    cache.start_run();
-    let (out, read) = screen_some(requests, 0, cache);
-    cache.end_run(read);
-    (out, read)
-}
-
-/// Screens `requests`, which follow the first `before` files this run
-/// screened, adding their verdicts to the run's. Returns what
-/// [`screen_all`] does, for these requests.
-fn screen_some(
-    requests: &[ScreenRequest<'_>],
-    before: usize,
-    cache: &mut ScreenCache,
-) -> (Vec<u32>, u64) {
-    enum Outcome {
-        Cached(u32),
-        /// Read now: cached from here on.
-        Fresh(Option<Box<Finding>>),
-        /// Not screened (a remote object, a file unreadable now).
-        Skipped,
+/// Screens one file: `seen` is the verdict on its head if the checksum pass
+/// made one. `None` when it is not screened: only files on this machine are
+/// (an object is not read again), and a file unreadable now is not.
+fn screen_file(
+    file: &HashRequest<'_>,
+    video: bool,
+    seen: Option<Option<Finding>>,
+) -> Option<Option<Finding>> {
+    let name = super::file_name(file.rel);
+    let dir = file.source.local_path()?;
+    let ext = last_suffix(name);
+    let path = dir.join(file.rel);
+    let mut verdict = match seen {
+        Some(seen) => seen,
+        None => inspect(
+            name,
+            &read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())).ok()?,
+        ),
+    };
+    if verdict.is_none() && video && VFR_EXTENSIONS.contains(&ext.as_str()) {
+        verdict = variable_frame_rate(&path);
     }
-    let cached = &*cache;
-    let found: Vec<(Outcome, Key)> = requests
-        .par_iter()
-        .enumerate()
-        .with_max_len(64)
-        .map(|(at, r)| {
-            let name = super::file_name(r.file.rel);
-            let k = key(r.sha1, name, r.video);
-            if let Some(v) = cached.lookup(before + at, &k) {
-                return (Outcome::Cached(v), k);
-            }
-            // Only files on this machine are screened: an object is not read again.
-            let Some(dir) = r.file.source.local_path() else {
-                return (Outcome::Skipped, k);
-            };
-            let ext = last_suffix(name);
-            let path = dir.join(r.file.rel);
-            let mut verdict = match &r.seen {
-                Some(seen) => seen.clone(),
-                None => match read_head(&path, TEXT_EXTENSIONS.contains(&ext.as_str())) {
-                    Ok(head) => inspect(name, &head).map(Box::new),
-                    Err(_) => return (Outcome::Skipped, k),
-                },
-            };
-            if verdict.is_none() && r.video && VFR_EXTENSIONS.contains(&ext.as_str()) {
-                verdict = variable_frame_rate(&path).map(Box::new);
-            }
-            (Outcome::Fresh(verdict), k)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(requests.len());
-    let mut read = 0;
-    for (outcome, k) in found {
-        let v = match outcome {
-            Outcome::Cached(v) => v,
-            Outcome::Skipped => {
-                out.push(CLEAN);
-                continue;
-            }
-            Outcome::Fresh(verdict) => {
-                read += 1;
-                match verdict {
-                    None => CLEAN,
-                    Some(f) => {
-                        cache.findings.push(*f);
-                        (cache.findings.len() - 1) as u32
-                    }
-                }
-            }
-        };
-        cache.record(k, v);
-        out.push(v);
-    }
-    (out, read)
+    Some(verdict)
 }
 
 #[cfg(test)]
@@ -817,88 +803,119 @@ mod tests {
         assert_eq!(rule("a.json", br#"{"online": true, "onset": 3}"#), None);
     }
 
-    #[test]
-    fn a_run_that_repeats_the_cache_holds_no_copy_and_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("screen");
-        let (a, b, c) = ([1u8; 20], [2u8; 20], [3u8; 20]);
-        let run = |verdicts: &[(Key, u32)]| {
-            let mut cache = ScreenCache::open(path.clone());
-            cache.start_run();
-            for &(k, v) in verdicts {
-                cache.record(k, v);
-            }
-            cache.end_run(0);
-            let copied = cache.this_run.is_some();
-            let wrote = cache.changed;
-            assert!(cache.save().is_none());
-            (copied, wrote, ScreenCache::open(path.clone()).verdicts)
-        };
-        let first = [(a, CLEAN), (b, CLEAN), (c, CLEAN)];
-        assert_eq!(run(&first), (true, true, first.to_vec()));
-        assert_eq!(run(&first), (false, false, first.to_vec()));
-        // A file fewer: the matching prefix is what is saved.
-        assert_eq!(run(&first[..2]), (false, true, first[..2].to_vec()));
-        // A verdict that differs in place: the run is copied from there.
-        let swapped = [(b, CLEAN), (a, CLEAN)];
-        assert_eq!(run(&swapped), (true, true, swapped.to_vec()));
+    /// Screens `files` (name, bytes, sha1 byte) in `dir` through the cache
+    /// there: (verdict rule per file, read, cached, the cache's inode).
+    fn screen_files(
+        dir: &Path,
+        files: &[(&str, u8)],
+    ) -> (Vec<Option<Rule>>, u64, u64, Option<u64>) {
+        use std::os::unix::fs::MetadataExt;
+        let src = crate::source::LocalSource::new(dir.to_path_buf());
+        let requests: Vec<HashRequest<'_>> = files
+            .iter()
+            .map(|(rel, _)| HashRequest {
+                source: &src,
+                rel,
+                size: 9,
+                mtime_ns: 0,
+            })
+            .collect();
+        let hashes: Vec<_> = files.iter().map(|&(_, s)| Ok([s; 20])).collect();
+        let cache = dir.join("screen");
+        let out = screen_requests(
+            requests.as_slice(),
+            &hashes,
+            &vec![false; files.len()],
+            Vec::new(),
+            cache.clone(),
+            false,
+            |r| r.rel.to_owned(),
+        );
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let rules = out
+            .finding_of
+            .iter()
+            .map(|&f| out.findings.get(f as usize).map(|f| f.rule))
+            .collect();
+        let inode = std::fs::metadata(&cache).ok().map(|m| m.ino());
+        (rules, out.read, out.cached, inode)
     }
 
     #[test]
-    fn verdicts_are_cached_by_content_and_name() {
+    fn verdicts_are_cached_by_content_and_name_and_found_out_of_place() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.png"), b"not a png").unwrap();
-        std::fs::write(dir.path().join("b.png"), b"\x89PNG\r\n\x1a\nok").unwrap();
-        let cache_path = dir.path().join("screen");
-        let src = crate::source::LocalSource::new(dir.path().to_path_buf());
-        let req = |rel| HashRequest {
-            source: &src,
-            rel,
-            size: 9,
-            mtime_ns: 0,
-        };
-        let (a, b) = (req("a.png"), req("b.png"));
-        let (sa, sb) = ([7u8; 20], [8u8; 20]);
-        let requests = [
-            ScreenRequest {
-                file: a,
-                sha1: &sa,
-                video: false,
-                seen: None,
-            },
-            ScreenRequest {
-                file: b,
-                sha1: &sb,
-                video: false,
-                seen: None,
-            },
-        ];
-        let mut cache = ScreenCache::open(cache_path.clone());
-        let (first, read) = screen_all(&requests, &mut cache);
-        assert_eq!(read, 2);
-        assert_eq!(first[1], CLEAN);
-        assert_eq!(cache.findings[first[0] as usize].rule, Rule::TypeMismatch);
-        assert!(cache.save().is_none());
-        // The files are gone: a warm screen answers from the cache alone.
-        std::fs::remove_file(dir.path().join("a.png")).unwrap();
-        std::fs::remove_file(dir.path().join("b.png")).unwrap();
-        let mut cache = ScreenCache::open(cache_path.clone());
-        assert!(cache.warning.is_none());
-        let (again, read) = screen_all(&requests, &mut cache);
+        // More files than a window, so lookups cross windows.
+        let names: Vec<String> = (0..8).map(|i| format!("f{i}.png")).collect();
+        for (i, n) in names.iter().enumerate() {
+            let body: &[u8] = if i.is_multiple_of(3) {
+                b"not a png"
+            } else {
+                b"\x89PNG\r\n\x1a\nok"
+            };
+            std::fs::write(dir.path().join(n), body).unwrap();
+        }
+        let files: Vec<(&str, u8)> = names
+            .iter()
+            .zip(1..)
+            .map(|(n, s)| (n.as_str(), s))
+            .collect();
+        let bad = |i: usize| i.is_multiple_of(3).then_some(Rule::TypeMismatch);
+        let want: Vec<_> = (0..8).map(bad).collect();
+        let (rules, read, _, first) = screen_files(dir.path(), &files);
+        assert_eq!((rules, read), (want.clone(), 8));
+        // The files are gone: a warm screen answers from the cache alone,
+        // and an unchanged run leaves the cache file as it was.
+        for n in &names {
+            std::fs::remove_file(dir.path().join(n)).unwrap();
+        }
+        let (rules, read, cached, again) = screen_files(dir.path(), &files);
+        assert_eq!((rules, read, cached), (want.clone(), 0, 8));
+        assert_eq!(again, first, "a warm run rewrote the cache");
+        // Reversed, every file is away from its record: found in the second
+        // pass, and the new order is saved.
+        let mut reversed = files.clone();
+        reversed.reverse();
+        let (rules, read, _, moved) = screen_files(dir.path(), &reversed);
+        assert_eq!(rules, (0..8).rev().map(bad).collect::<Vec<_>>());
         assert_eq!(read, 0);
-        assert_eq!(cache.findings[again[0] as usize].rule, Rule::TypeMismatch);
-        assert_eq!(again[1], CLEAN);
-        // The same content under another name is screened again.
+        assert_ne!(moved, first);
+        // A file fewer is found and saved without it.
+        let (rules, read, _, _) = screen_files(dir.path(), &reversed[1..]);
+        assert_eq!((rules.len(), read), (7, 0));
+        // The same content under another name is read again.
         std::fs::write(dir.path().join("c.png"), b"not a png").unwrap();
-        let c = req("c.png");
-        let renamed = [ScreenRequest {
-            file: c,
-            sha1: &sa,
-            video: false,
-            seen: None,
-        }];
-        assert_eq!(screen_all(&renamed, &mut cache).1, 1);
-        std::fs::write(&cache_path, b"garbage").unwrap();
-        assert!(ScreenCache::open(cache_path).warning.is_some());
+        let (rules, read, _, _) = screen_files(dir.path(), &[("c.png", 1)]);
+        assert_eq!((rules, read), (vec![Some(Rule::TypeMismatch)], 1));
+    }
+
+    #[test]
+    fn a_damaged_cache_is_rebuilt_with_a_warning_and_never_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.png"), b"\x89PNG\r\n\x1a\nok").unwrap();
+        let files = [("a.png", 1)];
+        assert_eq!(screen_files(dir.path(), &files).1, 1);
+        let path = dir.path().join("screen");
+        let good = std::fs::read(&path).unwrap();
+        // Cut short, or lengthened: the records no longer fill the body.
+        for bytes in [
+            &good[..good.len() - 1],
+            &[good.as_slice(), b"x"].concat()[..],
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            assert!(ScreenCache::open(path.clone()).warning.is_some());
+        }
+        // A record naming a finding that is not there is not an answer.
+        let mut forged = good.clone();
+        let at = forged.len() - 12 - 4;
+        forged[at..at + 4].copy_from_slice(&7u32.to_le_bytes());
+        std::fs::write(&path, &forged).unwrap();
+        let cache = ScreenCache::open(path.clone());
+        assert!(cache.warning.is_none());
+        assert_eq!(
+            cache.find_all(1, &|_| key(&[1; 20], "a.png", false)).0,
+            [MISS]
+        );
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(ScreenCache::open(path).warning.is_some());
     }
 }
