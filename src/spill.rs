@@ -56,10 +56,34 @@ impl MemoryBudget {
         })
     }
 
-    /// `1/parts` of the budget, for one of several sorts that run together.
+    /// `1/parts` of what the budget has left, for one of several sorts that
+    /// hold memory together. What the process already holds when the sort
+    /// starts (a plan's listing, units and hashes) counts against the
+    /// budget: past 1 million units those alone approach it, and sorts that
+    /// took their shares of the whole budget on top went well past it. Never
+    /// less than [`MIN_SHARE`] (or the whole budget's share, if smaller), so
+    /// a process over its budget still spills in runs of a useful size.
     pub fn share(self, parts: usize) -> usize {
-        self.bytes / parts.max(1)
+        self.share_beside(resident_bytes().unwrap_or(0), parts)
     }
+
+    /// As [`Self::share`], with `held` bytes already in use.
+    fn share_beside(self, held: usize, parts: usize) -> usize {
+        let parts = parts.max(1);
+        let floor = MIN_SHARE.min(self.bytes / parts);
+        (self.bytes.saturating_sub(held) / parts).max(floor)
+    }
+}
+
+/// The least a sort is given however much is held: 4 MiB makes a run of tens
+/// of thousands of records.
+const MIN_SHARE: usize = 4 << 20;
+
+/// What this process holds in memory now (Linux's `/proc/self/statm`).
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size())
 }
 
 impl Default for MemoryBudget {
@@ -623,6 +647,18 @@ pub mod codec {
 mod tests {
     use super::codec::*;
     use super::*;
+
+    #[test]
+    fn a_share_is_taken_from_what_the_budget_has_left() {
+        let b = MemoryBudget::DEFAULT;
+        assert_eq!(b.share_beside(0, 8), 64 << 20);
+        assert_eq!(b.share_beside(256 << 20, 8), 32 << 20);
+        // Past the budget: the floor, or the whole budget's share if smaller.
+        assert_eq!(b.share_beside(1 << 30, 8), MIN_SHARE);
+        let small = MemoryBudget::parse("16MiB").unwrap();
+        assert_eq!(small.share_beside(1 << 30, 8), 2 << 20);
+        assert!(resident_bytes().is_some_and(|r| r > 0));
+    }
 
     /// A key and the order it was pushed in; compared by key only, so the
     /// order among equal keys shows whether the sort is stable.
