@@ -63,11 +63,11 @@ impl PackedStrs {
 
     /// The strings at `order`'s positions, in that order, in exactly the room
     /// they need.
-    pub fn permuted(&self, order: &[usize]) -> PackedStrs {
-        let bytes = order.iter().map(|&i| self.get(i).len()).sum();
+    pub fn permuted(&self, order: &[u32]) -> PackedStrs {
+        let bytes = order.iter().map(|&i| self.get(i as usize).len()).sum();
         let mut out = PackedStrs::with_capacity(order.len(), bytes);
         for &i in order {
-            out.push(self.get(i));
+            out.push(self.get(i as usize));
         }
         out
     }

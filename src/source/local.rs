@@ -99,7 +99,19 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
         // A cache that cannot be written only costs the next scan its reads.
         let _ = cache.save();
     }
+    // Sorted once the cache is gone: a flat folder's cached listing is as
+    // large as the paths, and the sort holds a second copy of them.
+    sort_scan(&mut scan);
     Ok(scan)
+}
+
+/// Into lists of exactly the room needed (appends from many folders left up
+/// to twice that): the listing lives until the plan is done.
+fn sort_scan(scan: &mut SourceScan) {
+    scan.files.sort();
+    scan.non_utf8.sort();
+    scan.issues
+        .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
 }
 
 /// The walk itself, from the root's descriptor and (device, inode).
@@ -132,14 +144,7 @@ fn walk(
         Ok(pool) => pool.scope(|scope| walker.visit(scope, start)),
         Err(_) => rayon::scope(|scope| walker.visit(scope, start)),
     }
-    let mut scan = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-    // Into lists of exactly the room needed (appends from many folders left
-    // up to twice that): the listing lives until the plan is done.
-    scan.files.sort();
-    scan.non_utf8.sort();
-    scan.issues
-        .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    scan
+    shared.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A folder and the chain of folders above it, by (device, inode), so that a
@@ -646,7 +651,7 @@ mod tests {
         let cache = ListingCache::open_at(cache.to_path_buf(), later);
         let fd = fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY, fs::Mode::empty()).unwrap();
         let st = fs::fstat(&fd).unwrap();
-        let scan = walk(
+        let mut scan = walk(
             fd.as_fd(),
             (st.st_dev, st.st_ino),
             &opts(&empty),
@@ -655,6 +660,7 @@ mod tests {
         );
         let reused = cache.reused();
         cache.save().unwrap();
+        sort_scan(&mut scan);
         (scan, reused)
     }
 

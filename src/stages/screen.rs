@@ -505,17 +505,23 @@ impl ScreenCache {
         (key, known.then_some(v))
     }
 
-    /// The cached verdict of each of `n` files (`key(p)` is file p's), or
-    /// [`MISS`]; and how many were found at their own position.
+    /// Writes the cached verdict of each of `n` files (`key(p)` is file p's)
+    /// into `out[slot(p)]`, where the caller put [`MISS`]; returns how many
+    /// were found at their own position.
     ///
     /// File p is looked for at record p, a window at a time; files found
     /// elsewhere (one added early shifts every later position) are matched in
     /// one more pass over the records against their keys sorted: memory grows
     /// with the misses, not with the cache.
-    fn find_all(&self, n: usize, key: &(impl Fn(usize) -> Key + Sync)) -> (Vec<u32>, usize) {
-        let mut verdicts = vec![MISS; n];
+    fn find_all(
+        &self,
+        n: usize,
+        key: &(impl Fn(usize) -> Key + Sync),
+        slot: impl Fn(usize) -> usize,
+        out: &mut [u32],
+    ) -> usize {
         if self.len() == 0 {
-            return (verdicts, 0);
+            return 0;
         }
         let mut elsewhere: Vec<(Key, u32)> = Vec::new();
         let mut window = Vec::new();
@@ -535,14 +541,14 @@ impl ScreenCache {
                 .collect();
             for (p, f) in (start..).zip(found) {
                 match f {
-                    Ok(v) => verdicts[p] = v,
+                    Ok(v) => out[slot(p)] = v,
                     Err(k) => elsewhere.push((k, p as u32)),
                 }
             }
         }
         let in_place = n - elsewhere.len();
         if elsewhere.is_empty() {
-            return (verdicts, in_place);
+            return in_place;
         }
         elsewhere.par_sort_unstable();
         for start in (0..self.len()).step_by(WINDOW) {
@@ -559,16 +565,21 @@ impl ScreenCache {
                 })
                 .collect();
             for (p, v) in hits {
-                verdicts[p as usize] = v;
+                out[slot(p as usize)] = v;
             }
         }
-        (verdicts, in_place)
+        in_place
     }
 
-    /// Writes `verdicts` (per file, [`SKIPPED`] ones left out) as the cache,
-    /// a window at a time; a failure is a warning.
-    fn save(&self, verdicts: &[u32], key: &(impl Fn(usize) -> Key + Sync)) -> Option<Warning> {
-        let saved = verdicts.iter().filter(|&&v| v != SKIPPED).count();
+    /// Writes the verdicts of `n` files (`verdict(p)`, [`SKIPPED`] ones left
+    /// out) as the cache, a window at a time; a failure is a warning.
+    fn save(
+        &self,
+        n: usize,
+        key: &(impl Fn(usize) -> Key + Sync),
+        verdict: impl Fn(usize) -> u32 + Sync,
+    ) -> Option<Warning> {
+        let saved = (0..n).filter(|&p| verdict(p) != SKIPPED).count();
         let result = cache_file::store_with(&self.path, false, |w| {
             let mut head = cache_file::Out::new(MAGIC, 64);
             head.u64(self.findings.len() as u64);
@@ -580,11 +591,11 @@ impl ScreenCache {
             w.write_all(&head.0)?;
             let mut written = head.0.len() as u64;
             let mut buf = Vec::with_capacity(WINDOW * RECORD);
-            for start in (0..verdicts.len()).step_by(WINDOW) {
-                let end = (start + WINDOW).min(verdicts.len());
+            for start in (0..n).step_by(WINDOW) {
+                let end = (start + WINDOW).min(n);
                 let records: Vec<Option<(Key, u32)>> = (start..end)
                     .into_par_iter()
-                    .map(|p| (verdicts[p] != SKIPPED).then(|| (key(p), verdicts[p])))
+                    .map(|p| Some((key(p), verdict(p))).filter(|&(_, v)| v != SKIPPED))
                     .collect();
                 buf.clear();
                 for (k, v) in records.into_iter().flatten() {
@@ -656,13 +667,21 @@ pub fn screen_requests(
         let sha1 = hashes[i].as_ref().expect("screened files are hashed");
         key(sha1, super::file_name(requests.get(i).rel), video[i])
     };
-    let (mut verdicts, in_place) = cache.find_all(screened.len(), &key_of);
+    // Verdicts go straight into `finding_of`, [`MISS`] until known.
+    let mut finding_of = vec![CLEAN; requests.len()];
+    for &i in &screened {
+        finding_of[i as usize] = MISS;
+    }
+    let slot = |p: usize| screened[p] as usize;
+    let in_place = cache.find_all(screened.len(), &key_of, slot, &mut finding_of);
     // What the cache does not know is read, a chunk at a time: what waits
     // to be screened stays few.
     let mut read = 0;
     for first in (0..screened.len()).step_by(SCREEN_CHUNK) {
         let end = (first + SCREEN_CHUNK).min(screened.len());
-        let missing: Vec<usize> = (first..end).filter(|&p| verdicts[p] == MISS).collect();
+        let missing: Vec<usize> = (first..end)
+            .filter(|&p| finding_of[slot(p)] == MISS)
+            .collect();
         let outcomes: Vec<Option<Option<Finding>>> = missing
             .par_iter()
             .with_max_len(64)
@@ -675,7 +694,7 @@ pub fn screen_requests(
             })
             .collect();
         for (p, outcome) in missing.into_iter().zip(outcomes) {
-            verdicts[p] = match outcome {
+            let v = match outcome {
                 None => SKIPPED,
                 Some(None) => CLEAN,
                 Some(Some(f)) => {
@@ -683,24 +702,27 @@ pub fn screen_requests(
                     (cache.findings.len() - 1) as u32
                 }
             };
-            read += u64::from(verdicts[p] != SKIPPED);
+            read += u64::from(v != SKIPPED);
+            finding_of[slot(p)] = v;
         }
     }
     drop(seen);
-    let saved = verdicts.iter().filter(|&&v| v != SKIPPED).count();
+    let saved = screened
+        .iter()
+        .filter(|&&i| finding_of[i as usize] != SKIPPED)
+        .count();
     let changed = read > 0 || in_place != cache.len() || saved != cache.len();
     let mut warnings: Vec<Warning> = cache.warning.take().into_iter().collect();
     if changed {
-        warnings.extend(cache.save(&verdicts, &key_of));
+        warnings.extend(cache.save(screened.len(), &key_of, |p| finding_of[slot(p)]));
     }
     let cached = screened.len() as u64 - read;
-    let mut finding_of = vec![CLEAN; requests.len()];
-    for (&i, &v) in screened.iter().zip(&verdicts) {
-        if v != SKIPPED {
-            finding_of[i as usize] = v;
+    drop(screened);
+    for v in &mut finding_of {
+        if *v == SKIPPED {
+            *v = CLEAN;
         }
     }
-    drop(verdicts);
     if warn {
         for (i, &f) in finding_of.iter().enumerate() {
             if let Some(f) = cache.findings.get(f as usize) {
@@ -911,10 +933,9 @@ mod tests {
         std::fs::write(&path, &forged).unwrap();
         let cache = ScreenCache::open(path.clone());
         assert!(cache.warning.is_none());
-        assert_eq!(
-            cache.find_all(1, &|_| key(&[1; 20], "a.png", false)).0,
-            [MISS]
-        );
+        let mut out = [MISS];
+        cache.find_all(1, &|_| key(&[1; 20], "a.png", false), |p| p, &mut out);
+        assert_eq!(out, [MISS]);
         std::fs::write(&path, b"garbage").unwrap();
         assert!(ScreenCache::open(path).warning.is_some());
     }
