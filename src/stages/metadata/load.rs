@@ -49,6 +49,42 @@ impl SheetFile {
         }
         .map_err(|why| format!("cannot read {}: {why}", self.describe()))
     }
+
+    /// The SHA-256 of the file's bytes, and the bytes when they had to be
+    /// read whole to get it (a sheet under a remote root). A local file is
+    /// hashed a buffer at a time: a warm plan finds its table in the cache
+    /// by this digest and never holds the file (50 MB for 2 million rows).
+    fn digest(&self) -> Result<([u8; 32], Option<Vec<u8>>), String> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        match self {
+            Self::Local(p) => {
+                let unreadable = |e: std::io::Error| {
+                    format!(
+                        "cannot read {}: {}",
+                        self.describe(),
+                        crate::source::SourceError::io(&e)
+                    )
+                };
+                let mut file = std::fs::File::open(p).map_err(unreadable)?;
+                let mut h = Sha256::new();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => h.update(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(unreadable(e)),
+                    }
+                }
+                Ok((h.finalize().into(), None))
+            }
+            Self::Under(..) => {
+                let bytes = self.read()?;
+                Ok((Sha256::digest(&bytes).into(), Some(bytes)))
+            }
+        }
+    }
 }
 
 /// A parsed sheet, and the SHA-256 (hex) of the file's bytes ("" when unread).
@@ -88,15 +124,17 @@ pub fn load(
         encoding: *encoding,
         spill,
     };
-    // Read once: the same bytes are parsed and fingerprinted.
-    let bytes = match file.read() {
-        Ok(b) => b,
+    // Fingerprinted first; read whole only to be parsed (a remote sheet is
+    // fetched once, and its bytes kept for that).
+    let (digest, held) = match file.digest() {
+        Ok(d) => d,
         Err(why) => return (Err(SheetError::Unreadable(why)), String::new()),
     };
     let (table, digest) = sheet_cache::load_or_parse(
         cache_file,
         Path::new(&file.describe()),
-        &bytes,
+        digest,
+        || held.map_or_else(|| file.read(), Ok),
         *is_csv,
         &opts,
     );

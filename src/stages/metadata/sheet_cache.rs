@@ -95,18 +95,21 @@ impl SheetCache {
     }
 }
 
-/// A sheet's table from its file's `bytes`: from the cache slot at `slot` when
-/// these bytes were parsed with these options before, else parsed (and cached;
-/// a cache that cannot be written only costs the next plan a parse). Also
-/// returns the bytes' SHA-256, which names the file among the plan's inputs.
+/// A sheet's table: from the cache slot at `slot` when a file whose content
+/// has SHA-256 `digest` was parsed with these options before, else parsed
+/// from the bytes `read` gives (and cached; a cache that cannot be written
+/// only costs the next plan a parse). A warm plan so never holds the file's
+/// bytes, only its table. Returns the SHA-256 of what the table came from,
+/// which names the file among the plan's inputs: the bytes read, if the file
+/// changed after `digest` was taken.
 pub fn load_or_parse(
     slot: PathBuf,
     path: &Path,
-    bytes: &[u8],
+    digest: [u8; 32],
+    read: impl FnOnce() -> Result<Vec<u8>, String>,
     is_csv: bool,
     opts: &SheetOptions<'_>,
 ) -> (Result<SheetTable, SheetError>, [u8; 32]) {
-    let digest: [u8; 32] = Sha256::digest(bytes).into();
     let format = if is_csv {
         "csv".to_owned()
     } else {
@@ -115,13 +118,20 @@ pub fn load_or_parse(
             .unwrap_or("")
             .to_ascii_lowercase()
     };
-    let cache = SheetCache::new(slot, &digest, &format, opts);
+    let cache = SheetCache::new(slot.clone(), &digest, &format, opts);
     let damage = match cache.load(opts) {
         Ok(Some(table)) => return (Ok(table), digest),
         Ok(None) => None,
         Err(Ok(why)) => Some(why),
         Err(Err(e)) => return (Err(e), digest),
     };
+    let bytes = match read() {
+        Ok(b) => b,
+        Err(why) => return (Err(SheetError::Unreadable(why)), digest),
+    };
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let cache = SheetCache::new(slot, &digest, &format, opts);
+    let bytes = bytes.as_slice();
     let mut table = if is_csv {
         load_csv(path, bytes, opts)
     } else {
@@ -431,5 +441,37 @@ mod tests {
                 .unwrap()
                 .contains("rebuilding it")
         );
+    }
+
+    #[test]
+    fn a_warm_load_never_reads_the_file_and_a_file_changed_since_its_digest_is_named_by_what_was_read()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = dir.path().join("r.meta0.sheet");
+        let columns = BTreeMap::new();
+        let o = opts(&columns);
+        let a = b"id,n\nx,1\n".to_vec();
+        let b = b"id,n\ny,2\n".to_vec();
+        let sha = |bytes: &[u8]| -> [u8; 32] { Sha256::digest(bytes).into() };
+        let path = Path::new("meta.csv");
+        // Digest taken of `a`, but the file holds `b` when it is read to be
+        // parsed: the table and its digest are `b`'s, and cached as `b`'s.
+        let (t, digest) = load_or_parse(slot.clone(), path, sha(&a), || Ok(b.clone()), true, &o);
+        assert_eq!(digest, sha(&b));
+        assert_eq!(rows_of(&t.unwrap())[0].key, "y");
+        let (t, digest) = load_or_parse(
+            slot.clone(),
+            path,
+            sha(&b),
+            || panic!("a cached table is not read again"),
+            true,
+            &o,
+        );
+        assert_eq!(
+            (digest, rows_of(&t.unwrap())[0].key.as_str()),
+            (sha(&b), "y")
+        );
+        let (t, _) = load_or_parse(slot, path, sha(&a), || Err("gone".to_owned()), true, &o);
+        assert!(matches!(t, Err(SheetError::Unreadable(why)) if why == "gone"));
     }
 }
