@@ -13,7 +13,6 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
         tally,
         mut summary,
     } = board.diffed.take();
-    let classified = board.classified.get();
     let grouping = board.grouping.take();
     let hashed = board.hashed.get();
 
@@ -33,18 +32,18 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
             reason: reason.as_str().into(),
         });
     };
-    for (r, (scan, classes)) in scans.iter().zip(classified.iter()).enumerate() {
+    for (r, (scan, classes)) in scans.iter().zip(&grouping.unmatched).enumerate() {
         let root = &cx.roots[r].written;
         for bad in &scan.non_utf8 {
             add_unmatched(root, bad, UnmatchedReason::NonUtf8Name, None);
         }
-        for (f, c) in scan.files.iter().zip(classes) {
+        for &(i, c) in classes {
             if let Some(reason) = c.unmatched() {
                 let spec = match c {
-                    Classified::WrongExtension(s) => Some(*s),
+                    Classified::WrongExtension(s) => Some(s),
                     _ => None,
                 };
-                add_unmatched(root, f.rel, reason, spec);
+                add_unmatched(root, scan.files.rel(i as usize), reason, spec);
             }
         }
     }

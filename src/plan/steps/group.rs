@@ -16,9 +16,10 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
             extensions: s.extensions.clone(),
         })
         .collect();
+    let classified = board.classified.take();
     let grouped = stages::group::group(
         &files,
-        &board.classified.get(),
+        &classified,
         recipe.group_key_regex.as_ref(),
         &recipe.key_template,
         &shapes,
@@ -40,6 +41,15 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
             runner_up: None,
         }),
         no_group_key: grouped.no_group_key,
+        unmatched: classified
+            .into_iter()
+            .map(|classes| {
+                (0..)
+                    .zip(classes)
+                    .filter(|(_, c)| c.unmatched().is_some())
+                    .collect()
+            })
+            .collect(),
     });
     let mut units = grouped.units;
     if let Some(only) = &cx.opts.only_units {

@@ -55,6 +55,10 @@ type StageResult = Result<(), Vec<RecipeError>>;
 pub(super) struct Grouping {
     pub layout: Layout,
     pub no_group_key: Vec<FileRef>,
+    /// Per root, the files classification left out of every unit (by index,
+    /// with why): all of classification that is kept past grouping, rather
+    /// than a verdict for every file.
+    pub unmatched: Vec<Vec<(u32, crate::stages::classify::Classified)>>,
 }
 
 /// Checksum's output. Every unit file is hashed once, even if two units share
