@@ -67,6 +67,11 @@ impl Drafts {
         self.file_ends.push(self.files.len());
     }
 
+    /// How many files the units have in all.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
     /// Unit `i`. Panics past the end, like a slice.
     pub fn get(&self, i: usize) -> Draft<'_> {
         let start = if i == 0 { 0 } else { self.file_ends[i - 1] };

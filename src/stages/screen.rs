@@ -658,10 +658,14 @@ pub fn screen_requests(
     let mut cache = ScreenCache::open(cache_path);
     // The files screened, by request index: empty files are `empty_file`
     // problems already, and a file that could not be hashed has no key.
-    let screened: Vec<u32> = (0..requests.len())
-        .filter(|&i| requests.get(i).size > 0 && hashes[i].is_ok())
-        .map(|i| i as u32)
-        .collect();
+    // (Room for every request, which it usually is: a doubling vector would
+    // take up to twice that.)
+    let mut screened: Vec<u32> = Vec::with_capacity(requests.len());
+    screened.extend(
+        (0..requests.len())
+            .filter(|&i| requests.get(i).size > 0 && hashes[i].is_ok())
+            .map(|i| i as u32),
+    );
     let key_of = |p: usize| {
         let i = screened[p] as usize;
         let sha1 = hashes[i].as_ref().expect("screened files are hashed");
