@@ -4,12 +4,14 @@
 Reports, per run (interleaved, medians at the end):
 - `synup plan` (listing + streaming SHA-1 of every object, cold cache),
 - `synup apply` of that recipe into a fresh `synup serve` (synapse target),
-  after that plan, as a user runs them (its own plan reads the cache),
+  after that plan, as a user runs them (its own plan reads the cache); with
+  `--target local`, into the embedded local target instead (a folder on this
+  machine, as rclone's copy writes one),
 - `rclone copy --transfers 32` of the same prefix to a local folder, and
   the same with `--fast-list` (one listing for the whole prefix).
 Target (issue 18): synup's plan + apply at most 1x rclone's copy with --fast-list.
 
-Usage: benches/remote_bench.py [--runs 3] [--units 5000]
+Usage: benches/remote_bench.py [--runs 3] [--units 5000] [--target synapse|local]
 Needs: target/release/synup, target/py/moto (made by .ci/run or the tests), rclone.
 """
 import argparse
@@ -77,6 +79,8 @@ def main():
     ap.add_argument("--units", type=int, default=5000)
     ap.add_argument("--checksum", choices=["plan", "apply"], default="plan",
                     help="the source's checksum mode: plan (the default) hashes at plan, apply while uploading")
+    ap.add_argument("--target", choices=["synapse", "local"], default="synapse",
+                    help="apply into a fresh `synup serve` (the default) or the embedded local target")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="synup-remote-bench-")
     port = free_port()
@@ -89,10 +93,18 @@ def main():
         seed(endpoint, args.units)
         files = 2 * args.units
         recipe = os.path.join(work, "r.yaml")
+        if args.target == "synapse":
+            target = "target: {backend: synapse, data_collection: 42}"
+        else:
+            target = """target: {backend: local, path: .synup/local}
+collection:
+  file_specifications:
+    - {name: image_1, file_type: image, extensions: [.png], is_required: true, is_primary: true}
+    - {name: label_1, file_type: document, extensions: [.json], is_required: true}"""
         with open(recipe, "w") as f:
             f.write(f"""version: 1
 name: remote-bench
-target: {{backend: synapse, data_collection: 42}}
+{target}
 source:
   path: s3://bench/data
   connection: {{endpoint: "{endpoint}", region: us-east-1}}
