@@ -262,6 +262,104 @@ impl RecordFile {
     }
 }
 
+/// Fixed-size records that can be read a window at a time by position: a
+/// cache file ([`RecordFile`]), or records converted in memory.
+pub trait Records: Sync {
+    /// How many records there are.
+    fn count(&self) -> usize;
+    /// Bytes per record.
+    fn record_len(&self) -> usize;
+    /// Records `start..end` (clipped to what there is) into `buf`; a read
+    /// that fails leaves `buf` empty.
+    fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>);
+}
+
+impl Records for RecordFile {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn record_len(&self) -> usize {
+        self.record
+    }
+    fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
+        RecordFile::read(self, start, end, buf)
+    }
+}
+
+/// Looks `n` requests up in `records`, which an earlier run saved in the
+/// order it asked: request i is checked against record i, `window` records
+/// at a time; requests whose record holds another key (one added early
+/// shifts every later position) are matched in one more pass over the
+/// records against their keys sorted, so memory grows with those misses,
+/// never with the cache. `answer(i, record)` judges a record whose key is
+/// request i's (`None`: stale, and not looked for elsewhere); `found(i, t)`
+/// receives each answer. Returns how many were answered at their position.
+pub fn find_by_position<K: Ord + Copy + Send + Sync, T: Send>(
+    records: &impl Records,
+    window: usize,
+    n: usize,
+    key: impl Fn(usize) -> K + Sync,
+    record_key: impl Fn(&[u8]) -> K + Sync,
+    answer: impl Fn(usize, &[u8]) -> Option<T> + Sync,
+    mut found: impl FnMut(usize, T),
+) -> usize {
+    use rayon::prelude::*;
+    let len = records.record_len();
+    if records.count() == 0 || len == 0 {
+        return 0;
+    }
+    let (mut in_place, mut elsewhere) = (0, Vec::<(K, u32)>::new());
+    let mut buf = Vec::new();
+    for start in (0..n).step_by(window) {
+        let end = (start + window).min(n);
+        records.read(start, end, &mut buf);
+        let at_own: Vec<Result<Option<T>, K>> = (start..end)
+            .into_par_iter()
+            .map(|i| {
+                let k = key(i);
+                let at = (i - start) * len;
+                match buf.get(at..at + len) {
+                    Some(r) if record_key(r) == k => Ok(answer(i, r)),
+                    _ => Err(k),
+                }
+            })
+            .collect();
+        for (i, a) in (start..).zip(at_own) {
+            match a {
+                Ok(Some(t)) => {
+                    in_place += 1;
+                    found(i, t);
+                }
+                Ok(None) => {}
+                Err(k) => elsewhere.push((k, i as u32)),
+            }
+        }
+    }
+    if elsewhere.is_empty() {
+        return in_place;
+    }
+    elsewhere.par_sort_unstable();
+    for start in (0..records.count()).step_by(window) {
+        records.read(start, start + window, &mut buf);
+        let hits: Vec<(u32, T)> = buf
+            .par_chunks_exact(len)
+            .flat_map_iter(|r| {
+                let k = record_key(r);
+                let from = elsewhere.partition_point(|(w, _)| *w < k);
+                elsewhere[from..]
+                    .iter()
+                    .take_while(|(w, _)| *w == k)
+                    .filter_map(|&(_, i)| Some((i, answer(i as usize, r)?)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (i, t) in hits {
+            found(i as usize, t);
+        }
+    }
+    in_place
+}
+
 /// A list's length `n`, if `left` bytes can hold it at `min` bytes an item.
 fn fits(n: u64, min: usize, left: u64) -> Option<usize> {
     let n = usize::try_from(n).ok()?;

@@ -109,37 +109,30 @@ enum Records {
     Memory(Vec<u8>),
 }
 
-impl Records {
-    fn len(&self) -> usize {
+impl crate::cache_file::Records for Records {
+    fn count(&self) -> usize {
         match self {
             Records::File(file) => file.len(),
             Records::Memory(bytes) => bytes.len() / RECORD,
         }
     }
 
-    /// Records `start..end` (clipped to what there is) into `buf`. A read
-    /// that fails leaves `buf` empty: the cache only saves time.
+    fn record_len(&self) -> usize {
+        RECORD
+    }
+
     fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
         match self {
             Records::File(file) => file.read(start, end, buf),
             Records::Memory(bytes) => {
                 buf.clear();
-                let end = end.min(self.len());
+                let end = end.min(self.count());
                 if start < end {
                     buf.extend_from_slice(&bytes[start * RECORD..end * RECORD]);
                 }
             }
         }
     }
-}
-
-/// What one request finds at its own position in the cache.
-enum AtHint {
-    Fresh(Sha1Digest),
-    /// Its record, for an earlier size or mtime: the file is read again.
-    Stale,
-    /// Another file's record: its own may be anywhere.
-    Elsewhere(PathKey),
 }
 
 /// The placeholder for a file the cache does not answer for.
@@ -174,91 +167,35 @@ impl ChecksumCache {
 
     /// How many entries the file held.
     fn len(&self) -> usize {
-        self.records.len()
+        crate::cache_file::Records::count(&self.records)
     }
 
     /// The cached digest of each of `n` files (`key(i)` is file i's key,
     /// `stamp(i)` its size and mtime: apart, so a key, a SHA-1 of the path,
     /// is computed once), or a placeholder error where the file must be read.
-    ///
-    /// An unchanged tree asks for its files in the order they were saved, so
-    /// file i is looked for at record i, a window at a time. Files found
-    /// elsewhere (a file added or removed shifts every later position) are
-    /// matched in one more pass over the records, against their keys sorted:
-    /// memory grows with the misses, not with the cache.
+    /// Looked up by position, a window at a time
+    /// ([`crate::cache_file::find_by_position`]); a record of the file at an
+    /// earlier size or mtime means it is read again.
     fn find_all(
         &self,
         n: usize,
         key: impl Fn(usize) -> PathKey + Sync,
         stamp: impl Fn(usize) -> (u64, i64) + Sync,
     ) -> Vec<HashResult> {
-        if self.len() == 0 {
-            return (0..n).map(|_| not_cached()).collect();
-        }
-        let mut results = Vec::with_capacity(n);
-        let mut elsewhere: Vec<(PathKey, u32)> = Vec::new();
-        let mut window = Vec::new();
-        for start in (0..n).step_by(WINDOW) {
-            let end = (start + WINDOW).min(n);
-            self.records.read(start, end, &mut window);
-            let found: Vec<AtHint> = (start..end)
-                .into_par_iter()
-                .map(|i| {
-                    let key = key(i);
-                    let at = (i - start) * RECORD;
-                    match window.get(at..at + RECORD).map(CacheEntry::decode) {
-                        Some(e) if e.key == key && stamp(i) == (e.size, e.mtime_ns) => {
-                            AtHint::Fresh(e.sha1)
-                        }
-                        Some(e) if e.key == key => AtHint::Stale,
-                        _ => AtHint::Elsewhere(key),
-                    }
-                })
-                .collect();
-            for (i, at) in (start..).zip(found) {
-                results.push(match at {
-                    AtHint::Fresh(sha1) => Ok(sha1),
-                    AtHint::Stale => not_cached(),
-                    AtHint::Elsewhere(key) => {
-                        elsewhere.push((key, i as u32));
-                        not_cached()
-                    }
-                });
-            }
-        }
-        if !elsewhere.is_empty() {
-            self.find_elsewhere(elsewhere, &stamp, &mut results);
-        }
+        let mut results: Vec<HashResult> = (0..n).map(|_| not_cached()).collect();
+        crate::cache_file::find_by_position(
+            &self.records,
+            WINDOW,
+            n,
+            key,
+            |r| CacheEntry::decode(r).key,
+            |i, r| {
+                let e = CacheEntry::decode(r);
+                (stamp(i) == (e.size, e.mtime_ns)).then_some(e.sha1)
+            },
+            |i, sha1| results[i] = Ok(sha1),
+        );
         results
-    }
-
-    /// One pass over every record for the files not at their position.
-    fn find_elsewhere(
-        &self,
-        mut wanted: Vec<(PathKey, u32)>,
-        stamp: &(impl Fn(usize) -> (u64, i64) + Sync),
-        results: &mut [HashResult],
-    ) {
-        wanted.par_sort_unstable();
-        let mut window = Vec::new();
-        for start in (0..self.len()).step_by(WINDOW) {
-            self.records.read(start, start + WINDOW, &mut window);
-            let hits: Vec<(u32, Sha1Digest)> = window
-                .par_chunks_exact(RECORD)
-                .flat_map_iter(|r| {
-                    let e = CacheEntry::decode(r);
-                    let from = wanted.partition_point(|(k, _)| *k < e.key);
-                    wanted[from..]
-                        .iter()
-                        .take_while(move |(k, _)| *k == e.key)
-                        .filter(move |(_, i)| stamp(*i as usize) == (e.size, e.mtime_ns))
-                        .map(move |(_, i)| (*i, e.sha1))
-                })
-                .collect();
-            for (i, sha1) in hits {
-                results[i as usize] = Ok(sha1);
-            }
-        }
     }
 
     /// Rewrites the cache with this run's files, if anything changed. Errors are

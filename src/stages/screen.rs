@@ -489,30 +489,11 @@ impl ScreenCache {
         self.records.as_ref().map_or(0, cache_file::RecordFile::len)
     }
 
-    fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
-        match &self.records {
-            Some(records) => records.read(start, end, buf),
-            None => buf.clear(),
-        }
-    }
-
-    /// A record's key and verdict; a verdict naming no finding (damage) is
-    /// not an answer.
-    fn decode_record(&self, r: &[u8]) -> (Key, Option<u32>) {
-        let key: Key = r[..20].try_into().expect("a record starts with its key");
-        let v = u32::from_le_bytes(r[20..RECORD].try_into().expect("a record ends with a u32"));
-        let known = v == CLEAN || (v as usize) < self.findings.len();
-        (key, known.then_some(v))
-    }
-
     /// Writes the cached verdict of each of `n` files (`key(p)` is file p's)
     /// into `out[slot(p)]`, where the caller put [`MISS`]; returns how many
-    /// were found at their own position.
-    ///
-    /// File p is looked for at record p, a window at a time; files found
-    /// elsewhere (one added early shifts every later position) are matched in
-    /// one more pass over the records against their keys sorted: memory grows
-    /// with the misses, not with the cache.
+    /// were found at their own position. Looked up by position, a window at
+    /// a time ([`cache_file::find_by_position`]); a verdict naming no
+    /// finding (damage) is not an answer.
     fn find_all(
         &self,
         n: usize,
@@ -520,55 +501,21 @@ impl ScreenCache {
         slot: impl Fn(usize) -> usize,
         out: &mut [u32],
     ) -> usize {
-        if self.len() == 0 {
+        let Some(records) = &self.records else {
             return 0;
-        }
-        let mut elsewhere: Vec<(Key, u32)> = Vec::new();
-        let mut window = Vec::new();
-        for start in (0..n).step_by(WINDOW) {
-            let end = (start + WINDOW).min(n);
-            self.read(start, end, &mut window);
-            let found: Vec<Result<u32, Key>> = (start..end)
-                .into_par_iter()
-                .map(|p| {
-                    let k = key(p);
-                    let at = (p - start) * RECORD;
-                    match window.get(at..at + RECORD).map(|r| self.decode_record(r)) {
-                        Some((saved, Some(v))) if saved == k => Ok(v),
-                        _ => Err(k),
-                    }
-                })
-                .collect();
-            for (p, f) in (start..).zip(found) {
-                match f {
-                    Ok(v) => out[slot(p)] = v,
-                    Err(k) => elsewhere.push((k, p as u32)),
-                }
-            }
-        }
-        let in_place = n - elsewhere.len();
-        if elsewhere.is_empty() {
-            return in_place;
-        }
-        elsewhere.par_sort_unstable();
-        for start in (0..self.len()).step_by(WINDOW) {
-            self.read(start, start + WINDOW, &mut window);
-            let hits: Vec<(u32, u32)> = window
-                .par_chunks_exact(RECORD)
-                .flat_map_iter(|r| {
-                    let (saved, v) = self.decode_record(r);
-                    let from = elsewhere.partition_point(|(k, _)| *k < saved);
-                    elsewhere[from..]
-                        .iter()
-                        .take_while(move |(k, _)| *k == saved)
-                        .filter_map(move |&(_, p)| Some((p, v?)))
-                })
-                .collect();
-            for (p, v) in hits {
-                out[slot(p as usize)] = v;
-            }
-        }
-        in_place
+        };
+        cache_file::find_by_position(
+            records,
+            WINDOW,
+            n,
+            key,
+            |r| <Key>::try_from(&r[..20]).expect("a record starts with its key"),
+            |_, r| {
+                let v = u32::from_le_bytes(r[20..RECORD].try_into().expect("a u32 follows"));
+                (v == CLEAN || (v as usize) < self.findings.len()).then_some(v)
+            },
+            |p, v| out[slot(p)] = v,
+        )
     }
 
     /// Writes the verdicts of `n` files (`verdict(p)`, [`SKIPPED`] ones left
