@@ -360,6 +360,19 @@ pub fn find_by_position<K: Ord + Copy + Send + Sync, T: Send>(
     in_place
 }
 
+/// FNV-1a (32 bits) of a record's fields, stored after them. The seal only
+/// proves a cache file whole; this proves each record as it was written, so a
+/// damaged byte (a disk's, or a hand's) costs a re-read of one file instead
+/// of a wrong answer that every later run would trust. Each step is a
+/// bijection of the state, so any one changed byte always changes the check.
+pub fn record_check(fields: &[u8]) -> [u8; 4] {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in fields {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h.to_le_bytes()
+}
+
 /// A list's length `n`, if `left` bytes can hold it at `min` bytes an item.
 fn fits(n: u64, min: usize, left: u64) -> Option<usize> {
     let n = usize::try_from(n).ok()?;

@@ -37,9 +37,23 @@ pub fn hex(d: &Sha1Digest) -> String {
 }
 
 const HEADER_V1: &str = "synup-checksums v1";
-const HEADER: &[u8] = b"synup-checksums v2\n";
+/// Records without their own check: still read (so an upgrade does not
+/// re-read a whole dataset), and rewritten as v3 by the next save.
+const HEADER_V2: &[u8] = b"synup-checksums v2\n";
+const HEADER: &[u8] = b"synup-checksums v3\n";
 /// key (16) + size (8) + mtime (8) + SHA-1 (20), little-endian numbers.
-const RECORD: usize = 52;
+const FIELDS: usize = 52;
+/// The fields and their check ([`crate::cache_file::record_check`]).
+const RECORD: usize = FIELDS + 4;
+
+/// Whether a record (v3, or v2 without a check) is as it was written.
+fn intact(record: &[u8]) -> bool {
+    match record.len() {
+        FIELDS => true,
+        RECORD => crate::cache_file::record_check(&record[..FIELDS]) == record[FIELDS..],
+        _ => false,
+    }
+}
 
 /// Entries are keyed by a digest of the path (16 bytes instead of the path
 /// itself: at a million files this halves the cache's footprint).
@@ -71,6 +85,9 @@ impl CacheEntry {
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.mtime_ns.to_le_bytes());
         out.extend_from_slice(&self.sha1);
+        let fields = &out[out.len() - FIELDS..];
+        let check = crate::cache_file::record_check(fields);
+        out.extend_from_slice(&check);
     }
 
     fn decode(r: &[u8]) -> Self {
@@ -118,7 +135,10 @@ impl crate::cache_file::Records for Records {
     }
 
     fn record_len(&self) -> usize {
-        RECORD
+        match self {
+            Records::File(file) => crate::cache_file::Records::record_len(file),
+            Records::Memory(_) => RECORD,
+        }
     }
 
     fn read(&self, start: usize, end: usize, buf: &mut Vec<u8>) {
@@ -191,7 +211,7 @@ impl ChecksumCache {
             |r| CacheEntry::decode(r).key,
             |i, r| {
                 let e = CacheEntry::decode(r);
-                (stamp(i) == (e.size, e.mtime_ns)).then_some(e.sha1)
+                (intact(r) && stamp(i) == (e.size, e.mtime_ns)).then_some(e.sha1)
             },
             |i, sha1| results[i] = Ok(sha1),
         );
@@ -259,11 +279,14 @@ fn open_records(path: &std::path::Path) -> Result<(Records, bool), String> {
         .take(HEADER.len() as u64)
         .read_to_end(&mut head)
         .map_err(|e| e.to_string())?;
-    if head == HEADER {
-        // A torn last record (a crash mid-write) is not counted.
-        let count = (len - HEADER.len()) / RECORD;
-        let records = crate::cache_file::RecordFile::new(file, HEADER.len() as u64, RECORD, count);
-        return Ok((Records::File(records), true));
+    for (header, record) in [(HEADER, RECORD), (HEADER_V2, FIELDS)] {
+        if head == header {
+            // A torn last record (a crash mid-write) is not counted.
+            let count = (len - header.len()) / record;
+            let records =
+                crate::cache_file::RecordFile::new(file, header.len() as u64, record, count);
+            return Ok((Records::File(records), header == HEADER));
+        }
     }
     if head.starts_with(HEADER_V1.as_bytes()) {
         // The older text format, read line by line and converted.
@@ -274,7 +297,7 @@ fn open_records(path: &std::path::Path) -> Result<(Records, bool), String> {
         }
         return Ok((Records::Memory(records), false));
     }
-    if HEADER.starts_with(&head) {
+    if HEADER.starts_with(&head) || HEADER_V2.starts_with(&head) {
         // Cut within the header by a crash: nothing was cached yet.
         return Ok((Records::Memory(Vec::new()), false));
     }
@@ -722,6 +745,75 @@ mod tests {
         }];
         assert!(cache.save(&req[..], &[Ok(sha)]).is_none());
         assert!(std::fs::read(&cache_path).unwrap().starts_with(HEADER));
+    }
+
+    /// One changed byte anywhere in a record makes it a miss (that file is
+    /// read again), never a wrong answer; the next save writes it whole.
+    #[test]
+    fn a_damaged_record_is_a_miss_and_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"abc").unwrap();
+        let cache_path = saved_cache(dir.path(), &["a", "b"]);
+        let clean = std::fs::read(&cache_path).unwrap();
+        let key = |rel: &str| path_key(&dir.path().join(rel).to_string_lossy());
+        let probes = [(key("a"), 3, 7), (key("b"), 3, 7)];
+        for at in 0..RECORD {
+            let mut bytes = clean.clone();
+            bytes[HEADER.len() + at] ^= 0x10;
+            std::fs::write(&cache_path, &bytes).unwrap();
+            let cache = ChecksumCache::open(cache_path.clone());
+            assert_eq!(
+                found(&cache, &probes),
+                [None, Some([1u8; 20])],
+                "byte {at} of the first record changed"
+            );
+        }
+        // Planned again, the file is read and its record written anew.
+        let src = LocalSource::new(dir.path().to_path_buf());
+        let reqs = [HashRequest {
+            source: &src,
+            rel: "a",
+            size: 3,
+            mtime_ns: 7,
+        }];
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        let (r, stats) = hash_all(&reqs[..], &mut cache, 1, HashSideEffects::default());
+        assert_eq!((stats.cached, stats.hashed), (0, 1));
+        assert!(cache.save(&reqs[..], &r).is_none());
+        let cache = ChecksumCache::open(cache_path);
+        assert_eq!(found(&cache, &probes[..1]), [r[0].as_ref().ok().copied()]);
+    }
+
+    /// A cache from before records carried a check is still answered from,
+    /// and is rewritten with checks by the next save.
+    #[test]
+    fn a_v2_cache_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join("cache");
+        let entry = CacheEntry {
+            key: path_key("/x"),
+            size: 3,
+            mtime_ns: 7,
+            sha1: [9; 20],
+        };
+        let mut v2 = HEADER_V2.to_vec();
+        entry.encode(&mut v2);
+        v2.truncate(v2.len() - 4);
+        std::fs::write(&cache_path, &v2).unwrap();
+        let mut cache = ChecksumCache::open(cache_path.clone());
+        assert!(cache.warning.is_none());
+        assert_eq!(found(&cache, &[(path_key("/x"), 3, 7)]), [Some([9; 20])]);
+        let src = LocalSource::new(PathBuf::from("/"));
+        let req = [HashRequest {
+            source: &src,
+            rel: "x",
+            size: 3,
+            mtime_ns: 7,
+        }];
+        assert!(cache.save(&req[..], &[Ok([9; 20])]).is_none());
+        let bytes = std::fs::read(&cache_path).unwrap();
+        assert!(bytes.starts_with(HEADER));
+        assert_eq!(bytes.len(), HEADER.len() + RECORD);
     }
 
     #[test]

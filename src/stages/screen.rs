@@ -406,8 +406,9 @@ const VFR_EXTENSIONS: &[&str] = &["mp4", "avi", "mov", "mkv", "webm", "flv", "wm
 type Key = [u8; 20];
 
 /// Bytes of one saved verdict: its key, then an index into the findings or
-/// [`CLEAN`].
-const RECORD: usize = 24;
+/// [`CLEAN`], then their check ([`cache_file::record_check`]).
+const RECORD: usize = FIELDS + 4;
+const FIELDS: usize = 24;
 
 /// Saved verdicts read (and written) this many at a time (three in unit
 /// tests, so lookups cross windows).
@@ -429,11 +430,15 @@ const SKIPPED: u32 = u32::MAX - 2;
 pub struct ScreenCache {
     path: PathBuf,
     records: Option<cache_file::RecordFile>,
+    /// Whether the file is in the current format (else the next run saves it).
+    current: bool,
     pub findings: Vec<Finding>,
     pub warning: Option<Warning>,
 }
 
-const MAGIC: &[u8] = b"synup screen cache v2\n";
+const MAGIC: &[u8] = b"synup screen cache v3\n";
+/// Records without their own check: still read, rewritten as v3.
+const MAGIC_V2: &[u8] = b"synup screen cache v2\n";
 
 impl ScreenCache {
     /// Opens `path`; a damaged cache is rebuilt with a warning.
@@ -441,16 +446,21 @@ impl ScreenCache {
         let mut cache = Self {
             path,
             records: None,
+            current: true,
             findings: Vec::new(),
             warning: None,
         };
         if std::fs::symlink_metadata(&cache.path).is_err() {
             return cache;
         }
-        match Self::decode(&cache.path) {
-            Some((findings, records)) => {
+        let decoded = Self::decode(&cache.path, MAGIC, RECORD)
+            .map(|(f, r)| (f, r, true))
+            .or_else(|| Self::decode(&cache.path, MAGIC_V2, FIELDS).map(|(f, r)| (f, r, false)));
+        match decoded {
+            Some((findings, records, current)) => {
                 cache.findings = findings;
                 cache.records = Some(records);
+                cache.current = current;
             }
             None => {
                 cache.warning = Some(Warning::new(
@@ -467,8 +477,12 @@ impl ScreenCache {
 
     /// The findings, and where the records lie: checked to fill the body
     /// exactly, read later.
-    fn decode(path: &Path) -> Option<(Vec<Finding>, cache_file::RecordFile)> {
-        let mut input = cache_file::SealedReader::open(path, MAGIC)?;
+    fn decode(
+        path: &Path,
+        magic: &[u8],
+        record: usize,
+    ) -> Option<(Vec<Finding>, cache_file::RecordFile)> {
+        let mut input = cache_file::SealedReader::open(path, magic)?;
         let count = input.next(|r| r.u64())?;
         let n = input.fits(count, 5)?;
         let mut findings = Vec::with_capacity(n);
@@ -481,8 +495,8 @@ impl ScreenCache {
             })?);
         }
         let count = input.next(|r| r.u64())?;
-        let n = input.fits(count, RECORD)?;
-        Some((findings, input.into_records(RECORD, n)?))
+        let n = input.fits(count, record)?;
+        Some((findings, input.into_records(record, n)?))
     }
 
     fn len(&self) -> usize {
@@ -492,8 +506,8 @@ impl ScreenCache {
     /// Writes the cached verdict of each of `n` files (`key(p)` is file p's)
     /// into `out[slot(p)]`, where the caller put [`MISS`]; returns how many
     /// were found at their own position. Looked up by position, a window at
-    /// a time ([`cache_file::find_by_position`]); a verdict naming no
-    /// finding (damage) is not an answer.
+    /// a time ([`cache_file::find_by_position`]); a damaged record, or a
+    /// verdict naming no finding, is not an answer.
     fn find_all(
         &self,
         n: usize,
@@ -511,8 +525,10 @@ impl ScreenCache {
             key,
             |r| <Key>::try_from(&r[..20]).expect("a record starts with its key"),
             |_, r| {
-                let v = u32::from_le_bytes(r[20..RECORD].try_into().expect("a u32 follows"));
-                (v == CLEAN || (v as usize) < self.findings.len()).then_some(v)
+                let v = u32::from_le_bytes(r[20..FIELDS].try_into().expect("a u32 follows"));
+                let intact =
+                    r.len() == FIELDS || cache_file::record_check(&r[..FIELDS]) == r[FIELDS..];
+                (intact && (v == CLEAN || (v as usize) < self.findings.len())).then_some(v)
             },
             |p, v| out[slot(p)] = v,
         )
@@ -548,6 +564,8 @@ impl ScreenCache {
                 for (k, v) in records.into_iter().flatten() {
                     buf.extend_from_slice(&k);
                     buf.extend_from_slice(&v.to_le_bytes());
+                    let check = cache_file::record_check(&buf[buf.len() - FIELDS..]);
+                    buf.extend_from_slice(&check);
                 }
                 w.write_all(&buf)?;
                 written += buf.len() as u64;
@@ -662,7 +680,7 @@ pub fn screen_requests(
         .iter()
         .filter(|&&i| finding_of[i as usize] != SKIPPED)
         .count();
-    let changed = read > 0 || in_place != cache.len() || saved != cache.len();
+    let changed = read > 0 || in_place != cache.len() || saved != cache.len() || !cache.current;
     let mut warnings: Vec<Warning> = cache.warning.take().into_iter().collect();
     if changed {
         warnings.extend(cache.save(screened.len(), &key_of, |p| finding_of[slot(p)]));
@@ -861,6 +879,25 @@ mod tests {
         assert_eq!((rules, read), (vec![Some(Rule::TypeMismatch)], 1));
     }
 
+    /// A cache from before records carried a check answers, and is saved
+    /// in the current format by the next run.
+    #[test]
+    fn a_v2_cache_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v2 = cache_file::Out::new(MAGIC_V2, 64);
+        v2.u64(0);
+        v2.u64(1);
+        v2.0.extend_from_slice(&key(&[1; 20], "a.png", false));
+        v2.u32(CLEAN);
+        std::fs::write(dir.path().join("screen"), v2.seal()).unwrap();
+        // The file does not exist: only the cache can say it is clean.
+        let (rules, read, cached, _) = screen_files(dir.path(), &[("a.png", 1)]);
+        assert_eq!((rules, read, cached), (vec![None], 0, 1));
+        let saved = std::fs::read(dir.path().join("screen")).unwrap();
+        assert!(saved.starts_with(MAGIC));
+        assert_eq!(ScreenCache::open(dir.path().join("screen")).len(), 1);
+    }
+
     #[test]
     fn a_damaged_cache_is_rebuilt_with_a_warning_and_never_answers() {
         let dir = tempfile::tempdir().unwrap();
@@ -879,14 +916,26 @@ mod tests {
         }
         // A record naming a finding that is not there is not an answer.
         let mut forged = good.clone();
-        let at = forged.len() - 12 - 4;
+        let at = forged.len() - 12 - 8;
         forged[at..at + 4].copy_from_slice(&7u32.to_le_bytes());
+        let check = cache_file::record_check(&forged[at + 4 - FIELDS..at + 4]);
+        forged[at + 4..at + 8].copy_from_slice(&check);
         std::fs::write(&path, &forged).unwrap();
         let cache = ScreenCache::open(path.clone());
         assert!(cache.warning.is_none());
         let mut out = [MISS];
         cache.find_all(1, &|_| key(&[1; 20], "a.png", false), |p| p, &mut out);
         assert_eq!(out, [MISS]);
+        // Any byte of a record changed (its check no longer holds): no answer.
+        for at in good.len() - 12 - RECORD..good.len() - 12 {
+            let mut damaged = good.clone();
+            damaged[at] ^= 0x01;
+            std::fs::write(&path, &damaged).unwrap();
+            let mut out = [MISS];
+            let cache = ScreenCache::open(path.clone());
+            cache.find_all(1, &|_| key(&[1; 20], "a.png", false), |p| p, &mut out);
+            assert_eq!(out, [MISS], "byte {at} changed");
+        }
         std::fs::write(&path, b"garbage").unwrap();
         assert!(ScreenCache::open(path).warning.is_some());
     }

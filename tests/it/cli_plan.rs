@@ -200,6 +200,34 @@ fn corrupt_checksum_cache_is_rebuilt_with_a_warning() {
     assert!(!again.stdout.contains("checksum_cache_rebuilt"));
 }
 
+/// A byte of a cached SHA-1 changed on disk (or by hand) is caught by the
+/// record's own check: the file is read again, and apply never meets a
+/// digest its bytes do not have (it used to fail that unit on every run
+/// until the cache was deleted).
+#[test]
+fn a_damaged_checksum_record_is_read_again_not_trusted() {
+    let f = Fixture::new();
+    nested_units(&f, "data", 3);
+    f.write("r.yaml", format!("{TWO_SPECS}source: {{path: data}}\n"));
+    assert_eq!(f.run(&["plan", "r.yaml"]).code, 0);
+    let cache = f.join(".synup/cache/t.checksums");
+    let mut bytes = std::fs::read(&cache).unwrap();
+    // The last byte of the first record's SHA-1 (header 19, fields 52).
+    bytes[19 + 51] ^= 0x40;
+    std::fs::write(&cache, &bytes).unwrap();
+    let out = f.run(&["plan", "r.yaml", "-o", "plan.json", "--stats"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("5 cached, 1 hashed") || out.stdout.contains("5 cached, 1 hashed"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let applied = f.run(&["apply", "plan.json", "--yes"]);
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    assert!(applied.stdout.contains("3 created, 0 unchanged, 0 failed"));
+}
+
 #[test]
 fn paths_are_relative_to_the_recipe_not_the_working_directory() {
     let f = Fixture::new();
