@@ -23,10 +23,11 @@ use futures_util::StreamExt;
 use super::deferred::Learned;
 use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
+use super::occurrences::{self, Occurrences};
 use super::report::{ApplyReport, ReportTarget};
 use crate::plan::UnitList;
 use crate::plan::model::{Action, Plan, PlannedFile, PlannedUnit};
-use crate::source::Sha1Digest;
+use crate::spill::SpillArea;
 use crate::target::ExistingUnit;
 use crate::target::local::CatalogError;
 
@@ -212,13 +213,6 @@ impl Tally {
 /// A file some batch is storing, or has: its SHA-1, or why not.
 type FileResult = Result<String, String>;
 
-/// The binary SHA-1 of a hex one; `None` for anything else (a deferred
-/// file's identity).
-fn digest_of(hex_sha1: &str) -> Option<Sha1Digest> {
-    let mut d = [0u8; 20];
-    hex::decode_to_slice(hex_sha1, &mut d).ok().map(|()| d)
-}
-
 /// State the batches of one run share (one task: no locks needed).
 struct Run<'a, W> {
     writer: &'a W,
@@ -226,18 +220,35 @@ struct Run<'a, W> {
     observer: &'a dyn ApplyObserver,
     report: RefCell<ApplyReport>,
     journal: RefCell<Journal>,
-    /// Files the target held before this run.
-    preexisting: HashSet<String>,
-    reported_present: RefCell<HashSet<String>>,
-    /// Files the target holds, or this run stored, as binary SHA-1s (half
-    /// the memory of hex strings: this set grows with the run).
-    known: RefCell<HashSet<Sha1Digest>>,
+    /// Which batch stores each file: the one that meets it first.
+    occurrences: Occurrences,
     /// Files some batch is storing, or failed to; others wait for (or take)
-    /// the outcome. A file leaves when it is stored (into `known`).
-    in_flight: RefCell<HashMap<String, Rc<tokio::sync::OnceCell<FileResult>>>>,
+    /// the outcome. A file met again later gets its cell when the batch that
+    /// meets it first is read from the plan, so a later batch never stores
+    /// it too; a stored file leaves, a failed one stays. What this holds is
+    /// bounded by the batches in flight, not by the run.
+    in_flight: RefCell<HashMap<String, Cell>>,
     /// SHA-1s of files planned with `checksum: apply`, as they are learned.
     learned: RefCell<Learned>,
     tally: Tally,
+}
+
+/// A batch read from the plan: its units, and the files it meets first (by
+/// SHA-1), each `true` when its cell was made as it was read.
+struct Batch {
+    units: Vec<PlannedUnit>,
+    owned: HashMap<String, bool>,
+}
+
+/// Why a batch asks the target whether it holds a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// The batch meets it first: held means it was there before the run.
+    Owned,
+    /// Met first by a unit the batch skipped; another unit meets it later.
+    ForLater,
+    /// A file planned with `checksum: apply`, its SHA-1 now known.
+    Learned,
 }
 
 /// Applies `plan` through `writer`: the one executor every target runs.
@@ -248,32 +259,32 @@ pub(crate) async fn execute<W: Writer>(
     journal_path: &std::path::Path,
     settings: &ApplySettings,
     observer: &dyn ApplyObserver,
+    spill: &SpillArea,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
     let super::Begun {
         journal,
         mut previous,
         report,
-        distinct,
-    } = super::begin_run(plan, apply_id, journal_path, writer.describe(), observer)?;
-    let prepared = async {
-        writer.prepare().await?;
-        let wanted: Vec<&str> = distinct.keys().map(String::as_str).collect();
-        writer.holds(&wanted).await
-    }
-    .await;
-    let (mut report, mut journal, outcome) = match prepared {
+        occurrences,
+    } = super::begin_run(
+        plan,
+        apply_id,
+        journal_path,
+        writer.describe(),
+        observer,
+        spill,
+    )?;
+    let (mut report, mut journal, outcome) = match writer.prepare().await {
         Err(e) => (report, journal, Err(e)),
-        Ok(known) => {
+        Ok(()) => {
             let run = Run {
                 writer: &writer,
                 settings,
                 observer,
                 report: RefCell::new(report),
                 journal: RefCell::new(journal),
-                known: RefCell::new(known.iter().filter_map(|s| digest_of(s)).collect()),
-                preexisting: known,
-                reported_present: RefCell::new(HashSet::new()),
+                occurrences,
                 in_flight: RefCell::new(HashMap::new()),
                 learned: RefCell::new(Learned::new(std::mem::take(&mut previous.learned))),
                 tally: Tally {
@@ -306,6 +317,7 @@ impl<W: Writer> Run<'_, W> {
     async fn all_batches(&self, units: &UnitList) -> Result<(), ApplyError> {
         let size = self.settings.batch_size.max(1);
         let mut creates = units.with_action(Action::Create);
+        let mut seq = 0u64;
         let batches = std::iter::from_fn(move || {
             match creates
                 .by_ref()
@@ -313,14 +325,15 @@ impl<W: Writer> Run<'_, W> {
                 .collect::<std::io::Result<Vec<_>>>()
             {
                 Ok(batch) if batch.is_empty() => None,
-                read => Some(read.map_err(ApplyError::Units)),
+                Ok(units) => Some(Ok(self.read_batch(units, &mut seq))),
+                Err(e) => Some(Err(ApplyError::Units(e))),
             }
         });
         let mut stream = futures_util::stream::iter(batches)
             .map(|batch| async move {
                 let batch = batch?;
-                let units: Vec<&PlannedUnit> = batch.iter().collect();
-                self.batch(&units).await
+                let units: Vec<&PlannedUnit> = batch.units.iter().collect();
+                self.batch(&units, &batch.owned).await
             })
             .buffer_unordered(self.writer.pipeline().max(1));
         tracing::debug!(
@@ -334,7 +347,33 @@ impl<W: Writer> Run<'_, W> {
         Ok(())
     }
 
-    async fn batch(&self, batch: &[&PlannedUnit]) -> Result<(), ApplyError> {
+    /// Numbers the files of `units` from `seq` on, as
+    /// [`Occurrences`] did, and makes a cell for each it meets first that a
+    /// later batch meets again. Runs as batches are read, in plan order, so
+    /// a cell is there before any batch that could wait for it.
+    fn read_batch(&self, units: Vec<PlannedUnit>, seq: &mut u64) -> Batch {
+        let mut owned = HashMap::new();
+        let mut in_flight = self.in_flight.borrow_mut();
+        for u in &units {
+            for (_, sha1) in occurrences::counted(u.files.values()) {
+                if self.occurrences.is_first(*seq) {
+                    let made = self.occurrences.met_again(*seq) && !in_flight.contains_key(sha1);
+                    if made {
+                        in_flight.insert(sha1.to_owned(), Rc::default());
+                    }
+                    owned.insert(sha1.to_owned(), made);
+                }
+                *seq += 1;
+            }
+        }
+        Batch { units, owned }
+    }
+
+    async fn batch(
+        &self,
+        batch: &[&PlannedUnit],
+        owned: &HashMap<String, bool>,
+    ) -> Result<(), ApplyError> {
         let observer = self.observer;
         tracing::debug!(
             units = batch.len(),
@@ -370,6 +409,12 @@ impl<W: Writer> Run<'_, W> {
         if !records.is_empty() {
             self.journal.borrow_mut().append(&records)?;
         }
+        // Files whose SHA-1 the plan left to apply (few: remote roots).
+        let learned: HashSet<String> = batch
+            .iter()
+            .flat_map(|u| u.files.values().filter(|f| f.sha1.is_none()))
+            .map(PlannedFile::identity)
+            .collect();
         let filled = self.learned.borrow().fill(batch);
         let batch: Vec<&PlannedUnit> = filled.iter().map(|u| u.as_ref()).collect();
 
@@ -377,7 +422,7 @@ impl<W: Writer> Run<'_, W> {
         let existing = self.writer.existing(&batch).await?;
         let mut records = Vec::new();
         let mut todo: Vec<&PlannedUnit> = Vec::with_capacity(batch.len());
-        for u in batch {
+        for &u in &batch {
             match existing.get(&u.key) {
                 None => todo.push(u),
                 Some(have)
@@ -401,29 +446,52 @@ impl<W: Writer> Run<'_, W> {
             }
         }
 
-        // The files these units need that the target lacks.
-        let mut wanted: BTreeMap<String, Outgoing<'_>> = BTreeMap::new();
-        for u in &todo {
-            for f in u.files.values() {
-                let Some(sha) = f.sha1.as_deref() else {
-                    continue;
-                };
-                if self.preexisting.contains(sha)
-                    && self.reported_present.borrow_mut().insert(sha.to_owned())
-                {
-                    self.report.borrow_mut().count_stored(observer, None);
+        // The files these units need that the target lacks, and those the
+        // batch meets first for a later unit although it skipped their unit.
+        let mut waits = Vec::new();
+        let mut ask: BTreeMap<&str, (Outgoing<'_>, Ask)> = BTreeMap::new();
+        {
+            let in_flight = self.in_flight.borrow();
+            for u in &todo {
+                for f in u.files.values() {
+                    let Some(sha) = f.sha1.as_deref() else {
+                        continue;
+                    };
+                    let out = Outgoing {
+                        file: f,
+                        sha1: Some(sha),
+                    };
+                    if owned.contains_key(sha) {
+                        ask.insert(sha, (out, Ask::Owned));
+                    } else if ask.contains_key(sha) || waits.iter().any(|(w, _)| w == sha) {
+                        // Met already in this batch.
+                    } else if let Some(cell) = in_flight.get(sha) {
+                        waits.push((sha.to_owned(), cell.clone()));
+                    } else if !learned.is_empty() && learned.contains(&f.identity()) {
+                        ask.insert(sha, (out, Ask::Learned));
+                    }
+                    // Else an earlier batch met it first and it is stored
+                    // (a file that failed keeps its cell).
                 }
-                wanted.entry(sha.to_owned()).or_insert(Outgoing {
-                    file: f,
-                    sha1: Some(sha),
-                });
+            }
+            for u in &batch {
+                for (f, sha) in occurrences::counted(u.files.values()) {
+                    if owned.get(sha) == Some(&true) && !ask.contains_key(sha) {
+                        let out = Outgoing {
+                            file: f,
+                            sha1: Some(sha),
+                        };
+                        ask.insert(sha, (out, Ask::ForLater));
+                    }
+                }
             }
         }
-        for (sha, result) in self.transfer(wanted).await? {
+        for (sha, result) in self.ensure(ask, owned, waits).await? {
             if let Err(e) = result {
                 file_errors.insert(sha, e);
             }
         }
+        self.release_unresolved(owned);
 
         // Units whose files are all there are registered.
         let mut ready: Vec<&PlannedUnit> = Vec::with_capacity(todo.len());
@@ -488,31 +556,105 @@ impl<W: Writer> Run<'_, W> {
         Ok(())
     }
 
-    /// Gets `files` (by SHA-1, or by identity when the SHA-1 is to be
-    /// learned) into the target: those it holds are skipped, those another
-    /// batch is storing are waited for, the rest are stored here and
-    /// journaled. Returns each file's outcome.
+    /// Every cell this batch made is resolved by now (`ensure` saw each file
+    /// it meets first). Were one not, the batches waiting on it would wait
+    /// forever: it is failed instead, loudly, so a slip costs units, not a
+    /// hung run.
+    fn release_unresolved(&self, owned: &HashMap<String, bool>) {
+        let in_flight = self.in_flight.borrow();
+        for sha in owned.iter().filter(|(_, made)| **made).map(|(s, _)| s) {
+            if let Some(cell) = in_flight.get(sha).filter(|c| c.get().is_none()) {
+                tracing::error!(sha1 = %sha, "a shared file was left unresolved by its batch");
+                debug_assert!(false, "file {sha} left unresolved");
+                let _ = cell.set(Err(
+                    "not stored (an internal error: please report it)".into()
+                ));
+            }
+        }
+    }
+
+    /// Gets the files planned with `checksum: apply` (by identity) into the
+    /// target: those another batch is storing are waited for, the rest are
+    /// stored here. Returns each file's outcome.
     async fn transfer(
         &self,
-        mut files: BTreeMap<String, Outgoing<'_>>,
+        files: BTreeMap<String, Outgoing<'_>>,
     ) -> Result<Vec<(String, FileResult)>, ApplyError> {
-        let mut results = Vec::with_capacity(files.len());
-        let mut waits: Vec<(String, Rc<tokio::sync::OnceCell<FileResult>>)> = Vec::new();
+        let mut claimed = Vec::new();
+        let mut waits = Vec::new();
         {
-            let known = self.known.borrow();
             let mut in_flight = self.in_flight.borrow_mut();
-            files.retain(|id, _| {
-                if digest_of(id).is_some_and(|d| known.contains(&d)) {
-                    results.push((id.clone(), Ok(id.clone())));
-                    return false;
+            for (id, out) in files {
+                match in_flight.get(&id) {
+                    Some(cell) => waits.push((id, cell.clone())),
+                    None => {
+                        in_flight.insert(id.clone(), Rc::default());
+                        claimed.push((id, out));
+                    }
                 }
-                if let Some(cell) = in_flight.get(id) {
-                    waits.push((id.clone(), cell.clone()));
-                    return false;
+            }
+        }
+        let mut results = self.store_claimed(claimed).await?;
+        results.extend(wait_for(waits).await);
+        Ok(results)
+    }
+
+    /// Gets the files of `ask` into the target unless it holds them: one
+    /// question for all, then each missing file is stored by the batch that
+    /// owns its cell (or claims one now); `waits` are files other batches
+    /// are storing. Returns each file's outcome.
+    async fn ensure(
+        &self,
+        ask: BTreeMap<&str, (Outgoing<'_>, Ask)>,
+        owned: &HashMap<String, bool>,
+        mut waits: Vec<(String, Cell)>,
+    ) -> Result<Vec<(String, FileResult)>, ApplyError> {
+        let ids: Vec<&str> = ask.keys().copied().collect();
+        let held = if ids.is_empty() {
+            HashSet::new()
+        } else {
+            self.writer.holds(&ids).await?
+        };
+        let mut results = Vec::with_capacity(ask.len());
+        let mut claimed = Vec::new();
+        {
+            let mut in_flight = self.in_flight.borrow_mut();
+            for (sha, (out, why)) in ask {
+                let ours = owned.get(sha) == Some(&true);
+                if held.contains(sha) {
+                    if why == Ask::Owned {
+                        self.report.borrow_mut().count_stored(self.observer, None);
+                    }
+                    if let Some(cell) = ours.then(|| in_flight.remove(sha)).flatten() {
+                        let _ = cell.set(Ok(sha.to_owned()));
+                    }
+                    results.push((sha.to_owned(), Ok(sha.to_owned())));
+                } else if ours {
+                    claimed.push((sha.to_owned(), out));
+                } else if let Some(cell) = in_flight.get(sha) {
+                    // Claimed by another batch while the target was asked.
+                    waits.push((sha.to_owned(), cell.clone()));
+                } else {
+                    in_flight.insert(sha.to_owned(), Rc::default());
+                    claimed.push((sha.to_owned(), out));
                 }
-                in_flight.insert(id.clone(), Rc::new(tokio::sync::OnceCell::new()));
-                true
-            });
+            }
+        }
+        results.extend(self.store_claimed(claimed).await?);
+        results.extend(wait_for(waits).await);
+        Ok(results)
+    }
+
+    /// Stores `files`, whose cells this batch holds; journals them and
+    /// resolves the cells. A stored file's cell leaves (later batches take
+    /// it as stored); a failed one stays, so the batches that share it fail
+    /// with it instead of trying again.
+    async fn store_claimed(
+        &self,
+        files: Vec<(String, Outgoing<'_>)>,
+    ) -> Result<Vec<(String, FileResult)>, ApplyError> {
+        if files.is_empty() {
+            return Ok(Vec::new());
         }
         let (ids, outgoing): (Vec<String>, Vec<Outgoing<'_>>) = files.into_iter().unzip();
         let stored = match self.writer.store(&outgoing, &self.tally).await {
@@ -527,6 +669,7 @@ impl<W: Writer> Run<'_, W> {
                 return Err(e);
             }
         };
+        let mut results = Vec::with_capacity(ids.len());
         let mut records = Vec::new();
         for ((id, out), result) in ids.into_iter().zip(&outgoing).zip(stored) {
             let result = match result {
@@ -534,7 +677,6 @@ impl<W: Writer> Run<'_, W> {
                     self.report
                         .borrow_mut()
                         .count_stored(self.observer, s.written);
-                    self.known.borrow_mut().extend(digest_of(&s.sha1));
                     records.push(Record::File {
                         sha1: s.sha1.clone(),
                     });
@@ -547,9 +689,6 @@ impl<W: Writer> Run<'_, W> {
                     Err(reason)
                 }
             };
-            // Batches waiting on it hold the cell. A stored file leaves (later
-            // batches find it in `known`); a failed one stays, so the batches
-            // that share it fail with it instead of trying again.
             let mut in_flight = self.in_flight.borrow_mut();
             let cell = match result {
                 Ok(_) => in_flight.remove(&id),
@@ -564,18 +703,26 @@ impl<W: Writer> Run<'_, W> {
         if !records.is_empty() {
             self.journal.borrow_mut().append(&records)?;
         }
-        for (id, cell) in waits {
-            // Another batch owns it; its outcome is ours.
-            let result = loop {
-                if let Some(r) = cell.get() {
-                    break r.clone();
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            };
-            results.push((id, result));
-        }
         Ok(results)
     }
+}
+
+/// A file some batch is storing: the outcome it will have.
+type Cell = Rc<tokio::sync::OnceCell<FileResult>>;
+
+/// The outcomes of files other batches are storing, as they arrive.
+async fn wait_for(waits: Vec<(String, Cell)>) -> Vec<(String, FileResult)> {
+    let mut results = Vec::with_capacity(waits.len());
+    for (id, cell) in waits {
+        let result = loop {
+            if let Some(r) = cell.get() {
+                break r.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        results.push((id, result));
+    }
+    results
 }
 
 /// The executor against an in-memory target: what it does to any target,
@@ -735,6 +882,7 @@ mod tests {
             journal,
             &settings(batch),
             &Silent,
+            &SpillArea::under(journal.parent().unwrap(), Default::default()),
         ))
     }
 
@@ -810,6 +958,87 @@ mod tests {
         );
         assert_eq!(target.units.borrow()["u2"], taken);
         assert_eq!(report.status, "failed");
+    }
+
+    /// The label every unit shares, as the plan of [`plan_of`] has it.
+    fn label_of(plan: &Plan) -> String {
+        let u0 = plan.units.iter().next().unwrap().unwrap();
+        u0.files
+            .values()
+            .find(|f| f.path.ends_with(".json"))
+            .unwrap()
+            .sha1
+            .clone()
+            .unwrap()
+    }
+
+    /// The label is met first by u0; when u0 is not created (a conflict, or
+    /// there already), the later units still get it, stored at most once,
+    /// one-unit batches three at a time.
+    #[test]
+    fn a_shared_file_first_met_by_a_skipped_unit_reaches_the_later_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, journal) = plan_of(dir.path(), 6);
+        let label = label_of(&plan);
+        // u0 taken by other content: its label is stored for u1..u5 anyway.
+        let target = Memory::default();
+        let other = ExistingUnit {
+            id: "99".into(),
+            files: vec![("image".into(), "0".repeat(40))],
+            meta_json: "{}".into(),
+        };
+        target.units.borrow_mut().insert("u0".into(), other);
+        let report = run(&plan, &target, &journal, 1).unwrap();
+        assert_eq!((report.units.created, report.units.failed), (5, 1));
+        assert_eq!(target.sent.borrow()[&label], 1);
+        assert!(target.sent.borrow().values().all(|n| *n == 1));
+        assert_eq!(report.files.uploaded, 6, "five images and the label");
+
+        // u0 there with this content (and so its files): the label is not
+        // sent again, and nothing is counted twice.
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, journal) = plan_of(dir.path(), 6);
+        let u0 = plan.units.iter().next().unwrap().unwrap();
+        let target = Memory::default();
+        for (_, sha1) in u0.files.checksums() {
+            target.files.borrow_mut().insert(sha1.to_owned());
+        }
+        let same = ExistingUnit {
+            id: "1".into(),
+            files: u0
+                .files
+                .checksums()
+                .map(|(s, h)| (s.to_owned(), h.to_owned()))
+                .collect(),
+            meta_json: u0.meta.get().to_owned(),
+        };
+        target.units.borrow_mut().insert("u0".into(), same);
+        let report = run(&plan, &target, &journal, 1).unwrap();
+        assert_eq!((report.units.created, report.units.unchanged), (5, 1));
+        assert!(!target.sent.borrow().contains_key(&label));
+        assert_eq!(
+            (report.files.uploaded, report.files.already_present),
+            (5, 0)
+        );
+        assert_eq!(target.units.borrow().len(), 6);
+    }
+
+    /// A file the target held before the run is counted once as present,
+    /// however many batches need it, and never sent.
+    #[test]
+    fn a_file_held_before_the_run_is_present_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, journal) = plan_of(dir.path(), 6);
+        let label = label_of(&plan);
+        let target = Memory::default();
+        target.files.borrow_mut().insert(label.clone());
+        let report = run(&plan, &target, &journal, 2).unwrap();
+        assert_eq!(report.units.created, 6);
+        assert_eq!(
+            (report.files.uploaded, report.files.already_present),
+            (6, 1)
+        );
+        assert!(!target.sent.borrow().contains_key(&label));
     }
 
     #[test]

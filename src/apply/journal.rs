@@ -75,6 +75,9 @@ pub fn path_for(state_dir: &Path, recipe: &str, collection: &str) -> PathBuf {
 /// What a journal says has been done.
 #[derive(Debug, Default)]
 pub struct JournalState {
+    /// Files and units journaled, collected only by [`read`] (`synup status`
+    /// counts them); an apply reopening a journal of millions of records
+    /// needs only what it learned.
     pub files: HashSet<String>,
     pub units: HashSet<String>,
     /// SHA-1s learned for deferred files, by [`PlannedFile::identity`](crate::plan::model::PlannedFile::identity).
@@ -101,7 +104,7 @@ impl Journal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let state = read(path)?;
+        let state = scan(path, false)?;
         // Drop a torn last record so new records start on a line of their own.
         if let Ok(meta) = std::fs::metadata(path) {
             let valid = state.1;
@@ -177,6 +180,11 @@ impl Journal {
 
 /// Reads a journal: its state and the byte length of its complete records.
 pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
+    scan(path, true)
+}
+
+/// [`read`], collecting the files and units journaled only if `done`.
+fn scan(path: &Path, done: bool) -> Result<(JournalState, u64), JournalError> {
     let mut state = JournalState::default();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -211,10 +219,10 @@ pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
             Ok(r) => {
                 state.records += 1;
                 match r {
-                    Record::File { sha1 } => {
+                    Record::File { sha1 } if done => {
                         state.files.insert(sha1);
                     }
-                    Record::Unit { key, .. } => {
+                    Record::Unit { key, .. } if done => {
                         state.units.insert(key);
                     }
                     Record::Learned {
@@ -232,7 +240,10 @@ pub fn read(path: &Path) -> Result<(JournalState, u64), JournalError> {
                             sha1,
                         );
                     }
-                    Record::Start { .. } | Record::End { .. } => {}
+                    Record::File { .. }
+                    | Record::Unit { .. }
+                    | Record::Start { .. }
+                    | Record::End { .. } => {}
                 }
             }
             Err(e) => {
@@ -270,8 +281,14 @@ mod tests {
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"{\"t\":\"unit\",\"key\":\"u2\"").unwrap();
         drop(f);
-        let (mut j, s) = Journal::open(&p).unwrap();
+        let (s, _) = read(&p).unwrap();
         assert!(s.files.contains("ab") && s.units.contains("u1") && !s.units.contains("u2"));
+        let (mut j, s) = Journal::open(&p).unwrap();
+        assert!(
+            s.files.is_empty() && s.units.is_empty(),
+            "apply needs neither"
+        );
+        assert_eq!(s.records, 2);
         j.append(&[Record::Unit {
             key: "u3".into(),
             id: "3".into(),

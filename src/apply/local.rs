@@ -87,6 +87,8 @@ impl LocalTarget<'_> {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             primary_spec: self.specs.iter().find(|s| s.is_primary).map(|s| &*s.name),
         };
+        let spill =
+            crate::spill::SpillArea::under(&self.recipe_dir.join(".synup"), settings.memory);
         crate::io_runtime::block_on(execute(
             plan,
             writer,
@@ -94,6 +96,7 @@ impl LocalTarget<'_> {
             &self.journal,
             settings,
             observer,
+            &spill,
         ))
     }
 

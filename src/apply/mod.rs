@@ -13,6 +13,7 @@ pub mod integrity;
 pub mod job;
 pub mod journal;
 pub mod local;
+mod occurrences;
 pub mod report;
 pub mod saved;
 pub mod shard;
@@ -53,34 +54,38 @@ pub(crate) fn failed_files_of<'a>(
 }
 
 /// Tells the observer what the plan's units to create hold, read a unit at
-/// a time; returns their files with a known SHA-1 (SHA-1 → size).
+/// a time; returns where each of their files is met first
+/// ([`occurrences::Occurrences`], sorted within `spill`'s budget).
 pub(crate) fn announce(
     observer: &dyn ApplyObserver,
     plan: &crate::plan::Plan,
-) -> std::io::Result<std::collections::BTreeMap<String, u64>> {
+    spill: &crate::spill::SpillArea,
+) -> std::io::Result<occurrences::Occurrences> {
     use std::collections::BTreeMap;
-    let mut distinct: BTreeMap<String, u64> = BTreeMap::new();
+    // Files planned with `checksum: apply`, by identity (few: remote roots).
     let mut deferred: BTreeMap<String, u64> = BTreeMap::new();
-    for unit in plan.units.with_action(crate::plan::Action::Create) {
-        let unit = unit?;
-        for f in unit.files.values() {
-            match &f.sha1 {
-                Some(sha) => {
-                    let size = distinct.entry(sha.clone()).or_insert(f.size);
-                    *size = (*size).min(f.size);
-                }
-                None => {
+    let creates = plan.units.with_action(crate::plan::Action::Create);
+    let files = creates.flat_map(|unit| {
+        let files: Vec<std::io::Result<(crate::source::Sha1Digest, u64)>> = match unit {
+            Err(e) => vec![Err(e)],
+            Ok(unit) => {
+                for f in unit.files.values().filter(|f| f.sha1.is_none()) {
                     deferred.insert(f.identity(), f.size);
                 }
+                occurrences::counted(unit.files.values())
+                    .map(|(f, sha1)| Ok((occurrences::content_of(sha1), f.size)))
+                    .collect()
             }
-        }
-    }
+        };
+        files
+    });
+    let (found, distinct) = occurrences::Occurrences::find(spill, files)?;
     observer.on(&ApplyEvent::Started {
         units: plan.units.count(crate::plan::Action::Create) as u64,
-        files: (distinct.len() + deferred.len()) as u64,
-        bytes: distinct.values().chain(deferred.values()).sum(),
+        files: distinct.files + deferred.len() as u64,
+        bytes: distinct.bytes + deferred.values().sum::<u64>(),
     });
-    Ok(distinct)
+    Ok(found)
 }
 
 /// A name for one apply run: its start time and process id.
@@ -99,8 +104,8 @@ pub(crate) struct Begun {
     /// What earlier runs of this journal recorded.
     pub previous: journal::JournalState,
     pub report: ApplyReport,
-    /// The creates' files with a known SHA-1 (SHA-1 → size).
-    pub distinct: std::collections::BTreeMap<String, u64>,
+    /// Where each file with a known SHA-1 is met first.
+    pub occurrences: occurrences::Occurrences,
 }
 
 pub(crate) fn begin_run(
@@ -109,6 +114,7 @@ pub(crate) fn begin_run(
     journal_path: &std::path::Path,
     target: report::ReportTarget,
     observer: &dyn ApplyObserver,
+    spill: &crate::spill::SpillArea,
 ) -> Result<Begun, execute::ApplyError> {
     let (mut journal, previous) = journal::Journal::open(journal_path)?;
     journal.append(&[journal::Record::Start {
@@ -116,12 +122,12 @@ pub(crate) fn begin_run(
         plan_hash: plan.plan_hash.clone(),
     }])?;
     let report = ApplyReport::begin(plan, target, apply_id.to_owned());
-    let distinct = announce(observer, plan).map_err(execute::ApplyError::Units)?;
+    let occurrences = announce(observer, plan, spill).map_err(execute::ApplyError::Units)?;
     Ok(Begun {
         journal,
         previous,
         report,
-        distinct,
+        occurrences,
     })
 }
 

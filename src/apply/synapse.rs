@@ -52,10 +52,12 @@ impl SynapseTarget<'_> {
         observer: &dyn ApplyObserver,
     ) -> Result<ApplyReport, ApplyError> {
         let apply_id = super::new_apply_id();
+        let spill =
+            crate::spill::SpillArea::under(&self.recipe_dir.join(".synup"), settings.memory);
         let writer = SynapseWriter {
             target: self,
             retries: settings.retries,
-            spill: crate::spill::SpillArea::under(&self.recipe_dir.join(".synup"), settings.memory),
+            spill: spill.clone(),
             existing: None,
         };
         self.session.block_on(execute(
@@ -65,6 +67,7 @@ impl SynapseTarget<'_> {
             &self.journal,
             settings,
             observer,
+            &spill,
         ))
     }
 }
