@@ -58,18 +58,19 @@ pub enum SavedPlanError {
 
 /// The plan saved at `path`, or `None` when the file is not a plan (a recipe:
 /// JSON with `format_version` and `plan_hash` is a plan, SPEC 3).
-/// The file's bytes are held only while it is parsed (`serde_json` reads a
-/// slice several times faster than a stream): its units go to a list that
-/// spills, and the bytes are freed before the fresh plan is made.
+/// Parsed from the file as it is read: its units go to a list that spills,
+/// so a saved plan of a million units (about 470 MB of JSON) is never held
+/// whole, neither as text nor parsed.
 pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
-    let bytes = std::fs::read(path).map_err(|source| SavedPlanError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    if !Plan::looks_like_plan(&bytes) {
-        return Ok(None);
-    }
-    match serde_json::from_slice::<Plan>(&bytes) {
+    let open = || {
+        std::fs::File::open(path)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|source| SavedPlanError::Read {
+                path: path.to_owned(),
+                source,
+            })
+    };
+    match serde_json::from_reader::<_, Plan>(open()?) {
         Ok(p) if p.format_version == FORMAT_VERSION => {
             if !Path::new(&p.recipe.path).is_file() {
                 return Err(SavedPlanError::RecipeMissing {
@@ -82,10 +83,17 @@ pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
             path: path.to_owned(),
             found: p.format_version,
         }),
-        Err(e) => Err(SavedPlanError::Syntax {
+        Err(e) if e.is_io() => Err(SavedPlanError::Read {
+            path: path.to_owned(),
+            source: e.into(),
+        }),
+        // Not a plan we can read: a plan damaged or edited out of shape, or
+        // not a plan at all (a recipe), told apart by a second look.
+        Err(e) if Plan::looks_like_plan(open()?) => Err(SavedPlanError::Syntax {
             path: path.to_owned(),
             message: e.to_string(),
         }),
+        Err(_) => Ok(None),
     }
 }
 

@@ -501,7 +501,7 @@ impl Plan {
     }
 
     /// Whether `text` looks like a saved plan (for `apply ARG`).
-    pub fn looks_like_plan(text: &[u8]) -> bool {
+    pub fn looks_like_plan(text: impl std::io::Read) -> bool {
         // Only the two markers are read; the rest (possibly hundreds of MB of
         // units) is skipped without building a JSON tree.
         #[derive(Deserialize)]
@@ -509,7 +509,7 @@ impl Plan {
             format_version: Option<serde::de::IgnoredAny>,
             plan_hash: Option<serde::de::IgnoredAny>,
         }
-        serde_json::from_slice::<Markers>(text)
+        serde_json::from_reader::<_, Markers>(text)
             .is_ok_and(|m| m.format_version.is_some() && m.plan_hash.is_some())
     }
 }
