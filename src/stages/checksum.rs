@@ -587,12 +587,7 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let cache_path = dir.path().join("cache");
         let src = LocalSource::new(dir.path().to_path_buf());
-        let req = [HashRequest {
-            source: &src,
-            rel: "f",
-            size: 3,
-            mtime_ns: 7,
-        }];
+        let req = [at_3_bytes_7ns(&src, "f")];
         let mut cache = ChecksumCache::open(cache_path.clone());
         let (r, stats) = hash_all(&req[..], &mut cache, 2, HashSideEffects::default());
         assert_eq!(stats.hashed, 1);
@@ -660,6 +655,16 @@ mod tests {
             mtime_ns: 1,
         };
         assert_eq!(req.key(), path_key("/data/root/u1/a.png"));
+    }
+
+    /// A request for `rel` under `src`, 3 bytes at mtime 7 ns.
+    fn at_3_bytes_7ns<'a>(src: &'a LocalSource, rel: &'a str) -> HashRequest<'a> {
+        HashRequest {
+            source: src,
+            rel,
+            size: 3,
+            mtime_ns: 7,
+        }
     }
 
     /// What `find_all` answers for each probe, as `Some(digest)` or `None`.
@@ -737,12 +742,7 @@ mod tests {
         assert_eq!(hex::encode(sha), "a9993e364706816aba3e25717850c26c9cd0d89d");
         // Saving rewrites it in the current format even when nothing was hashed.
         let src = LocalSource::new(PathBuf::from("/"));
-        let req = [HashRequest {
-            source: &src,
-            rel: "x",
-            size: 3,
-            mtime_ns: 7,
-        }];
+        let req = [at_3_bytes_7ns(&src, "x")];
         assert!(cache.save(&req[..], &[Ok(sha)]).is_none());
         assert!(std::fs::read(&cache_path).unwrap().starts_with(HEADER));
     }
@@ -770,12 +770,7 @@ mod tests {
         }
         // Planned again, the file is read and its record written anew.
         let src = LocalSource::new(dir.path().to_path_buf());
-        let reqs = [HashRequest {
-            source: &src,
-            rel: "a",
-            size: 3,
-            mtime_ns: 7,
-        }];
+        let reqs = [at_3_bytes_7ns(&src, "a")];
         let mut cache = ChecksumCache::open(cache_path.clone());
         let (r, stats) = hash_all(&reqs[..], &mut cache, 1, HashSideEffects::default());
         assert_eq!((stats.cached, stats.hashed), (0, 1));
@@ -804,12 +799,7 @@ mod tests {
         assert!(cache.warning.is_none());
         assert_eq!(found(&cache, &[(path_key("/x"), 3, 7)]), [Some([9; 20])]);
         let src = LocalSource::new(PathBuf::from("/"));
-        let req = [HashRequest {
-            source: &src,
-            rel: "x",
-            size: 3,
-            mtime_ns: 7,
-        }];
+        let req = [at_3_bytes_7ns(&src, "x")];
         assert!(cache.save(&req[..], &[Ok([9; 20])]).is_none());
         let bytes = std::fs::read(&cache_path).unwrap();
         assert!(bytes.starts_with(HEADER));
