@@ -20,7 +20,9 @@ pub enum SavedPlanError {
     )]
     #[diagnostic(code(synup::apply::plan_version))]
     Version { path: String, found: u32 },
-    #[error("{path} looks like a plan but does not parse: {message}")]
+    #[error(
+        "{path} looks like a plan but does not parse: {message}; nothing was applied. Make the plan again with `synup plan RECIPE -o FILE`."
+    )]
     #[diagnostic(code(synup::apply::plan_syntax))]
     Syntax { path: String, message: String },
     #[error(
@@ -87,14 +89,29 @@ pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
             path: path.to_owned(),
             source: e.into(),
         }),
-        // Not a plan we can read: a plan damaged or edited out of shape, or
-        // not a plan at all (a recipe), told apart by a second look.
-        Err(e) if Plan::looks_like_plan(open()?) => Err(SavedPlanError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string(),
-        }),
+        // Not a plan we can read: a plan damaged, cut or edited out of
+        // shape, or not a plan at all (a recipe), told apart by a second look.
+        Err(e) if Plan::looks_like_plan(open()?) || begins_like_a_plan(open()?) => {
+            Err(SavedPlanError::Syntax {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        }
         Err(_) => Ok(None),
     }
+}
+
+/// Whether `text` starts as synup writes a plan (`{`, then `"format_version"`
+/// and `"plan_hash"` among its first lines): a plan cut short by a full disk
+/// or a failed copy is named as a damaged plan, not read as a recipe.
+fn begins_like_a_plan(text: impl std::io::Read) -> bool {
+    let mut head = Vec::with_capacity(512);
+    if std::io::Read::read_to_end(&mut std::io::Read::take(text, 512), &mut head).is_err() {
+        return false;
+    }
+    let head = String::from_utf8_lossy(&head);
+    let body = head.trim_start().strip_prefix('{').map(str::trim_start);
+    body.is_some_and(|b| b.starts_with("\"format_version\"") && b.contains("\"plan_hash\""))
 }
 
 /// The plan to execute for `saved` (read from `path`), given a fresh plan of
@@ -145,4 +162,19 @@ pub fn verify_slice(
     }
     integrity::executable(&slice, fresh.into_executable())
         .map_err(|source| SavedPlanError::Units { source })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_plan_cut_short_is_still_known_as_a_plan() {
+        let plan = "{\n  \"format_version\": 1,\n  \"plan_hash\": \"sha256:ab\",\n  \"recipe\": {";
+        assert!(super::begins_like_a_plan(plan.as_bytes()));
+        assert!(!super::begins_like_a_plan(
+            &b"version: 1\nname: plan_hash\n"[..]
+        ));
+        assert!(!super::begins_like_a_plan(
+            &b"{\"version\": 1, \"plan_hash\": 2}"[..]
+        ));
+    }
 }

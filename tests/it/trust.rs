@@ -59,6 +59,25 @@ fn planned() -> Fixture {
     f
 }
 
+/// A plan cut short (a full disk, a failed copy) is named as a damaged
+/// plan, not read as a recipe with a YAML error; nothing is applied.
+#[test]
+fn a_plan_cut_short_is_refused_as_a_plan() {
+    let f = planned();
+    let bytes = std::fs::read(f.join("p.json")).unwrap();
+    std::fs::write(f.join("p.json"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = f.run(&["apply", "p.json", "--yes"]);
+    assert_eq!(out.code, 1, "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("p.json looks like a plan but does not parse")
+            && out.stderr.contains("synup plan RECIPE -o FILE"),
+        "{}",
+        out.stderr
+    );
+    assert!(!f.join(".synup/local/catalog.sqlite").exists());
+}
+
 #[test]
 fn an_edited_plan_is_refused_whether_or_not_its_hash_is_recomputed() {
     let f = planned();
