@@ -373,6 +373,22 @@ pub fn record_check(fields: &[u8]) -> [u8; 4] {
     h.to_le_bytes()
 }
 
+/// Appends the check of the record whose `fields` bytes end `out`.
+pub fn append_check(out: &mut Vec<u8>, fields: usize) {
+    let check = record_check(&out[out.len() - fields..]);
+    out.extend_from_slice(&check);
+}
+
+/// Whether `record` is as it was written: `fields` bytes and their check,
+/// or exactly `fields` bytes (a format from before records had checks).
+pub fn intact(record: &[u8], fields: usize) -> bool {
+    match record.len().checked_sub(fields) {
+        Some(0) => true,
+        Some(4) => record_check(&record[..fields]) == record[fields..],
+        _ => false,
+    }
+}
+
 /// A list's length `n`, if `left` bytes can hold it at `min` bytes an item.
 fn fits(n: u64, min: usize, left: u64) -> Option<usize> {
     let n = usize::try_from(n).ok()?;

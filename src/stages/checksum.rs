@@ -43,17 +43,8 @@ const HEADER_V2: &[u8] = b"synup-checksums v2\n";
 const HEADER: &[u8] = b"synup-checksums v3\n";
 /// key (16) + size (8) + mtime (8) + SHA-1 (20), little-endian numbers.
 const FIELDS: usize = 52;
-/// The fields and their check ([`crate::cache_file::record_check`]).
+/// The fields and their check ([`crate::cache_file::append_check`]).
 const RECORD: usize = FIELDS + 4;
-
-/// Whether a record (v3, or v2 without a check) is as it was written.
-fn intact(record: &[u8]) -> bool {
-    match record.len() {
-        FIELDS => true,
-        RECORD => crate::cache_file::record_check(&record[..FIELDS]) == record[FIELDS..],
-        _ => false,
-    }
-}
 
 /// Entries are keyed by a digest of the path (16 bytes instead of the path
 /// itself: at a million files this halves the cache's footprint).
@@ -85,9 +76,7 @@ impl CacheEntry {
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.mtime_ns.to_le_bytes());
         out.extend_from_slice(&self.sha1);
-        let fields = &out[out.len() - FIELDS..];
-        let check = crate::cache_file::record_check(fields);
-        out.extend_from_slice(&check);
+        crate::cache_file::append_check(out, FIELDS);
     }
 
     fn decode(r: &[u8]) -> Self {
@@ -211,7 +200,8 @@ impl ChecksumCache {
             |r| CacheEntry::decode(r).key,
             |i, r| {
                 let e = CacheEntry::decode(r);
-                (intact(r) && stamp(i) == (e.size, e.mtime_ns)).then_some(e.sha1)
+                (crate::cache_file::intact(r, FIELDS) && stamp(i) == (e.size, e.mtime_ns))
+                    .then_some(e.sha1)
             },
             |i, sha1| results[i] = Ok(sha1),
         );

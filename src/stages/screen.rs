@@ -406,7 +406,7 @@ const VFR_EXTENSIONS: &[&str] = &["mp4", "avi", "mov", "mkv", "webm", "flv", "wm
 type Key = [u8; 20];
 
 /// Bytes of one saved verdict: its key, then an index into the findings or
-/// [`CLEAN`], then their check ([`cache_file::record_check`]).
+/// [`CLEAN`], then their check ([`cache_file::append_check`]).
 const RECORD: usize = FIELDS + 4;
 const FIELDS: usize = 24;
 
@@ -526,8 +526,7 @@ impl ScreenCache {
             |r| <Key>::try_from(&r[..20]).expect("a record starts with its key"),
             |_, r| {
                 let v = u32::from_le_bytes(r[20..FIELDS].try_into().expect("a u32 follows"));
-                let intact =
-                    r.len() == FIELDS || cache_file::record_check(&r[..FIELDS]) == r[FIELDS..];
+                let intact = cache_file::intact(r, FIELDS);
                 (intact && (v == CLEAN || (v as usize) < self.findings.len())).then_some(v)
             },
             |p, v| out[slot(p)] = v,
@@ -564,8 +563,7 @@ impl ScreenCache {
                 for (k, v) in records.into_iter().flatten() {
                     buf.extend_from_slice(&k);
                     buf.extend_from_slice(&v.to_le_bytes());
-                    let check = cache_file::record_check(&buf[buf.len() - FIELDS..]);
-                    buf.extend_from_slice(&check);
+                    cache_file::append_check(&mut buf, FIELDS);
                 }
                 w.write_all(&buf)?;
                 written += buf.len() as u64;
