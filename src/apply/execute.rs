@@ -585,12 +585,9 @@ impl<W: Writer> Run<'_, W> {
         {
             let mut in_flight = self.in_flight.borrow_mut();
             for (id, out) in files {
-                match in_flight.get(&id) {
-                    Some(cell) => waits.push((id, cell.clone())),
-                    None => {
-                        in_flight.insert(id.clone(), Rc::default());
-                        claimed.push((id, out));
-                    }
+                match claim(&mut in_flight, &id) {
+                    Some(cell) => waits.push((id, cell)),
+                    None => claimed.push((id, out)),
                 }
             }
         }
@@ -631,11 +628,10 @@ impl<W: Writer> Run<'_, W> {
                     results.push((sha.to_owned(), Ok(sha.to_owned())));
                 } else if ours {
                     claimed.push((sha.to_owned(), out));
-                } else if let Some(cell) = in_flight.get(sha) {
+                } else if let Some(cell) = claim(&mut in_flight, sha) {
                     // Claimed by another batch while the target was asked.
-                    waits.push((sha.to_owned(), cell.clone()));
+                    waits.push((sha.to_owned(), cell));
                 } else {
-                    in_flight.insert(sha.to_owned(), Rc::default());
                     claimed.push((sha.to_owned(), out));
                 }
             }
@@ -709,6 +705,16 @@ impl<W: Writer> Run<'_, W> {
 
 /// A file some batch is storing: the outcome it will have.
 type Cell = Rc<tokio::sync::OnceCell<FileResult>>;
+
+/// Claims file `id` for the calling batch (`None`: it makes the cell and
+/// stores the file), unless another batch has: then its cell, to wait on.
+fn claim(in_flight: &mut HashMap<String, Cell>, id: &str) -> Option<Cell> {
+    if let Some(cell) = in_flight.get(id) {
+        return Some(cell.clone());
+    }
+    in_flight.insert(id.to_owned(), Rc::default());
+    None
+}
 
 /// The outcomes of files other batches are storing, as they arrive.
 async fn wait_for(waits: Vec<(String, Cell)>) -> Vec<(String, FileResult)> {

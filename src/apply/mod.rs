@@ -64,22 +64,17 @@ pub(crate) fn announce(
     use std::collections::BTreeMap;
     // Files planned with `checksum: apply`, by identity (few: remote roots).
     let mut deferred: BTreeMap<String, u64> = BTreeMap::new();
-    let creates = plan.units.with_action(crate::plan::Action::Create);
-    let files = creates.flat_map(|unit| {
-        let files: Vec<std::io::Result<(crate::source::Sha1Digest, u64)>> = match unit {
-            Err(e) => vec![Err(e)],
-            Ok(unit) => {
-                for f in unit.files.values().filter(|f| f.sha1.is_none()) {
-                    deferred.insert(f.identity(), f.size);
-                }
-                occurrences::counted(unit.files.values())
-                    .map(|(f, sha1)| Ok((occurrences::content_of(sha1), f.size)))
-                    .collect()
-            }
-        };
-        files
-    });
-    let (found, distinct) = occurrences::Occurrences::find(spill, files)?;
+    let mut finder = occurrences::Occurrences::finder(spill);
+    for unit in plan.units.with_action(crate::plan::Action::Create) {
+        let unit = unit?;
+        for f in unit.files.values().filter(|f| f.sha1.is_none()) {
+            deferred.insert(f.identity(), f.size);
+        }
+        for (f, sha1) in occurrences::counted(unit.files.values()) {
+            finder.push(occurrences::content_of(sha1), f.size)?;
+        }
+    }
+    let (found, distinct) = finder.finish()?;
     observer.on(&ApplyEvent::Started {
         units: plan.units.count(crate::plan::Action::Create) as u64,
         files: distinct.files + deferred.len() as u64,

@@ -13,7 +13,7 @@ use std::io;
 
 use crate::plan::model::PlannedFile;
 use crate::source::Sha1Digest;
-use crate::spill::{Record, SpillArea, codec};
+use crate::spill::{Record, Sorter, SpillArea, codec};
 
 /// One bit per occurrence: whether it is its content's first, and whether a
 /// first is met again later (only then can another batch wait for it).
@@ -67,28 +67,51 @@ pub(crate) fn content_of(sha1: &str) -> Sha1Digest {
 }
 
 impl Occurrences {
-    /// Reads `files` (each occurrence's content and size, in the order apply
-    /// meets them) into a sort that spills under `spill`.
-    pub(crate) fn find(
-        spill: &SpillArea,
-        files: impl Iterator<Item = io::Result<(Sha1Digest, u64)>>,
-    ) -> io::Result<(Self, Distinct)> {
-        let mut sorter = spill.sorter::<Occurrence>(2);
-        let mut seq = 0u64;
-        for file in files {
-            let (sha1, size) = file?;
-            sorter.push(Occurrence { sha1, seq, size })?;
-            seq += 1;
+    /// A sort, spilling under `spill`, that is told each occurrence's
+    /// content and size in the order apply meets them.
+    pub(crate) fn finder(spill: &SpillArea) -> Finder {
+        Finder {
+            sorter: spill.sorter(2),
+            seq: 0,
         }
-        let words = seq.div_ceil(64) as usize;
-        let mut found = Self {
+    }
+
+    /// Whether occurrence `seq` is its content's first.
+    pub(crate) fn is_first(&self, seq: u64) -> bool {
+        get(&self.first, seq)
+    }
+
+    /// Whether the content first met at `seq` is met again later.
+    pub(crate) fn met_again(&self, seq: u64) -> bool {
+        get(&self.again, seq)
+    }
+}
+
+/// Occurrences told in order, then sorted by content.
+pub(crate) struct Finder {
+    sorter: Sorter<Occurrence>,
+    seq: u64,
+}
+
+impl Finder {
+    pub(crate) fn push(&mut self, sha1: Sha1Digest, size: u64) -> io::Result<()> {
+        let seq = self.seq;
+        self.seq += 1;
+        self.sorter.push(Occurrence { sha1, seq, size })
+    }
+
+    /// Where each content is met first and whether again, and the
+    /// distinct contents with their bytes.
+    pub(crate) fn finish(self) -> io::Result<(Occurrences, Distinct)> {
+        let words = self.seq.div_ceil(64) as usize;
+        let mut found = Occurrences {
             first: vec![0; words],
             again: vec![0; words],
         };
         let mut distinct = Distinct { files: 0, bytes: 0 };
         // The group being read: its content, first occurrence, least size.
         let mut group: Option<(Sha1Digest, u64, u64)> = None;
-        for o in sorter.finish()? {
+        for o in self.sorter.finish()? {
             let o = o?;
             match &mut group {
                 Some((sha1, first, size)) if *sha1 == o.sha1 => {
@@ -109,16 +132,6 @@ impl Occurrences {
             distinct.bytes += size;
         }
         Ok((found, distinct))
-    }
-
-    /// Whether occurrence `seq` is its content's first.
-    pub(crate) fn is_first(&self, seq: u64) -> bool {
-        get(&self.first, seq)
-    }
-
-    /// Whether the content first met at `seq` is met again later.
-    pub(crate) fn met_again(&self, seq: u64) -> bool {
-        get(&self.again, seq)
     }
 }
 
@@ -142,6 +155,17 @@ fn get(bits: &[u64], i: u64) -> bool {
 mod tests {
     use super::*;
 
+    fn found(
+        spill: &SpillArea,
+        files: impl IntoIterator<Item = (Sha1Digest, u64)>,
+    ) -> (Occurrences, Distinct) {
+        let mut finder = Occurrences::finder(spill);
+        for (sha1, size) in files {
+            finder.push(sha1, size).unwrap();
+        }
+        finder.finish().unwrap()
+    }
+
     fn area(dir: &std::path::Path, budget: &str) -> SpillArea {
         SpillArea {
             dir: dir.join("spill"),
@@ -163,8 +187,7 @@ mod tests {
             (d(2), 7),
             (d(1), 5),
         ];
-        let (o, distinct) =
-            Occurrences::find(&area(dir.path(), "512MiB"), files.into_iter().map(Ok)).unwrap();
+        let (o, distinct) = found(&area(dir.path(), "512MiB"), files);
         let firsts: Vec<bool> = (0..6).map(|i| o.is_first(i)).collect();
         assert_eq!(firsts, [true, true, false, true, false, false]);
         let again: Vec<bool> = [0, 1, 3].map(|i| o.met_again(i)).to_vec();
@@ -182,9 +205,9 @@ mod tests {
         let files = (0..n).map(|i| {
             let mut d = [0u8; 20];
             d[..8].copy_from_slice(&(i % 1000).to_le_bytes());
-            Ok((d, 1))
+            (d, 1)
         });
-        let (o, distinct) = Occurrences::find(&area(dir.path(), "16MiB"), files).unwrap();
+        let (o, distinct) = found(&area(dir.path(), "16MiB"), files);
         assert_eq!(distinct.files, 1000);
         assert!((0..n).all(|i| o.is_first(i) == (i < 1000)));
         assert!((0..1000).all(|i| o.met_again(i)));
