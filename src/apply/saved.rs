@@ -64,15 +64,25 @@ pub enum SavedPlanError {
 /// so a saved plan of a million units (about 470 MB of JSON) is never held
 /// whole, neither as text nor parsed.
 pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
+    use std::io::BufRead;
+    let io = |source| SavedPlanError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let open = || {
         std::fs::File::open(path)
             .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
-            .map_err(|source| SavedPlanError::Read {
-                path: path.to_owned(),
-                source,
-            })
+            .map_err(io)
     };
-    match serde_json::from_reader::<_, Plan>(open()?) {
+    let mut reader = open()?;
+    // A plan is a JSON object; a recipe in YAML or TOML is told apart by its
+    // first bytes, without parsing anything.
+    let head = reader.fill_buf().map_err(io)?;
+    if head.trim_ascii_start().first() != Some(&b'{') {
+        return Ok(None);
+    }
+    let begins_as_plan = begins_like_a_plan(head);
+    match serde_json::from_reader::<_, Plan>(reader) {
         Ok(p) if p.format_version == FORMAT_VERSION => {
             if !Path::new(&p.recipe.path).is_file() {
                 return Err(SavedPlanError::RecipeMissing {
@@ -85,31 +95,23 @@ pub fn read(path: &str) -> Result<Option<Plan>, SavedPlanError> {
             path: path.to_owned(),
             found: p.format_version,
         }),
-        Err(e) if e.is_io() => Err(SavedPlanError::Read {
-            path: path.to_owned(),
-            source: e.into(),
-        }),
+        Err(e) if e.is_io() => Err(io(e.into())),
         // Not a plan we can read: a plan damaged, cut or edited out of
-        // shape, or not a plan at all (a recipe), told apart by a second look.
-        Err(e) if Plan::looks_like_plan(open()?) || begins_like_a_plan(open()?) => {
-            Err(SavedPlanError::Syntax {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })
-        }
+        // shape, or not a plan at all (a JSON recipe), told apart by how it
+        // begins or, past that, by a second look for the plan's markers.
+        Err(e) if begins_as_plan || Plan::looks_like_plan(open()?) => Err(SavedPlanError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
         Err(_) => Ok(None),
     }
 }
 
-/// Whether `text` starts as synup writes a plan (`{`, then `"format_version"`
+/// Whether `head` starts as synup writes a plan (`{`, then `"format_version"`
 /// and `"plan_hash"` among its first lines): a plan cut short by a full disk
 /// or a failed copy is named as a damaged plan, not read as a recipe.
-fn begins_like_a_plan(text: impl std::io::Read) -> bool {
-    let mut head = Vec::with_capacity(512);
-    if std::io::Read::read_to_end(&mut std::io::Read::take(text, 512), &mut head).is_err() {
-        return false;
-    }
-    let head = String::from_utf8_lossy(&head);
+fn begins_like_a_plan(head: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(&head[..head.len().min(512)]);
     let body = head.trim_start().strip_prefix('{').map(str::trim_start);
     body.is_some_and(|b| b.starts_with("\"format_version\"") && b.contains("\"plan_hash\""))
 }
@@ -170,11 +172,9 @@ mod tests {
     fn a_plan_cut_short_is_still_known_as_a_plan() {
         let plan = "{\n  \"format_version\": 1,\n  \"plan_hash\": \"sha256:ab\",\n  \"recipe\": {";
         assert!(super::begins_like_a_plan(plan.as_bytes()));
+        assert!(!super::begins_like_a_plan(b"version: 1\nname: plan_hash\n"));
         assert!(!super::begins_like_a_plan(
-            &b"version: 1\nname: plan_hash\n"[..]
-        ));
-        assert!(!super::begins_like_a_plan(
-            &b"{\"version\": 1, \"plan_hash\": 2}"[..]
+            b"{\"version\": 1, \"plan_hash\": 2}"
         ));
     }
 }
