@@ -13,6 +13,9 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use rayon::slice::ParallelSliceMut;
 
 /// The memory synup may use for what grows with the dataset (`--memory`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +114,18 @@ impl SpillArea {
 
     /// A sorter given `1/parts` of the budget, for one of several sorts that
     /// hold memory at the same time.
-    pub fn sorter<T: Record + Ord>(&self, parts: usize) -> Sorter<T> {
+    pub fn sorter<T: Record + Ord + Send>(&self, parts: usize) -> Sorter<T> {
         Sorter::new(&self.dir, self.budget.share(parts))
     }
 
     /// A spool given `1/parts` of the budget.
     pub fn spool<T: Record>(&self, parts: usize) -> Spool<T> {
         Spool::new(&self.dir, self.budget.share(parts))
+    }
+
+    /// A shelf given `1/parts` of the budget.
+    pub fn shelf<T: Record>(&self, parts: usize) -> ShelfWriter<T> {
+        ShelfWriter::new(&self.dir, self.budget.share(parts))
     }
 }
 
@@ -138,7 +146,7 @@ pub struct Sorter<T: Record + Ord> {
     runs: Vec<File>,
 }
 
-impl<T: Record + Ord> Sorter<T> {
+impl<T: Record + Ord + Send> Sorter<T> {
     /// Spills to unnamed files in `dir` (created when first needed) once the
     /// records held weigh more than `budget` bytes.
     pub fn new(dir: impl Into<PathBuf>, budget: usize) -> Self {
@@ -166,7 +174,7 @@ impl<T: Record + Ord> Sorter<T> {
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        self.held.sort();
+        self.held.par_sort();
         let mut file = new_run(&self.dir)?;
         write_run(&mut file, self.held.drain(..))?;
         let file = written_run(file)?;
@@ -197,7 +205,7 @@ impl<T: Record + Ord> Sorter<T> {
     /// Every record pushed, in order.
     pub fn finish(mut self) -> io::Result<Sorted<T>> {
         if self.runs.is_empty() {
-            self.held.sort();
+            self.held.par_sort();
             return Ok(Sorted(Merging::Memory(self.held.into_iter())));
         }
         if !self.held.is_empty() {
@@ -217,7 +225,7 @@ impl<T: Record + Ord> Sorter<T> {
     pub fn finish_to_run_seeing(self, mut see: impl FnMut(&T)) -> io::Result<SortedRun<T>> {
         if self.runs.is_empty() {
             let mut held = self.held;
-            held.sort();
+            held.par_sort();
             held.iter().for_each(see);
             return Ok(SortedRun::Memory(held));
         }
@@ -296,27 +304,29 @@ fn write_frame<T: Record>(w: &mut impl Write, out: &mut Vec<u8>, record: &T) -> 
 }
 
 /// Reads a run's records back, in the order they were written.
-pub struct RunReader<T> {
-    file: BufReader<File>,
+pub struct RunReader<T, R = File> {
+    file: BufReader<R>,
     frame: Vec<u8>,
     _records: std::marker::PhantomData<T>,
 }
 
-impl<T: Record> RunReader<T> {
-    fn new(file: File, buffer: usize) -> Self {
+impl<T: Record, R: Read> RunReader<T, R> {
+    fn new(file: R, buffer: usize) -> Self {
         Self {
             file: BufReader::with_capacity(buffer, file),
             frame: Vec::new(),
             _records: std::marker::PhantomData,
         }
     }
+}
 
+impl<T: Record> RunReader<T> {
     fn rewind(&mut self) -> io::Result<()> {
         self.file.rewind()
     }
 }
 
-impl<T: Record> Iterator for RunReader<T> {
+impl<T: Record, R: Read> Iterator for RunReader<T, R> {
     type Item = io::Result<T>;
     fn next(&mut self) -> Option<io::Result<T>> {
         let mut len = [0u8; 4];
@@ -496,6 +506,147 @@ impl<T: Record> Iterator for SpoolReader<T> {
             Spooled::Held(records) => records.next().map(Ok),
             Spooled::Run(reader) => reader.next(),
         }
+    }
+}
+
+/// Records written once and then read forward any number of times, by
+/// several readers at once (each with its own position in the file): what
+/// one stage hands to several later ones. Held up to a budget; past it, all
+/// are written to one unnamed file.
+pub struct ShelfWriter<T> {
+    dir: PathBuf,
+    budget: usize,
+    held: Vec<Arc<T>>,
+    weight: usize,
+    file: Option<BufWriter<File>>,
+    frame: Vec<u8>,
+    len: usize,
+}
+
+impl<T: Record> ShelfWriter<T> {
+    pub fn new(dir: impl Into<PathBuf>, budget: usize) -> Self {
+        Self {
+            dir: dir.into(),
+            budget,
+            held: Vec::new(),
+            weight: 0,
+            file: None,
+            frame: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: T) -> io::Result<()> {
+        self.len += 1;
+        if let Some(file) = &mut self.file {
+            return write_frame(file, &mut self.frame, &record);
+        }
+        self.weight += record.weight() + std::mem::size_of::<T>();
+        self.held.push(Arc::new(record));
+        if self.weight > self.budget {
+            let mut file = new_run(&self.dir)?;
+            for record in self.held.drain(..) {
+                write_frame(&mut file, &mut self.frame, &*record)?;
+            }
+            self.held = Vec::new();
+            self.file = Some(file);
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> io::Result<Shelf<T>> {
+        let file = match self.file {
+            Some(file) => Some(Arc::new(written_run(file)?)),
+            None => None,
+        };
+        Ok(Shelf {
+            held: self.held,
+            file,
+            len: self.len,
+            buffer: read_buffer(self.budget),
+        })
+    }
+}
+
+/// A [`ShelfWriter`]'s records, ready to be read.
+pub struct Shelf<T> {
+    held: Vec<Arc<T>>,
+    file: Option<Arc<File>>,
+    len: usize,
+    buffer: usize,
+}
+
+impl<T> Default for Shelf<T> {
+    fn default() -> Self {
+        Self {
+            held: Vec::new(),
+            file: None,
+            len: 0,
+            buffer: read_buffer(0),
+        }
+    }
+}
+
+impl<T: Record> Shelf<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Every record, in the order pushed, from the start; readers do not
+    /// disturb one another.
+    pub fn read(&self) -> ShelfReader<T> {
+        ShelfReader(match &self.file {
+            None => Shelved::Held(self.held.clone().into_iter()),
+            Some(file) => Shelved::File(RunReader::new(
+                ReadAt {
+                    file: file.clone(),
+                    at: 0,
+                },
+                self.buffer,
+            )),
+        })
+    }
+}
+
+/// A [`Shelf`]'s records, in order.
+pub struct ShelfReader<T>(Shelved<T>);
+
+enum Shelved<T> {
+    Held(std::vec::IntoIter<Arc<T>>),
+    File(RunReader<T, ReadAt>),
+}
+
+impl<T: Record> Iterator for ShelfReader<T> {
+    type Item = io::Result<Arc<T>>;
+    fn next(&mut self) -> Option<io::Result<Arc<T>>> {
+        match &mut self.0 {
+            Shelved::Held(records) => records.next().map(Ok),
+            Shelved::File(reader) => reader.next().map(|r| r.map(Arc::new)),
+        }
+    }
+}
+
+/// A shared file read from a position of its own (`pread`), so readers of
+/// one file never move each other.
+struct ReadAt {
+    file: Arc<File>,
+    at: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }
 

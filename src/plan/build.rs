@@ -174,7 +174,7 @@ pub(super) struct Board {
     pub sheets: Mutex<HashMap<usize, crate::stages::metadata::sheet::SheetTable>>,
     pub metadata_inputs: Mutex<Vec<MetadataInput>>,
     pub classified: Slot<Vec<Vec<crate::stages::classify::Classified>>>,
-    pub drafts: Slot<crate::stages::drafts::Drafts>,
+    pub drafts: Slot<crate::stages::drafts::UnitDrafts>,
     pub grouping: Slot<steps::Grouping>,
     pub hashed: Slot<steps::Hashed>,
     pub screen_input: Slot<steps::ScreenInput>,

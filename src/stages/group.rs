@@ -7,9 +7,11 @@ use serde::Serialize;
 
 use super::FileRef;
 use super::classify::Classified;
-pub use super::drafts::{Draft, Drafts};
+use super::drafts::UnitDraftsWriter;
+pub use super::drafts::{Draft, Drafts, UnitDrafts};
 use crate::recipe::resolve::KeyTemplate;
 use crate::source::FileList;
+use crate::spill::SpillArea;
 
 use super::layout::{self as infer, KeyCut, Member, SpecShape};
 pub use super::layout::{FIRST_FOLDER_REGEX, STEM_REGEX};
@@ -85,69 +87,111 @@ impl Layout {
     }
 }
 
-/// A member on its way into a unit: 40 bytes a file, the group key kept as
-/// where it lies in the file's path and the unit key owned only when a key
-/// template makes it differ.
-struct Entry {
-    /// The unit key when it is not the group key.
-    rendered: Option<Box<str>>,
-    /// The group key's start and length in the file's path.
-    group_key: (u32, u32),
-    /// [`Self::NO_KEY`] when the path has no group key.
-    spec: u32,
-    file: FileRef,
-}
-
-// Entries of every member are held at once while sorting.
-const _: () = assert!(std::mem::size_of::<Entry>() == 40);
+/// A member on its way into a unit, as the spilling sort holds it: one
+/// allocation, ordered by (unit key, spec, path, file). Laid out as the key's
+/// and path's lengths, spec, root and index (u32 each), the key and path
+/// bytes, then 0, or 1 and the group key when a key template made the unit
+/// key differ.
+#[derive(PartialEq, Eq)]
+struct Entry(Box<[u8]>);
 
 impl Entry {
-    const NO_KEY: u32 = u32::MAX;
+    const HEAD: usize = 20;
 
-    /// `group_key` is a slice of `rel`.
-    fn new(rel: &str, group_key: &str, rendered: Option<String>, spec: u32, file: FileRef) -> Self {
-        // Every cutter returns a slice of the path it was given.
-        let start = (group_key.as_ptr() as usize).wrapping_sub(rel.as_ptr() as usize);
-        assert!(
-            start + group_key.len() <= rel.len(),
-            "group key outside its path"
-        );
-        Self {
-            rendered: rendered.map(String::into_boxed_str),
-            group_key: (start as u32, group_key.len() as u32),
+    fn new(key: &str, group_key: Option<&str>, rel: &str, spec: u32, file: FileRef) -> Self {
+        let extra = 1 + group_key.map_or(0, str::len);
+        let mut b = Vec::with_capacity(Self::HEAD + key.len() + rel.len() + extra);
+        for n in [
+            key.len() as u32,
+            rel.len() as u32,
             spec,
-            file,
+            file.root,
+            file.index,
+        ] {
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        b.extend_from_slice(key.as_bytes());
+        b.extend_from_slice(rel.as_bytes());
+        match group_key {
+            Some(g) => {
+                b.push(1);
+                b.extend_from_slice(g.as_bytes());
+            }
+            None => b.push(0),
+        }
+        Self(b.into_boxed_slice())
+    }
+
+    fn field(&self, i: usize) -> u32 {
+        u32::from_le_bytes(self.0[4 * i..4 * i + 4].try_into().unwrap_or_default())
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[Self::HEAD..Self::HEAD + self.field(0) as usize]
+    }
+
+    fn rel(&self) -> &[u8] {
+        let from = Self::HEAD + self.field(0) as usize;
+        &self.0[from..from + self.field(1) as usize]
+    }
+
+    fn spec(&self) -> u32 {
+        self.field(2)
+    }
+
+    fn file(&self) -> FileRef {
+        FileRef {
+            root: self.field(3),
+            index: self.field(4),
         }
     }
 
-    fn without_key(file: FileRef) -> Self {
-        Self {
-            rendered: None,
-            group_key: (0, 0),
-            spec: Self::NO_KEY,
-            file,
+    /// The group key: what follows the path, or else the unit key.
+    fn group_key(&self) -> &[u8] {
+        let from = Self::HEAD + self.field(0) as usize + self.field(1) as usize;
+        match &self.0[from..] {
+            [1, rest @ ..] => rest,
+            _ => self.key(),
         }
     }
+}
 
-    fn has_key(&self) -> bool {
-        self.spec != Self::NO_KEY
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key()
+            .cmp(other.key())
+            .then(self.spec().cmp(&other.spec()))
+            .then_with(|| self.rel().cmp(other.rel()))
+            .then(self.file().cmp(&other.file()))
     }
+}
 
-    fn path<'a>(&self, roots: &[&'a FileList]) -> &'a str {
-        roots[self.file.root as usize].rel(self.file.index as usize)
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
+}
 
-    /// The group key, cut from this entry's path.
-    fn group_key<'a>(&self, roots: &[&'a FileList]) -> &'a str {
-        let (start, len) = (self.group_key.0 as usize, self.group_key.1 as usize);
-        &self.path(roots)[start..start + len]
+impl crate::spill::Record for Entry {
+    fn weight(&self) -> usize {
+        self.0.len()
     }
-
-    fn key<'a>(&'a self, roots: &[&'a FileList]) -> &'a str {
-        match &self.rendered {
-            Some(key) => key,
-            None => self.group_key(roots),
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+    fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
+        let bytes = std::mem::take(input);
+        let whole = bytes.len() >= Self::HEAD && {
+            let e = Entry(Box::from(&bytes[..Self::HEAD]));
+            Self::HEAD + e.field(0) as usize + (e.field(1) as usize) < bytes.len()
+        };
+        if !whole {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a spilled group entry is cut short",
+            ));
         }
+        Ok(Self(Box::from(bytes)))
     }
 }
 
@@ -172,16 +216,19 @@ pub enum GroupError {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Grouped {
     pub layout: Option<Layout>,
     /// Sorted by key (byte order).
-    pub units: Drafts,
+    pub units: UnitDrafts,
     pub no_group_key: Vec<FileRef>,
     pub errors: Vec<GroupError>,
 }
 
-/// Groups the members of every root into units.
+/// Groups the members of every root into units, keeping those whose key
+/// `keep` says yes to (a shard plans its own slice). Fails only when a
+/// spill to `spill` does.
+#[allow(clippy::too_many_arguments)]
 pub fn group<'a>(
     roots: &[&'a FileList],
     classified: &[Vec<Classified>],
@@ -190,7 +237,9 @@ pub fn group<'a>(
     specs: &[SpecShape],
     primary: Option<usize>,
     multi_path: bool,
-) -> Grouped {
+    spill: &SpillArea,
+    keep: &(dyn Fn(&str) -> bool + Sync),
+) -> std::io::Result<Grouped> {
     let mut out = Grouped::default();
     // Members as inference sees them, and where each one is, each in exactly
     // the room it needs (a doubling vector of 2.3 million members peaks at
@@ -229,7 +278,7 @@ pub fn group<'a>(
         ),
         None => {
             let Some(inference) = infer::infer(&members, specs, primary) else {
-                return out;
+                return Ok(out);
             };
             if !inference.is_convincing() {
                 out.errors.push(GroupError::NoLayout {
@@ -237,7 +286,7 @@ pub fn group<'a>(
                     best_regex: inference.chosen.regex(),
                     runner_up: inference.runner_up_text(),
                 });
-                return out;
+                return Ok(out);
             }
             let layout = Layout {
                 pattern: infer::seed_pattern(&inference.chosen, &members, multi_path),
@@ -301,60 +350,68 @@ pub fn group<'a>(
     };
     drop(members);
     // Sort the members by (unit key, spec, path) and cut runs of one key into
-    // units: no map of a million small entries is ever built. The path is
-    // looked up to compare. Collected at its exact length and filtered in
-    // place (an indexed collect writes straight into one vector; a partition
-    // or a `filter_map` would hold its output twice).
+    // units: no map of a million small entries is ever built. The sort
+    // spills past its share of the budget, and the units go to a shelf a
+    // window at a time, so neither is held whole. Entries are made in
+    // parallel a batch at a time and pushed in order.
     let rel = |f: FileRef| roots[f.root as usize].rel(f.index as usize);
     let spec_of = |f: FileRef| match classified[f.root as usize][f.index as usize] {
         Classified::Spec(spec) => spec,
         _ => unreachable!("only members are grouped"),
     };
-    let mut entries: Vec<Entry> = Vec::new();
-    refs.par_iter()
-        .map(|&file| match cut_key(rel(file)) {
-            Some((group_key, key)) => Entry::new(rel(file), group_key, key, spec_of(file), file),
-            None => Entry::without_key(file),
-        })
-        .collect_into_vec(&mut entries);
-    drop(refs);
-    out.no_group_key = entries
-        .iter()
-        .filter(|e| !e.has_key())
-        .map(|e| e.file)
-        .collect();
-    entries.retain(Entry::has_key);
-    entries.par_sort_unstable_by(|a, b| {
-        a.key(roots)
-            .cmp(b.key(roots))
-            .then(a.spec.cmp(&b.spec))
-            .then_with(|| rel(a.file).cmp(rel(b.file)))
-            .then(a.file.cmp(&b.file))
-    });
-    // Sized before it is filled: the units are built while every entry is
-    // still held.
-    let (mut count, mut key_bytes) = (0, 0);
-    for run in entries.chunk_by(|a, b| a.key(roots) == b.key(roots)) {
-        count += 1;
-        key_bytes += run[0].key(roots).len();
+    let mut sorter = spill.sorter::<Entry>(2);
+    for batch in refs.chunks(1 << 16) {
+        let made: Vec<Result<Entry, FileRef>> = batch
+            .par_iter()
+            .map(|&file| match cut_key(rel(file)) {
+                Some((group_key, key)) => Ok(match key {
+                    Some(key) => Entry::new(&key, Some(group_key), rel(file), spec_of(file), file),
+                    None => Entry::new(group_key, None, rel(file), spec_of(file), file),
+                }),
+                None => Err(file),
+            })
+            .collect();
+        for entry in made {
+            match entry {
+                Ok(entry) => sorter.push(entry)?,
+                Err(file) => out.no_group_key.push(file),
+            }
+        }
     }
-    let mut units = Drafts::with_capacity(count, key_bytes, entries.len());
-    for run in entries.chunk_by(|a, b| a.key(roots) == b.key(roots)) {
-        let (key, group_key) = (run[0].key(roots), run[0].group_key(roots));
-        if run.iter().any(|e| e.group_key(roots) != group_key) {
+    drop(refs);
+    let mut units = UnitDraftsWriter::new(spill.shelf(8));
+    let mut run: Vec<Entry> = Vec::new();
+    let mut flush = |run: &mut Vec<Entry>, out: &mut Grouped| -> std::io::Result<()> {
+        let Some(first) = run.first() else {
+            return Ok(());
+        };
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if run.iter().any(|e| e.group_key() != first.group_key()) {
             let group_keys: std::collections::BTreeSet<String> =
-                run.iter().map(|e| e.group_key(roots).to_owned()).collect();
+                run.iter().map(|e| text(e.group_key())).collect();
             out.errors.push(GroupError::KeyCollision {
-                key: key.to_string(),
+                key: text(first.key()),
                 group_keys: group_keys.into_iter().collect(),
             });
-            continue;
+        } else {
+            let (key, group_key) = (text(first.key()), text(first.group_key()));
+            if keep(&key) {
+                units.push(&key, &group_key, run.iter().map(|e| (e.spec(), e.file())))?;
+            }
         }
-        units.push(key, group_key, run.iter().map(|e| (e.spec, e.file)));
+        run.clear();
+        Ok(())
+    };
+    for entry in sorter.finish()? {
+        let entry = entry?;
+        if run.first().is_some_and(|first| first.key() != entry.key()) {
+            flush(&mut run, &mut out)?;
+        }
+        run.push(entry);
     }
-    units.shrink_to_fit();
-    out.units = units;
-    out
+    flush(&mut run, &mut out)?;
+    out.units = units.finish()?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -382,6 +439,12 @@ mod tests {
     }
 
     use crate::source::local::scanned_files as files;
+    fn test_spill() -> SpillArea {
+        SpillArea::under(
+            &std::env::temp_dir().join("synup-group-tests"),
+            Default::default(),
+        )
+    }
     fn tmpl() -> KeyTemplate {
         KeyTemplate::parse("{group_key}").unwrap()
     }
@@ -417,7 +480,10 @@ mod tests {
             &two_specs(label_required),
             None,
             false,
+            &test_spill(),
+            &|_| true,
         )
+        .unwrap()
     }
     fn all(spec: u32, n: usize) -> Vec<Classified> {
         vec![Classified::Spec(spec); n]
@@ -433,7 +499,7 @@ mod tests {
             Some("first folder: 3 complete units")
         );
         assert_eq!(
-            g.units.iter().map(|u| u.key).collect::<Vec<_>>(),
+            g.units.gather().iter().map(|u| u.key).collect::<Vec<_>>(),
             ["p1", "p2", "p3"]
         );
     }
@@ -445,8 +511,8 @@ mod tests {
             false,
         );
         assert_eq!(g.layout.unwrap().pattern, Some(2));
-        assert_eq!(g.units.get(0).key, "001");
-        assert_eq!(g.units.get(0).files.len(), 2);
+        assert_eq!(g.units.gather().get(0).key, "001");
+        assert_eq!(g.units.gather().get(0).files.len(), 2);
     }
 
     #[test]
@@ -495,7 +561,10 @@ mod tests {
             &two_specs(true),
             None,
             false,
-        );
+            &test_spill(),
+            &|_| true,
+        )
+        .unwrap();
         let Some(GroupError::NoLayout {
             best, runner_up, ..
         }) = g.errors.first()
@@ -522,9 +591,12 @@ mod tests {
             &one_spec(),
             None,
             false,
-        );
+            &test_spill(),
+            &|_| true,
+        )
+        .unwrap();
         assert_eq!(
-            g.units.iter().map(|u| u.key).collect::<Vec<_>>(),
+            g.units.gather().iter().map(|u| u.key).collect::<Vec<_>>(),
             ["s1-p1", "s2-p1"]
         );
         let re2 = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
@@ -538,8 +610,75 @@ mod tests {
             &one_spec(),
             None,
             false,
-        );
+            &test_spill(),
+            &|_| true,
+        )
+        .unwrap();
         assert!(matches!(&g.errors[0], GroupError::KeyCollision { key, .. } if key == "s1"));
+    }
+
+    #[test]
+    fn a_sort_spilled_to_disk_groups_exactly_as_one_held() {
+        // Two roots (paths compared across roots), ambiguous specs, a key
+        // template (group keys carried) and a shard's filter.
+        let a = files(&[
+            "x/p1/a.png",
+            "x/p1/b.png",
+            "x/p2/a.png",
+            "y/p1/a.png",
+            "z/q/c.png",
+        ]);
+        let b = files(&["a/p1/a.png", "x/p3/a.png"]);
+        let re = Regex::new(r"^(?P<site>[^/]+)/(?P<group_key>[^/]+)/").unwrap();
+        let t = KeyTemplate::parse("k-{group_key}").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let run = |budget: usize| {
+            let spill = SpillArea {
+                dir: dir.path().join("spill"),
+                budget: crate::spill::MemoryBudget { bytes: budget },
+            };
+            let g = group(
+                &[&a, &b],
+                &[all(0, 5), all(0, 2)],
+                Some(&(re.clone(), "x".into())),
+                &t,
+                &one_spec(),
+                None,
+                true,
+                &spill,
+                &|key| key != "k-q",
+            )
+            .unwrap();
+            (
+                g.units.spilled(),
+                g.units.gather(),
+                g.errors,
+                g.no_group_key,
+            )
+        };
+        let (held_spilled, held, held_errors, held_none) = run(512 << 20);
+        // One byte of budget: every entry is a run of its own, merged.
+        let (spilled, on_disk, errors, none) = run(1);
+        assert!(!held_spilled && spilled);
+        assert_eq!(on_disk, held);
+        assert_eq!((errors, none), (held_errors.clone(), held_none));
+        assert!(held_errors.is_empty());
+        let units: Vec<_> = held
+            .iter()
+            .map(|u| (u.key, u.group_key, u.files.len()))
+            .collect();
+        assert_eq!(
+            units,
+            [("k-p1", "p1", 4), ("k-p2", "p2", 1), ("k-p3", "p3", 1)]
+        );
+        // By path across roots: `a/p1/a.png` of the second root comes first.
+        let first: Vec<_> = held
+            .get(0)
+            .files
+            .iter()
+            .map(|(_, f)| (f.root, f.index))
+            .collect();
+        assert_eq!(first, [(1, 0), (0, 0), (0, 1), (0, 3)]);
     }
 
     #[test]
@@ -554,8 +693,11 @@ mod tests {
             &one_spec(),
             None,
             false,
-        );
-        assert_eq!(g.units.get(0).key, "1");
+            &test_spill(),
+            &|_| true,
+        )
+        .unwrap();
+        assert_eq!(g.units.gather().get(0).key, "1");
         assert_eq!(g.no_group_key, [FileRef { root: 0, index: 1 }]);
     }
 }

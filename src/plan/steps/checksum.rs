@@ -19,13 +19,16 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
         Vec::with_capacity(drafts.file_count()),
         Vec::with_capacity(drafts.file_count()),
     );
-    for unit in drafts.iter() {
-        for (spec, f) in unit.files {
-            let slot = &mut request_of[f.root as usize][f.index as usize];
-            if *slot == u32::MAX && !cx.deferred(f.root as usize) {
-                video.push(specs[*spec as usize].file_type == "video");
-                files.push(*f);
-                *slot = (files.len() - 1) as u32;
+    for window in drafts.windows() {
+        let window = window.map_err(|e| drafts_unreadable(cx, &e))?;
+        for unit in window.iter() {
+            for (spec, f) in unit.files {
+                let slot = &mut request_of[f.root as usize][f.index as usize];
+                if *slot == u32::MAX && !cx.deferred(f.root as usize) {
+                    video.push(specs[*spec as usize].file_type == "video");
+                    files.push(*f);
+                    *slot = (files.len() - 1) as u32;
+                }
             }
         }
     }

@@ -46,17 +46,15 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
     let mut units = crate::plan::UnitListBuilder::new(&spill, 16);
     let mut tally = explain::UnitTally::default();
     let mut overridden: Vec<String> = Vec::new();
-    let mut pending = drafts.iter().zip(merged);
-    loop {
-        let window: Vec<(Draft<'_>, MergedUnit)> = pending
-            .by_ref()
-            .take(8192)
+    let mut merged = merged;
+    for drafts_window in drafts.windows() {
+        let drafts_window = drafts_window.map_err(|e| drafts_unreadable(cx, &e))?;
+        let window: Vec<(Draft<'_>, MergedUnit)> = drafts_window
+            .iter()
+            .zip(merged.by_ref())
             .map(|(u, m)| m.map(|m| (u, m)))
             .collect::<std::io::Result<_>>()
             .map_err(|e| target_error(&spill_failed(&spill, MERGED, &e)))?;
-        if window.is_empty() {
-            break;
-        }
         let valid: Vec<&str> = window
             .iter()
             .filter(|(_, m)| m.problems.is_empty())

@@ -17,6 +17,13 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
         })
         .collect();
     let classified = board.classified.take();
+    let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
+    let keep = |key: &str| {
+        cx.opts
+            .only_units
+            .as_ref()
+            .is_none_or(|only| only.contains(key))
+    };
     let grouped = stages::group::group(
         &files,
         &classified,
@@ -25,7 +32,16 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
         &shapes,
         specs.iter().position(|s| s.is_primary),
         multi,
-    );
+        &spill,
+        &keep,
+    )
+    .map_err(|e| {
+        vec![RecipeError::new(
+            Code::Target,
+            spill_failed(&spill, "sort the files into units", &e),
+            None,
+        )]
+    })?;
     if !grouped.errors.is_empty() {
         return Err(grouped
             .errors
@@ -51,10 +67,6 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
             })
             .collect(),
     });
-    let mut units = grouped.units;
-    if let Some(only) = &cx.opts.only_units {
-        units.retain(|u| only.contains(u.key));
-    }
-    board.drafts.put(units);
+    board.drafts.put(grouped.units);
     Ok(())
 }

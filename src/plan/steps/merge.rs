@@ -39,7 +39,9 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     // the budget.
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
     let mut merged = spill.spool::<MergedUnit>(8);
-    for window in drafts.chunks(JOIN_WINDOW) {
+    for window in drafts.windows() {
+        let window = window.map_err(|e| drafts_unreadable(cx, &e))?;
+        let window: Vec<Draft<'_>> = window.iter().collect();
         let keys: Vec<&str> = window.iter().map(|u| u.key).collect();
         let joined = prepared
             .iter()
@@ -150,9 +152,6 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
     board.orphan_rows.put(orphan_rows);
     Ok(())
 }
-
-/// Units whose sheet rows are joined at once.
-const JOIN_WINDOW: usize = 8192;
 
 /// Merged units that could not be spilled.
 fn merged_spill_failed(spill: &crate::spill::SpillArea, e: &std::io::Error) -> Vec<RecipeError> {

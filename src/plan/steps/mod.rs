@@ -164,6 +164,16 @@ fn spill_failed(spill: &crate::spill::SpillArea, what: &str, e: &std::io::Error)
     )
 }
 
+/// Grouping's units that could not be read back from their spill.
+fn drafts_unreadable(cx: &Context<'_>, e: &std::io::Error) -> Vec<RecipeError> {
+    let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
+    vec![RecipeError::new(
+        Code::Target,
+        spill_failed(&spill, "read back the units spilled", e),
+        None,
+    )]
+}
+
 /// Diff's output: the plan's units and their tally.
 pub(super) struct Diffed {
     pub units: crate::plan::UnitList,
