@@ -25,6 +25,12 @@ impl PackedStrs {
         self.ends.len()
     }
 
+    /// Makes room for `strings` more strings of `bytes` in all.
+    pub fn reserve(&mut self, strings: usize, bytes: usize) {
+        self.text.reserve(bytes);
+        self.ends.reserve(strings);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }

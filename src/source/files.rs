@@ -78,6 +78,13 @@ impl FileList {
         (0..self.len()).into_par_iter().map(|i| self.get(i))
     }
 
+    /// Makes room for `files` more files whose paths take `bytes`.
+    pub fn reserve(&mut self, files: usize, bytes: usize) {
+        self.paths.reserve(files, bytes);
+        self.sizes.reserve(files);
+        self.mtimes.reserve(files);
+    }
+
     /// Keeps the first `n` files.
     pub fn truncate(&mut self, n: usize) {
         if n >= self.len() {

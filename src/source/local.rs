@@ -122,7 +122,12 @@ fn walk(
     cache: Option<&ListingCache>,
     skip: Option<&str>,
 ) -> SourceScan {
-    let shared = Mutex::new(SourceScan::default());
+    let mut scan = SourceScan::default();
+    if let Some(cache) = cache {
+        let (files, bytes) = cache.size_hint();
+        scan.files.reserve(files, bytes);
+    }
+    let shared = Mutex::new(scan);
     let walker = Walker {
         opts,
         root_fd,
@@ -662,6 +667,23 @@ mod tests {
         cache.save().unwrap();
         sort_scan(&mut scan);
         (scan, reused)
+    }
+
+    #[test]
+    fn a_cached_walk_is_sized_by_the_cache_to_what_it_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let cache = dir.path().join("cache.dirs");
+        for f in ["a/x.png", "a/b/y.json", "top.png", "top2.png"] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        cached_scan(&root, &cache);
+        let later = i64::MAX / 2;
+        let hint = ListingCache::open_at(cache, later).size_hint();
+        // Entries: a, top.png, top2.png; a/b, a/x.png; a/b/y.json.
+        let paths = ["a", "top.png", "top2.png", "a/b", "a/x.png", "a/b/y.json"];
+        assert_eq!(hint, (6, paths.iter().map(|p| p.len()).sum()));
     }
 
     fn uncached(root: &Path) -> SourceScan {
