@@ -13,7 +13,7 @@ use crate::recipe::resolve::KeyTemplate;
 use crate::source::FileList;
 use crate::spill::SpillArea;
 
-use super::layout::{self as infer, KeyCut, Member, SpecShape};
+use super::layout::{self as infer, KeyCut, Member, Members, SpecShape};
 pub use super::layout::{FIRST_FOLDER_REGEX, STEM_REGEX};
 
 /// The built-in group key regexes, matched by hand: on a flat folder of
@@ -195,6 +195,30 @@ impl crate::spill::Record for Entry {
     }
 }
 
+/// The members as inference sees them, made from the listings when looked at.
+struct Listed<'a, 'r> {
+    roots: &'r [&'a FileList],
+    classified: &'r [Vec<Classified>],
+    refs: &'r [FileRef],
+}
+
+impl Members for Listed<'_, '_> {
+    fn len(&self) -> usize {
+        self.refs.len()
+    }
+    fn get(&self, i: usize) -> Member<'_> {
+        let f = self.refs[i];
+        let spec = match self.classified[f.root as usize][f.index as usize] {
+            Classified::Spec(spec) => spec,
+            _ => unreachable!("only members are listed"),
+        };
+        Member {
+            spec,
+            rel: self.roots[f.root as usize].rel(f.index as usize),
+        }
+    }
+}
+
 /// How the group key is cut: by an inferred candidate, or the recipe's regex.
 enum KeyCutter {
     Cut(KeyCut),
@@ -249,15 +273,10 @@ pub fn group<'a>(
         .flatten()
         .filter(|c| matches!(c, Classified::Spec(_)))
         .count();
-    let mut members: Vec<Member<'_>> = Vec::with_capacity(count);
     let mut refs: Vec<FileRef> = Vec::with_capacity(count);
     for (r, c) in classified.iter().enumerate() {
         for (i, c) in c.iter().enumerate() {
-            if let Classified::Spec(spec) = c {
-                members.push(Member {
-                    spec: *spec,
-                    rel: roots[r].rel(i),
-                });
+            if let Classified::Spec(_) = c {
                 refs.push(FileRef {
                     root: r as u32,
                     index: i as u32,
@@ -265,6 +284,11 @@ pub fn group<'a>(
             }
         }
     }
+    let members = Listed {
+        roots,
+        classified,
+        refs: &refs,
+    };
 
     let (cutter, layout) = match explicit {
         Some((re, text)) => (
@@ -348,7 +372,6 @@ pub fn group<'a>(
         });
         Some((group_key, Some(key)))
     };
-    drop(members);
     // Sort the members by (unit key, spec, path) and cut runs of one key into
     // units: no map of a million small entries is ever built. The sort
     // spills past its share of the budget, and the units go to a shelf a
