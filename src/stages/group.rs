@@ -382,7 +382,7 @@ pub fn group<'a>(
         Classified::Spec(spec) => spec,
         _ => unreachable!("only members are grouped"),
     };
-    let mut sorter = spill.sorter::<Entry>(2);
+    let mut sorter = spill.sorter::<Entry>(4);
     for batch in refs.chunks(1 << 16) {
         let made: Vec<Result<Entry, FileRef>> = batch
             .par_iter()
