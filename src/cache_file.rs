@@ -200,6 +200,17 @@ impl SealedReader {
         true
     }
 
+    /// Where the next item starts in the file.
+    pub fn position(&self) -> u64 {
+        self.body_end - self.left()
+    }
+
+    /// The open file, for reading what was found by position (the same
+    /// file, even if another is renamed over its path meanwhile).
+    pub fn into_file(self) -> std::fs::File {
+        self.file
+    }
+
     /// Body bytes not yet decoded.
     fn left(&self) -> u64 {
         self.unread + (self.window.len() - self.at) as u64

@@ -203,7 +203,8 @@ pub fn sample_remote(
     let picks = spread(dirs.len(), FOLDERS.min(limit as usize));
     let cap = share(limit, picks.len(), !top.scan.files.is_empty());
     let mut scan = SourceScan::default();
-    scan.files = top.scan.files.iter().take(cap as usize).collect();
+    scan.files = top.scan.files;
+    scan.files.truncate(cap as usize);
     for &i in &picks {
         let part = scan_remote_under(root, &dirs[i], true, cap)?;
         let mut part = part.scan;

@@ -171,6 +171,9 @@ impl<T> Slot<T> {
 #[derive(Default)]
 pub(super) struct Board {
     pub scans: Vec<Slot<SourceScan>>,
+    /// Each root's files' modification times, apart from the listing: the
+    /// checksum takes them (they key its cache) and nothing needs them after.
+    pub mtimes: Vec<Slot<Vec<i64>>>,
     pub sheets: Mutex<HashMap<usize, crate::stages::metadata::sheet::SheetTable>>,
     pub metadata_inputs: Mutex<Vec<MetadataInput>>,
     pub classified: Slot<Vec<Vec<crate::stages::classify::Classified>>>,
@@ -221,6 +224,7 @@ pub fn build_plan(
     };
     let board = Board {
         scans: cx.roots.iter().map(|_| Slot::default()).collect(),
+        mtimes: cx.roots.iter().map(|_| Slot::default()).collect(),
         ..Board::default()
     };
     preflight(&mut cx, &board).map_err(|e| loaded.errors(e))?;

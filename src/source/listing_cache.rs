@@ -13,14 +13,17 @@
 //! a second change within the same timestamp tick would leave its mtime as it
 //! was (git's "racy" entries). Such a folder is read again until it settles.
 
+use std::fs::File;
+use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{FileType, Stat};
 
-use crate::cache_file::{self, In, Out, unseal};
+use crate::cache_file::{self, In, Out, SealedReader};
 
 const MAGIC: &[u8; 16] = b"synup-dirs-v1\n\0\0";
 /// How long before the scan a folder must have last changed to be cached.
@@ -63,13 +66,6 @@ pub(super) fn push_entry(listing: &mut Vec<u8>, name: &[u8], ft: FileType, ino: 
     listing.extend_from_slice(&ino.to_le_bytes());
 }
 
-/// The entries of an encoded listing: (name, type, inode). Stops at the first
-/// malformed entry (listings are checked whole when the cache is opened).
-pub(super) fn entries(listing: &[u8]) -> impl Iterator<Item = (&[u8], FileType, u64)> {
-    let mut r = In(listing);
-    std::iter::from_fn(move || next_entry(&mut r))
-}
-
 fn next_entry<'a>(r: &mut In<'a>) -> Option<(&'a [u8], FileType, u64)> {
     let n = r.u16()? as usize;
     let name = r.take(n)?;
@@ -77,20 +73,109 @@ fn next_entry<'a>(r: &mut In<'a>) -> Option<(&'a [u8], FileType, u64)> {
     Some((name, ft, r.u64()?))
 }
 
-fn well_formed(listing: &[u8]) -> bool {
-    let mut r = In(listing);
-    while !r.is_empty() {
-        if next_entry(&mut r).is_none() {
-            return false;
+/// A folder's entries as the walk reads them: a listing just read, or a
+/// cached one read from the cache file as it goes (a flat folder's cached
+/// listing is as large as its paths, and is never held whole).
+pub(super) enum Listing {
+    Read(Vec<u8>),
+    Cached(Range<u64>),
+}
+
+/// Reads a [`Listing`]'s entries one at a time.
+pub(super) struct EntryReader<'a> {
+    source: Source<'a>,
+    name: Vec<u8>,
+    /// Why a cached listing stopped before its end.
+    pub error: Option<std::io::Error>,
+}
+
+enum Source<'a> {
+    Memory(In<'a>),
+    File(std::io::BufReader<Region<'a>>),
+}
+
+impl<'a> EntryReader<'a> {
+    pub(super) fn new(listing: &'a Listing, cache: Option<&'a ListingCache>) -> Self {
+        let source = match (listing, cache.and_then(|c| c.file.as_ref())) {
+            (Listing::Read(bytes), _) => Source::Memory(In(bytes)),
+            (Listing::Cached(range), Some(file)) => {
+                Source::File(std::io::BufReader::with_capacity(
+                    1 << 16,
+                    Region {
+                        file,
+                        at: range.start,
+                        end: range.end,
+                    },
+                ))
+            }
+            (Listing::Cached(_), None) => Source::Memory(In(&[])),
+        };
+        Self {
+            source,
+            name: Vec::new(),
+            error: None,
         }
     }
-    true
+
+    /// The next entry: (name, type, inode).
+    pub(super) fn next(&mut self) -> Option<(&[u8], FileType, u64)> {
+        match &mut self.source {
+            Source::Memory(r) => next_entry(r),
+            Source::File(r) => {
+                let mut head = [0u8; 2];
+                match r.read_exact(&mut head) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+                    Err(e) => {
+                        self.error = Some(e);
+                        return None;
+                    }
+                }
+                self.name.resize(usize::from(u16::from_le_bytes(head)), 0);
+                let mut tail = [0u8; 9];
+                if let Err(e) = r
+                    .read_exact(&mut self.name)
+                    .and_then(|()| r.read_exact(&mut tail))
+                {
+                    self.error = Some(e);
+                    return None;
+                }
+                let ft = FileType::from_raw_mode(u32::from(tail[0]) << 12);
+                let ino = u64::from_le_bytes(tail[1..].try_into().unwrap_or_default());
+                Some((&self.name, ft, ino))
+            }
+        }
+    }
+}
+
+/// Part of a file, read by position.
+struct Region<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 struct Record {
-    rel: Range<usize>,
+    rel: String,
     stamp: Stamp,
-    listing: Range<usize>,
+    /// Where the listing lies in the file.
+    listing: Range<u64>,
 }
 
 /// A listing read this scan, to be kept.
@@ -100,12 +185,16 @@ struct Fresh {
     listing: Vec<u8>,
 }
 
-/// The cached listings of one source root, shared by the walk's workers.
+/// The cached listings of one source root, shared by the walk's workers:
+/// which folders it has and where their listings are in the file, which
+/// is kept open and read from as the walk reaches them.
 pub(super) struct ListingCache {
     path: PathBuf,
-    bytes: Vec<u8>,
+    file: Option<File>,
     /// Sorted by relative path.
     records: Vec<Record>,
+    /// Entries in all listings, and the bytes of their paths.
+    size_hint: (usize, usize),
     used: Vec<AtomicBool>,
     fresh: Mutex<Vec<Fresh>>,
     scan_start_ns: i64,
@@ -125,16 +214,20 @@ impl ListingCache {
     /// As [`Self::open`], for a scan that starts at `scan_start_ns` (tests
     /// move it ahead to see folders they just made as settled).
     pub(super) fn open_at(path: PathBuf, scan_start_ns: i64) -> Self {
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        let records = decode(&bytes);
-        let damaged = !bytes.is_empty() && records.is_none();
-        let records = records.unwrap_or_default();
+        let there = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        let decoded = SealedReader::open(&path, MAGIC).and_then(decode);
+        let damaged = there && decoded.is_none();
+        let (records, size_hint, file) = match decoded {
+            Some((records, hint, file)) => (records, hint, Some(file)),
+            None => (Vec::new(), (0, 0), None),
+        };
         Self {
             damaged,
             path,
+            file,
             used: records.iter().map(|_| AtomicBool::new(false)).collect(),
             records,
-            bytes,
+            size_hint,
             fresh: Mutex::new(Vec::new()),
             scan_start_ns,
         }
@@ -142,17 +235,17 @@ impl ListingCache {
 
     /// The cached listing of the folder at `rel` (`""` for the root), if its
     /// stamp is still `now`.
-    pub(super) fn get(&self, rel: &str, now: &Stamp) -> Option<&[u8]> {
+    pub(super) fn get(&self, rel: &str, now: &Stamp) -> Option<Listing> {
         let i = self
             .records
-            .binary_search_by(|r| self.bytes[r.rel.clone()].cmp(rel.as_bytes()))
+            .binary_search_by(|r| r.rel.as_str().cmp(rel))
             .ok()?;
         let r = &self.records[i];
         if r.stamp != *now {
             return None;
         }
         self.used[i].store(true, Ordering::Relaxed);
-        Some(&self.bytes[r.listing.clone()])
+        Some(Listing::Cached(r.listing.clone()))
     }
 
     /// Whether folders are looked up at all (not for an empty cache: then a
@@ -167,18 +260,7 @@ impl ListingCache {
     /// by doubling (at millions of files, growing left up to 80% of the
     /// listing's room unused while the cache was held beside it).
     pub(super) fn size_hint(&self) -> (usize, usize) {
-        let (mut files, mut bytes) = (0, 0);
-        for r in &self.records {
-            let prefix = match r.rel.len() {
-                0 => 0,
-                n => n + 1,
-            };
-            for (name, _, _) in entries(&self.bytes[r.listing.clone()]) {
-                files += 1;
-                bytes += prefix + name.len();
-            }
-        }
-        (files, bytes)
+        self.size_hint
     }
 
     /// Whether the file was there but could not be used.
@@ -227,15 +309,20 @@ impl ListingCache {
         if fresh.is_empty() && used.len() == self.records.len() && !self.damaged {
             return Ok(());
         }
-        let mut all: Vec<(&[u8], Stamp, &[u8])> = used
+        // Listings kept from the file are read back from it.
+        let kept: Vec<(&[u8], Stamp, Vec<u8>)> = used
             .iter()
             .map(|r| {
-                (
-                    &self.bytes[r.rel.clone()],
-                    r.stamp,
-                    &self.bytes[r.listing.clone()],
-                )
+                let mut listing = vec![0u8; (r.listing.end - r.listing.start) as usize];
+                if let Some(file) = &self.file {
+                    file.read_exact_at(&mut listing, r.listing.start)?;
+                }
+                Ok((r.rel.as_bytes(), r.stamp, listing))
             })
+            .collect::<std::io::Result<_>>()?;
+        let mut all: Vec<(&[u8], Stamp, &[u8])> = kept
+            .iter()
+            .map(|(rel, stamp, listing)| (*rel, *stamp, listing.as_slice()))
             .chain(
                 fresh
                     .iter()
@@ -259,40 +346,123 @@ impl ListingCache {
     }
 }
 
-fn decode(bytes: &[u8]) -> Option<Vec<Record>> {
-    let mut r = unseal(bytes, MAGIC)?;
-    let n = r.u64()?;
+/// The records of a cache file read forward (each listing checked entry by
+/// entry, never held), the size hint, and the open file; `None` for a file
+/// that does not decode whole.
+fn decode(mut r: SealedReader) -> Option<(Vec<Record>, (usize, usize), File)> {
+    let n = r.next(|i| i.u64())?;
     let n = r.fits(n, 40)?;
-    let at = |r: &In<'_>| bytes.len() - 12 - r.0.len();
     let mut records: Vec<Record> = Vec::with_capacity(n);
+    let (mut files, mut bytes) = (0usize, 0usize);
     for _ in 0..n {
-        let rel_len = r.u32()? as usize;
-        let start = at(&r);
-        std::str::from_utf8(r.take(rel_len)?).ok()?;
-        let rel = start..start + rel_len;
-        let stamp = Stamp {
-            mtime_ns: r.u64()? as i64,
-            ctime_ns: r.u64()? as i64,
-            ino: r.u64()?,
-            dev: r.u64()?,
+        let (rel, stamp, len) = r.next(|i| {
+            let rel = std::str::from_utf8(i.bytes()?).ok()?.to_owned();
+            let stamp = Stamp {
+                mtime_ns: i.u64()? as i64,
+                ctime_ns: i.u64()? as i64,
+                ino: i.u64()?,
+                dev: i.u64()?,
+            };
+            Some((rel, stamp, u64::from(i.u32()?)))
+        })?;
+        let start = r.position();
+        let prefix = match rel.len() {
+            0 => 0,
+            n => n + 1,
         };
-        let listing_len = r.u32()? as usize;
-        let start = at(&r);
-        if !well_formed(r.take(listing_len)?) {
-            return None;
+        let mut read = 0u64;
+        while read < len {
+            let (size, name) = r.next(|i| {
+                let before = i.0.len();
+                let (name, _, _) = next_entry(i)?;
+                Some((before - i.0.len(), name.len()))
+            })?;
+            read += size as u64;
+            files += 1;
+            bytes += prefix + name;
         }
-        let listing = start..start + listing_len;
-        if records
-            .last()
-            .is_some_and(|p| bytes[p.rel.clone()] >= bytes[rel.clone()])
-        {
-            return None; // out of order: lookups would miss
+        if read != len || records.last().is_some_and(|p| p.rel >= rel) {
+            return None; // an entry runs past its listing; or out of order
         }
         records.push(Record {
             rel,
             stamp,
-            listing,
+            listing: start..start + len,
         });
     }
-    r.is_empty().then_some(records)
+    r.is_done()
+        .then(|| (records, (files, bytes), r.into_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(n: i64) -> Stamp {
+        Stamp {
+            mtime_ns: n,
+            ctime_ns: n,
+            ino: 1,
+            dev: 1,
+        }
+    }
+
+    fn listing(names: &[&str]) -> Vec<u8> {
+        let mut l = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            push_entry(&mut l, n.as_bytes(), FileType::RegularFile, i as u64);
+        }
+        l
+    }
+
+    fn names(cache: &ListingCache, rel: &str) -> Vec<String> {
+        let found = cache.get(rel, &stamp(1)).expect("cached");
+        let mut r = EntryReader::new(&found, Some(cache));
+        let mut out = Vec::new();
+        while let Some((name, _, _)) = r.next() {
+            out.push(String::from_utf8_lossy(name).into_owned());
+        }
+        assert!(r.error.is_none());
+        out
+    }
+
+    /// A cache holding `folders`, each listing `names`, written as a scan would.
+    fn write(path: &std::path::Path, folders: &[(&str, &[&str])]) {
+        let cache = ListingCache::open_at(path.to_path_buf(), i64::MAX);
+        for (rel, n) in folders {
+            cache.put(rel, stamp(1), listing(n));
+        }
+        cache.save().unwrap();
+    }
+
+    #[test]
+    fn listings_are_read_from_the_file_opened_even_once_another_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.dirs");
+        write(&path, &[("", &["a", "x.png"]), ("a", &["y.png", "z.json"])]);
+        let cache = ListingCache::open_at(path.clone(), i64::MAX);
+        assert_eq!(cache.size_hint(), (4, 1 + 5 + 7 + 8));
+        write(&path, &[("", &["other.png"])]);
+        assert_eq!(names(&cache, ""), ["a", "x.png"]);
+        assert_eq!(names(&cache, "a"), ["y.png", "z.json"]);
+        assert!(
+            cache.get("a", &stamp(2)).is_none(),
+            "a changed folder is a miss"
+        );
+    }
+
+    #[test]
+    fn a_listing_that_runs_past_its_length_makes_the_file_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.dirs");
+        write(&path, &[("", &["a"]), ("a", &["b.png"])]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The root's listing (after magic, count, rel and stamp) is 1 byte shorter than said.
+        let at = MAGIC.len() + 8 + 4 + 32;
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        bytes[at..at + 4].copy_from_slice(&(len - 1).to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let cache = ListingCache::open_at(path, i64::MAX);
+        assert!(cache.damaged() && cache.is_empty());
+    }
 }

@@ -1,7 +1,6 @@
 //! The local file-system walker: parallel, hidden files included, `.gitignore`
 //! ignored, symlinks followed with loop detection.
 
-use std::borrow::Cow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -11,7 +10,7 @@ use rustix::fs::{self, AtFlags, FileType, OFlags};
 
 use super::files::FileList;
 use super::junk::{JunkFilter, is_junk_dir, is_junk_file};
-use super::listing_cache::{ListingCache, Stamp, entries, push_entry, time_ns};
+use super::listing_cache::{EntryReader, Listing, ListingCache, Stamp, push_entry, time_ns};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanIssue {
@@ -219,9 +218,9 @@ impl At {
 
 /// A folder's encoded entries, what they are `stat`-ed relative to, and the
 /// stamp to cache them under (a whole listing just read, with a cache).
-struct Listed<'a> {
+struct Listed {
     at: At,
-    entries: Cow<'a, [u8]>,
+    entries: Listing,
     keep: Option<Stamp>,
 }
 
@@ -239,7 +238,7 @@ impl<'a> Walker<'a> {
 
     /// A folder's entries, encoded as in the listing cache: from the cache
     /// when the folder is unchanged, else read (and offered to the cache).
-    fn list(&self, dir: &Dir, out: &mut SourceScan) -> Option<Listed<'a>> {
+    fn list(&self, dir: &Dir, out: &mut SourceScan) -> Option<Listed> {
         let here = if dir.rel.is_empty() {
             "."
         } else {
@@ -253,7 +252,7 @@ impl<'a> Walker<'a> {
             out.folders_cached += 1;
             return Some(Listed {
                 at: At::Root,
-                entries: Cow::Borrowed(listing),
+                entries: listing,
                 keep: None,
             });
         }
@@ -299,7 +298,7 @@ impl<'a> Walker<'a> {
         }
         Some(Listed {
             at: At::Dir(Arc::new(dir_fd)),
-            entries: Cow::Owned(listing),
+            entries: Listing::Read(listing),
             keep: stamp.filter(|_| complete),
         })
     }
@@ -328,7 +327,8 @@ impl<'a> Walker<'a> {
             At::Dir(_) => fs::statat(at_fd, name, flags),
             At::Root => fs::statat(at_fd, dir.child_rel(name), flags),
         };
-        for (bytes, mut ft, ino) in entries(&listing) {
+        let mut reader = EntryReader::new(&listing, self.cache);
+        while let Some((bytes, mut ft, ino)) = reader.next() {
             let Ok(name) = std::str::from_utf8(bytes) else {
                 let prefix = if dir.rel.is_empty() {
                     String::new()
@@ -430,10 +430,19 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+        if let Some(e) = reader.error.take() {
+            // The cache file could not be read to the end of this listing:
+            // its folder's files past that point are missing, so say so.
+            out.issues.push(ScanIssue::Unreadable {
+                path: dir.rel.clone(),
+                message: format!("its cached listing could not be read: {e}"),
+            });
+        }
+        drop(reader);
         Self::stat_files(at_fd, name_at, to_stat, &mut out);
         merge(self.shared, &mut out);
         // Offered to the cache once used: the listing is moved, not copied.
-        if let (Some(cache), Some(stamp), Cow::Owned(listing)) = (self.cache, keep, listing) {
+        if let (Some(cache), Some(stamp), Listing::Read(listing)) = (self.cache, keep, listing) {
             cache.put(&dir.rel, stamp, listing);
         }
     }

@@ -35,9 +35,11 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
     drop(drafts);
     files.shrink_to_fit();
     video.shrink_to_fit();
+    let mtimes: Vec<Vec<i64>> = board.mtimes.iter().map(|m| m.take()).collect();
     let requests = Requests {
         cx,
         scans: &scans,
+        mtimes: Some(&mtimes),
         files: &files,
     };
     let mut cache = ChecksumCache::open(cx.cache_dir.join(format!("{}.checksums", recipe.name)));
@@ -70,6 +72,7 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
     board.warn(cache.warning.take());
     board.warn(cache.save(&requests, &hashes));
     drop(cache);
+    drop(mtimes);
     board.seen_heads.put(
         heads
             .map(stages::screen::SeenHeads::into_verdicts)

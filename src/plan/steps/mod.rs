@@ -182,10 +182,12 @@ pub(super) struct Diffed {
 }
 
 /// The hash requests for `files`, each built when it is looked at (from
-/// the scans it borrows).
+/// the scans it borrows, and each root's modification times while the
+/// checksum has them; without them a request's mtime is 0).
 struct Requests<'a> {
     cx: &'a Context<'a>,
     scans: &'a [super::build::Filled<'a, crate::source::SourceScan>],
+    mtimes: Option<&'a [Vec<i64>]>,
     files: &'a [FileRef],
 }
 
@@ -201,7 +203,9 @@ impl RequestList for Requests<'_> {
             source: &*self.cx.roots[f.root as usize].source,
             rel: scanned.rel,
             size: scanned.size,
-            mtime_ns: scanned.mtime_ns,
+            mtime_ns: self
+                .mtimes
+                .map_or(0, |m| m[f.root as usize][f.index as usize]),
         }
     }
 }

@@ -27,7 +27,7 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
         threads: cx.opts.scan_threads,
         progress: &progress,
     };
-    let scan = root
+    let mut scan = root
         .source
         .list(&opts)
         .map_err(|why| vec![source_missing(cx.loaded, root, &why.to_string())])?;
@@ -67,6 +67,7 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
         stats.folders_cached += scan.folders_cached;
         stats.folders_read += scan.folders_read;
     }
+    board.mtimes[r].put(scan.files.take_mtimes());
     board.scans[r].put(scan);
     if unreadable.is_empty() {
         Ok(())

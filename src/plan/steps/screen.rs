@@ -9,9 +9,11 @@ pub(in crate::plan) fn screen(cx: &Context<'_>, board: &Board) -> StageResult {
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
     let hashed = board.hashed.get();
     let input = board.screen_input.take();
+    // The screen keys its cache by content and name, never by time.
     let requests = Requests {
         cx,
         scans: &scans,
+        mtimes: None,
         files: &input.files,
     };
     let screened = stages::screen::screen_requests(
