@@ -108,7 +108,14 @@ impl<'a> EntryReader<'a> {
                     },
                 ))
             }
-            (Listing::Cached(_), None) => Source::Memory(In(&[])),
+            // Cached listings come only from a cache with its file open.
+            (Listing::Cached(_), None) => {
+                return Self {
+                    source: Source::Memory(In(&[])),
+                    name: Vec::new(),
+                    error: Some(std::io::Error::other("the listing cache is not open")),
+                };
+            }
         };
         Self {
             source,

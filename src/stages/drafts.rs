@@ -97,25 +97,6 @@ impl Drafts {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// The units `n` at a time, as `slice::chunks` (the last may be shorter).
-    pub fn chunks(&self, n: usize) -> impl Iterator<Item = Vec<Draft<'_>>> + '_ {
-        (0..self.len()).step_by(n.max(1)).map(move |start| {
-            (start..(start + n).min(self.len()))
-                .map(|i| self.get(i))
-                .collect()
-        })
-    }
-
-    /// Keeps the units `keep` says yes to, in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&Draft<'_>) -> bool) {
-        let mut kept = Drafts::default();
-        for d in self.iter().filter(|d| keep(d)) {
-            kept.push(d.key, d.group_key, d.files.iter().copied());
-        }
-        kept.shrink_to_fit();
-        *self = kept;
-    }
-
     pub fn shrink_to_fit(&mut self) {
         self.keys.shrink_to_fit();
         if let Some(g) = &mut self.group_keys {
@@ -364,20 +345,5 @@ mod tests {
         held.gather().encode(&mut bytes);
         bytes.pop();
         assert!(Drafts::decode(&mut bytes.as_slice()).is_err());
-    }
-
-    #[test]
-    fn chunks_and_retain_keep_order() {
-        let mut d = Drafts::default();
-        for (i, k) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-            d.push(k, k, [file(i as u32)]);
-        }
-        let sizes: Vec<usize> = d.chunks(2).map(|w| w.len()).collect();
-        assert_eq!(sizes, [2, 2, 1]);
-        d.retain(|u| u.key != "b" && u.key != "e");
-        let keys: Vec<_> = d.iter().map(|u| u.key).collect();
-        assert_eq!(keys, ["a", "c", "d"]);
-        assert_eq!(d.get(1).files, [file(2)]);
-        assert_eq!(Drafts::default().chunks(8).count(), 0);
     }
 }
