@@ -514,57 +514,52 @@ impl<T: Record> Iterator for SpoolReader<T> {
 /// one stage hands to several later ones. Held up to a budget; past it, all
 /// are written to one unnamed file.
 pub struct ShelfWriter<T> {
-    dir: PathBuf,
-    budget: usize,
-    held: Vec<Arc<T>>,
-    weight: usize,
-    file: Option<BufWriter<File>>,
-    frame: Vec<u8>,
-    len: usize,
+    spool: Spool<Arc<T>>,
 }
 
 impl<T: Record> ShelfWriter<T> {
     pub fn new(dir: impl Into<PathBuf>, budget: usize) -> Self {
         Self {
-            dir: dir.into(),
-            budget,
-            held: Vec::new(),
-            weight: 0,
-            file: None,
-            frame: Vec::new(),
-            len: 0,
+            spool: Spool::new(dir, budget),
         }
     }
 
     pub fn push(&mut self, record: T) -> io::Result<()> {
-        self.len += 1;
-        if let Some(file) = &mut self.file {
-            return write_frame(file, &mut self.frame, &record);
-        }
-        self.weight += record.weight() + std::mem::size_of::<T>();
-        self.held.push(Arc::new(record));
-        if self.weight > self.budget {
-            let mut file = new_run(&self.dir)?;
-            for record in self.held.drain(..) {
-                write_frame(&mut file, &mut self.frame, &*record)?;
-            }
-            self.held = Vec::new();
-            self.file = Some(file);
-        }
-        Ok(())
+        self.spool.push(Arc::new(record))
     }
 
     pub fn finish(self) -> io::Result<Shelf<T>> {
-        let file = match self.file {
+        let Spool {
+            budget,
+            held,
+            file,
+            len,
+            ..
+        } = self.spool;
+        let file = match file {
             Some(file) => Some(Arc::new(written_run(file)?)),
             None => None,
         };
         Ok(Shelf {
-            held: self.held,
+            held,
             file,
-            len: self.len,
-            buffer: read_buffer(self.budget),
+            len,
+            buffer: read_buffer(budget),
         })
+    }
+}
+
+/// A shelf holds its records shared, so each reader of held ones gets them
+/// without a copy.
+impl<T: Record> Record for Arc<T> {
+    fn weight(&self) -> usize {
+        T::weight(self)
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        T::encode(self, out)
+    }
+    fn decode(input: &mut &[u8]) -> io::Result<Self> {
+        T::decode(input).map(Arc::new)
     }
 }
 
