@@ -377,11 +377,31 @@ pub fn find_by_position<K: Ord + Copy + Send + Sync, T: Send>(
 /// of a wrong answer that every later run would trust. Each step is a
 /// bijection of the state, so any one changed byte always changes the check.
 pub fn record_check(fields: &[u8]) -> [u8; 4] {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in fields {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    let mut c = Check::default();
+    c.feed(fields);
+    c.finish()
+}
+
+/// [`record_check`] of bytes fed a piece at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Check(u32);
+
+impl Default for Check {
+    fn default() -> Self {
+        Self(0x811c_9dc5)
     }
-    h.to_le_bytes()
+}
+
+impl Check {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+
+    pub fn finish(self) -> [u8; 4] {
+        self.0.to_le_bytes()
+    }
 }
 
 /// Appends the check of the record whose `fields` bytes end `out`.

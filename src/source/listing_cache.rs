@@ -25,7 +25,10 @@ use rustix::fs::{FileType, Stat};
 
 use crate::cache_file::{self, In, Out, SealedReader};
 
-const MAGIC: &[u8; 16] = b"synup-dirs-v1\n\0\0";
+/// v2: each listing is followed by the check of its bytes (a damaged name
+/// was trusted by every later scan, and made its file look missing or
+/// misnamed).
+const MAGIC: &[u8; 16] = b"synup-dirs-v2\n\0\0";
 /// How long before the scan a folder must have last changed to be cached.
 const SETTLED_NS: i64 = 2_000_000_000;
 
@@ -348,6 +351,9 @@ impl ListingCache {
             out.u64(s.ino);
             out.u64(s.dev);
             out.bytes(listing);
+            for b in cache_file::record_check(listing) {
+                out.u8(b);
+            }
         }
         cache_file::store(&self.path, &out.seal())
     }
@@ -378,18 +384,27 @@ fn decode(mut r: SealedReader) -> Option<(Vec<Record>, (usize, usize), File)> {
             n => n + 1,
         };
         let mut read = 0u64;
+        let check = std::cell::Cell::new(cache_file::Check::default());
         while read < len {
             let (size, name) = r.next(|i| {
-                let before = i.0.len();
+                let entry = i.0;
                 let (name, _, _) = next_entry(i)?;
-                Some((before - i.0.len(), name.len()))
+                let size = entry.len() - i.0.len();
+                let mut c = check.get();
+                c.feed(&entry[..size]);
+                check.set(c);
+                Some((size, name.len()))
             })?;
             read += size as u64;
             files += 1;
             bytes += prefix + name;
         }
-        if read != len || records.last().is_some_and(|p| p.rel >= rel) {
-            return None; // an entry runs past its listing; or out of order
+        let stored = r.next(|i| i.take(4).map(<[u8]>::to_vec))?;
+        if read != len
+            || stored != check.get().finish()
+            || records.last().is_some_and(|p| p.rel >= rel)
+        {
+            return None; // an entry runs past its listing, a byte changed; or out of order
         }
         records.push(Record {
             rel,
@@ -456,6 +471,26 @@ mod tests {
             cache.get("a", &stamp(2)).is_none(),
             "a changed folder is a miss"
         );
+    }
+
+    #[test]
+    fn any_changed_byte_of_a_listing_makes_the_file_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.dirs");
+        write(&path, &[("", &["a.png", "b.png"])]);
+        let good = std::fs::read(&path).unwrap();
+        // The listing follows magic, count, rel (length, no bytes), stamp and its length.
+        let from = MAGIC.len() + 8 + 4 + 32 + 4;
+        let len = 2 * (2 + 5 + 1 + 8);
+        for at in from..from + len {
+            let mut bytes = good.clone();
+            bytes[at] ^= 0x40;
+            std::fs::write(&path, &bytes).unwrap();
+            let cache = ListingCache::open_at(path.clone(), i64::MAX);
+            assert!(cache.damaged(), "byte {at} changed unseen");
+        }
+        std::fs::write(&path, &good).unwrap();
+        assert!(!ListingCache::open_at(path, i64::MAX).damaged());
     }
 
     #[test]
