@@ -99,9 +99,9 @@ enum Source<'a> {
 
 impl<'a> EntryReader<'a> {
     pub(super) fn new(listing: &'a Listing, cache: Option<&'a ListingCache>) -> Self {
-        let source = match (listing, cache.and_then(|c| c.file.as_ref())) {
-            (Listing::Read(bytes), _) => Source::Memory(In(bytes)),
-            (Listing::Cached(range), Some(file)) => {
+        let (source, error) = match (listing, cache.and_then(|c| c.file.as_ref())) {
+            (Listing::Read(bytes), _) => (Source::Memory(In(bytes)), None),
+            (Listing::Cached(range), Some(file)) => (
                 Source::File(std::io::BufReader::with_capacity(
                     1 << 16,
                     Region {
@@ -109,21 +109,19 @@ impl<'a> EntryReader<'a> {
                         at: range.start,
                         end: range.end,
                     },
-                ))
-            }
+                )),
+                None,
+            ),
             // Cached listings come only from a cache with its file open.
-            (Listing::Cached(_), None) => {
-                return Self {
-                    source: Source::Memory(In(&[])),
-                    name: Vec::new(),
-                    error: Some(std::io::Error::other("the listing cache is not open")),
-                };
-            }
+            (Listing::Cached(_), None) => (
+                Source::Memory(In(&[])),
+                Some(std::io::Error::other("the listing cache is not open")),
+            ),
         };
         Self {
             source,
             name: Vec::new(),
-            error: None,
+            error,
         }
     }
 

@@ -41,17 +41,6 @@ pub struct Drafts {
 }
 
 impl Drafts {
-    /// Room for `units` units whose keys take `key_bytes`, with `files` files
-    /// in all (group keys, when they differ, grow as they come).
-    pub fn with_capacity(units: usize, key_bytes: usize, files: usize) -> Self {
-        Self {
-            keys: PackedStrs::with_capacity(units, key_bytes),
-            group_keys: None,
-            files: Vec::with_capacity(files),
-            file_ends: Vec::with_capacity(units),
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.keys.len()
     }

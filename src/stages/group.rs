@@ -202,20 +202,28 @@ struct Listed<'a, 'r> {
     refs: &'r [FileRef],
 }
 
-impl Members for Listed<'_, '_> {
-    fn len(&self) -> usize {
-        self.refs.len()
-    }
-    fn get(&self, i: usize) -> Member<'_> {
+impl<'a> Listed<'a, '_> {
+    /// Member `i`, its path borrowed from the listing itself.
+    fn member(&self, i: usize) -> Member<'a> {
         let f = self.refs[i];
         let spec = match self.classified[f.root as usize][f.index as usize] {
             Classified::Spec(spec) => spec,
             _ => unreachable!("only members are listed"),
         };
+        let list: &'a FileList = self.roots[f.root as usize];
         Member {
             spec,
-            rel: self.roots[f.root as usize].rel(f.index as usize),
+            rel: list.rel(f.index as usize),
         }
+    }
+}
+
+impl Members for Listed<'_, '_> {
+    fn len(&self) -> usize {
+        self.refs.len()
+    }
+    fn get(&self, i: usize) -> Member<'_> {
+        self.member(i)
     }
 }
 
@@ -377,21 +385,19 @@ pub fn group<'a>(
     // spills past its share of the budget, and the units go to a shelf a
     // window at a time, so neither is held whole. Entries are made in
     // parallel a batch at a time and pushed in order.
-    let rel = |f: FileRef| roots[f.root as usize].rel(f.index as usize);
-    let spec_of = |f: FileRef| match classified[f.root as usize][f.index as usize] {
-        Classified::Spec(spec) => spec,
-        _ => unreachable!("only members are grouped"),
-    };
     let mut sorter = spill.sorter::<Entry>(4);
-    for batch in refs.chunks(1 << 16) {
-        let made: Vec<Result<Entry, FileRef>> = batch
-            .par_iter()
-            .map(|&file| match cut_key(rel(file)) {
-                Some((group_key, key)) => Ok(match key {
-                    Some(key) => Entry::new(&key, Some(group_key), rel(file), spec_of(file), file),
-                    None => Entry::new(group_key, None, rel(file), spec_of(file), file),
-                }),
-                None => Err(file),
+    for batch in (0..members.len()).step_by(1 << 16) {
+        let made: Vec<Result<Entry, FileRef>> = (batch..(batch + (1 << 16)).min(members.len()))
+            .into_par_iter()
+            .map(|i| {
+                let (m, file) = (members.member(i), refs[i]);
+                match cut_key(m.rel) {
+                    Some((group_key, Some(key))) => {
+                        Ok(Entry::new(&key, Some(group_key), m.rel, m.spec, file))
+                    }
+                    Some((group_key, None)) => Ok(Entry::new(group_key, None, m.rel, m.spec, file)),
+                    None => Err(file),
+                }
             })
             .collect();
         for entry in made {
@@ -408,12 +414,15 @@ pub fn group<'a>(
         let Some(first) = run.first() else {
             return Ok(());
         };
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        // Keys were `str`s when the entries were made: borrowed, never copied.
+        let text = |b| String::from_utf8_lossy(b);
         if run.iter().any(|e| e.group_key() != first.group_key()) {
-            let group_keys: std::collections::BTreeSet<String> =
-                run.iter().map(|e| text(e.group_key())).collect();
+            let group_keys: std::collections::BTreeSet<String> = run
+                .iter()
+                .map(|e| text(e.group_key()).into_owned())
+                .collect();
             out.errors.push(GroupError::KeyCollision {
-                key: text(first.key()),
+                key: text(first.key()).into_owned(),
                 group_keys: group_keys.into_iter().collect(),
             });
         } else {
