@@ -24,6 +24,7 @@
 //! Library code never prints: the binary's `cli` and `console` modules do.
 
 pub mod apply;
+pub mod bits;
 pub mod cache_file;
 pub mod error_chain;
 pub mod explore;

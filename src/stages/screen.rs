@@ -607,12 +607,12 @@ pub struct Screened {
 }
 
 /// Screens the plan's hashed files through the cache at `cache_path`:
-/// `video[i]` says request i's spec is a video one; `seen`, verdicts the
+/// `video(i)` says request i's spec is a video one; `seen`, verdicts the
 /// checksum pass made (see [`SeenHeads`]).
 pub fn screen_requests(
     requests: &(impl RequestList + ?Sized),
-    hashes: &[super::checksum::HashResult],
-    video: &[bool],
+    hashes: &super::checksum::Digests,
+    video: impl Fn(usize) -> bool + Sync,
     seen: Vec<Option<Option<Box<Finding>>>>,
     cache_path: PathBuf,
     warn: bool,
@@ -626,13 +626,13 @@ pub fn screen_requests(
     let mut screened: Vec<u32> = Vec::with_capacity(requests.len());
     screened.extend(
         (0..requests.len())
-            .filter(|&i| requests.get(i).size > 0 && hashes[i].is_ok())
+            .filter(|&i| requests.get(i).size > 0 && hashes.is_ok(i))
             .map(|i| i as u32),
     );
     let key_of = |p: usize| {
         let i = screened[p] as usize;
-        let sha1 = hashes[i].as_ref().expect("screened files are hashed");
-        key(sha1, super::file_name(requests.get(i).rel), video[i])
+        let sha1 = hashes.get(i).expect("screened files are hashed");
+        key(sha1, super::file_name(requests.get(i).rel), video(i))
     };
     // Verdicts go straight into `finding_of`, [`MISS`] until known.
     let mut finding_of = vec![CLEAN; requests.len()];
@@ -657,7 +657,7 @@ pub fn screen_requests(
                 let seen = seen
                     .get(i)
                     .and_then(|s| s.as_ref().map(|v| v.as_deref().cloned()));
-                screen_file(&requests.get(i), video[i], seen)
+                screen_file(&requests.get(i), video(i), seen)
             })
             .collect();
         for (p, outcome) in missing.into_iter().zip(outcomes) {
@@ -809,12 +809,14 @@ mod tests {
                 mtime_ns: 0,
             })
             .collect();
-        let hashes: Vec<_> = files.iter().map(|&(_, s)| Ok([s; 20])).collect();
+        let hashes = crate::stages::checksum::Digests::from_results(
+            files.iter().map(|&(_, s)| Ok([s; 20])).collect(),
+        );
         let cache = dir.join("screen");
         let out = screen_requests(
             requests.as_slice(),
             &hashes,
-            &vec![false; files.len()],
+            |_| false,
             Vec::new(),
             cache.clone(),
             false,

@@ -80,7 +80,7 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
             files: (scan.files.len() + scan.non_utf8.len()) as u64,
             sha256: stages::fingerprint::listing_sha256(
                 scan,
-                |i| hashed.digest(r, i).and_then(|h| h.as_ref().ok()).copied(),
+                |i| hashed.digest(r, i).and_then(Result::ok).copied(),
                 cx.deferred(r),
             ),
         })

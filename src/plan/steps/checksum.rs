@@ -8,43 +8,38 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
     let recipe = cx.recipe;
     let specs = &recipe.collection.specs;
     let scans: Vec<_> = board.scans.iter().map(|s| s.get()).collect();
-    let mut request_of: Vec<Vec<u32>> = scans
-        .iter()
-        .map(|s| vec![u32::MAX; s.files.len()])
-        .collect();
-    // Room for every unit file (exact unless files are shared or deferred):
-    // a doubling vector of 4.6 million files peaks at 8.4 million.
+    let screening = recipe.content_check != ContentCheck::Off;
+    // Which files are hashed, a bit per listed file; a file shared by units
+    // is hashed once, and is a video if the first unit that has it says so.
+    let new_bits = || -> Vec<BitSet> { scans.iter().map(|s| BitSet::new(s.files.len())).collect() };
+    let (mut wanted, mut video) = (new_bits(), screening.then(new_bits));
     let drafts = board.drafts.get();
-    let (mut files, mut video) = (
-        Vec::with_capacity(drafts.file_count()),
-        Vec::with_capacity(drafts.file_count()),
-    );
     for window in drafts.windows() {
         let window = window.map_err(|e| drafts_unreadable(cx, &e))?;
         for unit in window.iter() {
             for (spec, f) in unit.files {
-                let slot = &mut request_of[f.root as usize][f.index as usize];
-                if *slot == u32::MAX && !cx.deferred(f.root as usize) {
-                    video.push(specs[*spec as usize].file_type == "video");
-                    files.push(*f);
-                    *slot = (files.len() - 1) as u32;
+                let (r, i) = (f.root as usize, f.index as usize);
+                if !cx.deferred(r)
+                    && wanted[r].insert(i)
+                    && let Some(video) = &mut video
+                    && specs[*spec as usize].file_type == "video"
+                {
+                    video[r].insert(i);
                 }
             }
         }
     }
     drop(drafts);
-    files.shrink_to_fit();
-    video.shrink_to_fit();
+    let requested = Requested::new(wanted);
     let mtimes: Vec<Vec<i64>> = board.mtimes.iter().map(|m| m.take()).collect();
     let requests = Requests {
         cx,
         scans: &scans,
         mtimes: Some(&mtimes),
-        files: &files,
+        requested: &requested,
     };
     let mut cache = ChecksumCache::open(cx.cache_dir.join(format!("{}.checksums", recipe.name)));
-    let heads = (recipe.content_check != ContentCheck::Off)
-        .then(|| stages::screen::SeenHeads::new(requests.len()));
+    let heads = screening.then(|| stages::screen::SeenHeads::new(requests.len()));
     let see = |i: usize, bytes: &[u8]| {
         if let Some(h) = &heads {
             h.see(i, crate::stages::file_name(requests.get(i).rel), bytes);
@@ -52,9 +47,8 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
     };
     // Objects of a remote root are copied as they are hashed, so the apply
     // after this plan sends them without reading them again.
-    let copies = files
-        .iter()
-        .any(|f| cx.roots[f.root as usize].is_remote())
+    let copies = (0..cx.roots.len())
+        .any(|r| cx.roots[r].is_remote() && requested.in_root(r) > 0)
         .then(|| ObjectCopies::for_plan(ObjectCopies::dir_under(&cx.state_dir)));
     let (hashes, hash_stats) = stages::checksum::hash_all(
         &requests,
@@ -80,24 +74,23 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
     );
     let mut errors = Vec::new();
     for (r, root) in cx.roots.iter().enumerate() {
-        let unreadable: Vec<String> = files
-            .iter()
-            .zip(&hashes)
+        let unreadable: Vec<String> = hashes
+            .failures()
+            .map(|(n, e)| (requested.file(n), e))
             .filter(|(f, _)| f.root as usize == r)
-            .filter_map(|(f, h)| {
-                h.as_ref()
-                    .err()
-                    .map(|e| format!("{}: {e}", scans[r].files.rel(f.index as usize)))
-            })
+            .map(|(f, e)| format!("{}: {e}", scans[r].files.rel(f.index as usize)))
             .collect();
         if !unreadable.is_empty() {
             errors.push(unreadable_error(cx.loaded, root, &unreadable));
         }
     }
-    if recipe.content_check != ContentCheck::Off {
-        board.screen_input.put(ScreenInput { files, video });
+    if let Some(video) = video {
+        board.screen_input.put(ScreenInput { video });
     }
-    board.hashed.put(Hashed { request_of, hashes });
+    board.hashed.put(Hashed {
+        requested,
+        digests: hashes,
+    });
     if errors.is_empty() {
         Ok(())
     } else {

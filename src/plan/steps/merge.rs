@@ -94,10 +94,10 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                 let mut found = m.problems;
                 if let Some((verdicts, hashed)) = &screened {
                     for (spec, f) in u.files {
-                        let i = hashed.request_of[f.root as usize][f.index as usize];
-                        let verdict = verdicts
-                            .finding_of
-                            .get(i as usize)
+                        let verdict = hashed
+                            .requested
+                            .request_of(f.root as usize, f.index as usize)
+                            .and_then(|i| verdicts.finding_of.get(i))
                             .copied()
                             .unwrap_or(stages::screen::CLEAN);
                         if let Some(finding) = verdicts.findings.get(verdict as usize) {

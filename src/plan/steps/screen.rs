@@ -14,12 +14,16 @@ pub(in crate::plan) fn screen(cx: &Context<'_>, board: &Board) -> StageResult {
         cx,
         scans: &scans,
         mtimes: None,
-        files: &input.files,
+        requested: &hashed.requested,
+    };
+    let video = |n: usize| {
+        let f = hashed.requested.file(n);
+        input.video[f.root as usize].contains(f.index as usize)
     };
     let screened = stages::screen::screen_requests(
         &requests,
-        &hashed.hashes,
-        &input.video,
+        &hashed.digests,
+        video,
         board.seen_heads.take(),
         cx.cache_dir.join(format!("{}.screen", recipe.name)),
         recipe.content_check == ContentCheck::Warn,
