@@ -17,6 +17,7 @@
 //! - [`serve`] is a Synapse-compatible API over a local catalog;
 //! - [`spill`] sorts more than fits in the memory budget, through runs on disk;
 //!   [`packed`] holds millions of short strings (paths, keys) in one allocation;
+//!   [`bits`] numbers the members of a set at a bit each (which files are hashed);
 //! - [`secrets`] remembers secret values so every output can mask them;
 //! - [`fs_write`] writes files atomically, durably and never over what is not
 //!   a regular file.
