@@ -55,6 +55,7 @@ pub fn sample_local(root: &Path, limit: u64) -> std::io::Result<(SourceScan, Opt
             threads: 8,
             listing_cache: None,
             junk: crate::source::JunkFilter::default(),
+            spill: None,
         };
         return Ok((crate::source::scan_local(root, &opts)?, None));
     }

@@ -49,6 +49,8 @@ pub struct ScanOptions<'a> {
     /// Where this root's folder listings are cached between scans, if anywhere.
     pub listing_cache: Option<PathBuf>,
     pub junk: JunkFilter<'a>,
+    /// Where a large listing is reordered by path through a file, if anywhere.
+    pub spill: Option<PathBuf>,
 }
 
 /// Walks `root`. Errors only if the root itself is missing or not a folder.
@@ -101,14 +103,23 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
     }
     // Sorted once the cache is gone: a flat folder's cached listing is as
     // large as the paths, and the sort holds a second copy of them.
+    match &opts.spill {
+        Some(dir) => scan.files.sort_through(dir).map_err(|e| {
+            std::io::Error::other(format!(
+                "its listing could not be put in order through {}: {e}",
+                dir.display()
+            ))
+        })?,
+        None => scan.files.sort(),
+    }
     sort_scan(&mut scan);
     Ok(scan)
 }
 
 /// Into lists of exactly the room needed (appends from many folders left up
-/// to twice that): the listing lives until the plan is done.
+/// to twice that): the listing lives until the plan is done. The files are
+/// sorted by the caller, through a file or not.
 fn sort_scan(scan: &mut SourceScan) {
-    scan.files.sort();
     scan.non_utf8.sort();
     scan.issues
         .sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
@@ -521,6 +532,7 @@ mod tests {
             threads: 4,
             listing_cache: None,
             junk: JunkFilter::default(),
+            spill: None,
         }
     }
 
@@ -696,6 +708,7 @@ mod tests {
         );
         let reused = cache.reused();
         cache.save().unwrap();
+        scan.files.sort();
         sort_scan(&mut scan);
         (scan, reused)
     }
@@ -854,6 +867,7 @@ impl super::Source for LocalSource {
             threads: opts.threads,
             listing_cache: opts.listing_cache.clone(),
             junk: opts.junk,
+            spill: opts.spill.clone(),
         };
         scan_local(&self.path, &scan).map_err(|e| {
             let mut error = super::SourceError::io(&e);

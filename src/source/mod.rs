@@ -77,6 +77,9 @@ pub struct ListOptions<'a> {
     pub skip: Option<PathBuf>,
     /// Where folder listings are cached between scans, if anywhere.
     pub listing_cache: Option<PathBuf>,
+    /// Where a large listing is reordered by path through a file (the
+    /// spill folder), if anywhere; otherwise in memory.
+    pub spill: Option<PathBuf>,
     pub threads: usize,
     /// Told the number of objects listed so far, during long listings.
     pub progress: &'a (dyn Fn(u64) + Sync),

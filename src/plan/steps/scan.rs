@@ -24,6 +24,7 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
             recipe.name,
             hex::encode(&root_id[..6])
         ))),
+        spill: Some(crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory).dir),
         threads: cx.opts.scan_threads,
         progress: &progress,
     };
