@@ -29,11 +29,69 @@ pub type HashResult = Result<Sha1Digest, Box<SourceError>>;
 /// The digests of a hash pass, by request: 20 bytes each, with the few
 /// failures beside them. As a `Vec<HashResult>` each cost 24 bytes (110 MiB
 /// at 4.6 million files), held from the checksum until the plan is written.
+/// Past a share of the budget they move to an unnamed file
+/// ([`Digests::spill_past`]) and are read back through a small cache of
+/// blocks: later stages read them in about request order.
 #[derive(Debug, Default)]
 pub struct Digests {
-    sha1: Vec<Sha1Digest>,
-    /// Requests that could not be read; their `sha1` is a placeholder.
+    sha1: Column,
+    /// Requests that could not be read; their digest is a placeholder.
     failed: std::collections::BTreeMap<usize, Box<SourceError>>,
+}
+
+#[derive(Debug)]
+enum Column {
+    Held(Vec<Sha1Digest>),
+    Spilled(SpilledDigests),
+}
+
+impl Default for Column {
+    fn default() -> Self {
+        Column::Held(Vec::new())
+    }
+}
+
+/// Digests in a file, `len` of them, read a block at a time into one of
+/// [`SLOTS`] cached blocks (the block's number picks its slot).
+#[derive(Debug)]
+struct SpilledDigests {
+    file: std::fs::File,
+    len: usize,
+    slots: Vec<std::sync::Mutex<Option<CachedBlock>>>,
+    /// The first read that failed: its digests were answered with zeros,
+    /// and the plan must not be written ([`Digests::unreadable`]).
+    failed_read: std::sync::OnceLock<String>,
+}
+
+/// A block's number and its bytes.
+type CachedBlock = (usize, Vec<u8>);
+
+/// Digests in a block read from a spilled column: one page's worth.
+const BLOCK_DIGESTS: usize = 4096 / 20;
+/// Blocks cached: a window of units reads from a few regions at once (one
+/// per folder of a spec, say), by several threads; 64 blocks are 260 KiB.
+const SLOTS: usize = 64;
+
+impl SpilledDigests {
+    fn get(&self, i: usize) -> std::io::Result<Sha1Digest> {
+        use std::os::unix::fs::FileExt;
+        assert!(i < self.len, "digest {i} of {}", self.len);
+        let block = i / BLOCK_DIGESTS;
+        let mut slot = self.slots[block % SLOTS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|(b, _)| *b != block) {
+            let first = block * BLOCK_DIGESTS;
+            let n = BLOCK_DIGESTS.min(self.len - first);
+            let mut bytes = slot.take().map(|(_, v)| v).unwrap_or_default();
+            bytes.resize(n * 20, 0);
+            self.file.read_exact_at(&mut bytes, (first * 20) as u64)?;
+            *slot = Some((block, bytes));
+        }
+        let (_, bytes) = slot.as_ref().expect("filled above");
+        let at = (i % BLOCK_DIGESTS) * 20;
+        Ok(bytes[at..at + 20].try_into().expect("20 bytes"))
+    }
 }
 
 impl Digests {
@@ -41,7 +99,7 @@ impl Digests {
     #[cfg(test)]
     pub(crate) fn from_results(results: Vec<HashResult>) -> Self {
         let mut d = Self {
-            sha1: vec![[0; 20]; results.len()],
+            sha1: Column::Held(vec![[0; 20]; results.len()]),
             failed: Default::default(),
         };
         for (i, r) in results.into_iter().enumerate() {
@@ -51,19 +109,38 @@ impl Digests {
     }
 
     pub fn len(&self) -> usize {
-        self.sha1.len()
+        match &self.sha1 {
+            Column::Held(v) => v.len(),
+            Column::Spilled(s) => s.len,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sha1.is_empty()
+        self.len() == 0
     }
 
     /// Request `i`'s digest, or why it could not be read. Panics past the
-    /// end, like a slice.
-    pub fn get(&self, i: usize) -> Result<&Sha1Digest, &SourceError> {
-        match self.failed.get(&i) {
-            Some(e) => Err(e),
-            None => Ok(&self.sha1[i]),
+    /// end, like a slice. A spilled digest that cannot be read back is
+    /// answered with zeros and remembered ([`Self::unreadable`]).
+    pub fn get(&self, i: usize) -> Result<Sha1Digest, &SourceError> {
+        if let Some(e) = self.failed.get(&i) {
+            return Err(e);
+        }
+        match &self.sha1 {
+            Column::Held(v) => Ok(v[i]),
+            Column::Spilled(s) => Ok(s.get(i).unwrap_or_else(|e| {
+                s.failed_read.get_or_init(|| e.to_string());
+                [0; 20]
+            })),
+        }
+    }
+
+    /// Why spilled digests could not be read back, if one could not: every
+    /// stage that read them is then wrong, and the plan is not written.
+    pub fn unreadable(&self) -> Option<&str> {
+        match &self.sha1 {
+            Column::Held(_) => None,
+            Column::Spilled(s) => s.failed_read.get().map(String::as_str),
         }
     }
 
@@ -76,10 +153,43 @@ impl Digests {
         self.failed.iter().map(|(&i, e)| (i, &**e))
     }
 
+    /// Whether the digests are in a file.
+    pub fn spilled(&self) -> bool {
+        matches!(self.sha1, Column::Spilled(_))
+    }
+
+    /// Moves the digests to an unnamed file in `dir` if they take more than
+    /// `share` bytes. On an error they stay held.
+    pub fn spill_past(&mut self, dir: &std::path::Path, share: usize) -> std::io::Result<()> {
+        use std::io::Write;
+        let Column::Held(held) = &self.sha1 else {
+            return Ok(());
+        };
+        if held.len() * 20 <= share {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
+        for d in held {
+            file.write_all(d)?;
+        }
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        self.sha1 = Column::Spilled(SpilledDigests {
+            file,
+            len: held.len(),
+            slots: (0..SLOTS).map(|_| std::sync::Mutex::new(None)).collect(),
+            failed_read: std::sync::OnceLock::new(),
+        });
+        Ok(())
+    }
+
     fn set(&mut self, i: usize, result: HashResult) {
+        let Column::Held(held) = &mut self.sha1 else {
+            unreachable!("digests are set before they are spilled");
+        };
         match result {
             Ok(d) => {
-                self.sha1[i] = d;
+                held[i] = d;
                 self.failed.remove(&i);
             }
             Err(e) => {
@@ -88,6 +198,7 @@ impl Digests {
         }
     }
 }
+
 pub use crate::source::digest::sha1_file;
 
 /// Lower-case hex of a digest, the way the plan writes it (one allocation of
@@ -294,7 +405,7 @@ impl ChecksumCache {
                 let window: Vec<Option<CacheEntry>> = (start..end)
                     .into_par_iter()
                     .map(|i| {
-                        let sha1 = *results.get(i).ok()?;
+                        let sha1 = results.get(i).ok()?;
                         let req = requests.get(i);
                         Some(CacheEntry {
                             key: req.key(),
@@ -517,7 +628,7 @@ pub fn hash_all(
         cache.changed = true;
     }
     let mut results = Digests {
-        sha1,
+        sha1: Column::Held(sha1),
         failed: Default::default(),
     };
     let mut stats = HashStats {
@@ -581,12 +692,54 @@ mod tests {
         };
         let mut d = Digests::from_results(vec![Ok([1; 20]), failed(), Ok([3; 20]), failed()]);
         assert_eq!(d.len(), 4);
-        assert_eq!(d.get(0), Ok(&[1; 20]));
+        assert_eq!(d.get(0), Ok([1; 20]));
         assert!(d.get(1).is_err() && !d.is_ok(1) && d.is_ok(2));
         assert_eq!(d.failures().map(|(i, _)| i).collect::<Vec<_>>(), [1, 3]);
         d.set(1, Ok([2; 20]));
-        assert_eq!(d.get(1), Ok(&[2; 20]));
+        assert_eq!(d.get(1), Ok([2; 20]));
         assert_eq!(d.failures().map(|(i, _)| i).collect::<Vec<_>>(), [3]);
+    }
+
+    /// Spilled digests read back as held ones, across blocks and cache
+    /// slots, in order and out of it; one that cannot be read back is
+    /// zeros, remembered.
+    #[test]
+    fn spilled_digests_read_back_as_held_and_a_failed_read_is_remembered() {
+        let n = BLOCK_DIGESTS * (SLOTS + 3) + 7;
+        let digest = |i: usize| -> Sha1Digest { std::array::from_fn(|b| (i * 31 + b) as u8) };
+        let failed = || {
+            Err(Box::new(SourceError::new(
+                crate::source::SourceErrorKind::Other,
+                "x",
+            )))
+        };
+        let results: Vec<HashResult> = (0..n)
+            .map(|i| if i == 5 { failed() } else { Ok(digest(i)) })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Digests::from_results(results);
+        d.spill_past(dir.path(), n * 20).unwrap();
+        assert!(!d.spilled(), "within its share: held");
+        d.spill_past(dir.path(), 0).unwrap();
+        assert!(d.spilled());
+        let order = (0..n)
+            .chain((0..n).rev())
+            .chain((0..n).step_by(BLOCK_DIGESTS * SLOTS - 1));
+        for i in order {
+            match i {
+                5 => assert!(d.get(i).is_err()),
+                _ => assert_eq!(d.get(i), Ok(digest(i)), "{i}"),
+            }
+        }
+        assert_eq!(d.unreadable(), None);
+        let Column::Spilled(s) = &d.sha1 else {
+            unreachable!()
+        };
+        s.file.set_len(0).unwrap();
+        s.slots.iter().for_each(|slot| *slot.lock().unwrap() = None);
+        let far = n - 1;
+        assert_eq!(d.get(far), Ok([0; 20]));
+        assert!(d.unreadable().is_some());
     }
 
     #[test]
@@ -884,7 +1037,7 @@ mod tests {
         assert_eq!((stats.cached, stats.hashed), (0, 1));
         assert!(cache.save(&reqs[..], &r).is_none());
         let cache = ChecksumCache::open(cache_path);
-        assert_eq!(found(&cache, &probes[..1]), [r.get(0).ok().copied()]);
+        assert_eq!(found(&cache, &probes[..1]), [r.get(0).ok()]);
     }
 
     /// A cache from before records carried a check is still answered from,

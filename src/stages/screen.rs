@@ -632,7 +632,7 @@ pub fn screen_requests(
     let key_of = |p: usize| {
         let i = screened[p] as usize;
         let sha1 = hashes.get(i).expect("screened files are hashed");
-        key(sha1, super::file_name(requests.get(i).rel), video(i))
+        key(&sha1, super::file_name(requests.get(i).rel), video(i))
     };
     // Verdicts go straight into `finding_of`, [`MISS`] until known.
     let mut finding_of = vec![CLEAN; requests.len()];

@@ -80,11 +80,22 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
             files: (scan.files.len() + scan.non_utf8.len()) as u64,
             sha256: stages::fingerprint::listing_sha256(
                 scan,
-                |i| hashed.digest(r, i).and_then(Result::ok).copied(),
+                |i| hashed.digest(r, i).and_then(Result::ok),
                 cx.deferred(r),
             ),
         })
         .collect();
+    // The last reader of the digests: any that a stage could not read back
+    // from their spill file was answered wrongly, so no plan is made.
+    if let Some(why) = hashed.digests.unreadable() {
+        let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
+        let e = std::io::Error::other(why.to_owned());
+        return Err(vec![RecipeError::new(
+            Code::Target,
+            spill_failed(&spill, "read back the SHA-1s spilled", &e),
+            None,
+        )]);
+    }
     let mut metadata_inputs = std::mem::take(
         &mut *board
             .metadata_inputs

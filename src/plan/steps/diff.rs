@@ -82,7 +82,7 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                         let s = scans[r].files.get(i);
                         let sha1 = hashed
                             .digest(r, i)
-                            .map(|h| h.map(stages::checksum::hex).unwrap_or_default());
+                            .map(|h| h.map(|d| stages::checksum::hex(&d)).unwrap_or_default());
                         let etag = if cx.deferred(r) {
                             s.tag.map(str::to_owned)
                         } else {

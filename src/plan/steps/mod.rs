@@ -134,7 +134,7 @@ impl Hashed {
         &self,
         root: usize,
         index: usize,
-    ) -> Option<Result<&stages::checksum::Sha1Digest, &crate::source::SourceError>> {
+    ) -> Option<Result<stages::checksum::Sha1Digest, &crate::source::SourceError>> {
         let i = self.requested.request_of(root, index)?;
         Some(self.digests.get(i))
     }
