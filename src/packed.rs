@@ -137,21 +137,21 @@ impl PackedStrs {
     /// Puts the strings in `order`, as [`Self::permuted`] does, through
     /// `file` (empty, read and written from its start): the new text is
     /// written there and read back once the old one is freed, so the two are
-    /// never held at once (107 MiB more at 4.6 million paths). On an error
-    /// before the old text is freed nothing has changed; after it (the file
-    /// cannot be read back) the strings are gone and the caller must give
-    /// up the list.
+    /// never held at once (107 MiB more at 4.6 million paths). `Ok(false)`:
+    /// the file could not be written, and nothing has changed (the caller can
+    /// reorder in memory). An error: the file could not be read back, the
+    /// strings are gone and the caller must give up the list.
     pub fn permute_through(
         &mut self,
         order: &[u32],
         file: &mut std::fs::File,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<bool> {
         use std::io::{Read, Seek, Write};
         let mut out = PackedStrs::default();
         out.ends.reserve_exact(order.len());
         out.starts.reserve_exact(order.len().div_ceil(BLOCK));
         let mut written = 0;
-        {
+        let wrote = (|| {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
             for &i in order {
                 let s = self.get(i as usize);
@@ -159,7 +159,10 @@ impl PackedStrs {
                 out.record(written, written + s.len());
                 written += s.len();
             }
-            w.flush()?;
+            w.flush()
+        })();
+        if wrote.is_err() {
+            return Ok(false);
         }
         self.text = String::new();
         file.rewind()?;
@@ -173,7 +176,7 @@ impl PackedStrs {
         }
         out.text = text;
         *self = out;
-        Ok(())
+        Ok(true)
     }
 
     pub fn shrink_to_fit(&mut self) {
@@ -200,7 +203,14 @@ mod tests {
         let order: Vec<u32> = (0..p.len() as u32).rev().collect();
         let in_memory = p.permuted(&order);
         let mut file = tempfile::tempfile().unwrap();
-        p.permute_through(&order, &mut file).unwrap();
+        // A file that cannot be written (opened to read): nothing changes.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ro"), "").unwrap();
+        let mut read_only = std::fs::File::open(dir.path().join("ro")).unwrap();
+        let before = p.clone();
+        assert!(!p.permute_through(&order, &mut read_only).unwrap());
+        assert_eq!(p, before);
+        assert!(p.permute_through(&order, &mut file).unwrap());
         assert_eq!(p, in_memory);
         assert_eq!(p.get(0), "");
         assert_eq!(p.get(1), strings[9_999]);

@@ -133,19 +133,25 @@ impl FileList {
     }
 
     /// [`Self::sort`], reordering large paths through an unnamed file in
-    /// `spill` instead of a second copy of them in memory. An error leaves
-    /// the list unusable: the scan that made it fails.
+    /// `spill` instead of a second copy of them in memory (in memory after
+    /// all when the file cannot be made or written). An error (the file
+    /// cannot be read back) leaves the list unusable: the scan that made it
+    /// fails.
     pub fn sort_through(&mut self, spill: &std::path::Path) -> std::io::Result<()> {
         self.sort_through_above(spill, SORT_THROUGH_FILE)
     }
 
     fn sort_through_above(&mut self, spill: &std::path::Path, bytes: usize) -> std::io::Result<()> {
         if let Some(order) = self.path_order() {
-            if self.paths.text_len() >= bytes {
-                std::fs::create_dir_all(spill)?;
-                let mut file = tempfile::tempfile_in(spill)?;
-                self.paths.permute_through(&order, &mut file)?;
-            } else {
+            // A spill folder that cannot take the file costs memory, not the
+            // plan: the paths are reordered in memory instead.
+            let through_file = self.paths.text_len() >= bytes
+                && match std::fs::create_dir_all(spill).and_then(|()| tempfile::tempfile_in(spill))
+                {
+                    Ok(mut file) => self.paths.permute_through(&order, &mut file)?,
+                    Err(_) => false,
+                };
+            if !through_file {
                 self.paths = self.paths.permuted(&order);
             }
             self.reorder_columns(&order);
