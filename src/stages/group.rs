@@ -199,13 +199,14 @@ impl crate::spill::Record for Entry {
 struct Listed<'a, 'r> {
     roots: &'r [&'a FileList],
     classified: &'r [Vec<Classified>],
-    refs: &'r [FileRef],
+    /// The members, numbered (a bit per listed file).
+    members: &'r super::FileSet,
 }
 
 impl<'a> Listed<'a, '_> {
     /// Member `i`, its path borrowed from the listing itself.
     fn member(&self, i: usize) -> Member<'a> {
-        let f = self.refs[i];
+        let f = self.members.file(i);
         let spec = match self.classified[f.root as usize][f.index as usize] {
             Classified::Spec(spec) => spec,
             _ => unreachable!("only members are listed"),
@@ -220,7 +221,7 @@ impl<'a> Listed<'a, '_> {
 
 impl Members for Listed<'_, '_> {
     fn len(&self) -> usize {
-        self.refs.len()
+        self.members.len()
     }
     fn get(&self, i: usize) -> Member<'_> {
         self.member(i)
@@ -273,29 +274,26 @@ pub fn group<'a>(
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> std::io::Result<Grouped> {
     let mut out = Grouped::default();
-    // Members as inference sees them, and where each one is, each in exactly
-    // the room it needs (a doubling vector of 2.3 million members peaks at
-    // 4.2 million).
-    let count = classified
-        .iter()
-        .flatten()
-        .filter(|c| matches!(c, Classified::Spec(_)))
-        .count();
-    let mut refs: Vec<FileRef> = Vec::with_capacity(count);
-    for (r, c) in classified.iter().enumerate() {
-        for (i, c) in c.iter().enumerate() {
-            if let Classified::Spec(_) = c {
-                refs.push(FileRef {
-                    root: r as u32,
-                    index: i as u32,
-                });
-            }
-        }
-    }
+    // Members as inference sees them: a bit per listed file, numbered (a
+    // `FileRef` per member was 37 MiB at 4.6 million files).
+    let set = super::FileSet::new(
+        classified
+            .iter()
+            .map(|c| {
+                let mut bits = crate::bits::BitSet::new(c.len());
+                for (i, c) in c.iter().enumerate() {
+                    if let Classified::Spec(_) = c {
+                        bits.insert(i);
+                    }
+                }
+                bits
+            })
+            .collect(),
+    );
     let members = Listed {
         roots,
         classified,
-        refs: &refs,
+        members: &set,
     };
 
     let (cutter, layout) = match explicit {
@@ -390,7 +388,7 @@ pub fn group<'a>(
         let made: Vec<Result<Entry, FileRef>> = (batch..(batch + (1 << 16)).min(members.len()))
             .into_par_iter()
             .map(|i| {
-                let (m, file) = (members.member(i), refs[i]);
+                let (m, file) = (members.member(i), set.file(i));
                 match cut_key(m.rel) {
                     Some((group_key, Some(key))) => {
                         Ok(Entry::new(&key, Some(group_key), m.rel, m.spec, file))
@@ -407,7 +405,6 @@ pub fn group<'a>(
             }
         }
     }
-    drop(refs);
     let mut units = UnitDraftsWriter::new(spill.shelf(8));
     let mut run: Vec<Entry> = Vec::new();
     let mut flush = |run: &mut Vec<Entry>, out: &mut Grouped| -> std::io::Result<()> {

@@ -22,6 +22,63 @@ pub struct FileRef {
     pub index: u32,
 }
 
+/// Some files of several roots, numbered root after root in listing order
+/// (the checksum's requests, grouping's members): a bit per listed file and
+/// a rank index, instead of a number per file and a [`FileRef`] per member
+/// (12 bytes a file, 55 MiB at 4.6 million).
+#[derive(Debug, Clone, Default)]
+pub struct FileSet {
+    roots: Vec<crate::bits::RankedBits>,
+    /// The number of each root's first member.
+    starts: Vec<usize>,
+}
+
+impl FileSet {
+    /// The set of each root's members, by file index.
+    pub fn new(roots: Vec<crate::bits::BitSet>) -> Self {
+        let roots: Vec<_> = roots.into_iter().map(|b| b.into_ranked()).collect();
+        let starts = roots
+            .iter()
+            .scan(0, |next, b| {
+                let start = *next;
+                *next += b.count();
+                Some(start)
+            })
+            .collect();
+        Self { roots, starts }
+    }
+
+    pub fn len(&self) -> usize {
+        let last = self.starts.last().zip(self.roots.last());
+        last.map_or(0, |(start, bits)| start + bits.count())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many of root `root`'s files are members.
+    pub fn in_root(&self, root: usize) -> usize {
+        self.roots[root].count()
+    }
+
+    /// The number of file `index` of root `root`, if it is a member.
+    pub fn number_of(&self, root: usize, index: usize) -> Option<usize> {
+        Some(self.starts[root] + self.roots[root].rank(index)?)
+    }
+
+    /// Member `n`. Panics past the end, like a slice.
+    pub fn file(&self, n: usize) -> FileRef {
+        // The last root starting at or before n (empty roots start where
+        // the next one does).
+        let root = self.starts.partition_point(|&s| s <= n) - 1;
+        FileRef {
+            root: root as u32,
+            index: self.roots[root].select(n - self.starts[root]) as u32,
+        }
+    }
+}
+
 /// Why a discovered file is not part of any unit (SPEC 2.1, outcomes 2–5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,3 +189,44 @@ impl PartialOrd for Warning {
 pub use crate::source::names::{
     COMPRESSION_SUFFIXES, ends_with_extension, extension, file_name, stem,
 };
+
+#[cfg(test)]
+mod file_set_tests {
+    use super::*;
+    use crate::bits::BitSet;
+
+    /// Numbers run root after root in listing order, an empty root
+    /// (or one with nothing hashed) taking none, and map back to their files.
+    #[test]
+    fn requests_are_numbered_root_after_root_and_map_back_to_their_files() {
+        let bits = |len: usize, members: &[usize]| {
+            let mut b = BitSet::new(len);
+            members.iter().for_each(|&m| {
+                b.insert(m);
+            });
+            b
+        };
+        let requested = FileSet::new(vec![
+            bits(5, &[1, 4]),
+            bits(0, &[]),
+            bits(3, &[]),
+            bits(200, &[0, 70, 199]),
+        ]);
+        assert_eq!(requested.len(), 5);
+        let files: Vec<(u32, u32)> = (0..5)
+            .map(|n| requested.file(n))
+            .map(|f| (f.root, f.index))
+            .collect();
+        assert_eq!(files, [(0, 1), (0, 4), (3, 0), (3, 70), (3, 199)]);
+        for (n, &(root, index)) in files.iter().enumerate() {
+            assert_eq!(requested.number_of(root as usize, index as usize), Some(n));
+        }
+        assert_eq!(requested.number_of(0, 0), None);
+        assert_eq!(requested.number_of(2, 1), None);
+        assert_eq!(
+            (0..4).map(|r| requested.in_root(r)).collect::<Vec<_>>(),
+            [2, 0, 0, 3]
+        );
+        assert_eq!(FileSet::new(Vec::new()).len(), 0);
+    }
+}

@@ -96,7 +96,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                     for (spec, f) in u.files {
                         let verdict = hashed
                             .requested
-                            .request_of(f.root as usize, f.index as usize)
+                            .number_of(f.root as usize, f.index as usize)
                             .and_then(|i| verdicts.finding_of.get(i))
                             .copied()
                             .unwrap_or(stages::screen::CLEAN);

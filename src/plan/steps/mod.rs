@@ -62,56 +62,10 @@ pub(super) struct Grouping {
     pub unmatched: Vec<Vec<(u32, crate::stages::classify::Classified)>>,
 }
 
-/// The files the checksum hashes, numbered: request numbers run root after
-/// root, in listing order, over each root's unit files that are not
-/// deferred to apply. A bit per listed file and a rank index, instead of a
-/// request number per file and a file per request (12 bytes a file).
-pub(super) struct Requested {
-    roots: Vec<crate::bits::RankedBits>,
-    /// The first request number of each root.
-    starts: Vec<usize>,
-}
-
-impl Requested {
-    pub(super) fn new(roots: Vec<crate::bits::BitSet>) -> Self {
-        let roots: Vec<_> = roots.into_iter().map(|b| b.into_ranked()).collect();
-        let starts = roots
-            .iter()
-            .scan(0, |next, b| {
-                let start = *next;
-                *next += b.count();
-                Some(start)
-            })
-            .collect();
-        Self { roots, starts }
-    }
-
-    pub(super) fn len(&self) -> usize {
-        let last = self.starts.last().zip(self.roots.last());
-        last.map_or(0, |(start, bits)| start + bits.count())
-    }
-
-    /// How many of root `root`'s files are hashed.
-    pub(super) fn in_root(&self, root: usize) -> usize {
-        self.roots[root].count()
-    }
-
-    /// The request number of file `index` of root `root`, if it is hashed.
-    pub(super) fn request_of(&self, root: usize, index: usize) -> Option<usize> {
-        Some(self.starts[root] + self.roots[root].rank(index)?)
-    }
-
-    /// The file of request `n`. Panics past the end, like a slice.
-    pub(super) fn file(&self, n: usize) -> FileRef {
-        // The last root starting at or before n (empty roots start where
-        // the next one does).
-        let root = self.starts.partition_point(|&s| s <= n) - 1;
-        FileRef {
-            root: root as u32,
-            index: self.roots[root].select(n - self.starts[root]) as u32,
-        }
-    }
-}
+/// The files the checksum hashes (each root's unit files that are not
+/// deferred to apply), numbered root after root in listing order: the
+/// request numbers.
+pub(super) type Requested = crate::stages::FileSet;
 
 /// Checksum's output. Every unit file is hashed once, even if two units share
 /// it; `requested` numbers them, `digests` is in that order.
@@ -135,7 +89,7 @@ impl Hashed {
         root: usize,
         index: usize,
     ) -> Option<Result<stages::checksum::Sha1Digest, &crate::source::SourceError>> {
-        let i = self.requested.request_of(root, index)?;
+        let i = self.requested.number_of(root, index)?;
         Some(self.digests.get(i))
     }
 }
@@ -262,45 +216,5 @@ impl RequestList for Requests<'_> {
                 .mtimes
                 .map_or(0, |m| m[f.root as usize][f.index as usize]),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Request numbers run root after root in listing order, an empty root
-    /// (or one with nothing hashed) taking none, and map back to their files.
-    #[test]
-    fn requests_are_numbered_root_after_root_and_map_back_to_their_files() {
-        let bits = |len: usize, members: &[usize]| {
-            let mut b = BitSet::new(len);
-            members.iter().for_each(|&m| {
-                b.insert(m);
-            });
-            b
-        };
-        let requested = Requested::new(vec![
-            bits(5, &[1, 4]),
-            bits(0, &[]),
-            bits(3, &[]),
-            bits(200, &[0, 70, 199]),
-        ]);
-        assert_eq!(requested.len(), 5);
-        let files: Vec<(u32, u32)> = (0..5)
-            .map(|n| requested.file(n))
-            .map(|f| (f.root, f.index))
-            .collect();
-        assert_eq!(files, [(0, 1), (0, 4), (3, 0), (3, 70), (3, 199)]);
-        for (n, &(root, index)) in files.iter().enumerate() {
-            assert_eq!(requested.request_of(root as usize, index as usize), Some(n));
-        }
-        assert_eq!(requested.request_of(0, 0), None);
-        assert_eq!(requested.request_of(2, 1), None);
-        assert_eq!(
-            (0..4).map(|r| requested.in_root(r)).collect::<Vec<_>>(),
-            [2, 0, 0, 3]
-        );
-        assert_eq!(Requested::new(Vec::new()).len(), 0);
     }
 }
