@@ -49,11 +49,40 @@ impl Out {
 
 /// The seal to write after `written` bytes (magic and body) of a file
 /// written piece by piece; what [`Out::seal`] appends.
-pub fn seal_after(written: u64) -> [u8; 12] {
+fn seal_after(written: u64) -> [u8; 12] {
     let mut seal = [0u8; 12];
     seal[..4].copy_from_slice(END);
     seal[4..].copy_from_slice(&(written + 12).to_le_bytes());
     seal
+}
+
+/// Writes a sealed file piece by piece (one too large to build in memory):
+/// the magic first, then what is put, then [`Self::finish`] seals it with
+/// the length it counted.
+pub struct SealedWriter<W: Write> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> SealedWriter<W> {
+    pub fn new(inner: W, magic: &[u8]) -> std::io::Result<Self> {
+        let mut w = Self { inner, written: 0 };
+        w.put(magic)?;
+        Ok(w)
+    }
+
+    pub fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Appends the seal and flushes.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let seal = seal_after(self.written);
+        self.put(&seal)?;
+        self.inner.flush()
+    }
 }
 
 /// The body between `magic` and the seal, if `bytes` is a whole file of this kind.

@@ -244,13 +244,16 @@ impl<T: Record + Ord + Send> Sorter<T> {
     }
 }
 
-/// A new unnamed file in `dir` (created if missing), buffered for writing.
-fn new_run(dir: &std::path::Path) -> io::Result<BufWriter<File>> {
+/// A new unnamed file in `dir` (created if missing): gone with its last
+/// handle, so a crash leaves nothing behind to clean up.
+pub fn unnamed_file(dir: &std::path::Path) -> io::Result<File> {
     std::fs::create_dir_all(dir)?;
-    Ok(BufWriter::with_capacity(
-        1 << 16,
-        tempfile::tempfile_in(dir)?,
-    ))
+    tempfile::tempfile_in(dir)
+}
+
+/// A new unnamed file in `dir`, buffered for writing.
+fn new_run(dir: &std::path::Path) -> io::Result<BufWriter<File>> {
+    Ok(BufWriter::with_capacity(1 << 16, unnamed_file(dir)?))
 }
 
 /// A written run, flushed and ready to read from its start.

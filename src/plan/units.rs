@@ -106,8 +106,7 @@ impl UnitListBuilder {
         let file = match &mut self.file {
             Some(file) => file,
             None => {
-                std::fs::create_dir_all(&self.dir)?;
-                let file = tempfile::tempfile_in(&self.dir)?;
+                let file = crate::spill::unnamed_file(&self.dir)?;
                 self.file.insert(BufWriter::with_capacity(1 << 16, file))
             }
         };

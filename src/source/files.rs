@@ -146,8 +146,7 @@ impl FileList {
             // A spill folder that cannot take the file costs memory, not the
             // plan: the paths are reordered in memory instead.
             let through_file = self.paths.text_len() >= bytes
-                && match std::fs::create_dir_all(spill).and_then(|()| tempfile::tempfile_in(spill))
-                {
+                && match crate::spill::unnamed_file(spill) {
                     Ok(mut file) => self.paths.permute_through(&order, &mut file)?,
                     Err(_) => false,
                 };

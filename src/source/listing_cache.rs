@@ -14,7 +14,7 @@
 //! was (git's "racy" entries). Such a folder is read again until it settles.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -334,8 +334,10 @@ impl ListingCache {
         all.dedup_by(|a, b| a.0 == b.0);
         let old = self.file.as_ref();
         cache_file::store_with(&self.path, false, |w| {
-            let mut w = Counted::new(std::io::BufWriter::with_capacity(1 << 20, w));
-            w.put(MAGIC)?;
+            let mut w = cache_file::SealedWriter::new(
+                std::io::BufWriter::with_capacity(1 << 20, w),
+                MAGIC,
+            )?;
             w.put(&(all.len() as u64).to_le_bytes())?;
             let mut buf = Vec::new();
             for (rel, s, listing) in &all {
@@ -368,9 +370,7 @@ impl ListingCache {
                 }
                 w.put(&check.finish())?;
             }
-            let seal = cache_file::seal_after(w.written);
-            w.put(&seal)?;
-            w.inner.flush()
+            w.finish()
         })
     }
 }
@@ -380,24 +380,6 @@ enum Kept<'a> {
     Fresh(&'a [u8]),
     /// Its place in the old file.
     InFile(Range<u64>),
-}
-
-/// A writer that counts what went through it (the seal ends with the length).
-struct Counted<W: Write> {
-    inner: W,
-    written: u64,
-}
-
-impl<W: Write> Counted<W> {
-    fn new(inner: W) -> Self {
-        Self { inner, written: 0 }
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.inner.write_all(bytes)?;
-        self.written += bytes.len() as u64;
-        Ok(())
-    }
 }
 
 /// The records of a cache file read forward (each listing checked entry by

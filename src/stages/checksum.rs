@@ -168,8 +168,7 @@ impl Digests {
         if held.len() * 20 <= share {
             return Ok(());
         }
-        std::fs::create_dir_all(dir)?;
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, crate::spill::unnamed_file(dir)?);
         for d in held {
             file.write_all(d)?;
         }

@@ -206,7 +206,11 @@ struct Listed<'a, 'r> {
 impl<'a> Listed<'a, '_> {
     /// Member `i`, its path borrowed from the listing itself.
     fn member(&self, i: usize) -> Member<'a> {
-        let f = self.members.file(i);
+        self.member_of(self.members.file(i))
+    }
+
+    /// The member that is file `f`.
+    fn member_of(&self, f: FileRef) -> Member<'a> {
         let spec = match self.classified[f.root as usize][f.index as usize] {
             Classified::Spec(spec) => spec,
             _ => unreachable!("only members are listed"),
@@ -388,7 +392,8 @@ pub fn group<'a>(
         let made: Vec<Result<Entry, FileRef>> = (batch..(batch + (1 << 16)).min(members.len()))
             .into_par_iter()
             .map(|i| {
-                let (m, file) = (members.member(i), set.file(i));
+                let file = set.file(i);
+                let m = members.member_of(file);
                 match cut_key(m.rel) {
                     Some((group_key, Some(key))) => {
                         Ok(Entry::new(&key, Some(group_key), m.rel, m.spec, file))

@@ -543,15 +543,15 @@ impl ScreenCache {
     ) -> Option<Warning> {
         let saved = (0..n).filter(|&p| verdict(p) != SKIPPED).count();
         let result = cache_file::store_with(&self.path, false, |w| {
-            let mut head = cache_file::Out::new(MAGIC, 64);
+            let mut head = cache_file::Out::new(&[], 64);
             head.u64(self.findings.len() as u64);
             for f in &self.findings {
                 head.u8(f.rule.code());
                 head.str(&f.detail);
             }
             head.u64(saved as u64);
-            w.write_all(&head.0)?;
-            let mut written = head.0.len() as u64;
+            let mut w = cache_file::SealedWriter::new(w, MAGIC)?;
+            w.put(&head.0)?;
             let mut buf = Vec::with_capacity(WINDOW * RECORD);
             for start in (0..n).step_by(WINDOW) {
                 let end = (start + WINDOW).min(n);
@@ -565,10 +565,9 @@ impl ScreenCache {
                     buf.extend_from_slice(&v.to_le_bytes());
                     cache_file::append_check(&mut buf, FIELDS);
                 }
-                w.write_all(&buf)?;
-                written += buf.len() as u64;
+                w.put(&buf)?;
             }
-            w.write_all(&cache_file::seal_after(written))
+            w.finish()
         });
         result.err().map(|e| {
             Warning::new(
