@@ -94,17 +94,22 @@ fn explore_scan(
 ) -> Exploration {
     let mut extensions: BTreeMap<String, u64> = BTreeMap::new();
     let mut depths: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut first_level: std::collections::BTreeSet<&str> = Default::default();
+    let mut first_level: std::collections::BTreeSet<String> = Default::default();
     let mut bytes = 0;
     for f in scan.files.iter() {
-        *extensions.entry(extension(f.rel)).or_default() += 1;
+        *extensions.entry(extension(&f.rel)).or_default() += 1;
         *depths.entry(f.rel.matches('/').count() + 1).or_default() += 1;
-        if let Some((first, _)) = f.rel.split_once('/') {
-            first_level.insert(first);
+        if let Some((first, _)) = f.rel.split_once('/')
+            && !first_level.contains(first)
+        {
+            first_level.insert(first.to_owned());
         }
         bytes += f.size;
     }
-    let rels: Vec<&str> = scan.files.iter().map(|f| f.rel).collect();
+    // Explore's scans are held (never given a spill area), so their paths
+    // are borrowed; a stored one would be read back once here.
+    let rels: Vec<std::borrow::Cow<'_, str>> = scan.files.iter().map(|f| f.rel).collect();
+    let rels: Vec<&str> = rels.iter().map(|r| &**r).collect();
     let mut warnings: Vec<String> = scan
         .issues
         .iter()

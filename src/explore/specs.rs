@@ -166,7 +166,12 @@ fn members_of<'a>(spec_of: &[Option<u32>], rels: &[&'a str]) -> Vec<Member<'a>> 
     spec_of
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| s.map(|spec| Member { spec, rel: rels[i] }))
+        .filter_map(|(i, s)| {
+            s.map(|spec| Member {
+                spec,
+                rel: rels[i].into(),
+            })
+        })
         .collect()
 }
 

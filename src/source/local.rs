@@ -49,8 +49,9 @@ pub struct ScanOptions<'a> {
     /// Where this root's folder listings are cached between scans, if anywhere.
     pub listing_cache: Option<PathBuf>,
     pub junk: JunkFilter<'a>,
-    /// Where a large listing is reordered by path through a file, if anywhere.
-    pub spill: Option<PathBuf>,
+    /// Where a large listing is sorted in runs and stored past its share of
+    /// the budget, if anywhere.
+    pub spill: Option<crate::spill::SpillArea>,
 }
 
 /// Walks `root`. Errors only if the root itself is missing or not a folder.
@@ -104,10 +105,10 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
     // Sorted once the cache is gone: a flat folder's cached listing is as
     // large as the paths, and the sort holds a second copy of them.
     match &opts.spill {
-        Some(dir) => scan.files.sort_through(dir).map_err(|e| {
+        Some(area) => scan.files.sort_through(&area.dir).map_err(|e| {
             std::io::Error::other(format!(
                 "its listing could not be put in order through {}: {e}",
-                dir.display()
+                area.dir.display()
             ))
         })?,
         None => scan.files.sort(),
@@ -134,6 +135,9 @@ fn walk(
     skip: Option<&str>,
 ) -> SourceScan {
     let mut scan = SourceScan::default();
+    if let Some(area) = &opts.spill {
+        scan.files.spill_past(area);
+    }
     if let Some(cache) = cache {
         let (files, bytes) = cache.size_hint();
         scan.files.reserve(files, bytes);
@@ -677,12 +681,12 @@ mod tests {
         assert!(scan.files.iter().is_sorted_by(|a, b| a.rel < b.rel));
         for (i, f) in scan.files.iter().take(n).enumerate() {
             assert_eq!(
-                (f.rel, f.size),
+                (&*f.rel, f.size),
                 (format!("f{i:05}.png").as_str(), (i % 13) as u64)
             );
         }
         assert_eq!(
-            (scan.files.get(n).rel, scan.files.get(n).size),
+            (&*scan.files.get(n).rel, scan.files.get(n).size),
             ("sub/g.png", 2)
         );
     }

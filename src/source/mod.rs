@@ -77,9 +77,10 @@ pub struct ListOptions<'a> {
     pub skip: Option<PathBuf>,
     /// Where folder listings are cached between scans, if anywhere.
     pub listing_cache: Option<PathBuf>,
-    /// Where a large listing is reordered by path through a file (the
-    /// spill folder), if anywhere; otherwise in memory.
-    pub spill: Option<PathBuf>,
+    /// Where a large listing goes past its share of the budget (the spill
+    /// folder, where it is sorted in runs and stored), if anywhere;
+    /// otherwise it is held and sorted in memory.
+    pub spill: Option<crate::spill::SpillArea>,
     pub threads: usize,
     /// Told the number of objects listed so far, during long listings.
     pub progress: &'a (dyn Fn(u64) + Sync),

@@ -512,12 +512,12 @@ fn parse_v1(mut reader: impl BufRead) -> Result<Vec<CacheEntry>, String> {
 }
 
 /// A file to hash.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HashRequest<'a> {
     /// Its root; the path under it is joined only while hashing, so a million
     /// requests do not hold a million absolute paths.
     pub source: &'a dyn Source,
-    pub rel: &'a str,
+    pub rel: std::borrow::Cow<'a, str>,
     pub size: u64,
     /// The mtime, or for an object a number from its version tag.
     pub mtime_ns: i64,
@@ -534,16 +534,16 @@ impl HashRequest<'_> {
     }
 
     pub fn sha1(&self) -> HashResult {
-        self.source.sha1(self.rel, &mut |_| {}).map_err(Box::new)
+        self.source.sha1(&self.rel, &mut |_| {}).map_err(Box::new)
     }
 
     fn sha1_seeing_head(&self, head: &mut dyn FnMut(&[u8])) -> HashResult {
-        self.source.sha1(self.rel, head).map_err(Box::new)
+        self.source.sha1(&self.rel, head).map_err(Box::new)
     }
 
     fn sha1_keeping(&self, copies: &ObjectCopies) -> HashResult {
         self.source
-            .sha1_keeping(self.rel, self.size, copies)
+            .sha1_keeping(&self.rel, self.size, copies)
             .map_err(Box::new)
     }
 }
@@ -565,7 +565,7 @@ impl RequestList for [HashRequest<'_>] {
     }
 
     fn get(&self, i: usize) -> HashRequest<'_> {
-        self[i]
+        self[i].clone()
     }
 }
 
@@ -780,7 +780,7 @@ mod tests {
         let src = LocalSource::new(dir.path().to_path_buf());
         let req = [("a", 3), ("b", 5)].map(|(rel, size)| HashRequest {
             source: &src,
-            rel,
+            rel: rel.into(),
             size,
             mtime_ns: 1,
         });
@@ -834,7 +834,7 @@ mod tests {
         // A different mtime means the file is read again.
         let req2 = [HashRequest {
             source: &src,
-            rel: "f",
+            rel: "f".into(),
             size: 3,
             mtime_ns: 8,
         }];
@@ -849,7 +849,7 @@ mod tests {
             .iter()
             .map(|rel| HashRequest {
                 source: &src,
-                rel,
+                rel: (*rel).into(),
                 size: 3,
                 mtime_ns: 7,
             })
@@ -905,7 +905,7 @@ mod tests {
         let src = LocalSource::new(PathBuf::from("/data/root"));
         let req = HashRequest {
             source: &src,
-            rel: "u1/a.png",
+            rel: "u1/a.png".into(),
             size: 1,
             mtime_ns: 1,
         };
@@ -916,7 +916,7 @@ mod tests {
     fn at_3_bytes_7ns<'a>(src: &'a LocalSource, rel: &'a str) -> HashRequest<'a> {
         HashRequest {
             source: src,
-            rel,
+            rel: rel.into(),
             size: 3,
             mtime_ns: 7,
         }

@@ -65,7 +65,7 @@ pub fn classify_single(
         .par_iter()
         .map(|f| {
             let spec = if !rules.is_empty() {
-                match rules.iter().find(|r| r.matcher.is_match(f.rel)) {
+                match rules.iter().find(|r| r.matcher.is_match(&*f.rel)) {
                     Some(rule) => rule.spec,
                     None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
                 }
@@ -76,7 +76,7 @@ pub fn classify_single(
             {
                 i
             } else {
-                let name = file_name(f.rel);
+                let name = file_name(&f.rel);
                 match longest_first
                     .iter()
                     .position(|(e, _)| ends_with_extension(name, e).is_some())
@@ -88,7 +88,7 @@ pub fn classify_single(
                     None => return Ok(Classified::Unmatched(UnmatchedReason::NoRule)),
                 }
             };
-            Ok(check_extension(f.rel, spec, specs))
+            Ok(check_extension(&f.rel, spec, specs))
         })
         .collect();
     let mut conflicts: BTreeMap<String, ExtensionConflict> = BTreeMap::new();
@@ -104,7 +104,7 @@ pub fn classify_single(
                     .or_insert_with(|| ExtensionConflict {
                         specs: claimed.iter().map(|&s| specs[s].name.clone()).collect(),
                         extension: ext.to_owned(),
-                        example: files.rel(i).to_owned(),
+                        example: files.rel(i).into_owned(),
                     });
                 Classified::Unmatched(UnmatchedReason::NoRule)
             }
@@ -119,10 +119,10 @@ pub fn classify_asset(files: &FileList, asset: &Asset, specs: &[FileSpec]) -> Ve
     files
         .par_iter()
         .map(|f| match &asset.include {
-            Some(include) if !include.is_match(f.rel) => {
+            Some(include) if !include.is_match(&*f.rel) => {
                 Classified::Unmatched(UnmatchedReason::NoRule)
             }
-            _ => check_extension(f.rel, asset.spec, specs),
+            _ => check_extension(&f.rel, asset.spec, specs),
         })
         .collect()
 }

@@ -262,6 +262,15 @@ pub struct Grouped {
     pub errors: Vec<GroupError>,
 }
 
+/// A path's group key (a slice of it) and unit key (when they differ):
+/// the signature every key cutter has, whatever path it is given.
+fn path_cutter<F>(f: F) -> F
+where
+    F: for<'p> Fn(&'p str) -> Option<(&'p str, Option<String>)> + Sync,
+{
+    f
+}
+
 /// Groups the members of every root into units, keeping those whose key
 /// `keep` says yes to (a shard plans its own slice). Fails only when a
 /// spill to `spill` does.
@@ -343,7 +352,7 @@ pub fn group<'a>(
     let plain = template.text == "{group_key}";
     // Cuts one path's group key, and its unit key when the template makes it
     // differ (the group key is a slice of the path, allocated only then).
-    let cut_key = |rel: &'a str| -> Option<(&'a str, Option<String>)> {
+    let cut_key = path_cutter(|rel| {
         // The built-in regexes capture only `group_key`: cut it directly.
         if let Some(b) = builtin {
             let group_key = b.group_key(rel)?;
@@ -381,7 +390,7 @@ pub fn group<'a>(
             }
         });
         Some((group_key, Some(key)))
-    };
+    });
     // Sort the members by (unit key, spec, path) and cut runs of one key into
     // units: no map of a million small entries is ever built. The sort
     // spills past its share of the budget, and the units go to a shelf a
@@ -394,11 +403,13 @@ pub fn group<'a>(
             .map(|i| {
                 let file = set.file(i);
                 let m = members.member_of(file);
-                match cut_key(m.rel) {
+                match cut_key(&m.rel) {
                     Some((group_key, Some(key))) => {
-                        Ok(Entry::new(&key, Some(group_key), m.rel, m.spec, file))
+                        Ok(Entry::new(&key, Some(group_key), &m.rel, m.spec, file))
                     }
-                    Some((group_key, None)) => Ok(Entry::new(group_key, None, m.rel, m.spec, file)),
+                    Some((group_key, None)) => {
+                        Ok(Entry::new(group_key, None, &m.rel, m.spec, file))
+                    }
                     None => Err(file),
                 }
             })

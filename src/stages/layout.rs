@@ -8,7 +8,7 @@
 //! Candidates are scored on the files the classify stage matched; the one with
 //! the most complete units wins. The choice is a pure function of the file list.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 
@@ -196,10 +196,10 @@ fn alternatives(items: &[String], case_insensitive: bool) -> String {
 }
 
 /// A matched file, as inference sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Member<'a> {
     pub spec: u32,
-    pub rel: &'a str,
+    pub rel: std::borrow::Cow<'a, str>,
 }
 
 /// The matched files, by position: a slice of them (tests), or views of the
@@ -227,7 +227,7 @@ impl Members for [Member<'_>] {
         <[Member<'_>]>::len(self)
     }
     fn get(&self, i: usize) -> Member<'_> {
-        self[i]
+        self[i].clone()
     }
 }
 
@@ -236,7 +236,7 @@ impl Members for Vec<Member<'_>> {
         self.as_slice().len()
     }
     fn get(&self, i: usize) -> Member<'_> {
-        self[i]
+        self[i].clone()
     }
 }
 
@@ -373,46 +373,43 @@ fn token_candidate(
 /// prefix and suffix all its stems share, cut at a separator (`_flair`,
 /// `_gtFine_labelIds`, `img_`). A part every spec's suffix starts with
 /// (Cityscapes' `_000019`) is left in the key.
-pub fn spec_tokens<'m>(
-    members: &'m (impl Members + ?Sized),
+pub fn spec_tokens(
+    members: &(impl Members + ?Sized),
     spec_count: usize,
     stem: &KeyCut,
 ) -> (BTreeSet<String>, BTreeSet<String>) {
     // Per spec: a reference stem and how many bytes every stem shares with
     // it at the start and at the end, and how many stems there are. Folded
-    // in parallel without copying a stem.
-    type Common<'a> = Vec<Option<(&'a str, usize, usize, usize)>>;
-    let merge = |mut a: Common<'m>, b: Common<'m>| -> Common<'m> {
+    // in parallel, copying only each fold's reference stems.
+    type Common = Vec<Option<(String, usize, usize, usize)>>;
+    let merge = |mut a: Common, b: Common| -> Common {
         for (x, y) in a.iter_mut().zip(b) {
-            *x = match (*x, y) {
+            *x = match (x.take(), y) {
                 (None, y) => y,
                 (x, None) => x,
-                (Some((r, p, q, n)), Some((r2, p2, q2, n2))) => Some((
-                    r,
-                    p.min(p2).min(common_prefix_bytes(r, r2)),
-                    q.min(q2).min(common_suffix_bytes(r, r2)),
-                    n + n2,
-                )),
+                (Some((r, p, q, n)), Some((r2, p2, q2, n2))) => {
+                    let p = p.min(p2).min(common_prefix_bytes(&r, &r2));
+                    let q = q.min(q2).min(common_suffix_bytes(&r, &r2));
+                    Some((r, p, q, n + n2))
+                }
             };
         }
         a
     };
-    let common: Common<'m> = members
+    let common: Common = members
         .par_iter()
         .fold(
             || vec![None; spec_count],
-            |mut acc: Common<'m>, m| {
-                if let Some(s) = stem.key(m.rel) {
-                    let slot = &mut acc[m.spec as usize];
-                    *slot = match *slot {
-                        None => Some((s, s.len(), s.len(), 1)),
-                        Some((r, p, q, n)) => Some((
-                            r,
-                            p.min(common_prefix_bytes(r, s)),
-                            q.min(common_suffix_bytes(r, s)),
-                            n + 1,
-                        )),
-                    };
+            |mut acc: Common, m| {
+                if let Some(s) = stem.key(&m.rel) {
+                    match &mut acc[m.spec as usize] {
+                        slot @ None => *slot = Some((s.to_owned(), s.len(), s.len(), 1)),
+                        Some((r, p, q, n)) => {
+                            *p = (*p).min(common_prefix_bytes(r, s));
+                            *q = (*q).min(common_suffix_bytes(r, s));
+                            *n += 1;
+                        }
+                    }
                 }
                 acc
             },
@@ -525,7 +522,7 @@ pub fn score(cut: &KeyCut, members: &(impl Members + ?Sized), required: &[bool])
     members
         .par_iter()
         .enumerate()
-        .map(|(i, m)| match cut.key(m.rel) {
+        .map(|(i, m)| match cut.key(&m.rel) {
             Some(k) => (key_hash(k), m.spec, i as u32),
             None => (0, NO_KEY, i as u32),
         })
@@ -536,7 +533,9 @@ pub fn score(cut: &KeyCut, members: &(impl Members + ?Sized), required: &[bool])
         ..Score::default()
     };
     keyed.par_sort_unstable();
-    let mut single_in: Vec<&str> = Vec::new();
+    // Single-file units by folder (folders, not files: as many as a
+    // dataset has classes).
+    let mut single_in: BTreeMap<String, usize> = BTreeMap::new();
     let mut present = vec![false; required.len()];
     for unit in keyed.chunk_by(|a, b| a.0 == b.0) {
         s.units += 1;
@@ -556,17 +555,22 @@ pub fn score(cut: &KeyCut, members: &(impl Members + ?Sized), required: &[bool])
             s.in_complete += unit.len();
             if unit.len() == 1 {
                 let rel = members.get(unit[0].2 as usize).rel;
-                single_in.push(rel.rsplit_once('/').map_or("", |(d, _)| d));
+                let folder = rel.rsplit_once('/').map_or("", |(d, _)| d);
+                match single_in.get_mut(folder) {
+                    Some(n) => *n += 1,
+                    None => {
+                        single_in.insert(folder.to_owned(), 1);
+                    }
+                }
             }
         }
     }
     s.left_out = members.len() - s.in_complete;
-    single_in.sort_unstable();
     // Single-file units that share their folder with another.
     s.single_file_units = single_in
-        .chunk_by(|a, b| a == b)
-        .filter(|run| run.len() > 1 && !run[0].is_empty())
-        .map(<[&str]>::len)
+        .iter()
+        .filter(|(folder, n)| **n > 1 && !folder.is_empty())
+        .map(|(_, n)| n)
         .sum();
     s
 }
@@ -699,10 +703,14 @@ fn class_folders(cut: &KeyCut, score: &Score, members: &(impl Members + ?Sized))
     if score.single_file_units * 10 < score.complete * 9 {
         return None;
     }
-    let folders: BTreeSet<&str> = members
-        .iter()
-        .filter_map(|m| m.rel.rsplit_once('/').map(|(d, _)| d))
-        .collect();
+    let mut folders: BTreeSet<String> = BTreeSet::new();
+    for m in members.iter() {
+        if let Some((d, _)) = m.rel.rsplit_once('/')
+            && !folders.contains(d)
+        {
+            folders.insert(d.to_owned());
+        }
+    }
     (folders.len() >= 2 && folders.len() < score.complete).then_some(folders.len())
 }
 
@@ -828,7 +836,10 @@ pub(crate) mod tests {
     fn members<'a>(files: &[(&'a str, u32)]) -> Vec<Member<'a>> {
         files
             .iter()
-            .map(|&(rel, spec)| Member { spec, rel })
+            .map(|&(rel, spec)| Member {
+                spec,
+                rel: rel.into(),
+            })
             .collect()
     }
 

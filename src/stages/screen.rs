@@ -631,7 +631,7 @@ pub fn screen_requests(
     let key_of = |p: usize| {
         let i = screened[p] as usize;
         let sha1 = hashes.get(i).expect("screened files are hashed");
-        key(&sha1, super::file_name(requests.get(i).rel), video(i))
+        key(&sha1, super::file_name(&requests.get(i).rel), video(i))
     };
     // Verdicts go straight into `finding_of`, [`MISS`] until known.
     let mut finding_of = vec![CLEAN; requests.len()];
@@ -720,10 +720,10 @@ fn screen_file(
     video: bool,
     seen: Option<Option<Finding>>,
 ) -> Option<Option<Finding>> {
-    let name = super::file_name(file.rel);
+    let name = super::file_name(&file.rel);
     let dir = file.source.local_path()?;
     let ext = last_suffix(name);
-    let path = dir.join(file.rel);
+    let path = dir.join(&*file.rel);
     let mut verdict = match seen {
         Some(seen) => seen,
         None => inspect(
@@ -803,7 +803,7 @@ mod tests {
             .iter()
             .map(|(rel, _)| HashRequest {
                 source: &src,
-                rel,
+                rel: (*rel).into(),
                 size: 9,
                 mtime_ns: 0,
             })
@@ -819,7 +819,7 @@ mod tests {
             Vec::new(),
             cache.clone(),
             false,
-            |r| r.rel.to_owned(),
+            |r| r.rel.to_string(),
         );
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         let rules = out

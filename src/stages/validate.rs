@@ -93,7 +93,7 @@ impl Problem {
 /// A unit file as validation sees it.
 pub struct CheckedFile<'a> {
     pub spec: u32,
-    pub rel: &'a str,
+    pub rel: std::borrow::Cow<'a, str>,
     pub size: u64,
 }
 
@@ -140,7 +140,7 @@ pub fn validate_unit(
                     ),
                 )
                 .spec(&spec.name);
-                p.paths = Some(mine.iter().map(|f| f.rel.to_owned()).collect());
+                p.paths = Some(mine.iter().map(|f| f.rel.to_string()).collect());
                 problems.push(p);
             }
         }
@@ -156,7 +156,7 @@ pub fn validate_unit(
                 ),
             )
             .spec(spec);
-            p.path = Some(f.rel.to_owned());
+            p.path = Some(f.rel.to_string());
             problems.push(p);
         }
         if let Some(max) = max_file_size
@@ -172,7 +172,7 @@ pub fn validate_unit(
                 ),
             )
             .spec(spec);
-            p.path = Some(f.rel.to_owned());
+            p.path = Some(f.rel.to_string());
             problems.push(p);
         }
     }

@@ -43,14 +43,14 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
                     Classified::WrongExtension(s) => Some(s),
                     _ => None,
                 };
-                add_unmatched(root, scan.files.rel(i as usize), reason, spec);
+                add_unmatched(root, &scan.files.rel(i as usize), reason, spec);
             }
         }
     }
     for f in &grouping.no_group_key {
         add_unmatched(
             &cx.roots[f.root as usize].written,
-            scans[f.root as usize].files.rel(f.index as usize),
+            &scans[f.root as usize].files.rel(f.index as usize),
             UnmatchedReason::NoGroupKey,
             None,
         );
@@ -85,14 +85,25 @@ pub(in crate::plan) fn assemble(cx: &Context<'_>, board: &Board) -> StageResult 
             ),
         })
         .collect();
-    // The last reader of the digests: any that a stage could not read back
-    // from their spill file was answered wrongly, so no plan is made.
-    if let Some(why) = hashed.digests.unreadable() {
+    // The last reader of the digests and listings: any that a stage could
+    // not read back from their spill file was answered wrongly, so no plan
+    // is made.
+    let unreadable = hashed
+        .digests
+        .unreadable()
+        .map(|why| ("the SHA-1s", why))
+        .or_else(|| {
+            scans
+                .iter()
+                .find_map(|s| s.files.unreadable())
+                .map(|why| ("the listing", why))
+        });
+    if let Some((what, why)) = unreadable {
         let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
         let e = std::io::Error::other(why.to_owned());
         return Err(vec![RecipeError::new(
             Code::Target,
-            spill_failed(&spill, "read back the SHA-1s spilled", &e),
+            spill_failed(&spill, &format!("read back {what} spilled"), &e),
             None,
         )]);
     }

@@ -42,7 +42,7 @@ pub(in crate::plan) fn checksum(cx: &Context<'_>, board: &Board) -> StageResult 
     let heads = screening.then(|| stages::screen::SeenHeads::new(requests.len()));
     let see = |i: usize, bytes: &[u8]| {
         if let Some(h) = &heads {
-            h.see(i, crate::stages::file_name(requests.get(i).rel), bytes);
+            h.see(i, crate::stages::file_name(&requests.get(i).rel), bytes);
         }
     };
     // Objects of a remote root are copied as they are hashed, so the apply

@@ -84,13 +84,13 @@ pub(in crate::plan) fn diff(cx: &Context<'_>, board: &Board) -> StageResult {
                             .digest(r, i)
                             .map(|h| h.map(|d| stages::checksum::hex(&d)).unwrap_or_default());
                         let etag = if cx.deferred(r) {
-                            s.tag.map(str::to_owned)
+                            s.tag.map(std::borrow::Cow::into_owned)
                         } else {
                             None
                         };
                         let file = PlannedFile {
                             root: root_names[r].clone(),
-                            path: s.rel.to_owned(),
+                            path: s.rel.into_owned(),
                             size: s.size,
                             sha1,
                             etag,

@@ -107,7 +107,7 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                                 format!("{rel}: {}", finding.detail),
                             )
                             .spec(&specs[*spec as usize].name);
-                            p.path = Some(rel.to_owned());
+                            p.path = Some(rel.into_owned());
                             found.push(p);
                         }
                     }

@@ -191,8 +191,9 @@ pub(super) struct Diffed {
 }
 
 /// The hash requests for `files`, each built when it is looked at (from
-/// the scans it borrows, and each root's modification times while the
-/// checksum has them; without them a request's mtime is 0).
+/// the scans it borrows, and each root's modification times: a stored
+/// listing's own, or a held one's while the checksum has them; without
+/// them a request's mtime is 0).
 struct Requests<'a> {
     cx: &'a Context<'a>,
     scans: &'a [super::build::Filled<'a, crate::source::SourceScan>],
@@ -212,9 +213,13 @@ impl RequestList for Requests<'_> {
             source: &*self.cx.roots[f.root as usize].source,
             rel: scanned.rel,
             size: scanned.size,
-            mtime_ns: self
-                .mtimes
-                .map_or(0, |m| m[f.root as usize][f.index as usize]),
+            mtime_ns: scanned
+                .mtime_ns
+                .or_else(|| {
+                    self.mtimes
+                        .and_then(|m| m[f.root as usize].get(f.index as usize).copied())
+                })
+                .unwrap_or(0),
         }
     }
 }

@@ -24,7 +24,10 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
             recipe.name,
             hex::encode(&root_id[..6])
         ))),
-        spill: Some(crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory).dir),
+        spill: Some(crate::spill::SpillArea::under(
+            &cx.state_dir,
+            cx.opts.memory,
+        )),
         threads: cx.opts.scan_threads,
         progress: &progress,
     };

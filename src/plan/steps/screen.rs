@@ -27,7 +27,7 @@ pub(in crate::plan) fn screen(cx: &Context<'_>, board: &Board) -> StageResult {
         board.seen_heads.take(),
         cx.cache_dir.join(format!("{}.screen", recipe.name)),
         recipe.content_check == ContentCheck::Warn,
-        |r| explain::shown(root_written(cx, r.source), r.rel),
+        |r| explain::shown(root_written(cx, r.source), &r.rel),
     );
     {
         let mut stats = board.stats();

@@ -27,7 +27,7 @@ pub struct PreparedSource<'a> {
 /// One file of a unit, as the merge sees it.
 pub struct UnitFile<'a> {
     pub spec: u32,
-    pub rel: &'a str,
+    pub rel: std::borrow::Cow<'a, str>,
     /// Its root (sidecars are read beside the file).
     pub source: &'a dyn crate::source::Source,
 }
@@ -139,7 +139,7 @@ pub fn merge<'a>(sources: &'a [PreparedSource<'a>], unit: &MergeInput<'a>) -> Me
                     Some(spec) => unit.files.iter().find(|f| f.spec as usize == *spec),
                     None => primary,
                 };
-                match file.and_then(|f| regex.captures(f.rel).map(|c| (f, c))) {
+                match file.and_then(|f| regex.captures(&f.rel).map(|c| (f, c))) {
                     Some((f, caps)) => {
                         for name in regex.capture_names().flatten() {
                             if let Some(m) = caps.name(name) {
@@ -147,7 +147,7 @@ pub fn merge<'a>(sources: &'a [PreparedSource<'a>], unit: &MergeInput<'a>) -> Me
                                     &Cell::Text(m.as_str().to_owned()),
                                     types.get(name).copied(),
                                 );
-                                set(&mut out, name, value, Origin::Filename(f.rel));
+                                set(&mut out, name, value, Origin::Filename(&f.rel));
                             }
                         }
                         true
@@ -228,8 +228,8 @@ fn sidecar(
 ) -> bool {
     let unit_dir = primary.rel.rsplit_once('/').map_or(".", |(d, _)| d);
     let stem = match unit.specs.get(primary.spec as usize) {
-        Some(spec) => spec.stem(primary.rel),
-        None => super::stem(primary.rel),
+        Some(spec) => spec.stem(&primary.rel),
+        None => super::stem(&primary.rel),
     };
     let rel = template.render(|f| match f {
         "unit_dir" => Some(unit_dir.to_owned()),

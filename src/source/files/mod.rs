@@ -1,0 +1,674 @@
+//! A root's listing, packed: every path in one string and a column per field,
+//! or, past its share of the budget, in a file ([`stored`]).
+//!
+//! A listing lives from the scan until the plan is written, and at millions of
+//! files it was the largest thing a plan held: a `Vec` of structs with a
+//! `String` each cost about 110 bytes a file (struct, allocation, allocator
+//! overhead). Packed, a file costs its path's bytes plus 20 (its modification
+//! time leaves it when the checksum has used it: 12 from then on). That still
+//! grows with the dataset (140 MiB at 4.6 million files), so a listing given a
+//! spill area ([`FileList::spill_past`]) sorts what it holds into a run on
+//! disk whenever it reaches its share, merges the runs when it is finished,
+//! and is read back from that file a block at a time.
+
+mod stored;
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use self::stored::{StoredFile, StoredFiles, StoredWriter, common_prefix};
+use crate::packed::PackedStrs;
+use crate::spill::SpillArea;
+
+/// One listed file, borrowed from its [`FileList`] (or, from a stored one,
+/// read back). Paths are relative to the root, `/`-separated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile<'a> {
+    pub rel: Cow<'a, str>,
+    pub size: u64,
+    /// A remote object's version tag (its ETag, or else its last-modified time):
+    /// with `checksum: apply` it stands in for the SHA-1 in the plan.
+    pub tag: Option<Cow<'a, str>>,
+    /// Its modification time, while the list has them (a held list gives
+    /// them up to the checksum: [`FileList::take_mtimes`]).
+    pub mtime_ns: Option<i64>,
+}
+
+impl From<StoredFile> for ListedFile<'_> {
+    fn from(f: StoredFile) -> Self {
+        ListedFile {
+            rel: Cow::Owned(f.rel),
+            size: f.size,
+            tag: f.tag.map(Cow::Owned),
+            mtime_ns: Some(f.mtime_ns),
+        }
+    }
+}
+
+/// Files in the order they were pushed until [`FileList::sort`], then by path.
+#[derive(Debug, Default)]
+pub struct FileList {
+    /// The files held in memory: all of them, unless the list is stored
+    /// (then none) or being built past its share (then the newest).
+    held: Held,
+    /// The whole list, in a file.
+    stored: Option<StoredFiles>,
+    /// While a list given a spill area is built: its runs so far.
+    runs: Option<Runs>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Held {
+    paths: PackedStrs,
+    sizes: Vec<u64>,
+    mtimes: Vec<i64>,
+    /// `None` while no file has a tag (every local listing), so local files
+    /// pay nothing for them.
+    tags: Option<Vec<Option<Box<str>>>>,
+}
+
+/// Sorted runs written while a list is built, each of at most `share`
+/// bytes held.
+#[derive(Debug)]
+struct Runs {
+    area: SpillArea,
+    share: usize,
+    done: Vec<StoredFiles>,
+    /// Files in `done`.
+    files: usize,
+    /// Writing a run failed once: the rest is held.
+    gave_up: bool,
+}
+
+/// Runs a list keeps before merging them into one.
+const MAX_RUNS: usize = 64;
+
+impl Held {
+    fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    fn push(&mut self, rel: &str, size: u64, mtime_ns: i64, tag: Option<&str>) {
+        self.paths.push(rel);
+        self.sizes.push(size);
+        self.mtimes.push(mtime_ns);
+        if tag.is_some() && self.tags.is_none() {
+            self.tags = Some(vec![None; self.len() - 1]);
+        }
+        if let Some(tags) = &mut self.tags {
+            tags.push(tag.map(Box::from));
+        }
+    }
+
+    fn get(&self, i: usize) -> ListedFile<'_> {
+        ListedFile {
+            rel: Cow::Borrowed(self.paths.get(i)),
+            size: self.sizes[i],
+            tag: self
+                .tags
+                .as_ref()
+                .and_then(|t| t[i].as_deref())
+                .map(Cow::Borrowed),
+            mtime_ns: self.mtimes.get(i).copied(),
+        }
+    }
+
+    /// What the held files take, about.
+    fn bytes(&self) -> usize {
+        let tags = self.tags.as_ref().map_or(0, |t| {
+            t.len() * 16 + t.iter().flatten().map(|t| t.len()).sum::<usize>()
+        });
+        self.paths.text_len() + self.len() * 20 + tags
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.paths.truncate(n);
+        self.sizes.truncate(n);
+        self.mtimes.truncate(n);
+        if let Some(tags) = &mut self.tags {
+            tags.truncate(n);
+        }
+    }
+
+    fn append(&mut self, other: &mut Held) {
+        if other.len() == 0 {
+            return;
+        }
+        let had = self.len();
+        self.paths.append(&mut other.paths);
+        self.sizes.append(&mut other.sizes);
+        self.mtimes.append(&mut other.mtimes);
+        if let Some(mut theirs) = other.tags.take() {
+            let tags = self.tags.get_or_insert_with(|| vec![None; had]);
+            tags.append(&mut theirs);
+        } else if let Some(tags) = &mut self.tags {
+            tags.resize(self.paths.len(), None);
+        }
+        *other = Held::default();
+    }
+
+    /// The files' positions in path order, or `None` when they are in it.
+    fn path_order(&self) -> Option<Vec<u32>> {
+        let paths = &self.paths;
+        if (1..self.len())
+            .into_par_iter()
+            .all(|i| paths.get(i - 1) <= paths.get(i))
+        {
+            return None;
+        }
+        // Sorted by 12-byte keys: the 8 bytes after the prefix every path
+        // shares, then the position; only paths equal in those 8 bytes are
+        // compared whole. As (&str, position) pairs the sort held 24 bytes a
+        // file (110 MiB at 4.6 million), the peak of a plan's scan.
+        let shared = (1..self.len())
+            .into_par_iter()
+            .map(|i| common_prefix(paths.get(0), paths.get(i)))
+            .min()
+            .unwrap_or(0);
+        let mut keys: Vec<[u32; 3]> = (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let rest = &paths.get(i).as_bytes()[shared..];
+                let mut head = [0u8; 8];
+                let n = rest.len().min(8);
+                head[..n].copy_from_slice(&rest[..n]);
+                let head = u64::from_be_bytes(head);
+                [(head >> 32) as u32, head as u32, i as u32]
+            })
+            .collect();
+        keys.par_sort_unstable_by(|a, b| {
+            (a[0], a[1])
+                .cmp(&(b[0], b[1]))
+                .then_with(|| paths.get(a[2] as usize).cmp(paths.get(b[2] as usize)))
+                .then(a[2].cmp(&b[2]))
+        });
+        let mut order: Vec<u32> = Vec::with_capacity(keys.len());
+        order.extend(keys.iter().map(|k| k[2]));
+        Some(order)
+    }
+
+    /// Puts every column but the paths in `order`.
+    fn reorder_columns(&mut self, order: &[u32]) {
+        self.sizes = order.iter().map(|&i| self.sizes[i as usize]).collect();
+        if !self.mtimes.is_empty() {
+            self.mtimes = order.iter().map(|&i| self.mtimes[i as usize]).collect();
+        }
+        if let Some(tags) = &mut self.tags {
+            *tags = order.iter().map(|&i| tags[i as usize].take()).collect();
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.paths.shrink_to_fit();
+        self.sizes.shrink_to_fit();
+        self.mtimes.shrink_to_fit();
+        if let Some(tags) = &mut self.tags {
+            tags.shrink_to_fit();
+        }
+    }
+
+    /// The held files in path order (stably), as stored files.
+    fn sorted(&self) -> impl Iterator<Item = std::io::Result<StoredFile>> + '_ {
+        let order = self.path_order();
+        (0..self.len()).map(move |k| {
+            let i = order.as_ref().map_or(k, |o| o[k] as usize);
+            let f = self.get(i);
+            Ok(StoredFile {
+                rel: f.rel.into_owned(),
+                size: f.size,
+                mtime_ns: f.mtime_ns.unwrap_or(0),
+                tag: f.tag.map(Cow::into_owned),
+            })
+        })
+    }
+}
+
+/// Where merged files go: a file, or memory when the file cannot be made.
+enum MergeInto {
+    File(StoredWriter),
+    Memory(Held),
+}
+
+/// Merges sorted `inputs`, stably (on equal paths the earlier input first),
+/// into a stored listing in `dir`, or into memory if that file cannot be
+/// made. An error: an input could not be read back, or the file written.
+fn merge(
+    inputs: Vec<Box<dyn Iterator<Item = std::io::Result<StoredFile>> + '_>>,
+    dir: &std::path::Path,
+) -> std::io::Result<FileList> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    /// An input's next file; the smallest path first, then the earlier input.
+    struct Head(StoredFile, usize);
+    impl PartialEq for Head {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other).is_eq()
+        }
+    }
+    impl Eq for Head {}
+    impl PartialOrd for Head {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Head {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            (&self.0.rel, self.1).cmp(&(&other.0.rel, other.1))
+        }
+    }
+    let mut inputs = inputs;
+    let mut heap = BinaryHeap::with_capacity(inputs.len());
+    for (n, input) in inputs.iter_mut().enumerate() {
+        if let Some(f) = input.next().transpose()? {
+            heap.push(Reverse(Head(f, n)));
+        }
+    }
+    let mut into = match StoredWriter::new(dir) {
+        Ok(w) => MergeInto::File(w),
+        Err(_) => MergeInto::Memory(Held::default()),
+    };
+    while let Some(Reverse(Head(f, n))) = heap.pop() {
+        match &mut into {
+            MergeInto::File(w) => w.push(&f.rel, f.size, f.mtime_ns, f.tag.as_deref())?,
+            MergeInto::Memory(held) => held.push(&f.rel, f.size, f.mtime_ns, f.tag.as_deref()),
+        }
+        if let Some(next) = inputs[n].next().transpose()? {
+            heap.push(Reverse(Head(next, n)));
+        }
+    }
+    Ok(match into {
+        MergeInto::File(w) => FileList {
+            stored: Some(w.finish()?),
+            ..FileList::default()
+        },
+        MergeInto::Memory(mut held) => {
+            held.shrink_to_fit();
+            FileList {
+                held,
+                ..FileList::default()
+            }
+        }
+    })
+}
+
+impl FileList {
+    pub fn len(&self) -> usize {
+        match &self.stored {
+            Some(s) => s.len(),
+            None => self.held.len() + self.runs.as_ref().map_or(0, |r| r.files),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the list is in a file rather than memory.
+    pub fn is_stored(&self) -> bool {
+        self.stored.is_some()
+    }
+
+    /// From now until it is sorted, the list holds at most a share of
+    /// `area`'s budget (an eighth of what it has left now): past it, what it
+    /// holds is sorted into a run in `area`'s folder. Sorting then merges
+    /// the runs into a stored list.
+    pub fn spill_past(&mut self, area: &SpillArea) {
+        self.spill_past_share(area, area.budget.share(8));
+    }
+
+    fn spill_past_share(&mut self, area: &SpillArea, share: usize) {
+        self.runs = Some(Runs {
+            area: area.clone(),
+            share,
+            done: Vec::new(),
+            files: 0,
+            gave_up: false,
+        });
+    }
+
+    pub fn push(&mut self, rel: &str, size: u64, mtime_ns: i64, tag: Option<&str>) {
+        debug_assert!(self.stored.is_none(), "a stored list is finished");
+        self.held.push(rel, size, mtime_ns, tag);
+        self.spill_if_full();
+    }
+
+    /// The path of file `i`.
+    pub fn rel(&self, i: usize) -> Cow<'_, str> {
+        match &self.stored {
+            Some(s) => Cow::Owned(s.rel(i)),
+            None => Cow::Borrowed(self.held.paths.get(i)),
+        }
+    }
+
+    /// File `i`. Panics past the end, like a slice.
+    pub fn get(&self, i: usize) -> ListedFile<'_> {
+        match &self.stored {
+            Some(s) => s.get(i).into(),
+            None => self.held.get(i),
+        }
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ListedFile<'_>> + Clone + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    pub fn par_iter(&self) -> impl IndexedParallelIterator<Item = ListedFile<'_>> + '_ {
+        (0..self.len()).into_par_iter().map(|i| self.get(i))
+    }
+
+    /// Why a stored list could not be read back, if it could not: its
+    /// files were answered empty, so nothing made from them may be written.
+    pub fn unreadable(&self) -> Option<&str> {
+        self.stored.as_ref().and_then(StoredFiles::unreadable)
+    }
+
+    /// Makes room for `files` more files whose paths take `bytes` (within
+    /// the list's share, when it has one).
+    pub fn reserve(&mut self, files: usize, bytes: usize) {
+        if let Some(runs) = &self.runs
+            && bytes + files * 20 > runs.share
+        {
+            return;
+        }
+        self.held.paths.reserve(files, bytes);
+        self.held.sizes.reserve(files);
+        self.held.mtimes.reserve(files);
+    }
+
+    /// Each file's modification time (nanoseconds since the Unix epoch; for a
+    /// remote object, a number derived from its version tag), taken out of
+    /// a held list: only the checksum cache's keys use them, and the list
+    /// lives until the plan is written. A held list has none afterwards; a
+    /// stored one keeps them in its file, gives none here, and answers them
+    /// with each file.
+    pub fn take_mtimes(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.held.mtimes)
+    }
+
+    /// Keeps the first `n` files.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len() {
+            return;
+        }
+        match &mut self.stored {
+            Some(s) => s.truncate(n),
+            None => self.held.truncate(n),
+        }
+    }
+
+    /// Moves every file of `other` (a held list) to the end of this list.
+    pub fn append(&mut self, other: &mut FileList) {
+        debug_assert!(self.stored.is_none() && other.stored.is_none());
+        self.held.append(&mut other.held);
+        *other = FileList::default();
+        self.spill_if_full();
+    }
+
+    /// Past its share, what the list holds becomes a sorted run on disk.
+    /// A run that cannot be written leaves the files held (and the list
+    /// holds whatever comes after them too).
+    fn spill_if_full(&mut self) {
+        let Some(runs) = &mut self.runs else {
+            return;
+        };
+        if runs.gave_up || self.held.bytes() < runs.share {
+            return;
+        }
+        let written = (|| {
+            let mut w = StoredWriter::new(&runs.area.dir)?;
+            let held = &self.held;
+            let order = held.path_order();
+            for k in 0..held.len() {
+                let i = order.as_ref().map_or(k, |o| o[k] as usize);
+                let tag = held.tags.as_ref().and_then(|t| t[i].as_deref());
+                w.push(held.paths.get(i), held.sizes[i], held.mtimes[i], tag)?;
+            }
+            w.finish()
+        })();
+        match written {
+            Ok(run) => {
+                runs.files += run.len();
+                runs.done.push(run);
+                self.held = Held::default();
+            }
+            Err(_) => runs.gave_up = true,
+        }
+        if runs.done.len() >= MAX_RUNS {
+            let done = std::mem::take(&mut runs.done);
+            let inputs = done
+                .iter()
+                .map(|r| Box::new(r.read()) as Box<dyn Iterator<Item = _>>)
+                .collect();
+            match merge(inputs, &runs.area.dir) {
+                Ok(FileList {
+                    stored: Some(one), ..
+                }) => runs.done.push(one),
+                // Merged into memory or not at all: keep the runs as they
+                // were and stop making more.
+                _ => {
+                    runs.done = done;
+                    runs.gave_up = true;
+                }
+            }
+        }
+    }
+
+    /// Sorts by path (byte order; equal paths keep their order), into lists
+    /// of exactly the size needed. Columns are rebuilt one at a time, so a
+    /// sort never holds two whole listings. For lists never given a spill
+    /// area: one that was is sorted by [`Self::sort_through`].
+    pub fn sort(&mut self) {
+        debug_assert!(self.runs.as_ref().is_none_or(|r| r.done.is_empty()));
+        self.runs = None;
+        if let Some(order) = self.held.path_order() {
+            self.held.paths = self.held.paths.permuted(&order);
+            self.held.reorder_columns(&order);
+        }
+        self.held.shrink_to_fit();
+    }
+
+    /// [`Self::sort`], reordering large paths through an unnamed file in
+    /// `spill` instead of a second copy of them in memory (in memory after
+    /// all when the file cannot be made or written). A list that spilled
+    /// runs ([`Self::spill_past`]) merges them into a stored list. An error
+    /// (a file cannot be read back) leaves the list unusable: the scan that
+    /// made it fails.
+    pub fn sort_through(&mut self, spill: &std::path::Path) -> std::io::Result<()> {
+        if self.finish_runs(spill)? {
+            return Ok(());
+        }
+        self.sort_through_above(spill, SORT_THROUGH_FILE)
+    }
+
+    /// Merges the runs (and what is held) into one sorted list stored in
+    /// `spill`: `Ok(true)` if there were runs.
+    fn finish_runs(&mut self, spill: &std::path::Path) -> std::io::Result<bool> {
+        let Some(runs) = self.runs.take() else {
+            return Ok(false);
+        };
+        if runs.done.is_empty() {
+            return Ok(false);
+        }
+        let held = std::mem::take(&mut self.held);
+        let mut inputs: Vec<Box<dyn Iterator<Item = _>>> = runs
+            .done
+            .iter()
+            .map(|r| Box::new(r.read()) as Box<dyn Iterator<Item = _>>)
+            .collect();
+        inputs.push(Box::new(held.sorted()));
+        *self = merge(inputs, spill)?;
+        Ok(true)
+    }
+
+    fn sort_through_above(&mut self, spill: &std::path::Path, bytes: usize) -> std::io::Result<()> {
+        let held = &mut self.held;
+        if let Some(order) = held.path_order() {
+            // A spill folder that cannot take the file costs memory, not the
+            // plan: the paths are reordered in memory instead.
+            let through_file = held.paths.text_len() >= bytes
+                && match crate::spill::unnamed_file(spill) {
+                    Ok(mut file) => held.paths.permute_through(&order, &mut file)?,
+                    Err(_) => false,
+                };
+            if !through_file {
+                held.paths = held.paths.permuted(&order);
+            }
+            held.reorder_columns(&order);
+        }
+        held.shrink_to_fit();
+        Ok(())
+    }
+
+    /// Replaces file `i`'s tag (tests build remote listings with it).
+    #[cfg(test)]
+    pub(crate) fn set_tag(&mut self, i: usize, tag: Option<&str>) {
+        let n = self.len();
+        self.held.tags.get_or_insert_with(|| vec![None; n])[i] = tag.map(Box::from);
+    }
+}
+
+/// Lists are equal when they list the same files in the same order.
+impl PartialEq for FileList {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for FileList {}
+
+/// A copy in memory (a stored list is read back whole; tests use it).
+impl Clone for FileList {
+    fn clone(&self) -> Self {
+        let mut held = Held::default();
+        for f in self.iter() {
+            held.push(&f.rel, f.size, f.mtime_ns.unwrap_or(0), f.tag.as_deref());
+        }
+        if self.stored.is_none() && self.held.mtimes.is_empty() {
+            held.mtimes.clear();
+        }
+        if self.held.tags.is_none() && self.stored.is_none() {
+            held.tags = None;
+        }
+        FileList {
+            held,
+            ..FileList::default()
+        }
+    }
+}
+
+/// Paths of at least this many bytes are reordered through a file when a
+/// spill folder is given: below it the second copy costs little.
+const SORT_THROUGH_FILE: usize = 16 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rels(list: &FileList) -> Vec<String> {
+        list.iter().map(|f| f.rel.into_owned()).collect()
+    }
+
+    #[test]
+    fn sorting_moves_every_column_with_its_path() {
+        let mut list = FileList::default();
+        list.push("b/2.png", 2, 20, None);
+        list.push("a.png", 1, 10, None);
+        list.push("c", 3, 30, None);
+        list.push("", 0, 0, None);
+        list.sort();
+        assert_eq!(rels(&list), ["", "a.png", "b/2.png", "c"]);
+        assert_eq!(list.get(2).size, 2);
+        assert_eq!(list.clone().take_mtimes()[2], 20);
+        assert_eq!(list.get(1).tag, None);
+        assert!(
+            list.held.tags.is_none(),
+            "local listings carry no tag column"
+        );
+    }
+
+    /// Paths that share a long prefix and agree in the 8 bytes after it
+    /// (compared whole), a path that is a prefix of another, and the same
+    /// order through a file as in memory.
+    #[test]
+    fn sorting_by_keys_after_the_shared_prefix_and_through_a_file_gives_path_order() {
+        let paths = [
+            "data/patient_0000002.png",
+            "data/patient_0000001.json",
+            "data/patient_0000001.png",
+            "data/patient_000000",
+            "data/patient_0000001.dcm",
+            "data/patient_0000001",
+            "data/patient_0000010.png",
+            "data/patient_0000001.png.bak",
+            "data/patient_00000é.png",
+        ];
+        let mut list = FileList::default();
+        for (i, rel) in paths.iter().enumerate() {
+            list.push(rel, i as u64, -(i as i64), None);
+        }
+        let mut expected: Vec<&str> = paths.to_vec();
+        expected.sort();
+        let mut in_memory = list.clone();
+        in_memory.sort();
+        assert_eq!(rels(&in_memory), expected);
+        let dir = tempfile::tempdir().unwrap();
+        list.sort_through_above(&dir.path().join("spill"), 0)
+            .unwrap();
+        assert_eq!(list, in_memory);
+        for f in list.iter() {
+            assert_eq!(
+                paths[f.size as usize], f.rel,
+                "sizes moved with their paths"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spill")).unwrap().count(),
+            0,
+            "unnamed"
+        );
+    }
+
+    #[test]
+    fn tags_appear_when_a_file_has_one_and_survive_append_and_sort() {
+        let mut a = FileList::default();
+        a.push("z", 1, 1, None);
+        a.push("y", 2, 2, Some("\"e\""));
+        let mut b = FileList::default();
+        b.push("x", 3, 3, None);
+        let mut c = FileList::default();
+        c.push("w", 4, 4, Some(""));
+        b.append(&mut c);
+        a.append(&mut b);
+        assert!(b.is_empty() && c.is_empty());
+        a.sort();
+        assert_eq!(rels(&a), ["w", "x", "y", "z"]);
+        let tags: Vec<_> = a.iter().map(|f| f.tag.map(Cow::into_owned)).collect();
+        assert_eq!(tags, [Some("".into()), None, Some("\"e\"".into()), None]);
+        assert_eq!(a.get(0).size, 4);
+    }
+
+    #[test]
+    fn an_untagged_list_appended_to_a_tagged_one_keeps_columns_aligned() {
+        let mut a = FileList::default();
+        a.push("a", 1, 1, Some("t"));
+        let mut b = FileList::default();
+        b.push("b", 2, 2, None);
+        a.append(&mut b);
+        a.push("c", 3, 3, None);
+        assert_eq!(a.get(1).tag, None);
+        assert_eq!(a.get(2).tag, None);
+        assert_eq!(a.get(0).tag.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn equal_paths_keep_their_order() {
+        let mut list = FileList::default();
+        list.push("b", 1, 0, None);
+        list.push("a", 2, 0, None);
+        list.push("b", 3, 0, None);
+        list.sort();
+        let sizes: Vec<u64> = list.iter().map(|f| f.size).collect();
+        assert_eq!(sizes, [2, 1, 3]);
+    }
+}
