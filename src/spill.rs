@@ -61,11 +61,13 @@ impl MemoryBudget {
 
     /// `1/parts` of what the budget has left, for one of several sorts that
     /// hold memory together. What the process already holds when the sort
-    /// starts (a plan's listing, units and hashes) counts against the
-    /// budget: past 1 million units those alone approach it, and sorts that
-    /// took their shares of the whole budget on top went well past it. Never
-    /// less than [`MIN_SHARE`] (or the whole budget's share, if smaller), so
-    /// a process over its budget still spills in runs of a useful size.
+    /// starts counts against the budget. Never more than a quarter of the
+    /// whole budget's `1/parts` ([`CEILING`]): a run of 32 MiB sorts and
+    /// merges as fast as one of 128, and a share that grows with what is
+    /// left makes a large plan hold more than a small one (memory that grows
+    /// with the dataset, up to the budget). Never less than [`MIN_SHARE`]
+    /// (or the whole budget's share, if smaller), so a process over its
+    /// budget still spills in runs of a useful size.
     pub fn share(self, parts: usize) -> usize {
         self.share_beside(resident_bytes().unwrap_or(0), parts)
     }
@@ -74,9 +76,16 @@ impl MemoryBudget {
     fn share_beside(self, held: usize, parts: usize) -> usize {
         let parts = parts.max(1);
         let floor = MIN_SHARE.min(self.bytes / parts);
-        (self.bytes.saturating_sub(held) / parts).max(floor)
+        let ceiling = self.bytes / parts / CEILING;
+        (self.bytes.saturating_sub(held) / parts)
+            .min(ceiling)
+            .max(floor)
     }
 }
+
+/// A share is at most the whole budget's `1/parts` divided by this: the
+/// rest is room for what the stages hold besides their sorts.
+const CEILING: usize = 4;
 
 /// The least a sort is given however much is held: 4 MiB makes a run of tens
 /// of thousands of records.
@@ -800,8 +809,10 @@ mod tests {
     #[test]
     fn a_share_is_taken_from_what_the_budget_has_left() {
         let b = MemoryBudget::DEFAULT;
-        assert_eq!(b.share_beside(0, 8), 64 << 20);
-        assert_eq!(b.share_beside(256 << 20, 8), 32 << 20);
+        // At most a quarter of the whole budget's share, however much is left.
+        assert_eq!(b.share_beside(0, 8), 16 << 20);
+        assert_eq!(b.share_beside(256 << 20, 8), 16 << 20);
+        assert_eq!(b.share_beside(400 << 20, 8), 14 << 20);
         // Past the budget: the floor, or the whole budget's share if smaller.
         assert_eq!(b.share_beside(1 << 30, 8), MIN_SHARE);
         let small = MemoryBudget::parse("16MiB").unwrap();

@@ -629,6 +629,70 @@ mod tests {
         );
     }
 
+    /// A list past its share sorts in runs (more than are kept open, so
+    /// they are merged on the way) and is stored: it reads back as the list
+    /// sorted in memory, with equal paths in the order they came, tags and
+    /// modification times; a truncated stored list keeps its first files.
+    #[test]
+    fn a_list_past_its_share_is_stored_and_reads_back_as_one_sorted_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = SpillArea::under(dir.path(), crate::spill::MemoryBudget::DEFAULT);
+        let mut stored = FileList::default();
+        stored.spill_past_share(&area, 200);
+        let mut held = FileList::default();
+        for i in 0..3_000u64 {
+            // Every path six times (paths repeat every 500 files).
+            let rel = format!("d{}/f_{:05}.png", i % 2, (i * 7919) % 500);
+            let tag = i.is_multiple_of(5).then(|| format!("\"{i}\""));
+            for list in [&mut stored, &mut held] {
+                // Pushed one at a time and appended in folders, as walkers do.
+                if i.is_multiple_of(2) {
+                    list.push(&rel, i, -(i as i64), tag.as_deref());
+                } else {
+                    let mut folder = FileList::default();
+                    folder.push(&rel, i, -(i as i64), tag.as_deref());
+                    list.append(&mut folder);
+                }
+            }
+        }
+        assert!(stored.runs.as_ref().unwrap().done.len() < MAX_RUNS);
+        stored.sort_through(&area.dir).unwrap();
+        held.sort();
+        assert!(stored.is_stored() && !held.is_stored());
+        assert_eq!(stored.len(), 3_000);
+        assert_eq!(stored, held);
+        let mtimes: Vec<_> = stored.iter().map(|f| f.mtime_ns).collect();
+        let held_mtimes: Vec<_> = held.clone().take_mtimes().into_iter().map(Some).collect();
+        assert_eq!(mtimes, held_mtimes);
+        assert_eq!(stored.rel(2_999), held.rel(2_999));
+        assert!(stored.unreadable().is_none());
+        stored.truncate(65);
+        held.truncate(65);
+        assert_eq!(stored, held);
+        assert_eq!(
+            std::fs::read_dir(&area.dir).unwrap().count(),
+            0,
+            "runs and the stored list are unnamed"
+        );
+    }
+
+    /// A spill folder that cannot be made (a file is in its way) keeps the
+    /// list held, sorted as in memory.
+    #[test]
+    fn a_list_whose_runs_cannot_be_written_stays_held() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spill"), "in the way").unwrap();
+        let area = SpillArea::under(dir.path(), crate::spill::MemoryBudget::DEFAULT);
+        let mut list = FileList::default();
+        list.spill_past_share(&area, 10);
+        for i in 0..100 {
+            list.push(&format!("f{}", 99 - i), i, 0, None);
+        }
+        list.sort_through(&area.dir).unwrap();
+        assert!(!list.is_stored());
+        assert_eq!(rels(&list)[..3], ["f0", "f1", "f10"]);
+    }
+
     #[test]
     fn tags_appear_when_a_file_has_one_and_survive_append_and_sort() {
         let mut a = FileList::default();
