@@ -331,16 +331,18 @@ impl Records for RecordFile {
 /// at a time; requests whose record holds another key (one added early
 /// shifts every later position) are matched in one more pass over the
 /// records against their keys sorted, so memory grows with those misses,
-/// never with the cache. `answer(i, record)` judges a record whose key is
-/// request i's (`None`: stale, and not looked for elsewhere); `found(i, t)`
-/// receives each answer. Returns how many were answered at their position.
-pub fn find_by_position<K: Ord + Copy + Send + Sync, T: Send>(
+/// never with the cache. `probe(i)` is request i's key and what else its
+/// answer needs (made together: a request can be costly to look at);
+/// `answer(extra, record)` judges a record whose key is request i's (`None`:
+/// stale, and not looked for elsewhere); `found(i, t)` receives each
+/// answer. Returns how many were answered at their position.
+pub fn find_by_position<K: Ord + Copy + Send + Sync, S: Send, T: Send>(
     records: &impl Records,
     window: usize,
     n: usize,
-    key: impl Fn(usize) -> K + Sync,
+    probe: impl Fn(usize) -> (K, S) + Sync,
     record_key: impl Fn(&[u8]) -> K + Sync,
-    answer: impl Fn(usize, &[u8]) -> Option<T> + Sync,
+    answer: impl Fn(S, &[u8]) -> Option<T> + Sync,
     mut found: impl FnMut(usize, T),
 ) -> usize {
     use rayon::prelude::*;
@@ -356,10 +358,10 @@ pub fn find_by_position<K: Ord + Copy + Send + Sync, T: Send>(
         let at_own: Vec<Result<Option<T>, K>> = (start..end)
             .into_par_iter()
             .map(|i| {
-                let k = key(i);
+                let (k, extra) = probe(i);
                 let at = (i - start) * len;
                 match buf.get(at..at + len) {
-                    Some(r) if record_key(r) == k => Ok(answer(i, r)),
+                    Some(r) if record_key(r) == k => Ok(answer(extra, r)),
                     _ => Err(k),
                 }
             })
@@ -389,7 +391,7 @@ pub fn find_by_position<K: Ord + Copy + Send + Sync, T: Send>(
                 elsewhere[from..]
                     .iter()
                     .take_while(|(w, _)| *w == k)
-                    .filter_map(|&(_, i)| Some((i, answer(i as usize, r)?)))
+                    .filter_map(|&(_, i)| Some((i, answer(probe(i as usize).1, r)?)))
                     .collect::<Vec<_>>()
             })
             .collect();

@@ -360,8 +360,7 @@ impl ChecksumCache {
     fn find_all(
         &self,
         n: usize,
-        key: impl Fn(usize) -> PathKey + Sync,
-        stamp: impl Fn(usize) -> (u64, i64) + Sync,
+        probe: impl Fn(usize) -> (PathKey, (u64, i64)) + Sync,
     ) -> (Vec<Sha1Digest>, Vec<bool>, usize) {
         let mut results: Vec<Sha1Digest> = vec![[0; 20]; n];
         let mut found = vec![false; n];
@@ -369,11 +368,11 @@ impl ChecksumCache {
             &self.records,
             WINDOW,
             n,
-            key,
+            probe,
             |r| CacheEntry::decode(r).key,
-            |i, r| {
+            |stamp, r| {
                 let e = CacheEntry::decode(r);
-                (crate::cache_file::intact(r, FIELDS) && stamp(i) == (e.size, e.mtime_ns))
+                (crate::cache_file::intact(r, FIELDS) && stamp == (e.size, e.mtime_ns))
                     .then_some(e.sha1)
             },
             |i, sha1| {
@@ -610,14 +609,10 @@ pub fn hash_all(
         copies,
         progress,
     } = side;
-    let (sha1, found, in_place) = cache.find_all(
-        requests.len(),
-        |i| requests.get(i).key(),
-        |i| {
-            let r = requests.get(i);
-            (r.size, r.mtime_ns)
-        },
-    );
+    let (sha1, found, in_place) = cache.find_all(requests.len(), |i| {
+        let r = requests.get(i);
+        (r.key(), (r.size, r.mtime_ns))
+    });
     let misses: Vec<usize> = (0..found.len()).filter(|&i| !found[i]).collect();
     drop(found);
     // Records found away from their request's position (the files are asked
@@ -871,7 +866,7 @@ mod tests {
         let req = ["c", "a", "b"].map(|rel| at_3_bytes_7ns(&src, rel));
         let in_place = |cache: &ChecksumCache| {
             cache
-                .find_all(3, |i| req[i].key(), |i| (req[i].size, req[i].mtime_ns))
+                .find_all(3, |i| (req[i].key(), (req[i].size, req[i].mtime_ns)))
                 .2
         };
         let mut cache = ChecksumCache::open(cache_path.clone());
@@ -924,11 +919,8 @@ mod tests {
 
     /// What `find_all` answers for each probe, as `Some(digest)` or `None`.
     fn found(cache: &ChecksumCache, probes: &[(PathKey, u64, i64)]) -> Vec<Option<Sha1Digest>> {
-        let (results, found, _) = cache.find_all(
-            probes.len(),
-            |i| probes[i].0,
-            |i| (probes[i].1, probes[i].2),
-        );
+        let (results, found, _) =
+            cache.find_all(probes.len(), |i| (probes[i].0, (probes[i].1, probes[i].2)));
         results
             .into_iter()
             .zip(found)

@@ -211,14 +211,17 @@ impl<'a> Listed<'a, '_> {
 
     /// The member that is file `f`.
     fn member_of(&self, f: FileRef) -> Member<'a> {
-        let spec = match self.classified[f.root as usize][f.index as usize] {
-            Classified::Spec(spec) => spec,
-            _ => unreachable!("only members are listed"),
-        };
         let list: &'a FileList = self.roots[f.root as usize];
         Member {
-            spec,
+            spec: self.spec_of(f),
             rel: list.rel(f.index as usize),
+        }
+    }
+
+    fn spec_of(&self, f: FileRef) -> u32 {
+        match self.classified[f.root as usize][f.index as usize] {
+            Classified::Spec(spec) => spec,
+            _ => unreachable!("only members are listed"),
         }
     }
 }
@@ -229,6 +232,9 @@ impl Members for Listed<'_, '_> {
     }
     fn get(&self, i: usize) -> Member<'_> {
         self.member(i)
+    }
+    fn spec(&self, i: usize) -> u32 {
+        self.spec_of(self.members.file(i))
     }
 }
 
@@ -320,7 +326,7 @@ pub fn group<'a>(
             },
         ),
         None => {
-            let Some(inference) = infer::infer(&members, specs, primary) else {
+            let Some(inference) = infer::infer(&members, specs, primary, Some(spill))? else {
                 return Ok(out);
             };
             if !inference.is_convincing() {

@@ -522,9 +522,9 @@ impl ScreenCache {
             records,
             WINDOW,
             n,
-            key,
+            |p| (key(p), ()),
             |r| <Key>::try_from(&r[..20]).expect("a record starts with its key"),
-            |_, r| {
+            |(), r| {
                 let v = u32::from_le_bytes(r[20..FIELDS].try_into().expect("a u32 follows"));
                 let intact = cache_file::intact(r, FIELDS);
                 (intact && (v == CLEAN || (v as usize) < self.findings.len())).then_some(v)

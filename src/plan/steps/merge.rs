@@ -56,12 +56,19 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                     .iter()
                     .map(|j| j.as_ref().and_then(|rows| rows.row(&key)))
                     .collect();
+                // Each file looked at once (a stored listing reads it back).
+                let listed: Vec<_> = u
+                    .files
+                    .iter()
+                    .map(|(_, f)| scans[f.root as usize].files.get(f.index as usize))
+                    .collect();
                 let files: Vec<UnitFile<'_>> = u
                     .files
                     .iter()
-                    .map(|(spec, f)| UnitFile {
+                    .zip(&listed)
+                    .map(|((spec, f), s)| UnitFile {
                         spec: *spec,
-                        rel: scans[f.root as usize].files.rel(f.index as usize),
+                        rel: std::borrow::Cow::Borrowed(&s.rel),
                         source: &*cx.roots[f.root as usize].source,
                     })
                     .collect();
@@ -80,13 +87,11 @@ pub(in crate::plan) fn merge_validate(cx: &Context<'_>, board: &Board) -> StageR
                 let checked: Vec<CheckedFile<'_>> = u
                     .files
                     .iter()
-                    .map(|(spec, f)| {
-                        let s = scans[f.root as usize].files.get(f.index as usize);
-                        CheckedFile {
-                            spec: *spec,
-                            rel: s.rel,
-                            size: s.size,
-                        }
+                    .zip(&listed)
+                    .map(|((spec, _), s)| CheckedFile {
+                        spec: *spec,
+                        rel: std::borrow::Cow::Borrowed(&s.rel),
+                        size: s.size,
                     })
                     .collect();
                 // Moved, not cloned: the schema validates the same value that is written.
