@@ -29,9 +29,9 @@ pub type HashResult = Result<Sha1Digest, Box<SourceError>>;
 /// The digests of a hash pass, by request: 20 bytes each, with the few
 /// failures beside them. As a `Vec<HashResult>` each cost 24 bytes (110 MiB
 /// at 4.6 million files), held from the checksum until the plan is written.
-/// Past a share of the budget they move to an unnamed file
-/// ([`Digests::spill_past`]) and are read back through a small cache of
-/// blocks: later stages read them in about request order.
+/// More than a share of the budget are in an unnamed file from the start
+/// ([`Digests::within`]), written and read back through a small cache of
+/// blocks: the cache answers, and later stages read, in about request order.
 #[derive(Debug, Default)]
 pub struct Digests {
     sha1: Column,
@@ -52,19 +52,20 @@ impl Default for Column {
 }
 
 /// Digests in a file, `len` of them, read a block at a time into one of
-/// [`SLOTS`] cached blocks (the block's number picks its slot).
+/// [`SLOTS`] cached blocks (the block's number picks its slot), and written
+/// back when another block takes its slot.
 #[derive(Debug)]
 struct SpilledDigests {
     file: std::fs::File,
     len: usize,
     slots: Vec<std::sync::Mutex<Option<CachedBlock>>>,
-    /// The first read that failed: its digests were answered with zeros,
-    /// and the plan must not be written ([`Digests::unreadable`]).
+    /// The first read or write that failed: its digests were answered with
+    /// zeros, and the plan must not be written ([`Digests::unreadable`]).
     failed_read: std::sync::OnceLock<String>,
 }
 
-/// A block's number and its bytes.
-type CachedBlock = (usize, Vec<u8>);
+/// A block's number, its bytes, and whether they changed since read.
+type CachedBlock = (usize, Vec<u8>, bool);
 
 /// Digests in a block read from a spilled column: one page's worth.
 const BLOCK_DIGESTS: usize = 4096 / 20;
@@ -73,35 +74,100 @@ const BLOCK_DIGESTS: usize = 4096 / 20;
 const SLOTS: usize = 64;
 
 impl SpilledDigests {
-    fn get(&self, i: usize) -> std::io::Result<Sha1Digest> {
+    /// `len` zero digests in a new unnamed file in `dir`.
+    fn create(dir: &std::path::Path, len: usize) -> std::io::Result<Self> {
+        let file = crate::spill::unnamed_file(dir)?;
+        file.set_len((len * 20) as u64)?;
+        Ok(Self {
+            file,
+            len,
+            slots: (0..SLOTS).map(|_| std::sync::Mutex::new(None)).collect(),
+            failed_read: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// `f` of digest `i`'s 20 bytes in its cached block, and whether it
+    /// changed them. The block the slot held before is written back first
+    /// if it changed.
+    fn with_digest<T>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut [u8]) -> (T, bool),
+    ) -> std::io::Result<T> {
         use std::os::unix::fs::FileExt;
         assert!(i < self.len, "digest {i} of {}", self.len);
         let block = i / BLOCK_DIGESTS;
         let mut slot = self.slots[block % SLOTS]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if slot.as_ref().is_none_or(|(b, _)| *b != block) {
+        if slot.as_ref().is_none_or(|(b, _, _)| *b != block) {
+            let mut bytes = match slot.take() {
+                Some((old, bytes, true)) => {
+                    self.file
+                        .write_all_at(&bytes, (old * BLOCK_DIGESTS * 20) as u64)?;
+                    bytes
+                }
+                Some((_, bytes, false)) => bytes,
+                None => Vec::new(),
+            };
             let first = block * BLOCK_DIGESTS;
             let n = BLOCK_DIGESTS.min(self.len - first);
-            let mut bytes = slot.take().map(|(_, v)| v).unwrap_or_default();
             bytes.resize(n * 20, 0);
             self.file.read_exact_at(&mut bytes, (first * 20) as u64)?;
-            *slot = Some((block, bytes));
+            *slot = Some((block, bytes, false));
         }
-        let (_, bytes) = slot.as_ref().expect("filled above");
+        let (_, bytes, dirty) = slot.as_mut().expect("filled above");
         let at = (i % BLOCK_DIGESTS) * 20;
-        Ok(bytes[at..at + 20].try_into().expect("20 bytes"))
+        let (out, changed) = f(&mut bytes[at..at + 20]);
+        *dirty |= changed;
+        Ok(out)
+    }
+
+    fn get(&self, i: usize) -> std::io::Result<Sha1Digest> {
+        self.with_digest(i, |d| (d.try_into().expect("20 bytes"), false))
+    }
+
+    fn set(&self, i: usize, digest: &Sha1Digest) -> std::io::Result<()> {
+        self.with_digest(i, |d| {
+            d.copy_from_slice(digest);
+            ((), true)
+        })
+    }
+
+    /// Remembers the first failure: every digest since may be wrong.
+    fn failed(&self, e: &std::io::Error) {
+        self.failed_read.get_or_init(|| e.to_string());
     }
 }
 
 impl Digests {
+    /// `n` placeholder digests, held.
+    pub fn held(n: usize) -> Self {
+        Self {
+            sha1: Column::Held(vec![[0; 20]; n]),
+            failed: Default::default(),
+        }
+    }
+
+    /// `n` placeholder digests: held if they take at most `share` bytes
+    /// (or the spill folder `dir` cannot take them), else in a file there.
+    pub fn within(n: usize, dir: &std::path::Path, share: usize) -> Self {
+        if n * 20 <= share {
+            return Self::held(n);
+        }
+        match SpilledDigests::create(dir, n) {
+            Ok(s) => Self {
+                sha1: Column::Spilled(s),
+                failed: Default::default(),
+            },
+            Err(_) => Self::held(n),
+        }
+    }
+
     /// The digests of these results (tests build them so).
     #[cfg(test)]
     pub(crate) fn from_results(results: Vec<HashResult>) -> Self {
-        let mut d = Self {
-            sha1: Column::Held(vec![[0; 20]; results.len()]),
-            failed: Default::default(),
-        };
+        let mut d = Self::held(results.len());
         for (i, r) in results.into_iter().enumerate() {
             d.set(i, r);
         }
@@ -129,7 +195,7 @@ impl Digests {
         match &self.sha1 {
             Column::Held(v) => Ok(v[i]),
             Column::Spilled(s) => Ok(s.get(i).unwrap_or_else(|e| {
-                s.failed_read.get_or_init(|| e.to_string());
+                s.failed(&e);
                 [0; 20]
             })),
         }
@@ -158,37 +224,17 @@ impl Digests {
         matches!(self.sha1, Column::Spilled(_))
     }
 
-    /// Moves the digests to an unnamed file in `dir` if they take more than
-    /// `share` bytes. On an error they stay held.
-    pub fn spill_past(&mut self, dir: &std::path::Path, share: usize) -> std::io::Result<()> {
-        use std::io::Write;
-        let Column::Held(held) = &self.sha1 else {
-            return Ok(());
-        };
-        if held.len() * 20 <= share {
-            return Ok(());
-        }
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, crate::spill::unnamed_file(dir)?);
-        for d in held {
-            file.write_all(d)?;
-        }
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        self.sha1 = Column::Spilled(SpilledDigests {
-            file,
-            len: held.len(),
-            slots: (0..SLOTS).map(|_| std::sync::Mutex::new(None)).collect(),
-            failed_read: std::sync::OnceLock::new(),
-        });
-        Ok(())
-    }
-
     fn set(&mut self, i: usize, result: HashResult) {
-        let Column::Held(held) = &mut self.sha1 else {
-            unreachable!("digests are set before they are spilled");
-        };
         match result {
             Ok(d) => {
-                held[i] = d;
+                match &mut self.sha1 {
+                    Column::Held(held) => held[i] = d,
+                    Column::Spilled(s) => {
+                        if let Err(e) = s.set(i, &d) {
+                            s.failed(&e);
+                        }
+                    }
+                }
                 self.failed.remove(&i);
             }
             Err(e) => {
@@ -346,10 +392,10 @@ impl ChecksumCache {
         crate::cache_file::Records::count(&self.records)
     }
 
-    /// The cached digest of each of `n` files (`key(i)` is file i's key,
-    /// `stamp(i)` its size and mtime: apart, so a key, a SHA-1 of the path,
-    /// is computed once), and whether the cache answered for it (where it did
-    /// not, the digest is a placeholder and the file must be read), and how
+    /// The cached digest of each of `n` files, set in `results` (`probe(i)`
+    /// is file i's key and its size and mtime), and whether the cache
+    /// answered for it (where it did not, the digest is a placeholder and
+    /// the file must be read), and how
     /// many it answered at their own position. Looked up by position, a window at a time
     /// ([`crate::cache_file::find_by_position`]); a record of the file at an
     /// earlier size or mtime means it is read again.
@@ -361,8 +407,8 @@ impl ChecksumCache {
         &self,
         n: usize,
         probe: impl Fn(usize) -> (PathKey, (u64, i64)) + Sync,
-    ) -> (Vec<Sha1Digest>, Vec<bool>, usize) {
-        let mut results: Vec<Sha1Digest> = vec![[0; 20]; n];
+        results: &mut Digests,
+    ) -> (Vec<bool>, usize) {
         let mut found = vec![false; n];
         let in_place = crate::cache_file::find_by_position(
             &self.records,
@@ -376,11 +422,11 @@ impl ChecksumCache {
                     .then_some(e.sha1)
             },
             |i, sha1| {
-                results[i] = sha1;
+                results.set(i, Ok(sha1));
                 found[i] = true;
             },
         );
-        (results, found, in_place)
+        (found, in_place)
     }
 
     /// Rewrites the cache with this run's files, if anything changed. Errors are
@@ -596,6 +642,9 @@ pub struct HashSideEffects<'a> {
     pub heads: Option<HeadObserver<'a>>,
     pub copies: Option<&'a ObjectCopies>,
     pub progress: Option<&'a dyn HashProgress>,
+    /// Where the digests go past `share` bytes (a spill folder), if
+    /// anywhere; otherwise they are held.
+    pub spill: Option<(&'a std::path::Path, usize)>,
 }
 
 pub fn hash_all(
@@ -608,11 +657,20 @@ pub fn hash_all(
         heads,
         copies,
         progress,
+        spill,
     } = side;
-    let (sha1, found, in_place) = cache.find_all(requests.len(), |i| {
-        let r = requests.get(i);
-        (r.key(), (r.size, r.mtime_ns))
-    });
+    let mut results = match spill {
+        Some((dir, share)) => Digests::within(requests.len(), dir, share),
+        None => Digests::held(requests.len()),
+    };
+    let (found, in_place) = cache.find_all(
+        requests.len(),
+        |i| {
+            let r = requests.get(i);
+            (r.key(), (r.size, r.mtime_ns))
+        },
+        &mut results,
+    );
     let misses: Vec<usize> = (0..found.len()).filter(|&i| !found[i]).collect();
     drop(found);
     // Records found away from their request's position (the files are asked
@@ -621,10 +679,6 @@ pub fn hash_all(
     if in_place < requests.len() - misses.len() {
         cache.changed = true;
     }
-    let mut results = Digests {
-        sha1: Column::Held(sha1),
-        failed: Default::default(),
-    };
     let mut stats = HashStats {
         cached: (requests.len() - misses.len()) as u64,
         ..HashStats::default()
@@ -707,15 +761,18 @@ mod tests {
                 "x",
             )))
         };
-        let results: Vec<HashResult> = (0..n)
-            .map(|i| if i == 5 { failed() } else { Ok(digest(i)) })
-            .collect();
         let dir = tempfile::tempdir().unwrap();
-        let mut d = Digests::from_results(results);
-        d.spill_past(dir.path(), n * 20).unwrap();
-        assert!(!d.spilled(), "within its share: held");
-        d.spill_past(dir.path(), 0).unwrap();
+        assert!(!Digests::within(n, dir.path(), n * 20).spilled(), "within its share: held");
+        std::fs::write(dir.path().join("in-the-way"), "").unwrap();
+        let no_folder = Digests::within(n, &dir.path().join("in-the-way"), 0);
+        assert!(!no_folder.spilled(), "a spill folder that cannot be made: held");
+        let mut d = Digests::within(n, dir.path(), 0);
         assert!(d.spilled());
+        // Set out of order (a cache's answers, then the files read), across
+        // more blocks than slots, so changed blocks are written back.
+        for i in (0..n).step_by(2).chain((1..n).step_by(2).rev()) {
+            d.set(i, if i == 5 { failed() } else { Ok(digest(i)) });
+        }
         let order = (0..n)
             .chain((0..n).rev())
             .chain((0..n).step_by(BLOCK_DIGESTS * SLOTS - 1));
@@ -865,9 +922,8 @@ mod tests {
         let src = LocalSource::new(dir.path().to_path_buf());
         let req = ["c", "a", "b"].map(|rel| at_3_bytes_7ns(&src, rel));
         let in_place = |cache: &ChecksumCache| {
-            cache
-                .find_all(3, |i| (req[i].key(), (req[i].size, req[i].mtime_ns)))
-                .2
+            let probe = |i: usize| (req[i].key(), (req[i].size, req[i].mtime_ns));
+            cache.find_all(3, probe, &mut Digests::held(3)).1
         };
         let mut cache = ChecksumCache::open(cache_path.clone());
         assert_eq!(in_place(&cache), 0);
@@ -919,12 +975,16 @@ mod tests {
 
     /// What `find_all` answers for each probe, as `Some(digest)` or `None`.
     fn found(cache: &ChecksumCache, probes: &[(PathKey, u64, i64)]) -> Vec<Option<Sha1Digest>> {
-        let (results, found, _) =
-            cache.find_all(probes.len(), |i| (probes[i].0, (probes[i].1, probes[i].2)));
-        results
+        let mut results = Digests::held(probes.len());
+        let (found, _) = cache.find_all(
+            probes.len(),
+            |i| (probes[i].0, (probes[i].1, probes[i].2)),
+            &mut results,
+        );
+        found
             .into_iter()
-            .zip(found)
-            .map(|(r, found)| found.then_some(r))
+            .enumerate()
+            .map(|(i, found)| found.then(|| results.get(i).unwrap()))
             .collect()
     }
 
