@@ -195,33 +195,88 @@ impl crate::spill::Record for Entry {
     }
 }
 
+/// The files classification made unit members, numbered (a bit per listed
+/// file), with each member's spec: a byte a member (specs past 254 on the
+/// side) where the classification of every file took 8 bytes a file (37
+/// MiB at 4.6 million files, held while grouping).
+pub struct MemberSpecs {
+    set: super::FileSet,
+    specs: Vec<u8>,
+    wide: std::collections::BTreeMap<usize, u32>,
+}
+
+/// A member's spec kept in `wide`.
+const WIDE: u8 = u8::MAX;
+
+impl MemberSpecs {
+    /// The members of each root's classification.
+    pub fn new(classified: &[Vec<Classified>]) -> Self {
+        let set = super::FileSet::new(
+            classified
+                .iter()
+                .map(|c| {
+                    let mut bits = crate::bits::BitSet::new(c.len());
+                    for (i, c) in c.iter().enumerate() {
+                        if let Classified::Spec(_) = c {
+                            bits.insert(i);
+                        }
+                    }
+                    bits
+                })
+                .collect(),
+        );
+        let mut specs = Vec::with_capacity(set.len());
+        let mut wide = std::collections::BTreeMap::new();
+        for spec in classified.iter().flatten().filter_map(|c| match c {
+            Classified::Spec(spec) => Some(*spec),
+            _ => None,
+        }) {
+            match u8::try_from(spec) {
+                Ok(s) if s != WIDE => specs.push(s),
+                _ => {
+                    wide.insert(specs.len(), spec);
+                    specs.push(WIDE);
+                }
+            }
+        }
+        Self { set, specs, wide }
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// Member `n`'s spec.
+    pub fn spec(&self, n: usize) -> u32 {
+        match self.specs[n] {
+            WIDE => self.wide[&n],
+            s => u32::from(s),
+        }
+    }
+}
+
 /// The members as inference sees them, made from the listings when looked at.
 struct Listed<'a, 'r> {
     roots: &'r [&'a FileList],
-    classified: &'r [Vec<Classified>],
-    /// The members, numbered (a bit per listed file).
-    members: &'r super::FileSet,
+    members: &'r MemberSpecs,
 }
 
 impl<'a> Listed<'a, '_> {
-    /// Member `i`, its path borrowed from the listing itself.
+    /// Member `i`, its path borrowed from (or read back from) the listing.
     fn member(&self, i: usize) -> Member<'a> {
-        self.member_of(self.members.file(i))
+        self.member_of(i, self.members.set.file(i))
     }
 
-    /// The member that is file `f`.
-    fn member_of(&self, f: FileRef) -> Member<'a> {
+    /// Member `i`, which is file `f`.
+    fn member_of(&self, i: usize, f: FileRef) -> Member<'a> {
         let list: &'a FileList = self.roots[f.root as usize];
         Member {
-            spec: self.spec_of(f),
+            spec: self.members.spec(i),
             rel: list.rel(f.index as usize),
-        }
-    }
-
-    fn spec_of(&self, f: FileRef) -> u32 {
-        match self.classified[f.root as usize][f.index as usize] {
-            Classified::Spec(spec) => spec,
-            _ => unreachable!("only members are listed"),
         }
     }
 }
@@ -234,7 +289,7 @@ impl Members for Listed<'_, '_> {
         self.member(i)
     }
     fn spec(&self, i: usize) -> u32 {
-        self.spec_of(self.members.file(i))
+        self.members.spec(i)
     }
 }
 
@@ -283,7 +338,7 @@ where
 #[allow(clippy::too_many_arguments)]
 pub fn group<'a>(
     roots: &[&'a FileList],
-    classified: &[Vec<Classified>],
+    members: &MemberSpecs,
     explicit: Option<&(Regex, String)>,
     template: &KeyTemplate,
     specs: &[SpecShape],
@@ -293,27 +348,10 @@ pub fn group<'a>(
     keep: &(dyn Fn(&str) -> bool + Sync),
 ) -> std::io::Result<Grouped> {
     let mut out = Grouped::default();
-    // Members as inference sees them: a bit per listed file, numbered (a
+    // Members as inference sees them: numbered by a bit per listed file (a
     // `FileRef` per member was 37 MiB at 4.6 million files).
-    let set = super::FileSet::new(
-        classified
-            .iter()
-            .map(|c| {
-                let mut bits = crate::bits::BitSet::new(c.len());
-                for (i, c) in c.iter().enumerate() {
-                    if let Classified::Spec(_) = c {
-                        bits.insert(i);
-                    }
-                }
-                bits
-            })
-            .collect(),
-    );
-    let members = Listed {
-        roots,
-        classified,
-        members: &set,
-    };
+    let set = &members.set;
+    let members = Listed { roots, members };
 
     let (cutter, layout) = match explicit {
         Some((re, text)) => (
@@ -408,7 +446,7 @@ pub fn group<'a>(
             .into_par_iter()
             .map(|i| {
                 let file = set.file(i);
-                let m = members.member_of(file);
+                let m = members.member_of(i, file);
                 match cut_key(&m.rel) {
                     Some((group_key, Some(key))) => {
                         Ok(Entry::new(&key, Some(group_key), &m.rel, m.spec, file))
@@ -500,6 +538,25 @@ mod tests {
         KeyTemplate::parse("{group_key}").unwrap()
     }
     /// Classified by extension: png → spec 0, json → spec 1.
+    /// Members are the files classified to a spec, numbered across roots;
+    /// specs past a byte are kept whole.
+    #[test]
+    fn member_specs_number_the_members_and_keep_wide_specs() {
+        let m = MemberSpecs::new(&[
+            vec![
+                Classified::Spec(3),
+                Classified::Unmatched(crate::stages::UnmatchedReason::NoRule),
+                Classified::Spec(255),
+            ],
+            vec![],
+            vec![Classified::WrongExtension(1), Classified::Spec(70_000)],
+        ]);
+        assert_eq!(m.len(), 3);
+        assert_eq!((0..3).map(|n| m.spec(n)).collect::<Vec<_>>(), [3, 255, 70_000]);
+        assert_eq!(m.set.file(1), FileRef { root: 0, index: 2 });
+        assert_eq!(m.set.file(2), FileRef { root: 2, index: 1 });
+    }
+
     fn by_ext(f: &FileList) -> Vec<Classified> {
         f.iter()
             .map(|f| Classified::Spec(u32::from(f.rel.ends_with(".json"))))
@@ -525,7 +582,7 @@ mod tests {
         let c = by_ext(&f);
         group(
             &[&f],
-            &[c],
+            &MemberSpecs::new(&[c]),
             None,
             &tmpl(),
             &two_specs(label_required),
@@ -606,7 +663,7 @@ mod tests {
         let f = files(&["a/x.png", "a/y.png", "b/x.png", "b/y.png", "c/z.json"]);
         let g = group(
             &[&f],
-            &[by_ext(&f)],
+            &MemberSpecs::new(&[by_ext(&f)]),
             None,
             &tmpl(),
             &two_specs(true),
@@ -636,7 +693,7 @@ mod tests {
         let t = KeyTemplate::parse("{site}-{group_key}").unwrap();
         let g = group(
             &[&f],
-            &[all(0, 2)],
+            &MemberSpecs::new(&[all(0, 2)]),
             Some(&(re.clone(), "x".into())),
             &t,
             &one_spec(),
@@ -655,7 +712,7 @@ mod tests {
         let f2 = files(&["s1/p1/a.png", "s1/p2/a.png"]);
         let g = group(
             &[&f2],
-            &[all(0, 2)],
+            &MemberSpecs::new(&[all(0, 2)]),
             Some(&(re2, "x".into())),
             &t2,
             &one_spec(),
@@ -690,7 +747,7 @@ mod tests {
             };
             let g = group(
                 &[&a, &b],
-                &[all(0, 5), all(0, 2)],
+                &MemberSpecs::new(&[all(0, 5), all(0, 2)]),
                 Some(&(re.clone(), "x".into())),
                 &t,
                 &one_spec(),
@@ -738,7 +795,7 @@ mod tests {
         let f = files(&["patient_1/a.png", "other/b.png"]);
         let g = group(
             &[&f],
-            &[all(0, 2)],
+            &MemberSpecs::new(&[all(0, 2)]),
             Some(&(re, "x".into())),
             &tmpl(),
             &one_spec(),

@@ -16,7 +16,19 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
             extensions: s.extensions.clone(),
         })
         .collect();
+    // Classification is kept past here only as each member's spec and the
+    // files it left out.
     let classified = board.classified.take();
+    let members = stages::group::MemberSpecs::new(&classified);
+    let unmatched: Vec<Vec<(u32, stages::classify::Classified)>> = classified
+        .into_iter()
+        .map(|classes| {
+            (0..)
+                .zip(classes)
+                .filter(|(_, c)| c.unmatched().is_some())
+                .collect()
+        })
+        .collect();
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
     let keep = |key: &str| {
         cx.opts
@@ -26,7 +38,7 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
     };
     let grouped = stages::group::group(
         &files,
-        &classified,
+        &members,
         recipe.group_key_regex.as_ref(),
         &recipe.key_template,
         &shapes,
@@ -57,15 +69,7 @@ pub(in crate::plan) fn group(cx: &Context<'_>, board: &Board) -> StageResult {
             runner_up: None,
         }),
         no_group_key: grouped.no_group_key,
-        unmatched: classified
-            .into_iter()
-            .map(|classes| {
-                (0..)
-                    .zip(classes)
-                    .filter(|(_, c)| c.unmatched().is_some())
-                    .collect()
-            })
-            .collect(),
+        unmatched,
     });
     board.drafts.put(grouped.units);
     Ok(())
