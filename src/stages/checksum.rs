@@ -762,10 +762,16 @@ mod tests {
             )))
         };
         let dir = tempfile::tempdir().unwrap();
-        assert!(!Digests::within(n, dir.path(), n * 20).spilled(), "within its share: held");
+        assert!(
+            !Digests::within(n, dir.path(), n * 20).spilled(),
+            "within its share: held"
+        );
         std::fs::write(dir.path().join("in-the-way"), "").unwrap();
         let no_folder = Digests::within(n, &dir.path().join("in-the-way"), 0);
-        assert!(!no_folder.spilled(), "a spill folder that cannot be made: held");
+        assert!(
+            !no_folder.spilled(),
+            "a spill folder that cannot be made: held"
+        );
         let mut d = Digests::within(n, dir.path(), 0);
         assert!(d.spilled());
         // Set out of order (a cache's answers, then the files read), across

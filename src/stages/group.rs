@@ -552,7 +552,10 @@ mod tests {
             vec![Classified::WrongExtension(1), Classified::Spec(70_000)],
         ]);
         assert_eq!(m.len(), 3);
-        assert_eq!((0..3).map(|n| m.spec(n)).collect::<Vec<_>>(), [3, 255, 70_000]);
+        assert_eq!(
+            (0..3).map(|n| m.spec(n)).collect::<Vec<_>>(),
+            [3, 255, 70_000]
+        );
         assert_eq!(m.set.file(1), FileRef { root: 0, index: 2 });
         assert_eq!(m.set.file(2), FileRef { root: 2, index: 1 });
     }

@@ -929,7 +929,9 @@ pub(crate) mod tests {
             files.push((n.as_str(), (i % 5) as u32));
         }
         let m = members(&files);
-        let inf = infer(&m, &shapes(5, &["nii.gz"]), None, None).unwrap().unwrap();
+        let inf = infer(&m, &shapes(5, &["nii.gz"]), None, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(inf.chosen.kind, CutKind::Folder(1));
         assert_eq!(inf.score.complete, 4);
         assert_eq!(inf.reason(), "first folder: 4 complete units");
@@ -983,7 +985,9 @@ pub(crate) mod tests {
             ),
         ];
         let m = members(&files);
-        let inf = infer(&m, &shapes(2, &["png"]), None, None).unwrap().unwrap();
+        let inf = infer(&m, &shapes(2, &["png"]), None, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(inf.chosen.kind, CutKind::StemWithoutToken);
         assert_eq!(inf.chosen.suffixes, ["_gtFine_labelIds", "_leftImg8bit"]);
         assert_eq!(inf.chosen.key(files[0].0), Some("aachen_000000_000019"));
@@ -998,7 +1002,9 @@ pub(crate) mod tests {
             ("train/n02/n02_7.JPEG", 0),
         ];
         let m = members(&files);
-        let inf = infer(&m, &shapes(1, &["jpeg"]), None, None).unwrap().unwrap();
+        let inf = infer(&m, &shapes(1, &["jpeg"]), None, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(inf.chosen.kind, CutKind::Stem);
         assert_eq!(inf.class_folders, Some(2));
         assert_eq!(inf.chosen.key(files[0].0), Some("n01_1"));
