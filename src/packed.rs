@@ -55,6 +55,11 @@ impl PackedStrs {
         self.text.len()
     }
 
+    /// The bytes allocated for the strings and their ends.
+    pub fn allocated(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4 + self.starts.capacity() * 8
+    }
+
     pub fn push(&mut self, s: &str) {
         let start = self.text.len();
         self.text.push_str(s);

@@ -114,12 +114,13 @@ impl Held {
         }
     }
 
-    /// What the held files take, about.
+    /// What the held files take: what their columns allocated (room that
+    /// growing by doubling left empty counts), and their tags about.
     fn bytes(&self) -> usize {
         let tags = self.tags.as_ref().map_or(0, |t| {
-            t.len() * 16 + t.iter().flatten().map(|t| t.len()).sum::<usize>()
+            t.capacity() * 16 + t.iter().flatten().map(|t| t.len()).sum::<usize>()
         });
-        self.paths.text_len() + self.len() * 20 + tags
+        self.paths.allocated() + (self.sizes.capacity() + self.mtimes.capacity()) * 8 + tags
     }
 
     fn truncate(&mut self, n: usize) {
