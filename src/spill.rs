@@ -273,7 +273,7 @@ fn written_run(file: BufWriter<File>) -> io::Result<File> {
 }
 
 /// Run files a sort keeps open at most; past it they are merged into one.
-const MAX_RUNS: usize = 64;
+pub(crate) const MAX_RUNS: usize = 64;
 
 /// The records of `runs`, merged; each run reads through an even share of
 /// `budget`.

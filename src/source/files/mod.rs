@@ -81,8 +81,8 @@ struct Runs {
     gave_up: bool,
 }
 
-/// Runs a list keeps before merging them into one.
-const MAX_RUNS: usize = 64;
+/// Runs a list keeps before merging them into one: as many as a sort keeps.
+use crate::spill::MAX_RUNS;
 
 impl Held {
     fn len(&self) -> usize {
@@ -547,9 +547,6 @@ impl Clone for FileList {
         }
         if self.stored.is_none() && self.held.mtimes.is_empty() {
             held.mtimes.clear();
-        }
-        if self.held.tags.is_none() && self.stored.is_none() {
-            held.tags = None;
         }
         FileList {
             held,
