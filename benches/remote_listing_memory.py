@@ -6,11 +6,15 @@ Seeds N units (2 small objects each) for each N given, then runs a warm `synup p
 peak RSS and bytes per object.
 
 Usage: target/py/moto/bin/python benches/remote_listing_memory.py 5000 25000 50000
-       (CHECKSUM=apply ... lists with `checksum: apply`: nothing is read, nothing cached)
+       (CHECKSUM=apply ... lists with `checksum: apply`: nothing is read, nothing cached;
+        MEMORY=16MiB ... plans with `--memory 16MiB`, where a listing past 512 KiB spills;
+        SYNUPS=old/synup,target/release/synup ... measures each binary in turn, same objects)
 Needs target/release/synup and target/py/moto (boto3 comes with moto).
 """
 import boto3, concurrent.futures as cf, os, socket, subprocess, sys, time, json, signal, tempfile, shutil
-ROOT=os.path.dirname(os.path.dirname(os.path.abspath(__file__))); MOTO=ROOT+"/target/py/moto/bin"; SYNUP=ROOT+"/target/release/synup"
+ROOT=os.path.dirname(os.path.dirname(os.path.abspath(__file__))); MOTO=ROOT+"/target/py/moto/bin"
+SYNUPS=os.environ.get("SYNUPS", ROOT+"/target/release/synup").split(",")
+MEMORY=["--memory",os.environ["MEMORY"]] if os.environ.get("MEMORY") else []
 def free_port():
     s=socket.socket(); s.bind(("127.0.0.1",0)); p=s.getsockname()[1]; s.close(); return p
 port=free_port()
@@ -41,12 +45,13 @@ source:
   checksum: {os.environ.get("CHECKSUM", "plan")}
   connection: {{endpoint: "{ep}", region: us-east-1, access_key_id: k, secret_access_key: s}}
 """)
-        # warm run: checksums cached, so this measures listing + planning
-        subprocess.run([SYNUP,"plan",work+"/r.yaml","--quiet"],capture_output=True)
-        t=time.time()
-        out=subprocess.run(["/usr/bin/time","-f","%M",SYNUP,"plan",work+"/r.yaml","--quiet","--stats"],capture_output=True,text=True)
-        dt=time.time()-t
-        rss=int(out.stderr.strip().splitlines()[-1])
-        print(f"{2*n} objects: warm plan {dt:.1f}s, peak RSS {rss/1024:.1f} MiB, {rss*1024/(2*n):.0f} B/object", flush=True)
+        for synup in SYNUPS:
+            # warm run: checksums cached, so this measures listing + planning
+            subprocess.run([synup,"plan",work+"/r.yaml","--quiet",*MEMORY],capture_output=True)
+            t=time.time()
+            out=subprocess.run(["/usr/bin/time","-f","%M",synup,"plan",work+"/r.yaml","--quiet","--stats",*MEMORY],capture_output=True,text=True)
+            dt=time.time()-t
+            rss=int(out.stderr.strip().splitlines()[-1])
+            print(f"{synup}: {2*n} objects: warm plan {dt:.1f}s, peak RSS {rss/1024:.1f} MiB, {rss*1024/(2*n):.0f} B/object", flush=True)
 finally:
     os.kill(moto.pid, signal.SIGKILL); shutil.rmtree(work)

@@ -13,9 +13,11 @@ use globset::GlobSet;
 use opendal::Operator;
 use sha1::{Digest, Sha1};
 
+use super::files::FileList;
 use super::junk::{JunkFilter, is_junk_path};
 use super::local::SourceScan;
 use super::{SourceError, SourceErrorKind};
+use crate::spill::SpillArea;
 
 /// A remote root: the operator (rooted at the prefix) and the URL as written.
 #[derive(Clone)]
@@ -190,14 +192,20 @@ pub fn fingerprint(tag: Option<&str>) -> i64 {
 
 /// Lists every object under the root, page by page, after the junk list and
 /// `exclude`; `progress` is called with the running count.
+///
+/// Past its share of `spill`'s budget, the listing is sorted in runs there
+/// and stored, as a local one is: a bucket of millions of objects is not
+/// held whole.
 pub fn scan_remote(
     root: &RemoteRoot,
     recursive: bool,
     exclude: &GlobSet,
     junk: JunkFilter<'_>,
     progress: &(dyn Fn(u64) + Sync),
+    spill: Option<&SpillArea>,
 ) -> Result<SourceScan, SourceError> {
-    list_under(root, "/", recursive, exclude, junk, progress, None).map(|l| l.scan)
+    let pass = Pass::new(root, exclude, junk, progress, None, spill);
+    list_under(pass, "/", recursive).map(|l| l.scan)
 }
 
 /// [`scan_remote`], stopping after `limit` objects (explore's sample).
@@ -208,8 +216,8 @@ pub fn scan_remote_limited(
     progress: &(dyn Fn(u64) + Sync),
     limit: Option<u64>,
 ) -> Result<SourceScan, SourceError> {
-    let junk = JunkFilter::default();
-    list_under(root, "/", recursive, exclude, junk, progress, limit).map(|l| l.scan)
+    let pass = Pass::new(root, exclude, JunkFilter::default(), progress, limit, None);
+    list_under(pass, "/", recursive).map(|l| l.scan)
 }
 
 /// What one listing under a prefix found.
@@ -228,45 +236,50 @@ pub fn scan_remote_under(
     limit: u64,
 ) -> Result<Listing, SourceError> {
     let at = if prefix.is_empty() { "/" } else { prefix };
-    let junk = JunkFilter::default();
-    list_under(
+    let exclude = GlobSet::empty();
+    let pass = Pass::new(
         root,
-        at,
-        recursive,
-        &GlobSet::empty(),
-        junk,
+        &exclude,
+        JunkFilter::default(),
         &|_| {},
         Some(limit),
-    )
+        None,
+    );
+    list_under(pass, at, recursive)
 }
 
-fn list_under(
-    root: &RemoteRoot,
-    at: &str,
-    recursive: bool,
-    exclude: &GlobSet,
-    junk: JunkFilter<'_>,
-    progress: &(dyn Fn(u64) + Sync),
-    limit: Option<u64>,
-) -> Result<Listing, SourceError> {
-    let pass = Pass {
-        root,
-        exclude,
-        junk,
-        progress,
-        limit,
-        seen: AtomicU64::new(0),
-    };
-    crate::io_runtime::block_on(async {
-        let mut listing = if recursive && limit.is_none() {
-            pass.fanned_out(at).await?
+fn list_under(pass: Pass<'_>, at: &str, recursive: bool) -> Result<Listing, SourceError> {
+    let mut listing = crate::io_runtime::block_on(async {
+        if recursive && pass.limit.is_none() {
+            pass.fanned_out(at).await
         } else {
-            pass.list(at, recursive).await?
-        };
-        listing.scan.files.sort();
-        Ok(listing)
-    })
+            pass.list(at, recursive).await
+        }
+    })?;
+    // What the listings moved to the pass's list, and what they kept (the
+    // first level's), in one list; object keys are unique, so the order
+    // they arrived in does not matter once sorted.
+    let mut files = pass.files.into_inner().unwrap_or_else(|e| e.into_inner());
+    files.append(&mut listing.scan.files);
+    match pass.spill {
+        Some(area) => files.sort_through(&area.dir).map_err(|e| {
+            SourceError::new(
+                SourceErrorKind::Other,
+                format!(
+                    "its listing could not be put in order through {}: {e}",
+                    area.dir.display()
+                ),
+            )
+        })?,
+        None => files.sort(),
+    }
+    listing.scan.files = files;
+    Ok(listing)
 }
+
+/// Objects a listing holds before it moves them to its pass's list, which
+/// spills past its share: a part's list stays small however many run at once.
+const MOVE_EVERY: usize = 4096;
 
 /// Prefixes listed at once when a listing fans out.
 const FAN_OUT: usize = 16;
@@ -286,9 +299,45 @@ struct Pass<'a> {
     progress: &'a (dyn Fn(u64) + Sync),
     limit: Option<u64>,
     seen: AtomicU64,
+    /// The objects of every uncapped listing, moved here [`MOVE_EVERY`] at
+    /// a time (and spilling past its share when there is a spill area).
+    files: std::sync::Mutex<FileList>,
+    spill: Option<&'a SpillArea>,
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
+    fn new(
+        root: &'a RemoteRoot,
+        exclude: &'a GlobSet,
+        junk: JunkFilter<'a>,
+        progress: &'a (dyn Fn(u64) + Sync),
+        limit: Option<u64>,
+        spill: Option<&'a SpillArea>,
+    ) -> Self {
+        let mut files = FileList::default();
+        if let Some(area) = spill {
+            files.spill_past(area);
+        }
+        Pass {
+            root,
+            exclude,
+            junk,
+            progress,
+            limit,
+            seen: AtomicU64::new(0),
+            files: std::sync::Mutex::new(files),
+            spill,
+        }
+    }
+
+    /// Moves what a listing holds to the pass's list.
+    fn move_files(&self, from: &mut FileList) {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(from);
+    }
+
     /// Everything under `at`. When the objects right below it and its
     /// "folders" fit in about a page (one delimited request, looking through
     /// up to [`WRAPPERS`] lone wrapper folders), each folder is then listed
@@ -324,10 +373,9 @@ impl Pass<'_> {
         let mut parts = futures_util::stream::iter(dirs.iter())
             .map(|d| self.list(d, true))
             .buffer_unordered(FAN_OUT);
+        // Each part's objects are already in the pass's list.
         while let Some(part) = parts.next().await {
-            let mut part = part?.scan;
-            top.scan.files.append(&mut part.files);
-            top.scan.excluded += part.excluded;
+            top.scan.excluded += part?.scan.excluded;
         }
         Ok(top)
     }
@@ -404,6 +452,14 @@ impl Pass<'_> {
             let tag = version_tag(etag, modified);
             scan.files
                 .push(&rel, size, fingerprint(tag.as_deref()), tag.as_deref());
+            if cap.is_none() && scan.files.len() >= MOVE_EVERY {
+                self.move_files(&mut scan.files);
+            }
+        }
+        // A capped listing (a first level) keeps its objects: it may yet be
+        // given up for a flat one.
+        if cap.is_none() {
+            self.move_files(&mut scan.files);
         }
         Ok(Some(Listing { scan, dirs }))
     }
@@ -625,7 +681,14 @@ mod base64_engine {
 
 impl super::Source for RemoteRoot {
     fn list(&self, opts: &super::ListOptions<'_>) -> Result<SourceScan, SourceError> {
-        scan_remote(self, opts.recursive, opts.exclude, opts.junk, opts.progress)
+        scan_remote(
+            self,
+            opts.recursive,
+            opts.exclude,
+            opts.junk,
+            opts.progress,
+            opts.spill.as_ref(),
+        )
     }
     fn exists(&self, rel: &str) -> bool {
         exists(self, rel)
