@@ -140,6 +140,13 @@ impl SpillArea {
 
 /// A value a [`Sorter`] or [`Spool`] can hold and write to a file.
 pub trait Record: Sized {
+    /// Whether two records that compare equal are the same record (their
+    /// order looks at everything they encode). A [`Sorter`] then sorts its
+    /// runs in place: an unstable sort gives the stable order when equals
+    /// cannot be told apart, without the stable sort's buffer, which is as
+    /// large as the run (a spike of a whole share each time a run spilled).
+    const EQUAL_IS_SAME: bool = false;
+
     /// About how many bytes it occupies in memory, heap included.
     fn weight(&self) -> usize;
     fn encode(&self, out: &mut Vec<u8>);
@@ -183,7 +190,7 @@ impl<T: Record + Ord + Send> Sorter<T> {
     }
 
     fn spill(&mut self) -> io::Result<()> {
-        self.held.par_sort();
+        sort_run(&mut self.held);
         let mut file = new_run(&self.dir)?;
         write_run(&mut file, self.held.drain(..))?;
         let file = written_run(file)?;
@@ -214,7 +221,7 @@ impl<T: Record + Ord + Send> Sorter<T> {
     /// Every record pushed, in order.
     pub fn finish(mut self) -> io::Result<Sorted<T>> {
         if self.runs.is_empty() {
-            self.held.par_sort();
+            sort_run(&mut self.held);
             return Ok(Sorted(Merging::Memory(self.held.into_iter())));
         }
         if !self.held.is_empty() {
@@ -234,7 +241,7 @@ impl<T: Record + Ord + Send> Sorter<T> {
     pub fn finish_to_run_seeing(self, mut see: impl FnMut(&T)) -> io::Result<SortedRun<T>> {
         if self.runs.is_empty() {
             let mut held = self.held;
-            held.par_sort();
+            sort_run(&mut held);
             held.iter().for_each(see);
             return Ok(SortedRun::Memory(held));
         }
@@ -250,6 +257,16 @@ impl<T: Record + Ord + Send> Sorter<T> {
         }
         let file = written_run(file)?;
         Ok(SortedRun::File(RunReader::new(file, read_buffer(budget))))
+    }
+}
+
+/// Sorts records stably: in place when equal records are the same
+/// ([`Record::EQUAL_IS_SAME`]), else by a stable sort (with its buffer).
+fn sort_run<T: Record + Ord + Send>(held: &mut [T]) {
+    if T::EQUAL_IS_SAME {
+        held.par_sort_unstable();
+    } else {
+        held.par_sort();
     }
 }
 
@@ -896,6 +913,45 @@ mod tests {
         assert!(runs < MAX_RUNS, "{runs} runs");
         assert_eq!(one_each, expected);
         assert_eq!(left, 0);
+    }
+
+    /// Ordered by both fields: equal records are the same.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    struct Pair(u16, u64);
+    impl Record for Pair {
+        const EQUAL_IS_SAME: bool = true;
+        fn weight(&self) -> usize {
+            0
+        }
+        fn encode(&self, out: &mut Vec<u8>) {
+            put_u64(out, u64::from(self.0));
+            put_u64(out, self.1);
+        }
+        fn decode(input: &mut &[u8]) -> io::Result<Self> {
+            let a = get_u64(input)?;
+            Ok(Pair(a as u16, get_u64(input)?))
+        }
+    }
+
+    #[test]
+    fn records_equal_only_when_the_same_sort_in_place_to_the_stable_order() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        // Few distinct values: most records have equals, in runs and across.
+        let input: Vec<Pair> = (0..20_000)
+            .map(|_| Pair(rng.u16(0..40), rng.u64(0..3)))
+            .collect();
+        let mut expected = input.clone();
+        expected.sort(); // stable
+        let dir = tempfile::tempdir().unwrap();
+        for budget in [usize::MAX, 4096, 1] {
+            let mut sorter = Sorter::new(dir.path().join("spill"), budget);
+            for p in &input {
+                sorter.push(*p).unwrap();
+            }
+            assert_eq!(sorter.runs() > 0, budget != usize::MAX);
+            let out: Vec<Pair> = sorter.finish().unwrap().map(Result::unwrap).collect();
+            assert_eq!(out, expected, "budget {budget}");
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ struct Occurrence {
 }
 
 impl Record for Occurrence {
+    // Ordered by every field.
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         0
     }

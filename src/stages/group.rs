@@ -173,6 +173,9 @@ impl PartialOrd for Entry {
 }
 
 impl crate::spill::Record for Entry {
+    // Ordered by key, spec, path and file; the group key follows from the file.
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         self.0.len()
     }

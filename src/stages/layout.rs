@@ -531,6 +531,9 @@ struct Keyed {
 }
 
 impl crate::spill::Record for Keyed {
+    // Ordered by every field.
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         0
     }

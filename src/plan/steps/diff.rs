@@ -272,6 +272,9 @@ fn distinct<I: Ord + Clone>(
 }
 
 impl crate::spill::Record for Upload<[u8; 20]> {
+    // Ordered by every field.
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         0
     }
@@ -288,6 +291,9 @@ impl crate::spill::Record for Upload<[u8; 20]> {
 }
 
 impl crate::spill::Record for Upload<String> {
+    // Ordered by every field.
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         self.identity.len()
     }
