@@ -23,6 +23,17 @@ pub struct PackedStrs {
     far: std::collections::BTreeMap<usize, usize>,
 }
 
+/// The capacity of a `Vec` of `len` in `capacity` after `more` are added:
+/// as it is, or grown to twice it or to what is needed.
+pub(crate) fn grown(len: usize, capacity: usize, more: usize) -> usize {
+    let needed = len + more;
+    if needed <= capacity {
+        capacity
+    } else {
+        needed.max(capacity * 2)
+    }
+}
+
 /// Strings in a block.
 const BLOCK: usize = 4096;
 /// An end kept in `far`.
@@ -58,6 +69,27 @@ impl PackedStrs {
     /// The bytes allocated for the strings and their ends.
     pub fn allocated(&self) -> usize {
         self.text.capacity() + self.ends.capacity() * 4 + self.starts.capacity() * 8
+    }
+
+    /// What [`Self::allocated`] would be after adding `strings` strings of
+    /// `bytes` in all (a `Vec` that has no room doubles).
+    pub fn allocated_after(&self, strings: usize, bytes: usize) -> usize {
+        let blocks = (self.len() + strings).div_ceil(BLOCK);
+        grown(self.text.len(), self.text.capacity(), bytes)
+            + grown(self.ends.len(), self.ends.capacity(), strings) * 4
+            + grown(
+                self.starts.len(),
+                self.starts.capacity(),
+                blocks.saturating_sub(self.starts.len()),
+            ) * 8
+    }
+
+    /// Empties the strings, keeping what is allocated for the next ones.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+        self.starts.clear();
+        self.far.clear();
     }
 
     pub fn push(&mut self, s: &str) {

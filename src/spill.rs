@@ -176,6 +176,10 @@ impl<T: Record + Ord + Send> Sorter<T> {
     }
 
     pub fn push(&mut self, record: T) -> io::Result<()> {
+        let heap = self.weight - self.held.len() * std::mem::size_of::<T>();
+        if outgrows(&self.held, 1, self.budget.saturating_sub(heap)) {
+            self.spill()?;
+        }
         self.weight += record.weight() + std::mem::size_of::<T>();
         self.held.push(record);
         if self.weight > self.budget {
@@ -258,6 +262,17 @@ impl<T: Record + Ord + Send> Sorter<T> {
         let file = written_run(file)?;
         Ok(SortedRun::File(RunReader::new(file, read_buffer(budget))))
     }
+}
+
+/// Whether adding `more` elements to `v` makes it reallocate to more than
+/// `budget` bytes (a `Vec` doubles): a buffer that spills before it grows
+/// past its share, rather than after, never holds up to twice the share
+/// (plus the old buffer while it is copied).
+pub(crate) fn outgrows<T>(v: &Vec<T>, more: usize, budget: usize) -> bool {
+    let needed = v.len() + more;
+    !v.is_empty()
+        && needed > v.capacity()
+        && needed.max(v.capacity() * 2) * std::mem::size_of::<T>() > budget
 }
 
 /// Sorts records stably: in place when equal records are the same
@@ -482,17 +497,26 @@ impl<T: Record> Spool<T> {
         if let Some(file) = &mut self.file {
             return write_frame(file, &mut self.frame, &record);
         }
+        let heap = self.weight - self.held.len() * std::mem::size_of::<T>();
+        let outgrown = outgrows(&self.held, 1, self.budget.saturating_sub(heap));
         self.weight += record.weight() + std::mem::size_of::<T>();
-        self.held.push(record);
-        if self.weight > self.budget {
-            std::fs::create_dir_all(&self.dir)?;
-            let mut file = new_run(&self.dir)?;
-            for record in self.held.drain(..) {
-                write_frame(&mut file, &mut self.frame, &record)?;
+        // Held unless holding it would grow the records past the budget.
+        let last = if outgrown {
+            Some(record)
+        } else {
+            self.held.push(record);
+            if self.weight <= self.budget {
+                return Ok(());
             }
-            self.held = Vec::new();
-            self.file = Some(file);
+            None
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let mut file = new_run(&self.dir)?;
+        for held in self.held.drain(..).chain(last) {
+            write_frame(&mut file, &mut self.frame, &held)?;
         }
+        self.held = Vec::new();
+        self.file = Some(file);
         Ok(())
     }
 
@@ -952,6 +976,38 @@ mod tests {
             let out: Vec<Pair> = sorter.finish().unwrap().map(Result::unwrap).collect();
             assert_eq!(out, expected, "budget {budget}");
         }
+    }
+
+    #[test]
+    fn held_records_never_grow_past_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 16 << 10;
+        let mut sorter = Sorter::new(dir.path().join("spill"), budget);
+        let mut spool = Spool::new(dir.path().join("spill"), budget);
+        for i in 0..10_000u64 {
+            sorter.push(Pair(0, i)).unwrap();
+            spool.push(Pair(0, i)).unwrap();
+            assert!(sorter.held.capacity() * std::mem::size_of::<Pair>() <= budget);
+            assert!(spool.held.capacity() * std::mem::size_of::<Pair>() <= budget);
+        }
+        // Runs are whole buffers: half the budget or more, never tiny ones.
+        assert!(
+            sorter.runs() <= 10_000 * 16 / (budget / 2),
+            "{}",
+            sorter.runs()
+        );
+        let sorted: Vec<u64> = sorter.finish().unwrap().map(|p| p.unwrap().1).collect();
+        assert_eq!(sorted, (0..10_000).collect::<Vec<_>>());
+        let spooled: Vec<u64> = spool.finish().unwrap().map(|p| p.unwrap().1).collect();
+        assert_eq!(spooled, (0..10_000).collect::<Vec<_>>());
+        // Growth past a budget is seen before the push that would cause it.
+        let mut v: Vec<u8> = Vec::with_capacity(8);
+        v.extend_from_slice(&[0; 8]);
+        assert!(outgrows(&v, 1, 15) && !outgrows(&v, 1, 16));
+        assert!(
+            !outgrows(&Vec::<u8>::new(), 100, 1),
+            "an empty buffer takes one record"
+        );
     }
 
     #[test]

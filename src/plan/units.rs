@@ -92,6 +92,9 @@ impl UnitListBuilder {
     /// this action), e.g. by a parallel stage.
     pub fn push_line(&mut self, line: &[u8], action: Action) -> io::Result<()> {
         debug_assert!(!line.contains(&b'\n'));
+        if crate::spill::outgrows(&self.memory, line.len() + 1, self.share) {
+            self.spill()?;
+        }
         self.memory.extend_from_slice(line);
         self.memory.push(b'\n');
         self.len += 1;

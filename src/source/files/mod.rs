@@ -77,6 +77,8 @@ struct Runs {
     done: Vec<StoredFiles>,
     /// Files in `done`.
     files: usize,
+    /// Runs written (merging makes `done` fewer).
+    made: usize,
     /// Writing a run failed once: the rest is held.
     gave_up: bool,
 }
@@ -121,6 +123,31 @@ impl Held {
             t.capacity() * 16 + t.iter().flatten().map(|t| t.len()).sum::<usize>()
         });
         self.paths.allocated() + (self.sizes.capacity() + self.mtimes.capacity()) * 8 + tags
+    }
+
+    /// What [`Self::bytes`] would be after `files` more files whose paths
+    /// take `text` bytes (and tags, when the list has them) were added.
+    fn bytes_after(&self, files: usize, text: usize) -> usize {
+        use crate::packed::grown;
+        let n = self.len();
+        let column = |capacity: usize| grown(n, capacity, files);
+        let tags = self.tags.as_ref().map_or(0, |t| {
+            column(t.capacity()) * 16 + t.iter().flatten().map(|t| t.len()).sum::<usize>()
+        });
+        self.paths.allocated_after(files, text)
+            + (column(self.sizes.capacity()) + column(self.mtimes.capacity())) * 8
+            + tags
+    }
+
+    /// Empties the list, keeping what its columns allocated for the next
+    /// files (a list sorted into runs refills them each time).
+    fn clear(&mut self) {
+        self.paths.clear();
+        self.sizes.clear();
+        self.mtimes.clear();
+        if let Some(tags) = &mut self.tags {
+            tags.clear();
+        }
     }
 
     fn truncate(&mut self, n: usize) {
@@ -324,12 +351,14 @@ impl FileList {
             share,
             done: Vec::new(),
             files: 0,
+            made: 0,
             gave_up: false,
         });
     }
 
     pub fn push(&mut self, rel: &str, size: u64, mtime_ns: i64, tag: Option<&str>) {
         debug_assert!(self.stored.is_none(), "a stored list is finished");
+        self.make_room(1, rel.len());
         self.held.push(rel, size, mtime_ns, tag);
         self.spill_if_full();
     }
@@ -401,21 +430,45 @@ impl FileList {
     /// Moves every file of `other` (a held list) to the end of this list.
     pub fn append(&mut self, other: &mut FileList) {
         debug_assert!(self.stored.is_none() && other.stored.is_none());
+        self.make_room(other.held.len(), other.held.paths.text_len());
         self.held.append(&mut other.held);
         *other = FileList::default();
         self.spill_if_full();
+    }
+
+    /// Before `files` more files (paths of `text` bytes) are added: if the
+    /// columns would have to grow past the list's share, what it holds
+    /// becomes a run first. The columns then never hold more than the share
+    /// (growing by doubling, they reached up to twice it, and the old and
+    /// new columns were both held while one was copied).
+    fn make_room(&mut self, files: usize, text: usize) {
+        if let Some(runs) = &self.runs
+            && !runs.gave_up
+            && self.held.len() > 0
+            && self.held.bytes_after(files, text) > runs.share
+        {
+            self.spill_now();
+        }
     }
 
     /// Past its share, what the list holds becomes a sorted run on disk.
     /// A run that cannot be written leaves the files held (and the list
     /// holds whatever comes after them too).
     fn spill_if_full(&mut self) {
+        if let Some(runs) = &self.runs
+            && !runs.gave_up
+            && self.held.bytes() > runs.share
+        {
+            self.spill_now();
+        }
+    }
+
+    /// What the list holds, sorted into a run; its columns are kept to be
+    /// filled again.
+    fn spill_now(&mut self) {
         let Some(runs) = &mut self.runs else {
             return;
         };
-        if runs.gave_up || self.held.bytes() < runs.share {
-            return;
-        }
         let written = (|| {
             let mut w = StoredWriter::new(&runs.area.dir)?;
             let held = &self.held;
@@ -430,8 +483,14 @@ impl FileList {
         match written {
             Ok(run) => {
                 runs.files += run.len();
+                runs.made += 1;
                 runs.done.push(run);
-                self.held = Held::default();
+                self.held.clear();
+                // Columns one large append grew past the share are let go:
+                // kept, every file after would make a run of its own.
+                if self.held.bytes() > runs.share {
+                    self.held = Held::default();
+                }
             }
             Err(_) => runs.gave_up = true,
         }
@@ -631,6 +690,35 @@ mod tests {
     /// they are merged on the way) and is stored: it reads back as the list
     /// sorted in memory, with equal paths in the order they came, tags and
     /// modification times; a truncated stored list keeps its first files.
+    #[test]
+    fn a_list_in_runs_holds_at_most_its_share_and_refills_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = SpillArea::under(dir.path(), crate::spill::MemoryBudget::DEFAULT);
+        let share = 64 << 10;
+        let mut list = FileList::default();
+        list.spill_past_share(&area, share);
+        // A folder larger than the share, appended whole: it becomes a run
+        // and its columns are let go, not refilled one file at a time.
+        let mut big = FileList::default();
+        for i in 0..5_000 {
+            big.push(&format!("big/{i:06}.png"), 1, 0, None);
+        }
+        list.append(&mut big);
+        assert!(list.held.bytes() <= share);
+        for i in 0..20_000 {
+            list.push(&format!("d/{i:06}.png"), 1, 0, None);
+            assert!(list.held.bytes() <= share, "{} at {i}", list.held.bytes());
+        }
+        // 20,000 files of about 40 bytes held: runs of a half to a whole
+        // share, plus the big folder's.
+        let made = list.runs.as_ref().unwrap().made;
+        assert!((10..=30).contains(&made), "{made} runs");
+        list.sort_through(&area.dir).unwrap();
+        assert_eq!(list.len(), 25_000);
+        assert_eq!(list.rel(0), "big/000000.png");
+        assert_eq!(list.rel(24_999), "d/019999.png");
+    }
+
     #[test]
     fn a_list_past_its_share_is_stored_and_reads_back_as_one_sorted_in_memory() {
         let dir = tempfile::tempdir().unwrap();
