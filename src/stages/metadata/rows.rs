@@ -239,8 +239,11 @@ impl SheetRows {
     }
 }
 
-/// A row as a sort holds it: ordered by normalised key alone, so a stable
-/// sort keeps rows that share one in sheet order.
+/// A row as a sort holds it: ordered by normalised key, then by row. Rows
+/// come in sheet order (or from the sheet cache, in the order this sort
+/// gave them), so rows that share a key come in row order: this is the
+/// order a stable sort by key gives. No two rows share a row number, so two
+/// are equal only when they are one.
 #[derive(Clone)]
 struct Sorted(Row);
 
@@ -257,7 +260,9 @@ impl PartialOrd for Sorted {
 }
 impl Ord for Sorted {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.sort_key().cmp(&other.sort_key())
+        self.sort_key()
+            .cmp(&other.sort_key())
+            .then(self.0.row.cmp(&other.0.row))
     }
 }
 
@@ -268,6 +273,8 @@ impl Keyed for Sorted {
 }
 
 impl Record for Sorted {
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         let text: usize = self
             .0
