@@ -167,10 +167,36 @@ impl crate::spill::Record for MergedUnit {
 /// A spill that failed doing `what` (sorting the files to upload, keeping
 /// the plan's units, reading back sheet rows), as one message with its remedy.
 fn spill_failed(spill: &crate::spill::SpillArea, what: &str, e: &std::io::Error) -> String {
-    format!(
-        "cannot {what} in {}: {e}; free disk space there or raise --memory",
-        spill.dir.display()
-    )
+    // The remedy follows the cause: a full disk, or a folder that is not
+    // one (a file in its way, no permission).
+    let remedy = match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            "free disk space there or raise --memory"
+        }
+        _ => "make it a folder synup can write to, or raise --memory",
+    };
+    format!("cannot {what} in {}: {e}; {remedy}", spill.dir.display())
+}
+
+#[cfg(test)]
+mod spill_failed_tests {
+    #[test]
+    fn the_remedy_follows_the_cause() {
+        let area = crate::spill::SpillArea::under(
+            std::path::Path::new(".synup"),
+            crate::spill::MemoryBudget::DEFAULT,
+        );
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let blocked = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+        assert!(
+            super::spill_failed(&area, "sort", &full)
+                .ends_with("free disk space there or raise --memory")
+        );
+        assert!(
+            super::spill_failed(&area, "sort", &blocked)
+                .contains("make it a folder synup can write to")
+        );
+    }
 }
 
 /// Grouping's units that could not be read back from their spill.
