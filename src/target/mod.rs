@@ -102,17 +102,21 @@ impl TargetView for EmptyTarget {
 
 pub use crate::json::json_equal;
 
-/// A target's unit under its key, as a spill file holds it; ordered by key
-/// only (a stable sort keeps units that share a key in listing order).
+/// A target's unit under its key, as a spill file holds it; ordered by key,
+/// then by its place in the listing (units that share a key stay in listing
+/// order, and two units are equal only when they are one, so runs sort in
+/// place).
 #[derive(Debug, Clone)]
 pub struct KeyedUnit {
     pub key: String,
+    /// Its place in the target's listing.
+    pub seq: u64,
     pub unit: ExistingUnit,
 }
 
 impl PartialEq for KeyedUnit {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.cmp(other).is_eq()
     }
 }
 impl Eq for KeyedUnit {}
@@ -123,7 +127,7 @@ impl PartialOrd for KeyedUnit {
 }
 impl Ord for KeyedUnit {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
+        self.key.cmp(&other.key).then(self.seq.cmp(&other.seq))
     }
 }
 
@@ -134,6 +138,8 @@ impl Keyed for KeyedUnit {
 }
 
 impl Record for KeyedUnit {
+    const EQUAL_IS_SAME: bool = true;
+
     fn weight(&self) -> usize {
         let u = &self.unit;
         self.key.len()
@@ -147,6 +153,7 @@ impl Record for KeyedUnit {
     }
     fn encode(&self, out: &mut Vec<u8>) {
         codec::put_str(out, &self.key);
+        codec::put_u64(out, self.seq);
         codec::put_str(out, &self.unit.id);
         codec::put_str(out, &self.unit.meta_json);
         codec::put_u64(out, self.unit.files.len() as u64);
@@ -157,6 +164,7 @@ impl Record for KeyedUnit {
     }
     fn decode(input: &mut &[u8]) -> std::io::Result<Self> {
         let key = codec::get_str(input)?;
+        let seq = codec::get_u64(input)?;
         let id = codec::get_str(input)?;
         let meta_json = codec::get_str(input)?;
         let n = codec::get_u64(input)?;
@@ -166,6 +174,7 @@ impl Record for KeyedUnit {
         }
         Ok(Self {
             key,
+            seq,
             unit: ExistingUnit {
                 id,
                 files,
@@ -205,9 +214,10 @@ mod tests {
     use super::*;
     use crate::spill::Sorter;
 
-    fn unit(key: &str, id: usize) -> KeyedUnit {
+    fn unit(key: &str, id: usize, seq: u64) -> KeyedUnit {
         KeyedUnit {
             key: key.to_owned(),
+            seq,
             unit: ExistingUnit {
                 id: id.to_string(),
                 files: vec![("image".into(), format!("{id:040x}"))],
@@ -223,9 +233,9 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(3);
         let mut ids: Vec<usize> = (0..400).collect();
         rng.shuffle(&mut ids);
-        for id in ids {
+        for (seq, id) in ids.into_iter().enumerate() {
             let key = format!("k{:03}", if id >= 300 { (id - 300) * 3 } else { id });
-            sorter.push(unit(&key, id)).unwrap();
+            sorter.push(unit(&key, id, seq as u64)).unwrap();
         }
         SortedUnits::new(sorter.finish_to_run().unwrap())
     }

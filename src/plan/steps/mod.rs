@@ -178,27 +178,6 @@ fn spill_failed(spill: &crate::spill::SpillArea, what: &str, e: &std::io::Error)
     format!("cannot {what} in {}: {e}; {remedy}", spill.dir.display())
 }
 
-#[cfg(test)]
-mod spill_failed_tests {
-    #[test]
-    fn the_remedy_follows_the_cause() {
-        let area = crate::spill::SpillArea::under(
-            std::path::Path::new(".synup"),
-            crate::spill::MemoryBudget::DEFAULT,
-        );
-        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        let blocked = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
-        assert!(
-            super::spill_failed(&area, "sort", &full)
-                .ends_with("free disk space there or raise --memory")
-        );
-        assert!(
-            super::spill_failed(&area, "sort", &blocked)
-                .contains("make it a folder synup can write to")
-        );
-    }
-}
-
 /// Grouping's units that could not be read back from their spill.
 fn drafts_unreadable(cx: &Context<'_>, e: &std::io::Error) -> Vec<RecipeError> {
     let spill = crate::spill::SpillArea::under(&cx.state_dir, cx.opts.memory);
@@ -247,5 +226,26 @@ impl RequestList for Requests<'_> {
                 })
                 .unwrap_or(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod spill_failed_tests {
+    #[test]
+    fn the_remedy_follows_the_cause() {
+        let area = crate::spill::SpillArea::under(
+            std::path::Path::new(".synup"),
+            crate::spill::MemoryBudget::DEFAULT,
+        );
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let blocked = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+        assert!(
+            super::spill_failed(&area, "sort", &full)
+                .ends_with("free disk space there or raise --memory")
+        );
+        assert!(
+            super::spill_failed(&area, "sort", &blocked)
+                .contains("make it a folder synup can write to")
+        );
     }
 }

@@ -109,6 +109,7 @@ pub async fn sorted_units(
         dir: spill.dir.display().to_string(),
         source,
     };
+    let mut seq = 0;
     if let Some(field) = key_field {
         let path = format!("data_units/?data_collection={collection}&page_size=1000");
         client
@@ -118,9 +119,11 @@ pub async fn sorted_units(
                         sorter
                             .push(KeyedUnit {
                                 key,
+                                seq,
                                 unit: existing_unit(u),
                             })
                             .map_err(spill_error)?;
+                        seq += 1;
                     }
                 }
                 Ok(())
