@@ -176,8 +176,7 @@ impl<T: Record + Ord + Send> Sorter<T> {
     }
 
     pub fn push(&mut self, record: T) -> io::Result<()> {
-        let heap = self.weight - self.held.len() * std::mem::size_of::<T>();
-        if outgrows(&self.held, 1, self.budget.saturating_sub(heap)) {
+        if outgrows_weighed(&self.held, self.weight, self.budget) {
             self.spill()?;
         }
         self.weight += record.weight() + std::mem::size_of::<T>();
@@ -273,6 +272,13 @@ pub(crate) fn outgrows<T>(v: &Vec<T>, more: usize, budget: usize) -> bool {
     !v.is_empty()
         && needed > v.capacity()
         && needed.max(v.capacity() * 2) * std::mem::size_of::<T>() > budget
+}
+
+/// [`outgrows`] for one more record of records that weigh `weight` in all
+/// (their own size and their heap): the `Vec` gets what the heap leaves.
+fn outgrows_weighed<T>(held: &Vec<T>, weight: usize, budget: usize) -> bool {
+    let heap = weight - held.len() * std::mem::size_of::<T>();
+    outgrows(held, 1, budget.saturating_sub(heap))
 }
 
 /// Sorts records stably: in place when equal records are the same
@@ -497,8 +503,7 @@ impl<T: Record> Spool<T> {
         if let Some(file) = &mut self.file {
             return write_frame(file, &mut self.frame, &record);
         }
-        let heap = self.weight - self.held.len() * std::mem::size_of::<T>();
-        let outgrown = outgrows(&self.held, 1, self.budget.saturating_sub(heap));
+        let outgrown = outgrows_weighed(&self.held, self.weight, self.budget);
         self.weight += record.weight() + std::mem::size_of::<T>();
         // Held unless holding it would grow the records past the budget.
         let last = if outgrown {

@@ -104,15 +104,7 @@ pub fn scan_local(root: &Path, opts: &ScanOptions<'_>) -> Result<SourceScan, std
     }
     // Sorted once the cache is gone: a flat folder's cached listing is as
     // large as the paths, and the sort holds a second copy of them.
-    match &opts.spill {
-        Some(area) => scan.files.sort_through(&area.dir).map_err(|e| {
-            std::io::Error::other(format!(
-                "its listing could not be put in order through {}: {e}",
-                area.dir.display()
-            ))
-        })?,
-        None => scan.files.sort(),
-    }
+    scan.files.sort_finished(opts.spill.as_ref())?;
     sort_scan(&mut scan);
     Ok(scan)
 }

@@ -261,18 +261,9 @@ fn list_under(pass: Pass<'_>, at: &str, recursive: bool) -> Result<Listing, Sour
     // they arrived in does not matter once sorted.
     let mut files = pass.files.into_inner().unwrap_or_else(|e| e.into_inner());
     files.append(&mut listing.scan.files);
-    match pass.spill {
-        Some(area) => files.sort_through(&area.dir).map_err(|e| {
-            SourceError::new(
-                SourceErrorKind::Other,
-                format!(
-                    "its listing could not be put in order through {}: {e}",
-                    area.dir.display()
-                ),
-            )
-        })?,
-        None => files.sort(),
-    }
+    files
+        .sort_finished(pass.spill)
+        .map_err(|e| SourceError::new(SourceErrorKind::Other, e.to_string()))?;
     listing.scan.files = files;
     Ok(listing)
 }

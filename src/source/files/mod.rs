@@ -119,10 +119,7 @@ impl Held {
     /// What the held files take: what their columns allocated (room that
     /// growing by doubling left empty counts), and their tags about.
     fn bytes(&self) -> usize {
-        let tags = self.tags.as_ref().map_or(0, |t| {
-            t.capacity() * 16 + t.iter().flatten().map(|t| t.len()).sum::<usize>()
-        });
-        self.paths.allocated() + (self.sizes.capacity() + self.mtimes.capacity()) * 8 + tags
+        self.bytes_after(0, 0)
     }
 
     /// What [`Self::bytes`] would be after `files` more files whose paths
@@ -541,6 +538,24 @@ impl FileList {
         self.sort_through_above(spill, SORT_THROUGH_FILE)
     }
 
+    /// Puts a finished listing in path order: through `spill` (see
+    /// [`Self::sort_through`]) when the scan has a spill area, else in
+    /// memory. The error says what could not be done, and where.
+    pub fn sort_finished(&mut self, spill: Option<&SpillArea>) -> std::io::Result<()> {
+        match spill {
+            Some(area) => self.sort_through(&area.dir).map_err(|e| {
+                std::io::Error::other(format!(
+                    "its listing could not be put in order through {}: {e}",
+                    area.dir.display()
+                ))
+            }),
+            None => {
+                self.sort();
+                Ok(())
+            }
+        }
+    }
+
     /// Merges the runs (and what is held) into one sorted list stored in
     /// `spill`: `Ok(true)` if there were runs.
     fn finish_runs(&mut self, spill: &std::path::Path) -> std::io::Result<bool> {
@@ -686,10 +701,6 @@ mod tests {
         );
     }
 
-    /// A list past its share sorts in runs (more than are kept open, so
-    /// they are merged on the way) and is stored: it reads back as the list
-    /// sorted in memory, with equal paths in the order they came, tags and
-    /// modification times; a truncated stored list keeps its first files.
     #[test]
     fn a_list_in_runs_holds_at_most_its_share_and_refills_its_columns() {
         let dir = tempfile::tempdir().unwrap();
@@ -719,6 +730,10 @@ mod tests {
         assert_eq!(list.rel(24_999), "d/019999.png");
     }
 
+    /// A list past its share sorts in runs (more than are kept open, so
+    /// they are merged on the way) and is stored: it reads back as the list
+    /// sorted in memory, with equal paths in the order they came, tags and
+    /// modification times; a truncated stored list keeps its first files.
     #[test]
     fn a_list_past_its_share_is_stored_and_reads_back_as_one_sorted_in_memory() {
         let dir = tempfile::tempdir().unwrap();
