@@ -58,6 +58,13 @@ pub struct FileList {
     runs: Option<Runs>,
 }
 
+/// Who sorts a list: the current rayon pool, or the calling thread alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    Pool,
+    This,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Held {
     paths: PackedStrs,
@@ -174,40 +181,53 @@ impl Held {
     }
 
     /// The files' positions in path order, or `None` when they are in it.
-    fn path_order(&self) -> Option<Vec<u32>> {
+    fn path_order(&self, threads: Threads) -> Option<Vec<u32>> {
         let paths = &self.paths;
-        if (1..self.len())
-            .into_par_iter()
-            .all(|i| paths.get(i - 1) <= paths.get(i))
-        {
+        let n = self.len();
+        let parallel = threads == Threads::Pool;
+        let in_order = |i: usize| paths.get(i - 1) <= paths.get(i);
+        let sorted = match parallel {
+            true => (1..n).into_par_iter().all(in_order),
+            false => (1..n).all(in_order),
+        };
+        if sorted {
             return None;
         }
         // Sorted by 12-byte keys: the 8 bytes after the prefix every path
         // shares, then the position; only paths equal in those 8 bytes are
         // compared whole. As (&str, position) pairs the sort held 24 bytes a
         // file (110 MiB at 4.6 million), the peak of a plan's scan.
-        let shared = (1..self.len())
-            .into_par_iter()
-            .map(|i| common_prefix(paths.get(0), paths.get(i)))
-            .min()
-            .unwrap_or(0);
-        let mut keys: Vec<[u32; 3]> = (0..self.len())
-            .into_par_iter()
-            .map(|i| {
-                let rest = &paths.get(i).as_bytes()[shared..];
-                let mut head = [0u8; 8];
-                let n = rest.len().min(8);
-                head[..n].copy_from_slice(&rest[..n]);
-                let head = u64::from_be_bytes(head);
-                [(head >> 32) as u32, head as u32, i as u32]
-            })
-            .collect();
-        keys.par_sort_unstable_by(|a, b| {
+        let common = |i: usize| common_prefix(paths.get(0), paths.get(i));
+        let shared = match parallel {
+            true => (1..n).into_par_iter().map(common).min(),
+            false => (1..n).map(common).min(),
+        }
+        .unwrap_or(0);
+        let key = |i: usize| {
+            let rest = &paths.get(i).as_bytes()[shared..];
+            let mut head = [0u8; 8];
+            let k = rest.len().min(8);
+            head[..k].copy_from_slice(&rest[..k]);
+            let head = u64::from_be_bytes(head);
+            [(head >> 32) as u32, head as u32, i as u32]
+        };
+        let by_key = |a: &[u32; 3], b: &[u32; 3]| {
             (a[0], a[1])
                 .cmp(&(b[0], b[1]))
                 .then_with(|| paths.get(a[2] as usize).cmp(paths.get(b[2] as usize)))
                 .then(a[2].cmp(&b[2]))
-        });
+        };
+        let mut keys: Vec<[u32; 3]>;
+        match parallel {
+            true => {
+                keys = (0..n).into_par_iter().map(key).collect();
+                keys.par_sort_unstable_by(by_key);
+            }
+            false => {
+                keys = (0..n).map(key).collect();
+                keys.sort_unstable_by(by_key);
+            }
+        }
         let mut order: Vec<u32> = Vec::with_capacity(keys.len());
         order.extend(keys.iter().map(|k| k[2]));
         Some(order)
@@ -235,7 +255,7 @@ impl Held {
 
     /// The held files in path order (stably), as stored files.
     fn sorted(&self) -> impl Iterator<Item = std::io::Result<StoredFile>> + '_ {
-        let order = self.path_order();
+        let order = self.path_order(Threads::Pool);
         (0..self.len()).map(move |k| {
             let i = order.as_ref().map_or(k, |o| o[k] as usize);
             let f = self.get(i);
@@ -469,7 +489,12 @@ impl FileList {
         let written = (|| {
             let mut w = StoredWriter::new(&runs.area.dir)?;
             let held = &self.held;
-            let order = held.path_order();
+            // This thread: an append may run under its caller's lock, on
+            // a worker of the pool whose other jobs wait for that lock (the
+            // local walker's merge). Waiting on the pool here, the holder
+            // could take up such a job and deadlock; one run, sorted by one
+            // thread, is a few milliseconds.
+            let order = held.path_order(Threads::This);
             for k in 0..held.len() {
                 let i = order.as_ref().map_or(k, |o| o[k] as usize);
                 let tag = held.tags.as_ref().and_then(|t| t[i].as_deref());
@@ -518,7 +543,7 @@ impl FileList {
     pub fn sort(&mut self) {
         debug_assert!(self.runs.as_ref().is_none_or(|r| r.done.is_empty()));
         self.runs = None;
-        if let Some(order) = self.held.path_order() {
+        if let Some(order) = self.held.path_order(Threads::Pool) {
             self.held.paths = self.held.paths.permuted(&order);
             self.held.reorder_columns(&order);
         }
@@ -578,7 +603,7 @@ impl FileList {
 
     fn sort_through_above(&mut self, spill: &std::path::Path, bytes: usize) -> std::io::Result<()> {
         let held = &mut self.held;
-        if let Some(order) = held.path_order() {
+        if let Some(order) = held.path_order(Threads::Pool) {
             // A spill folder that cannot take the file costs memory, not the
             // plan: the paths are reordered in memory instead.
             let through_file = held.paths.text_len() >= bytes
@@ -728,6 +753,59 @@ mod tests {
         assert_eq!(list.len(), 25_000);
         assert_eq!(list.rel(0), "big/000000.png");
         assert_eq!(list.rel(24_999), "d/019999.png");
+    }
+
+    /// Workers of one pool append into a shared list under its lock (the
+    /// local walker merges so), each append making a run. Sorting the run
+    /// with the pool's help let the lock holder, while it waited, take up
+    /// another worker's job that wants the same lock: a deadlock, seen as a
+    /// warm 1M-file plan that never finished. Fails by timeout, not by hanging.
+    #[test]
+    fn runs_made_under_a_lock_by_a_pool_worker_do_not_wait_on_that_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let area = SpillArea::under(dir.path(), crate::spill::MemoryBudget::DEFAULT);
+        let mut list = FileList::default();
+        list.spill_past_share(&area, 2 << 10);
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(list));
+        let (done, finished) = std::sync::mpsc::channel();
+        // A thread of its own, not joined: a deadlocked pool must not keep
+        // the test from failing.
+        let appending = std::sync::Arc::clone(&shared);
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(4)
+                .build()
+                .unwrap();
+            // A few rounds: whether the holder takes up such a job depends
+            // on timing (one plain round hung about one time in eight).
+            for round in 0..16 {
+                pool.scope(|scope| {
+                    for job in 0..64 {
+                        let shared = &appending;
+                        scope.spawn(move |_| {
+                            let mut mine = FileList::default();
+                            // Out of order, so a run is sorted.
+                            for i in (0..250).rev() {
+                                mine.push(&format!("r{round:02}/j{job:02}/{i:03}.png"), 1, 0, None);
+                            }
+                            shared.lock().unwrap().append(&mut mine);
+                        });
+                    }
+                });
+            }
+            drop(appending);
+            let _ = done.send(());
+        });
+        let waited = finished.recv_timeout(std::time::Duration::from_secs(60));
+        assert!(waited.is_ok(), "the pool deadlocked");
+        let mut list = std::sync::Arc::into_inner(shared)
+            .unwrap()
+            .into_inner()
+            .unwrap();
+        list.sort_through(&area.dir).unwrap();
+        assert_eq!(list.len(), 256_000);
+        assert_eq!(list.rel(0), "r00/j00/000.png");
+        assert_eq!(list.rel(255_999), "r15/j63/249.png");
     }
 
     /// A list past its share sorts in runs (more than are kept open, so
