@@ -179,14 +179,10 @@ impl Writer for LocalWriter<'_> {
                     .open(&shown, &local)
                     .and_then(|input| store.put_learning(input, &shown))?,
                 Some(sha) if target.roots.remote_of(&shown).is_some() => {
-                    let from_copy = target.roots.copy_of(sha, f.size).map(|copy| {
-                        std::fs::File::open(&copy)
-                            .map_err(|source| StoreError::Read {
-                                path: copy.display().to_string(),
-                                source,
-                            })
-                            .and_then(|input| store.put_from(input, &shown, sha))
-                    });
+                    let from_copy = target
+                        .roots
+                        .copy_of(sha, f.size)
+                        .map(|copy| store.adopt(&copy, &shown, sha));
                     let bytes = match from_copy {
                         Some(Ok(bytes)) => {
                             tracing::debug!(file = %shown, "sent from the plan's copy");

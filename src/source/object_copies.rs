@@ -17,7 +17,7 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// A folder of object copies named by SHA-1, with the room new copies may
@@ -27,6 +27,8 @@ pub struct ObjectCopies {
     dir: PathBuf,
     /// Bytes new copies may still take (none for apply, which only reads).
     room: AtomicU64,
+    /// The folder is there: made once, not looked for per object.
+    made: AtomicBool,
 }
 
 impl ObjectCopies {
@@ -50,6 +52,7 @@ impl ObjectCopies {
         Self {
             dir,
             room: AtomicU64::new(room),
+            made: AtomicBool::new(false),
         }
     }
 
@@ -58,6 +61,7 @@ impl ObjectCopies {
         Self {
             dir,
             room: AtomicU64::new(0),
+            made: AtomicBool::new(false),
         }
     }
 
@@ -69,8 +73,13 @@ impl ObjectCopies {
                 room.checked_sub(size)
             })
             .ok()?;
-        let file = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| tempfile::NamedTempFile::with_prefix_in(".incoming-", &self.dir));
+        let made = match self.made.load(Ordering::Relaxed) {
+            true => Ok(()),
+            false => std::fs::create_dir_all(&self.dir)
+                .inspect(|()| self.made.store(true, Ordering::Relaxed)),
+        };
+        let file =
+            made.and_then(|()| tempfile::NamedTempFile::with_prefix_in(".incoming-", &self.dir));
         match file {
             Ok(f) => Some(Keeper {
                 copies: self,
@@ -201,6 +210,7 @@ mod tests {
         ObjectCopies {
             dir: dir.join("objects"),
             room: AtomicU64::new(room),
+            made: AtomicBool::new(false),
         }
     }
 

@@ -89,6 +89,62 @@ impl FileStore {
             .map(|(_, bytes)| bytes)
     }
 
+    /// Moves the file at `path` into the store as `sha1` once its bytes are
+    /// checked: a file synup wrote for this and nobody else reads (a plan's
+    /// copy of a remote object). A rename costs no new file, no second
+    /// write of the bytes and no delete, the three things copying a small
+    /// file is made of. Where the file cannot be renamed into the store
+    /// (another filesystem), it is copied. Returns the bytes stored (0 when
+    /// the store had them; the file is then left where it is).
+    pub fn adopt(&self, path: &Path, shown: &str, sha1: &str) -> Result<u64, StoreError> {
+        let dest = self.path_of(sha1);
+        if dest.is_file() {
+            return Ok(0);
+        }
+        let read_err = |source| StoreError::Read {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        let mut hasher = Sha1::new();
+        let mut size = 0u64;
+        crate::source::digest::with_read_buffer(|buf| {
+            loop {
+                match file.read(buf)? {
+                    0 => return Ok(()),
+                    n => {
+                        hasher.update(&buf[..n]);
+                        size += n as u64;
+                    }
+                }
+            }
+        })
+        .map_err(read_err)?;
+        let actual = hex::encode(hasher.finalize());
+        if actual != sha1 {
+            return Err(StoreError::Changed {
+                path: shown.to_owned(),
+                expected: sha1.to_owned(),
+                actual,
+                size,
+            });
+        }
+        // As a copied-in file is: copies are made private to their user.
+        let readable = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        match readable.and_then(|()| place(path, &dest)) {
+            Ok(true) => Ok(size),
+            Ok(false) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                drop(file);
+                self.put(path, sha1)
+            }
+            Err(source) => Err(StoreError::Write {
+                path: self.root.display().to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Copies bytes whose SHA-1 is not known yet into the store, learning it
     /// on the way (a file planned with `checksum: apply`); returns the SHA-1
     /// and the bytes written (0 when the store already had that content).
@@ -318,5 +374,40 @@ mod tests {
                 .count(),
             0
         );
+    }
+
+    /// A plan's copy is moved in when its bytes are what it is named after,
+    /// readable as a copied file is; left where it is when damaged or when
+    /// the store already holds that content.
+    #[test]
+    fn adopting_moves_a_checked_file_in_and_leaves_a_damaged_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(&dir.path().join("t")).unwrap();
+        let sha = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        let copy = dir.path().join(sha);
+        std::fs::write(&copy, b"abd").unwrap();
+        assert!(matches!(
+            store.adopt(&copy, "s3://b/x", sha),
+            Err(StoreError::Changed { .. })
+        ));
+        assert!(copy.is_file() && !store.contains(sha));
+        std::fs::write(&copy, b"abc").unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(store.adopt(&copy, "s3://b/x", sha).unwrap(), 3);
+        assert!(!copy.exists());
+        assert_eq!(std::fs::read(store.path_of(sha)).unwrap(), b"abc");
+        let mode = std::fs::metadata(store.path_of(sha))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        std::fs::write(&copy, b"abc").unwrap();
+        assert_eq!(
+            store.adopt(&copy, "s3://b/x", sha).unwrap(),
+            0,
+            "already stored"
+        );
+        assert!(copy.is_file());
     }
 }
