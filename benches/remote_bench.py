@@ -7,11 +7,21 @@ Reports, per run (interleaved, medians at the end):
   after that plan, as a user runs them (its own plan reads the cache); with
   `--target local`, into the embedded local target instead (a folder on this
   machine, as rclone's copy writes one),
-- `rclone copy --transfers 32` of the same prefix to a local folder, and
-  the same with `--fast-list` (one listing for the whole prefix).
+- `synup apply` alone, cold (it plans and applies in one run: one listing,
+  one read of each object),
+- `rclone copy --transfers 32` of the same prefix to a local folder (unless
+  --no-plain-rclone), and the same with `--fast-list` (one listing for the
+  whole prefix),
+and, for each, the CPU seconds moto spent answering it: moto answers about
+one request at a time, so its CPU time is the work a client asked of it,
+steadier than wall time on a shared machine.
 Target (issue 18): synup's plan + apply at most 1x rclone's copy with --fast-list.
 
+Outputs of a run are moved aside and deleted at the end: on ext4, files made
+right after a mass delete are slow to create for minutes.
+
 Usage: benches/remote_bench.py [--runs 3] [--units 5000] [--target synapse|local]
+       [--checksum plan|apply] [--no-plain-rclone]
 Needs: target/release/synup, target/py/moto (made by .ci/run or the tests), rclone.
 """
 import argparse
@@ -64,13 +74,21 @@ with cf.ThreadPoolExecutor(16) as ex:
     subprocess.run([os.path.join(MOTO, "python"), "-c", code], check=True)
 
 
-def timed(cmd, env=None, cwd=None):
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd, env=None, cwd=None, server=None):
+    """Wall seconds of `cmd`, and the CPU seconds `server` (a pid) spent meanwhile."""
+    before = cpu_seconds(server) if server else 0.0
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if out.returncode != 0:
         sys.exit(f"{cmd[:3]} failed ({out.returncode}): {out.stderr[-2000:]}")
-    return dt
+    return dt, (cpu_seconds(server) - before if server else 0.0)
 
 
 def main():
@@ -81,12 +99,14 @@ def main():
                     help="the source's checksum mode: plan (the default) hashes at plan, apply while uploading")
     ap.add_argument("--target", choices=["synapse", "local"], default="synapse",
                     help="apply into a fresh `synup serve` (the default) or the embedded local target")
+    ap.add_argument("--no-plain-rclone", action="store_true",
+                    help="skip `rclone copy` without --fast-list (a request per folder: the slowest part)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="synup-remote-bench-")
     port = free_port()
     moto = subprocess.Popen([os.path.join(MOTO, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    serve = None
+    started = []
     try:
         wait(port)
         endpoint = f"http://127.0.0.1:{port}"
@@ -119,43 +139,72 @@ upload: {{workers: 32}}
         rclone_conf = os.path.join(work, "rclone.conf")
         with open(rclone_conf, "w") as f:
             f.write(f"[moto]\ntype = s3\nprovider = Other\naccess_key_id = {KEY}\nsecret_access_key = {SECRET}\nendpoint = {endpoint}\nregion = us-east-1\n")
-        plans, applies, clones, fast = [], [], [], []
-        for r in range(args.runs):
-            shutil.rmtree(os.path.join(work, ".synup"), ignore_errors=True)
-            data = os.path.join(work, f"serve-{r}")
-            serve = subprocess.Popen([SYNUP, "serve", "--addr", "127.0.0.1:0", "--token", "t", "--data", data, "--seed", seed_file],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        trash = os.path.join(work, "trash")
+        os.makedirs(trash)
+        moved = iter(range(1 << 30))
+
+        def aside(path):
+            if os.path.exists(path):
+                os.rename(path, os.path.join(trash, str(next(moved))))
+
+        def start_target(serve_data):
+            """Starts a fresh `synup serve` if the target is one; returns its env and process."""
+            env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, HOME=work)
+            if args.target != "synapse":
+                return env, None
+            serve = subprocess.Popen([SYNUP, "serve", "--addr", "127.0.0.1:0", "--token", "t", "--data", serve_data,
+                                      "--seed", seed_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            started.append(serve)
             url = serve.stdout.readline().strip().removeprefix("listening on ")
-            env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET,
-                       SYNAPSE_HOST=url, SYNAPSE_ACCESS_TOKEN="t", HOME=work)
-            p = timed([SYNUP, "plan", recipe, "--quiet"], env=env)
-            a = timed([SYNUP, "apply", recipe, "--yes", "--quiet"], env=env)
-            os.kill(serve.pid, signal.SIGKILL)
-            serve.wait()
-            serve = None
-            shutil.rmtree(data, ignore_errors=True)
-            dest = os.path.join(work, f"rclone-{r}")
-            # rclone's old S3 SDK refuses AWS_CA_BUNDLE with its transport; the endpoint is plain http.
-            rclone_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-            c = timed(["rclone", "--config", rclone_conf, "copy", "--transfers", "32", "moto:bench/data", dest], env=rclone_env)
-            shutil.rmtree(dest, ignore_errors=True)
-            fl = timed(["rclone", "--config", rclone_conf, "copy", "--fast-list", "--transfers", "32", "moto:bench/data", dest],
-                       env=rclone_env)
-            shutil.rmtree(dest, ignore_errors=True)
-            plans.append(p)
-            applies.append(a)
-            clones.append(c)
-            fast.append(fl)
+            env.update(SYNAPSE_HOST=url, SYNAPSE_ACCESS_TOKEN="t")
+            return env, serve
+
+        def stop(serve):
+            if serve:
+                os.kill(serve.pid, signal.SIGKILL)
+                serve.wait()
+
+        # rclone's old S3 SDK refuses AWS_CA_BUNDLE with its transport; the endpoint is plain http.
+        rclone_env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        cols = {k: [] for k in ("plan", "apply", "two", "one", "rclone", "fast")}
+        cpu = {k: [] for k in ("two", "one", "rclone", "fast")}
+        for r in range(args.runs):
+            aside(os.path.join(work, ".synup"))
+            env, serve = start_target(os.path.join(work, f"serve-{r}"))
+            p, pc = timed([SYNUP, "plan", recipe, "--quiet"], env=env, server=moto.pid)
+            a, ac = timed([SYNUP, "apply", recipe, "--yes", "--quiet"], env=env, server=moto.pid)
+            stop(serve)
+            aside(os.path.join(work, ".synup"))
+            env, serve = start_target(os.path.join(work, f"serve-one-{r}"))
+            o, oc = timed([SYNUP, "apply", recipe, "--yes", "--quiet"], env=env, server=moto.pid)
+            stop(serve)
+            c, cc = (float("nan"), float("nan"))
+            if not args.no_plain_rclone:
+                c, cc = timed(["rclone", "--config", rclone_conf, "copy", "--transfers", "32", "moto:bench/data",
+                               os.path.join(work, f"rclone-{r}")], env=rclone_env, server=moto.pid)
+            fl, fc = timed(["rclone", "--config", rclone_conf, "copy", "--fast-list", "--transfers", "32",
+                            "moto:bench/data", os.path.join(work, f"rclone-fast-{r}")], env=rclone_env, server=moto.pid)
+            for k, v in (("plan", p), ("apply", a), ("two", p + a), ("one", o), ("rclone", c), ("fast", fl)):
+                cols[k].append(v)
+            for k, v in (("two", pc + ac), ("one", oc), ("rclone", cc), ("fast", fc)):
+                cpu[k].append(v)
             print(f"run {r + 1}: synup plan {p:.2f}s ({files / p:.0f} obj/s) + apply {a:.2f}s = {p + a:.2f}s "
-                  f"| rclone copy {c:.2f}s, with --fast-list {fl:.2f}s", flush=True)
-        mp, ma, mc, mf = (statistics.median(x) for x in (plans, applies, clones, fast))
-        mt = statistics.median(p + a for p, a in zip(plans, applies))
-        print(f"median: plan {mp:.2f}s, apply {ma:.2f}s, plan+apply {mt:.2f}s; rclone {mc:.2f}s, --fast-list {mf:.2f}s; "
-              f"synup plan+apply / rclone --fast-list = {mt / mf:.2f}x")
+                  f"({(p + a) / fl:.2f}x), apply alone {o:.2f}s ({o / fl:.2f}x) | rclone copy {c:.2f}s, "
+                  f"with --fast-list {fl:.2f}s | moto CPU: plan+apply {pc + ac:.1f}s, apply alone {oc:.1f}s, "
+                  f"rclone {cc:.1f}s, --fast-list {fc:.1f}s", flush=True)
+        m = {k: statistics.median(v) for k, v in cols.items()}
+        mc = {k: statistics.median(v) for k, v in cpu.items()}
+        print(f"median: plan {m['plan']:.2f}s, apply {m['apply']:.2f}s, plan+apply {m['two']:.2f}s, apply alone "
+              f"{m['one']:.2f}s; rclone {m['rclone']:.2f}s, --fast-list {m['fast']:.2f}s; / rclone --fast-list: "
+              f"plan+apply {m['two'] / m['fast']:.2f}x, apply alone {m['one'] / m['fast']:.2f}x "
+              f"(per-run ratios: {', '.join(f'{t / f:.2f}' for t, f in zip(cols['two'], cols['fast']))} and "
+              f"{', '.join(f'{t / f:.2f}' for t, f in zip(cols['one'], cols['fast']))})")
+        print(f"moto CPU, median: plan+apply {mc['two']:.1f}s, apply alone {mc['one']:.1f}s, rclone {mc['rclone']:.1f}s, "
+              f"--fast-list {mc['fast']:.1f}s")
     finally:
-        if serve:
-            os.kill(serve.pid, signal.SIGKILL)
-        os.kill(moto.pid, signal.SIGKILL)
+        for p in started + [moto]:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
 
 

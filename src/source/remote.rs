@@ -331,9 +331,11 @@ impl<'a> Pass<'a> {
 
     /// Everything under `at`. When the objects right below it and its
     /// "folders" fit in about a page (one delimited request, looking through
-    /// up to [`WRAPPERS`] lone wrapper folders), each folder is then listed
-    /// flat, [`FAN_OUT`] at once; otherwise `at` is listed flat, page by
-    /// page, at the cost of that one request.
+    /// up to [`WRAPPERS`] lone wrapper folders), `at` is listed flat in up to
+    /// [`FAN_OUT`] ranges of its folders at once, each from its first folder
+    /// on (where the store can start a listing after a key; else folder by
+    /// folder); otherwise `at` is listed flat, page by page, at the cost of
+    /// that one request.
     async fn fanned_out(&self, at: &str) -> Result<Listing, SourceError> {
         use futures_util::StreamExt;
         let (mut here, mut excluded) = (at.to_owned(), 0);
@@ -354,7 +356,30 @@ impl<'a> Pass<'a> {
             excluded = top.scan.excluded;
             here = top.dirs.pop().expect("one folder");
         };
-        let dirs = std::mem::take(&mut top.dirs);
+        let mut dirs = std::mem::take(&mut top.dirs);
+        if dirs.len() > 1 && self.root.op.info().capability().list_with_start_after {
+            dirs.sort_unstable();
+            // The ranges list the objects right below `at` again: the first
+            // level's are let go, and no longer counted as seen.
+            let own = top.scan.files.len() as u64 + (top.scan.excluded - excluded);
+            self.seen.fetch_sub(own, Ordering::Relaxed);
+            top.scan.files = FileList::default();
+            top.scan.excluded = excluded;
+            let ranges = key_ranges(&dirs, FAN_OUT);
+            tracing::debug!(
+                prefix = %here,
+                folders = dirs.len(),
+                ranges = ranges.len(),
+                "listing flat in ranges of folders"
+            );
+            let mut parts = futures_util::stream::iter(ranges)
+                .map(|range| self.list_range(&here, range))
+                .buffer_unordered(FAN_OUT);
+            while let Some(part) = parts.next().await {
+                top.scan.excluded += part?.scan.excluded;
+            }
+            return Ok(top);
+        }
         tracing::debug!(
             prefix = %here,
             folders = dirs.len(),
@@ -378,6 +403,12 @@ impl<'a> Pass<'a> {
         Ok(listing.expect("no cap"))
     }
 
+    /// The objects under `at` (listed flat) in `range`.
+    async fn list_range(&self, at: &str, range: KeyRange<'_>) -> Result<Listing, SourceError> {
+        let listing = self.list_some_in(at, true, None, range).await?;
+        Ok(listing.expect("no cap"))
+    }
+
     /// [`Self::list`], or `None` as soon as more than `cap` entries are seen
     /// (they are then not counted as seen).
     async fn list_some(
@@ -386,15 +417,28 @@ impl<'a> Pass<'a> {
         recursive: bool,
         cap: Option<usize>,
     ) -> Result<Option<Listing>, SourceError> {
+        self.list_some_in(at, recursive, cap, KeyRange::default())
+            .await
+    }
+
+    /// [`Self::list_some`] of the objects in `range` only.
+    async fn list_some_in(
+        &self,
+        at: &str,
+        recursive: bool,
+        cap: Option<usize>,
+        range: KeyRange<'_>,
+    ) -> Result<Option<Listing>, SourceError> {
         // The caller says which source; the message says why.
         let fail = |e: opendal::Error| source_error(&e, short(&e));
         let root = self.root;
-        let mut lister = root
-            .op
-            .lister_with(at)
-            .recursive(recursive)
-            .await
-            .map_err(fail)?;
+        let mut lister = root.op.lister_with(at).recursive(recursive);
+        if let Some(from) = range.from {
+            // Exclusive on S3, inclusive on GCS: the only key that can equal
+            // a folder's prefix is its "folder" marker, which is skipped.
+            lister = lister.start_after(from);
+        }
+        let mut lister = lister.await.map_err(fail)?;
         let mut scan = SourceScan::default();
         let mut dirs = Vec::new();
         let mut counted = 0;
@@ -414,6 +458,10 @@ impl<'a> Pass<'a> {
             let rel = entry.path().trim_start_matches('/').to_owned();
             if rel.is_empty() || rel.ends_with('/') {
                 continue;
+            }
+            // Keys come in order: past the range, the next one lists them.
+            if range.until.is_some_and(|until| rel.as_str() >= until) {
+                break;
             }
             counted += 1;
             let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
@@ -454,6 +502,31 @@ impl<'a> Pass<'a> {
         }
         Ok(Some(Listing { scan, dirs }))
     }
+}
+
+/// Keys from `from` (a folder's prefix; from the first key when `None`) up
+/// to `until` (the next range's `from`; to the last key when `None`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct KeyRange<'a> {
+    from: Option<&'a str>,
+    until: Option<&'a str>,
+}
+
+/// Up to `most` ranges that together hold every key: split at sorted
+/// `folders` so each range has about as many folders. The first range also
+/// holds the keys before the first folder, each range the keys between its
+/// last folder and the next range.
+fn key_ranges(folders: &[String], most: usize) -> Vec<KeyRange<'_>> {
+    let n = most.clamp(1, folders.len().max(1));
+    let starts: Vec<&str> = (1..n)
+        .map(|g| folders[g * folders.len() / n].as_str())
+        .collect();
+    (0..n)
+        .map(|g| KeyRange {
+            from: g.checked_sub(1).map(|i| starts[i]),
+            until: starts.get(g).copied(),
+        })
+        .collect()
 }
 
 /// Lists the first page under the root, within `timeout`: whether the source
@@ -732,6 +805,37 @@ impl super::Source for RemoteRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every key below the prefix (objects beside the folders, before,
+    /// between and after them, deep ones) is in exactly one range, whether
+    /// the store starts after a folder's prefix or at it; no more ranges
+    /// than asked, nor than folders.
+    #[test]
+    fn key_ranges_split_at_folders_and_hold_every_key_once() {
+        let folders: Vec<String> = (0..40).map(|i| format!("w/p{i:03}/")).collect();
+        let mut keys: Vec<String> = folders
+            .iter()
+            .flat_map(|f| [format!("{f}a.png"), format!("{f}deep/b.json")])
+            .collect();
+        keys.extend(["w/README.txt", "w/p000", "w/p005.txt", "w/zzz"].map(String::from));
+        keys.extend(["w/p003/", "w/p039/"].map(String::from));
+        for most in [1, 3, 16, 64] {
+            let ranges = key_ranges(&folders, most);
+            assert_eq!(ranges.len(), most.min(40));
+            assert_eq!((ranges[0].from, ranges.last().unwrap().until), (None, None));
+            for key in keys.iter().filter(|k| !k.ends_with('/')) {
+                let holding = ranges
+                    .iter()
+                    .filter(|r| {
+                        r.from.is_none_or(|f| key.as_str() > f)
+                            && r.until.is_none_or(|u| key.as_str() < u)
+                    })
+                    .count();
+                assert_eq!(holding, 1, "{key} in {most} ranges");
+            }
+        }
+        assert_eq!(key_ranges(&["x/".to_owned()], 16).len(), 1);
+    }
 
     #[test]
     fn storage_configurations_map_to_sources() {

@@ -193,7 +193,7 @@ fn an_s3_prefix_plans_and_applies_into_synup_serve_and_the_local_target() {
 /// time, concurrently, after one delimited request (looking through a lone
 /// wrapper folder): nothing may be lost or counted twice on the way.
 #[test]
-fn a_wrapped_s3_prefix_is_listed_folder_by_folder_without_losing_an_object() {
+fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object() {
     let m = Moto::start();
     m.create_bucket("wrapped");
     seed_units(&m, "wrapped", "w/inner", 40);
@@ -215,8 +215,15 @@ fn a_wrapped_s3_prefix_is_listed_folder_by_folder_without_losing_an_object() {
     );
     let plan = run(with_aws(crate::harness::synup())
         .current_dir(f.path())
+        .env("SYNUP_LOG", "synup::source::remote=debug")
         .args(["plan", "r.yaml", "--format", "json"]));
     assert_eq!(plan.code, 0, "{}", plan.stderr);
+    // Not a request per folder: 16 flat listings, each from its folder on.
+    assert!(
+        plan.stderr.contains("folders=40 ranges=16"),
+        "{}",
+        plan.stderr
+    );
     let p: Json = serde_json::from_str(&plan.stdout).unwrap();
     assert_eq!(p["summary"]["create"], 40, "{}", plan.stdout);
     assert_eq!(p["summary"]["excluded_files"], 1);
