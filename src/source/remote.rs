@@ -278,6 +278,12 @@ const FAN_OUT: usize = 16;
 /// its folders are listed one by one: about one page of a store's listing.
 /// Past it (a folder per unit, say) one flat listing takes fewer requests.
 const FAN_OUT_MAX: usize = 1000;
+/// The most folders listed one by one; past it they are listed in
+/// [`FAN_OUT`] ranges. A range's last page runs past its end (up to a page
+/// of keys the next range lists too), which costs more than a request per
+/// folder while folders are few: against moto, 40 folders of 500 objects
+/// took 1.8x as long in ranges, 500 folders of 4 objects 0.9x.
+const RANGES_PAST: usize = 4 * FAN_OUT;
 /// How many single wrapper "folders" a fan-out looks through for more.
 const WRAPPERS: usize = 4;
 
@@ -331,11 +337,11 @@ impl<'a> Pass<'a> {
 
     /// Everything under `at`. When the objects right below it and its
     /// "folders" fit in about a page (one delimited request, looking through
-    /// up to [`WRAPPERS`] lone wrapper folders), `at` is listed flat in up to
-    /// [`FAN_OUT`] ranges of its folders at once, each from its first folder
-    /// on (where the store can start a listing after a key; else folder by
-    /// folder); otherwise `at` is listed flat, page by page, at the cost of
-    /// that one request.
+    /// up to [`WRAPPERS`] lone wrapper folders), its folders are listed
+    /// [`FAN_OUT`] at once: one by one up to [`RANGES_PAST`] of them, past
+    /// that (where the store can start a listing after a key) in ranges of
+    /// folders, each listed flat from its first folder on. Otherwise `at` is
+    /// listed flat, page by page, at the cost of that one request.
     async fn fanned_out(&self, at: &str) -> Result<Listing, SourceError> {
         use futures_util::StreamExt;
         let (mut here, mut excluded) = (at.to_owned(), 0);
@@ -357,7 +363,7 @@ impl<'a> Pass<'a> {
             here = top.dirs.pop().expect("one folder");
         };
         let mut dirs = std::mem::take(&mut top.dirs);
-        if dirs.len() > 1 && self.root.op.info().capability().list_with_start_after {
+        if dirs.len() > RANGES_PAST && self.root.op.info().capability().list_with_start_after {
             dirs.sort_unstable();
             // The ranges list the objects right below `at` again: the first
             // level's are let go, and no longer counted as seen.

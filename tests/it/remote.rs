@@ -218,9 +218,8 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
         .env("SYNUP_LOG", "synup::source::remote=debug")
         .args(["plan", "r.yaml", "--format", "json"]));
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    // Not a request per folder: 16 flat listings, each from its folder on.
     assert!(
-        plan.stderr.contains("folders=40 ranges=16"),
+        plan.stderr.contains("listing folder by folder"),
         "{}",
         plan.stderr
     );
@@ -271,6 +270,44 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
     assert_eq!(p["summary"]["create"], 1100);
     assert_eq!(p["summary"]["unmatched_files"], 0);
 
+    // More folders than are listed one by one, fewer than a page: not a
+    // request per folder but 16 flat listings, each from its folder on, and
+    // the objects beside and below the folders all found once.
+    seed_units(&m, "wrapped", "mid", 100);
+    m.put("wrapped", "mid/0-first.txt", "before every folder");
+    m.put("wrapped", "mid/p050.txt", "between folders");
+    m.put("wrapped", "mid/zzz.txt", "after every folder");
+    m.put("wrapped", "mid/p050/deep/er.txt", "deep");
+    f.write(
+        "mid.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: s3://wrapped/mid\n  checksum: apply\n  connection: {}\n",
+            m.connection()
+        ),
+    );
+    let plan = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .env("SYNUP_LOG", "synup::source::remote=debug")
+        .args(["plan", "mid.yaml", "--format", "json"]));
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("folders=100 ranges=16"),
+        "{}",
+        plan.stderr
+    );
+    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(p["summary"]["create"], 100);
+    let unmatched: Vec<&str> = p["unmatched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unmatched,
+        ["0-first.txt", "p050.txt", "p050/deep/er.txt", "zzz.txt"]
+    );
+
     // Past its share of a budget, a listing (fanned out or flat; the junk
     // `.DS_Store` dropped) is sorted
     // in runs on disk and read back from a file, and lists the same objects
@@ -280,7 +317,7 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
         budget: synup::spill::MemoryBudget { bytes: 64 },
     };
     std::fs::create_dir_all(&spill.dir).unwrap();
-    for (prefix, objects) in [("w", 82), ("many", 2200)] {
+    for (prefix, objects) in [("w", 82), ("mid", 204), ("many", 2200)] {
         let root = m.root(&format!("s3://wrapped/{prefix}"));
         let list = |spill: Option<&synup::spill::SpillArea>| {
             let junk = synup::source::JunkFilter::default();
