@@ -206,34 +206,38 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
     m.put("wrapped", "w/inner/p007/.DS_Store", "junk");
     m.put("wrapped", "w-sibling/p999/img.png", "outside the prefix");
     let f = Fixture::new();
-    f.write(
-        "r.yaml",
-        format!(
-            "{TWO_SPECS}source:\n  path: s3://wrapped/w\n  connection: {}\n",
-            m.connection()
-        ),
-    );
-    let plan = run(with_aws(crate::harness::synup())
-        .current_dir(f.path())
-        .env("SYNUP_LOG", "synup::source::remote=debug")
-        .args(["plan", "r.yaml", "--format", "json"]));
-    assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert!(
-        plan.stderr.contains("listing folder by folder"),
-        "{}",
-        plan.stderr
-    );
-    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
-    assert_eq!(p["summary"]["create"], 40, "{}", plan.stdout);
+    // The plan of the objects under `prefix`, and its log of how they were
+    // listed; `settings` are more source settings.
+    let plan_of = |prefix: &str, settings: &str| -> (Json, String) {
+        let name = format!("{prefix}.yaml");
+        f.write(
+            &name,
+            format!(
+                "{TWO_SPECS}source:\n  path: s3://wrapped/{prefix}\n{settings}  connection: {}\n",
+                m.connection()
+            ),
+        );
+        let plan = run(with_aws(crate::harness::synup())
+            .current_dir(f.path())
+            .env("SYNUP_LOG", "synup::source::remote=debug")
+            .args(["plan", &name, "--format", "json"]));
+        assert_eq!(plan.code, 0, "{}", plan.stderr);
+        (serde_json::from_str(&plan.stdout).unwrap(), plan.stderr)
+    };
+    let unmatched = |p: &Json| -> Vec<String> {
+        p["unmatched"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (p, log) = plan_of("w", "");
+    assert!(log.contains("listing folder by folder"), "{log}");
+    assert_eq!(p["summary"]["create"], 40, "{p}");
     assert_eq!(p["summary"]["excluded_files"], 1);
-    let unmatched: Vec<&str> = p["unmatched"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["path"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        unmatched,
+        unmatched(&p),
         ["inner/README.txt", "inner/p003/deep/more/extra.txt"]
     );
     let files: usize = p["units"]
@@ -255,18 +259,8 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
         })
         .collect();
     m.put_many("wrapped", many);
-    f.write(
-        "many.yaml",
-        format!(
-            "{TWO_SPECS}source:\n  path: s3://wrapped/many\n  checksum: apply\n  connection: {}\n",
-            m.connection()
-        ),
-    );
-    let plan = run(with_aws(crate::harness::synup())
-        .current_dir(f.path())
-        .args(["plan", "many.yaml", "--format", "json"]));
-    assert_eq!(plan.code, 0, "{}", plan.stderr);
-    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
+    let (p, log) = plan_of("many", "  checksum: apply\n");
+    assert!(log.contains("listing flat"), "{log}");
     assert_eq!(p["summary"]["create"], 1100);
     assert_eq!(p["summary"]["unmatched_files"], 0);
 
@@ -278,33 +272,11 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
     m.put("wrapped", "mid/p050.txt", "between folders");
     m.put("wrapped", "mid/zzz.txt", "after every folder");
     m.put("wrapped", "mid/p050/deep/er.txt", "deep");
-    f.write(
-        "mid.yaml",
-        format!(
-            "{TWO_SPECS}source:\n  path: s3://wrapped/mid\n  checksum: apply\n  connection: {}\n",
-            m.connection()
-        ),
-    );
-    let plan = run(with_aws(crate::harness::synup())
-        .current_dir(f.path())
-        .env("SYNUP_LOG", "synup::source::remote=debug")
-        .args(["plan", "mid.yaml", "--format", "json"]));
-    assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert!(
-        plan.stderr.contains("folders=100 ranges=16"),
-        "{}",
-        plan.stderr
-    );
-    let p: Json = serde_json::from_str(&plan.stdout).unwrap();
+    let (p, log) = plan_of("mid", "  checksum: apply\n");
+    assert!(log.contains("folders=100 ranges=16"), "{log}");
     assert_eq!(p["summary"]["create"], 100);
-    let unmatched: Vec<&str> = p["unmatched"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["path"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        unmatched,
+        unmatched(&p),
         ["0-first.txt", "p050.txt", "p050/deep/er.txt", "zzz.txt"]
     );
 
