@@ -469,6 +469,11 @@ impl<'a> Pass<'a> {
             if range.until.is_some_and(|until| rel.as_str() >= until) {
                 break;
             }
+            // A store that ignores where to start lists from the first key:
+            // what comes before the range is the previous range's.
+            if range.from.is_some_and(|from| rel.as_str() < from) {
+                continue;
+            }
             counted += 1;
             let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
             if seen.is_multiple_of(1000) {
