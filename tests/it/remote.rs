@@ -544,6 +544,23 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
     crate::harness::chmod(&binary, 0o755);
     let f = Fixture::new();
     tree(&f.join("gcs-seed/imgs/batch"));
+    // Past 64 folders: listed in ranges, each from its folder on (GCS starts
+    // at the key given, S3 after it), with objects beside the folders.
+    let wide = f.join("gcs-seed/imgs/wide");
+    for i in 0..70 {
+        let d = wide.join(format!("p{i:03}"));
+        std::fs::create_dir_all(d.join("deep")).unwrap();
+        std::fs::write(d.join("img.png"), format!("png {i}")).unwrap();
+        std::fs::write(d.join("lab.json"), format!("{{\"i\": {i}}}")).unwrap();
+    }
+    for (name, body) in [
+        ("0-first.txt", "a"),
+        ("p035.txt", "b"),
+        ("zzz.txt", "c"),
+        ("p035/deep/er.txt", "d"),
+    ] {
+        std::fs::write(wide.join(name), body).unwrap();
+    }
     std::fs::create_dir_all(f.join("gcs-root")).unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -580,6 +597,34 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
         &format!("source:\n  path: gs://imgs/batch\n  connection: {{endpoint: \"{url}\"}}\n"),
         &[],
         None,
+    );
+    f.write(
+        "wide.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: gs://imgs/wide\n  checksum: apply\n  connection: {{endpoint: \"{url}\"}}\n"
+        ),
+    );
+    let out = run(crate::harness::synup()
+        .current_dir(f.path())
+        .env("SYNUP_LOG", "synup::source::remote=debug")
+        .args(["plan", "wide.yaml", "--format", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("folders=70 ranges=16"),
+        "{}",
+        out.stderr
+    );
+    let p: Json = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(p["summary"]["create"], 70, "{p}");
+    let unmatched: Vec<&str> = p["unmatched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unmatched,
+        ["0-first.txt", "p035.txt", "p035/deep/er.txt", "zzz.txt"]
     );
 
     // An application-default credentials file named by
