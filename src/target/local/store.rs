@@ -105,7 +105,16 @@ impl FileStore {
             path: path.display().to_string(),
             source,
         };
-        let mut file = std::fs::File::open(path).map_err(read_err)?;
+        // Not through a symbolic link: the rename would move the link into
+        // the store, and the file it names could change after the check.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(path)
+                .map_err(read_err)?
+        };
         let mut hasher = Sha1::new();
         let mut size = 0u64;
         crate::source::digest::with_read_buffer(|buf| {
@@ -409,5 +418,14 @@ mod tests {
             "already stored"
         );
         assert!(copy.is_file());
+        // A link where the copy should be is refused, not moved in.
+        let other = FileStore::open(&dir.path().join("u")).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&copy, &link).unwrap();
+        assert!(matches!(
+            other.adopt(&link, "s3://b/x", sha),
+            Err(StoreError::Read { .. })
+        ));
+        assert!(!other.contains(sha) && link.is_symlink());
     }
 }
