@@ -5,11 +5,11 @@
 //! fetched twice, which on an object store costs as much as the upload. While
 //! hashing, the planner keeps each object in `.synup/cache/objects/<sha1>`
 //! as long as the copies fit their share of the disk ([`ObjectCopies::MAX_BYTES`],
-//! and never more than a quarter of the free space). Apply reads a copy whose
-//! size matches instead of the object, checks its SHA-1 on the way (the local
-//! store always does; the Synapse upload hashes what it sends and sends the
-//! object itself if the copy was damaged), and removes the copy once the
-//! target holds that content.
+//! and never more than a quarter of the free space). Apply uses a copy whose
+//! size matches instead of the object and checks its SHA-1: the local store
+//! moves the checked copy in (`FileStore::adopt`); the Synapse upload hashes
+//! what it sends, sends the object itself if the copy was damaged, and removes
+//! the copy once the target holds that content.
 //!
 //! Copies are a cache: a missing or damaged one costs a second read, never a
 //! wrong upload. Copies older than [`ObjectCopies::MAX_AGE`] are removed when a
