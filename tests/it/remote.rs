@@ -224,20 +224,12 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
         assert_eq!(plan.code, 0, "{}", plan.stderr);
         (serde_json::from_str(&plan.stdout).unwrap(), plan.stderr)
     };
-    let unmatched = |p: &Json| -> Vec<String> {
-        p["unmatched"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["path"].as_str().unwrap().to_owned())
-            .collect()
-    };
     let (p, log) = plan_of("w", "");
     assert!(log.contains("listing folder by folder"), "{log}");
     assert_eq!(p["summary"]["create"], 40, "{p}");
     assert_eq!(p["summary"]["excluded_files"], 1);
     assert_eq!(
-        unmatched(&p),
+        unmatched_paths(&p),
         ["inner/README.txt", "inner/p003/deep/more/extra.txt"]
     );
     let files: usize = p["units"]
@@ -276,7 +268,7 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
     assert!(log.contains("folders=100 ranges=16"), "{log}");
     assert_eq!(p["summary"]["create"], 100);
     assert_eq!(
-        unmatched(&p),
+        unmatched_paths(&p),
         ["0-first.txt", "p050.txt", "p050/deep/er.txt", "zzz.txt"]
     );
 
@@ -528,6 +520,16 @@ fn applies_into_serve(
 }
 
 /// Lays out the seed-style tree (p000..p002 with an image and a label) under `dir`.
+/// The paths of a JSON plan's unmatched files, in its order.
+fn unmatched_paths(plan: &Json) -> Vec<String> {
+    plan["unmatched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn tree(dir: &Path) {
     for i in 0..3 {
         let d = dir.join(format!("p{i:03}"));
@@ -616,14 +618,8 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
     );
     let p: Json = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(p["summary"]["create"], 70, "{p}");
-    let unmatched: Vec<&str> = p["unmatched"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["path"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        unmatched,
+        unmatched_paths(&p),
         ["0-first.txt", "p035.txt", "p035/deep/er.txt", "zzz.txt"]
     );
 
