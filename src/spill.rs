@@ -268,10 +268,8 @@ impl<T: Record + Ord + Send> Sorter<T> {
 /// past its share, rather than after, never holds up to twice the share
 /// (plus the old buffer while it is copied).
 pub(crate) fn outgrows<T>(v: &Vec<T>, more: usize, budget: usize) -> bool {
-    let needed = v.len() + more;
-    !v.is_empty()
-        && needed > v.capacity()
-        && needed.max(v.capacity() * 2) * std::mem::size_of::<T>() > budget
+    let after = crate::packed::grown(v.len(), v.capacity(), more);
+    !v.is_empty() && after > v.capacity() && after * std::mem::size_of::<T>() > budget
 }
 
 /// [`outgrows`] for one more record of records that weigh `weight` in all

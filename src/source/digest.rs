@@ -42,11 +42,21 @@ pub fn sha1_file_seeing_head(
     head: &mut dyn FnMut(&[u8]),
 ) -> std::io::Result<Sha1Digest> {
     let mut file = std::fs::File::open(path)?;
+    sha1_reading(&mut file, head).map(|(digest, _)| digest)
+}
+
+/// SHA-1 of everything `input` gives, and how many bytes that was, showing
+/// the first chunk to `head` on the way.
+pub fn sha1_reading(
+    input: &mut impl Read,
+    head: &mut dyn FnMut(&[u8]),
+) -> std::io::Result<(Sha1Digest, u64)> {
     let mut hasher = Sha1::new();
+    let mut size = 0u64;
     with_read_buffer(|buf| -> std::io::Result<()> {
         let mut first = true;
         loop {
-            let n = file.read(buf)?;
+            let n = input.read(buf)?;
             if first {
                 head(&buf[..n]);
                 first = false;
@@ -55,7 +65,8 @@ pub fn sha1_file_seeing_head(
                 return Ok(());
             }
             hasher.update(&buf[..n]);
+            size += n as u64;
         }
     })?;
-    Ok(hasher.finalize().into())
+    Ok((hasher.finalize().into(), size))
 }

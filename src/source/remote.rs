@@ -363,41 +363,41 @@ impl<'a> Pass<'a> {
             here = top.dirs.pop().expect("one folder");
         };
         let mut dirs = std::mem::take(&mut top.dirs);
-        if dirs.len() > RANGES_PAST && self.root.op.info().capability().list_with_start_after {
-            dirs.sort_unstable();
-            // The ranges list the objects right below `at` again: the first
-            // level's are let go, and no longer counted as seen.
-            let own = top.scan.files.len() as u64 + (top.scan.excluded - excluded);
-            self.seen.fetch_sub(own, Ordering::Relaxed);
-            top.scan.files = FileList::default();
-            top.scan.excluded = excluded;
-            let ranges = key_ranges(&dirs, FAN_OUT);
-            tracing::debug!(
-                prefix = %here,
-                folders = dirs.len(),
-                ranges = ranges.len(),
-                "listing flat in ranges of folders"
-            );
-            let mut parts = futures_util::stream::iter(ranges)
-                .map(|range| self.list_range(&here, range))
-                .buffer_unordered(FAN_OUT);
-            while let Some(part) = parts.next().await {
-                top.scan.excluded += part?.scan.excluded;
-            }
-            return Ok(top);
-        }
-        tracing::debug!(
-            prefix = %here,
-            folders = dirs.len(),
-            concurrency = FAN_OUT,
-            "listing folder by folder"
-        );
-        let mut parts = futures_util::stream::iter(dirs.iter())
-            .map(|d| self.list(d, true))
+        // Each part: a prefix listed flat, within a range of keys.
+        let parts: Vec<(&str, KeyRange<'_>)> =
+            if dirs.len() > RANGES_PAST && self.root.op.info().capability().list_with_start_after {
+                dirs.sort_unstable();
+                // The ranges list the objects right below `at` again: the
+                // first level's are let go, and no longer counted as seen.
+                let own = top.scan.files.len() as u64 + (top.scan.excluded - excluded);
+                self.seen.fetch_sub(own, Ordering::Relaxed);
+                top.scan.files = FileList::default();
+                top.scan.excluded = excluded;
+                let ranges = key_ranges(&dirs, FAN_OUT);
+                tracing::debug!(
+                    prefix = %here,
+                    folders = dirs.len(),
+                    ranges = ranges.len(),
+                    "listing flat in ranges of folders"
+                );
+                ranges.into_iter().map(|r| (here.as_str(), r)).collect()
+            } else {
+                tracing::debug!(
+                    prefix = %here,
+                    folders = dirs.len(),
+                    concurrency = FAN_OUT,
+                    "listing folder by folder"
+                );
+                dirs.iter()
+                    .map(|d| (d.as_str(), KeyRange::default()))
+                    .collect()
+            };
+        let mut listed = futures_util::stream::iter(parts)
+            .map(|(at, range)| self.list_some_in(at, true, None, range))
             .buffer_unordered(FAN_OUT);
         // Each part's objects are already in the pass's list.
-        while let Some(part) = parts.next().await {
-            top.scan.excluded += part?.scan.excluded;
+        while let Some(part) = listed.next().await {
+            top.scan.excluded += part?.expect("no cap").scan.excluded;
         }
         Ok(top)
     }
@@ -406,12 +406,6 @@ impl<'a> Pass<'a> {
     /// "folders"), in the store's order.
     async fn list(&self, at: &str, recursive: bool) -> Result<Listing, SourceError> {
         let listing = self.list_some(at, recursive, None).await?;
-        Ok(listing.expect("no cap"))
-    }
-
-    /// The objects under `at` (listed flat) in `range`.
-    async fn list_range(&self, at: &str, range: KeyRange<'_>) -> Result<Listing, SourceError> {
-        let listing = self.list_some_in(at, true, None, range).await?;
         Ok(listing.expect("no cap"))
     }
 

@@ -181,28 +181,22 @@ impl Held {
     }
 
     /// The files' positions in path order, or `None` when they are in it.
+    /// The passes over the paths are one thread's (a few milliseconds per
+    /// million); `threads` says who sorts.
     fn path_order(&self, threads: Threads) -> Option<Vec<u32>> {
         let paths = &self.paths;
         let n = self.len();
-        let parallel = threads == Threads::Pool;
-        let in_order = |i: usize| paths.get(i - 1) <= paths.get(i);
-        let sorted = match parallel {
-            true => (1..n).into_par_iter().all(in_order),
-            false => (1..n).all(in_order),
-        };
-        if sorted {
+        if (1..n).all(|i| paths.get(i - 1) <= paths.get(i)) {
             return None;
         }
         // Sorted by 12-byte keys: the 8 bytes after the prefix every path
         // shares, then the position; only paths equal in those 8 bytes are
         // compared whole. As (&str, position) pairs the sort held 24 bytes a
         // file (110 MiB at 4.6 million), the peak of a plan's scan.
-        let common = |i: usize| common_prefix(paths.get(0), paths.get(i));
-        let shared = match parallel {
-            true => (1..n).into_par_iter().map(common).min(),
-            false => (1..n).map(common).min(),
-        }
-        .unwrap_or(0);
+        let shared = (1..n)
+            .map(|i| common_prefix(paths.get(0), paths.get(i)))
+            .min()
+            .unwrap_or(0);
         let key = |i: usize| {
             let rest = &paths.get(i).as_bytes()[shared..];
             let mut head = [0u8; 8];
@@ -217,16 +211,10 @@ impl Held {
                 .then_with(|| paths.get(a[2] as usize).cmp(paths.get(b[2] as usize)))
                 .then(a[2].cmp(&b[2]))
         };
-        let mut keys: Vec<[u32; 3]>;
-        match parallel {
-            true => {
-                keys = (0..n).into_par_iter().map(key).collect();
-                keys.par_sort_unstable_by(by_key);
-            }
-            false => {
-                keys = (0..n).map(key).collect();
-                keys.sort_unstable_by(by_key);
-            }
+        let mut keys: Vec<[u32; 3]> = (0..n).map(key).collect();
+        match threads {
+            Threads::Pool => keys.par_sort_unstable_by(by_key),
+            Threads::This => keys.sort_unstable_by(by_key),
         }
         let mut order: Vec<u32> = Vec::with_capacity(keys.len());
         order.extend(keys.iter().map(|k| k[2]));

@@ -115,21 +115,9 @@ impl FileStore {
                 .open(path)
                 .map_err(read_err)?
         };
-        let mut hasher = Sha1::new();
-        let mut size = 0u64;
-        crate::source::digest::with_read_buffer(|buf| {
-            loop {
-                match file.read(buf)? {
-                    0 => return Ok(()),
-                    n => {
-                        hasher.update(&buf[..n]);
-                        size += n as u64;
-                    }
-                }
-            }
-        })
-        .map_err(read_err)?;
-        let actual = hex::encode(hasher.finalize());
+        let (digest, size) =
+            crate::source::digest::sha1_reading(&mut file, &mut |_| {}).map_err(read_err)?;
+        let actual = hex::encode(digest);
         if actual != sha1 {
             return Err(StoreError::Changed {
                 path: shown.to_owned(),
