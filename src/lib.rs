@@ -27,6 +27,7 @@
 pub mod apply;
 pub mod bits;
 pub mod cache_file;
+pub mod crash;
 pub mod error_chain;
 pub mod explore;
 pub mod fs_write;

@@ -25,6 +25,7 @@ use super::events::{ApplyEvent, ApplyObserver};
 use super::journal::{Journal, JournalError, Record};
 use super::occurrences::{self, Occurrences};
 use super::report::{ApplyReport, ReportTarget};
+pub use crate::crash::CrashPoint;
 use crate::plan::UnitList;
 use crate::plan::model::{Action, Plan, PlannedFile, PlannedUnit};
 use crate::spill::SpillArea;
@@ -60,39 +61,6 @@ pub enum ApplyError {
     Units(std::io::Error),
 }
 
-/// Where the executor may deliberately die, for crash tests (`SYNUP_CRASH_AT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// After this many files were stored in this run.
-    AfterFiles(u64),
-    /// Before the run's Nth registration (1-based), its batch's files stored
-    /// and synced. Counted in the order batches register, which with batches
-    /// in flight need not be their order in the plan.
-    BeforeCommit(u64),
-    /// After the run's Nth registration, before its batch is journaled.
-    AfterCommit(u64),
-}
-
-impl CrashPoint {
-    /// `files:N`, `before_commit:N` or `after_commit:N`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (kind, n) = s.split_once(':')?;
-        let n = n.parse().ok()?;
-        match kind {
-            "files" => Some(Self::AfterFiles(n)),
-            "before_commit" => Some(Self::BeforeCommit(n)),
-            "after_commit" => Some(Self::AfterCommit(n)),
-            _ => None,
-        }
-    }
-}
-
-/// Dies the way `kill -9` kills: no destructors, no flushing.
-fn crash_now() -> ! {
-    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-    std::process::abort()
-}
-
 pub struct ApplySettings {
     pub workers: usize,
     pub batch_size: usize,
@@ -113,9 +81,7 @@ impl ApplySettings {
             batch_size: recipe.upload.batch_size as usize,
             retries: recipe.upload.retries,
             project: recipe.target.project.map(crate::target::ProjectId),
-            crash_at: std::env::var("SYNUP_CRASH_AT")
-                .ok()
-                .and_then(|s| CrashPoint::parse(&s)),
+            crash_at: CrashPoint::from_env(),
             memory: crate::spill::MemoryBudget::DEFAULT,
         }
     }
@@ -205,7 +171,7 @@ impl Tally {
     pub(crate) fn file_stored(&self) {
         let n = self.stored.fetch_add(1, Ordering::SeqCst) + 1;
         if self.crash_at == Some(CrashPoint::AfterFiles(n)) {
-            crash_now();
+            crate::crash::crash_now();
         }
     }
 }
@@ -507,7 +473,7 @@ impl<W: Writer> Run<'_, W> {
         let crash_at = self.settings.crash_at;
         let begun = self.tally.commits_begun.fetch_add(1, Ordering::SeqCst) + 1;
         if crash_at == Some(CrashPoint::BeforeCommit(begun)) {
-            crash_now();
+            crate::crash::crash_now();
         }
         let (outcomes, task_failures) = if ready.is_empty() {
             Default::default()
@@ -516,7 +482,7 @@ impl<W: Writer> Run<'_, W> {
         };
         let done = self.tally.commits_done.fetch_add(1, Ordering::SeqCst) + 1;
         if crash_at == Some(CrashPoint::AfterCommit(done)) {
-            crash_now();
+            crate::crash::crash_now();
         }
         let mut report = self.report.borrow_mut();
         for (u, outcome) in ready.iter().zip(outcomes) {

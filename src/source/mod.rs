@@ -11,6 +11,7 @@ pub mod digest;
 mod files;
 pub mod junk;
 mod listing_cache;
+mod listing_journal;
 pub mod local;
 pub mod names;
 pub mod object_copies;
@@ -66,7 +67,7 @@ impl SourceError {
 }
 
 /// How to list a root. Local-only knobs (`skip`, `listing_cache`, `threads`)
-/// are ignored by a remote source.
+/// are ignored by a remote source, and `listing_journal` by a local one.
 pub struct ListOptions<'a> {
     pub recursive: bool,
     pub exclude: &'a GlobSet,
@@ -77,6 +78,9 @@ pub struct ListOptions<'a> {
     pub skip: Option<PathBuf>,
     /// Where folder listings are cached between scans, if anywhere.
     pub listing_cache: Option<PathBuf>,
+    /// Where a remote listing journals what it has listed, for one that is
+    /// interrupted to be gone on with, if anywhere.
+    pub listing_journal: Option<PathBuf>,
     /// Where a large listing goes past its share of the budget (the spill
     /// folder, where it is sorted in runs and stored), if anywhere;
     /// otherwise it is held and sorted in memory.

@@ -6,15 +6,17 @@
 //! fingerprint of ETag + last-modified, which keys the checksum cache.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use globset::GlobSet;
 use opendal::Operator;
 use sha1::{Digest, Sha1};
 
 use super::files::FileList;
 use super::junk::{JunkFilter, is_junk_path};
+use super::listing_journal::{self, Batch, ListingJournal, Object, PartKey, Reached};
 use super::local::SourceScan;
 use super::{SourceError, SourceErrorKind};
 use crate::spill::SpillArea;
@@ -26,6 +28,9 @@ pub struct RemoteRoot {
     pub op: Operator,
     /// `url` + `/`: what names its objects in cache keys.
     key_prefix: String,
+    /// The service's endpoint, when set: with `url`, which store a listing's
+    /// journal is of.
+    endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for RemoteRoot {
@@ -128,6 +133,7 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
         settings = ?cfg.keys().collect::<Vec<_>>(),
         "opening a remote root"
     );
+    let endpoint = cfg.get("endpoint").cloned();
     let handle = crate::io_runtime::handle();
     let _guard = handle.enter();
     let op = Operator::via_iter(service, cfg).map_err(|e| RemoteError::Config {
@@ -139,6 +145,7 @@ pub fn open(url: &str, connection: &BTreeMap<String, String>) -> Result<RemoteRo
         key_prefix: format!("{url}/"),
         url,
         op,
+        endpoint,
     })
 }
 
@@ -195,7 +202,9 @@ pub fn fingerprint(tag: Option<&str>) -> i64 {
 ///
 /// Past its share of `spill`'s budget, the listing is sorted in runs there
 /// and stored, as a local one is: a bucket of millions of objects is not
-/// held whole.
+/// held whole. With a `journal` path, a recursive listing journals what it
+/// has listed there, and goes on from where an interrupted one stopped
+/// ([`super::listing_journal`]).
 pub fn scan_remote(
     root: &RemoteRoot,
     recursive: bool,
@@ -203,8 +212,10 @@ pub fn scan_remote(
     junk: JunkFilter<'_>,
     progress: &(dyn Fn(u64) + Sync),
     spill: Option<&SpillArea>,
+    journal: Option<&Path>,
 ) -> Result<SourceScan, SourceError> {
-    let pass = Pass::new(root, exclude, junk, progress, None, spill);
+    let mut pass = Pass::new(root, exclude, junk, progress, None, spill);
+    pass.journal_at = journal;
     list_under(pass, "/", recursive).map(|l| l.scan)
 }
 
@@ -300,8 +311,21 @@ struct Pass<'a> {
     /// a time (and spilling past its share when there is a spill area).
     files: std::sync::Mutex<FileList>,
     spill: Option<&'a SpillArea>,
+    /// Where a recursive listing journals its parts, if anywhere.
+    journal_at: Option<&'a Path>,
 }
 
+/// A part of a listing: a prefix listed flat, within a range of keys.
+type Part<'p> = (&'p str, KeyRange<'p>);
+
+/// How a part's listing is journaled: its number, and the key it goes on
+/// after when an interrupted listing got part way through it.
+#[derive(Clone, Copy)]
+struct Journaled<'j> {
+    journal: &'j ListingJournal,
+    part: usize,
+    after: Option<&'j str>,
+}
 impl<'a> Pass<'a> {
     fn new(
         root: &'a RemoteRoot,
@@ -324,6 +348,7 @@ impl<'a> Pass<'a> {
             seen: AtomicU64::new(0),
             files: std::sync::Mutex::new(files),
             spill,
+            journal_at: None,
         }
     }
 
@@ -343,15 +368,19 @@ impl<'a> Pass<'a> {
     /// folders, each listed flat from its first folder on. Otherwise `at` is
     /// listed flat, page by page, at the cost of that one request.
     async fn fanned_out(&self, at: &str) -> Result<Listing, SourceError> {
-        use futures_util::StreamExt;
         let (mut here, mut excluded) = (at.to_owned(), 0);
         let mut wrappers = 0;
         let mut top = loop {
             let Some(mut top) = self.list_some(&here, false, Some(FAN_OUT_MAX)).await? else {
                 tracing::debug!(prefix = %here, "more than {FAN_OUT_MAX} first-level entries: listing flat");
-                let mut flat = self.list(&here, true).await?;
-                flat.scan.excluded += excluded;
-                return Ok(flat);
+                let mut flat = Listing {
+                    scan: SourceScan::default(),
+                    dirs: Vec::new(),
+                };
+                flat.scan.excluded = excluded;
+                return self
+                    .list_parts(flat, vec![(&here, KeyRange::default())])
+                    .await;
             };
             top.scan.excluded += excluded;
             let wrapper = top.dirs.len() == 1 && top.scan.files.is_empty();
@@ -392,14 +421,126 @@ impl<'a> Pass<'a> {
                     .map(|d| (d.as_str(), KeyRange::default()))
                     .collect()
             };
-        let mut listed = futures_util::stream::iter(parts)
-            .map(|(at, range)| self.list_some_in(at, true, None, range))
-            .buffer_unordered(FAN_OUT);
+        self.list_parts(top, parts).await
+    }
+
+    /// Lists `parts` [`FAN_OUT`] at once into the pass's list, beside `top`
+    /// (what the first level kept). With a journal, the parts an interrupted
+    /// listing of the same parts finished are taken from it, one it got part
+    /// way through goes on after its last key, and the journal is removed
+    /// once every part is listed.
+    async fn list_parts(
+        &self,
+        mut top: Listing,
+        parts: Vec<Part<'_>>,
+    ) -> Result<Listing, SourceError> {
+        let opened = self.resume(&parts, &mut top.scan.excluded)?;
+        let (journal, reached) = match &opened {
+            Some((j, r)) => (Some(j), r.reached.as_slice()),
+            None => (None, &[][..]),
+        };
+        let todo = parts.iter().enumerate().filter_map(|(i, &(at, range))| {
+            let journaled = journal.map(|journal| {
+                let after = match reached.get(i) {
+                    Some(Reached::After(key)) => Some(key.as_str()),
+                    _ => None,
+                };
+                Journaled {
+                    journal,
+                    part: i,
+                    after,
+                }
+            });
+            let done = reached.get(i) == Some(&Reached::Done);
+            (!done).then(|| self.list_some_in(at, true, None, range, journaled))
+        });
+        let mut listed = futures_util::stream::iter(todo).buffer_unordered(FAN_OUT);
         // Each part's objects are already in the pass's list.
         while let Some(part) = listed.next().await {
             top.scan.excluded += part?.expect("no cap").scan.excluded;
         }
+        drop(listed);
+        if let Some((journal, _)) = opened {
+            journal.finish();
+        }
         Ok(top)
+    }
+
+    /// Opens the pass's journal for `parts`, moving the objects it takes
+    /// from an interrupted listing to the pass's list (after the junk list
+    /// and `exclude`, counting what they drop in `excluded`).
+    fn resume(
+        &self,
+        parts: &[Part<'_>],
+        excluded: &mut u64,
+    ) -> Result<Option<(ListingJournal, listing_journal::Resumed)>, SourceError> {
+        let Some(path) = self.journal_at else {
+            return Ok(None);
+        };
+        let keys: Vec<PartKey<'_>> = parts
+            .iter()
+            .map(|&(at, range)| PartKey {
+                at,
+                from: range.from,
+                until: range.until,
+            })
+            .collect();
+        let identity = format!(
+            "{}\n{}",
+            self.root.url,
+            self.root.endpoint.as_deref().unwrap_or_default()
+        );
+        let go_on = self.root.op.info().capability().list_with_start_after;
+        let mut taken = SourceScan::default();
+        let opened = ListingJournal::open(
+            path,
+            &identity,
+            &keys,
+            listing_journal::now(),
+            go_on,
+            &mut |o: Object<'_>| {
+                self.take(o, &mut taken);
+                if taken.files.len() >= MOVE_EVERY {
+                    self.move_files(&mut taken.files);
+                }
+            },
+        )
+        .map_err(|e| {
+            SourceError::new(
+                SourceErrorKind::Other,
+                format!("{}: {e}; run again to list it afresh", path.display()),
+            )
+        })?;
+        self.move_files(&mut taken.files);
+        *excluded += taken.excluded;
+        if let Some((_, r)) = &opened
+            && r.objects > 0
+        {
+            tracing::info!(
+                url = %self.root.url,
+                objects = r.objects,
+                parts_done = r.reached.iter().filter(|r| **r == Reached::Done).count(),
+                parts_begun = r.reached.iter().filter(|r| matches!(r, Reached::After(_))).count(),
+                parts = r.reached.len(),
+                minutes_ago = r.age_secs / 60,
+                "going on with an interrupted listing"
+            );
+        }
+        Ok(opened)
+    }
+
+    /// Counts an object as seen and keeps it in `scan`, unless the junk
+    /// list or `exclude` drops it.
+    fn take(&self, o: Object<'_>, scan: &mut SourceScan) {
+        let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if seen.is_multiple_of(1000) {
+            (self.progress)(seen);
+        }
+        if self.junk.drops(o.rel, is_junk_path(o.rel)) || self.exclude.is_match(o.rel) {
+            scan.excluded += 1;
+            return;
+        }
+        scan.files.push(o.rel, o.size, fingerprint(o.tag), o.tag);
     }
 
     /// The objects under `at` (all of them, or those right below it with its
@@ -417,26 +558,38 @@ impl<'a> Pass<'a> {
         recursive: bool,
         cap: Option<usize>,
     ) -> Result<Option<Listing>, SourceError> {
-        self.list_some_in(at, recursive, cap, KeyRange::default())
+        self.list_some_in(at, recursive, cap, KeyRange::default(), None)
             .await
     }
 
-    /// [`Self::list_some`] of the objects in `range` only.
+    /// [`Self::list_some`] of the objects in `range` only, journaled as
+    /// part of a listing when `journaled` says so.
     async fn list_some_in(
         &self,
         at: &str,
         recursive: bool,
         cap: Option<usize>,
         range: KeyRange<'_>,
+        journaled: Option<Journaled<'_>>,
     ) -> Result<Option<Listing>, SourceError> {
         // The caller says which source; the message says why.
         let fail = |e: opendal::Error| source_error(&e, short(&e));
         let root = self.root;
         let mut lister = root.op.lister_with(at).recursive(recursive);
-        if let Some(from) = range.from {
+        let after = journaled.and_then(|j| j.after);
+        if let Some(from) = after.or(range.from) {
             // Exclusive on S3, inclusive on GCS: the only key that can equal
-            // a folder's prefix is its "folder" marker, which is skipped.
+            // a folder's prefix is its "folder" marker, which is skipped;
+            // the key a part reached is skipped below.
             lister = lister.start_after(from);
+        }
+        let mut batch = Batch::default();
+        // The last key this part has listed, for the journal.
+        let mut reached = String::new();
+        if let Some(j) = journaled
+            && after.is_none()
+        {
+            j.journal.begin(j.part);
         }
         let mut lister = lister.await.map_err(fail)?;
         let mut scan = SourceScan::default();
@@ -446,6 +599,11 @@ impl<'a> Pass<'a> {
             if cap.is_some_and(|cap| dirs.len() + counted as usize > cap) {
                 self.seen.fetch_sub(counted, Ordering::Relaxed);
                 return Ok(None);
+            }
+            // Past where an interrupted listing of this part got to.
+            let key = entry.path().trim_start_matches('/');
+            if after.is_some_and(|after| key <= after) {
+                continue;
             }
             let meta = entry.metadata();
             if !meta.is_file() {
@@ -469,16 +627,11 @@ impl<'a> Pass<'a> {
                 continue;
             }
             counted += 1;
-            let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if seen.is_multiple_of(1000) {
-                (self.progress)(seen);
-            }
-            if self.limit.is_some_and(|l| seen > l) {
+            if self
+                .limit
+                .is_some_and(|l| self.seen.load(Ordering::Relaxed) >= l)
+            {
                 break;
-            }
-            if self.junk.drops(&rel, is_junk_path(&rel)) || self.exclude.is_match(&rel) {
-                scan.excluded += 1;
-                continue;
             }
             let mut size = meta.content_length();
             let (mut etag, mut modified) = (
@@ -494,11 +647,28 @@ impl<'a> Pass<'a> {
                 }
             }
             let tag = version_tag(etag, modified);
-            scan.files
-                .push(&rel, size, fingerprint(tag.as_deref()), tag.as_deref());
+            let object = Object {
+                rel: &rel,
+                size,
+                tag: tag.as_deref(),
+            };
+            if let Some(j) = journaled {
+                batch.push(&object);
+                if batch.is_full() {
+                    j.journal.objects(j.part, &rel, &mut batch);
+                }
+            }
+            self.take(object, &mut scan);
             if cap.is_none() && scan.files.len() >= MOVE_EVERY {
                 self.move_files(&mut scan.files);
             }
+            reached = rel;
+        }
+        if let Some(j) = journaled {
+            if batch.count() > 0 {
+                j.journal.objects(j.part, &reached, &mut batch);
+            }
+            j.journal.done(j.part);
         }
         // A capped listing (a first level) keeps its objects: it may yet be
         // given up for a flat one.
@@ -757,6 +927,7 @@ impl super::Source for RemoteRoot {
             opts.junk,
             opts.progress,
             opts.spill.as_ref(),
+            opts.listing_journal.as_deref(),
         )
     }
     fn exists(&self, rel: &str) -> bool {

@@ -286,7 +286,7 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
         let list = |spill: Option<&synup::spill::SpillArea>| {
             let junk = synup::source::JunkFilter::default();
             let none = globset::GlobSet::empty();
-            synup::source::remote::scan_remote(&root, true, &none, junk, &|_| {}, spill)
+            synup::source::remote::scan_remote(&root, true, &none, junk, &|_| {}, spill, None)
                 .unwrap()
                 .files
         };
@@ -1313,4 +1313,122 @@ fn apply_sends_the_copies_a_plan_kept_and_never_a_damaged_one() {
         };
         assert_eq!(body, "png 1", "{target}: the object, not the damaged copy");
     }
+}
+
+/// A listing killed part way is gone on with by the next plan, from its
+/// journal: the parts it finished are not listed again, a part it got part
+/// way through goes on after its last key. The plan it makes is the one a
+/// whole listing makes; an object that changed in the meantime in a part
+/// taken from the journal is caught by apply's own listing, which is always
+/// fresh (the journal is removed once a listing finishes).
+#[test]
+fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
+    let m = Moto::start();
+    m.create_bucket("resume");
+    // Listed flat (more first-level entries than a page): 2,200 objects in
+    // one part, journaled 1,000 at a time.
+    let flat: Vec<(String, String)> = (0..1100)
+        .flat_map(|i| {
+            [
+                (format!("flat/u{i:04}/img.png"), format!("png {i}")),
+                (format!("flat/u{i:04}/lab.json"), "{}".to_owned()),
+            ]
+        })
+        .collect();
+    m.put_many("resume", flat);
+    // Listed in 16 ranges of folders.
+    seed_units(&m, "resume", "mid", 100);
+    let f = Fixture::new();
+    let plan = |prefix: &str, crash: Option<&str>| {
+        let name = format!("{prefix}.yaml");
+        f.write(
+            &name,
+            format!(
+                "{TWO_SPECS}target: {{backend: local}}\nvalidation: {{invalid_units: skip}}\nsource:\n  path: s3://resume/{prefix}\n  checksum: apply\n  connection: {}\n",
+                m.connection()
+            ),
+        );
+        let mut cmd = with_aws(crate::harness::synup());
+        cmd.current_dir(f.path())
+            .env("SYNUP_LOG", "synup::source::remote=info")
+            .args(["plan", &name, "-o", &format!("{prefix}.plan.json")]);
+        if let Some(point) = crash {
+            cmd.env("SYNUP_CRASH_AT", point);
+        }
+        run(&mut cmd)
+    };
+    let journals = || -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(f.join(".synup/cache")) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".listing"))
+            .collect()
+    };
+
+    // Whole listings, for reference; each leaves no journal behind.
+    for prefix in ["flat", "mid"] {
+        let whole = plan(prefix, None);
+        assert_eq!(whole.code, 0, "{}", whole.stderr);
+        std::fs::rename(
+            f.join(&format!("{prefix}.plan.json")),
+            f.join(&format!("{prefix}.whole.json")),
+        )
+        .unwrap();
+    }
+    assert_eq!(journals(), Vec::<String>::new());
+
+    // Ranges: killed once one range is journaled; the next plan takes the
+    // finished ranges and lists the rest, and its plan is the whole one.
+    let killed = plan("mid", Some("listed:1"));
+    assert_eq!(killed.code, -1, "killed: {}", killed.both());
+    assert_eq!(journals().len(), 1);
+    let resumed = plan("mid", None);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains("going on with an interrupted listing")
+            && resumed.stderr.contains("parts=16"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(
+        std::fs::read(f.join("mid.plan.json")).unwrap(),
+        std::fs::read(f.join("mid.whole.json")).unwrap()
+    );
+    assert_eq!(journals(), Vec::<String>::new());
+
+    // Flat: killed after the first 1,000 objects (u0000..u0499).
+    let killed = plan("flat", Some("listed:1000"));
+    assert_eq!(killed.code, -1, "killed: {}", killed.both());
+    // An object of the journaled half goes; the next plan still has it (it
+    // was listed, and its part is gone on with after u0499/lab.json).
+    m.delete("resume", "flat/u0100/lab.json");
+    let resumed = plan("flat", None);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains("objects=1000") && resumed.stderr.contains("parts_begun=1 parts=1"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(
+        std::fs::read(f.join("flat.plan.json")).unwrap(),
+        std::fs::read(f.join("flat.whole.json")).unwrap()
+    );
+    assert_eq!(journals(), Vec::<String>::new());
+    // Apply lists afresh, and refuses the plan that still has the object.
+    let apply = run(with_aws(crate::harness::synup())
+        .current_dir(f.path())
+        .args(["apply", "flat.plan.json", "--yes"]));
+    assert_eq!(apply.code, 1, "{}", apply.both());
+    assert!(apply.stderr.contains("u0100/lab.json"), "{}", apply.stderr);
+    // A plan now lists the bucket as it is.
+    let fresh = plan("flat", None);
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    assert!(!fresh.stderr.contains("interrupted"), "{}", fresh.stderr);
+    let p: Json =
+        serde_json::from_str(&std::fs::read_to_string(f.join("flat.plan.json")).unwrap()).unwrap();
+    assert_eq!(p["summary"]["create"], 1099, "{}", p["summary"]);
 }

@@ -6,8 +6,10 @@ use super::*;
 /// links and a damaged listing cache are warnings.
 pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageResult {
     let (recipe, root) = (cx.recipe, cx.roots[r]);
-    // One listing cache per root, named by the root's path.
+    // One listing cache per root, named by the root's path; one listing
+    // journal per remote root, named by its URL.
     let root_id = Sha256::digest(root.path.as_os_str().as_encoded_bytes());
+    let url_id = Sha256::digest(root.source.cache_prefix());
     let progress = |n: u64| {
         if let Some(p) = &cx.opts.listing_progress {
             p(&root.written, n);
@@ -24,6 +26,13 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
             recipe.name,
             hex::encode(&root_id[..6])
         ))),
+        listing_journal: root.source.is_remote().then(|| {
+            cx.cache_dir.join(format!(
+                "{}.{}.listing",
+                recipe.name,
+                hex::encode(&url_id[..6])
+            ))
+        }),
         spill: Some(crate::spill::SpillArea::under(
             &cx.state_dir,
             cx.opts.memory,

@@ -1,0 +1,736 @@
+//! A remote listing's journal: the objects an interrupted listing had listed,
+//! for the next listing of the same root to go on from.
+//!
+//! Listing millions of objects takes thousands of requests; a crash, a kill
+//! or a lost connection part way should not cost them all again. A root's
+//! listing is split into parts (folders, ranges of folders, or the whole
+//! prefix: `remote::Pass::fanned_out`). As a part is listed, its objects are
+//! appended here a batch at a time with the last key the part reached, and a
+//! record marks the part done. The next listing that splits into the same
+//! parts, within [`RESUME_WITHIN`] of when the journal was begun, takes the
+//! done parts from here, goes on with a part from after its last key (where
+//! the store can start a listing after a key), and lists the rest.
+//!
+//! A listing that finishes removes its journal: a complete listing is never
+//! reused, so `apply` always checks a plan against the store as it is then
+//! (SPEC: staleness), and an object that changed in a part taken from here
+//! is caught there.
+//!
+//! Objects are recorded as listed, before the junk list and `exclude`, which
+//! may change between the runs. Records are a length (u32), the fields and
+//! their check, as the caches' ([`crate::cache_file::record_check`]). A
+//! crash can cut only the last record short, which is dropped; anything else
+//! that does not decode means the journal is not used: the listing starts
+//! over, as it would have without one.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::cache_file::{In, record_check};
+use crate::crash::CrashPoint;
+
+const MAGIC: &[u8] = b"synup remote listing 1\n";
+
+/// How old an interrupted listing may be and still be gone on with. A
+/// resumed listing holds parts listed up to this long ago; a plan made from
+/// it is checked against a fresh listing when applied.
+pub(super) const RESUME_WITHIN_SECS: i64 = 3600;
+
+/// Objects a part lists before they are journaled, with the key it reached.
+pub(super) const BATCH: u32 = 1000;
+
+/// A record longer than this is damage, not a batch.
+const MAX_RECORD: u32 = 64 << 20;
+
+const HEADER: u8 = 0;
+const BEGIN: u8 = 1;
+const OBJECTS: u8 = 2;
+const DONE: u8 = 3;
+
+/// A part of a listing: the prefix listed flat, within a range of keys
+/// (`from`, exclusive, to `until`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PartKey<'a> {
+    pub(super) at: &'a str,
+    pub(super) from: Option<&'a str>,
+    pub(super) until: Option<&'a str>,
+}
+
+/// Where a part of an interrupted listing got to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) enum Reached {
+    /// Nothing of it is journaled: it is listed from its start.
+    #[default]
+    Nothing,
+    /// Its objects up to this key are journaled: it goes on after it.
+    After(String),
+    /// All of it is journaled.
+    Done,
+}
+
+/// One object as listed: key (relative to the root), size, version tag.
+pub(super) struct Object<'a> {
+    pub(super) rel: &'a str,
+    pub(super) size: u64,
+    pub(super) tag: Option<&'a str>,
+}
+
+/// Objects waiting to be journaled together.
+#[derive(Default)]
+pub(super) struct Batch {
+    fields: Vec<u8>,
+    count: u32,
+}
+
+impl Batch {
+    pub(super) fn push(&mut self, o: &Object<'_>) {
+        put_str(&mut self.fields, o.rel);
+        self.fields.extend_from_slice(&o.size.to_le_bytes());
+        put_opt(&mut self.fields, o.tag);
+        self.count += 1;
+    }
+
+    pub(super) fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.count >= BATCH
+    }
+}
+
+/// What a resumed listing takes from the journal.
+#[derive(Debug, Default)]
+pub(super) struct Resumed {
+    /// Where each part got to.
+    pub(super) reached: Vec<Reached>,
+    /// Objects taken from the journal.
+    pub(super) objects: u64,
+    /// How long ago the interrupted listing was begun, in seconds.
+    pub(super) age_secs: i64,
+}
+
+/// The journal of one listing in progress, locked against other listings of
+/// the root (which then list without one).
+pub(super) struct ListingJournal {
+    file: Mutex<File>,
+    path: PathBuf,
+    /// Objects journaled so far (resumed ones included), for the crash point.
+    listed: AtomicU64,
+    crash_after: Option<u64>,
+    /// A write failed: the journal is given up (the listing goes on).
+    broken: AtomicBool,
+}
+
+impl ListingJournal {
+    /// Opens the journal at `path` for a listing of `parts` of the root named
+    /// by `identity`, at `now` (Unix seconds). When the journal holds an
+    /// interrupted listing of the same root and parts begun within
+    /// [`RESUME_WITHIN_SECS`], `each` is given the objects of each part it
+    /// finished, and of each part it got part way through where the store
+    /// can go on after a key (`go_on`); otherwise it is begun afresh.
+    ///
+    /// `Ok(None)` when it cannot be used (another listing holds it, or the
+    /// disk refuses): the listing goes on without one. An error only when
+    /// the journal changed while it was read, after `each` was given some of
+    /// its objects: the listing cannot go on without listing some twice.
+    pub(super) fn open(
+        path: &Path,
+        identity: &str,
+        parts: &[PartKey<'_>],
+        now: i64,
+        go_on: bool,
+        each: &mut dyn FnMut(Object<'_>),
+    ) -> std::io::Result<Option<(Self, Resumed)>> {
+        let mut file = match Self::open_file(path) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "listing without a journal");
+                return Ok(None);
+            }
+        };
+        let resumed = match read(&mut file, identity, parts, now, go_on) {
+            Ok(Some(taken)) => match taken.give(&mut file, each) {
+                Ok(resumed) => resumed,
+                Err(e) => {
+                    let _ = std::fs::remove_file(path);
+                    return Err(e);
+                }
+            },
+            Ok(None) | Err(_) => match begin(&mut file, identity, parts, now) {
+                Ok(()) => Resumed {
+                    reached: vec![Reached::Nothing; parts.len()],
+                    ..Resumed::default()
+                },
+                Err(e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "listing without a journal");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok(Some((
+            Self {
+                file: Mutex::new(file),
+                path: path.to_owned(),
+                listed: AtomicU64::new(resumed.objects),
+                crash_after: match CrashPoint::from_env() {
+                    Some(CrashPoint::AfterListed(n)) => Some(n),
+                    _ => None,
+                },
+                broken: AtomicBool::new(false),
+            },
+            resumed,
+        )))
+    }
+
+    fn open_file(path: &Path) -> std::io::Result<File> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::other(
+                "another listing of this root holds it",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Part `part` is listed from its start: what was journaled of it
+    /// before no longer counts.
+    pub(super) fn begin(&self, part: usize) {
+        let mut fields = vec![BEGIN];
+        fields.extend_from_slice(&(part as u32).to_le_bytes());
+        self.append(&fields);
+    }
+
+    /// `batch`'s objects of part `part`, which has reached key `after`.
+    pub(super) fn objects(&self, part: usize, after: &str, batch: &mut Batch) {
+        let mut fields = Vec::with_capacity(batch.fields.len() + after.len() + 16);
+        fields.push(OBJECTS);
+        fields.extend_from_slice(&(part as u32).to_le_bytes());
+        put_str(&mut fields, after);
+        fields.extend_from_slice(&batch.count.to_le_bytes());
+        fields.append(&mut batch.fields);
+        let count = std::mem::take(&mut batch.count);
+        self.append(&fields);
+        let listed = self.listed.fetch_add(u64::from(count), Ordering::SeqCst) + u64::from(count);
+        if self.crash_after.is_some_and(|n| listed >= n) {
+            crate::crash::crash_now();
+        }
+    }
+
+    /// Part `part` is listed whole.
+    pub(super) fn done(&self, part: usize) {
+        let mut fields = vec![DONE];
+        fields.extend_from_slice(&(part as u32).to_le_bytes());
+        self.append(&fields);
+    }
+
+    /// The listing is whole: its journal is removed, never to be reused.
+    pub(super) fn finish(self) {
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a finished listing's journal");
+        }
+    }
+
+    fn append(&self, fields: &[u8]) {
+        if self.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let record = framed(fields);
+        // One write per record: a kill cuts at most the last one short.
+        let written = self
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(&record);
+        if let Err(e) = written {
+            self.broken.store(true, Ordering::Relaxed);
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the listing's journal; an interrupted listing will start over");
+        }
+    }
+}
+
+fn framed(fields: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(fields.len() + 8);
+    record.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+    record.extend_from_slice(fields);
+    record.extend_from_slice(&record_check(fields));
+    record
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+        None => out.push(0),
+    }
+}
+
+fn take_str<'a>(i: &mut In<'a>) -> Option<&'a str> {
+    std::str::from_utf8(i.bytes()?).ok()
+}
+
+fn take_opt<'a>(i: &mut In<'a>) -> Option<Option<&'a str>> {
+    match i.u8()? {
+        0 => Some(None),
+        1 => take_str(i).map(Some),
+        _ => None,
+    }
+}
+
+/// The header's fields: who is listed, since when, in which parts.
+fn header(identity: &str, parts: &[PartKey<'_>], started: i64) -> Vec<u8> {
+    let mut fields = vec![HEADER];
+    put_str(&mut fields, identity);
+    fields.extend_from_slice(&started.to_le_bytes());
+    fields.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    for p in parts {
+        put_str(&mut fields, p.at);
+        put_opt(&mut fields, p.from);
+        put_opt(&mut fields, p.until);
+    }
+    fields
+}
+
+/// Empties the file and writes the magic and the header.
+fn begin(file: &mut File, identity: &str, parts: &[PartKey<'_>], now: i64) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&framed(&header(identity, parts, now)));
+    file.write_all(&bytes)
+}
+
+/// Reads records one at a time; `None` at the end or at a record cut short
+/// or damaged, with [`Records::damaged`] telling which.
+struct Records<R> {
+    input: R,
+    /// Bytes of whole records read so far (after the magic).
+    at: u64,
+    buf: Vec<u8>,
+    damaged: bool,
+    len: u64,
+}
+
+impl<R: Read> Records<R> {
+    fn next(&mut self) -> Option<&[u8]> {
+        let mut len = [0u8; 4];
+        let left = self.len - self.at;
+        if left == 0 {
+            return None;
+        }
+        if left < 8 || self.input.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let n = u32::from_le_bytes(len);
+        if n > MAX_RECORD {
+            self.damaged = true;
+            return None;
+        }
+        if u64::from(n) + 8 > left {
+            // Cut short: the crash's, if it is the last; dropped.
+            return None;
+        }
+        self.buf.resize(n as usize + 4, 0);
+        if self.input.read_exact(&mut self.buf).is_err() {
+            return None;
+        }
+        let (fields, check) = self.buf.split_at(n as usize);
+        if record_check(fields) != check {
+            self.damaged = true;
+            return None;
+        }
+        self.at += u64::from(n) + 8;
+        Some(&self.buf[..n as usize])
+    }
+}
+
+/// An interrupted listing found in a journal, checked whole: where each part
+/// got to, and which records hold the objects it takes.
+struct Taken {
+    reached: Vec<Reached>,
+    /// Each part's last begin, as a record number: its objects before it are void.
+    last_begin: Vec<u64>,
+    /// Where the whole records end.
+    whole: u64,
+    age_secs: i64,
+}
+
+/// The fields of an objects record after its kind and part: the key reached,
+/// and each object, given to `each`; `None` unless they decode exactly.
+fn objects_of<'a>(r: &mut In<'a>, each: &mut dyn FnMut(Object<'a>)) -> Option<u64> {
+    take_str(r)?;
+    let n = r.u32()?;
+    for _ in 0..n {
+        let rel = take_str(r)?;
+        let size = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let tag = take_opt(r)?;
+        each(Object { rel, size, tag });
+    }
+    r.is_empty().then_some(u64::from(n))
+}
+
+fn records(file: &mut File, len: u64) -> std::io::Result<Records<BufReader<&mut File>>> {
+    let start = MAGIC.len() as u64;
+    file.seek(SeekFrom::Start(start))?;
+    Ok(Records {
+        input: BufReader::with_capacity(1 << 16, file),
+        at: 0,
+        buf: Vec::new(),
+        damaged: false,
+        len: len.saturating_sub(start),
+    })
+}
+
+/// The interrupted listing the journal in `file` holds, if it is of this
+/// root and these parts, recent, and whole up to a last record cut short.
+fn read(
+    file: &mut File,
+    identity: &str,
+    parts: &[PartKey<'_>],
+    now: i64,
+    go_on: bool,
+) -> std::io::Result<Option<Taken>> {
+    let len = file.metadata()?.len();
+    if len < MAGIC.len() as u64 {
+        return Ok(None);
+    }
+    let mut magic = vec![0u8; MAGIC.len()];
+    file.seek(SeekFrom::Start(0))?;
+    file.read_exact(&mut magic)?;
+    if magic != MAGIC {
+        return Ok(None);
+    }
+    let mut pass = records(file, len)?;
+    let Some(head) = pass.next() else {
+        return Ok(None);
+    };
+    let mut h = In(head);
+    let started = (|| {
+        (h.u8()? == HEADER && take_str(&mut h)? == identity).then_some(())?;
+        let started = i64::from_le_bytes(h.take(8)?.try_into().ok()?);
+        let n = h.u32()? as usize;
+        (n == parts.len()).then_some(())?;
+        for p in parts {
+            let same = take_str(&mut h)? == p.at
+                && take_opt(&mut h)? == p.from
+                && take_opt(&mut h)? == p.until;
+            same.then_some(())?;
+        }
+        h.is_empty().then_some(started)
+    })();
+    let Some(started) = started else {
+        return Ok(None);
+    };
+    let age_secs = now - started;
+    if !(0..RESUME_WITHIN_SECS).contains(&age_secs) {
+        return Ok(None);
+    }
+    let mut reached = vec![Reached::Nothing; parts.len()];
+    let mut last_begin = vec![0u64; parts.len()];
+    let mut record = 0u64;
+    while let Some(fields) = pass.next() {
+        record += 1;
+        let mut r = In(fields);
+        let (Some(kind), Some(part)) = (r.u8(), r.u32().map(|p| p as usize)) else {
+            return Ok(None);
+        };
+        let Some(state) = reached.get_mut(part) else {
+            return Ok(None);
+        };
+        match kind {
+            BEGIN => {
+                *state = Reached::Nothing;
+                last_begin[part] = record;
+            }
+            OBJECTS => {
+                let after = take_str(&mut In(r.0));
+                if after.is_none() || objects_of(&mut r, &mut |_| {}).is_none() {
+                    return Ok(None);
+                }
+                *state = Reached::After(after.unwrap_or_default().to_owned());
+            }
+            DONE => *state = Reached::Done,
+            _ => return Ok(None),
+        }
+    }
+    if pass.damaged {
+        return Ok(None);
+    }
+    let whole = MAGIC.len() as u64 + pass.at;
+    // Where the store cannot go on after a key, a part got part way through
+    // is listed again from its start.
+    if !go_on {
+        for state in &mut reached {
+            if matches!(state, Reached::After(_)) {
+                *state = Reached::Nothing;
+            }
+        }
+    }
+    Ok(Some(Taken {
+        reached,
+        last_begin,
+        whole,
+        age_secs,
+    }))
+}
+
+impl Taken {
+    /// Gives `each` the objects of the parts taken, and cuts the journal to
+    /// its whole records for the listing to append after.
+    fn give(self, file: &mut File, each: &mut dyn FnMut(Object<'_>)) -> std::io::Result<Resumed> {
+        let mut pass = records(file, self.whole)?;
+        pass.next();
+        let (mut record, mut objects) = (0u64, 0u64);
+        while let Some(fields) = pass.next() {
+            record += 1;
+            let mut r = In(fields);
+            let (Some(OBJECTS), Some(part)) = (r.u8(), r.u32().map(|p| p as usize)) else {
+                continue;
+            };
+            let taken = self
+                .reached
+                .get(part)
+                .is_some_and(|r| *r != Reached::Nothing);
+            if !taken || record < self.last_begin[part] {
+                continue;
+            }
+            objects += objects_of(&mut r, each).ok_or_else(|| {
+                std::io::Error::other("the listing's journal changed while it was read")
+            })?;
+        }
+        if pass.damaged {
+            return Err(std::io::Error::other(
+                "the listing's journal changed while it was read",
+            ));
+        }
+        drop(pass);
+        file.set_len(self.whole)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(Resumed {
+            reached: self.reached,
+            objects,
+            age_secs: self.age_secs,
+        })
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARTS: [PartKey<'static>; 2] = [
+        PartKey {
+            at: "p/",
+            from: None,
+            until: Some("p/m/"),
+        },
+        PartKey {
+            at: "p/",
+            from: Some("p/m/"),
+            until: None,
+        },
+    ];
+    const NOW: i64 = 1_800_000_000;
+
+    /// Opens the journal at `path` as a listing at `now` would, returning
+    /// the objects it took (as `rel size tag`) and where each part got to.
+    fn open_at(
+        path: &Path,
+        parts: &[PartKey<'_>],
+        now: i64,
+        go_on: bool,
+    ) -> (ListingJournal, Vec<String>, Vec<Reached>) {
+        let mut taken = Vec::new();
+        let (journal, resumed) =
+            ListingJournal::open(path, "s3://b/p\n", parts, now, go_on, &mut |o| {
+                taken.push(format!("{} {} {}", o.rel, o.size, o.tag.unwrap_or("-")));
+            })
+            .unwrap()
+            .expect("a journal");
+        assert_eq!(resumed.objects, taken.len() as u64);
+        (journal, taken, resumed.reached)
+    }
+
+    fn batch(objects: &[(&str, u64)]) -> Batch {
+        let mut b = Batch::default();
+        for &(rel, size) in objects {
+            b.push(&Object {
+                rel,
+                size,
+                tag: (size % 2 == 0).then_some("\"etag\""),
+            });
+        }
+        b
+    }
+
+    /// Part 0 listed whole, part 1 up to `p/n/2`: what an interrupted
+    /// listing leaves.
+    fn interrupted(path: &Path) {
+        let (j, taken, reached) = open_at(path, &PARTS, NOW, true);
+        assert!(taken.is_empty());
+        assert_eq!(reached, [Reached::Nothing, Reached::Nothing]);
+        j.begin(0);
+        j.begin(1);
+        j.objects(0, "p/a/1", &mut batch(&[("p/a/1", 1)]));
+        j.objects(1, "p/n/2", &mut batch(&[("p/n/1", 2), ("p/n/2", 3)]));
+        j.objects(0, "p/b/1", &mut batch(&[("p/b/1", 4)]));
+        j.done(0);
+        // Dropped without `finish`: as a killed listing leaves it.
+    }
+
+    #[test]
+    fn an_interrupted_listing_is_gone_on_with_from_where_each_part_got_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache/r.listing");
+        interrupted(&path);
+        let (j, taken, reached) = open_at(&path, &PARTS, NOW + 60, true);
+        assert_eq!(
+            taken,
+            [
+                "p/a/1 1 -",
+                "p/n/1 2 \"etag\"",
+                "p/n/2 3 -",
+                "p/b/1 4 \"etag\""
+            ]
+        );
+        assert_eq!(reached, [Reached::Done, Reached::After("p/n/2".into())]);
+        // Going on, and interrupted again: both runs' objects are taken.
+        j.objects(1, "p/z", &mut batch(&[("p/z", 5)]));
+        drop(j);
+        let (j, taken, reached) = open_at(&path, &PARTS, NOW + 120, true);
+        assert_eq!(taken.len(), 5);
+        assert_eq!(reached, [Reached::Done, Reached::After("p/z".into())]);
+        // A listing that finishes leaves nothing to go on with.
+        j.done(1);
+        j.finish();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_part_begun_again_drops_what_was_journaled_of_it_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.listing");
+        interrupted(&path);
+        // A store that cannot go on after a key lists part 1 again.
+        let (j, taken, reached) = open_at(&path, &PARTS, NOW + 60, false);
+        assert_eq!(taken, ["p/a/1 1 -", "p/b/1 4 \"etag\""]);
+        assert_eq!(reached, [Reached::Done, Reached::Nothing]);
+        j.begin(1);
+        j.objects(1, "p/n/1", &mut batch(&[("p/n/1", 2)]));
+        drop(j);
+        let (_, taken, reached) = open_at(&path, &PARTS, NOW + 90, true);
+        // In the order they were journaled.
+        assert_eq!(taken, ["p/a/1 1 -", "p/b/1 4 \"etag\"", "p/n/1 2 \"etag\""]);
+        assert_eq!(reached, [Reached::Done, Reached::After("p/n/1".into())]);
+    }
+
+    #[test]
+    fn an_old_or_other_listing_is_not_gone_on_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.listing");
+        let fresh = [Reached::Nothing, Reached::Nothing];
+        // Too old, and (a clock set back) from the future.
+        for now in [NOW + RESUME_WITHIN_SECS, NOW - 1] {
+            interrupted(&path);
+            let (_, taken, reached) = open_at(&path, &PARTS, now, true);
+            assert!(taken.is_empty() && reached == fresh, "{now}");
+        }
+        // The root split into other parts (a folder was added).
+        interrupted(&path);
+        let other = [
+            PARTS[0],
+            PartKey {
+                from: Some("p/l/"),
+                ..PARTS[1]
+            },
+        ];
+        let (_, taken, _) = open_at(&path, &other, NOW, true);
+        assert!(taken.is_empty());
+        // Another store under the same URL.
+        interrupted(&path);
+        let opened = ListingJournal::open(
+            &path,
+            "s3://b/p\nhttp://elsewhere",
+            &PARTS,
+            NOW,
+            true,
+            &mut |_| panic!("another store's objects"),
+        );
+        assert!(opened.unwrap().unwrap().1.objects == 0);
+    }
+
+    #[test]
+    fn a_record_cut_short_is_dropped_and_damage_starts_the_listing_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.listing");
+        interrupted(&path);
+        let whole = std::fs::read(&path).unwrap();
+        // Every cut inside the last record (`done 0`): part 0 is then only
+        // got part way through, and the cut record is gone for good.
+        let last = framed(&[DONE, 0, 0, 0, 0]).len();
+        for cut in 1..last {
+            std::fs::write(&path, &whole[..whole.len() - cut]).unwrap();
+            let (j, taken, reached) = open_at(&path, &PARTS, NOW, true);
+            assert_eq!(taken.len(), 4, "cut {cut}");
+            assert_eq!(reached[0], Reached::After("p/b/1".into()), "cut {cut}");
+            drop(j);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len() as usize,
+                whole.len() - last
+            );
+        }
+        // A changed byte anywhere: what is taken is what the records before
+        // it hold (a length changed to run past the end reads as a cut), or
+        // nothing; never an object twice, never a panic.
+        let (_, all, _) = open_at(&path, &PARTS, NOW, true);
+        for at in 0..whole.len() {
+            let mut bad = whole.clone();
+            bad[at] ^= 0x20;
+            std::fs::write(&path, &bad).unwrap();
+            let (j, taken, _) = open_at(&path, &PARTS, NOW, true);
+            assert!(all.starts_with(&taken), "byte {at}: {taken:?}");
+            drop(j);
+        }
+    }
+
+    #[test]
+    fn a_journal_another_listing_holds_is_left_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.listing");
+        let (held, _, _) = open_at(&path, &PARTS, NOW, true);
+        let second = ListingJournal::open(&path, "s3://b/p\n", &PARTS, NOW, true, &mut |_| {});
+        assert!(second.unwrap().is_none());
+        drop(held);
+    }
+}
