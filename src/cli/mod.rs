@@ -330,6 +330,15 @@ pub(crate) fn plan_recipe(
     if let Some(h) = &hashing {
         h.finish();
     }
+    if let Ok(o) = &result {
+        for (root, r) in &o.stats.listings_resumed {
+            crate::console::note(&format!(
+                "{root}: went on with a listing begun {} min ago and interrupted ({} objects taken from its journal in .synup/cache; a finished listing is never reused)",
+                r.age_secs / 60,
+                r.objects
+            ));
+        }
+    }
     match result {
         Ok(o) => Some(o),
         Err(e) => {

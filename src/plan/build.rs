@@ -80,6 +80,8 @@ pub struct PlanStats {
     /// Local folders listed from the listing cache, and read.
     pub folders_cached: u64,
     pub folders_read: u64,
+    /// Remote roots whose listing went on from an interrupted one's journal.
+    pub listings_resumed: Vec<(String, crate::source::ResumedListing)>,
     pub hash: HashStats,
     /// Files whose content verdict came from the cache, and files read for it.
     pub screened_cached: u64,

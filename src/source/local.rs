@@ -36,6 +36,17 @@ pub struct SourceScan {
     /// Folders listed from the listing cache, and folders read.
     pub folders_cached: u64,
     pub folders_read: u64,
+    /// What a remote listing took from the journal of one interrupted
+    /// before it.
+    pub resumed: Option<ResumedListing>,
+}
+
+/// The part of a remote listing taken from an interrupted one's journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumedListing {
+    pub objects: u64,
+    /// How long before the interrupted listing was begun.
+    pub age_secs: i64,
 }
 
 pub struct ScanOptions<'a> {

@@ -24,7 +24,7 @@ use globset::GlobSet;
 pub use digest::Sha1Digest;
 pub use files::{FileList, ListedFile};
 pub use junk::{JunkFilter, is_junk_path};
-pub use local::{LocalSource, ScanIssue, ScanOptions, SourceScan, scan_local};
+pub use local::{LocalSource, ResumedListing, ScanIssue, ScanOptions, SourceScan, scan_local};
 pub use object_copies::ObjectCopies;
 pub use remote::RemoteRoot;
 

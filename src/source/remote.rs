@@ -435,6 +435,14 @@ impl<'a> Pass<'a> {
         parts: Vec<Part<'_>>,
     ) -> Result<Listing, SourceError> {
         let opened = self.resume(&parts, &mut top.scan.excluded)?;
+        if let Some((_, r)) = &opened
+            && r.objects > 0
+        {
+            top.scan.resumed = Some(super::ResumedListing {
+                objects: r.objects,
+                age_secs: r.age_secs,
+            });
+        }
         let (journal, reached) = match &opened {
             Some((j, r)) => (Some(j), r.reached.as_slice()),
             None => (None, &[][..]),
@@ -578,9 +586,9 @@ impl<'a> Pass<'a> {
         let mut lister = root.op.lister_with(at).recursive(recursive);
         let after = journaled.and_then(|j| j.after);
         if let Some(from) = after.or(range.from) {
-            // Exclusive on S3, inclusive on GCS: the only key that can equal
-            // a folder's prefix is its "folder" marker, which is skipped;
-            // the key a part reached is skipped below.
+            // Exclusive on every store (opendal drops GCS's inclusive start
+            // key). Keys up to where a part got are skipped below all the
+            // same: a store that ignored it would list them twice.
             lister = lister.start_after(from);
         }
         let mut batch = Batch::default();

@@ -563,6 +563,13 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
     ] {
         std::fs::write(wide.join(name), body).unwrap();
     }
+    // Past a page of folders: listed flat, and journaled 1,000 at a time.
+    for i in 0..1100 {
+        let d = f.join(&format!("gcs-seed/imgs/flat/u{i:04}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("img.png"), format!("png {i}")).unwrap();
+        std::fs::write(d.join("lab.json"), "{}").unwrap();
+    }
     std::fs::create_dir_all(f.join("gcs-root")).unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -622,6 +629,33 @@ fn a_gcs_prefix_on_fake_gcs_server_applies_into_synup_serve() {
         unmatched_paths(&p),
         ["0-first.txt", "p035.txt", "p035/deep/er.txt", "zzz.txt"]
     );
+
+    // A flat listing killed after 1,000 objects goes on after its last key
+    // (GCS's own start offset is inclusive), and lists none of them twice.
+    f.write(
+        "flat.yaml",
+        format!(
+            "{TWO_SPECS}source:\n  path: gs://imgs/flat\n  checksum: apply\n  connection: {{endpoint: \"{url}\"}}\n"
+        ),
+    );
+    let plan_flat = |crash: &str| {
+        run(crate::harness::synup()
+            .current_dir(f.path())
+            .env("SYNUP_CRASH_AT", crash)
+            .args(["plan", "flat.yaml", "--format", "json"]))
+    };
+    let whole = plan_flat("");
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    assert_eq!(plan_flat("listed:1000").code, -1);
+    let resumed = plan_flat("");
+    assert!(
+        resumed
+            .stderr
+            .contains("(1000 objects taken from its journal"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(resumed.stdout, whole.stdout);
 
     // An application-default credentials file named by
     // GOOGLE_APPLICATION_CREDENTIALS is used, not skipped for the emulator.
@@ -1409,7 +1443,10 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
     let resumed = plan("flat", None);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(
-        resumed.stderr.contains("objects=1000") && resumed.stderr.contains("parts_begun=1 parts=1"),
+        resumed.stderr.contains("parts_begun=1 parts=1")
+            && resumed.stderr.contains(
+                "s3://resume/flat: went on with a listing begun 0 min ago and interrupted (1000 objects taken"
+            ),
         "{}",
         resumed.stderr
     );

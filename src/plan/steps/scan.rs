@@ -79,6 +79,9 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
         stats.files_scanned += scan.files.len() as u64;
         stats.folders_cached += scan.folders_cached;
         stats.folders_read += scan.folders_read;
+        if let Some(r) = scan.resumed {
+            stats.listings_resumed.push((root.written.clone(), r));
+        }
     }
     board.mtimes[r].put(scan.files.take_mtimes());
     board.scans[r].put(scan);
