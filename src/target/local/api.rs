@@ -23,6 +23,33 @@ pub struct ApiUnit {
     pub groups: Vec<String>,
 }
 
+/// The units of collection `?1`.
+const OF_COLLECTION: &str = "data_collection_id = ?1";
+
+/// How many units `filter` (on `?1`, a collection) selects.
+fn units_count_sql(filter: &str) -> String {
+    format!("SELECT count(*) FROM data_units WHERE {filter}")
+}
+
+/// The rows (id, collection, meta) of `?2` units `filter` selects, after
+/// id `?4` and `?3` more.
+fn units_page_sql(filter: &str) -> String {
+    format!(
+        "SELECT id, data_collection_id, meta FROM data_units WHERE {filter} AND id > ?4 ORDER BY id LIMIT ?2 OFFSET ?3"
+    )
+}
+
+/// Where a page of the API's unit listing ended, and what it was a page of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PageCursor {
+    /// The catalog's writes when it was listed: any since, and it is not used.
+    stamp: (i64, u64),
+    collection: Option<i64>,
+    next_offset: u64,
+    last_id: i64,
+    count: u64,
+}
+
 /// A unit to register: files by spec → (checksum, original path).
 #[derive(Debug, Clone)]
 pub struct ApiNewUnit {
@@ -255,54 +282,102 @@ impl Catalog {
         Ok(out)
     }
 
-    /// A page of units, optionally of one collection, in id order.
+    /// Units `offset..offset + limit` in id order (of one collection, or
+    /// all), and how many there are.
+    ///
+    /// A client pages through in order, so the page after the last one
+    /// listed starts after its last id, with the count it had, while nothing
+    /// was written since: each page then costs its own units, not a count of
+    /// the collection and a walk to its offset. Any other page is found
+    /// through the (collection, id) index. The page is read in one read
+    /// transaction: one consistent state, and one lock taken for it.
     pub fn api_units(
         &self,
         collection: Option<i64>,
         offset: u64,
         limit: u64,
     ) -> Result<(u64, Vec<ApiUnit>), CatalogError> {
-        let count: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM data_units WHERE ?1 IS NULL OR data_collection_id = ?1",
-                [collection],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
+        let read = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let stamp = self.write_stamp()?;
+        let follows = self
+            .page_cursor
+            .get()
+            .filter(|c| c.stamp == stamp && c.collection == collection && c.next_offset == offset);
+        // `?1 IS NULL` is a constant: the rows are walked in id order either way.
+        let filter = match collection {
+            Some(_) => OF_COLLECTION,
+            None => "?1 IS NULL",
+        };
+        let count = match follows {
+            Some(c) => c.count,
+            None => self
+                .conn
+                .prepare_cached(&units_count_sql(filter))
+                .and_then(|mut s| s.query_row([collection], |r| r.get::<_, i64>(0)))
+                .map_err(|e| self.err(e))? as u64,
+        };
+        // The rows after the last id listed, or after `offset` of them.
+        let (after, skip) = match follows {
+            Some(c) => (c.last_id, 0),
+            None => (i64::MIN, offset as i64),
+        };
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id FROM data_units WHERE ?1 IS NULL OR data_collection_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3")
+            .prepare_cached(&units_page_sql(filter))
             .map_err(|e| self.err(e))?;
-        let ids: Vec<i64> = stmt
-            .query_map(params![collection, limit as i64, offset as i64], |r| {
-                r.get(0)
+        let rows: Vec<(i64, i64, String)> = stmt
+            .query_map(params![collection, limit as i64, skip, after], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
-        let mut units = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(u) = self.api_unit(id)? {
-                units.push(u);
-            }
-        }
-        Ok((count as u64, units))
+        self.page_cursor
+            .set(rows.last().map(|&(last_id, ..)| PageCursor {
+                stamp,
+                collection,
+                next_offset: offset + rows.len() as u64,
+                last_id,
+                count,
+            }));
+        let units = rows
+            .into_iter()
+            .map(|(id, data_collection, meta)| self.api_unit_of(id, data_collection, &meta))
+            .collect::<Result<_, _>>()?;
+        read.finish().map_err(|e| self.err(e))?;
+        Ok((count, units))
+    }
+
+    /// What changes when anything is written to the catalog: by another
+    /// connection (`data_version`), or by this one (its total changes).
+    fn write_stamp(&self) -> Result<(i64, u64), CatalogError> {
+        let theirs = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok((theirs, self.conn.total_changes()))
     }
 
     pub fn api_unit(&self, id: i64) -> Result<Option<ApiUnit>, CatalogError> {
         let row: Option<(i64, String)> = self
             .conn
-            .query_row(
-                "SELECT data_collection_id, meta FROM data_units WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT data_collection_id, meta FROM data_units WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(|e| self.err(e))?;
-        let Some((data_collection, meta)) = row else {
-            return Ok(None);
-        };
+        match row {
+            Some((data_collection, meta)) => self.api_unit_of(id, data_collection, &meta).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The unit `id` of `data_collection` with `meta` (its row), with its
+    /// files and groups.
+    fn api_unit_of(
+        &self,
+        id: i64,
+        data_collection: i64,
+        meta: &str,
+    ) -> Result<ApiUnit, CatalogError> {
         let mut fstmt = self
             .conn
             .prepare_cached("SELECT spec, checksum, path, size, is_primary FROM unit_files WHERE data_unit_id = ?1 ORDER BY spec")
@@ -331,13 +406,13 @@ impl Catalog {
             .map_err(|e| self.err(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
-        Ok(Some(ApiUnit {
+        Ok(ApiUnit {
             id,
             data_collection,
-            meta: serde_json::from_str(&meta).unwrap_or(Json::Null),
+            meta: serde_json::from_str(meta).unwrap_or(Json::Null),
             files,
             groups,
-        }))
+        })
     }
 
     /// Registers units in one transaction: all or none. An identical unit
@@ -451,4 +526,118 @@ fn storage_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Json> {
         "configuration": serde_json::from_str::<Json>(&config).unwrap_or_else(|_| json!({})),
         "is_default": r.get::<_, i64>(5)? != 0,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catalog with collections `a` and `b` of `n` units each, made in
+    /// turn so their ids interleave; returns it and `a`'s id.
+    fn two_collections(dir: &std::path::Path, n: usize) -> (Catalog, i64) {
+        let mut c = Catalog::open(dir).unwrap();
+        let spec = FileSpec {
+            name: "image_1".into(),
+            file_type: "image".into(),
+            extensions: vec!["png".into()],
+            is_required: true,
+            is_primary: true,
+        };
+        let a = c
+            .ensure_collection("a", std::slice::from_ref(&spec), None)
+            .unwrap();
+        let b = c.ensure_collection("b", &[spec], None).unwrap();
+        c.conn
+            .execute(
+                "INSERT INTO files (checksum, size, store_path, created_at) VALUES (?1, 1, 'x', 'now')",
+                ["0".repeat(40)],
+            )
+            .unwrap();
+        for i in 0..n {
+            let units: Vec<ApiNewUnit> = [a, b]
+                .into_iter()
+                .map(|collection| ApiNewUnit {
+                    data_collection: collection,
+                    files: vec![("image_1".into(), "0".repeat(40), format!("{i}.png"))],
+                    meta: json!({ "i": i }),
+                    groups: vec![],
+                })
+                .collect();
+            c.create_api_units(&units, &|_, _| true).unwrap();
+        }
+        (c, a)
+    }
+
+    fn ids(units: &[ApiUnit]) -> Vec<i64> {
+        units.iter().map(|u| u.id).collect()
+    }
+
+    #[test]
+    fn pages_in_order_follow_on_and_any_write_makes_the_next_one_count_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, a) = two_collections(dir.path(), 25);
+        let all: Vec<i64> = c
+            .conn
+            .prepare("SELECT id FROM data_units WHERE data_collection_id = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([a], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // In order: each page goes on from where the last one ended.
+        let mut paged = Vec::new();
+        for offset in (0..25).step_by(7) {
+            let (count, units) = c.api_units(Some(a), offset, 7).unwrap();
+            assert_eq!(count, 25);
+            assert!(c.page_cursor.get().is_some());
+            paged.extend(ids(&units));
+        }
+        assert_eq!(paged, all);
+        // Out of order, and across collections: found by offset.
+        let (_, units) = c.api_units(Some(a), 14, 7).unwrap();
+        assert_eq!(ids(&units), all[14..21]);
+        let (count, units) = c.api_units(None, 0, 3).unwrap();
+        assert_eq!((count, units.len()), (50, 3));
+        assert_eq!(units[0].id, all[0]);
+        // Another connection deletes a unit of the first page between two
+        // pages: the next page is counted and found afresh, not after the
+        // last id listed.
+        c.api_units(Some(a), 0, 7).unwrap();
+        let other =
+            rusqlite::Connection::open(dir.path().join(super::super::catalog::CATALOG_FILE))
+                .unwrap();
+        other
+            .execute("DELETE FROM unit_files WHERE data_unit_id = ?1", [all[2]])
+            .unwrap();
+        other
+            .execute("DELETE FROM data_units WHERE id = ?1", [all[2]])
+            .unwrap();
+        let (count, units) = c.api_units(Some(a), 7, 7).unwrap();
+        assert_eq!(count, 24);
+        assert_eq!(ids(&units), all[8..15]);
+    }
+
+    #[test]
+    fn a_collections_units_are_counted_and_found_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, a) = two_collections(dir.path(), 3);
+        let plan = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> String {
+            c.conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(p, |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let count = plan(&units_count_sql(OF_COLLECTION), &[&a]);
+        assert!(
+            count.contains("COVERING INDEX data_units_by_collection"),
+            "{count}"
+        );
+        let page = plan(&units_page_sql(OF_COLLECTION), &[&a, &10, &5, &0]);
+        assert!(page.contains("INDEX data_units_by_collection"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "no sort: {page}");
+    }
 }

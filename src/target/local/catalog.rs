@@ -81,6 +81,9 @@ pub struct NewUnit<'a> {
 pub struct Catalog {
     pub(super) conn: Connection,
     path: PathBuf,
+    /// Where the last page of units the API listed ended, for the next page
+    /// to start there instead of counting its way to its offset.
+    pub(super) page_cursor: std::cell::Cell<Option<super::api::PageCursor>>,
 }
 
 /// Maps SQLite and I/O errors to a [`CatalogError`] naming the catalog file.
@@ -137,7 +140,11 @@ impl Catalog {
         })?;
         super::schema::upgrade(&conn, &path)?;
         rusqlite::vtab::array::load_module(&conn).map_err(sqlite)?;
-        Ok(Self { conn, path })
+        Ok(Self {
+            conn,
+            path,
+            page_cursor: Default::default(),
+        })
     }
 
     /// Opens an existing catalog read-only; `None` when there is none.
@@ -155,7 +162,11 @@ impl Catalog {
         conn.busy_timeout(std::time::Duration::from_secs(60))
             .map_err(sqlite)?;
         rusqlite::vtab::array::load_module(&conn).map_err(sqlite)?;
-        let c = Self { conn, path };
+        let c = Self {
+            conn,
+            path,
+            page_cursor: Default::default(),
+        };
         c.check_integrity()?;
         super::schema::check_readable(&c.conn, &c.path)?;
         Ok(Some(c))

@@ -99,10 +99,16 @@ CREATE TABLE IF NOT EXISTS applies (
 );
 ";
 
+/// Schema version 2: a collection's units in id order, which is how the API
+/// pages them (counting them, and finding a page, read only this index).
+const VERSION_2: &str = "
+CREATE INDEX IF NOT EXISTS data_units_by_collection ON data_units (data_collection_id, id);
+";
+
 /// How to bring a catalog from one version to the next: `MIGRATIONS[i]`
 /// takes version `i` to `i + 1`. Append a step to change the schema; never
 /// edit one that has shipped.
-const MIGRATIONS: &[&str] = &[VERSION_1];
+const MIGRATIONS: &[&str] = &[VERSION_1, VERSION_2];
 
 /// The version this synup writes.
 pub(super) const CURRENT: i64 = MIGRATIONS.len() as i64;
@@ -191,7 +197,19 @@ mod tests {
             .unwrap();
         upgrade(&conn, &path).unwrap();
         assert!(tables(&conn).contains(&"applies".to_owned()));
-        assert_eq!(version(&conn, &path).unwrap(), 1);
+        assert_eq!(version(&conn, &path).unwrap(), CURRENT);
+        // A version 1 catalog gains the index the API pages units by.
+        conn.execute_batch("DROP INDEX data_units_by_collection; PRAGMA user_version = 1")
+            .unwrap();
+        upgrade(&conn, &path).unwrap();
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'data_units_by_collection'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((indexes, version(&conn, &path).unwrap()), (1, 2));
     }
 
     #[test]
