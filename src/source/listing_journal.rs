@@ -190,11 +190,15 @@ impl ListingJournal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        use std::os::unix::fs::OpenOptionsExt;
+        // Not through a link: a journal is emptied and written over, and a
+        // link planted in its place would have that done to what it names.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(path)?;
         if !file.metadata()?.is_file() {
             return Err(std::io::Error::other("not a regular file"));
@@ -722,6 +726,22 @@ mod tests {
             assert!(all.starts_with(&taken), "byte {at}: {taken:?}");
             drop(j);
         }
+    }
+
+    #[test]
+    fn a_link_or_a_folder_in_the_journals_place_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("precious");
+        std::fs::write(&named, "not a journal").unwrap();
+        let link = dir.path().join("r.listing");
+        std::os::unix::fs::symlink(&named, &link).unwrap();
+        let folder = dir.path().join("f.listing");
+        std::fs::create_dir(&folder).unwrap();
+        for path in [&link, &folder] {
+            let opened = ListingJournal::open(path, "s3://b/p\n", &PARTS, NOW, true, &mut |_| {});
+            assert!(opened.unwrap().is_none(), "{}", path.display());
+        }
+        assert_eq!(std::fs::read_to_string(&named).unwrap(), "not a journal");
     }
 
     #[test]
