@@ -5,9 +5,11 @@ ID&page_size=1000&page=N`, pages in order).
 
 The units are written straight into the serve's catalog with sqlite3 (one
 file shared by all, two specs each), so only the paging is timed. Reports
-the whole walk's time, and the time of the first, middle and last page.
+the whole walk's time, and the time of the first, middle and last page;
+with --plan, also the time and peak RSS of `synup plan` of a one-unit folder
+against that collection (which lists every unit it holds).
 
-Usage: benches/serve_paging.py [--units 200000] [--binary target/release/synup]
+Usage: benches/serve_paging.py [--units 200000] [--binary target/release/synup] [--plan]
 """
 import argparse
 import json
@@ -48,10 +50,30 @@ def fill(catalog, units):
     return collection
 
 
+def plan(binary, work, url):
+    """`synup plan` of one unit against collection 42: its time and peak RSS."""
+    os.makedirs(os.path.join(work, "src", "u1"))
+    for name in ("img.png", "lab.json"):
+        with open(os.path.join(work, "src", "u1", name), "w") as f:
+            f.write("x")
+    with open(os.path.join(work, "r.yaml"), "w") as f:
+        f.write("version: 1\nname: paging\ntarget: {backend: synapse, data_collection: 42}\nsource: {path: src}\n")
+    env = dict(os.environ, SYNAPSE_HOST=url, SYNAPSE_ACCESS_TOKEN="t", HOME=work)
+    t0 = time.perf_counter()
+    p = subprocess.Popen([binary, "plan", "r.yaml", "--quiet", "-o", "plan.json"], cwd=work, env=env,
+                         stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    if status != 0:
+        sys.exit(f"plan failed: {p.stderr.read()[-2000:]}")
+    print(f"plan of one unit against the collection: {dt:.2f}s, peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--units", type=int, default=200000)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "synup"))
+    ap.add_argument("--plan", action="store_true")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="synup-serve-paging-")
     serve = None
@@ -93,7 +115,9 @@ def main():
             sys.exit(f"paged {n} units, expected {args.units}")
         print(f"{args.units} units in {page} pages: {sum(times):.2f}s; first page {times[0] * 1000:.1f} ms, "
               f"middle {times[len(times) // 2] * 1000:.1f} ms, last {times[-1] * 1000:.1f} ms, "
-              f"median {statistics.median(times) * 1000:.1f} ms")
+              f"median {statistics.median(times) * 1000:.1f} ms", flush=True)
+        if args.plan:
+            plan(args.binary, work, url)
     finally:
         if serve and serve.poll() is None:
             os.kill(serve.pid, signal.SIGKILL)
