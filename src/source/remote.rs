@@ -482,7 +482,7 @@ impl<'a> Pass<'a> {
         parts: &[Part<'_>],
         excluded: &mut u64,
     ) -> Result<Option<(ListingJournal, listing_journal::Resumed)>, SourceError> {
-        let Some(path) = self.journal_at else {
+        let Some(path) = self.journal_at.filter(|_| !parts.is_empty()) else {
             return Ok(None);
         };
         let keys: Vec<PartKey<'_>> = parts
@@ -507,7 +507,8 @@ impl<'a> Pass<'a> {
             listing_journal::now(),
             go_on,
             &mut |o: Object<'_>| {
-                self.take(o, &mut taken);
+                let kept = self.keeps(o.rel);
+                self.take(o, kept, &mut taken);
                 if taken.files.len() >= MOVE_EVERY {
                     self.move_files(&mut taken.files);
                 }
@@ -537,18 +538,23 @@ impl<'a> Pass<'a> {
         Ok(opened)
     }
 
-    /// Counts an object as seen and keeps it in `scan`, unless the junk
-    /// list or `exclude` drops it.
-    fn take(&self, o: Object<'_>, scan: &mut SourceScan) {
+    /// Whether neither the junk list nor `exclude` drops the object `rel`.
+    fn keeps(&self, rel: &str) -> bool {
+        !(self.junk.drops(rel, is_junk_path(rel)) || self.exclude.is_match(rel))
+    }
+
+    /// Counts an object as seen, and keeps it in `scan` if it is `kept`
+    /// ([`Self::keeps`]), or counts it as excluded.
+    fn take(&self, o: Object<'_>, kept: bool, scan: &mut SourceScan) {
         let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
         if seen.is_multiple_of(1000) {
             (self.progress)(seen);
         }
-        if self.junk.drops(o.rel, is_junk_path(o.rel)) || self.exclude.is_match(o.rel) {
+        if kept {
+            scan.files.push(o.rel, o.size, fingerprint(o.tag), o.tag);
+        } else {
             scan.excluded += 1;
-            return;
         }
-        scan.files.push(o.rel, o.size, fingerprint(o.tag), o.tag);
     }
 
     /// The objects under `at` (all of them, or those right below it with its
@@ -646,8 +652,12 @@ impl<'a> Pass<'a> {
                 meta.etag().map(str::to_owned),
                 meta.last_modified().map(|t| t.to_string()),
             );
-            if size == 0 && etag.is_none() {
-                // Some services list names only: ask for the rest.
+            let kept = self.keeps(&rel);
+            if size == 0 && etag.is_none() && kept {
+                // Some services list names only: ask for the rest. (An
+                // object dropped here is journaled as listed; the plan that
+                // keeps it after `exclude` changed shows its listed size,
+                // and apply's fresh listing finds that plan stale.)
                 if let Ok(m) = root.op.stat(entry.path()).await {
                     size = m.content_length();
                     etag = m.etag().map(str::to_owned);
@@ -666,7 +676,7 @@ impl<'a> Pass<'a> {
                     j.journal.objects(j.part, &rel, &mut batch);
                 }
             }
-            self.take(object, &mut scan);
+            self.take(object, kept, &mut scan);
             if cap.is_none() && scan.files.len() >= MOVE_EVERY {
                 self.move_files(&mut scan.files);
             }
