@@ -118,6 +118,19 @@ fn with_aws(mut cmd: Command) -> Command {
     cmd
 }
 
+/// `n` units' objects under `prefix` (keys and bodies), for
+/// [`Moto::put_many`]: `u0000/img.png` and `u0000/lab.json`, and so on.
+fn unit_objects(prefix: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .flat_map(|i| {
+            [
+                (format!("{prefix}/u{i:04}/img.png"), format!("png {i}")),
+                (format!("{prefix}/u{i:04}/lab.json"), "{}".to_owned()),
+            ]
+        })
+        .collect()
+}
+
 fn seed_units(m: &Moto, bucket: &str, prefix: &str, n: usize) {
     for i in 0..n {
         m.put(
@@ -242,15 +255,7 @@ fn a_wrapped_s3_prefix_is_listed_in_ranges_of_folders_without_losing_an_object()
 
     // More folders than a page: listed flat instead, and just as whole
     // (identified by ETag, so the objects are listed but not read).
-    let many: Vec<(String, String)> = (0..1100)
-        .flat_map(|i| {
-            [
-                (format!("many/u{i:04}/img.png"), format!("png {i}")),
-                (format!("many/u{i:04}/lab.json"), "{}".to_owned()),
-            ]
-        })
-        .collect();
-    m.put_many("wrapped", many);
+    m.put_many("wrapped", unit_objects("many", 1100));
     let (p, log) = plan_of("many", "  checksum: apply\n");
     assert!(log.contains("listing flat"), "{log}");
     assert_eq!(p["summary"]["create"], 1100);
@@ -1361,15 +1366,7 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
     m.create_bucket("resume");
     // Listed flat (more first-level entries than a page): 2,200 objects in
     // one part, journaled 1,000 at a time.
-    let flat: Vec<(String, String)> = (0..1100)
-        .flat_map(|i| {
-            [
-                (format!("flat/u{i:04}/img.png"), format!("png {i}")),
-                (format!("flat/u{i:04}/lab.json"), "{}".to_owned()),
-            ]
-        })
-        .collect();
-    m.put_many("resume", flat);
+    m.put_many("resume", unit_objects("flat", 1100));
     // Listed in 16 ranges of folders.
     seed_units(&m, "resume", "mid", 100);
     let f = Fixture::new();
