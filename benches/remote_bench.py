@@ -21,7 +21,7 @@ Outputs of a run are moved aside and deleted at the end: on ext4, files made
 right after a mass delete are slow to create for minutes.
 
 Usage: benches/remote_bench.py [--runs 3] [--units 5000] [--target synapse|local]
-       [--checksum plan|apply] [--no-plain-rclone]
+       [--checksum plan|apply] [--no-plain-rclone] [--synup PATH]
 Needs: target/release/synup, target/py/moto (made by .ci/run or the tests), rclone.
 """
 import argparse
@@ -99,9 +99,12 @@ def main():
                     help="the source's checksum mode: plan (the default) hashes at plan, apply while uploading")
     ap.add_argument("--target", choices=["synapse", "local"], default="synapse",
                     help="apply into a fresh `synup serve` (the default) or the embedded local target")
+    ap.add_argument("--synup", help="another synup build to time (default: target/release/synup)")
     ap.add_argument("--no-plain-rclone", action="store_true",
                     help="skip `rclone copy` without --fast-list (a request per folder: the slowest part)")
     args = ap.parse_args()
+    global SYNUP
+    SYNUP = args.synup or SYNUP
     work = tempfile.mkdtemp(prefix="synup-remote-bench-")
     port = free_port()
     moto = subprocess.Popen([os.path.join(MOTO, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
