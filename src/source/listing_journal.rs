@@ -111,6 +111,8 @@ pub(super) struct Resumed {
     pub(super) objects: u64,
     /// How long ago the interrupted listing was begun, in seconds.
     pub(super) age_secs: i64,
+    /// The journal held damage a crash cannot cause; it was begun afresh.
+    pub(super) damaged: bool,
 }
 
 /// The journal of one listing in progress, locked against other listings of
@@ -152,17 +154,19 @@ impl ListingJournal {
                 return Ok(None);
             }
         };
-        let resumed = match read(&mut file, identity, parts, now, go_on) {
-            Ok(Some(taken)) => match taken.give(&mut file, each) {
+        let found = read(&mut file, identity, parts, now, go_on);
+        let resumed = match found {
+            Ok(Found::Taken(taken)) => match taken.give(&mut file, each) {
                 Ok(resumed) => resumed,
                 Err(e) => {
                     let _ = std::fs::remove_file(path);
                     return Err(e);
                 }
             },
-            Ok(None) | Err(_) => match begin(&mut file, identity, parts, now) {
+            found => match begin(&mut file, identity, parts, now) {
                 Ok(()) => Resumed {
                     reached: vec![Reached::Nothing; parts.len()],
+                    damaged: matches!(found, Ok(Found::Damaged)),
                     ..Resumed::default()
                 },
                 Err(e) => {
@@ -409,6 +413,17 @@ fn records(file: &mut File, len: u64) -> std::io::Result<Records<BufReader<&mut 
     })
 }
 
+/// What a journal holds.
+enum Found {
+    /// No listing to go on with: none, or one of another root or other
+    /// parts, or too old.
+    Nothing,
+    /// Damage a crash cannot cause (a record before the end that does not
+    /// decode): the listing starts over, with a warning.
+    Damaged,
+    Taken(Taken),
+}
+
 /// The interrupted listing the journal in `file` holds, if it is of this
 /// root and these parts, recent, and whole up to a last record cut short.
 fn read(
@@ -417,41 +432,54 @@ fn read(
     parts: &[PartKey<'_>],
     now: i64,
     go_on: bool,
-) -> std::io::Result<Option<Taken>> {
+) -> std::io::Result<Found> {
     let len = file.metadata()?.len();
-    if len < MAGIC.len() as u64 {
-        return Ok(None);
+    if len == 0 {
+        return Ok(Found::Nothing);
     }
-    let mut magic = vec![0u8; MAGIC.len()];
+    let mut magic = Vec::with_capacity(MAGIC.len());
     file.seek(SeekFrom::Start(0))?;
-    file.read_exact(&mut magic)?;
+    (&mut *file)
+        .take(MAGIC.len() as u64)
+        .read_to_end(&mut magic)?;
     if magic != MAGIC {
-        return Ok(None);
+        // Cut inside the magic (a kill as the journal began), or not a journal.
+        let cut = magic.len() < MAGIC.len() && MAGIC.starts_with(&magic);
+        return Ok(if cut { Found::Nothing } else { Found::Damaged });
     }
     let mut pass = records(file, len)?;
     let Some(head) = pass.next() else {
-        return Ok(None);
+        // Cut inside the header: killed as it began.
+        return Ok(if pass.damaged {
+            Found::Damaged
+        } else {
+            Found::Nothing
+        });
     };
     let mut h = In(head);
-    let started = (|| {
-        (h.u8()? == HEADER && take_str(&mut h)? == identity).then_some(())?;
+    // (identity, started, whether its parts are these)
+    let header = (|| {
+        (h.u8()? == HEADER).then_some(())?;
+        let theirs = take_str(&mut h)?;
         let started = i64::from_le_bytes(h.take(8)?.try_into().ok()?);
         let n = h.u32()? as usize;
-        (n == parts.len()).then_some(())?;
-        for p in parts {
-            let same = take_str(&mut h)? == p.at
-                && take_opt(&mut h)? == p.from
-                && take_opt(&mut h)? == p.until;
-            same.then_some(())?;
+        let mut same = n == parts.len();
+        for i in 0..n {
+            let key = PartKey {
+                at: take_str(&mut h)?,
+                from: take_opt(&mut h)?,
+                until: take_opt(&mut h)?,
+            };
+            same &= parts.get(i) == Some(&key);
         }
-        h.is_empty().then_some(started)
+        h.is_empty().then_some((theirs == identity, started, same))
     })();
-    let Some(started) = started else {
-        return Ok(None);
+    let Some((ours, started, same)) = header else {
+        return Ok(Found::Damaged);
     };
     let age_secs = now - started;
-    if !(0..RESUME_WITHIN_SECS).contains(&age_secs) {
-        return Ok(None);
+    if !ours || !same || !(0..RESUME_WITHIN_SECS).contains(&age_secs) {
+        return Ok(Found::Nothing);
     }
     let mut reached = vec![Reached::Nothing; parts.len()];
     let mut last_begin = vec![0u64; parts.len()];
@@ -460,10 +488,10 @@ fn read(
         record += 1;
         let mut r = In(fields);
         let (Some(kind), Some(part)) = (r.u8(), r.u32().map(|p| p as usize)) else {
-            return Ok(None);
+            return Ok(Found::Damaged);
         };
         let Some(state) = reached.get_mut(part) else {
-            return Ok(None);
+            return Ok(Found::Damaged);
         };
         match kind {
             BEGIN => {
@@ -473,16 +501,16 @@ fn read(
             OBJECTS => {
                 let after = take_str(&mut In(r.0));
                 if after.is_none() || objects_of(&mut r, &mut |_| {}).is_none() {
-                    return Ok(None);
+                    return Ok(Found::Damaged);
                 }
                 *state = Reached::After(after.unwrap_or_default().to_owned());
             }
             DONE => *state = Reached::Done,
-            _ => return Ok(None),
+            _ => return Ok(Found::Damaged),
         }
     }
     if pass.damaged {
-        return Ok(None);
+        return Ok(Found::Damaged);
     }
     let whole = MAGIC.len() as u64 + pass.at;
     // Where the store cannot go on after a key, a part got part way through
@@ -494,7 +522,7 @@ fn read(
             }
         }
     }
-    Ok(Some(Taken {
+    Ok(Found::Taken(Taken {
         reached,
         last_begin,
         whole,
@@ -538,6 +566,7 @@ impl Taken {
             reached: self.reached,
             objects,
             age_secs: self.age_secs,
+            damaged: false,
         })
     }
 }
@@ -583,6 +612,10 @@ mod tests {
             .unwrap()
             .expect("a journal");
         assert_eq!(resumed.objects, taken.len() as u64);
+        assert!(
+            !resumed.damaged,
+            "a cut, an old or another listing is not damage"
+        );
         (journal, taken, resumed.reached)
     }
 
@@ -717,14 +750,36 @@ mod tests {
         // A changed byte anywhere: what is taken is what the records before
         // it hold (a length changed to run past the end reads as a cut), or
         // nothing; never an object twice, never a panic.
+        // Damage is told (a warning), a cut is not.
         let (_, all, _) = open_at(&path, &PARTS, NOW, true);
+        let mut told = 0;
         for at in 0..whole.len() {
             let mut bad = whole.clone();
             bad[at] ^= 0x20;
             std::fs::write(&path, &bad).unwrap();
-            let (j, taken, _) = open_at(&path, &PARTS, NOW, true);
+            let mut taken = Vec::new();
+            let (_, resumed) =
+                ListingJournal::open(&path, "s3://b/p\n", &PARTS, NOW, true, &mut |o| {
+                    taken.push(format!("{} {} {}", o.rel, o.size, o.tag.unwrap_or("-")));
+                })
+                .unwrap()
+                .unwrap();
             assert!(all.starts_with(&taken), "byte {at}: {taken:?}");
-            drop(j);
+            assert!(!resumed.damaged || taken.is_empty(), "byte {at}");
+            told += usize::from(resumed.damaged);
+        }
+        // Only a length grown past the end (of 7 records) reads as a cut.
+        assert!(told >= whole.len() - 4 * 7, "{told} of {}", whole.len());
+        // A file that is not a journal at all is damage too; an empty one,
+        // or one cut inside its magic, is not.
+        for (bytes, damaged) in [
+            (&b"PK\x03\x04 a zip"[..], true),
+            (b"", false),
+            (&MAGIC[..5], false),
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            let opened = ListingJournal::open(&path, "s3://b/p\n", &PARTS, NOW, true, &mut |_| {});
+            assert_eq!(opened.unwrap().unwrap().1.damaged, damaged, "{bytes:?}");
         }
     }
 

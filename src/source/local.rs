@@ -23,6 +23,9 @@ pub enum ScanIssue {
     Unreadable { path: String, message: String },
     /// The folder-listing cache was there but unreadable; it is rebuilt (a warning).
     CacheRebuilt { cache: String, why: String },
+    /// A remote listing's journal held damage a crash cannot cause; the
+    /// listing started over (a warning).
+    JournalDamaged { journal: String },
 }
 
 #[derive(Debug, Default)]

@@ -434,7 +434,7 @@ impl<'a> Pass<'a> {
         mut top: Listing,
         parts: Vec<Part<'_>>,
     ) -> Result<Listing, SourceError> {
-        let opened = self.resume(&parts, &mut top.scan.excluded)?;
+        let opened = self.resume(&parts, &mut top.scan)?;
         if let Some((_, r)) = &opened
             && r.objects > 0
         {
@@ -476,11 +476,12 @@ impl<'a> Pass<'a> {
 
     /// Opens the pass's journal for `parts`, moving the objects it takes
     /// from an interrupted listing to the pass's list (after the junk list
-    /// and `exclude`, counting what they drop in `excluded`).
+    /// and `exclude`, counting what they drop in `scan`, where a damaged
+    /// journal is also told).
     fn resume(
         &self,
         parts: &[Part<'_>],
-        excluded: &mut u64,
+        scan: &mut SourceScan,
     ) -> Result<Option<(ListingJournal, listing_journal::Resumed)>, SourceError> {
         let Some(path) = self.journal_at.filter(|_| !parts.is_empty()) else {
             return Ok(None);
@@ -521,7 +522,12 @@ impl<'a> Pass<'a> {
             )
         })?;
         self.move_files(&mut taken.files);
-        *excluded += taken.excluded;
+        scan.excluded += taken.excluded;
+        if opened.as_ref().is_some_and(|(_, r)| r.damaged) {
+            scan.issues.push(super::ScanIssue::JournalDamaged {
+                journal: path.display().to_string(),
+            });
+        }
         if let Some((_, r)) = &opened
             && r.objects > 0
         {

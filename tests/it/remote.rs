@@ -1431,6 +1431,32 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
     );
     assert_eq!(journals(), Vec::<String>::new());
 
+    // A journal damaged as no crash damages one (a byte changed before its
+    // end: here in the root's name, after the magic line and the header's
+    // length) is not trusted: the listing starts over, with a warning.
+    assert_eq!(plan("mid", Some("listed:1")).code, -1);
+    let journal = f.join(&format!(".synup/cache/{}", journals()[0]));
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let magic = b"synup remote listing 1\n".len();
+    assert!(bytes.starts_with(b"synup remote listing 1\n"));
+    bytes[magic + 4 + 8] ^= 0x01;
+    std::fs::write(&journal, bytes).unwrap();
+    let afresh = plan("mid", None);
+    assert_eq!(afresh.code, 0, "{}", afresh.stderr);
+    assert!(!afresh.stderr.contains("going on"), "{}", afresh.stderr);
+    let p: Json =
+        serde_json::from_str(&std::fs::read_to_string(f.join("mid.plan.json")).unwrap()).unwrap();
+    assert_eq!(p["summary"]["create"], 100);
+    let warned = p["warnings"].as_array().unwrap().iter().any(|w| {
+        w["code"] == "listing_cache_rebuilt"
+            && w["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("s3://resume/mid: listing journal ")
+    });
+    assert!(warned, "{}", p["warnings"]);
+    assert_eq!(journals(), Vec::<String>::new());
+
     // Flat: killed after the first 1,000 objects (u0000..u0499).
     let killed = plan("flat", Some("listed:1000"));
     assert_eq!(killed.code, -1, "killed: {}", killed.both());

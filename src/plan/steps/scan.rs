@@ -71,6 +71,13 @@ pub(in crate::plan) fn scan(cx: &Context<'_>, board: &Board, r: usize) -> StageR
                 WarningCode::ListingCacheRebuilt,
                 format!("folder-listing cache {cache} is unreadable ({why}); rebuilding it"),
             )),
+            ScanIssue::JournalDamaged { journal } => warnings.push(Warning::new(
+                WarningCode::ListingCacheRebuilt,
+                format!(
+                    "{}: listing journal {journal} is damaged (not as a crash leaves one); listed afresh",
+                    root.written
+                ),
+            )),
         }
     }
     board.warn(warnings);
