@@ -52,7 +52,7 @@ const DONE: u8 = 3;
 
 /// A part of a listing: the prefix listed flat, within a range of keys
 /// (`from`, exclusive, to `until`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct PartKey<'a> {
     pub(super) at: &'a str,
     pub(super) from: Option<&'a str>,
@@ -156,7 +156,7 @@ impl ListingJournal {
         };
         let found = read(&mut file, identity, parts, now, go_on);
         let resumed = match found {
-            Ok(Found::Taken(taken)) => match taken.give(&mut file, each) {
+            Ok(Found::Taken(taken)) => match taken.give(&mut file, identity, parts, each) {
                 Ok(resumed) => resumed,
                 Err(e) => {
                     let _ = std::fs::remove_file(path);
@@ -379,9 +379,16 @@ impl<R: Read> Records<R> {
 /// An interrupted listing found in a journal, checked whole: where each part
 /// got to, and which records hold the objects it takes.
 struct Taken {
+    /// Where each of this listing's parts got to.
     reached: Vec<Reached>,
-    /// Each part's last begin, as a record number: its objects before it are void.
+    /// Each of this listing's parts' last begin, as a record number: its
+    /// objects before it are void.
     last_begin: Vec<u64>,
+    /// The journal's part numbers as this listing's: `None` for a part this
+    /// listing does not have (a folder gone, or ranges split elsewhere).
+    renumbered: Vec<Option<usize>>,
+    /// When the interrupted listing was begun.
+    started: i64,
     /// Where the whole records end.
     whole: u64,
     age_secs: i64,
@@ -457,28 +464,33 @@ fn read(
         });
     };
     let mut h = In(head);
-    // (identity, started, whether its parts are these)
+    // (identity, started, its parts as this listing's). Parts are matched by
+    // what they list, not by number: a folder added since leaves the others'.
+    let numbers: std::collections::HashMap<PartKey<'_>, usize> =
+        parts.iter().enumerate().map(|(i, &p)| (p, i)).collect();
     let header = (|| {
         (h.u8()? == HEADER).then_some(())?;
         let theirs = take_str(&mut h)?;
         let started = i64::from_le_bytes(h.take(8)?.try_into().ok()?);
-        let n = h.u32()? as usize;
-        let mut same = n == parts.len();
-        for i in 0..n {
+        let n = h.u32()?;
+        let mut renumbered = Vec::with_capacity(h.fits(u64::from(n), 6)?);
+        for _ in 0..n {
             let key = PartKey {
                 at: take_str(&mut h)?,
                 from: take_opt(&mut h)?,
                 until: take_opt(&mut h)?,
             };
-            same &= parts.get(i) == Some(&key);
+            renumbered.push(numbers.get(&key).copied());
         }
-        h.is_empty().then_some((theirs == identity, started, same))
+        h.is_empty()
+            .then_some((theirs == identity, started, renumbered))
     })();
-    let Some((ours, started, same)) = header else {
+    let Some((ours, started, renumbered)) = header else {
         return Ok(Found::Damaged);
     };
     let age_secs = now - started;
-    if !ours || !same || !(0..RESUME_WITHIN_SECS).contains(&age_secs) {
+    let shared = renumbered.iter().any(Option::is_some);
+    if !ours || !shared || !(0..RESUME_WITHIN_SECS).contains(&age_secs) {
         return Ok(Found::Nothing);
     }
     let mut reached = vec![Reached::Nothing; parts.len()];
@@ -487,16 +499,24 @@ fn read(
     while let Some(fields) = pass.next() {
         record += 1;
         let mut r = In(fields);
-        let (Some(kind), Some(part)) = (r.u8(), r.u32().map(|p| p as usize)) else {
+        let (Some(kind), Some(theirs)) = (r.u8(), r.u32().map(|p| p as usize)) else {
             return Ok(Found::Damaged);
         };
-        let Some(state) = reached.get_mut(part) else {
+        let Some(&part) = renumbered.get(theirs) else {
             return Ok(Found::Damaged);
+        };
+        // Checked whole either way; kept for a part this listing has.
+        let mut state = Reached::Nothing;
+        let state = match part {
+            Some(part) => &mut reached[part],
+            None => &mut state,
         };
         match kind {
             BEGIN => {
                 *state = Reached::Nothing;
-                last_begin[part] = record;
+                if let Some(part) = part {
+                    last_begin[part] = record;
+                }
             }
             OBJECTS => {
                 let after = take_str(&mut In(r.0));
@@ -525,43 +545,77 @@ fn read(
     Ok(Found::Taken(Taken {
         reached,
         last_begin,
+        renumbered,
+        started,
         whole,
         age_secs,
     }))
 }
 
 impl Taken {
-    /// Gives `each` the objects of the parts taken, and cuts the journal to
-    /// its whole records for the listing to append after.
-    fn give(self, file: &mut File, each: &mut dyn FnMut(Object<'_>)) -> std::io::Result<Resumed> {
+    /// Gives `each` the objects of the parts taken, and leaves the journal
+    /// ready for the listing to append after: cut to its whole records, or,
+    /// when its parts were numbered otherwise, written again in this
+    /// listing's numbering (its header, then what is taken).
+    fn give(
+        self,
+        file: &mut File,
+        identity: &str,
+        parts: &[PartKey<'_>],
+        each: &mut dyn FnMut(Object<'_>),
+    ) -> std::io::Result<Resumed> {
+        let same = self.renumbered.len() == parts.len()
+            && self
+                .renumbered
+                .iter()
+                .enumerate()
+                .all(|(i, p)| *p == Some(i));
+        let mut again = (!same).then(|| framed(&header(identity, parts, self.started)));
+        let changed = || std::io::Error::other("the listing's journal changed while it was read");
         let mut pass = records(file, self.whole)?;
         pass.next();
         let (mut record, mut objects) = (0u64, 0u64);
         while let Some(fields) = pass.next() {
             record += 1;
             let mut r = In(fields);
-            let (Some(OBJECTS), Some(part)) = (r.u8(), r.u32().map(|p| p as usize)) else {
+            let (Some(kind), Some(theirs)) = (r.u8(), r.u32().map(|p| p as usize)) else {
+                return Err(changed());
+            };
+            let Some(part) = self.renumbered.get(theirs).copied().flatten() else {
                 continue;
             };
-            let taken = self
-                .reached
-                .get(part)
-                .is_some_and(|r| *r != Reached::Nothing);
-            if !taken || record < self.last_begin[part] {
+            if self.reached[part] == Reached::Nothing || record < self.last_begin[part] {
                 continue;
             }
-            objects += objects_of(&mut r, each).ok_or_else(|| {
-                std::io::Error::other("the listing's journal changed while it was read")
-            })?;
+            if kind == OBJECTS {
+                objects += objects_of(&mut r, each).ok_or_else(changed)?;
+            }
+            if let Some(again) = &mut again
+                && kind != BEGIN
+            {
+                let mut fields = fields.to_vec();
+                fields[1..5].copy_from_slice(&(part as u32).to_le_bytes());
+                again.extend_from_slice(&framed(&fields));
+            }
         }
         if pass.damaged {
-            return Err(std::io::Error::other(
-                "the listing's journal changed while it was read",
-            ));
+            return Err(changed());
         }
         drop(pass);
-        file.set_len(self.whole)?;
-        file.seek(SeekFrom::End(0))?;
+        match again {
+            Some(again) => {
+                // The records kept are a fraction of a journal that is read
+                // whole once anyway; held, they are written back in one go.
+                file.set_len(0)?;
+                file.seek(SeekFrom::Start(0))?;
+                file.write_all(MAGIC)?;
+                file.write_all(&again)?;
+            }
+            None => {
+                file.set_len(self.whole)?;
+                file.seek(SeekFrom::End(0))?;
+            }
+        }
         Ok(Resumed {
             reached: self.reached,
             objects,
@@ -693,6 +747,45 @@ mod tests {
     }
 
     #[test]
+    fn parts_both_listings_have_are_taken_when_a_folder_came_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.listing");
+        interrupted(&path);
+        // A part before the others now, and part 0 gone: part 1 is taken
+        // under its new number, and the journal goes on in the new numbers.
+        let now = [
+            PartKey {
+                at: "p/0/",
+                from: None,
+                until: None,
+            },
+            PARTS[1],
+        ];
+        let (j, taken, reached) = open_at(&path, &now, NOW + 60, true);
+        assert_eq!(taken, ["p/n/1 2 \"etag\"", "p/n/2 3 -"]);
+        assert_eq!(reached, [Reached::Nothing, Reached::After("p/n/2".into())]);
+        j.begin(0);
+        j.objects(0, "p/0/a", &mut batch(&[("p/0/a", 6)]));
+        j.done(0);
+        j.objects(1, "p/z", &mut batch(&[("p/z", 5)]));
+        drop(j);
+        let (_, taken, reached) = open_at(&path, &now, NOW + 90, true);
+        assert_eq!(
+            taken,
+            [
+                "p/n/1 2 \"etag\"",
+                "p/n/2 3 -",
+                "p/0/a 6 \"etag\"",
+                "p/z 5 -"
+            ]
+        );
+        assert_eq!(reached, [Reached::Done, Reached::After("p/z".into())]);
+        // Still begun when the first listing was.
+        let (_, taken, _) = open_at(&path, &now, NOW + RESUME_WITHIN_SECS, true);
+        assert!(taken.is_empty());
+    }
+
+    #[test]
     fn an_old_or_other_listing_is_not_gone_on_with() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.listing");
@@ -703,15 +796,12 @@ mod tests {
             let (_, taken, reached) = open_at(&path, &PARTS, now, true);
             assert!(taken.is_empty() && reached == fresh, "{now}");
         }
-        // The root split into other parts (a folder was added).
+        // The root split into other parts, none the same.
         interrupted(&path);
-        let other = [
-            PARTS[0],
-            PartKey {
-                from: Some("p/l/"),
-                ..PARTS[1]
-            },
-        ];
+        let other = [PartKey {
+            from: Some("p/l/"),
+            ..PARTS[1]
+        }];
         let (_, taken, _) = open_at(&path, &other, NOW, true);
         assert!(taken.is_empty());
         // Another store under the same URL.

@@ -1431,6 +1431,31 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
     );
     assert_eq!(journals(), Vec::<String>::new());
 
+    // Folder by folder, with a folder added before the others after the
+    // kill (every part numbered anew): the folders both listings have are
+    // taken, the new one is listed, and the plan is the one a whole listing
+    // makes now.
+    seed_units(&m, "resume", "few", 10);
+    assert_eq!(plan("few", Some("listed:1")).code, -1);
+    m.put("resume", "few/a010/img.png", "png 10");
+    m.put("resume", "few/a010/lab.json", "{}");
+    let resumed = plan("few", None);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains("going on with an interrupted listing")
+            && resumed.stderr.contains("parts=11"),
+        "{}",
+        resumed.stderr
+    );
+    std::fs::rename(f.join("few.plan.json"), f.join("few.resumed.json")).unwrap();
+    assert_eq!(plan("few", None).code, 0);
+    assert_eq!(
+        std::fs::read(f.join("few.resumed.json")).unwrap(),
+        std::fs::read(f.join("few.plan.json")).unwrap()
+    );
+
     // A journal damaged as no crash damages one (a byte changed before its
     // end: here in the root's name, after the magic line and the header's
     // length) is not trusted: the listing starts over, with a warning.
