@@ -113,6 +113,9 @@ pub(super) struct Resumed {
     pub(super) age_secs: i64,
     /// The journal held damage a crash cannot cause; it was begun afresh.
     pub(super) damaged: bool,
+    /// The journal is ready to be appended to (else the listing goes on
+    /// without one).
+    writable: bool,
 }
 
 /// The journal of one listing in progress, locked against other listings of
@@ -156,7 +159,7 @@ impl ListingJournal {
         };
         let found = read(&mut file, identity, parts, now, go_on);
         let resumed = match found {
-            Ok(Found::Taken(taken)) => match taken.give(&mut file, identity, parts, each) {
+            Ok(Found::Taken(taken)) => match taken.give(&mut file, path, identity, parts, each) {
                 Ok(resumed) => resumed,
                 Err(e) => {
                     let _ = std::fs::remove_file(path);
@@ -167,6 +170,7 @@ impl ListingJournal {
                 Ok(()) => Resumed {
                     reached: vec![Reached::Nothing; parts.len()],
                     damaged: matches!(found, Ok(Found::Damaged)),
+                    writable: true,
                     ..Resumed::default()
                 },
                 Err(e) => {
@@ -184,7 +188,7 @@ impl ListingJournal {
                     Some(CrashPoint::AfterListed(n)) => Some(n),
                     _ => None,
                 },
-                broken: AtomicBool::new(false),
+                broken: AtomicBool::new(!resumed.writable),
             },
             resumed,
         )))
@@ -560,6 +564,7 @@ impl Taken {
     fn give(
         self,
         file: &mut File,
+        path: &Path,
         identity: &str,
         parts: &[PartKey<'_>],
         each: &mut dyn FnMut(Object<'_>),
@@ -570,7 +575,17 @@ impl Taken {
                 .iter()
                 .enumerate()
                 .all(|(i, p)| *p == Some(i));
-        let mut again = (!same).then(|| framed(&header(identity, parts, self.started)));
+        // Written again beside the journal (it can be as large as a listing
+        // of millions of objects), then copied back into the locked file.
+        // Where that fails, the listing goes on without a journal: what was
+        // taken is still true.
+        let mut again = (!same).then(|| {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut again = std::io::BufWriter::new(tempfile::tempfile_in(dir)?);
+            again.write_all(MAGIC)?;
+            again.write_all(&framed(&header(identity, parts, self.started)))?;
+            Ok(again)
+        });
         let changed = || std::io::Error::other("the listing's journal changed while it was read");
         let mut pass = records(file, self.whole)?;
         pass.next();
@@ -590,37 +605,42 @@ impl Taken {
             if kind == OBJECTS {
                 objects += objects_of(&mut r, each).ok_or_else(changed)?;
             }
-            if let Some(again) = &mut again
+            if let Some(Ok(w)) = &mut again
                 && kind != BEGIN
             {
                 let mut fields = fields.to_vec();
                 fields[1..5].copy_from_slice(&(part as u32).to_le_bytes());
-                again.extend_from_slice(&framed(&fields));
+                if let Err(e) = w.write_all(&framed(&fields)) {
+                    again = Some(Err(e));
+                }
             }
         }
         if pass.damaged {
             return Err(changed());
         }
         drop(pass);
-        match again {
-            Some(again) => {
-                // The records kept are a fraction of a journal that is read
-                // whole once anyway; held, they are written back in one go.
+        let ready = match again {
+            Some(again) => again.and_then(|w| {
+                let mut again = w.into_inner().map_err(|e| e.into_error())?;
+                again.seek(SeekFrom::Start(0))?;
                 file.set_len(0)?;
                 file.seek(SeekFrom::Start(0))?;
-                file.write_all(MAGIC)?;
-                file.write_all(&again)?;
-            }
-            None => {
-                file.set_len(self.whole)?;
-                file.seek(SeekFrom::End(0))?;
-            }
+                std::io::copy(&mut again, file).map(drop)
+            }),
+            None => file
+                .set_len(self.whole)
+                .and_then(|()| file.seek(SeekFrom::End(0)).map(drop)),
+        };
+        if let Err(e) = &ready {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the listing's journal again; going on without it");
+            let _ = file.set_len(0);
         }
         Ok(Resumed {
             reached: self.reached,
             objects,
             age_secs: self.age_secs,
             damaged: false,
+            writable: ready.is_ok(),
         })
     }
 }
