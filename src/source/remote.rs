@@ -297,15 +297,6 @@ const FAN_OUT_MAX: usize = 1000;
 const RANGES_PAST: usize = 4 * FAN_OUT;
 /// How many single wrapper "folders" a fan-out looks through for more.
 const WRAPPERS: usize = 4;
-/// The most first-level entries read to split a wide prefix (more than
-/// [`FAN_OUT_MAX`]) into ranges of folders: a hundred pages of a delimited
-/// listing. Past it, the prefix is listed flat.
-const WIDE_MAX: usize = 100_000;
-/// Objects a wide prefix's first folder must hold for its folders to be
-/// read and listed in ranges: it then holds at least 64,000, four pages or
-/// more a range, so a range's last page (which runs past its end) and the
-/// pages of folders cost little against listing them one page after another.
-const WIDE_FOLDER_MIN: usize = 64;
 
 /// One listing of a root: what it filters by, and how many objects it has
 /// seen across its concurrent requests.
@@ -381,10 +372,6 @@ impl<'a> Pass<'a> {
         let mut wrappers = 0;
         let mut top = loop {
             let Some(mut top) = self.list_some(&here, false, Some(FAN_OUT_MAX)).await? else {
-                if let Some(mut wide) = self.wide(&here).await? {
-                    wide.scan.excluded += excluded;
-                    break wide;
-                }
                 tracing::debug!(prefix = %here, "more than {FAN_OUT_MAX} first-level entries: listing flat");
                 let mut flat = Listing {
                     scan: SourceScan::default(),
@@ -435,54 +422,6 @@ impl<'a> Pass<'a> {
                     .collect()
             };
         self.list_parts(top, parts).await
-    }
-
-    /// The first level of `at`, which has more than [`FAN_OUT_MAX`] entries,
-    /// read whole when its folders are worth listing in ranges: the store
-    /// can start a listing after a key, the first folder holds at least
-    /// [`WIDE_FOLDER_MIN`] objects (two small requests tell), and there are
-    /// at most [`WIDE_MAX`] entries. `None` to list `at` flat.
-    async fn wide(&self, at: &str) -> Result<Option<Listing>, SourceError> {
-        if !self.root.op.info().capability().list_with_start_after {
-            return Ok(None);
-        }
-        let fail = |e: opendal::Error| source_error(&e, short(&e));
-        let here = at.trim_start_matches('/');
-        let mut first_level = self.root.op.lister_with(at).await.map_err(fail)?;
-        let mut first = None;
-        for _ in 0..FAN_OUT_MAX {
-            let Some(entry) = first_level.try_next().await.map_err(fail)? else {
-                break;
-            };
-            let rel = entry.path().trim_start_matches('/');
-            if !entry.metadata().is_file() && !rel.is_empty() && rel != here {
-                first = Some(rel.to_owned());
-                break;
-            }
-        }
-        let Some(first) = first else {
-            return Ok(None);
-        };
-        let mut inside = self
-            .root
-            .op
-            .lister_with(&first)
-            .recursive(true)
-            .await
-            .map_err(fail)?;
-        let mut objects = 0;
-        while objects < WIDE_FOLDER_MIN {
-            match inside.try_next().await.map_err(fail)? {
-                Some(e) if e.metadata().is_file() => objects += 1,
-                Some(_) => {}
-                None => break,
-            }
-        }
-        if objects < WIDE_FOLDER_MIN {
-            return Ok(None);
-        }
-        tracing::debug!(prefix = %at, first = %first, "a wide first level with large folders: reading its folders");
-        self.list_some(at, false, Some(WIDE_MAX)).await
     }
 
     /// Lists `parts` [`FAN_OUT`] at once into the pass's list, beside `top`
