@@ -1388,6 +1388,16 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
         }
         run(&mut cmd)
     };
+    // A plan that went on from a journal, of a listing in `parts` parts.
+    let resumed_in_parts = |out: &crate::harness::Output, parts: usize| {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let log = &out.stderr;
+        assert!(
+            log.contains("going on with an interrupted listing")
+                && log.contains(&format!("parts={parts}")),
+            "{log}"
+        );
+    };
     let journals = || -> Vec<String> {
         let Ok(dir) = std::fs::read_dir(f.join(".synup/cache")) else {
             return Vec::new();
@@ -1415,16 +1425,7 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
     let killed = plan("mid", Some("listed:1"));
     assert_eq!(killed.code, -1, "killed: {}", killed.both());
     assert_eq!(journals().len(), 1);
-    let resumed = plan("mid", None);
-    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
-    assert!(
-        resumed
-            .stderr
-            .contains("going on with an interrupted listing")
-            && resumed.stderr.contains("parts=16"),
-        "{}",
-        resumed.stderr
-    );
+    resumed_in_parts(&plan("mid", None), 16);
     assert_eq!(
         std::fs::read(f.join("mid.plan.json")).unwrap(),
         std::fs::read(f.join("mid.whole.json")).unwrap()
@@ -1439,16 +1440,7 @@ fn a_listing_killed_part_way_is_gone_on_with_and_apply_lists_afresh() {
     assert_eq!(plan("few", Some("listed:1")).code, -1);
     m.put("resume", "few/a010/img.png", "png 10");
     m.put("resume", "few/a010/lab.json", "{}");
-    let resumed = plan("few", None);
-    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
-    assert!(
-        resumed
-            .stderr
-            .contains("going on with an interrupted listing")
-            && resumed.stderr.contains("parts=11"),
-        "{}",
-        resumed.stderr
-    );
+    resumed_in_parts(&plan("few", None), 11);
     std::fs::rename(f.join("few.plan.json"), f.join("few.resumed.json")).unwrap();
     assert_eq!(plan("few", None).code, 0);
     assert_eq!(
