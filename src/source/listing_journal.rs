@@ -6,10 +6,12 @@
 //! listing is split into parts (folders, ranges of folders, or the whole
 //! prefix: `remote::Pass::fanned_out`). As a part is listed, its objects are
 //! appended here a batch at a time with the last key the part reached, and a
-//! record marks the part done. The next listing that splits into the same
-//! parts, within [`RESUME_WITHIN`] of when the journal was begun, takes the
-//! done parts from here, goes on with a part from after its last key (where
-//! the store can start a listing after a key), and lists the rest.
+//! record marks the part done. The next listing of the root, within
+//! [`RESUME_WITHIN_SECS`] of when the journal was begun, takes from here the
+//! done parts it still has (parts are matched by what they list, so a folder
+//! added meanwhile costs only its own listing), goes on with a part from
+//! after its last key (where the store can start a listing after a key), and
+//! lists the rest.
 //!
 //! A listing that finishes removes its journal: a complete listing is never
 //! reused, so `apply` always checks a plan against the store as it is then
@@ -21,7 +23,8 @@
 //! their check, as the caches' ([`crate::cache_file::record_check`]). A
 //! crash can cut only the last record short, which is dropped; anything else
 //! that does not decode means the journal is not used: the listing starts
-//! over, as it would have without one.
+//! over, as it would have without one, with a warning (SPEC: an unreadable
+//! cache is rebuilt with a warning).
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
