@@ -204,7 +204,7 @@ pub fn fingerprint(tag: Option<&str>) -> i64 {
 /// and stored, as a local one is: a bucket of millions of objects is not
 /// held whole. With a `journal` path, a recursive listing journals what it
 /// has listed there, and goes on from where an interrupted one stopped
-/// ([`super::listing_journal`]).
+/// (`source::listing_journal`).
 pub fn scan_remote(
     root: &RemoteRoot,
     recursive: bool,
