@@ -14,6 +14,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// `options` set never to open through a symbolic link (the open fails):
+/// for a file synup checks and then moves, or empties and rewrites, where a
+/// planted link would carry that to whatever it names.
+pub fn not_through_links(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+}
+
 /// Who may read the written file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

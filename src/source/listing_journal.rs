@@ -83,25 +83,49 @@ pub(super) struct Object<'a> {
 
 /// Objects waiting to be journaled together.
 #[derive(Default)]
-pub(super) struct Batch {
+struct Batch {
     fields: Vec<u8>,
     count: u32,
 }
 
 impl Batch {
-    pub(super) fn push(&mut self, o: &Object<'_>) {
+    fn push(&mut self, o: &Object<'_>) {
         put_str(&mut self.fields, o.rel);
         self.fields.extend_from_slice(&o.size.to_le_bytes());
         put_opt(&mut self.fields, o.tag);
         self.count += 1;
     }
+}
 
-    pub(super) fn count(&self) -> u32 {
-        self.count
+/// One part's listing as it is journaled: its objects go in [`BATCH`] at a
+/// time with the last key listed, and [`PartLog::done`] marks it whole.
+pub(super) struct PartLog<'j> {
+    journal: &'j ListingJournal,
+    part: usize,
+    batch: Batch,
+    /// The last key listed.
+    reached: String,
+}
+
+impl PartLog<'_> {
+    /// Journals `o` (with the batch it fills).
+    pub(super) fn push(&mut self, o: &Object<'_>) {
+        self.batch.push(o);
+        self.reached.clear();
+        self.reached.push_str(o.rel);
+        if self.batch.count >= BATCH {
+            self.journal
+                .objects(self.part, &self.reached, &mut self.batch);
+        }
     }
 
-    pub(super) fn is_full(&self) -> bool {
-        self.count >= BATCH
+    /// The part is listed whole.
+    pub(super) fn done(mut self) {
+        if self.batch.count > 0 {
+            self.journal
+                .objects(self.part, &self.reached, &mut self.batch);
+        }
+        self.journal.done(self.part);
     }
 }
 
@@ -201,16 +225,16 @@ impl ListingJournal {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        use std::os::unix::fs::OpenOptionsExt;
         // Not through a link: a journal is emptied and written over, and a
         // link planted in its place would have that done to what it names.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)?;
+        let file = crate::fs_write::not_through_links(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .open(path)?;
         if !file.metadata()?.is_file() {
             return Err(std::io::Error::other("not a regular file"));
         }
@@ -223,16 +247,28 @@ impl ListingJournal {
         }
     }
 
-    /// Part `part` is listed from its start: what was journaled of it
-    /// before no longer counts.
-    pub(super) fn begin(&self, part: usize) {
+    /// Part `part`'s log, going on after key `after`, or else listed from
+    /// its start (what was journaled of it before then no longer counts).
+    pub(super) fn part(&self, part: usize, after: Option<&str>) -> PartLog<'_> {
+        if after.is_none() {
+            self.begin(part);
+        }
+        PartLog {
+            journal: self,
+            part,
+            batch: Batch::default(),
+            reached: String::new(),
+        }
+    }
+
+    fn begin(&self, part: usize) {
         let mut fields = vec![BEGIN];
         fields.extend_from_slice(&(part as u32).to_le_bytes());
         self.append(&fields);
     }
 
     /// `batch`'s objects of part `part`, which has reached key `after`.
-    pub(super) fn objects(&self, part: usize, after: &str, batch: &mut Batch) {
+    fn objects(&self, part: usize, after: &str, batch: &mut Batch) {
         let mut fields = Vec::with_capacity(batch.fields.len() + after.len() + 16);
         fields.push(OBJECTS);
         fields.extend_from_slice(&(part as u32).to_le_bytes());
@@ -247,8 +283,7 @@ impl ListingJournal {
         }
     }
 
-    /// Part `part` is listed whole.
-    pub(super) fn done(&self, part: usize) {
+    fn done(&self, part: usize) {
         let mut fields = vec![DONE];
         fields.extend_from_slice(&(part as u32).to_le_bytes());
         self.append(&fields);

@@ -16,7 +16,7 @@ use sha1::{Digest, Sha1};
 
 use super::files::FileList;
 use super::junk::{JunkFilter, is_junk_path};
-use super::listing_journal::{self, Batch, ListingJournal, Object, PartKey, Reached};
+use super::listing_journal::{self, ListingJournal, Object, PartKey, Reached};
 use super::local::SourceScan;
 use super::{SourceError, SourceErrorKind};
 use crate::spill::SpillArea;
@@ -315,9 +315,6 @@ struct Pass<'a> {
     journal_at: Option<&'a Path>,
 }
 
-/// A part of a listing: a prefix listed flat, within a range of keys.
-type Part<'p> = (&'p str, KeyRange<'p>);
-
 /// How a part's listing is journaled: its number, and the key it goes on
 /// after when an interrupted listing got part way through it.
 #[derive(Clone, Copy)]
@@ -378,9 +375,12 @@ impl<'a> Pass<'a> {
                     dirs: Vec::new(),
                 };
                 flat.scan.excluded = excluded;
-                return self
-                    .list_parts(flat, vec![(&here, KeyRange::default())])
-                    .await;
+                let whole = PartKey {
+                    at: &here,
+                    from: None,
+                    until: None,
+                };
+                return self.list_parts(flat, vec![whole]).await;
             };
             top.scan.excluded += excluded;
             let wrapper = top.dirs.len() == 1 && top.scan.files.is_empty();
@@ -393,7 +393,7 @@ impl<'a> Pass<'a> {
         };
         let mut dirs = std::mem::take(&mut top.dirs);
         // Each part: a prefix listed flat, within a range of keys.
-        let parts: Vec<(&str, KeyRange<'_>)> =
+        let parts: Vec<PartKey<'_>> =
             if dirs.len() > RANGES_PAST && self.root.op.info().capability().list_with_start_after {
                 dirs.sort_unstable();
                 // The ranges list the objects right below `at` again: the
@@ -409,7 +409,14 @@ impl<'a> Pass<'a> {
                     ranges = ranges.len(),
                     "listing flat in ranges of folders"
                 );
-                ranges.into_iter().map(|r| (here.as_str(), r)).collect()
+                ranges
+                    .into_iter()
+                    .map(|r| PartKey {
+                        at: &here,
+                        from: r.from,
+                        until: r.until,
+                    })
+                    .collect()
             } else {
                 tracing::debug!(
                     prefix = %here,
@@ -418,7 +425,11 @@ impl<'a> Pass<'a> {
                     "listing folder by folder"
                 );
                 dirs.iter()
-                    .map(|d| (d.as_str(), KeyRange::default()))
+                    .map(|d| PartKey {
+                        at: d,
+                        from: None,
+                        until: None,
+                    })
                     .collect()
             };
         self.list_parts(top, parts).await
@@ -432,22 +443,14 @@ impl<'a> Pass<'a> {
     async fn list_parts(
         &self,
         mut top: Listing,
-        parts: Vec<Part<'_>>,
+        parts: Vec<PartKey<'_>>,
     ) -> Result<Listing, SourceError> {
         let opened = self.resume(&parts, &mut top.scan)?;
-        if let Some((_, r)) = &opened
-            && r.objects > 0
-        {
-            top.scan.resumed = Some(super::ResumedListing {
-                objects: r.objects,
-                age_secs: r.age_secs,
-            });
-        }
         let (journal, reached) = match &opened {
             Some((j, r)) => (Some(j), r.reached.as_slice()),
             None => (None, &[][..]),
         };
-        let todo = parts.iter().enumerate().filter_map(|(i, &(at, range))| {
+        let todo = parts.iter().enumerate().filter_map(|(i, p)| {
             let journaled = journal.map(|journal| {
                 let after = match reached.get(i) {
                     Some(Reached::After(key)) => Some(key.as_str()),
@@ -460,7 +463,11 @@ impl<'a> Pass<'a> {
                 }
             });
             let done = reached.get(i) == Some(&Reached::Done);
-            (!done).then(|| self.list_some_in(at, true, None, range, journaled))
+            let range = KeyRange {
+                from: p.from,
+                until: p.until,
+            };
+            (!done).then(|| self.list_some_in(p.at, true, None, range, journaled))
         });
         let mut listed = futures_util::stream::iter(todo).buffer_unordered(FAN_OUT);
         // Each part's objects are already in the pass's list.
@@ -476,24 +483,16 @@ impl<'a> Pass<'a> {
 
     /// Opens the pass's journal for `parts`, moving the objects it takes
     /// from an interrupted listing to the pass's list (after the junk list
-    /// and `exclude`, counting what they drop in `scan`, where a damaged
-    /// journal is also told).
+    /// and `exclude`, counting what they drop in `scan`, where what was
+    /// taken and a damaged journal are also told).
     fn resume(
         &self,
-        parts: &[Part<'_>],
+        parts: &[PartKey<'_>],
         scan: &mut SourceScan,
     ) -> Result<Option<(ListingJournal, listing_journal::Resumed)>, SourceError> {
         let Some(path) = self.journal_at.filter(|_| !parts.is_empty()) else {
             return Ok(None);
         };
-        let keys: Vec<PartKey<'_>> = parts
-            .iter()
-            .map(|&(at, range)| PartKey {
-                at,
-                from: range.from,
-                until: range.until,
-            })
-            .collect();
         let identity = format!(
             "{}\n{}",
             self.root.url,
@@ -504,7 +503,7 @@ impl<'a> Pass<'a> {
         let opened = ListingJournal::open(
             path,
             &identity,
-            &keys,
+            parts,
             listing_journal::now(),
             go_on,
             &mut |o: Object<'_>| {
@@ -531,6 +530,10 @@ impl<'a> Pass<'a> {
         if let Some((_, r)) = &opened
             && r.objects > 0
         {
+            scan.resumed = Some(super::ResumedListing {
+                objects: r.objects,
+                age_secs: r.age_secs,
+            });
             tracing::info!(
                 url = %self.root.url,
                 objects = r.objects,
@@ -603,14 +606,7 @@ impl<'a> Pass<'a> {
             // same: a store that ignored it would list them twice.
             lister = lister.start_after(from);
         }
-        let mut batch = Batch::default();
-        // The last key this part has listed, for the journal.
-        let mut reached = String::new();
-        if let Some(j) = journaled
-            && after.is_none()
-        {
-            j.journal.begin(j.part);
-        }
+        let mut log = journaled.map(|j| j.journal.part(j.part, after));
         let mut lister = lister.await.map_err(fail)?;
         let mut scan = SourceScan::default();
         let mut dirs = Vec::new();
@@ -620,30 +616,28 @@ impl<'a> Pass<'a> {
                 self.seen.fetch_sub(counted, Ordering::Relaxed);
                 return Ok(None);
             }
+            let rel = entry.path().trim_start_matches('/');
             // Past where an interrupted listing of this part got to.
-            let key = entry.path().trim_start_matches('/');
-            if after.is_some_and(|after| key <= after) {
+            if after.is_some_and(|after| rel <= after) {
                 continue;
             }
             let meta = entry.metadata();
             if !meta.is_file() {
-                let rel = entry.path().trim_start_matches('/');
                 if !recursive && !rel.is_empty() && rel != at.trim_start_matches('/') {
                     dirs.push(rel.to_owned());
                 }
                 continue;
             }
-            let rel = entry.path().trim_start_matches('/').to_owned();
             if rel.is_empty() || rel.ends_with('/') {
                 continue;
             }
             // Keys come in order: past the range, the next one lists them.
-            if range.until.is_some_and(|until| rel.as_str() >= until) {
+            if range.until.is_some_and(|until| rel >= until) {
                 break;
             }
             // A store that ignores where to start lists from the first key:
             // what comes before the range is the previous range's.
-            if range.from.is_some_and(|from| rel.as_str() < from) {
+            if range.from.is_some_and(|from| rel < from) {
                 continue;
             }
             counted += 1;
@@ -658,7 +652,7 @@ impl<'a> Pass<'a> {
                 meta.etag().map(str::to_owned),
                 meta.last_modified().map(|t| t.to_string()),
             );
-            let kept = self.keeps(&rel);
+            let kept = self.keeps(rel);
             if size == 0 && etag.is_none() && kept {
                 // Some services list names only: ask for the rest. (An
                 // object dropped here is journaled as listed; the plan that
@@ -672,27 +666,20 @@ impl<'a> Pass<'a> {
             }
             let tag = version_tag(etag, modified);
             let object = Object {
-                rel: &rel,
+                rel,
                 size,
                 tag: tag.as_deref(),
             };
-            if let Some(j) = journaled {
-                batch.push(&object);
-                if batch.is_full() {
-                    j.journal.objects(j.part, &rel, &mut batch);
-                }
+            if let Some(log) = &mut log {
+                log.push(&object);
             }
             self.take(object, kept, &mut scan);
             if cap.is_none() && scan.files.len() >= MOVE_EVERY {
                 self.move_files(&mut scan.files);
             }
-            reached = rel;
         }
-        if let Some(j) = journaled {
-            if batch.count() > 0 {
-                j.journal.objects(j.part, &reached, &mut batch);
-            }
-            j.journal.done(j.part);
+        if let Some(log) = log {
+            log.done();
         }
         // A capped listing (a first level) keeps its objects: it may yet be
         // given up for a flat one.

@@ -107,14 +107,9 @@ impl FileStore {
         };
         // Not through a symbolic link: the rename would move the link into
         // the store, and the file it names could change after the check.
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(path)
-                .map_err(read_err)?
-        };
+        let mut file = crate::fs_write::not_through_links(std::fs::OpenOptions::new().read(true))
+            .open(path)
+            .map_err(read_err)?;
         let (digest, size) =
             crate::source::digest::sha1_reading(&mut file, &mut |_| {}).map_err(read_err)?;
         let actual = hex::encode(digest);
