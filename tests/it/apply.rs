@@ -1,7 +1,7 @@
 //! `synup apply` on the local target: idempotent, resumable after a kill at any
 //! point, safe under concurrency and faults.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::{Fixture, TWO_SPECS, nested_units, synup};
@@ -518,6 +518,9 @@ fn full_disk_mid_apply_is_resumable() {
         eprintln!("skipped: this machine does not allow mounting a tmpfs");
         return;
     }
+    // Unmounted however the test ends: a failed assertion must not leave a
+    // mount behind that the fixture's folder cannot be removed from.
+    let _mount = Unmount(f.join("disk"));
     let out = f.run(&["apply", "r.yaml", "--yes"]);
     let remount = Command::new("mount")
         .args(["-o", "remount,size=8m"])
@@ -536,9 +539,16 @@ fn full_disk_mid_apply_is_resumable() {
         .query_row("SELECT COUNT(*) FROM data_units", [], |r| r.get(0))
         .unwrap();
     drop(conn);
-    let _ = Command::new("umount").arg(f.join("disk")).status();
     assert_eq!(resumed.code, 0, "{}", resumed.both());
     assert_eq!(units, 12);
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 fn chmod_r(p: &Path, mode: u32) {
